@@ -1,0 +1,1 @@
+"""MedChain cloud_aggregator."""

@@ -1,0 +1,1 @@
+"""Store: one interface, PostgreSQL and SQLite backends chosen by URL."""

@@ -1,0 +1,1 @@
+"""Pure shared code: types, wire protocol, signal processing. Imports nothing of ours."""

@@ -1,0 +1,194 @@
+"""MedChain wire protocol: MQTT topics and the payload envelope.
+
+Topics are built and parsed only here. Every payload is an *envelope*::
+
+    b"MC" | version u8 | header_len u32 LE | header (UTF-8 JSON) | blob (optional bytes)
+
+The JSON header holds ``kind`` (what the payload is), ``body`` (small structured data) and,
+when a blob follows, its size and sha256. ``decode`` checks magic, version, lengths, the JSON and
+the hash before anything is used, and raises :class:`ProtocolError` (never anything else) on
+malformed input, so adapters can count and log rejects without crashing a stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import struct
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from common.errors import MedchainError
+
+PREFIX = "medchain/v1"
+SCHEMA_VERSION = 1
+MAGIC = b"MC"
+_HEAD = struct.Struct("<2sBI")  # magic, version, header length
+DEFAULT_MAX_PAYLOAD = 256 * 1024  # bytes; larger models/updates are chunked
+MAX_HEADER = 64 * 1024  # bytes; a JSON header is small by design
+
+# Client ids become topic levels and MQTT usernames: keep them to a safe alphabet.
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class ProtocolError(MedchainError):
+    """A topic or payload that does not follow the wire protocol."""
+
+
+class Channel(StrEnum):
+    """The second level of every topic: what flows on it."""
+
+    ROUND = "round"
+    MODEL = "model"
+    UPDATE = "update"
+    STATUS = "status"
+    PRED = "pred"
+    LIVE = "live"
+    RAW = "raw"
+    LABEL = "label"
+    CONTROL = "control"
+
+
+def check_client_id(client_id: str) -> str:
+    """Return ``client_id`` if it is safe as a topic level and MQTT username.
+
+    Raises
+    ------
+    ProtocolError
+        If it is empty, too long, or holds characters other than ``[A-Za-z0-9_.-]``.
+    """
+    if not _CLIENT_ID.match(client_id):
+        raise ProtocolError(f"invalid client id {client_id!r}: use 1-64 of [A-Za-z0-9_.-]")
+    return client_id
+
+
+def round_current_topic() -> str:
+    """Retained announcement of the current round."""
+    return f"{PREFIX}/{Channel.ROUND}/current"
+
+
+def model_topic(version: str) -> str:
+    """Retained global model of one version (chunks use sub-levels, see ``chunk_topic``)."""
+    return f"{PREFIX}/{Channel.MODEL}/{check_client_id(version)}"
+
+
+def client_topic(channel: Channel, client_id: str) -> str:
+    """Per-client topic: update, status, pred, live, raw or label."""
+    if channel in (Channel.ROUND, Channel.MODEL):
+        raise ProtocolError(f"{channel} is not a per-client channel")
+    return f"{PREFIX}/{channel}/{check_client_id(client_id)}"
+
+
+def subscription(channel: Channel, shared_group: str | None = None) -> str:
+    """Wildcard filter for all clients of a channel, optionally as an MQTT 5 shared subscription."""
+    flt = f"{PREFIX}/{channel}/#"
+    return f"$share/{shared_group}/{flt}" if shared_group else flt
+
+
+@dataclass(frozen=True, slots=True)
+class Topic:
+    """A parsed topic: its channel and the id that follows it (client id, model version...)."""
+
+    channel: Channel
+    ident: str
+    rest: tuple[str, ...] = ()
+
+
+def parse_topic(topic: str) -> Topic:
+    """Parse a MedChain topic.
+
+    Raises
+    ------
+    ProtocolError
+        If the topic is not under ``medchain/v1`` or names an unknown channel.
+    """
+    parts = topic.split("/")
+    if len(parts) < 4 or "/".join(parts[:2]) != PREFIX:
+        raise ProtocolError(f"not a medchain/v1 topic: {topic!r}")
+    try:
+        channel = Channel(parts[2])
+    except ValueError as exc:
+        raise ProtocolError(f"unknown channel in topic {topic!r}") from exc
+    ident = parts[3]
+    if channel not in (Channel.ROUND,):
+        check_client_id(ident)
+    return Topic(channel, ident, tuple(parts[4:]))
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A decoded payload.
+
+    Attributes
+    ----------
+    kind : str
+        What the payload is (``round``, ``update``, ``pred``, ``live``, ``raw``...).
+    body : dict
+        Small structured data (JSON-compatible).
+    blob : bytes
+        Optional binary part (model, update tensors, raw samples); empty if none.
+    """
+
+    kind: str
+    body: dict[str, Any] = field(default_factory=dict)
+    blob: bytes = b""
+
+
+def encode(kind: str, body: dict[str, Any], blob: bytes = b"") -> bytes:
+    """Encode an envelope. ``body`` must be JSON-serialisable (no NaN: use None)."""
+    header: dict[str, Any] = {"kind": kind, "body": body}
+    if blob:
+        header["blob_size"] = len(blob)
+        header["blob_sha256"] = hashlib.sha256(blob).hexdigest()
+    raw = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    if len(raw) > MAX_HEADER:
+        raise ProtocolError(f"envelope header is {len(raw)} bytes, limit {MAX_HEADER}")
+    return _HEAD.pack(MAGIC, SCHEMA_VERSION, len(raw)) + raw + blob
+
+
+def decode(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> Envelope:
+    """Decode and verify an envelope.
+
+    Parameters
+    ----------
+    payload : bytes
+        Untrusted bytes from the network.
+    max_size : int
+        Largest payload accepted, in bytes.
+
+    Raises
+    ------
+    ProtocolError
+        On any malformed input: size, magic, version, header length, JSON, blob size or hash.
+    """
+    if len(payload) > max_size:
+        raise ProtocolError(f"payload of {len(payload)} bytes exceeds limit {max_size}")
+    if len(payload) < _HEAD.size:
+        raise ProtocolError(f"payload of {len(payload)} bytes is shorter than the envelope head")
+    magic, version, hlen = _HEAD.unpack_from(payload)
+    if magic != MAGIC:
+        raise ProtocolError(f"bad magic {magic!r}")
+    if version != SCHEMA_VERSION:
+        raise ProtocolError(f"unsupported schema version {version} (this build speaks {SCHEMA_VERSION})")
+    if hlen > MAX_HEADER or _HEAD.size + hlen > len(payload):
+        raise ProtocolError(f"header length {hlen} does not fit a {len(payload)}-byte payload")
+    try:
+        header = json.loads(payload[_HEAD.size : _HEAD.size + hlen].decode())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"header is not JSON: {exc}") from exc
+    if not isinstance(header, dict) or not isinstance(header.get("kind"), str):
+        raise ProtocolError("header lacks a 'kind' string")
+    body = header.get("body", {})
+    if not isinstance(body, dict):
+        raise ProtocolError("header 'body' is not an object")
+    blob = payload[_HEAD.size + hlen :]
+    size = header.get("blob_size", 0)
+    if size != len(blob):
+        raise ProtocolError(f"blob is {len(blob)} bytes, header says {size!r}")
+    if blob:
+        digest = hashlib.sha256(blob).hexdigest()
+        if digest != header.get("blob_sha256"):
+            raise ProtocolError("blob sha256 mismatch")
+    return Envelope(header["kind"], body, blob)

@@ -1,0 +1,1 @@
+"""MedChain edge_agent."""

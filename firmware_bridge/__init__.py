@@ -1,0 +1,1 @@
+"""MedChain firmware_bridge."""

@@ -1,0 +1,5 @@
+"""``python -m medchain``."""
+
+from medchain.cli import main
+
+raise SystemExit(main())

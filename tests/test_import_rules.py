@@ -1,0 +1,87 @@
+"""The dependency rules of STYLE.md, checked on the source (every import, also inside functions).
+
+- ``common`` imports nothing of ours and no I/O library.
+- ``edge_agent`` and ``cloud_aggregator`` never import each other.
+- Pure core modules (decoders, DSP, aggregation, round state machines) import no adapter library.
+- The edge inference path (``edge_agent``, ``firmware_bridge``) never imports torch or ``models``,
+  except the torch training mode of the trainer.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+OURS = {"common", "firmware_bridge", "edge_agent", "cloud_aggregator", "models", "web", "medchain"}
+ADAPTER_LIBS = {"bleak", "bleak_retry_connector", "paho", "psycopg", "psycopg_pool", "flask", "torch", "onnxruntime", "amqtt"}
+
+# Pure modules per package (glob patterns relative to the repo root).
+PURE = [
+    "common/**/*.py",
+    "firmware_bridge/decode*.py",
+    "firmware_bridge/frames.py",
+    "firmware_bridge/pmd*.py",
+    "firmware_bridge/hrs.py",
+    "cloud_aggregator/aggregation*.py",
+    "cloud_aggregator/strategies/*.py",
+    "cloud_aggregator/rounds.py",
+    "cloud_aggregator/validation.py",
+    "edge_agent/pipeline.py",
+    "edge_agent/events.py",
+]
+# Modules of the edge allowed to import torch (the optional full-training mode).
+EDGE_TORCH_ALLOWED = {"edge_agent/trainer_torch.py"}
+
+
+def imports_of(path: Path) -> set[str]:
+    """Top-level package names imported anywhere in ``path``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def files(pattern: str) -> list[Path]:
+    return sorted(ROOT.glob(pattern))
+
+
+def rel(p: Path) -> str:
+    return p.relative_to(ROOT).as_posix()
+
+
+@pytest.mark.parametrize("path", files("common/**/*.py"), ids=rel)
+def test_common_imports_nothing_of_ours(path: Path) -> None:
+    bad = imports_of(path) & (OURS - {"common"})
+    assert not bad, f"{rel(path)} imports {bad}"
+
+
+@pytest.mark.parametrize("path", [p for pat in PURE for p in files(pat)], ids=rel)
+def test_pure_modules_import_no_adapter_library(path: Path) -> None:
+    bad = imports_of(path) & ADAPTER_LIBS
+    assert not bad, f"pure module {rel(path)} imports {bad}"
+
+
+@pytest.mark.parametrize(
+    ("package", "forbidden"),
+    [("edge_agent", "cloud_aggregator"), ("cloud_aggregator", "edge_agent"), ("firmware_bridge", "edge_agent")],
+)
+def test_edge_and_aggregator_never_import_each_other(package: str, forbidden: str) -> None:
+    offenders = [rel(p) for p in files(f"{package}/**/*.py") if forbidden in imports_of(p)]
+    assert not offenders, f"{offenders} import {forbidden}"
+
+
+def test_edge_inference_path_never_imports_torch() -> None:
+    offenders = [
+        rel(p)
+        for pkg in ("edge_agent", "firmware_bridge")
+        for p in files(f"{pkg}/**/*.py")
+        if rel(p) not in EDGE_TORCH_ALLOWED and imports_of(p) & {"torch", "models"}
+    ]
+    assert not offenders, f"{offenders} import torch/models on the edge"
