@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "models.cli",
     "firmware_bridge.cli",
     "edge_agent.cli",
+    "cloud_aggregator.store.cli",
     "cloud_aggregator.cli",
     "web.cli",
     "medchain.demo",

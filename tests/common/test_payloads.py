@@ -1,0 +1,71 @@
+"""Edge payloads: round trips and fuzzing (pure)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from common import payloads as pl
+from common.protocol import ProtocolError, encode
+from common.types import BeatPrediction, Event, SignalChunk, StreamKind
+
+
+def test_chunk_round_trip() -> None:
+    # Prepare
+    rng = np.random.default_rng(0)
+    chunk = SignalChunk(StreamKind.ACC, 200.0, 1_700_000_000_000_000_000, rng.normal(0, 500, (40, 3)), seq=400)
+    # Execute
+    cid, out = pl.decode_chunk(pl.encode_chunk("raw", "dev-1", chunk), "raw")
+    # Assert
+    assert cid == "dev-1"
+    assert (out.kind, out.fs, out.t0_ns, out.seq) == (chunk.kind, chunk.fs, chunk.t0_ns, chunk.seq)
+    np.testing.assert_allclose(out.samples, chunk.samples, rtol=1e-6, atol=1e-3)
+
+
+def test_chunk_kind_mismatch_is_rejected() -> None:
+    chunk = SignalChunk(StreamKind.ECG, 130.0, 0, np.zeros((5, 1)))
+    with pytest.raises(ProtocolError, match="expected"):
+        pl.decode_chunk(pl.encode_chunk("live", "d", chunk), "raw")
+
+
+def test_chunk_shape_must_match_blob() -> None:
+    payload = encode("raw", {"client_id": "d", "stream": "ecg", "fs": 130, "t0_ns": 0, "seq": 0, "shape": [10, 1]}, b"\0" * 8)
+    with pytest.raises(ProtocolError, match="float32"):
+        pl.decode_chunk(payload, "raw")
+
+
+def test_predictions_round_trip() -> None:
+    beats = [
+        BeatPrediction("d", 10, 5, "V", {"N": 0.1, "V": 0.9}, "v3", 0.8),
+        BeatPrediction("d", 20, 9, "N", {"N": 1.0}, "v3"),
+    ]
+    events = [Event("e1", "d", "vt_run", 1, 2, {"beats": 4})]
+    cid, b2, e2 = pl.decode_predictions(pl.encode_predictions("d", beats, events))
+    assert cid == "d"
+    assert b2[0] == beats[0]
+    assert math.isnan(b2[1].rr_s)
+    assert e2 == events
+
+
+def test_status_and_label_round_trip() -> None:
+    s = pl.Status("d", False, 5, "v2", 80.0, "lwt")
+    assert pl.decode_status(pl.encode_status(s)) == s
+    lb = pl.Label("l1", "d", 99, "S", "beat", "dr-a")
+    assert pl.decode_label(pl.encode_label(lb)) == lb
+
+
+@settings(max_examples=300, derandomize=True)
+@given(st.dictionaries(st.sampled_from(["client_id", "stream", "fs", "t0_ns", "seq", "shape", "beats", "events", "online", "t_ns"]),
+                       st.one_of(st.none(), st.integers(-5, 5), st.text(max_size=5), st.booleans(), st.lists(st.integers(-2, 70000), max_size=3))),
+       st.sampled_from(["raw", "live", "pred", "status", "label"]), st.binary(max_size=64))
+def test_decoders_raise_only_protocol_errors(body: dict[str, object], kind: str, blob: bytes) -> None:
+    payload = encode(kind, body, blob)
+    for decoder in (lambda b: pl.decode_chunk(b, kind), pl.decode_predictions, pl.decode_status, pl.decode_label):
+        try:
+            decoder(payload)
+        except ProtocolError:
+            pass
