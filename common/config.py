@@ -53,7 +53,9 @@ def _coerce(name: str, raw: Any, typ: Any) -> Any:
         if origin is tuple:
             items = raw.split(",") if isinstance(raw, str) else list(raw)
             (inner, *_) = typing.get_args(typ) or (str,)
-            return tuple(_coerce(name, i.strip() if isinstance(i, str) else i, inner) for i in items)
+            return tuple(
+                _coerce(name, i.strip() if isinstance(i, str) else i, inner) for i in items
+            )
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"setting {name}: cannot use {raw!r} as {typ}") from exc
     return raw

@@ -19,7 +19,11 @@ def default_cache_dir(env: Mapping[str, str]) -> Path:
     """The download cache: ``$MEDCHAIN_CACHE`` or ``$XDG_CACHE_HOME/medchain`` or ``~/.cache/medchain``."""
     if env.get("MEDCHAIN_CACHE"):
         return Path(env["MEDCHAIN_CACHE"]).expanduser()
-    base = Path(env["XDG_CACHE_HOME"]).expanduser() if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
+    base = (
+        Path(env["XDG_CACHE_HOME"]).expanduser()
+        if env.get("XDG_CACHE_HOME")
+        else Path.home() / ".cache"
+    )
     return base / "medchain"
 
 

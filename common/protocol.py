@@ -171,7 +171,9 @@ def decode(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> Envelope:
     if magic != MAGIC:
         raise ProtocolError(f"bad magic {magic!r}")
     if version != SCHEMA_VERSION:
-        raise ProtocolError(f"unsupported schema version {version} (this build speaks {SCHEMA_VERSION})")
+        raise ProtocolError(
+            f"unsupported schema version {version} (this build speaks {SCHEMA_VERSION})"
+        )
     if hlen > MAX_HEADER or _HEAD.size + hlen > len(payload):
         raise ProtocolError(f"header length {hlen} does not fit a {len(payload)}-byte payload")
     try:

@@ -16,7 +16,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 OURS = {"common", "firmware_bridge", "edge_agent", "cloud_aggregator", "models", "web", "medchain"}
-ADAPTER_LIBS = {"bleak", "bleak_retry_connector", "paho", "psycopg", "psycopg_pool", "flask", "torch", "onnxruntime", "amqtt"}
+ADAPTER_LIBS = {
+    "bleak",
+    "bleak_retry_connector",
+    "paho",
+    "psycopg",
+    "psycopg_pool",
+    "flask",
+    "torch",
+    "onnxruntime",
+    "amqtt",
+}
 
 # Pure modules per package (glob patterns relative to the repo root).
 PURE = [
@@ -70,7 +80,11 @@ def test_pure_modules_import_no_adapter_library(path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("package", "forbidden"),
-    [("edge_agent", "cloud_aggregator"), ("cloud_aggregator", "edge_agent"), ("firmware_bridge", "edge_agent")],
+    [
+        ("edge_agent", "cloud_aggregator"),
+        ("cloud_aggregator", "edge_agent"),
+        ("firmware_bridge", "edge_agent"),
+    ],
 )
 def test_edge_and_aggregator_never_import_each_other(package: str, forbidden: str) -> None:
     offenders = [rel(p) for p in files(f"{package}/**/*.py") if forbidden in imports_of(p)]

@@ -26,7 +26,9 @@ def test_defaults_toml_env_overrides_in_priority(tmp_path: Path) -> None:
     toml.write_text('[aggregator]\nrounds = 5\nbroker_url = "mqtt://b:1"\n')
     env = {"MEDCHAIN_ROUNDS": "7", "MEDCHAIN_TLS": "yes"}
     # Execute
-    s = load_settings(Demo, env=env, toml_path=toml, table="aggregator", overrides={"fraction": 0.5})
+    s = load_settings(
+        Demo, env=env, toml_path=toml, table="aggregator", overrides={"fraction": 0.5}
+    )
     # Assert
     assert s == Demo(broker_url="mqtt://b:1", rounds=7, fraction=0.5, tls=True)
 

@@ -17,7 +17,9 @@ from common.types import BeatPrediction, Event, SignalChunk, StreamKind
 def test_chunk_round_trip() -> None:
     # Prepare
     rng = np.random.default_rng(0)
-    chunk = SignalChunk(StreamKind.ACC, 200.0, 1_700_000_000_000_000_000, rng.normal(0, 500, (40, 3)), seq=400)
+    chunk = SignalChunk(
+        StreamKind.ACC, 200.0, 1_700_000_000_000_000_000, rng.normal(0, 500, (40, 3)), seq=400
+    )
     # Execute
     cid, out = pl.decode_chunk(pl.encode_chunk("raw", "dev-1", chunk), "raw")
     # Assert
@@ -33,7 +35,11 @@ def test_chunk_kind_mismatch_is_rejected() -> None:
 
 
 def test_chunk_shape_must_match_blob() -> None:
-    payload = encode("raw", {"client_id": "d", "stream": "ecg", "fs": 130, "t0_ns": 0, "seq": 0, "shape": [10, 1]}, b"\0" * 8)
+    payload = encode(
+        "raw",
+        {"client_id": "d", "stream": "ecg", "fs": 130, "t0_ns": 0, "seq": 0, "shape": [10, 1]},
+        b"\0" * 8,
+    )
     with pytest.raises(ProtocolError, match="float32"):
         pl.decode_chunk(payload, "raw")
 
@@ -59,12 +65,43 @@ def test_status_and_label_round_trip() -> None:
 
 
 @settings(max_examples=300, derandomize=True)
-@given(st.dictionaries(st.sampled_from(["client_id", "stream", "fs", "t0_ns", "seq", "shape", "beats", "events", "online", "t_ns"]),
-                       st.one_of(st.none(), st.integers(-5, 5), st.text(max_size=5), st.booleans(), st.lists(st.integers(-2, 70000), max_size=3))),
-       st.sampled_from(["raw", "live", "pred", "status", "label"]), st.binary(max_size=64))
-def test_decoders_raise_only_protocol_errors(body: dict[str, object], kind: str, blob: bytes) -> None:
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "client_id",
+                "stream",
+                "fs",
+                "t0_ns",
+                "seq",
+                "shape",
+                "beats",
+                "events",
+                "online",
+                "t_ns",
+            ]
+        ),
+        st.one_of(
+            st.none(),
+            st.integers(-5, 5),
+            st.text(max_size=5),
+            st.booleans(),
+            st.lists(st.integers(-2, 70000), max_size=3),
+        ),
+    ),
+    st.sampled_from(["raw", "live", "pred", "status", "label"]),
+    st.binary(max_size=64),
+)
+def test_decoders_raise_only_protocol_errors(
+    body: dict[str, object], kind: str, blob: bytes
+) -> None:
     payload = encode(kind, body, blob)
-    for decoder in (lambda b: pl.decode_chunk(b, kind), pl.decode_predictions, pl.decode_status, pl.decode_label):
+    for decoder in (
+        lambda b: pl.decode_chunk(b, kind),
+        pl.decode_predictions,
+        pl.decode_status,
+        pl.decode_label,
+    ):
         try:
             decoder(payload)
         except ProtocolError:

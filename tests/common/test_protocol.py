@@ -26,7 +26,14 @@ def test_parse_topic(topic: str, channel: p.Channel, ident: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "topic", ["medchain/v2/update/x", "other/v1/update/x", "medchain/v1/nope/x", "medchain/v1/update/a b", "medchain/v1"]
+    "topic",
+    [
+        "medchain/v2/update/x",
+        "other/v1/update/x",
+        "medchain/v1/nope/x",
+        "medchain/v1/update/a b",
+        "medchain/v1",
+    ],
 )
 def test_parse_topic_rejects_foreign_topics(topic: str) -> None:
     with pytest.raises(p.ProtocolError):

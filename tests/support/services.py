@@ -81,7 +81,9 @@ def run_mosquitto(extra_conf: str = "", port: int | None = None) -> Iterator[Mos
     port : int, optional
         Port to use (for restart tests); a free one by default.
     """
-    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    exe = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
     if exe is None:
         require_service("mosquitto", "apt-get install mosquitto")
         raise AssertionError("unreachable")
@@ -92,7 +94,9 @@ def run_mosquitto(extra_conf: str = "", port: int | None = None) -> Iterator[Mos
     if "listener" not in extra_conf:
         lines += [f"listener {port} 127.0.0.1", "allow_anonymous true"]
     conf.write_text("\n".join(lines) + "\n" + extra_conf.replace("{port}", str(port)) + "\n")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # noqa: S603
+    proc = subprocess.Popen(
+        [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )  # noqa: S603
     broker = Mosquitto(port, proc, workdir)
     try:
         wait_port(port)
