@@ -1,0 +1,272 @@
+"""Replay of recorded signals (WFDB records, CSV files) as a live source.
+
+Both sources read the whole recording at ``__aenter__`` (a 30-min MIT-BIH record is ~10 MB as
+float64), then cut it into chunks of ``chunk_s`` seconds. With ``speed=1.0`` a chunk is yielded
+when its last sample would have been measured (real time); ``speed=10`` plays ten times faster;
+``speed=None`` as fast as the consumer takes them. Timestamps start at ``t0_ns`` (default: the
+wall clock when the source is entered), so a replay looks like a device streaming now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+import numpy as np
+import numpy.typing as npt
+
+from common.errors import CorruptInputError, DataNotFoundError
+from common.types import SignalChunk, StreamKind
+from firmware_bridge.sources import SourceStats
+
+_LOGGER = logging.getLogger(__name__)
+
+# Scale factors from a WFDB physical unit to the unit of the stream kind (ECG µV).
+_TO_MICROVOLT = {"mv": 1000.0, "uv": 1.0, "µv": 1.0, "v": 1e6}
+_TIME_COLUMNS = ("time", "time_s", "t", "t_s", "timestamp_s", "seconds")
+
+
+class ArrayReplay:
+    """Base of the array replays: chunking, pacing and counting over a loaded array.
+
+    Subclasses implement ``_load`` returning (samples (n, ch) float64, fs Hz).
+    """
+
+    def __init__(
+        self,
+        label: str,
+        *,
+        kind: StreamKind = StreamKind.ECG,
+        speed: float | None = 1.0,
+        chunk_s: float = 1.0,
+        t0_ns: int | None = None,
+    ) -> None:
+        if chunk_s <= 0:
+            raise ValueError(f"chunk_s must be > 0, got {chunk_s}")
+        self._label = label
+        self.kind = kind
+        self.speed = speed
+        self.chunk_s = chunk_s
+        self._t0_ns = t0_ns
+        self._stats = SourceStats()
+        self._samples: npt.NDArray[np.float64] | None = None
+        self.fs = 0.0
+        self.channel_names: list[str] = []
+
+    @property
+    def name(self) -> str:
+        """Description for logs."""
+        return self._label
+
+    @property
+    def stats(self) -> SourceStats:
+        """Counters."""
+        return self._stats
+
+    def _load(self) -> tuple[npt.NDArray[np.float64], float]:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        samples, fs = await asyncio.to_thread(self._load)
+        bad = ~np.isfinite(samples)
+        if bad.any():
+            # Gaps in a recording (NaN in WFDB) would be rejected downstream: hold the last value.
+            _LOGGER.warning("%s: %d non-finite samples held at the previous value", self, bad.sum())
+            samples = _forward_fill(samples)
+        self._samples, self.fs = samples, fs
+        _LOGGER.info("%s: %d samples x %d ch at %g Hz", self, *samples.shape, fs)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._samples = None
+
+    def __str__(self) -> str:
+        return self._label
+
+    async def chunks(self) -> AsyncIterator[SignalChunk]:
+        """Yield the recording as chunks of ``chunk_s`` seconds, paced by ``speed``."""
+        if self._samples is None:
+            raise RuntimeError(f"{self}: use 'async with' before chunks()")
+        samples, fs = self._samples, self.fs
+        step = max(1, round(self.chunk_s * fs))
+        t0_ns = time.time_ns() if self._t0_ns is None else self._t0_ns
+        start = time.monotonic()
+        for first in range(0, samples.shape[0], step):
+            block = samples[first : first + step]
+            end = first + block.shape[0]
+            if self.speed is None:
+                await asyncio.sleep(0)  # let other tasks run between chunks
+            else:
+                delay = start + end / fs / self.speed - time.monotonic()
+                await asyncio.sleep(max(0.0, delay))
+            chunk = SignalChunk(
+                self.kind, fs, t0_ns + round(first * 1e9 / fs), np.ascontiguousarray(block), first
+            )
+            self._stats.count_chunk(chunk)
+            yield chunk
+
+
+def _forward_fill(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    out = x.copy()
+    for c in range(out.shape[1]):
+        col = out[:, c]
+        ok = np.isfinite(col)
+        if not ok.any():
+            col[:] = 0.0
+            continue
+        idx = np.where(ok, np.arange(col.size), 0)
+        np.maximum.accumulate(idx, out=idx)
+        first = int(np.argmax(ok))
+        col[:] = col[idx]
+        col[:first] = col[first]
+    return out
+
+
+class WfdbReplaySource(ArrayReplay):
+    """Replay a WFDB record (e.g. MIT-BIH ``mitdb/100``) as ECG in µV.
+
+    Parameters
+    ----------
+    record : Path
+        Record path without or with ``.hea``.
+    channels : sequence of str or int, optional
+        Signal names (``MLII``) or indices; default the first signal.
+    kind : StreamKind
+        Stream kind of the samples (ECG by default; physical units are converted to µV).
+    speed, chunk_s, t0_ns
+        See :class:`ArrayReplay`.
+    """
+
+    def __init__(
+        self,
+        record: Path,
+        *,
+        channels: Sequence[str | int] | None = None,
+        kind: StreamKind = StreamKind.ECG,
+        speed: float | None = 1.0,
+        chunk_s: float = 1.0,
+        t0_ns: int | None = None,
+    ) -> None:
+        record = Path(record)
+        if record.suffix in (".hea", ".dat", ".atr"):
+            record = record.with_suffix("")
+        self.record = record
+        self.channels = list(channels) if channels else [0]
+        super().__init__(
+            f"wfdb:{record.name}", kind=kind, speed=speed, chunk_s=chunk_s, t0_ns=t0_ns
+        )
+
+    def _load(self) -> tuple[npt.NDArray[np.float64], float]:
+        import wfdb
+
+        if not self.record.with_suffix(".hea").is_file():
+            raise DataNotFoundError(f"WFDB record {self.record.name}", str(self.record.parent))
+        header = wfdb.rdheader(str(self.record))
+        names = list(header.sig_name or [])
+        idx: list[int] = []
+        for ch in self.channels:
+            if isinstance(ch, int):
+                if not 0 <= ch < len(names):
+                    raise CorruptInputError(f"{self.record.name} has no channel {ch} ({names})")
+                idx.append(ch)
+            elif ch in names:
+                idx.append(names.index(ch))
+            else:
+                raise CorruptInputError(f"{self.record.name} has no channel {ch!r} ({names})")
+        rec = wfdb.rdrecord(str(self.record), channels=idx)
+        signal = np.asarray(rec.p_signal, dtype=np.float64)
+        units = [str(u).lower() for u in (rec.units or ["mV"] * len(idx))]
+        if self.kind is StreamKind.ECG:
+            scale = np.array([_TO_MICROVOLT.get(u, 1000.0) for u in units])
+            signal = signal * scale
+        self.channel_names = [names[i] for i in idx]
+        self._label = f"wfdb:{self.record.name} {','.join(self.channel_names)} @ {rec.fs:g} Hz"
+        return signal, float(rec.fs)
+
+
+class CsvReplaySource(ArrayReplay):
+    """Replay a CSV file with a header row: an optional time column (s) and value columns.
+
+    Parameters
+    ----------
+    path : Path
+        The file. The time column is one of ``time, time_s, t, t_s, timestamp_s, seconds``.
+    fs : float, optional
+        Sampling rate in Hz; required without a time column, else estimated from it.
+    kind : StreamKind
+        What the values are; they must already be in its unit after ``scale``.
+    columns : sequence of str or int, optional
+        Value columns (names or indices among the non-time columns); default all.
+    scale : float
+        Factor applied to the values (e.g. 1000 for mV -> µV).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fs: float | None = None,
+        kind: StreamKind = StreamKind.ECG,
+        columns: Sequence[str | int] | None = None,
+        scale: float = 1.0,
+        speed: float | None = 1.0,
+        chunk_s: float = 1.0,
+        t0_ns: int | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self._fs = fs
+        self.columns = list(columns) if columns else None
+        self.scale = scale
+        super().__init__(
+            f"csv:{self.path.name}", kind=kind, speed=speed, chunk_s=chunk_s, t0_ns=t0_ns
+        )
+
+    def _load(self) -> tuple[npt.NDArray[np.float64], float]:
+        if not self.path.is_file():
+            raise DataNotFoundError(f"CSV file {self.path.name}", str(self.path.parent))
+        with self.path.open(newline="") as fh:
+            rows = list(csv.reader(fh))
+        if len(rows) < 2:
+            raise CorruptInputError(f"{self.path}: needs a header row and at least one data row")
+        header = [h.strip() for h in rows[0]]
+        try:
+            data = np.array([[float(v) for v in r] for r in rows[1:] if r], dtype=np.float64)
+        except ValueError as exc:
+            raise CorruptInputError(f"{self.path}: non-numeric value ({exc})") from exc
+        if data.ndim != 2 or data.shape[1] != len(header):
+            raise CorruptInputError(f"{self.path}: rows do not all have {len(header)} columns")
+        tcol = next((i for i, h in enumerate(header) if h.lower() in _TIME_COLUMNS), None)
+        fs = self._fs
+        if fs is None:
+            if tcol is None or data.shape[0] < 2:
+                raise CorruptInputError(f"{self.path}: no time column; pass fs (Hz)")
+            dt = float(np.median(np.diff(data[:, tcol])))
+            if not dt > 0:
+                raise CorruptInputError(f"{self.path}: time column is not increasing")
+            fs = 1.0 / dt
+        value_idx = [i for i in range(len(header)) if i != tcol]
+        names = [header[i] for i in value_idx]
+        if self.columns:
+            chosen = []
+            for c in self.columns:
+                if isinstance(c, int) and 0 <= c < len(value_idx):
+                    chosen.append(value_idx[c])
+                elif isinstance(c, str) and c in names:
+                    chosen.append(value_idx[names.index(c)])
+                else:
+                    raise CorruptInputError(f"{self.path}: no column {c!r} ({names})")
+            value_idx = chosen
+        self.channel_names = [header[i] for i in value_idx]
+        self._label = f"csv:{self.path.name} {','.join(self.channel_names)} @ {fs:g} Hz"
+        return data[:, value_idx] * self.scale, float(fs)

@@ -1,0 +1,166 @@
+"""WFDB and CSV replay sources: chunking, units, channel choice, pacing, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common.datasets import dataset_dir
+from common.errors import ConfigError, CorruptInputError, DataNotFoundError
+from common.types import SignalChunk, StreamKind
+from firmware_bridge.replay import CsvReplaySource, WfdbReplaySource
+from firmware_bridge.sources import Source, open_source, parse_speed
+
+
+async def _collect(source: Source, limit: int | None = None) -> list[SignalChunk]:
+    out: list[SignalChunk] = []
+    async with source:
+        async for chunk in source.chunks():
+            out.append(chunk)
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
+def _mitdb_100() -> Path:
+    return dataset_dir("mitdb", os.environ) / "100"
+
+
+def test_wfdb_replay_yields_contiguous_ecg_in_microvolt() -> None:
+    # Prepare
+    import wfdb
+
+    ref = wfdb.rdrecord(str(_mitdb_100()), channels=[0], sampto=3600).p_signal[:, 0] * 1000
+    source = WfdbReplaySource(_mitdb_100(), channels=["MLII"], speed=None, chunk_s=2.0, t0_ns=0)
+
+    # Execute
+    chunks = asyncio.run(_collect(source, limit=5))
+
+    # Assert
+    assert all(c.kind is StreamKind.ECG and c.fs == 360.0 for c in chunks)
+    assert [c.seq for c in chunks] == [0, 720, 1440, 2160, 2880]
+    assert [c.t0_ns for c in chunks] == [0, 2_000_000_000, 4_000_000_000, 6_000_000_000, 8 * 10**9]
+    got = np.concatenate([c.samples for c in chunks])[:, 0]
+    np.testing.assert_allclose(got, ref, atol=1e-9)
+    assert source.stats.chunks == 5 and source.stats.samples == 3600
+    assert source.name.startswith("wfdb:100 MLII")
+
+
+def test_wfdb_replay_two_channels_by_index() -> None:
+    # Execute
+    chunks = asyncio.run(_collect(WfdbReplaySource(_mitdb_100(), channels=[0, 1], speed=None), 1))
+
+    # Assert
+    assert chunks[0].samples.shape == (360, 2)
+
+
+def test_wfdb_replay_unknown_channel_is_a_clear_error() -> None:
+    with pytest.raises(CorruptInputError, match="no channel 'V9'"):
+        asyncio.run(_collect(WfdbReplaySource(_mitdb_100(), channels=["V9"])))
+
+
+def test_wfdb_replay_missing_record(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError):
+        asyncio.run(_collect(WfdbReplaySource(tmp_path / "nope")))
+
+
+def test_real_time_pacing_waits_for_each_chunk(tmp_path: Path) -> None:
+    # Prepare: 0.3 s of data at 100 Hz played at 3x speed should take about 0.1 s (>= 0.09 s)
+    path = tmp_path / "x.csv"
+    path.write_text("t,ecg\n" + "".join(f"{i / 100},{i}\n" for i in range(30)))
+    source = CsvReplaySource(path, speed=3.0, chunk_s=0.1)
+
+    # Execute
+    start = time.monotonic()
+    chunks = asyncio.run(_collect(source))
+    elapsed = time.monotonic() - start
+
+    # Assert: a lower bound only (no flaky upper bound)
+    assert len(chunks) == 3 and elapsed >= 0.09
+
+
+def test_csv_replay_with_time_column_estimates_fs(tmp_path: Path) -> None:
+    # Prepare
+    path = tmp_path / "rec.csv"
+    rows = "".join(f"{i / 250:.4f},{i},{-i}\n" for i in range(500))
+    path.write_text("time_s,lead1,lead2\n" + rows)
+
+    # Execute
+    chunks = asyncio.run(_collect(CsvReplaySource(path, columns=["lead2"], speed=None, scale=2)))
+
+    # Assert
+    assert chunks[0].fs == pytest.approx(250.0)
+    assert chunks[0].samples.shape == (250, 1)
+    np.testing.assert_array_equal(
+        np.concatenate([c.samples for c in chunks])[:, 0], -2.0 * np.arange(500)
+    )
+
+
+def test_csv_replay_fills_gaps_and_rejects_garbage(tmp_path: Path) -> None:
+    # Prepare
+    good = tmp_path / "gap.csv"
+    good.write_text("a\n1\nnan\n3\n")
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a\n1\nx\n")
+
+    # Execute
+    chunks = asyncio.run(_collect(CsvReplaySource(good, fs=10, speed=None)))
+
+    # Assert
+    np.testing.assert_array_equal(chunks[0].samples[:, 0], [1, 1, 3])
+    with pytest.raises(CorruptInputError, match="non-numeric"):
+        asyncio.run(_collect(CsvReplaySource(bad, fs=10)))
+    with pytest.raises(CorruptInputError, match="no time column"):
+        asyncio.run(_collect(CsvReplaySource(good)))
+
+
+@pytest.mark.parametrize(
+    ("spec", "cls", "speed"),
+    [
+        ("replay:/x/100?speed=max", WfdbReplaySource, None),
+        ("wfdb:/x/100.hea?channel=MLII&speed=2", WfdbReplaySource, 2.0),
+        ("replay:/x/r.csv?fs=250", CsvReplaySource, 1.0),
+        ("csv:/x/r.txt?speed=0", CsvReplaySource, None),
+    ],
+)
+def test_open_source_dispatches_on_scheme_and_suffix(
+    spec: str, cls: type, speed: float | None
+) -> None:
+    # Execute
+    source = open_source(spec)
+
+    # Assert
+    assert isinstance(source, cls) and isinstance(source, Source)
+    assert source.speed == speed
+
+
+def test_open_source_options_and_errors() -> None:
+    # Execute
+    src = open_source("replay:/x/100", channels="0,MLII", speed="max")
+
+    # Assert
+    assert isinstance(src, WfdbReplaySource) and src.channels == [0, "MLII"]
+    with pytest.raises(ConfigError, match="scheme"):
+        open_source("/x/100")
+    with pytest.raises(ConfigError, match="unknown source scheme"):
+        open_source("ftp:/x")
+    with pytest.raises(ConfigError, match="unknown stream kind"):
+        open_source("replay:/x/100?kind=eeg")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("max", None), (None, None), ("1", 1.0), (0, None), (2.5, 2.5)]
+)
+def test_parse_speed(value: str | float | None, expected: float | None) -> None:
+    assert parse_speed(value) == expected
+
+
+@pytest.mark.parametrize("value", ["fast", -1.0, float("nan")])
+def test_parse_speed_rejects(value: str | float) -> None:
+    with pytest.raises(ConfigError):
+        parse_speed(value)
