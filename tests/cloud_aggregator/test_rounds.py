@@ -1,0 +1,69 @@
+"""Round selection, quorum and close/fail decisions (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cloud_aggregator.rounds import (
+    Decision,
+    RoundPolicy,
+    RoundProgress,
+    decide,
+    next_round_number,
+    round_log_line,
+    select_clients,
+)
+
+CLIENTS = [f"c{i:02d}" for i in range(20)]
+
+
+def test_selection_is_deterministic_and_sized_by_fraction() -> None:
+    policy = RoundPolicy(fraction=0.3, min_clients=2)
+    a = select_clients(CLIENTS, policy, "run1/r1/a0")
+    assert a == select_clients(list(reversed(CLIENTS)), policy, "run1/r1/a0")
+    assert a is not None and len(a) == 6 and set(a) <= set(CLIENTS)
+    assert select_clients(CLIENTS, policy, "run1/r1/a1") != a
+
+
+def test_selection_waits_for_the_minimum() -> None:
+    assert select_clients(["a"], RoundPolicy(min_clients=2), "s") is None
+    assert select_clients(["a", "b"], RoundPolicy(fraction=0.1, min_clients=2), "s") == ("a", "b")
+
+
+@pytest.mark.parametrize(("n", "k"), [(1, 1), (10, 5), (22, 11), (3, 2)])
+def test_quorum(n: int, k: int) -> None:
+    assert RoundPolicy(quorum_fraction=0.5).quorum(n) == k
+
+
+def _progress(reported: set[str], offline: set[str] = set()) -> RoundProgress:  # noqa: B006
+    return RoundProgress(
+        ("a", "b", "c", "d"), frozenset(reported), frozenset(offline), 2, deadline=100.0
+    )
+
+
+@pytest.mark.parametrize(
+    ("progress", "now", "decision"),
+    [
+        (_progress({"a"}), 50.0, Decision.WAIT),
+        (_progress({"a", "b", "c", "d"}), 50.0, Decision.CLOSE),
+        (_progress({"a", "b"}, {"c", "d"}), 50.0, Decision.CLOSE),  # the rest dropped out
+        (_progress({"a"}, {"b", "c", "d"}), 50.0, Decision.FAIL),  # quorum out of reach
+        (_progress({"a", "b"}), 100.0, Decision.CLOSE),  # deadline with quorum
+        (_progress({"a"}), 100.0, Decision.FAIL),  # deadline without quorum
+    ],
+)
+def test_decide(progress: RoundProgress, now: float, decision: Decision) -> None:
+    assert decide(progress, now) == decision
+
+
+def test_failures_count_offline_clients_without_update() -> None:
+    assert _progress({"a", "b"}, {"b", "c"}).failures == 1
+
+
+def test_log_line_and_next_round() -> None:
+    assert round_log_line(3, 10, 18, 2) == "[ROUND 3/10] received 18 updates, 2 failures"
+    assert (
+        round_log_line(3, 10, 18, 2, 1, "eps=1.2")
+        == "[ROUND 3/10] received 18 updates, 2 failures, 1 rejected eps=1.2"
+    )
+    assert next_round_number([]) == 1 and next_round_number([1, 2, 4]) == 5

@@ -1,0 +1,87 @@
+"""Aggregation helpers and strategies (pure)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cloud_aggregator import aggregation as agg
+from cloud_aggregator.strategies import make_strategy
+from common.errors import ConfigError
+from common.fl_protocol import RoundConfig
+
+
+def _w(v: float) -> dict[str, np.ndarray]:
+    return {"a": np.full((2, 3), v, np.float32), "b": np.full(2, v, np.float32)}
+
+
+def test_weighted_mean_weights_by_example_count() -> None:
+    out = agg.weighted_mean([(_w(1.0), 1.0), (_w(4.0), 3.0)])
+    np.testing.assert_allclose(out["a"], 3.25)
+
+
+def test_median_and_trimmed_mean_ignore_one_outlier() -> None:
+    # Prepare: four honest clients near 1, one attacker at 1e6
+    results = [(_w(v), 1.0) for v in (0.9, 1.0, 1.0, 1.0, 1e6)]
+    # Execute
+    med = agg.coordinate_median(results)
+    trim = agg.trimmed_mean(results, 0.2)
+    # Assert
+    np.testing.assert_allclose(med["a"], 1.0)
+    np.testing.assert_allclose(trim["b"], 1.0, atol=1e-6)
+
+
+def test_clip_by_norm_bounds_the_global_norm() -> None:
+    t, clipped = agg.clip_by_norm(_w(10.0), 1.0)
+    assert clipped and agg.l2_norm(t) == pytest.approx(1.0, rel=1e-5)
+    t2, clipped2 = agg.clip_by_norm(_w(0.01), 1.0)
+    assert not clipped2 and agg.l2_norm(t2) == pytest.approx(agg.l2_norm(_w(0.01)))
+
+
+def test_empty_results_raise() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        agg.weighted_mean([])
+
+
+@pytest.mark.parametrize("name", ["fedavg", "fedprox", "median", "trimmed_mean"])
+def test_plain_strategies_move_the_weights_by_the_consensus_delta(name: str) -> None:
+    # Prepare
+    strategy = make_strategy(name)
+    deltas = [(_w(0.5), 10)] * 5
+    # Execute
+    new, state = strategy.aggregate(_w(1.0), deltas, {})
+    # Assert
+    np.testing.assert_allclose(new["a"], 1.5, rtol=1e-6)
+    assert state == {}
+
+
+@pytest.mark.parametrize("name", ["fedadam", "fedyogi"])
+def test_server_optimisers_step_toward_the_delta_and_keep_state(name: str) -> None:
+    # Prepare
+    strategy = make_strategy(name, eta=0.1)
+    deltas = [(_w(0.5), 10), (_w(0.3), 10)]
+    # Execute
+    new1, state1 = strategy.aggregate(_w(0.0), deltas, {})
+    new2, state2 = strategy.aggregate(new1, deltas, state1)
+    # Assert: moves in the delta's direction, by O(eta) per step (Adam normalises)
+    assert 0 < float(new1["a"][0, 0]) < float(new2["a"][0, 0]) <= 0.3
+    assert set(state2) == {"m.a", "m.b", "v.a", "v.b"}
+
+
+def test_fedprox_sets_mu_in_the_round_config() -> None:
+    assert make_strategy("fedprox", mu=0.1).configure(RoundConfig()).mu == 0.1
+    assert make_strategy("fedavg").configure(RoundConfig(mu=0.0)).mu == 0.0
+
+
+@pytest.mark.parametrize(
+    ("name", "params"),
+    [
+        ("nope", {}),
+        ("fedprox", {"mu": 0.0}),
+        ("fedavg", {"bogus": 1.0}),
+        ("trimmed_mean", {"beta": 0.6}),
+    ],
+)
+def test_bad_strategy_configuration_is_a_config_error(name: str, params: dict[str, float]) -> None:
+    with pytest.raises(ConfigError):
+        make_strategy(name, **params)
