@@ -1,0 +1,310 @@
+"""Local SQLite buffer: the outbox of predictions/events and the labelled beats.
+
+Everything the agent concludes is written here *before* any network I/O. A row is
+``pending`` until handed to the MQTT client, ``inflight`` until the broker acknowledges it
+(QoS 1 PUBACK), then ``sent``. Handed-over rows are retransmitted by the MQTT client itself
+after a reconnect, so they are not handed over twice; rows left ``inflight`` by a crash go
+back to ``pending`` when the buffer is reopened. Ids are derived from the data (client, kind,
+time), so a row written twice is stored once and consumers can upsert.
+
+Beat features (window + RR features) of the most recent beats are kept in a bounded table so a
+clinician label that arrives later (``label/{client_id}``) can be joined to its beat and kept,
+with replay annotations, as training data for the device's trainer.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from common.types import BeatPrediction, Event
+
+_LOGGER = logging.getLogger(__name__)
+
+PENDING, INFLIGHT, SENT = 0, 1, 2
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL CHECK (kind IN ('beat', 'event')),
+    t_ns INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    state INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, t_ns);
+CREATE TABLE IF NOT EXISTS recent_beats (
+    t_ns INTEGER PRIMARY KEY,
+    sample INTEGER NOT NULL,
+    predicted TEXT NOT NULL,
+    window BLOB NOT NULL,
+    window_shape TEXT NOT NULL,
+    rr BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS labelled_beats (
+    t_ns INTEGER PRIMARY KEY,
+    label TEXT NOT NULL,
+    source TEXT NOT NULL,
+    label_id TEXT NOT NULL,
+    window BLOB NOT NULL,
+    window_shape TEXT NOT NULL,
+    rr BLOB NOT NULL
+);
+"""
+
+
+def beat_row_id(b: BeatPrediction) -> str:
+    """Idempotent id of a beat prediction."""
+    return f"{b.client_id}:beat:{b.t_ns}"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxBatch:
+    """Rows taken from the outbox to send together."""
+
+    ids: list[str]
+    beats: list[BeatPrediction]
+    events: list[Event]
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledBeats:
+    """Training examples kept on the device.
+
+    Attributes
+    ----------
+    windows : ndarray, shape (n, ...), float32
+        Model inputs as the card asks.
+    rr : ndarray, shape (n, n_rr_features), float32
+    labels : list of str
+        Class names (AAMI).
+    t_ns : ndarray, shape (n,), int64
+        R-peak times.
+    """
+
+    windows: npt.NDArray[np.float32]
+    rr: npt.NDArray[np.float32]
+    labels: list[str]
+    t_ns: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _beat_json(b: BeatPrediction) -> str:
+    return json.dumps(
+        {
+            "sample": b.sample,
+            "label": b.label,
+            "probs": b.probs,
+            "model_version": b.model_version,
+            "rr_s": None if math.isnan(b.rr_s) else b.rr_s,
+        }
+    )
+
+
+def _event_json(e: Event) -> str:
+    return json.dumps({"kind": e.kind, "t_end_ns": e.t_end_ns, "details": e.details})
+
+
+class SqliteBuffer:
+    """The agent's durable buffer.
+
+    Parameters
+    ----------
+    path : Path or str
+        Database file (``":memory:"`` for tests).
+    client_id : str
+        Owner of the rows (rebuilt predictions carry it).
+    keep_recent : int
+        Most recent beat feature rows kept for late clinician labels.
+    keep_labelled : int
+        Most labelled beats kept (oldest dropped).
+    """
+
+    def __init__(
+        self,
+        path: Path | str,
+        client_id: str,
+        keep_recent: int = 20000,
+        keep_labelled: int = 20000,
+    ) -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        self._client_id = client_id
+        self._keep_recent = keep_recent
+        self._keep_labelled = keep_labelled
+        n = self._db.execute("UPDATE outbox SET state = ? WHERE state = ?", (PENDING, INFLIGHT))
+        if n.rowcount:
+            _LOGGER.info("%d rows left in flight by the last run will be sent again", n.rowcount)
+
+    def close(self) -> None:
+        self._db.close()
+
+    # -- outbox -----------------------------------------------------------------------------
+
+    def add(
+        self,
+        beats: Sequence[BeatPrediction],
+        events: Sequence[Event],
+        windows: npt.NDArray[np.float32] | None = None,
+        rr: npt.NDArray[np.float32] | None = None,
+    ) -> None:
+        """Store predictions and events (and the beats' features) in one transaction.
+
+        Rows whose id already exists are kept as they are (idempotent re-processing).
+        """
+        cur = self._db.cursor()
+        cur.execute("BEGIN")
+        try:
+            cur.executemany(
+                "INSERT OR IGNORE INTO outbox (id, kind, t_ns, body) VALUES (?, 'beat', ?, ?)",
+                [(beat_row_id(b), b.t_ns, _beat_json(b)) for b in beats],
+            )
+            cur.executemany(
+                "INSERT OR IGNORE INTO outbox (id, kind, t_ns, body) VALUES (?, 'event', ?, ?)",
+                [(e.event_id, e.t_start_ns, _event_json(e)) for e in events],
+            )
+            if windows is not None and rr is not None and len(beats):
+                shape = json.dumps(list(windows.shape[1:]))
+                w = np.ascontiguousarray(windows, dtype="<f4")
+                r = np.ascontiguousarray(rr, dtype="<f4")
+                cur.executemany(
+                    "INSERT OR REPLACE INTO recent_beats VALUES (?, ?, ?, ?, ?, ?)",
+                    [
+                        (b.t_ns, b.sample, b.label, w[i].tobytes(), shape, r[i].tobytes())
+                        for i, b in enumerate(beats)
+                    ],
+                )
+            cur.execute("COMMIT")
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+
+    def take_pending(self, limit: int) -> OutboxBatch:
+        """The oldest pending rows (not yet marked in flight)."""
+        rows = self._db.execute(
+            "SELECT id, kind, t_ns, body FROM outbox WHERE state = ? ORDER BY t_ns, id LIMIT ?",
+            (PENDING, limit),
+        ).fetchall()
+        ids, beats, events = [], [], []
+        for rid, kind, t_ns, body in rows:
+            d = json.loads(body)
+            ids.append(rid)
+            if kind == "beat":
+                rr = float("nan") if d["rr_s"] is None else float(d["rr_s"])
+                beats.append(
+                    BeatPrediction(
+                        self._client_id,
+                        t_ns,
+                        d["sample"],
+                        d["label"],
+                        d["probs"],
+                        d["model_version"],
+                        rr,
+                    )
+                )
+            else:
+                events.append(
+                    Event(rid, self._client_id, d["kind"], t_ns, d["t_end_ns"], d["details"])
+                )
+        return OutboxBatch(ids, beats, events)
+
+    def _set_state(self, ids: Sequence[str], state: int) -> None:
+        self._db.executemany("UPDATE outbox SET state = ? WHERE id = ?", [(state, i) for i in ids])
+
+    def mark_inflight(self, ids: Sequence[str]) -> None:
+        """Rows handed to the MQTT client (it retransmits them across reconnects)."""
+        self._set_state(ids, INFLIGHT)
+
+    def mark_sent(self, ids: Sequence[str]) -> None:
+        """Rows acknowledged by the broker."""
+        self._set_state(ids, SENT)
+
+    def mark_pending(self, ids: Sequence[str]) -> None:
+        """Rows the MQTT client gave up on (sent again by the next flush)."""
+        self._set_state(ids, PENDING)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per state: ``pending``, ``inflight``, ``sent``."""
+        names = {PENDING: "pending", INFLIGHT: "inflight", SENT: "sent"}
+        out = dict.fromkeys(names.values(), 0)
+        for state, n in self._db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"):
+            out[names[state]] = n
+        return out
+
+    def prune_sent(self, keep: int) -> int:
+        """Delete all but the newest ``keep`` sent rows; returns how many were deleted."""
+        cur = self._db.execute(
+            "DELETE FROM outbox WHERE state = ? AND id NOT IN "
+            "(SELECT id FROM outbox WHERE state = ? ORDER BY t_ns DESC LIMIT ?)",
+            (SENT, SENT, keep),
+        )
+        return cur.rowcount
+
+    # -- labelled beats ---------------------------------------------------------------------
+
+    def prune_recent(self) -> None:
+        """Keep only the newest ``keep_recent`` feature rows and ``keep_labelled`` labels."""
+        for table, keep in (
+            ("recent_beats", self._keep_recent),
+            ("labelled_beats", self._keep_labelled),
+        ):
+            self._db.execute(
+                f"DELETE FROM {table} WHERE t_ns < (SELECT t_ns FROM {table} "  # noqa: S608
+                "ORDER BY t_ns DESC LIMIT 1 OFFSET ?)",
+                (keep - 1,),
+            )
+
+    def add_label(
+        self, t_ns: int, label: str, source: str, label_id: str, tolerance_ns: int = 150_000_000
+    ) -> bool:
+        """Label the recent beat nearest ``t_ns`` (within ``tolerance_ns``).
+
+        Returns False when no recent beat is close enough (too old, or no beat there).
+        A later label for the same beat replaces the earlier one (a clinician's correction).
+        """
+        row = self._db.execute(
+            "SELECT t_ns, window, window_shape, rr FROM recent_beats "
+            "WHERE t_ns BETWEEN ? AND ? ORDER BY ABS(t_ns - ?) LIMIT 1",
+            (t_ns - tolerance_ns, t_ns + tolerance_ns, t_ns),
+        ).fetchone()
+        if row is None:
+            return False
+        self._db.execute(
+            "INSERT OR REPLACE INTO labelled_beats VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (row[0], label, source, label_id, row[1], row[2], row[3]),
+        )
+        return True
+
+    def labelled_count(self) -> int:
+        """Number of labelled beats kept."""
+        return int(self._db.execute("SELECT COUNT(*) FROM labelled_beats").fetchone()[0])
+
+    def labelled_beats(self, limit: int | None = None) -> LabelledBeats:
+        """The newest labelled beats (all if ``limit`` is None), oldest first."""
+        rows = self._db.execute(
+            "SELECT t_ns, label, window, window_shape, rr FROM labelled_beats "
+            "ORDER BY t_ns DESC LIMIT ?",
+            (-1 if limit is None else limit,),
+        ).fetchall()[::-1]
+        if not rows:
+            empty = np.zeros((0, 0), np.float32)
+            return LabelledBeats(empty, empty, [], np.zeros(0, np.int64))
+        shape = tuple(json.loads(rows[0][3]))
+        windows = np.stack([np.frombuffer(r[2], dtype="<f4").reshape(shape) for r in rows]).astype(
+            np.float32
+        )
+        rr = np.stack([np.frombuffer(r[4], dtype="<f4") for r in rows]).astype(np.float32)
+        return LabelledBeats(
+            windows, rr, [str(r[1]) for r in rows], np.array([r[0] for r in rows], np.int64)
+        )

@@ -1,0 +1,86 @@
+"""The edge agent's one frozen settings object.
+
+Filled by :func:`common.config.load_settings` from defaults, an optional TOML table ``[edge]``
+and ``MEDCHAIN_EDGE_*`` environment variables (read only in the CLI), then CLI flags.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSettings:
+    """Settings of one edge agent (one patient, one device).
+
+    Attributes
+    ----------
+    client_id : str
+        Device id; a topic level, so ``[A-Za-z0-9_.-]{1,64}``.
+    source : str
+        Signal source spec for ``firmware_bridge.sources.open_source`` (``ble:ADDR``,
+        ``replay:PATH``, ``mqtt:CLIENT_ID``).
+    speed : str
+        Replay pacing, ``realtime`` or ``max``.
+    broker_url : str
+        MQTT broker (``mqtt://host:port``); empty runs offline (buffer only).
+    model_path : Path | None
+        Beat model ONNX file (its card beside it); None uses the packaged pretrained model.
+    rhythm_model_path : Path | None
+        Optional rhythm (AF) model ONNX file.
+    buffer_path : Path
+        SQLite buffer file (predictions/events outbox, labelled beats).
+    out_path : Path | None
+        JSON-lines file receiving every beat and event.
+    live_fs : float
+        Rate of the downsampled live ECG for the web page, Hz.
+    live_batch_s : float
+        Duration of one live payload, s (the web plot refreshes at this pace).
+    pred_batch_max : int
+        Most beats/events sent in one ``pred`` payload.
+    flush_interval_s : float
+        How often buffered rows are pushed to the broker, s.
+    brady_bpm, tachy_bpm : float
+        Heart-rate thresholds entering bradycardia / tachycardia, bpm.
+    hr_hysteresis_bpm : float
+        Margin the rate must recover by before an episode ends, bpm.
+    vt_min_beats : int
+        Consecutive ventricular beats that make a VT run (3 is the clinical definition).
+    af_window_beats : int
+        RR intervals per AF irregularity window.
+    intra_op_threads : int
+        onnxruntime threads (1 on a Pi so the BLE loop keeps a core).
+    keep_labelled_beats : int
+        Most labelled beats kept for local training (oldest dropped first).
+    """
+
+    client_id: str = "edge-1"
+    source: str = ""
+    speed: str = "realtime"
+    broker_url: str = ""
+    model_path: Path | None = None
+    rhythm_model_path: Path | None = None
+    buffer_path: Path = Path("edge_buffer.sqlite")
+    out_path: Path | None = None
+    live_fs: float = 125.0
+    live_batch_s: float = 0.2
+    pred_batch_max: int = 200
+    flush_interval_s: float = 1.0
+    brady_bpm: float = 50.0
+    tachy_bpm: float = 100.0
+    hr_hysteresis_bpm: float = 5.0
+    vt_min_beats: int = 3
+    af_window_beats: int = 30
+    intra_op_threads: int = 1
+    keep_labelled_beats: int = 20000
+
+    def __post_init__(self) -> None:
+        if self.speed not in ("realtime", "max"):
+            raise ValueError(f"speed must be 'realtime' or 'max', got {self.speed!r}")
+        if self.live_fs <= 0 or self.live_batch_s <= 0 or self.flush_interval_s <= 0:
+            raise ValueError("live_fs, live_batch_s and flush_interval_s must be positive")
+        if not 0 < self.brady_bpm < self.tachy_bpm:
+            raise ValueError("need 0 < brady_bpm < tachy_bpm")
+        if self.vt_min_beats < 2 or self.af_window_beats < 8:
+            raise ValueError("vt_min_beats must be >= 2 and af_window_beats >= 8")

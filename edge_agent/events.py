@@ -1,0 +1,311 @@
+"""Clinical events from the stream of classified beats (pure).
+
+Three detectors, each fed every beat in order and able to ``flush`` an open episode at the
+end of a stream:
+
+- ``VtRunDetector``: runs of >= ``min_beats`` consecutive ventricular beats (``vt_run``;
+  3 or more VEBs in a row is the usual definition of a ventricular-tachycardia salvo/run).
+- ``HeartRateDetector``: bradycardia / tachycardia from the median of the last RR intervals,
+  with hysteresis (enter below ``brady_bpm``/above ``tachy_bpm``, leave only once the rate has
+  recovered by ``hysteresis_bpm``) and a minimum duration, so the alarm does not chatter.
+- ``AfDetector``: suspected AF episodes from RR irregularity over a sliding window of
+  normal-morphology intervals, or from an injected rhythm-model score.
+
+Event ids are derived from (client, kind, start time), so re-processing the same data yields
+the same ids and the uplink stays idempotent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from common.types import BeatPrediction, Event
+
+VENTRICULAR = "V"
+_NS = 1_000_000_000
+
+
+def event_id(client_id: str, kind: str, t_start_ns: int) -> str:
+    """Stable id of an event: the same episode always gets the same id."""
+    return f"{client_id}:{kind}:{t_start_ns}"
+
+
+class VtRunDetector:
+    """Runs of consecutive ventricular beats.
+
+    Parameters
+    ----------
+    min_beats : int
+        Shortest run reported (3 = VT salvo).
+    """
+
+    def __init__(self, client_id: str, min_beats: int = 3) -> None:
+        self._client_id = client_id
+        self._min = min_beats
+        self._run: list[BeatPrediction] = []
+
+    def update(self, beat: BeatPrediction) -> list[Event]:
+        """Feed one beat; returns the run that this beat ended, if long enough."""
+        if beat.label == VENTRICULAR:
+            self._run.append(beat)
+            return []
+        return self.flush()
+
+    def flush(self) -> list[Event]:
+        """End the current run (end of stream or a gap)."""
+        run, self._run = self._run, []
+        if len(run) < self._min:
+            return []
+        span_s = (run[-1].t_ns - run[0].t_ns) / _NS
+        rate = 60.0 * (len(run) - 1) / span_s if span_s > 0 else float("nan")
+        details: dict[str, float | int | str] = {"beats": len(run)}
+        if math.isfinite(rate):
+            details["rate_bpm"] = round(rate, 1)
+        t0 = run[0].t_ns
+        return [
+            Event(
+                event_id(self._client_id, "vt_run", t0),
+                self._client_id,
+                "vt_run",
+                t0,
+                run[-1].t_ns,
+                details,
+            )
+        ]
+
+
+class _Episode:
+    """An open episode: start time and running statistics."""
+
+    def __init__(self, t_start_ns: int, value: float) -> None:
+        self.t_start_ns = t_start_ns
+        self.t_last_ns = t_start_ns
+        self.lo = value
+        self.hi = value
+        self.beats = 0
+
+    def add(self, t_ns: int, value: float) -> None:
+        self.t_last_ns = t_ns
+        self.lo = min(self.lo, value)
+        self.hi = max(self.hi, value)
+        self.beats += 1
+
+
+class HeartRateDetector:
+    """Bradycardia and tachycardia with hysteresis.
+
+    Parameters
+    ----------
+    brady_bpm, tachy_bpm : float
+        Entry thresholds, bpm.
+    hysteresis_bpm : float
+        The rate must come back by this margin (bpm) inside the normal band to end an episode.
+    window_beats : int
+        RR intervals in the median that defines the current rate.
+    min_duration_s : float
+        Shorter episodes are discarded (artefacts, single pauses), s.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        brady_bpm: float = 50.0,
+        tachy_bpm: float = 100.0,
+        hysteresis_bpm: float = 5.0,
+        window_beats: int = 8,
+        min_duration_s: float = 10.0,
+    ) -> None:
+        self._client_id = client_id
+        self._brady = brady_bpm
+        self._tachy = tachy_bpm
+        self._hyst = hysteresis_bpm
+        self._rr: deque[float] = deque(maxlen=window_beats)
+        self._min_ns = int(min_duration_s * _NS)
+        self._kind: str | None = None
+        self._episode: _Episode | None = None
+
+    @property
+    def rate_bpm(self) -> float:
+        """Current rate (median of the window), bpm; NaN until the window is full."""
+        if len(self._rr) < (self._rr.maxlen or 1):
+            return float("nan")
+        return 60.0 / float(np.median(np.fromiter(self._rr, float)))
+
+    def update(self, beat: BeatPrediction) -> list[Event]:
+        """Feed one beat; returns an episode that just ended, if it lasted long enough."""
+        if not (math.isfinite(beat.rr_s) and 0.2 <= beat.rr_s <= 3.0):
+            return []
+        self._rr.append(beat.rr_s)
+        hr = self.rate_bpm
+        if not math.isfinite(hr):
+            return []
+        if self._episode is None:
+            kind = (
+                "bradycardia" if hr < self._brady else "tachycardia" if hr > self._tachy else None
+            )
+            if kind is not None:
+                self._kind, self._episode = kind, _Episode(beat.t_ns, hr)
+            return []
+        ended = (self._kind == "bradycardia" and hr >= self._brady + self._hyst) or (
+            self._kind == "tachycardia" and hr <= self._tachy - self._hyst
+        )
+        if ended:
+            return self.flush()
+        self._episode.add(beat.t_ns, hr)
+        return []
+
+    def flush(self) -> list[Event]:
+        """Close the open episode (end of stream)."""
+        ep, kind = self._episode, self._kind
+        self._episode, self._kind = None, None
+        if ep is None or kind is None or ep.t_last_ns - ep.t_start_ns < self._min_ns:
+            return []
+        details: dict[str, float | int | str] = {
+            "min_bpm": round(ep.lo, 1),
+            "max_bpm": round(ep.hi, 1),
+            "beats": ep.beats + 1,
+        }
+        return [
+            Event(
+                event_id(self._client_id, kind, ep.t_start_ns),
+                self._client_id,
+                kind,
+                ep.t_start_ns,
+                ep.t_last_ns,
+                details,
+            )
+        ]
+
+
+def rr_irregularity(rr_s: Sequence[float]) -> float:
+    """AF score from RR intervals: normalised RMSSD (RMS of successive differences / mean RR).
+
+    Sinus rhythm gives about 0.02-0.06; AF usually exceeds 0.1 (Dash et al. 2009 use RMSSD/mean
+    together with turning points and entropy; nRMSSD alone is the simplest robust part).
+    """
+    rr = np.asarray(rr_s, dtype=np.float64)
+    if rr.size < 3:
+        return float("nan")
+    return float(np.sqrt(np.mean(np.diff(rr) ** 2)) / np.mean(rr))
+
+
+AfScorer = Callable[[Sequence[float]], float]
+
+
+class AfDetector:
+    """Suspected AF episodes from a window of RR intervals.
+
+    Parameters
+    ----------
+    window_beats : int
+        RR intervals scored together.
+    enter, leave : float
+        Score that opens / closes an episode (hysteresis: ``leave < enter``).
+    scorer : callable
+        RR intervals (s) -> score; :func:`rr_irregularity` by default, or a rhythm model.
+    min_duration_s : float
+        Shorter episodes are discarded, s.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        window_beats: int = 30,
+        enter: float = 0.10,
+        leave: float = 0.07,
+        scorer: AfScorer = rr_irregularity,
+        min_duration_s: float = 30.0,
+    ) -> None:
+        self._client_id = client_id
+        self._rr: deque[float] = deque(maxlen=window_beats)
+        self._enter = enter
+        self._leave = leave
+        self._score = scorer
+        self._min_ns = int(min_duration_s * _NS)
+        self._episode: _Episode | None = None
+        self._step = max(1, window_beats // 6)  # score every few beats, not every beat
+        self._since = 0
+        self._prev_normal = False
+
+    def update(self, beat: BeatPrediction) -> list[Event]:
+        """Feed one beat; only N-N intervals count (an ectopic beat's coupling interval and
+        the compensatory pause after it are skipped), as in AF screening."""
+        prev_normal, self._prev_normal = self._prev_normal, beat.label == "N"
+        if not (prev_normal and self._prev_normal):
+            return []
+        if not (math.isfinite(beat.rr_s) and 0.2 <= beat.rr_s <= 3.0):
+            return []
+        self._rr.append(beat.rr_s)
+        self._since += 1
+        if len(self._rr) < (self._rr.maxlen or 1) or self._since < self._step:
+            if self._episode is not None:
+                self._episode.t_last_ns = beat.t_ns
+            return []
+        self._since = 0
+        score = self._score(list(self._rr))
+        if not math.isfinite(score):
+            return []
+        if self._episode is None:
+            if score >= self._enter:
+                # the irregular part of the triggering window is typically its newer half:
+                # date the onset half a window back so it is neither late nor early by ~30 beats
+                span_ns = int(sum(self._rr) * _NS / 2)
+                self._episode = _Episode(beat.t_ns - span_ns, score)
+            return []
+        if score < self._leave:
+            return self.flush()
+        self._episode.add(beat.t_ns, score)
+        return []
+
+    def flush(self) -> list[Event]:
+        """Close the open episode (end of stream)."""
+        ep, self._episode = self._episode, None
+        if ep is None or ep.t_last_ns - ep.t_start_ns < self._min_ns:
+            return []
+        details: dict[str, float | int | str] = {"max_score": round(ep.hi, 3), "source": "rr"}
+        return [
+            Event(
+                event_id(self._client_id, "af_episode", ep.t_start_ns),
+                self._client_id,
+                "af_episode",
+                ep.t_start_ns,
+                ep.t_last_ns,
+                details,
+            )
+        ]
+
+
+class BeatEventDetector:
+    """All beat-driven detectors together, fed in stream order."""
+
+    def __init__(
+        self,
+        client_id: str,
+        *,
+        vt_min_beats: int = 3,
+        brady_bpm: float = 50.0,
+        tachy_bpm: float = 100.0,
+        hysteresis_bpm: float = 5.0,
+        af_window_beats: int = 30,
+        af_scorer: AfScorer = rr_irregularity,
+    ) -> None:
+        self.vt = VtRunDetector(client_id, vt_min_beats)
+        self.hr = HeartRateDetector(client_id, brady_bpm, tachy_bpm, hysteresis_bpm)
+        self.af = AfDetector(client_id, af_window_beats, scorer=af_scorer)
+
+    def update(self, beats: Sequence[BeatPrediction]) -> list[Event]:
+        """Feed a batch of beats in order; returns the events they completed."""
+        out: list[Event] = []
+        for b in beats:
+            out += self.vt.update(b)
+            out += self.hr.update(b)
+            out += self.af.update(b)
+        return out
+
+    def flush(self) -> list[Event]:
+        """Close every open episode (end of stream or a gap in the signal)."""
+        return self.vt.flush() + self.hr.flush() + self.af.flush()

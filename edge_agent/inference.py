@@ -1,0 +1,131 @@
+"""onnxruntime adapter: the beat model (int8 QDQ ONNX) behind the ``BeatClassifier`` port.
+
+The model card beside the ONNX file names the graph's inputs (waveform first, then the RR
+feature vector when the model has one) and outputs (``probs`` and, for head-only training,
+``embedding``). One session, ``intra_op_num_threads`` = 1 by default: on a Raspberry Pi the
+other cores stay free for BLE and MQTT, and batched per-chunk calls keep the overhead low.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from common.errors import CorruptInputError, DataNotFoundError
+from common.model_card import ModelCard, card_path_for, file_sha256, load_card
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class OnnxBeatClassifier:
+    """Batched beat classification with onnxruntime.
+
+    Parameters
+    ----------
+    model_path : Path
+        The ONNX file; its card is ``<stem>.card.json`` beside it.
+    intra_op_threads : int
+        onnxruntime intra-op threads.
+    verify_sha256 : bool
+        Check the file against the card's artifact hash before loading.
+
+    Raises
+    ------
+    DataNotFoundError
+        If the model or its card is missing.
+    CorruptInputError
+        If the card is invalid, the hash differs, or the graph does not match the card.
+    """
+
+    def __init__(
+        self, model_path: Path | str, intra_op_threads: int = 1, verify_sha256: bool = True
+    ) -> None:
+        import onnxruntime as ort
+
+        path = Path(model_path)
+        if not path.is_file():
+            raise DataNotFoundError(f"model {path.name!r}", str(path.parent))
+        self.card: ModelCard = load_card(card_path_for(path))
+        if (
+            verify_sha256
+            and self.card.artifact.sha256
+            and file_sha256(path) != self.card.artifact.sha256
+        ):
+            raise CorruptInputError(f"{path} does not match the sha256 in its model card")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = intra_op_threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.log_severity_level = 3
+        self._session = ort.InferenceSession(
+            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        graph_inputs = [i.name for i in self._session.get_inputs()]
+        graph_outputs = [o.name for o in self._session.get_outputs()]
+        card_inputs = [t.name for t in self.card.onnx.inputs]
+        if set(card_inputs) != set(graph_inputs):
+            raise CorruptInputError(
+                f"model inputs {graph_inputs} differ from the card's {card_inputs}"
+            )
+        if "probs" not in graph_outputs:
+            raise CorruptInputError(f"model has no 'probs' output (outputs {graph_outputs})")
+        self._signal = self.card.onnx.inputs[0]
+        self._features = self.card.onnx.inputs[1] if len(self.card.onnx.inputs) > 1 else None
+        self._has_embedding = "embedding" in graph_outputs
+        self._classes = tuple(self.card.classes)
+        self._version = self.card.version or self.card.artifact.sha256[:12]
+        _LOGGER.info(
+            "beat model %s (%s, %s): inputs %s",
+            path.name,
+            self._version,
+            self.card.artifact.quantization,
+            card_inputs,
+        )
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names in ``probs`` column order."""
+        return self._classes
+
+    @property
+    def version(self) -> str:
+        """Model version (card ``version``, else the start of its sha256)."""
+        return self._version
+
+    @property
+    def has_embedding(self) -> bool:
+        """True if the graph exposes the penultimate ``embedding`` (head-only training)."""
+        return self._has_embedding
+
+    def _feeds(
+        self, windows: npt.NDArray[np.float32], rr: npt.NDArray[np.float32]
+    ) -> dict[str, npt.NDArray[np.float32]]:
+        x = np.ascontiguousarray(windows, dtype=np.float32)
+        rank = len(self._signal.shape)
+        if x.ndim == 2 and rank == 3:
+            x = x[:, None, :]  # (N, L) -> (N, 1, L): one lead
+        feeds = {self._signal.name: x}
+        if self._features is not None:
+            feeds[self._features.name] = np.ascontiguousarray(rr, dtype=np.float32)
+        return feeds
+
+    def predict(
+        self, windows: npt.NDArray[np.float32], rr: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
+        """Class probabilities, shape (n_beats, n_classes)."""
+        if windows.shape[0] == 0:
+            return np.zeros((0, len(self._classes)), np.float32)
+        (probs,) = self._session.run(["probs"], self._feeds(windows, rr))
+        return np.asarray(probs, dtype=np.float32)
+
+    def embed(
+        self, windows: npt.NDArray[np.float32], rr: npt.NDArray[np.float32]
+    ) -> npt.NDArray[np.float32]:
+        """Penultimate activations, shape (n_beats, embedding_dim), for head-only training."""
+        if not self._has_embedding:
+            raise CorruptInputError("this model has no 'embedding' output")
+        (emb,) = self._session.run(["embedding"], self._feeds(windows, rr))
+        return np.asarray(emb, dtype=np.float32)

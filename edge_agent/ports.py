@@ -1,0 +1,80 @@
+"""The small interfaces the agent is wired through (sources, uplink, buffer, clock, labels).
+
+The agent depends only on these Protocols; ``uplink.MqttUplink``, ``buffer.SqliteBuffer``,
+``firmware_bridge.sources`` and ``inference.OnnxBeatClassifier`` are the real adapters, and the
+tests plug in fakes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from common.types import BeatPrediction, Event, SignalChunk
+
+
+class ChunkSource(Protocol):
+    """Anything yielding signal chunks (``firmware_bridge.sources`` sources are entered first)."""
+
+    def chunks(self) -> AsyncIterator[SignalChunk]:
+        """Chunks in stream order until the source ends."""
+        ...
+
+
+AckCallback = Callable[[bool], None]
+
+
+class Uplink(Protocol):
+    """The network side (MQTT): reliable pred, best-effort live, retained status, inbound labels."""
+
+    @property
+    def connected(self) -> bool:
+        """True while a broker session is up."""
+        ...
+
+    def publish_reliable(self, topic: str, payload: bytes, on_ack: AckCallback) -> bool:
+        """Hand a QoS 1 message over; ``on_ack(ok)`` runs on the event loop once the broker
+        acknowledged it (ok=True) or refused it (ok=False). Returns False, without keeping the
+        message, when not connected."""
+        ...
+
+    def publish_live(self, topic: str, payload: bytes) -> None:
+        """Best-effort QoS 0 message, dropped when not connected."""
+        ...
+
+    def inbound(self) -> AsyncIterator[tuple[str, bytes]]:
+        """Messages from the subscribed topics (labels), as (topic, payload)."""
+        ...
+
+
+class Buffer(Protocol):
+    """Durable outbox and labelled-beat store (``buffer.SqliteBuffer``)."""
+
+    def add(
+        self,
+        beats: Sequence[BeatPrediction],
+        events: Sequence[Event],
+        windows: npt.NDArray[np.float32] | None = None,
+        rr: npt.NDArray[np.float32] | None = None,
+    ) -> None: ...
+
+    def add_label(
+        self, t_ns: int, label: str, source: str, label_id: str, tolerance_ns: int = 150_000_000
+    ) -> bool: ...
+
+
+class Clock(Protocol):
+    """Wall-clock time in ns since the Unix epoch."""
+
+    def now_ns(self) -> int: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now_ns(self) -> int:
+        return time.time_ns()
