@@ -1,0 +1,175 @@
+"""Turn a sequence of notifications into continuous :class:`SignalChunk` streams.
+
+Pure and stateful: per measurement it remembers the previous frame's sensor timestamp (for the
+SDK's per-sample timestamps) and the next sample index (``seq``). Lost frames are detected from
+the timestamps (``seq`` jumps by the estimated number of missing samples, so consumers see the
+gap); repeated frames are dropped; malformed bytes are logged with their hex, counted and
+skipped, never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from common.types import SignalChunk, StreamKind
+from firmware_bridge.decode import decode_notification, normalize_uuid
+from firmware_bridge.frames import (
+    ControlPointResponse,
+    DecodeError,
+    Frame,
+    HeartRateMeasurement,
+    PmdFrame,
+)
+from firmware_bridge.gatt import PMD_DATA_UUID, MeasurementType
+
+_LOGGER = logging.getLogger(__name__)
+
+# Nominal rates used for the first frame of a stream (Hz); the START settings override them.
+DEFAULT_FS: dict[MeasurementType, float] = {
+    MeasurementType.ECG: 130.0,
+    MeasurementType.ACC: 200.0,
+    MeasurementType.PPG: 55.0,
+}
+
+
+@dataclass(slots=True)
+class AssemblerCounters:
+    """What the assembler saw (mirrored into a source's ``SourceStats``)."""
+
+    frames: int = 0
+    rejected: int = 0
+    gaps: int = 0
+    missing_samples: int = 0
+    duplicates: int = 0
+    by_error: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Track:
+    fs: float
+    factor: float = 1.0
+    prev_ts: int | None = None
+    next_seq: int = 0
+
+
+class StreamAssembler:
+    """Decode notifications and emit chunks with per-sample timing and gap-aware ``seq``.
+
+    Parameters
+    ----------
+    fs : dict, optional
+        Nominal sampling rate (Hz) per measurement; defaults to ``DEFAULT_FS``.
+    clock_ns : callable
+        Wall clock for Heart Rate notifications (which carry no timestamp).
+    """
+
+    def __init__(
+        self,
+        fs: dict[MeasurementType, float] | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self._tracks = {m: _Track(f) for m, f in {**DEFAULT_FS, **(fs or {})}.items()}
+        self._clock_ns = clock_ns
+        self._hr_seq = 0
+        self.counters = AssemblerCounters()
+        self.responses: list[ControlPointResponse] = []
+
+    def configure(self, measurement: MeasurementType, fs: float, factor: float = 1.0) -> None:
+        """Set the rate (Hz) and FACTOR of a stream, e.g. from its START settings."""
+        track = self._tracks.setdefault(measurement, _Track(fs))
+        track.fs, track.factor = fs, factor
+
+    def reset_timing(self) -> None:
+        """Forget the previous timestamps (after a reconnect the sensor restarts its frames).
+
+        ``seq`` keeps counting, so consumers see one stream across reconnects.
+        """
+        for track in self._tracks.values():
+            track.prev_ts = None
+
+    def feed(self, uuid: str, data: bytes) -> list[SignalChunk]:
+        """Decode one notification; return the chunks it produced (zero or one).
+
+        Control-point responses are kept in ``responses``; malformed bytes are counted.
+        """
+        factor = 1.0
+        if data and normalize_uuid(uuid) == PMD_DATA_UUID:
+            measurement = _measurement_or_none(data[0] & 0x3F)
+            track = self._tracks.get(measurement) if measurement is not None else None
+            factor = track.factor if track else 1.0
+        try:
+            frame = decode_notification(uuid, data, factor=factor)
+        except DecodeError as exc:
+            self.counters.rejected += 1
+            name = type(exc).__name__
+            self.counters.by_error[name] = self.counters.by_error.get(name, 0) + 1
+            _LOGGER.warning("rejected notification on %s: %s", uuid, exc)
+            return []
+        return self.feed_frame(frame)
+
+    def feed_frame(self, frame: Frame) -> list[SignalChunk]:
+        """Turn an already decoded frame into chunks."""
+        if isinstance(frame, ControlPointResponse):
+            self.responses.append(frame)
+            return []
+        if isinstance(frame, HeartRateMeasurement):
+            self.counters.frames += 1
+            chunk = SignalChunk(
+                StreamKind.HR,
+                1.0,
+                self._clock_ns(),
+                np.array([[float(frame.hr_bpm)]]),
+                self._hr_seq,
+            )
+            self._hr_seq += 1
+            return [chunk]
+        if isinstance(frame, PmdFrame) and frame.kind is not None:
+            return self._pmd(frame)
+        return []
+
+    def _pmd(self, frame: PmdFrame) -> list[SignalChunk]:
+        track = self._tracks.setdefault(
+            frame.measurement, _Track(DEFAULT_FS.get(frame.measurement, 1.0))
+        )
+        n = frame.n_samples
+        prev = track.prev_ts
+        if prev is not None and frame.timestamp_ns == prev:
+            self.counters.duplicates += 1
+            _LOGGER.debug("duplicate %s frame at %d dropped", frame.measurement.name, prev)
+            return []
+        if prev is not None and frame.timestamp_ns < prev:
+            _LOGGER.warning(
+                "%s clock went back by %d ns: new timing",
+                frame.measurement.name,
+                prev - frame.timestamp_ns,
+            )
+            self.counters.gaps += 1
+            prev = None
+        if prev is not None:
+            expected = (frame.timestamp_ns - prev) * track.fs / 1e9
+            missing = round(expected) - n
+            if missing >= max(2, n // 4):
+                self.counters.gaps += 1
+                self.counters.missing_samples += missing
+                track.next_seq += missing
+                _LOGGER.info("%s gap: about %d samples lost", frame.measurement.name, missing)
+                prev = None  # do not spread this frame's samples over the gap
+        times = frame.sample_times_ns(prev, track.fs)
+        assert frame.kind is not None
+        chunk = SignalChunk(frame.kind, track.fs, int(times[0]), frame.samples, track.next_seq)
+        track.next_seq += n
+        track.prev_ts = frame.timestamp_ns
+        self.counters.frames += 1
+        return [chunk]
+
+
+def _measurement_or_none(code: int) -> MeasurementType | None:
+    try:
+        return MeasurementType(code)
+    except ValueError:
+        return None
