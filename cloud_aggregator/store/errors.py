@@ -1,0 +1,104 @@
+"""Errors raised by the store; all derive from :class:`common.errors.MedchainError`.
+
+Driver exceptions (sqlite3, psycopg) never leave a store: they are translated into these.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from common.errors import MedchainError
+
+
+def redact_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***`` (safe to log and show).
+
+    >>> redact_url("postgresql://app:s3cret@db:5432/medchain")
+    'postgresql://app:***@db:5432/medchain'
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable store URL>"
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    netloc = f"{parts.username or ''}:***@{host}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class StoreError(MedchainError):
+    """Base of every store error."""
+
+
+class StoreURLError(StoreError):
+    """The store URL is malformed or names an unsupported backend."""
+
+
+class StoreUnavailableError(StoreError):
+    """The database cannot be reached (or timed out); worth retrying with back-off.
+
+    Parameters
+    ----------
+    url : str
+        The store URL (the password is removed before it is kept or shown).
+    cause : str
+        What the driver reported.
+    """
+
+    def __init__(self, url: str, cause: str) -> None:
+        self.url = redact_url(url)
+        self.cause = cause
+        super().__init__(f"store {self.url} is unavailable: {cause}")
+
+
+class SchemaVersionError(StoreError):
+    """The database schema is newer than this code (or not yet migrated).
+
+    Parameters
+    ----------
+    found : int
+        Schema version in the database.
+    supported : int
+        Latest schema version this code knows.
+    """
+
+    def __init__(self, found: int, supported: int, hint: str) -> None:
+        self.found = found
+        self.supported = supported
+        super().__init__(
+            f"database schema version {found}, this MedChain supports up to {supported}: {hint}"
+        )
+
+
+class NotFoundError(StoreError):
+    """A record (model version, round, user...) does not exist."""
+
+    def __init__(self, kind: str, key: object) -> None:
+        self.kind = kind
+        self.key = key
+        super().__init__(f"{kind} {key!r} not found")
+
+
+class ConflictError(StoreError):
+    """A write collides with existing data (duplicate username, second active round...)."""
+
+
+class StateError(StoreError):
+    """A round transition is not allowed from its current state."""
+
+
+class ClaimLostError(StoreError):
+    """The caller does not hold the aggregation claim of the round (it expired and another
+    worker took it, or the round is already closed/failed). Nothing was written."""
+
+    def __init__(self, round_id: int, worker: str, detail: str) -> None:
+        self.round_id = round_id
+        self.worker = worker
+        super().__init__(f"worker {worker!r} does not hold round {round_id}: {detail}")
+
+
+class CorruptStoreError(StoreError):
+    """Stored bytes do not match their recorded SHA-256."""
