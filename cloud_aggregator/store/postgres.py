@@ -143,8 +143,7 @@ class PostgresStore(SqlStore):
         }
         self._conninfo = conninfo
         self._connect_kwargs = connect_kwargs
-        if schema == "upgrade" and search_path:
-            self._create_schema()
+        self._probe()
         self._pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
             conninfo,
             min_size=min_size,
@@ -183,6 +182,23 @@ class PostgresStore(SqlStore):
             pass  # another process created it at the same moment
         except psycopg.Error as exc:
             raise _translate(self.url, exc) from exc
+
+    def _probe(self) -> None:
+        """Connect once before building the pool: fail fast with the driver's reason (refused,
+        unknown host, bad password) instead of waiting out the pool timeout."""
+        try:
+            with psycopg.connect(self._conninfo, **self._connect_kwargs) as conn:
+                conn.execute("SELECT 1")
+        except psycopg.OperationalError as exc:
+            raise StoreUnavailableError(self.url, " ".join(str(exc).split())) from exc
+        except psycopg.Error as exc:
+            raise _translate(self.url, exc) from exc
+
+    def upgrade_schema(self, target: int | None = None) -> list[int]:
+        """Create the store's schema (search_path) if missing, then migrate."""
+        if self._search_path:
+            self._create_schema()
+        return super().upgrade_schema(target)
 
     def _migration_lock(self, tx: Tx) -> None:
         # Replicas starting together migrate one after the other (lock per schema).
