@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
+from common import fl_protocol as fl
 
 L, K, E, C = 16, 2, 8, 3
 
@@ -54,3 +58,22 @@ def tiny_dataset(n: int, seed: int, shift: float = 0.0) -> tuple[dict[str, np.nd
     beat = rng.normal(0, 0.3, (n, 1, L)).astype(np.float32) + (labels[:, None, None] - 1.0 + shift)
     rr = rng.normal(1, 0.1, (n, K)).astype(np.float32)
     return {"beat": beat.astype(np.float32), "rr": rr}, labels.astype(np.int64)
+
+
+def initial_release() -> fl.ModelRelease:
+    """Version-0 release of the tiny model (head tensors + ONNX file)."""
+
+    model, head = tiny_beat_onnx()
+    return fl.ModelRelease("v0", 0, head, {"model.onnx": model, "model.card.json": b"{}"}, {})
+
+
+def write_client_data(folder: Path, n_clients: int, n: int = 300) -> list[str]:
+    """One npz of labelled tiny beats per simulated client; returns the client ids."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = []
+    for i in range(n_clients):
+        x, y = tiny_dataset(n, 100 + i, shift=0.1 * (i % 3))
+        cid = f"sim-{i:03d}"
+        np.savez(folder / f"{cid}.npz", beat=x["beat"], rr=x["rr"], labels=y)
+        ids.append(cid)
+    return ids

@@ -1,0 +1,87 @@
+"""Settings of the aggregator service (one frozen dataclass, loaded by ``load_settings``).
+
+Environment variables are ``MEDCHAIN_AGG_<FIELD>`` (e.g. ``MEDCHAIN_AGG_BROKER_URL``); a TOML
+file may hold an ``[aggregator]`` table. Per-run choices (strategy, rounds, local epochs...)
+come from the store's training control, written by the web's "start training" button or by
+``medchain aggregator --start``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def default_worker() -> str:
+    """A stable worker name per host, so a restarted aggregator renews its own round claim."""
+    return f"agg-{socket.gethostname()}"[:64]
+
+
+@dataclass(frozen=True)
+class AggregatorSettings:
+    """Aggregator service settings.
+
+    Attributes
+    ----------
+    broker_url, store_url : str
+        ``mqtt[s]://user:pw@host:port`` and ``sqlite:///...`` / ``postgresql://...``.
+    worker : str
+        Name of this replica (MQTT client id, round claims); empty = ``agg-<hostname>``.
+    shared_group : str
+        MQTT 5 shared-subscription group of the replicas (``$share/<group>/...``).
+    task : str
+        Task whose rounds this aggregator runs (``beat``).
+    initial_model : Path, optional
+        ONNX (with card and head npz beside it) seeded as version 1 into an empty store.
+    fraction, min_clients, quorum_fraction, min_quorum, deadline_s, max_attempts
+        Round policy (see ``cloud_aggregator.rounds.RoundPolicy``).
+    norm_bound, max_compression_error : float
+        Validation bounds on the update L2 norm and the reported relative compression error.
+    dp_clip, dp_noise, dp_delta : float
+        Client-level DP: L2 clip (0 = off), noise multiplier z, and the reported delta.
+    chunk_bytes : int
+        Largest MQTT payload before a model is chunked, bytes.
+    lease_s : float
+        Aggregation claim lease, s (another replica takes over after it lapses).
+    poll_s : float
+        Longest wait for one inbound message, s.
+    ca_file : str
+        CA bundle for ``mqtts://`` (empty = system default).
+    seed : int
+        Seed of the DP noise.
+    """
+
+    broker_url: str = "mqtt://127.0.0.1:1883"
+    store_url: str = "sqlite:///medchain.db"
+    worker: str = ""
+    shared_group: str = "agg"
+    task: str = "beat"
+    initial_model: Path | None = None
+    fraction: float = 1.0
+    min_clients: int = 2
+    quorum_fraction: float = 0.5
+    min_quorum: int = 1
+    deadline_s: float = 60.0
+    max_attempts: int = 3
+    norm_bound: float = 10.0
+    max_compression_error: float = 0.05
+    dp_clip: float = 0.0
+    dp_noise: float = 0.0
+    dp_delta: float = 1e-5
+    chunk_bytes: int = 256 * 1024
+    lease_s: float = 30.0
+    poll_s: float = 0.2
+    ca_file: str = ""
+    seed: int = 0
+
+    @property
+    def worker_name(self) -> str:
+        """The worker name to use."""
+        return self.worker or default_worker()
+
+    @property
+    def process_tag(self) -> str:
+        """For logs: worker and pid."""
+        return f"{self.worker_name}/{os.getpid()}"

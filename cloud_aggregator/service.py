@@ -1,0 +1,566 @@
+"""The aggregator service: rounds over MQTT with all state in the store.
+
+One loop (``step``) drains inbound messages and advances the active round. Everything needed to
+continue lives in the store, so ``kill -9`` at any moment and a restart resume the round:
+
+- an update is acknowledged to the broker only after the store has it (idempotent by
+  ``update_id``), so an unacknowledged one is redelivered to the restarted aggregator;
+- an open round keeps collecting after a restart (its announcement is re-published);
+- a round killed while aggregating is re-claimed (same worker at once, others after the lease)
+  and aggregated again from the stored updates; ``finalize_round`` is one conditional
+  transaction, so a round is committed exactly once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from cloud_aggregator import rounds as rl
+from cloud_aggregator.config import AggregatorSettings
+from cloud_aggregator.mqtt_io import Inbound, PahoBroker
+from cloud_aggregator.privacy import DpPolicy, epsilon_after, privatize
+from cloud_aggregator.releases import (
+    RELEASE_FORMAT,
+    load_stored,
+    next_release,
+    release_from_model_dir,
+    stored_blob,
+    version_name,
+    wire_release,
+)
+from cloud_aggregator.store import (
+    DesiredTraining,
+    NotFoundError,
+    Round,
+    RoundState,
+    Store,
+    TrainingControl,
+    UpdateStatus,
+)
+from cloud_aggregator.strategies import make_strategy
+from cloud_aggregator.validation import Reject, RejectCounter, ValidationPolicy, validate_update
+from common import fl_protocol as fl
+from common import protocol as proto
+from common.errors import ConfigError
+from common.payloads import decode_status
+
+_LOGGER = logging.getLogger(__name__)
+
+Evaluator = Callable[[fl.ModelRelease], dict[str, float]]
+_CLIENT_KEYS = (
+    "local_epochs",
+    "lr",
+    "batch_size",
+    "mu",
+    "clip_norm",
+    "compression",
+    "max_examples",
+    "mode",
+)
+
+
+class AggregatorService:
+    """Runs federated rounds for one task.
+
+    Parameters
+    ----------
+    store : Store
+        Source of truth for rounds, updates and models.
+    broker : PahoBroker
+        Connected MQTT adapter (subscribed to updates and statuses).
+    settings : AggregatorSettings
+        Service settings.
+    evaluator : callable, optional
+        ``release -> metrics`` run on each new global model (server-held evaluation set).
+    clock : callable
+        Unix seconds (tests inject a fake).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        broker: PahoBroker,
+        settings: AggregatorSettings,
+        *,
+        evaluator: Evaluator | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store, self.broker, self.s = store, broker, settings
+        self.evaluator = evaluator
+        self.clock = clock
+        self.worker = settings.worker_name
+        self.online: dict[str, bool] = {}
+        self.rejects = RejectCounter()
+        self.reassembler = fl.Reassembler(max_size=64 * 1024 * 1024)
+        self.republish = threading.Event()
+        self.republish.set()
+        self.history: list[dict[str, Any]] = []  # closed/failed rounds of this process (simulate)
+        self._announced: int | None = None
+        self._release_cache: dict[int, tuple[fl.ModelRelease, fl.Tensors]] = {}
+        self._published: dict[int, list[str]] = {}
+        self._rng = np.random.default_rng(settings.seed)
+
+    # ------------------------------------------------------------------ setup
+    def ensure_initial_model(self) -> int:
+        """The latest release version, seeding ``initial_model`` into an empty store."""
+        latest = self.store.latest_model(format=RELEASE_FORMAT)
+        if latest is not None:
+            return latest.version
+        if self.s.initial_model is None:
+            raise ConfigError(
+                "the store holds no model: pass --initial-model path/to/beat_int8.onnx"
+            )
+        rel = release_from_model_dir(self.s.initial_model)
+        mv = self.store.put_model(
+            stored_blob(rel, {}),
+            format=RELEASE_FORMAT,
+            metrics={"source": str(self.s.initial_model)},
+        )
+        _LOGGER.info("seeded model %s from %s", version_name(mv.version), self.s.initial_model)
+        return mv.version
+
+    def release(self, version: int) -> tuple[fl.ModelRelease, fl.Tensors]:
+        """Decoded release and server state of a stored version (cached)."""
+        if version not in self._release_cache:
+            self._release_cache[version] = load_stored(self.store.get_model_bytes(version))
+            while len(self._release_cache) > 4:
+                self._release_cache.pop(next(iter(self._release_cache)))
+        return self._release_cache[version]
+
+    # ------------------------------------------------------------------ main loop
+    def run(self, stop: threading.Event, max_seconds: float | None = None) -> None:
+        """Step until ``stop`` is set (or ``max_seconds`` passed)."""
+        t_end = None if max_seconds is None else time.monotonic() + max_seconds
+        while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
+            self.step()
+
+    def step(self) -> None:
+        """Drain inbound messages for up to ``poll_s``, then advance the round."""
+        deadline = time.monotonic() + self.s.poll_s
+        while True:
+            msg = self.broker.get(max(0.0, deadline - time.monotonic()))
+            if msg is None:
+                break
+            self.handle(msg)
+            if time.monotonic() >= deadline:
+                break
+        self.advance()
+
+    # ------------------------------------------------------------------ inbound
+    def handle(self, msg: Inbound) -> None:
+        """Handle one message, then acknowledge it (after it is stored)."""
+        try:
+            topic = proto.parse_topic(msg.topic)
+            if topic.channel == proto.Channel.STATUS and msg.payload:
+                st = decode_status(msg.payload)
+                self.online[topic.ident] = st.online
+                self.store.set_client_status(
+                    topic.ident,
+                    online=st.online,
+                    seen_at=st.t_ns / 1e9,
+                    model_version=st.model_version or None,
+                )
+            elif topic.channel == proto.Channel.UPDATE:
+                whole = self.reassembler.feed(msg.payload, time.monotonic(), self.s.chunk_bytes)
+                if whole is not None:
+                    self.handle_update(topic.ident, whole)
+        except proto.ProtocolError as exc:
+            self.rejects.add(Reject.SCHEMA)
+            _LOGGER.warning(
+                "rejected message on %s (%d bytes): %s", msg.topic, len(msg.payload), exc
+            )
+        self.broker.ack(msg)
+
+    def handle_update(self, sender: str, payload: bytes) -> UpdateStatus | None:
+        """Validate and store one whole update; returns the store's verdict (None if refused)."""
+        try:
+            u = fl.decode_update(payload)
+        except proto.ProtocolError as exc:
+            self.rejects.add(Reject.SCHEMA)
+            _LOGGER.warning("undecodable update from %s (%d bytes): %s", sender, len(payload), exc)
+            return None
+        if u.client_id != sender or not u.round_id.isdigit():
+            self.rejects.add(Reject.SCHEMA)
+            _LOGGER.warning(
+                "update on update/%s claims client %s round %s", sender, u.client_id, u.round_id
+            )
+            return None
+        rid = int(u.round_id)
+        try:
+            rnd = self.store.get_round(rid)
+        except NotFoundError:
+            self.rejects.add(Reject.WRONG_ROUND)
+            _LOGGER.warning("update from %s for unknown round %s", sender, rid)
+            return None
+        reason: Reject | None = None
+        if rnd.state != RoundState.OPEN or self.clock() > rnd.deadline:
+            reason = Reject.LATE
+        elif rnd.selected_clients and sender not in rnd.selected_clients:
+            reason = Reject.NOT_SELECTED
+        else:
+            rel, _ = self.release(int(rnd.base_version or 0))
+            shapes = {k: tuple(v.shape) for k, v in rel.tensors.items()}
+            policy = ValidationPolicy(
+                self.s.norm_bound, max_compression_error=self.s.max_compression_error
+            )
+            reason = validate_update(u, shapes, version_name(int(rnd.base_version or 0)), policy)
+        if reason is not None:
+            self.rejects.add(reason)
+            self.store.reject_update(
+                round_id=rid,
+                client_id=sender,
+                update_id=u.update_id,
+                reason=str(reason),
+                size_bytes=len(payload),
+            )
+            _LOGGER.warning("round %d: %s update from %s rejected", rid, reason, sender)
+            return None
+        metrics = dict(u.metrics, bytes=float(len(payload)), compression_error=u.compression_error)
+        receipt = self.store.record_update(
+            round_id=rid,
+            client_id=sender,
+            update_id=u.update_id,
+            blob=payload,
+            n_samples=u.n_examples,
+            metrics=metrics,
+        )
+        if receipt.status == UpdateStatus.REJECTED:
+            self.rejects.add(receipt.reason or "store")
+            _LOGGER.warning("round %d: store refused update of %s: %s", rid, sender, receipt.reason)
+        return receipt.status
+
+    # ------------------------------------------------------------------ round progression
+    def advance(self) -> None:
+        """Open, close, fail or keep waiting on the active round, as the control says."""
+        control = self.store.get_training_control()
+        active = self.store.active_round(self.s.task)
+        if control.desired != DesiredTraining.RUNNING or control.task not in ("", self.s.task):
+            if active is not None and active.state == RoundState.OPEN:
+                self.store.fail_round(active.round_id, "training stopped")
+                self._clear_announcement()
+            return
+        if active is None:
+            self._open_next(control)
+            return
+        if self.republish.is_set() or self._announced != active.round_id:
+            self._announce(active)
+        if active.state == RoundState.AGGREGATING:
+            self._close(active, control)
+            return
+        reported = frozenset(
+            u.client_id for u in self.store.list_updates(active.round_id, include_blobs=False)
+        )
+        offline = frozenset(c for c in active.selected_clients if self.online.get(c) is False)
+        progress = rl.RoundProgress(
+            active.selected_clients, reported, offline, active.quorum, active.deadline
+        )
+        decision = rl.decide(progress, self.clock())
+        if decision == rl.Decision.CLOSE:
+            self._close(active, control)
+        elif decision == rl.Decision.FAIL:
+            why = f"quorum not reached: {len(reported)} of {active.quorum} needed, {progress.failures} dropped out"
+            if self.store.fail_round(active.round_id, why):
+                self._log_round(active, len(reported), progress.failures, extra=f"FAILED ({why})")
+                self.history.append(
+                    {
+                        "round_id": active.round_id,
+                        "state": "failed",
+                        "reason": why,
+                        **self._run_info(active),
+                    }
+                )
+
+    def _run_info(self, rnd: Round) -> dict[str, Any]:
+        cfg = rnd.config
+        return {
+            "run": cfg.get("run"),
+            "round_no": cfg.get("round_no"),
+            "attempt": cfg.get("attempt"),
+        }
+
+    def _rounds_of_run(self, run: int) -> list[Round]:
+        return [
+            r
+            for r in self.store.list_rounds(task=self.s.task, limit=10_000)
+            if r.config.get("run") == run
+        ]
+
+    def _policy(self, control: TrainingControl) -> rl.RoundPolicy:
+        c = control.config
+        return rl.RoundPolicy(
+            fraction=float(c.get("fraction", self.s.fraction)),
+            min_clients=int(c.get("min_clients", self.s.min_clients)),
+            quorum_fraction=float(c.get("quorum_fraction", self.s.quorum_fraction)),
+            min_quorum=int(c.get("min_quorum", self.s.min_quorum)),
+            deadline_s=float(c.get("deadline_s", self.s.deadline_s)),
+            max_attempts=int(c.get("max_attempts", self.s.max_attempts)),
+        )
+
+    def _open_next(self, control: TrainingControl) -> None:
+        run = control.generation
+        past = self._rounds_of_run(run)
+        closed = [int(r.config["round_no"]) for r in past if r.state == RoundState.CLOSED]
+        round_no = rl.next_round_number(closed)
+        total = max(1, control.rounds)
+        if round_no > total:
+            _LOGGER.info("run %d finished: %d rounds closed", run, len(closed))
+            self._clear_announcement()
+            self.store.set_training_control(
+                desired=DesiredTraining.STOPPED,
+                task=control.task,
+                strategy=control.strategy,
+                dataset=control.dataset,
+                rounds=control.rounds,
+                config=control.config,
+                updated_by=f"aggregator:{self.worker}",
+            )
+            return
+        policy = self._policy(control)
+        attempt = sum(
+            1 for r in past if r.state == RoundState.FAILED and r.config.get("round_no") == round_no
+        )
+        if attempt >= policy.max_attempts:
+            _LOGGER.error("round %d failed %d times: stopping the run", round_no, attempt)
+            self.store.set_training_control(
+                desired=DesiredTraining.STOPPED,
+                task=control.task,
+                strategy=control.strategy,
+                dataset=control.dataset,
+                rounds=control.rounds,
+                config=control.config,
+                updated_by=f"aggregator:{self.worker}",
+            )
+            self.store.audit(
+                f"aggregator:{self.worker}",
+                "training_stopped",
+                target=self.s.task,
+                details={"reason": f"round {round_no} failed {attempt} times"},
+            )
+            return
+        eligible = [c for c, up in self.online.items() if up]
+        eligible += [
+            c.client_id
+            for c in self.store.list_clients(online=True)
+            if c.task in ("", self.s.task) and c.client_id not in self.online
+        ]
+        selected = rl.select_clients(eligible, policy, f"{run}/{round_no}/{attempt}")
+        if selected is None:
+            return  # wait for clients to come online
+        strategy = make_strategy(
+            control.strategy or "fedavg",
+            **{k: float(v) for k, v in control.config.get("strategy_params", {}).items()},
+        )
+        client_cfg = fl.RoundConfig(
+            **{k: control.config[k] for k in _CLIENT_KEYS if k in control.config}
+        )
+        client_cfg = strategy.configure(client_cfg)
+        base = self.ensure_initial_model()
+        rel, _ = self.release(base)
+        _, sha = wire_release(rel, base)
+        cfg = {
+            "run": run,
+            "round_no": round_no,
+            "total_rounds": total,
+            "attempt": attempt,
+            "client": client_cfg.to_dict(),
+            "model_sha256": sha,
+            "population": len(set(eligible)),
+        }
+        if self.s.dp_clip > 0:  # what the accountant needs, kept with the round
+            cfg.update(
+                dp_q=min(1.0, len(selected) / max(1, len(set(eligible)))), dp_z=self.s.dp_noise
+            )
+        rnd = self.store.open_round(
+            task=self.s.task,
+            strategy=strategy.name,
+            base_version=base,
+            quorum=policy.quorum(len(selected)),
+            deadline=self.clock() + policy.deadline_s,
+            selected_clients=selected,
+            config=cfg,
+        )
+        _LOGGER.info(
+            "[ROUND %d/%d] opened (attempt %d): %d clients selected, quorum %d, deadline %.0f s",
+            round_no,
+            total,
+            attempt,
+            len(selected),
+            rnd.quorum,
+            policy.deadline_s,
+        )
+        self._announce(rnd)
+
+    # ------------------------------------------------------------------ publishing
+    def _announce(self, rnd: Round) -> None:
+        base = int(rnd.base_version or 0)
+        rel, _ = self.release(base)
+        payload, sha = wire_release(rel, base)
+        if base not in self._published or self.republish.is_set():
+            self._publish_model(base, payload)
+        cfg = rnd.config
+        ann = fl.RoundAnnouncement(
+            round_id=str(rnd.round_id),
+            run_id=f"g{cfg.get('run', 0)}",
+            round_no=int(cfg["round_no"]),
+            total_rounds=int(cfg["total_rounds"]),
+            attempt=int(cfg["attempt"]),
+            model_version=version_name(base),
+            model_sha256=sha,
+            deadline_ns=int(rnd.deadline * 1e9),
+            issued_ns=int(self.clock() * 1e9),
+            selected=rnd.selected_clients,
+            config=fl.RoundConfig.from_dict(cfg["client"]),
+        )
+        expiry = max(1.0, rnd.deadline - self.clock())
+        self.republish.clear()
+        if self.broker.publish(
+            proto.round_current_topic(), fl.encode_round(ann), retain=True, expiry_s=expiry
+        ):
+            self._announced = rnd.round_id
+        else:
+            self.republish.set()  # retried on the next step
+
+    def _publish_model(self, version: int, payload: bytes) -> None:
+        topic = proto.model_topic(version_name(version))
+        parts = fl.split_message(payload, f"model-{version}-{len(payload)}", self.s.chunk_bytes)
+        topics = [topic] if len(parts) == 1 else [f"{topic}/{i}" for i in range(len(parts))]
+        for t, part in zip(topics, parts, strict=True):
+            self.broker.publish(t, part, retain=True)
+        self._published[version] = topics
+        for old in [v for v in self._published if v < version - 1]:
+            for t in self._published.pop(old):
+                self.broker.publish(t, b"", retain=True)  # clear retained
+
+    def _clear_announcement(self) -> None:
+        if self._announced is not None:
+            self.broker.publish(proto.round_current_topic(), b"", retain=True)
+            self._announced = None
+
+    # ------------------------------------------------------------------ closing
+    def _close(self, rnd: Round, control: TrainingControl) -> None:
+        claimed = self.store.claim_round(rnd.round_id, self.worker, lease_s=self.s.lease_s)
+        if claimed is None:
+            return  # another replica aggregates it
+        t0 = time.perf_counter()
+        base = int(rnd.base_version or 0)
+        rel, state = self.release(base)
+        updates = self.store.list_updates(rnd.round_id)
+        deltas: list[tuple[fl.Tensors, int]] = []
+        client_metrics: dict[str, dict[str, float]] = {}
+        for up in updates:
+            try:
+                u = fl.decode_update(up.blob or b"")
+            except proto.ProtocolError as exc:  # cannot happen unless the store was tampered with
+                _LOGGER.error("stored update %s unreadable: %s", up.update_id, exc)
+                continue
+            deltas.append((u.delta, u.n_examples))
+            client_metrics[up.client_id] = {
+                k: float(v) for k, v in up.metrics.items() if isinstance(v, (int, float))
+            }
+        if not deltas:
+            self.store.fail_round(rnd.round_id, "no readable updates", worker=self.worker)
+            return
+        strategy = make_strategy(
+            rnd.strategy,
+            **{k: float(v) for k, v in control.config.get("strategy_params", {}).items()},
+        )
+        metrics: dict[str, float] = {}
+        if self.s.dp_clip > 0:
+            mean, n_clipped = privatize(
+                deltas, DpPolicy(self.s.dp_clip, self.s.dp_noise, self.s.dp_delta), self._rng
+            )
+            new_w, new_state = strategy.aggregate(rel.tensors, [(mean, 1)], state)
+            q = float(rnd.config.get("dp_q", 1.0))
+            history = [
+                (float(r.config.get("dp_q", 1.0)), float(r.config.get("dp_z", 0.0)))
+                for r in self.store.list_rounds(task=self.s.task, limit=10_000)
+                if r.state == RoundState.CLOSED and "dp_z" in r.config
+            ]
+            metrics.update(
+                dp_clipped=float(n_clipped),
+                dp_epsilon=epsilon_after([*history, (q, self.s.dp_noise)], self.s.dp_delta),
+            )
+        else:
+            new_w, new_state = strategy.aggregate(rel.tensors, deltas, state)
+        round_no = int(rnd.config["round_no"])
+        offline = sum(
+            1
+            for c in rnd.selected_clients
+            if self.online.get(c) is False and c not in client_metrics
+        )
+        rejected = len(self.store.list_rejected_updates(rnd.round_id))
+        metrics.update(
+            received=float(len(deltas)),
+            selected=float(len(rnd.selected_clients)),
+            failures=float(offline),
+            rejected=float(rejected),
+            quorum=float(rnd.quorum),
+        )
+        metrics["uplink_bytes_mean"] = float(
+            np.mean([m.get("bytes", 0.0) for m in client_metrics.values()])
+        )
+        candidate = next_release(rel, new_w, round_no, {})
+        if self.evaluator is not None:
+            metrics.update(self.evaluator(candidate))
+        metrics["aggregate_s"] = time.perf_counter() - t0
+        finite = {k: v for k, v in metrics.items() if np.isfinite(v)}
+        release = dataclasses.replace(candidate, metrics=finite)
+        mv = self.store.finalize_round(
+            rnd.round_id,
+            self.worker,
+            model_blob=stored_blob(release, new_state),
+            model_format=RELEASE_FORMAT,
+            model_metrics=finite,
+            model_card={"federated": {"round_no": round_no, "run": rnd.config.get("run")}},
+            round_metrics=finite,
+            client_metrics=client_metrics,
+        )
+        extra = " ".join(
+            f"{k}={v:.4g}"
+            for k, v in finite.items()
+            if k in ("macro_f1", "dp_epsilon", "aggregate_s")
+        )
+        self._log_round(
+            rnd,
+            len(deltas),
+            offline,
+            rejected,
+            extra=f"-> model {version_name(mv.version)} {extra}",
+        )
+        self.history.append(
+            {
+                "round_id": rnd.round_id,
+                "state": "closed",
+                "version": mv.version,
+                **self._run_info(rnd),
+                **finite,
+            }
+        )
+        payload, _ = wire_release(release, mv.version)
+        self._publish_model(mv.version, payload)
+
+    def _log_round(
+        self, rnd: Round, received: int, failures: int, rejected: int = 0, extra: str = ""
+    ) -> None:
+        cfg = rnd.config
+        _LOGGER.info(
+            "%s",
+            rl.round_log_line(
+                int(cfg["round_no"]), int(cfg["total_rounds"]), received, failures, rejected, extra
+            ),
+        )
+
+
+def subscriptions(shared_group: str) -> list[str]:
+    """What the aggregator subscribes: all updates (shared between replicas) and statuses."""
+    return [
+        proto.subscription(proto.Channel.UPDATE, shared_group or None),
+        proto.subscription(proto.Channel.STATUS),
+    ]

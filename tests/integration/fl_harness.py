@@ -1,0 +1,107 @@
+"""Harness of the federated-learning integration tests: aggregator + clients in threads."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cloud_aggregator.config import AggregatorSettings
+from cloud_aggregator.mqtt_io import PahoBroker
+from cloud_aggregator.releases import RELEASE_FORMAT, stored_blob
+from cloud_aggregator.service import AggregatorService, subscriptions
+from cloud_aggregator.store import DesiredTraining, Store
+from edge_agent.federated import FederatedParticipant, NpzExamples, run_client
+from tests.cloud_aggregator.fl_support import initial_release, write_client_data
+
+
+def seed_store(store: Store, rounds: int, **config: Any) -> None:
+    """Put the tiny initial model in the store and ask for ``rounds`` rounds."""
+    store.put_model(stored_blob(initial_release(), {}), format=RELEASE_FORMAT)
+    cfg = {
+        "deadline_s": 8.0,
+        "min_clients": 2,
+        "quorum_fraction": 0.5,
+        "local_epochs": 2,
+        "lr": 0.05,
+    }
+    cfg.update(config)
+    store.set_training_control(
+        desired=DesiredTraining.RUNNING,
+        task="beat",
+        strategy=str(cfg.pop("strategy", "fedavg")),
+        rounds=rounds,
+        config=cfg,
+        updated_by="test",
+    )
+
+
+@contextlib.contextmanager
+def aggregator(store: Store, url: str, **settings: Any) -> Iterator[AggregatorService]:
+    """A running aggregator service thread."""
+    s = AggregatorSettings(broker_url=url, worker="agg-test", poll_s=0.1, **settings)
+    service: AggregatorService | None = None
+    broker = PahoBroker(
+        url,
+        s.worker_name,
+        subscriptions(s.shared_group),
+        on_reconnect=lambda: service.republish.set() if service else None,
+    )
+    broker.start(10.0)
+    service = AggregatorService(store, broker, s)
+    stop = threading.Event()
+    t = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    t.start()
+    try:
+        yield service
+    finally:
+        stop.set()
+        t.join(10)
+        broker.stop()
+
+
+@dataclass
+class Fleet:
+    participants: list[FederatedParticipant]
+    stop: threading.Event
+    threads: list[threading.Thread] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def fleet(url: str, tmp: Path, n: int, **opts: Any) -> Iterator[Fleet]:
+    """``n`` simulated clients, each in its own thread with its own MQTT connection."""
+    ids = write_client_data(tmp / "data", n)
+    stop = threading.Event()
+    f = Fleet(
+        [
+            FederatedParticipant(cid, NpzExamples(tmp / "data" / f"{cid}.npz"), tmp / "work" / cid)
+            for cid in ids
+        ],
+        stop,
+    )
+    for i, p in enumerate(f.participants):
+        t = threading.Thread(
+            target=run_client, args=(url, p, stop), kwargs={**opts, "seed": i}, daemon=True
+        )
+        t.start()
+        f.threads.append(t)
+    try:
+        yield f
+    finally:
+        stop.set()
+        for t in f.threads:
+            t.join(10)
+
+
+def wait_for(cond: Any, timeout: float, what: str) -> None:
+    """Poll ``cond()`` every 0.1 s; fail with ``what`` after ``timeout`` s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
