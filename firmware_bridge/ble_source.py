@@ -1,0 +1,410 @@
+"""Live source from a BLE wearable: Polar PMD streams (ECG/ACC/PPG) and/or Heart Rate Service.
+
+Talks to the device only through a :class:`~firmware_bridge.transport.Transport` (bleak in
+production, :class:`~firmware_bridge.fake_transport.FakeTransport` in tests). Notification
+callbacks only enqueue; a pump task decodes. A supervisor task owns the link: connect, enable
+notifications on both PMD characteristics, start streams (settings negotiated with the device
+unless given), wait, and on a drop reconnect with exponential back-off. Streams are always
+stopped before a disconnect: an H10 left streaming keeps running until its battery is empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from common.errors import ConfigError
+from common.types import SignalChunk
+from firmware_bridge.capture import CaptureRecord
+from firmware_bridge.decode_stream import DEFAULT_FS, StreamAssembler
+from firmware_bridge.frames import ControlPointResponse, DecodeError, MeasurementStopped
+from firmware_bridge.gatt import (
+    HEART_RATE_MEASUREMENT_UUID,
+    PMD_CONTROL_POINT_UUID,
+    PMD_DATA_UUID,
+    ControlPointOp,
+    MeasurementType,
+    ResponseStatus,
+    SettingType,
+)
+from firmware_bridge.pmd import (
+    encode_get_settings,
+    encode_start,
+    encode_stop,
+    join_responses,
+    parse_control_point,
+    parse_features,
+    parse_settings,
+)
+from firmware_bridge.sources import SourceStats
+from firmware_bridge.transport import BleError, Transport, TransportFactory
+
+_LOGGER = logging.getLogger(__name__)
+
+S = SettingType
+DEFAULT_SETTINGS: dict[MeasurementType, dict[SettingType, int]] = {
+    MeasurementType.ECG: {S.SAMPLE_RATE: 130, S.RESOLUTION: 14},
+    MeasurementType.ACC: {S.SAMPLE_RATE: 200, S.RESOLUTION: 16, S.RANGE: 8},
+    MeasurementType.PPG: {S.SAMPLE_RATE: 55, S.RESOLUTION: 22, S.CHANNELS: 4},
+}
+STREAM_NAMES = {"ecg": MeasurementType.ECG, "acc": MeasurementType.ACC, "ppg": MeasurementType.PPG}
+# Refusals worth retrying later (strap on the charger, sensor busy); others are fatal.
+_TRANSIENT = {ResponseStatus.DEVICE_IN_CHARGER, ResponseStatus.INVALID_STATE}
+
+
+class StreamRefusedError(BleError):
+    """The device answered START with an error status."""
+
+    def __init__(self, measurement: MeasurementType, status: ResponseStatus) -> None:
+        self.measurement = measurement
+        self.status = status
+        super().__init__(f"device refused to start {measurement.name}: {status.name}")
+
+
+class DeviceUnavailableError(BleError):
+    """Gave up after ``max_failures`` consecutive failed connection attempts."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectPolicy:
+    """Supervision parameters.
+
+    Attributes
+    ----------
+    initial_s, factor, max_s : float
+        Exponential back-off between attempts: initial delay (s), multiplier, ceiling (s).
+    max_failures : int or None
+        Consecutive failed attempts before giving up (None: never, the edge default).
+    response_timeout_s : float
+        Wait for a control-point response (s).
+    """
+
+    initial_s: float = 0.5
+    factor: float = 2.0
+    max_s: float = 30.0
+    max_failures: int | None = None
+    response_timeout_s: float = 5.0
+
+
+_END = object()
+
+
+class BleSource:
+    """Stream chunks from a BLE wearable (see module docstring).
+
+    Parameters
+    ----------
+    target : str
+        Device address (``AA:BB:…`` or a CoreBluetooth UUID) or (part of) its name.
+    streams : sequence of str
+        Any of ``ecg``, ``acc``, ``ppg`` (PMD) and ``hr`` (Heart Rate Service).
+    settings : dict, optional
+        PMD settings per measurement; missing ones are negotiated (GET settings: the default
+        if offered, else the highest offered value).
+    transport_factory : callable, optional
+        Makes one :class:`Transport` per attempt; default bleak (``BleakTransport(target)``).
+    policy : ReconnectPolicy
+        Back-off and give-up rules.
+    recorder : callable, optional
+        Receives every raw GATT event (``medchain ble record``).
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        streams: tuple[str, ...] = ("ecg",),
+        settings: Mapping[MeasurementType, Mapping[SettingType, int]] | None = None,
+        transport_factory: TransportFactory | None = None,
+        policy: ReconnectPolicy | None = None,
+        recorder: Callable[[CaptureRecord], None] | None = None,
+        clock_ns: Callable[[], int] = time.time_ns,
+    ) -> None:
+        unknown = set(streams) - {*STREAM_NAMES, "hr"}
+        if unknown or not streams:
+            raise ConfigError(f"unknown BLE streams {sorted(unknown)}: use ecg, acc, ppg, hr")
+        self.target = target
+        self.measurements = [STREAM_NAMES[s] for s in streams if s in STREAM_NAMES]
+        self.heart_rate = "hr" in streams
+        self._settings = {m: dict(v) for m, v in (settings or {}).items()}
+        self._factory = transport_factory or _bleak_factory(target)
+        self.policy = policy or ReconnectPolicy()
+        self._recorder = recorder
+        self._clock_ns = clock_ns
+        self.assembler = StreamAssembler(clock_ns=clock_ns)
+        self.features: frozenset[MeasurementType] | None = None
+        self.active_settings: dict[MeasurementType, dict[SettingType, int]] = {}
+        self.factors: dict[MeasurementType, float] = {}
+        self._pending: dict[MeasurementType, dict[SettingType, int]] = {}
+        self.streaming = asyncio.Event()
+        self._stats = SourceStats()
+        self._raw: asyncio.Queue[tuple[str, bytes, int]] = asyncio.Queue()
+        self._responses: asyncio.Queue[ControlPointResponse] = asyncio.Queue()
+        self._out: asyncio.Queue[object] = asyncio.Queue()
+        self._closing = asyncio.Event()
+        self._link_down = asyncio.Event()
+        self._cp_lock = asyncio.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def from_options(cls, target: str, opts: Mapping[str, Any]) -> BleSource:
+        """Build from ``open_source`` options (``streams``, ``transport``, ``max_failures``)."""
+        streams = opts.get("streams", "ecg")
+        if isinstance(streams, str):
+            streams = tuple(s.strip().lower() for s in streams.split(",") if s.strip())
+        max_failures = opts.get("max_failures")
+        policy = ReconnectPolicy(
+            max_failures=None if max_failures in (None, "") else int(max_failures)
+        )
+        return cls(
+            target, streams=tuple(streams), transport_factory=opts.get("transport"), policy=policy
+        )
+
+    @property
+    def name(self) -> str:
+        """Description for logs."""
+        kinds = [m.name.lower() for m in self.measurements] + (["hr"] if self.heart_rate else [])
+        return f"ble:{self.target} {','.join(kinds)}"
+
+    @property
+    def stats(self) -> SourceStats:
+        """Counters, including decoder rejects, gaps and reconnects."""
+        c, s = self.assembler.counters, self._stats
+        s.frames, s.rejected, s.gaps = c.frames, c.rejected, c.gaps
+        s.missing_samples, s.duplicates = c.missing_samples, c.duplicates
+        return s
+
+    # --- context ------------------------------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        self._closing.clear()
+        self._tasks = [
+            asyncio.create_task(self._pump(), name="ble-pump"),
+            asyncio.create_task(self._supervise(), name="ble-supervisor"),
+        ]
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._closing.set()
+        pump, supervisor = self._tasks
+        await supervisor  # stops streams and disconnects
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+        _LOGGER.info("%s closed: %s", self.name, self.stats.as_dict())
+
+    async def chunks(self) -> AsyncIterator[SignalChunk]:
+        """Yield chunks until the source is closed; raises if the device became unusable."""
+        while True:
+            item = await self._out.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, SignalChunk)
+            self._stats.count_chunk(item)
+            yield item
+
+    # --- notification path: callback enqueues, pump decodes ------------------------------------
+    def _on_notify(self, char: str, data: bytes) -> None:
+        self._raw.put_nowait((char, bytes(data), self._clock_ns()))
+
+    async def _pump(self) -> None:
+        while True:
+            char, data, t_ns = await self._raw.get()
+            self._handle(char, data, t_ns)
+
+    def _handle(self, char: str, data: bytes, t_ns: int) -> None:
+        if self._recorder is not None:
+            self._recorder(CaptureRecord(char, data, t_ns))
+        if char == PMD_CONTROL_POINT_UUID:
+            try:
+                value = parse_control_point(data)
+            except DecodeError as exc:
+                self.assembler.counters.rejected += 1
+                _LOGGER.warning("bad control-point notification: %s", exc)
+                return
+            if isinstance(value, ControlPointResponse):
+                self._apply_start(value)
+                self._responses.put_nowait(value)
+            elif isinstance(value, MeasurementStopped):
+                _LOGGER.warning("device stopped streams %s by itself", value.measurements)
+                self._link_down.set()  # restart the session
+            return
+        for chunk in self.assembler.feed(char, data):
+            self._out.put_nowait(chunk)
+
+    def _apply_start(self, response: ControlPointResponse) -> None:
+        # Configure rate and FACTOR here, in notification order: data frames may follow the
+        # START response immediately, before the requesting coroutine resumes.
+        if response.op is not ControlPointOp.REQUEST_MEASUREMENT_START or not response.ok:
+            return
+        try:
+            m = MeasurementType(response.measurement)
+            factors = parse_settings(response.params).get(SettingType.FACTOR)
+        except (ValueError, DecodeError) as exc:
+            _LOGGER.warning("START response not understood: %s", exc)
+            return
+        factor = float(factors[0]) if factors and factors[0] > 0 else 1.0
+        fs = float(self._pending.get(m, {}).get(S.SAMPLE_RATE, 0) or DEFAULT_FS.get(m, 1.0))
+        self.assembler.configure(m, fs, factor)
+        self.factors[m] = factor
+
+    # --- control point ---------------------------------------------------------------------------
+    async def _request(self, transport: Transport, command: bytes) -> ControlPointResponse:
+        async with self._cp_lock:
+            while not self._responses.empty():
+                self._responses.get_nowait()
+            if self._recorder is not None:
+                self._recorder(
+                    CaptureRecord(PMD_CONTROL_POINT_UUID, command, self._clock_ns(), "write")
+                )
+            await transport.write(PMD_CONTROL_POINT_UUID, command)
+            parts: list[ControlPointResponse] = []
+            while True:
+                response = await asyncio.wait_for(
+                    self._responses.get(), self.policy.response_timeout_s
+                )
+                if response.op != command[0]:
+                    _LOGGER.debug("ignoring response to op %s", response.op.name)
+                    continue
+                parts.append(response)
+                if not response.more:
+                    return parts[0] if len(parts) == 1 else join_responses(parts)
+
+    async def _negotiate(self, transport: Transport, m: MeasurementType) -> dict[SettingType, int]:
+        if m in self._settings:
+            return self._settings[m]
+        wanted = DEFAULT_SETTINGS[m]
+        response = await self._request(transport, encode_get_settings(m))
+        offered = parse_settings(response.params).values if response.ok else {}
+        chosen: dict[SettingType, int] = {}
+        for setting, value in wanted.items():
+            options = [int(v) for v in offered.get(setting, ())]
+            chosen[setting] = value if not options or value in options else max(options)
+        return chosen
+
+    async def _start_stream(self, transport: Transport, m: MeasurementType) -> None:
+        settings = await self._negotiate(transport, m)
+        self._pending[m] = settings
+        response = await self._request(transport, encode_start(m, settings))
+        if response.status is ResponseStatus.ALREADY_IN_STATE:
+            # Left streaming by an earlier session: restart it so our settings apply.
+            await self._request(transport, encode_stop(m))
+            response = await self._request(transport, encode_start(m, settings))
+        if not response.ok:
+            raise StreamRefusedError(m, response.status)
+        self.active_settings[m] = settings
+        _LOGGER.info(
+            "%s: %s started %s factor %g", self.name, m.name, settings, self.factors.get(m, 1.0)
+        )
+
+    # --- supervision -------------------------------------------------------------------------------
+    async def _session(self, transport: Transport, started: list[MeasurementType]) -> None:
+        self._link_down.clear()
+        while not self._responses.empty():
+            self._responses.get_nowait()
+        await transport.connect(self._link_down.set)
+        _LOGGER.info("connected to %s", transport.description)
+        if self.measurements:
+            await transport.start_notify(PMD_CONTROL_POINT_UUID, self._on_notify)
+            await transport.start_notify(PMD_DATA_UUID, self._on_notify)
+            try:
+                self.features = parse_features(
+                    await transport.read(PMD_CONTROL_POINT_UUID)
+                ).supported
+            except DecodeError as exc:
+                _LOGGER.warning("feature read not understood: %s", exc)
+        if self.heart_rate:
+            await transport.start_notify(HEART_RATE_MEASUREMENT_UUID, self._on_notify)
+        for m in self.measurements:
+            if self.features is not None and m not in self.features:
+                raise StreamRefusedError(m, ResponseStatus.NOT_SUPPORTED)
+            started.append(m)  # before START: a lost response must still lead to a STOP
+            await self._start_stream(transport, m)
+        self.streaming.set()
+        closing = asyncio.create_task(self._closing.wait())
+        down = asyncio.create_task(self._link_down.wait())
+        await asyncio.wait([closing, down], return_when=asyncio.FIRST_COMPLETED)
+        closing.cancel()
+        down.cancel()
+
+    async def _teardown(self, transport: Transport, started: list[MeasurementType]) -> None:
+        self.streaming.clear()
+        if not transport.is_connected:
+            return
+        for m in started:  # always STOP before disconnecting (H10 known issue 2)
+            try:
+                await self._request(transport, encode_stop(m))
+            except (BleError, OSError, TimeoutError) as exc:
+                _LOGGER.warning("stop %s failed: %s", m.name, exc)
+        try:
+            await transport.disconnect()
+        except (BleError, OSError) as exc:
+            _LOGGER.warning("disconnect failed: %s", exc)
+
+    async def _supervise(self) -> None:
+        policy = self.policy
+        delay, failures, sessions = policy.initial_s, 0, 0
+        try:
+            while not self._closing.is_set():
+                transport = self._factory()
+                started: list[MeasurementType] = []
+                try:
+                    await self._session(transport, started)
+                    sessions += 1
+                    if sessions > 1:
+                        self._stats.reconnects += 1
+                    delay, failures = policy.initial_s, 0
+                except StreamRefusedError as exc:
+                    if exc.status not in _TRANSIENT:
+                        self._out.put_nowait(exc)
+                        return
+                    failures += 1
+                    _LOGGER.warning("%s; retrying", exc)
+                except Exception as exc:  # bleak raises its own types; any failure -> back-off
+                    failures += 1
+                    _LOGGER.warning(
+                        "%s: attempt failed (%d in a row): %r", self.name, failures, exc
+                    )
+                finally:
+                    await self._teardown(transport, started)
+                if self._closing.is_set():
+                    return
+                if policy.max_failures is not None and failures >= policy.max_failures:
+                    self._out.put_nowait(
+                        DeviceUnavailableError(
+                            f"{self.target}: {failures} failed attempts, giving up"
+                        )
+                    )
+                    return
+                self.assembler.reset_timing()
+                _LOGGER.info("%s: reconnecting in %.2f s", self.name, delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), delay)
+                delay = min(delay * policy.factor, policy.max_s)
+        finally:
+            # Drain what arrived before the end so no decoded sample is lost.
+            while not self._raw.empty():
+                self._handle(*self._raw.get_nowait())
+            self._out.put_nowait(_END)
+
+
+def _bleak_factory(target: str) -> TransportFactory:
+    def make() -> Transport:
+        from firmware_bridge.ble import BleakTransport
+
+        transport: Transport = BleakTransport(target)
+        return transport
+
+    return make
