@@ -12,10 +12,18 @@ from __future__ import annotations
 from common.signals.beats import RR_FEATURES, BeatSpec, beat_windows, beats_in_bounds
 from common.signals.ecg import BeatInputs, ecg_beats
 from common.signals.filters import CausalSosFilter, EcgFilter, FilterSpec, ecg_clean
+from common.signals.matching import PeakMatch, match_peaks
+from common.signals.peaks import QRSDetector, ecg_findpeaks
+from common.signals.qrs_rules import QRSParams
 from common.signals.resample import map_indices, resample_signal, resampling_ratio
 from common.signals.rr import RRTracker, rr_features
 
 __all__ = [
+    "PeakMatch",
+    "QRSDetector",
+    "QRSParams",
+    "ecg_findpeaks",
+    "match_peaks",
     "RR_FEATURES",
     "BeatInputs",
     "ecg_beats",

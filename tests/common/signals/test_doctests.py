@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["resample", "filters", "beats", "rr", "ecg"]
+MODULES = ["resample", "filters", "beats", "rr", "ecg", "peaks", "matching"]
 
 
 @pytest.mark.parametrize("name", MODULES)
