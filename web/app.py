@@ -1,0 +1,129 @@
+"""The web app factory: ``create_app(settings, store=..., feed=...)``.
+
+Resources live in ``app.extensions`` under ``medchain.*``: the store, the live hub and its
+fan-out, the live feed (MQTT adapter, or a fake in tests) and the log-in throttle. Views get
+them through small accessors so tests can inject fakes.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from datetime import timedelta
+
+from flask import Flask, redirect, url_for
+from werkzeug.wrappers.response import Response as WerkzeugResponse
+
+from cloud_aggregator.store.base import Store
+from web import auth, errors, security
+from web.delivery import LiveFeed, redeliver_pending
+from web.live.fanout import Fanout
+from web.live.hub import LiveHub
+from web.settings import WebSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: WebSettings | None = None,
+    *,
+    store: Store | None = None,
+    feed: LiveFeed | None = None,
+    hub: LiveHub | None = None,
+    start_feed: bool = True,
+) -> Flask:
+    """Build the Flask app.
+
+    Parameters
+    ----------
+    settings : WebSettings, optional
+        Defaults when omitted.
+    store : Store, optional
+        Opened from ``settings.store_url`` when omitted (the app then owns it).
+    feed : LiveFeed, optional
+        The live feed; when omitted and ``settings.broker_url`` is set, an MQTT feed feeding
+        ``hub`` (and the store, if ``record_feed``) is created.
+    hub : LiveHub, optional
+        The in-memory live state; a new one when omitted.
+    start_feed : bool
+        Start the feed created here (connects in the background, retrying).
+    """
+    settings = settings or WebSettings()
+    app = Flask(__name__)
+    secret = settings.secret_key
+    if not secret:
+        _LOGGER.warning("no secret key set (MEDCHAIN_WEB_SECRET_KEY): sessions end on restart")
+        secret = secrets.token_hex(32)
+    app.config.update(
+        SECRET_KEY=secret,
+        MAX_CONTENT_LENGTH=settings.max_content_length,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.session_cookie_secure,
+        SESSION_COOKIE_NAME="medchain_session",
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.session_lifetime_s),
+        JSON_SORT_KEYS=False,
+    )
+    if store is None:
+        from cloud_aggregator.store.factory import open_store
+
+        store = open_store(settings.store_url)
+    fanout = Fanout(settings.sse_max_clients, settings.sse_queue_size)
+    hub = hub or LiveHub(settings.ring_seconds, settings.recent_events, fanout)
+    if feed is None and settings.broker_url:
+        feed = _mqtt_feed(settings, store, hub, start_feed)
+    app.extensions.update({
+        "medchain.settings": settings,
+        "medchain.store": store,
+        "medchain.hub": hub,
+        "medchain.feed": feed,
+        "medchain.throttle": auth.LoginThrottle(),
+    })  # fmt: skip
+
+    security.install(app)
+    errors.install(app)
+    app.before_request(auth.load_principal)
+    app.context_processor(lambda: {"principal": auth.current(), "settings": settings})
+
+    from web.views import account, federation, labels, patients
+
+    for bp in (account.bp, patients.bp, labels.bp, federation.bp):
+        app.register_blueprint(bp)
+    app.add_url_rule("/", "index", _index)
+    app.add_url_rule("/healthz", "healthz", _healthz)
+    return app
+
+
+def _mqtt_feed(settings: WebSettings, store: Store, hub: LiveHub, start: bool) -> LiveFeed:
+    from web.live.dispatch import FeedSink
+    from web.live.mqtt_feed import MqttLiveFeed
+    from web.live.recorder import StoreRecorder
+
+    sinks: list[FeedSink] = [hub]
+    if settings.record_feed:
+        sinks.append(StoreRecorder(store))
+    mqtt_feed = MqttLiveFeed(settings.broker_url, sinks, label_qos=settings.label_qos)
+
+    def redeliver() -> None:
+        redeliver_pending(store, mqtt_feed)
+
+    mqtt_feed.on_connected = redeliver
+    if start:
+        mqtt_feed.start()
+    return mqtt_feed
+
+
+def _index() -> WerkzeugResponse:
+    p = auth.current()
+    if p is None:
+        return redirect(url_for("auth.login"))
+    if p.is_clinician:
+        return redirect(url_for("patients.index"))
+    return redirect(url_for("patients.patient", client_id=p.client_id))
+
+
+def _healthz() -> dict[str, object]:
+    from flask import current_app
+
+    feed: LiveFeed | None = current_app.extensions["medchain.feed"]
+    return {"ok": True, "broker_connected": bool(feed and feed.connected)}

@@ -1,0 +1,287 @@
+"""In-memory state of every patient's live feed and its fan-out to SSE clients (pure).
+
+The MQTT adapter decodes payloads and calls ``on_live`` / ``on_predictions`` / ``on_status``;
+the web views read ``snapshot`` and subscribe to per-patient message streams. Flagged beats
+(any class but normal) and events keep a snippet of the ECG around them, cut from the ring
+once the ring covers the snippet's end, so that a clinician can review them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from common.payloads import Status
+from common.types import BeatPrediction, Event, SignalChunk, StreamKind
+from web.live.fanout import Fanout, Message
+from web.live.ring import StreamRing
+
+_LOGGER = logging.getLogger(__name__)
+
+NORMAL_CLASSES = frozenset({"N", "normal"})
+BEAT_SNIPPET_S = (0.6, 0.8)  # s before / after the R peak
+EVENT_PAD_S = 1.0  # s shown before and after an event
+EVENT_MAX_S = 8.0  # longest event excerpt, s
+RHYTHM_KINDS = {"af_episode": "AF", "vt_run": "VT run", "bradycardia": "Bradycardia",
+                "tachycardia": "Tachycardia"}  # fmt: skip
+HR_BEATS = 8  # RR intervals in the heart-rate median
+
+
+def _round(values: np.ndarray[Any, Any], digits: int = 2) -> list[float]:
+    return [round(float(x), digits) for x in values]
+
+
+@dataclass
+class FlaggedItem:
+    """A beat or event worth a clinician's look, with its ECG snippet once available.
+
+    Attributes
+    ----------
+    item_id : str
+        ``beat:{t_ns}`` for a beat, the event id for an event.
+    target : str
+        ``"beat"`` or ``"event"``.
+    t_ns : int
+        R-peak time or event start, ns since the epoch.
+    label : str
+        Predicted class (beat) or event kind (event).
+    window_s : tuple of float
+        Snippet start and end, s since the epoch.
+    snippet : dict or None
+        ``{"t": [s relative to t_ns], "v": [µV], "fs": Hz}``; ``None`` until cut.
+    """
+
+    item_id: str
+    client_id: str
+    target: str
+    t_ns: int
+    label: str
+    window_s: tuple[float, float]
+    probs: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    t_end_ns: int = 0
+    snippet: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-compatible view."""
+        return {
+            "item_id": self.item_id,
+            "client_id": self.client_id,
+            "target": self.target,
+            "t_ns": self.t_ns,
+            "t_end_ns": self.t_end_ns,
+            "label": self.label,
+            "probs": self.probs,
+            "details": self.details,
+            "snippet": self.snippet,
+        }
+
+
+@dataclass
+class PatientLive:
+    """Live state of one patient."""
+
+    rings: dict[StreamKind, StreamRing] = field(default_factory=dict)
+    status: Status | None = None
+    latest_beat: BeatPrediction | None = None
+    rr_s: deque[float] = field(default_factory=lambda: deque(maxlen=HR_BEATS))
+    hr_stream_bpm: float | None = None
+    rhythm: dict[str, Any] | None = None
+    flagged: deque[FlaggedItem] = field(default_factory=deque)
+    pending: list[FlaggedItem] = field(default_factory=list)
+
+    def heart_rate_bpm(self) -> float | None:
+        """Median of the last RR intervals as bpm, else the last HR-stream value."""
+        if self.rr_s:
+            return round(60.0 / float(np.median(list(self.rr_s))), 1)
+        return self.hr_stream_bpm
+
+
+class LiveHub:
+    """Per-patient rings, predictions and status, fanned out to subscribers.
+
+    Parameters
+    ----------
+    ring_seconds : float
+        Seconds of signal kept per stream.
+    recent_events : int
+        Flagged items kept per patient.
+    fanout : Fanout
+        Where messages go.
+    on_flagged : callable, optional
+        Called (outside the lock) with each flagged item once its snippet is cut, e.g. to persist.
+    """
+
+    def __init__(
+        self,
+        ring_seconds: float,
+        recent_events: int,
+        fanout: Fanout,
+        on_flagged: Callable[[FlaggedItem], None] | None = None,
+    ) -> None:
+        self.ring_seconds = ring_seconds
+        self.recent_events = recent_events
+        self.fanout = fanout
+        self.on_flagged = on_flagged
+        self._patients: dict[str, PatientLive] = {}
+        self._lock = threading.Lock()
+
+    def _patient(self, client_id: str) -> PatientLive:
+        p = self._patients.get(client_id)
+        if p is None:
+            p = self._patients[client_id] = PatientLive(flagged=deque(maxlen=self.recent_events))
+        return p
+
+    def on_live(self, client_id: str, chunk: SignalChunk) -> None:
+        """Take a decoded live chunk: ring, fan-out, and snippets that are now complete."""
+        with self._lock:
+            p = self._patient(client_id)
+            ring = p.rings.get(chunk.kind)
+            if ring is None or not ring.accepts(chunk):
+                ring = p.rings[chunk.kind] = StreamRing.for_chunk(chunk, self.ring_seconds)
+            fresh = ring.push(chunk)
+            if chunk.kind is StreamKind.HR and chunk.n_samples:
+                p.hr_stream_bpm = float(chunk.samples[-1, 0])
+            ready = self._cut_snippets(p, force=False)
+        if fresh is not None:
+            self.fanout.publish(client_id, Message("live", live_message(fresh)))
+        self._emit(ready)
+
+    def on_predictions(
+        self, client_id: str, beats: list[BeatPrediction], events: list[Event]
+    ) -> None:
+        """Take decoded predictions: latest class, heart rate, rhythm and flagged items."""
+        new_items: list[FlaggedItem] = []
+        with self._lock:
+            p = self._patient(client_id)
+            for b in sorted(beats, key=lambda x: x.t_ns):
+                p.latest_beat = b
+                if math.isfinite(b.rr_s) and 0.2 <= b.rr_s <= 3.0:  # 20-300 bpm
+                    p.rr_s.append(b.rr_s)
+                if b.label not in NORMAL_CLASSES:
+                    t = b.t_ns / 1e9
+                    new_items.append(FlaggedItem(
+                        f"beat:{b.t_ns}", client_id, "beat", b.t_ns, b.label,
+                        (t - BEAT_SNIPPET_S[0], t + BEAT_SNIPPET_S[1]), dict(b.probs),
+                        {"model_version": b.model_version}, b.t_ns))  # fmt: skip
+            for e in events:
+                rhythm = e.details.get("rhythm") or RHYTHM_KINDS.get(e.kind)
+                if rhythm is not None:
+                    p.rhythm = {"label": str(rhythm), "t_ns": e.t_start_ns, "t_end_ns": e.t_end_ns}
+                t0, t1 = e.t_start_ns / 1e9, e.t_end_ns / 1e9
+                t1 = min(max(t1, t0), t0 + EVENT_MAX_S)
+                new_items.append(FlaggedItem(
+                    e.event_id, client_id, "event", e.t_start_ns, e.kind,
+                    (t0 - EVENT_PAD_S, t1 + EVENT_PAD_S), {}, dict(e.details), e.t_end_ns))  # fmt: skip
+            known = {i.item_id for i in p.flagged} | {i.item_id for i in p.pending}
+            new_items = [i for i in new_items if i.item_id not in known]
+            p.pending.extend(new_items)
+            ready = self._cut_snippets(p, force=False)
+            summary = self._summary(p)
+        summary["flagged"] = [i.to_json() | {"snippet": None} for i in new_items]
+        self.fanout.publish(client_id, Message("pred", summary))
+        self._emit(ready)
+
+    def on_status(self, status: Status) -> None:
+        """Take a device status (online/offline, battery, model version)."""
+        with self._lock:
+            self._patient(status.client_id).status = status
+        self.fanout.publish(status.client_id, Message("status", status_json(status)))
+
+    def _cut_snippets(self, p: PatientLive, force: bool) -> list[FlaggedItem]:
+        ecg = p.rings.get(StreamKind.ECG)
+        ready: list[FlaggedItem] = []
+        still: list[FlaggedItem] = []
+        for item in p.pending:
+            covered = ecg is not None and ecg.newest_s >= item.window_s[1]
+            if covered or force or ecg is None:
+                if ecg is not None:
+                    t, v = ecg.window(*item.window_s)
+                    if t.size:
+                        item.snippet = {"fs": ecg.fs, "t": _round(t - item.t_ns / 1e9, 3),
+                                        "v": _round(v[:, 0])}  # fmt: skip
+                p.flagged.append(item)
+                ready.append(item)
+            else:
+                still.append(item)
+        p.pending = still
+        return ready
+
+    def _emit(self, items: list[FlaggedItem]) -> None:
+        for item in items:
+            self.fanout.publish(item.client_id, Message("flagged", item.to_json()))
+            if self.on_flagged is None:
+                continue
+            try:
+                self.on_flagged(item)
+            except Exception:  # a failing sink must not break the live feed
+                _LOGGER.exception("persisting flagged item %s failed", item.item_id)
+
+    def flush_pending(self, client_id: str) -> None:
+        """Cut every pending snippet now, with what the ring holds (tests, shutdown)."""
+        with self._lock:
+            ready = self._cut_snippets(self._patient(client_id), force=True)
+        self._emit(ready)
+
+    def _summary(self, p: PatientLive) -> dict[str, Any]:
+        b = p.latest_beat
+        return {
+            "latest_beat": None if b is None else {
+                "t_ns": b.t_ns, "label": b.label, "probs": b.probs,
+                "model_version": b.model_version},
+            "heart_rate_bpm": p.heart_rate_bpm(),
+            "rhythm": p.rhythm,
+        }  # fmt: skip
+
+    def snapshot(self, client_id: str) -> dict[str, Any] | None:
+        """JSON-compatible state of one patient (``None`` if never heard of)."""
+        with self._lock:
+            p = self._patients.get(client_id)
+            if p is None:
+                return None
+            streams = {}
+            for kind, ring in p.rings.items():
+                t, v = ring.snapshot()
+                streams[str(kind)] = {"fs": ring.fs, "t": _round(t, 4),
+                                      "data": [_round(v[:, c]) for c in range(v.shape[1])]}  # fmt: skip
+            out = self._summary(p)
+            out["status"] = None if p.status is None else status_json(p.status)
+            out["streams"] = streams
+            out["flagged"] = [i.to_json() for i in reversed(p.flagged)]
+            return out
+
+    def flagged(self, client_id: str) -> list[FlaggedItem]:
+        """Flagged items of a patient, newest first."""
+        with self._lock:
+            p = self._patients.get(client_id)
+            return [] if p is None else list(reversed(p.flagged))
+
+    def client_ids(self) -> list[str]:
+        """Patients heard of on the live feed."""
+        with self._lock:
+            return sorted(self._patients)
+
+
+def live_message(chunk: SignalChunk) -> dict[str, Any]:
+    """SSE data of a live chunk: times implied by ``t0`` (s) and ``fs`` (Hz), one list per channel."""
+    return {
+        "stream": str(chunk.kind),
+        "fs": chunk.fs,
+        "t0": chunk.t0_ns / 1e9,
+        "seq": chunk.seq,
+        "data": [_round(chunk.samples[:, c]) for c in range(chunk.samples.shape[1])],
+    }
+
+
+def status_json(s: Status) -> dict[str, Any]:
+    """JSON-compatible device status."""
+    return {"client_id": s.client_id, "online": s.online, "t_ns": s.t_ns,
+            "model_version": s.model_version, "battery_pct": s.battery_pct,
+            "detail": s.detail}  # fmt: skip

@@ -1,0 +1,39 @@
+"""Store sink of the live feed: predictions, events and device status become durable.
+
+Every write is idempotent in the store (by (client, t_ns) and event id; status by time), so a
+QoS 1 redelivery, or the aggregator recording the same message, changes nothing.
+"""
+
+from __future__ import annotations
+
+from cloud_aggregator.store.base import Store
+from common.payloads import Status
+from common.types import BeatPrediction, Event, SignalChunk
+
+
+class StoreRecorder:
+    """Writes decoded pred/status messages into the store (live samples stay in memory)."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def on_live(self, client_id: str, chunk: SignalChunk) -> None:
+        """Live samples are not stored: raw ECG stays on the edge unless the patient opts in."""
+
+    def on_predictions(
+        self, client_id: str, beats: list[BeatPrediction], events: list[Event]
+    ) -> None:
+        """Insert beat predictions and events."""
+        if beats:
+            self.store.insert_predictions(beats)
+        if events:
+            self.store.insert_events(events)
+
+    def on_status(self, status: Status) -> None:
+        """Record online/offline and the model version the device runs."""
+        self.store.set_client_status(
+            status.client_id,
+            online=status.online,
+            seen_at=status.t_ns / 1e9,
+            model_version=status.model_version or None,
+        )

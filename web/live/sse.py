@@ -1,0 +1,70 @@
+"""Server-sent events: wire format and the per-client stream generator (pure).
+
+The stream starts with ``retry:`` (reconnect delay for ``EventSource``) and a ``snapshot``
+event (the ring buffers, latest prediction, status and flagged items), then relays the
+subscription's messages in batches. When nothing happens for ``keepalive_s`` it sends a
+comment line so that proxies keep the connection open; after ``max_stream_s`` the stream
+ends and the browser reconnects, which frees the worker thread of clients that vanished.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from web.live.fanout import Subscription
+
+
+def format_event(event: str, data: dict[str, Any], event_id: str | None = None) -> str:
+    """One SSE frame: ``event:``, optional ``id:``, one ``data:`` line of compact JSON."""
+    # json.dumps never emits a raw newline, so one data line always suffices.
+    body = json.dumps(data, separators=(",", ":"), allow_nan=False)
+    head = f"event: {event}\n" + (f"id: {event_id}\n" if event_id else "")
+    return f"{head}data: {body}\n\n"
+
+
+def keepalive() -> str:
+    """A comment frame (ignored by ``EventSource``)."""
+    return ": keepalive\n\n"
+
+
+def stream(
+    sub: Subscription,
+    snapshot: dict[str, Any] | None,
+    *,
+    retry_ms: int,
+    keepalive_s: float,
+    max_stream_s: float,
+    on_close: Callable[[], None],
+    clock: Callable[[], float] = time.monotonic,
+) -> Iterator[str]:
+    """Yield SSE frames for one client until ``max_stream_s`` or the subscription closes.
+
+    ``on_close`` runs however the stream ends (client gone: the WSGI server closes the
+    generator, which raises ``GeneratorExit`` at the pending ``yield``).
+    """
+    try:
+        yield f"retry: {int(retry_ms)}\n\n"
+        yield format_event("snapshot", snapshot or {"streams": {}})
+        end = clock() + max_stream_s
+        seq = 0
+        while not sub.closed:
+            remaining = end - clock()
+            if remaining <= 0:
+                break
+            batch = sub.get_batch(timeout=min(keepalive_s, remaining))
+            if not batch:
+                yield keepalive()
+                continue
+            frames = []
+            for msg in batch:
+                seq += 1
+                frames.append(format_event(msg.event, msg.data, str(seq)))
+            if sub.dropped:
+                frames.append(format_event("dropped", {"count": sub.dropped}))
+                sub.dropped = 0
+            yield "".join(frames)
+    finally:
+        on_close()

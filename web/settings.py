@@ -1,0 +1,104 @@
+"""Settings of the web service: one frozen dataclass filled by ``common.config.load_settings``.
+
+Environment variables are ``MEDCHAIN_WEB_{FIELD}`` (e.g. ``MEDCHAIN_WEB_SECRET_KEY``); a TOML
+file may hold a ``[web]`` table. Only the CLI passes ``os.environ`` in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common.config import load_settings
+
+ENV_PREFIX = "MEDCHAIN_WEB"
+
+
+@dataclass(frozen=True, slots=True)
+class WebSettings:
+    """Everything the web app and its live feed need.
+
+    Attributes
+    ----------
+    store_url : str
+        ``sqlite:///path`` or ``postgresql://...`` (see ``cloud_aggregator.store.open_store``).
+    broker_url : str
+        ``mqtt://host:port`` of the broker carrying live/pred/status; empty disables the feed.
+    host, port : str, int
+        Where ``medchain web`` listens.
+    secret_key : str
+        Signs the session cookie. Empty means a random key per process (sessions end on restart);
+        set it in production so that several workers share sessions.
+    session_cookie_secure : bool
+        Send the session cookie over HTTPS only (set behind a TLS proxy).
+    session_lifetime_s : int
+        Lifetime of a log-in session in seconds.
+    max_content_length : int
+        Largest accepted request body in bytes (larger gets 413).
+    ring_seconds : float
+        Length of the live signal kept per patient and stream, in s.
+    recent_events : int
+        Events and flagged beats kept in memory per patient.
+    sse_keepalive_s : float
+        Interval of SSE keep-alive comments in s (proxies close silent connections).
+    sse_queue_size : int
+        Messages buffered per SSE client before the oldest are dropped (slow client).
+    sse_max_clients : int
+        Concurrent SSE streams the process serves (each holds a worker thread).
+    sse_retry_ms : int
+        Reconnect delay the browser's EventSource is told to use, in ms.
+    sse_max_stream_s : float
+        A stream ends after this many s (the browser reconnects); frees threads of dead clients.
+    label_qos : int
+        MQTT QoS of label delivery.
+    record_feed : bool
+        Write predictions, events and device status from the live feed into the store
+        (idempotent; turn off when another service records them).
+    tasks, strategies : tuple of str
+        Choices offered by the training controls.
+    """
+
+    store_url: str = "sqlite:///medchain.sqlite3"
+    broker_url: str = "mqtt://127.0.0.1:1883"
+    host: str = "127.0.0.1"
+    port: int = 8080
+    secret_key: str = ""
+    session_cookie_secure: bool = False
+    session_lifetime_s: int = 12 * 3600
+    max_content_length: int = 1024 * 1024
+    ring_seconds: float = 10.0
+    recent_events: int = 50
+    sse_keepalive_s: float = 15.0
+    sse_queue_size: int = 256
+    sse_max_clients: int = 64
+    sse_retry_ms: int = 2000
+    sse_max_stream_s: float = 300.0
+    label_qos: int = 1
+    record_feed: bool = True
+    tasks: tuple[str, ...] = ("beat", "ptb", "aft", "rhythm", "ppg_hr", "activity")
+    strategies: tuple[str, ...] = (
+        "fedavg",
+        "fedprox",
+        "fedadam",
+        "fedyogi",
+        "median",
+        "trimmed_mean",
+    )
+
+
+def load_web_settings(
+    env: Mapping[str, str] | None = None,
+    toml_path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> WebSettings:
+    """Build :class:`WebSettings` from defaults, a ``[web]`` TOML table, env and overrides."""
+    return load_settings(
+        WebSettings,
+        env=env,
+        prefix=ENV_PREFIX,
+        toml_path=toml_path,
+        table="web",
+        overrides=overrides,
+    )

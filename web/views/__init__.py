@@ -1,0 +1,1 @@
+"""Blueprints, one per area: account (log-in), patients, labels, federation."""
