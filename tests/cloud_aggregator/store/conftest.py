@@ -1,7 +1,8 @@
 """Fixtures of the store contract suite: every test runs once per backend.
 
 SQLite runs on a temporary file; PostgreSQL on the real server (``tests.support.services.PG_URL``)
-in a fresh schema per test, dropped afterwards. Without a server the PostgreSQL cases skip on a
+in a schema of its own, dropped afterwards. Contract tests share one migrated database per backend
+for the session, emptied before each test; migration tests get a fresh database each. Without a server the PostgreSQL cases skip on a
 developer machine and FAIL in CI (``MEDCHAIN_REQUIRE_SERVICES=1``).
 """
 
@@ -87,20 +88,74 @@ def make_backend(name: str, tmp_path: Path) -> Iterator[Backend]:
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    """An empty database of each backend (not yet opened)."""
+    """An empty database of each backend (not yet opened): migrations, several instances."""
     yield from make_backend(request.param, tmp_path)
 
 
-@pytest.fixture()
-def store(backend: Backend) -> Store:
-    """A migrated store with a fake clock starting at ``T0``."""
-    return backend.open()
+@pytest.fixture(scope="session")
+def _session_backends(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, tuple[Backend, Store]]]:
+    """One migrated database per backend for the whole session (emptied before each test)."""
+    opened: dict[str, tuple[Backend, Store]] = {}
+    cleanups: list[Iterator[Backend]] = []
+
+    def get(name: str) -> tuple[Backend, Store]:
+        if name not in opened:
+            gen = make_backend(name, tmp_path_factory.mktemp(f"store-{name}"))
+            backend = next(gen)
+            cleanups.append(gen)
+            opened[name] = (backend, backend.open())
+        return opened[name]
+
+    yield get  # type: ignore[misc]
+    for gen in cleanups:
+        next(gen, None)
+
+
+def empty_store(store: Store) -> None:
+    """Delete every row (not the schema version) and restart ids, so each test starts clean."""
+    from cloud_aggregator.store.sql_base import SqlStoreBase
+
+    assert isinstance(store, SqlStoreBase)
+    with store._tx(write=True) as tx:
+        if store.dialect.name == "sqlite":
+            tx.execute("PRAGMA defer_foreign_keys = ON")  # delete in any order
+            tx.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+                " AND name NOT IN ('schema_migrations', 'sqlite_sequence')"
+            )
+            for (table,) in tx.all():
+                tx.execute(f'DELETE FROM "{table}"')
+            tx.execute("DELETE FROM sqlite_sequence")
+        else:
+            tx.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = current_schema() AND table_name <> 'schema_migrations'"
+            )
+            tables = ", ".join(f'"{t}"' for (t,) in tx.all())
+            tx.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
+@pytest.fixture(params=BACKENDS)
+def shared(request: pytest.FixtureRequest, _session_backends: Any) -> tuple[Backend, Store]:
+    """The session database of one backend, emptied, with its clock back at ``T0``."""
+    backend, store = _session_backends(request.param)
+    empty_store(store)
+    backend.clock.now = T0
+    return backend, store
 
 
 @pytest.fixture()
-def clock(backend: Backend) -> FakeClock:
+def store(shared: tuple[Backend, Store]) -> Store:
+    """A migrated, empty store with a fake clock starting at ``T0``."""
+    return shared[1]
+
+
+@pytest.fixture()
+def clock(shared: tuple[Backend, Store]) -> FakeClock:
     """The fake clock of ``store``."""
-    return backend.clock
+    return shared[0].clock
 
 
 StoreFactory = Callable[..., Store]

@@ -232,7 +232,7 @@ def test_metric_history_per_task(store: Store) -> None:
         store.record_metrics(999, {"acc": 1.0})
 
 
-def test_corrupt_model_bytes_are_detected(backend: object, store: Store) -> None:
+def test_corrupt_model_bytes_are_detected(store: Store) -> None:
     # Prepare: flip the stored bytes behind the store's back
     model = store.put_model(b"good", format="onnx")
     from cloud_aggregator.store.sql_base import SqlStoreBase
