@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import random
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -352,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())  # clean stop: offline statuses, stats written
     timer = threading.Timer(args.seconds, stop.set)
     timer.start()
     try:
@@ -364,9 +367,6 @@ def main(argv: list[str] | None = None) -> int:
             slow_prob=args.slow,
             slow_s=args.slow_s,
         )
-    except KeyboardInterrupt:
-        stop.set()
-        return 130
     finally:
         timer.cancel()
     if args.stats:

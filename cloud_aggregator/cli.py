@@ -1,0 +1,300 @@
+"""``medchain aggregator``, ``medchain simulate`` and ``medchain broker config``.
+
+Settings: flags > ``MEDCHAIN_AGG_*`` environment > ``--settings`` TOML ``[aggregator]`` table >
+defaults (see :class:`cloud_aggregator.config.AggregatorSettings`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from common.config import load_settings
+from common.errors import ConfigError
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def _kv(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
+def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
+    from cloud_aggregator.config import AggregatorSettings
+
+    overrides = {
+        "broker_url": args.broker,
+        "store_url": args.store,
+        "initial_model": getattr(args, "initial_model", None),
+        "deadline_s": getattr(args, "deadline", None),
+        "dp_clip": getattr(args, "dp_clip", None),
+        "dp_noise": getattr(args, "dp_noise", None),
+        "worker": getattr(args, "worker", None),
+    }
+    return load_settings(
+        AggregatorSettings,
+        env=env,
+        prefix="MEDCHAIN_AGG",
+        toml_path=args.settings,
+        table="aggregator" if args.settings else None,
+        overrides=overrides,
+    )
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--broker", help="broker URL mqtt[s]://user:pw@host:port (default mqtt://127.0.0.1:1883)"
+    )
+    p.add_argument(
+        "--store",
+        help="store URL sqlite:///file.db or postgresql://... (default sqlite:///medchain.db)",
+    )
+    p.add_argument("--settings", type=Path, help="TOML file with an [aggregator] table")
+    p.add_argument(
+        "--initial-model",
+        type=Path,
+        help="int8 beat ONNX (card + head npz beside it) seeded into an empty store",
+    )
+    p.add_argument("--deadline", type=float, help="round reporting window, s")
+    p.add_argument("--dp-clip", type=float, help="client-level DP: L2 clip per update (0 = off)")
+    p.add_argument("--dp-noise", type=float, help="client-level DP: noise multiplier z")
+
+
+def _aggregator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    import threading
+
+    from cloud_aggregator.mqtt_io import PahoBroker
+    from cloud_aggregator.service import AggregatorService, subscriptions
+    from cloud_aggregator.store import DesiredTraining, open_store
+
+    s = _settings(args, env)
+    store = open_store(s.store_url)
+    service: AggregatorService | None = None
+    broker = PahoBroker(
+        s.broker_url,
+        s.worker_name,
+        subscriptions(s.shared_group),
+        ca_file=s.ca_file or None,
+        on_reconnect=lambda: service.republish.set() if service else None,
+    )
+    try:
+        broker.start(15.0)
+        service = AggregatorService(store, broker, s)
+        service.ensure_initial_model()
+        if args.start:
+            store.set_training_control(
+                desired=DesiredTraining.RUNNING,
+                task=s.task,
+                strategy=args.strategy,
+                dataset=args.dataset,
+                rounds=args.rounds,
+                config=_kv(args.set),
+                updated_by="cli",
+            )
+        print(
+            f"aggregator {s.process_tag}: broker {s.broker_url.split('@')[-1]}, task {s.task}",
+            flush=True,
+        )
+        service.run(threading.Event(), max_seconds=args.max_seconds)
+    finally:
+        broker.stop()
+        store.close()
+    return 0
+
+
+def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from rich.console import Console
+
+    from cloud_aggregator.simulate import SimulationPlan, resolve_records, run_simulation
+    from cloud_aggregator.store import open_store
+    from common.datasets import default_cache_dir
+
+    s = _settings(args, env)
+    plan = SimulationPlan(
+        records=resolve_records(args.clients),
+        rounds=args.rounds,
+        strategy=args.strategy,
+        client_config={"deadline_s": s.deadline_s, **_kv(args.set)},
+        drop=args.drop,
+        slow=args.slow,
+        slow_s=args.slow_s,
+        eval_records=resolve_records(args.eval) if args.eval else (),
+        max_seconds=args.max_seconds,
+    )
+    console = Console(stderr=True)
+
+    def progress(entries: list[dict[str, Any]]) -> None:
+        for h in entries:
+            f1 = h.get("macro_f1")
+            console.print(
+                f"[ROUND {h.get('round_no')}/{plan.rounds}] {h['state']} received={h.get('received', '-')} failures={h.get('failures', '-')} rejected={h.get('rejected', '-')}"
+                + (f" macro_f1={f1:.4f}" if isinstance(f1, float) else "")
+            )
+
+    store = open_store(s.store_url)
+    try:
+        summary = run_simulation(
+            store, s, plan, env, cache=default_cache_dir(env) / "beat-cache", progress=progress
+        )
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(summary, indent=1, default=str))
+    else:
+        console.print(
+            f"{summary['rounds_closed']} rounds closed, {summary['rounds_failed']} failed; final: {summary['final']}"
+        )
+    return 0 if summary["rounds_closed"] == plan.rounds else 1
+
+
+def _broker_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from cloud_aggregator.broker_config import (
+        TlsFiles,
+        acl_file,
+        generate_credentials,
+        mosquitto_conf,
+        write_password_file,
+    )
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    clients = [c for c in (args.clients or "").split(",") if c]
+    if args.clients_file:
+        clients += [
+            line.strip() for line in args.clients_file.read_text().splitlines() if line.strip()
+        ]
+    creds_path = out / "credentials.json"
+    existing = json.loads(creds_path.read_text()) if creds_path.is_file() else {}
+    creds = generate_credentials([args.aggregator_user, args.web_user, *clients], existing)
+    tls = None
+    if args.certfile or args.keyfile:
+        if not (args.certfile and args.keyfile):
+            raise ConfigError("--certfile and --keyfile go together")
+        tls = TlsFiles(
+            args.certfile.resolve(),
+            args.keyfile.resolve(),
+            args.cafile.resolve() if args.cafile else None,
+        )
+    (out / "mosquitto.conf").write_text(
+        mosquitto_conf(
+            out.resolve(), port=args.port, bind=args.bind, tls=tls, local_port=args.local_port
+        )
+    )
+    (out / "acl").write_text(acl_file(args.aggregator_user, args.web_user))
+    write_password_file(out / "passwd", creds)
+    creds_path.touch(mode=0o600, exist_ok=True)
+    creds_path.write_text(json.dumps(creds, indent=1))
+    print(
+        f"wrote {out}/mosquitto.conf, acl, passwd and credentials.json (mode 600) for {len(creds)} users"
+    )
+    if tls is None:
+        print(
+            "warning: no --certfile/--keyfile: the listener is plain TCP (use only on a trusted network)"
+        )
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``aggregator``, ``simulate`` and ``broker`` to the ``medchain`` command."""
+    p = subparsers.add_parser(
+        "aggregator",
+        help="run the federated-learning aggregator service",
+        description="Run federated rounds over MQTT for one task; state lives in the store (restart-safe).",
+    )
+    _common(p)
+    p.add_argument("--worker", help="replica name (MQTT client id, round claims)")
+    p.add_argument(
+        "--start",
+        action="store_true",
+        help="also write 'training running' to the store (what the web's start button does)",
+    )
+    p.add_argument("--rounds", type=int, default=10, help="with --start: rounds to run")
+    p.add_argument(
+        "--strategy",
+        default="fedavg",
+        help="with --start: fedavg|fedprox|fedadam|fedyogi|median|trimmed_mean",
+    )
+    p.add_argument(
+        "--dataset", default="mitdb", help="with --start: dataset label shown in the web"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="with --start: round config (fraction, min_clients, quorum_fraction, deadline_s, local_epochs, lr, mu, clip_norm, strategy_params={...})",
+    )
+    p.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(func=_aggregator)
+
+    p = subparsers.add_parser(
+        "simulate",
+        help="run MIT-BIH patients as edge clients against a real broker and store",
+        description="Each MIT-BIH record is one patient/device; runs the aggregator here and the clients in a child process.",
+    )
+    _common(p)
+    p.add_argument(
+        "--clients",
+        default="ds1",
+        help="ds1, ds2 or a comma list of records (default ds1 = 22 clients)",
+    )
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--strategy", default="fedavg")
+    p.add_argument(
+        "--eval", default="ds2", help="held-out records evaluated every round ('' = none)"
+    )
+    p.add_argument(
+        "--drop",
+        type=float,
+        default=0.1,
+        help="per-round drop-out probability of a selected client",
+    )
+    p.add_argument(
+        "--slow", type=float, default=0.1, help="probability that a client is slow in a round"
+    )
+    p.add_argument("--slow-s", type=float, default=5.0, help="extra delay of a slow client, s")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="round config (see `aggregator --set`)",
+    )
+    p.add_argument("--max-seconds", type=float, default=1800.0)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_simulate)
+
+    p = subparsers.add_parser(
+        "broker", help="generate a production Mosquitto config (TLS, passwords, ACL)"
+    )
+    bsub = p.add_subparsers(dest="broker_command", metavar="SUBCOMMAND")
+    c = bsub.add_parser(
+        "config",
+        help="write mosquitto.conf, acl, passwd and credentials.json",
+        description="Per-client passwords and an ACL where a device only publishes its own update/status/pred/live topics and reads round/model and its own label topic; the aggregator alone reads all updates.",
+    )
+    c.add_argument("--out", type=Path, required=True, help="output folder")
+    c.add_argument("--clients", help="comma-separated client ids (= MQTT usernames)")
+    c.add_argument("--clients-file", type=Path, help="file with one client id per line")
+    c.add_argument("--aggregator-user", default="aggregator")
+    c.add_argument("--web-user", default="web")
+    c.add_argument("--certfile", type=Path, help="server certificate (PEM)")
+    c.add_argument("--keyfile", type=Path, help="server private key (PEM)")
+    c.add_argument("--cafile", type=Path, help="CA certificate (PEM)")
+    c.add_argument("--port", type=int, default=8883)
+    c.add_argument("--bind", default="0.0.0.0", help="listener address")  # noqa: S104
+    c.add_argument("--local-port", type=int, help="extra 127.0.0.1 listener (same auth)")
+    c.set_defaults(func=_broker_config)

@@ -1,0 +1,85 @@
+"""Server-side evaluation of each round's global model on a held-out labelled set.
+
+In head mode the int8 backbone is frozen, so the evaluation embeddings are computed once with
+onnxruntime and each round only applies the new head in numpy (milliseconds per round).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from common.fl_protocol import ModelRelease
+from models.metrics import classification_metrics
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def embed_with_onnx(
+    onnx_bytes: bytes, inputs: Mapping[str, npt.NDArray[np.float32]], batch: int = 4096
+) -> npt.NDArray[np.float32]:
+    """``embedding`` output (n, E) of a beat model for the given inputs."""
+    import onnxruntime as ort  # adapter import
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 2
+    sess = ort.InferenceSession(onnx_bytes, opts, providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    n = len(next(iter(inputs.values())))
+    out = [
+        sess.run(["embedding"], {k: np.ascontiguousarray(inputs[k][s : s + batch]) for k in names})[
+            0
+        ]
+        for s in range(0, n, batch)
+    ]
+    return np.concatenate(out).astype(np.float32)
+
+
+def summary_metrics(
+    labels: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64], classes: Sequence[str]
+) -> dict[str, float]:
+    """Flat float metrics: macro-F1, accuracy, kappa and Se/+P of every class (NaN if undefined)."""
+    m = classification_metrics(labels, predicted, list(classes))
+    out = {
+        "macro_f1": float(m["macro_f1"]),
+        "accuracy": float(m["accuracy"]),
+        "kappa": float(m["kappa"]),
+    }
+    for name, pc in m["per_class"].items():
+        out[f"se_{name}"] = float("nan") if pc["se"] is None else float(pc["se"])
+        out[f"ppv_{name}"] = float("nan") if pc["ppv"] is None else float(pc["ppv"])
+    return out
+
+
+class HeadEvaluator:
+    """Evaluates releases' heads on fixed embeddings.
+
+    Parameters
+    ----------
+    embeddings : ndarray, shape (n, E)
+        Embeddings of the evaluation beats (from the frozen backbone).
+    labels : ndarray, shape (n,)
+        True class indices.
+    classes : sequence of str
+        Class names in index order (e.g. AAMI ``N S V F Q``).
+    """
+
+    def __init__(
+        self,
+        embeddings: npt.NDArray[np.float32],
+        labels: npt.NDArray[np.int64],
+        classes: Sequence[str],
+    ) -> None:
+        self.embeddings = embeddings.astype(np.float64)
+        self.labels = labels
+        self.classes = list(classes)
+
+    def __call__(self, release: ModelRelease) -> dict[str, float]:
+        """Metrics of the release's head (prefixed ``eval_`` except macro_f1/accuracy)."""
+        w = release.tensors["head.weight"].astype(np.float64)
+        b = release.tensors["head.bias"].astype(np.float64)
+        predicted = np.argmax(self.embeddings @ w.T + b, axis=1).astype(np.int64)
+        return summary_metrics(self.labels, predicted, self.classes)
