@@ -35,7 +35,8 @@ _TIME_COLUMNS = ("time", "time_s", "t", "t_s", "timestamp_s", "seconds")
 class ArrayReplay:
     """Base of the array replays: chunking, pacing and counting over a loaded array.
 
-    Subclasses implement ``_load`` returning (samples (n, ch) float64, fs Hz).
+    Subclasses implement ``_load`` returning (samples (n, ch) float64, fs Hz). ``start_s`` and
+    ``duration_s`` (s) select a segment of the recording.
     """
 
     def __init__(
@@ -46,6 +47,8 @@ class ArrayReplay:
         speed: float | None = 1.0,
         chunk_s: float = 1.0,
         t0_ns: int | None = None,
+        start_s: float = 0.0,
+        duration_s: float | None = None,
     ) -> None:
         if chunk_s <= 0:
             raise ValueError(f"chunk_s must be > 0, got {chunk_s}")
@@ -54,6 +57,8 @@ class ArrayReplay:
         self.speed = speed
         self.chunk_s = chunk_s
         self._t0_ns = t0_ns
+        self.start_s = start_s
+        self.duration_s = duration_s
         self._stats = SourceStats()
         self._samples: npt.NDArray[np.float64] | None = None
         self.fs = 0.0
@@ -74,6 +79,9 @@ class ArrayReplay:
 
     async def __aenter__(self) -> Self:
         samples, fs = await asyncio.to_thread(self._load)
+        first = round(self.start_s * fs)
+        last = None if self.duration_s is None else first + round(self.duration_s * fs)
+        samples = samples[first:last]
         bad = ~np.isfinite(samples)
         if bad.any():
             # Gaps in a recording (NaN in WFDB) would be rejected downstream: hold the last value.
@@ -157,6 +165,8 @@ class WfdbReplaySource(ArrayReplay):
         speed: float | None = 1.0,
         chunk_s: float = 1.0,
         t0_ns: int | None = None,
+        start_s: float = 0.0,
+        duration_s: float | None = None,
     ) -> None:
         record = Path(record)
         if record.suffix in (".hea", ".dat", ".atr"):
@@ -164,7 +174,13 @@ class WfdbReplaySource(ArrayReplay):
         self.record = record
         self.channels = list(channels) if channels else [0]
         super().__init__(
-            f"wfdb:{record.name}", kind=kind, speed=speed, chunk_s=chunk_s, t0_ns=t0_ns
+            f"wfdb:{record.name}",
+            kind=kind,
+            speed=speed,
+            chunk_s=chunk_s,
+            t0_ns=t0_ns,
+            start_s=start_s,
+            duration_s=duration_s,
         )
 
     def _load(self) -> tuple[npt.NDArray[np.float64], float]:
@@ -223,13 +239,21 @@ class CsvReplaySource(ArrayReplay):
         speed: float | None = 1.0,
         chunk_s: float = 1.0,
         t0_ns: int | None = None,
+        start_s: float = 0.0,
+        duration_s: float | None = None,
     ) -> None:
         self.path = Path(path)
         self._fs = fs
         self.columns = list(columns) if columns else None
         self.scale = scale
         super().__init__(
-            f"csv:{self.path.name}", kind=kind, speed=speed, chunk_s=chunk_s, t0_ns=t0_ns
+            f"csv:{self.path.name}",
+            kind=kind,
+            speed=speed,
+            chunk_s=chunk_s,
+            t0_ns=t0_ns,
+            start_s=start_s,
+            duration_s=duration_s,
         )
 
     def _load(self) -> tuple[npt.NDArray[np.float64], float]:

@@ -175,9 +175,10 @@ def open_source(spec: str, **options: Any) -> Source:
         Defaults for the options; the spec's query string overrides them. Common ones:
         ``speed`` (float factor, ``"max"`` or None = as fast as possible; replays default to
         real time 1.0), ``channel`` / ``channels`` (WFDB/CSV column names or indices, comma
-        separated), ``chunk_s`` (replay chunk length, s), ``kind`` (``ecg`` ...), ``fs`` (Hz,
+        separated), ``chunk_s`` (replay chunk length, s), ``start_s`` / ``duration_s``
+        (replay segment, s), ``kind`` (``ecg`` ...), ``fs`` (Hz,
         CSV without a time column), ``streams`` (BLE: ``ecg,acc,ppg,hr``), ``broker``
-        (MQTT URL), ``transport`` (BLE: an injected :class:`firmware_bridge.transport.Transport`
+        (MQTT URL), ``idle_timeout`` (MQTT: end after this many idle s), ``transport`` (BLE: an injected :class:`firmware_bridge.transport.Transport`
         factory for tests).
 
     Returns
@@ -224,6 +225,9 @@ def _open_replay(scheme: str, target: str, opts: dict[str, Any]) -> Source:
 
         return CaptureReplaySource(path, speed=speed)
     chunk_s = float(opts.get("chunk_s", 1.0))
+    segment: dict[str, Any] = {"start_s": float(opts.get("start_s", 0.0))}
+    if opts.get("duration_s") not in (None, ""):
+        segment["duration_s"] = float(opts["duration_s"])
     kind = _kind(opts.get("kind", StreamKind.ECG))
     if scheme == "csv" or (scheme == "replay" and suffix == ".csv"):
         from firmware_bridge.replay import CsvReplaySource
