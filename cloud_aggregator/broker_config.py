@@ -94,7 +94,7 @@ def mosquitto_conf(
         f"persistence_location {folder}/",
         "max_inflight_messages 100",
         "max_queued_messages 10000",
-        "message_size_limit 67108864",
+        "max_packet_size 67108864",
         "persistent_client_expiration 7d",
         "",
         f"listener {port} {bind}",
