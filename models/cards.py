@@ -1,0 +1,101 @@
+"""Build and write the model card of a trained task (see ``common.model_card``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from common.model_card import (
+    Artifact,
+    HeadInfo,
+    ModelCard,
+    OnnxIO,
+    TensorSpec,
+    TrainingInfo,
+    card_path_for,
+    file_sha256,
+    save_card,
+)
+from models.export import HEAD_BIAS_KEY, HEAD_WEIGHT_KEY
+from models.nets import SignalNet
+from models.tasks.base import Task
+
+_LOGGER = logging.getLogger(__name__)
+
+QUANTIZATION = "int8 static QDQ (onnxruntime), per-channel symmetric weights, "
+QUANTIZATION += (
+    "MinMax activations calibrated on a class-stratified sample; head Gemm + Softmax fp32"
+)
+
+
+def onnx_io(net: SignalNet, names: list[str]) -> OnnxIO:
+    """Input/output specs of an exported :class:`SignalNet`."""
+    inputs = [TensorSpec(names[0], ("N", net.in_channels, net.length))]
+    if len(names) > 1:
+        inputs.append(TensorSpec(names[1], ("N", net.n_features)))
+    outputs = (
+        TensorSpec("probs", ("N", net.n_classes)),
+        TensorSpec("embedding", ("N", net.embedding_dim)),
+    )
+    return OnnxIO(tuple(inputs), outputs)
+
+
+def build_card(
+    task: Task,
+    model_path: Path,
+    head_path: Path,
+    names: list[str],
+    net: SignalNet,
+    evaluations: dict[str, dict[str, Any]],
+    *,
+    seed: int,
+    command: str,
+    train_counts: npt.NDArray[np.int64],
+    notes: str,
+) -> ModelCard:
+    """Assemble the card of ``model_path`` and write it beside the model."""
+    sha = file_sha256(model_path)
+    card = ModelCard(
+        task=task.name,
+        classes=task.classes,
+        description=task.description,
+        input_contract=task.contract(),
+        onnx=onnx_io(net, names),
+        head=HeadInfo(
+            file=head_path.name,
+            weight_key=HEAD_WEIGHT_KEY,
+            bias_key=HEAD_BIAS_KEY,
+            embedding_dim=net.embedding_dim,
+            n_classes=net.n_classes,
+        ),
+        training=TrainingInfo(
+            data=task.data_description,
+            split=(
+                f"train on {task.train_split} ({task.splits[task.train_split]}), "
+                f"metrics on {task.test_split} ({task.splits[task.test_split]})"
+            ),
+            seed=seed,
+            command=command,
+            class_counts={c: int(n) for c, n in zip(task.classes, train_counts, strict=True)},
+            notes=notes + (f"; {task.notes}" if task.notes else ""),
+        ),
+        metrics={
+            name: {**m, "split": task.test_split}
+            for name, m in evaluations.items()
+            if not name.startswith("validation")
+        }
+        | {k: v for k, v in evaluations.items() if k.startswith("validation")},
+        artifact=Artifact(
+            file=model_path.name,
+            size_bytes=model_path.stat().st_size,
+            sha256=sha,
+            quantization=QUANTIZATION,
+        ),
+        version=f"{task.name}-{sha[:12]}",
+    )
+    save_card(card, card_path_for(model_path))
+    return card

@@ -1,0 +1,1 @@
+"""Dataset readers (wfdb / CSV adapters) used by the task loaders."""

@@ -1,0 +1,142 @@
+"""Static QDQ int8 quantization with onnxruntime (per-channel weights, stratified calibration).
+
+Static QDQ is the fast path for Conv1D in onnxruntime (dynamic quantization is slower than
+fp32 for these nets, see docs/models.md). Calibration examples are drawn from every class so the
+activation ranges cover rare-class morphology. The final head (the Gemm producing the logits) is
+kept fp32 by default: it is tiny, it is what devices retrain, and it keeps ``probs`` exact given
+the embedding.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+
+from common.errors import CorruptInputError
+from models.tasks.base import TaskData
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def stratified_indices(
+    labels: npt.NDArray[np.int64], per_class: int, seed: int
+) -> npt.NDArray[np.int64]:
+    """Up to ``per_class`` random indices of every class present, sorted."""
+    rng = np.random.default_rng(seed)
+    picked = []
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        picked.append(rng.choice(idx, size=min(per_class, len(idx)), replace=False))
+    return np.sort(np.concatenate(picked)).astype(np.int64)
+
+
+def calibration_inputs(
+    data: TaskData, input_names: list[str], per_class: int = 200, seed: int = 0
+) -> dict[str, npt.NDArray[np.float32]]:
+    """Stratified calibration batch ``{input name: array}`` from ``data``."""
+    idx = stratified_indices(data.labels, per_class, seed)
+    arrays = {input_names[0]: data.signal[idx]}
+    if len(input_names) > 1:
+        arrays[input_names[1]] = data.features[idx]
+    return arrays
+
+
+class _Reader:
+    """``CalibrationDataReader`` over in-memory arrays, in batches of ``batch``."""
+
+    def __init__(self, arrays: Mapping[str, npt.NDArray[np.float32]], batch: int = 64) -> None:
+        n = len(next(iter(arrays.values())))
+        self._iter: Iterator[dict[str, npt.NDArray[np.float32]]] = iter(
+            [{k: v[i : i + batch] for k, v in arrays.items()} for i in range(0, n, batch)]
+        )
+
+    def get_next(self) -> dict[str, npt.NDArray[np.float32]] | None:
+        return next(self._iter, None)
+
+
+def head_node_names(model: onnx.ModelProto) -> list[str]:
+    """Names of the Gemm/MatMul nodes feeding the ``probs`` Softmax (the classifier head)."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    softmax = [n for n in model.graph.node if n.op_type == "Softmax"]
+    heads = []
+    for node in softmax:
+        prev = producers.get(node.input[0])
+        while prev is not None and prev.op_type not in ("Gemm", "MatMul"):
+            prev = producers.get(prev.input[0])
+        if prev is not None:
+            heads.append(prev.name)
+    return heads
+
+
+def quantize(
+    fp32_path: Path,
+    out_path: Path,
+    calibration: Mapping[str, npt.NDArray[np.float32]],
+    *,
+    per_channel: bool = True,
+    keep_head_fp32: bool = True,
+) -> Path:
+    """Quantize an fp32 ONNX model to int8 static QDQ.
+
+    Parameters
+    ----------
+    fp32_path : Path
+        Input model (from ``models.export.export_onnx``).
+    out_path : Path
+        Output int8 model.
+    calibration : mapping
+        ``{input name: array}`` of representative inputs (use :func:`calibration_inputs`).
+    per_channel : bool
+        Per-output-channel weight scales.
+    keep_head_fp32 : bool
+        Leave the classifier head in float.
+
+    Returns
+    -------
+    Path
+        ``out_path``.
+    """
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    try:
+        model = onnx.load(str(fp32_path))
+    except Exception as exc:  # onnx raises DecodeError / OSError variants
+        raise CorruptInputError(f"cannot read ONNX model {fp32_path}: {exc}") from exc
+    exclude = head_node_names(model) if keep_head_fp32 else []
+    exclude += [n.name for n in model.graph.node if n.op_type == "Softmax"]
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        quantize_static(
+            str(pre),
+            str(out_path),
+            _Reader(calibration),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            nodes_to_exclude=exclude,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
+    _LOGGER.info(
+        "quantized %s -> %s (%d bytes, head fp32: %s)",
+        fp32_path,
+        out_path,
+        out_path.stat().st_size,
+        exclude,
+    )
+    return out_path

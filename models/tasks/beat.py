@@ -1,0 +1,185 @@
+"""``beat`` task: AAMI N/S/V/F/Q heartbeat classification on MIT-BIH, inter-patient DS1 -> DS2.
+
+Inputs are made by ``common.signals`` exactly as on the edge: the MLII lead (µV) is cleaned at
+its own rate with the causal filter of :data:`BEAT_SPEC`, one window per annotated R peak is cut,
+resampled to 128 Hz and z-scored, and the RR features of every beat are computed from the
+annotated R peaks (the edge uses its detected peaks instead). Beats whose context crosses the
+record edges are dropped. Preprocessed records are cached as npz in the cache folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from common.datasets import dataset_dir
+from common.errors import DataNotFoundError
+from common.model_card import FeatureSpec, InputContract
+from common.signals import BeatSpec, FilterSpec, beat_windows, beats_in_bounds, ecg_clean
+from common.signals import rr_features as compute_rr
+from common.signals.beats import RR_FEATURES
+from models.data.mitdb import AAMI_CLASSES, DS1, DS2, MitdbRecord, read_record
+from models.metrics import jk_index
+from models.tasks.base import LoadOptions, NetSpec, Task, TaskData, TrainSpec
+
+_LOGGER = logging.getLogger(__name__)
+
+BEAT_SPEC = BeatSpec(
+    sampling_rate_hz=128.0,
+    before_samples=32,
+    after_samples=64,
+    filter=FilterSpec(method="bandpass", lowcut_hz=0.5, highcut_hz=40.0, order=2),
+    normalization="zscore",
+    rr_features=RR_FEATURES,
+    rr_local_beats=10,
+    rr_long_s=300.0,
+)
+_LOADER_VERSION = 1
+_RR_DESCRIPTIONS = {
+    "rr_pre": "interval from the previous R peak to this one",
+    "rr_post": "interval from this R peak to the next one (one-beat delay on a stream)",
+    "rr_local": "mean of the last 10 RR intervals up to and including rr_pre (causal)",
+    "rr_long": "mean of the RR intervals ending in the 300 s before this R peak (causal)",
+    "rr_pre_local_ratio": "rr_pre / rr_local",
+    "rr_post_local_ratio": "rr_post / rr_local",
+    "rr_pre_long_ratio": "rr_pre / rr_long",
+    "rr_local_long_ratio": "rr_local / rr_long",
+}
+
+
+def preprocess_record(
+    rec: MitdbRecord, spec: BeatSpec = BEAT_SPEC
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Model inputs of one record: windows ``(n, 1, L)``, RR features ``(n, K)``, labels."""
+    clean = ecg_clean(rec.signal_uv, rec.fs, spec.filter)
+    rr = compute_rr(rec.beat_samples, rec.fs, spec)  # over every beat, before dropping edges
+    ok = beats_in_bounds(rec.beat_samples, clean.size, rec.fs, spec) & np.all(
+        np.isfinite(rr), axis=1
+    )
+    windows = beat_windows(clean, rec.fs, rec.beat_samples[ok], spec)
+    return (
+        windows[:, None, :].astype(np.float32),
+        rr[ok].astype(np.float32),
+        rec.beat_labels[ok],
+    )
+
+
+def _spec_key(spec: BeatSpec) -> str:
+    raw = json.dumps({"spec": spec.to_dict(), "loader": _LOADER_VERSION}, sort_keys=True)
+    return hashlib.sha256(raw.encode()).hexdigest()[:12]
+
+
+def load_records(records: list[str], options: LoadOptions, spec: BeatSpec = BEAT_SPEC) -> TaskData:
+    """Preprocessed beats of ``records`` (cached per record when ``options.cache_dir`` is set)."""
+    folder = dataset_dir("mitdb", options.env)
+    parts: list[tuple[Any, ...]] = []
+    for name in records:
+        cache = None
+        if options.cache_dir is not None:
+            cache = options.cache_dir / "beat" / _spec_key(spec) / f"{name}.npz"
+        if cache is not None and cache.is_file():
+            with np.load(cache) as z:
+                parts.append((z["signal"], z["features"], z["labels"], name))
+            continue
+        signal, feats, labels = preprocess_record(read_record(folder, name), spec)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, signal=signal, features=feats, labels=labels)
+        parts.append((signal, feats, labels, name))
+        _LOGGER.info("record %s: %d beats", name, len(labels))
+    return TaskData(
+        signal=np.concatenate([p[0] for p in parts]),
+        features=np.concatenate([p[1] for p in parts]),
+        labels=np.concatenate([p[2] for p in parts]).astype(np.int64),
+        groups=np.concatenate([np.full(len(p[2]), p[3]) for p in parts]).astype(np.str_),
+    )
+
+
+def load(split: str, options: LoadOptions) -> TaskData:
+    """Load ``ds1`` or ``ds2`` (optionally only ``options.records`` of it)."""
+    splits = {"ds1": DS1, "ds2": DS2}
+    if split not in splits:
+        raise DataNotFoundError(f"split {split!r} of task beat", "ds1, ds2")
+    records = list(splits[split])
+    if options.records is not None:
+        unknown = [r for r in options.records if r not in DS1 + DS2]
+        if unknown:
+            raise DataNotFoundError(f"MIT-BIH record(s) {unknown}", "DS1 + DS2 (non-paced)")
+        records = list(options.records)
+    return load_records(records, options)
+
+
+def contract(spec: BeatSpec = BEAT_SPEC) -> InputContract:
+    """The card's input contract for :data:`BEAT_SPEC`."""
+    f = spec.filter
+    return InputContract(
+        sampling_rate_hz=spec.sampling_rate_hz,
+        window_before=spec.before_samples,
+        window_after=spec.after_samples,
+        alignment=(
+            f"R peak at index {spec.before_samples} of a {spec.window_len}-sample window "
+            f"({spec.before_samples / spec.sampling_rate_hz:.3f} s before, "
+            f"{spec.after_samples / spec.sampling_rate_hz:.3f} s from the R peak on)"
+        ),
+        lead="MLII (single lead; chest-strap lead I-like signals work best with personalisation)",
+        units="µV before normalisation",
+        filter=(
+            f"causal Butterworth {f.method} {f.lowcut_hz}-{f.highcut_hz} Hz, order {f.order}, "
+            "sosfilt with steady-state initial conditions, applied at the DEVICE rate before "
+            "windowing (common.signals.ecg_clean / EcgFilter)"
+        ),
+        normalisation="per window z-score: (x - mean) / std (zeros if std = 0)",
+        resampling=(
+            "filter at the device rate, then cut each beat at the device rate with a margin "
+            "and resample it to 128 Hz with scipy.signal.resample_poly (up/down from the rate "
+            "ratio, e.g. 360 -> 128 Hz = 16/45, 130 -> 128 Hz = 64/65), crop to the window: "
+            "common.signals.beat_windows(clean, fs, r_peaks, BeatSpec.from_dict(parameters))"
+        ),
+        features=tuple(
+            FeatureSpec(name, "ratio" if "ratio" in name else "s", _RR_DESCRIPTIONS[name])
+            for name in spec.rr_features
+        ),
+        parameters={"beat_spec": spec.to_dict()},
+    )
+
+
+def _extras(confusion: npt.NDArray[np.int64], classes: tuple[str, ...]) -> dict[str, Any]:
+    return jk_index(confusion, classes)
+
+
+TASK = Task(
+    name="beat",
+    classes=AAMI_CLASSES,
+    description="AAMI heartbeat class (N, S=SVEB, V=VEB, F, Q) of one beat plus RR features",
+    input_names=("beat", "rr"),
+    splits={"ds1": "de Chazal DS1 (22 records, train)", "ds2": "de Chazal DS2 (22 records, test)"},
+    train_split="ds1",
+    test_split="ds2",
+    load=load,
+    contract=contract,
+    teacher=NetSpec("resnet", (32, 48, 64, 64), 7, 64, dropout=0.3, feature_dim=16),
+    student=NetSpec("cnn", (16, 24, 32, 32), 7, 32, dropout=0.2, feature_dim=16),
+    train=TrainSpec(
+        epochs=8,
+        batch_size=256,
+        lr=3e-3,
+        weight_decay=1e-3,
+        balance=0.6,
+        loss_balance=0.0,
+        kd_temperature=3.0,
+        kd_alpha=0.7,
+        augment=True,
+        steps_per_epoch=120,
+    ),
+    data_description=(
+        "MIT-BIH Arrhythmia Database v1.0.0 (PhysioNet, ODC-By 1.0), lead MLII, reference "
+        "beat annotations (R-peak positions and labels), AAMI EC57 class mapping"
+    ),
+    metric_extras=_extras,
+    notes="paced records 102, 104, 107, 217 excluded; Q has ~15 beats in DS1+DS2",
+)
