@@ -228,6 +228,8 @@ def _open_replay(scheme: str, target: str, opts: dict[str, Any]) -> Source:
     segment: dict[str, Any] = {"start_s": float(opts.get("start_s", 0.0))}
     if opts.get("duration_s") not in (None, ""):
         segment["duration_s"] = float(opts["duration_s"])
+    if opts.get("t0_ns") not in (None, ""):
+        segment["t0_ns"] = int(opts["t0_ns"])
     kind = _kind(opts.get("kind", StreamKind.ECG))
     if scheme == "csv" or (scheme == "replay" and suffix == ".csv"):
         from firmware_bridge.replay import CsvReplaySource
@@ -241,7 +243,10 @@ def _open_replay(scheme: str, target: str, opts: dict[str, Any]) -> Source:
             scale=float(opts.get("scale", 1.0)),
             speed=speed,
             chunk_s=chunk_s,
+            **segment,
         )
     from firmware_bridge.replay import WfdbReplaySource
 
-    return WfdbReplaySource(path, channels=_channels(opts), kind=kind, speed=speed, chunk_s=chunk_s)
+    return WfdbReplaySource(
+        path, channels=_channels(opts), kind=kind, speed=speed, chunk_s=chunk_s, **segment
+    )

@@ -164,3 +164,16 @@ def test_parse_speed(value: str | float | None, expected: float | None) -> None:
 def test_parse_speed_rejects(value: str | float) -> None:
     with pytest.raises(ConfigError):
         parse_speed(value)
+
+
+def test_replay_segment_from_spec_options() -> None:
+    # Prepare
+    spec = f"replay:{_mitdb_100()}?speed=max&start_s=10&duration_s=2.5&chunk_s=1"
+
+    # Execute
+    chunks = asyncio.run(_collect(open_source(spec, t0_ns=0)))
+
+    # Assert: 900 samples from sample 3600, seq counts from the segment start
+    assert [c.n_samples for c in chunks] == [360, 360, 180]
+    assert [c.seq for c in chunks] == [0, 360, 720]
+    assert [c.t0_ns for c in chunks] == [0, 1_000_000_000, 2_000_000_000]
