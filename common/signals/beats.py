@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from common.signals.align import align_context_samples, align_r_peaks
 from common.signals.filters import FilterSpec
 from common.signals.resample import resample_signal, resampling_ratio
 
@@ -67,6 +68,10 @@ class BeatSpec:
         Number of past RR intervals averaged into ``rr_local``.
     rr_long_s : float
         Span in seconds of past RR intervals averaged into ``rr_long``.
+    align_window_s : float
+        If > 0, every R peak is first moved to the largest deflection of the cleaned ECG within
+        this many seconds (:func:`~common.signals.align.align_r_peaks`), so that annotated
+        (training) and detected (device) positions give the same windows. 0 keeps positions.
     """
 
     sampling_rate_hz: float = 360.0
@@ -84,6 +89,7 @@ class BeatSpec:
     )
     rr_local_beats: int = 10
     rr_long_s: float = 300.0
+    align_window_s: float = 0.05
 
     def __post_init__(self) -> None:
         if not math.isfinite(self.sampling_rate_hz) or self.sampling_rate_hz <= 0:
@@ -97,6 +103,8 @@ class BeatSpec:
             raise ValueError(f"unknown RR features {bad}; known: {RR_FEATURES}")
         if self.rr_local_beats < 1 or not self.rr_long_s > 0:
             raise ValueError("need rr_local_beats >= 1 and rr_long_s > 0")
+        if not 0 <= self.align_window_s <= 0.2:
+            raise ValueError(f"align_window_s must be in [0, 0.2] s, got {self.align_window_s}")
 
     @property
     def window_len(self) -> int:
@@ -118,6 +126,7 @@ class BeatSpec:
             "rr_units": {name: "ratio" if "ratio" in name else "s" for name in self.rr_features},
             "rr_local_beats": self.rr_local_beats,
             "rr_long_s": self.rr_long_s,
+            "align_window_s": self.align_window_s,
         }
 
     @classmethod
@@ -135,6 +144,7 @@ class BeatSpec:
             rr_features=tuple(data.get("rr_features", ())),
             rr_local_beats=int(data.get("rr_local_beats", 10)),
             rr_long_s=float(data.get("rr_long_s", 300.0)),
+            align_window_s=float(data.get("align_window_s", 0.05)),
         )
         if "window_len" in data and int(data["window_len"]) != spec.window_len:
             raise ValueError("window_len does not match before_samples + after_samples")
@@ -153,14 +163,20 @@ class BeatSpec:
     def context_samples(self, fs: float) -> tuple[int, int]:
         """Device-rate samples needed before and after each R peak to build its window.
 
-        A beat at sample ``r`` can be windowed once samples up to ``r + after - 1`` exist.
+        A beat at sample ``r`` can be windowed once samples up to ``r + after - 1`` exist;
+        the context includes the alignment search when ``align_window_s > 0``.
 
         Returns
         -------
         (before, after) : tuple of int
         """
         m, n, _, down = self._segment(fs)
-        return m * down, n * down
+        if self.align_window_s <= 0:
+            return m * down, n * down
+        # Alignment may move the peak by ``shift`` either way and reads its own context.
+        shift = round(self.align_window_s * fs)
+        a_before, a_after = align_context_samples(fs, self.align_window_s)
+        return max(m * down + shift, a_before), max(n * down + shift, a_after)
 
 
 def beats_in_bounds(
@@ -232,6 +248,8 @@ def beat_windows(
         return np.zeros((0, spec.window_len), dtype=np.float64)
     if x.size == 0:
         raise ValueError("cannot cut beats from an empty signal")
+    if spec.align_window_s > 0:
+        r = align_r_peaks(x, sampling_rate, r, spec.align_window_s)
     m, n, up, down = spec._segment(sampling_rate)
     offsets = np.arange(-m * down, n * down, dtype=np.int64)
     idx = np.clip(r[:, None] + offsets[None, :], 0, x.size - 1)

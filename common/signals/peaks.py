@@ -81,22 +81,26 @@ class QRSDetector:
             raise ValueError(f"QRS band {p.band_hz} Hz does not fit the rate {fs} Hz")
         self.sampling_rate = fs
         self.params = p
-        self._band = CausalSosFilter(
-            sps.butter(2, p.band_hz, btype="bandpass", fs=fs, output="sos")
-        )
-        clean_high = min(40.0, 0.45 * fs)
-        self._clean = CausalSosFilter(FilterSpec(highcut_hz=clean_high).design(fs))
+        # Refinement runs on a low-passed copy without high-pass: a causal high-pass bends the
+        # tail of wide complexes into a deep trough that would out-size their R wave.
+        smooth = FilterSpec(method="lowpass", highcut_hz=min(40.0, 0.45 * fs))
+        self._clean = CausalSosFilter(smooth.design(fs))
         self._n_int = max(1, round(p.integration_s * fs))
         self._ma_b = np.full(self._n_int, 1.0 / self._n_int)
         self._ma_zi = np.zeros(self._n_int - 1)
         self._w = max(1, round(p.refractory_s * fs))
         # Sample offset from the QRS energy maximum back to the R peak: half the integration
         # window plus the band-pass group delay at ~10 Hz.
-        b, a = sps.sos2tf(sps.butter(2, p.band_hz, btype="bandpass", fs=fs, output="sos"))
-        bp_delay = float(sps.group_delay((b, a), w=[10.0], fs=fs)[1][0])
+        band_sos = sps.butter(2, p.band_hz, btype="bandpass", fs=fs, output="sos")
+        self._band = CausalSosFilter(band_sos)
+        bp_delay = _group_delay_10hz(band_sos, fs)
         self._ma_delay = round(self._n_int / 2 + bp_delay)
-        self._clean_delay = round(_clean_delay(fs, clean_high))
-        self._refine = max(1, round(p.refine_s * fs))
+        self._clean_delay = round(_group_delay_10hz(smooth.design(fs), fs))
+        self._refine_lo = round(p.refine_before_s * fs)
+        self._refine_hi = round(p.refine_after_s * fs)
+        self._base_lo = round(0.25 * fs)
+        self._base_hi = round(0.08 * fs)
+        self._slope_half = max(1, round(0.08 * fs))
         self._keep = round((p.max_searchback_s + 1.5) * fs) + self._ma_delay + 4 * self._w
         self._rules = QRSRules(p, fs, self)
         self._prev_band = 0.0
@@ -186,31 +190,40 @@ class QRSDetector:
         return np.asarray(found, dtype=np.int64)
 
     # --- SignalAccess port used by QRSRules -------------------------------------------
-    def _window(self, buf: FloatArray, centre: int, half: int) -> tuple[FloatArray, int]:
-        lo = max(centre - half, self._buf_start)
-        hi = min(centre + half + 1, self._total)
-        return buf[lo - self._buf_start : hi - self._buf_start], lo
+    def _span(self, buf: FloatArray, start: int, stop: int) -> tuple[FloatArray, int]:
+        lo, hi = max(start, self._buf_start), min(stop, self._total)
+        return buf[lo - self._buf_start : max(hi, lo) - self._buf_start], lo
 
     def peak_slope(self, cand: int) -> float:
-        seg, _ = self._window(self._slope, cand - self._ma_delay, self._refine)
+        """Largest |d/dt| of the band-passed ECG (units/s) around the candidate's QRS."""
+        centre = cand - self._ma_delay
+        seg, _ = self._span(self._slope, centre - self._slope_half, centre + self._slope_half + 1)
         return float(seg.max()) if seg.size else 0.0
 
     def refine_peak(self, cand: int) -> int:
+        """R-peak sample: the larger deflection (up or down) from the pre-QRS baseline."""
         centre = cand - self._ma_delay + self._clean_delay
-        seg, lo = self._window(self._clean_buf, centre, self._refine)
+        seg, lo = self._span(
+            self._clean_buf, centre - self._refine_lo, centre + self._refine_hi + 1
+        )
         if seg.size == 0:
-            return max(cand - self._ma_delay, 0)
-        baseline = float(np.median(seg))
-        return max(lo + int(np.argmax(np.abs(seg - baseline))) - self._clean_delay, 0)
+            return max(centre - self._clean_delay, 0)
+        base, _ = self._span(self._clean_buf, centre - self._base_lo, centre - self._base_hi)
+        baseline = float(np.median(base)) if base.size else float(np.median(seg))
+        i_max, i_min = int(np.argmax(seg)), int(np.argmin(seg))
+        up, down = seg[i_max] - baseline, baseline - seg[i_min]
+        best = i_max if up >= down else i_min
+        return max(lo + best - self._clean_delay, 0)
 
     def max_energy(self, start: int, stop: int) -> float:
-        lo, hi = max(start, self._buf_start), min(stop, self._total)
-        seg = self._ma[lo - self._buf_start : hi - self._buf_start]
+        """Largest integrated QRS energy in ``[start, stop)``."""
+        seg, _ = self._span(self._ma, start, stop)
         return float(seg.max()) if seg.size else 0.0
 
 
-def _clean_delay(fs: float, highcut: float) -> float:
-    b, a = sps.sos2tf(FilterSpec(highcut_hz=highcut).design(fs))
+def _group_delay_10hz(sos: FloatArray, fs: float) -> float:
+    """Group delay in samples at 10 Hz (the centre of the QRS band)."""
+    b, a = sps.sos2tf(sos)
     return float(sps.group_delay((b, a), w=[10.0], fs=fs)[1][0])
 
 

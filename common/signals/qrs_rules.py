@@ -46,8 +46,9 @@ class QRSParams:
         Fraction of the threshold a search-back candidate must exceed.
     max_searchback_s : float
         Upper bound of the search-back interval in s (bounds latency and memory).
-    refine_s : float
-        Half-width in s of the R-peak refinement window.
+    refine_before_s, refine_after_s : float
+        R-peak refinement window in s before and after the QRS energy centre (the R wave of
+        wide complexes comes before their energy centre).
     """
 
     band_hz: tuple[float, float] = (5.0, 15.0)
@@ -62,7 +63,8 @@ class QRSParams:
     searchback_min_s: float = 0.36
     searchback_threshold_ratio: float = 0.5
     max_searchback_s: float = 3.0
-    refine_s: float = 0.08
+    refine_before_s: float = 0.07
+    refine_after_s: float = 0.04
 
     def __post_init__(self) -> None:
         if not 0 < self.threshold_ratio < 1 or not 0 < self.searchback_threshold_ratio <= 1:

@@ -140,3 +140,24 @@ def test_any_signal_any_peaks_gives_finite_windows(values, peaks, fs) -> None:
     # Assert
     assert w.shape == (len(peaks), 50)
     assert np.all(np.isfinite(w))
+
+
+def test_alignment_makes_windows_independent_of_the_starting_position() -> None:
+    # Prepare: a biphasic complex (small positive, large negative wave 30 ms later)
+    fs = 360.0
+    x = np.random.default_rng(10).normal(0, 5, 3600)
+    for r in (1000, 2000, 3000):
+        x[r - 5 : r + 5] += 400 * np.hanning(10)
+        x[r + 6 : r + 16] -= 900 * np.hanning(10)
+    spec = BeatSpec(
+        sampling_rate_hz=128.0, before_samples=32, after_samples=64, align_window_s=0.05
+    )
+    # Execute: "annotation" at the positive wave, "detection" at the negative one
+    a = beat_windows(x, fs, [1000, 2000, 3000], spec)
+    b = beat_windows(x, fs, [1011, 2011, 3011], spec)
+    unaligned = beat_windows(
+        x, fs, [1000, 2000], BeatSpec(sampling_rate_hz=128.0, align_window_s=0)
+    )
+    # Assert
+    np.testing.assert_array_equal(a, b)
+    assert unaligned.shape == (2, 200)

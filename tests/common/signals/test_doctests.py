@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["resample", "filters", "beats", "rr", "ecg", "peaks", "matching"]
+MODULES = ["resample", "filters", "beats", "rr", "ecg", "peaks", "matching", "align"]
 
 
 @pytest.mark.parametrize("name", MODULES)
