@@ -68,7 +68,7 @@ class Supervisor:
         self.running: list[Running] = []
         log_dir.mkdir(parents=True, exist_ok=True)
 
-    def start(self, comp: Component) -> Running:
+    def start(self, comp: Component, *, stdin: bool = False) -> Running:
         """Start one component with its output in ``log_dir/<name>.log``."""
         log_path = self.log_dir / f"{comp.name}.log"
         env = {**self.base_env, **comp.env}
@@ -77,7 +77,7 @@ class Supervisor:
                 list(comp.argv),
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
                 env=env,
                 start_new_session=True,
             )
@@ -86,17 +86,22 @@ class Supervisor:
         _LOGGER.info("started %s (pid %d): %s", comp.name, proc.pid, " ".join(comp.argv))
         return run
 
-    def run_once(self, comp: Component, timeout: float = 120.0) -> None:
+    def run_once(self, comp: Component, timeout: float = 120.0, stdin_text: str = "") -> None:
         """Run a component to completion (a setup step); raise if it fails.
+
+        ``stdin_text`` is written to its standard input (e.g. a password, never on argv).
 
         Raises
         ------
         RuntimeError
             With the tail of its log, if it exits non-zero or times out.
         """
-        run = self.start(comp)
+        run = self.start(comp, stdin=bool(stdin_text))
         self.running.remove(run)
         try:
+            if stdin_text and run.process.stdin is not None:
+                run.process.stdin.write(stdin_text.encode())
+                run.process.stdin.close()
             code = run.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self._stop(run)
