@@ -5,28 +5,28 @@ Driver exceptions (sqlite3, psycopg) never leave a store: they are translated in
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
-
 from common.errors import MedchainError
 
 
 def redact_url(url: str) -> str:
     """Return ``url`` with any password replaced by ``***`` (safe to log and show).
 
+    Works on the raw text rather than a URL parser so that a malformed URL (an unescaped ``/``
+    or ``@`` in the password) is redacted too; when in doubt it hides more, never less.
+
     >>> redact_url("postgresql://app:s3cret@db:5432/medchain")
     'postgresql://app:***@db:5432/medchain'
     """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparseable store URL>"
-    if parts.password is None:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    netloc = f"{parts.username or ''}:***@{host}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    at = rest.rfind("@")
+    if at < 0:
+        return url
+    user, colon, _password = rest[:at].partition(":")
+    if not colon:
+        return url
+    return f"{scheme}://{user}:***@{rest[at + 1 :]}"
 
 
 class StoreError(MedchainError):

@@ -46,9 +46,10 @@ def _translate(url: str, exc: psycopg.Error) -> StoreError:
     """Map a driver error to a store error (the caller raises it ``from exc``)."""
     if isinstance(exc, psycopg.IntegrityError):
         return ConflictError(f"constraint violated: {exc.diag.message_primary or exc}")
+    text = " ".join(str(exc).split())
     if isinstance(exc, psycopg.OperationalError):
-        return StoreUnavailableError(url, str(exc).strip())
-    return StoreError(f"postgresql: {str(exc).strip()}")
+        return StoreUnavailableError(url, text)
+    return StoreError(f"postgresql: {text}")
 
 
 class _PgTx:
@@ -214,7 +215,7 @@ class PostgresStore(SqlStore):
         except psycopg_pool.PoolTimeout as exc:
             raise StoreUnavailableError(self.url, f"no pooled connection: {exc}") from exc
         except psycopg.OperationalError as exc:  # commit or connection failure at block exit
-            raise StoreUnavailableError(self.url, str(exc).strip()) from exc
+            raise StoreUnavailableError(self.url, " ".join(str(exc).split())) from exc
         except psycopg.Error as exc:
             raise _translate(self.url, exc) from exc
 
