@@ -14,7 +14,7 @@ import logging
 import secrets
 
 from flask import Flask, Response, request, session
-from werkzeug.exceptions import BadRequest
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
 from werkzeug.security import check_password_hash, generate_password_hash
 
 _LOGGER = logging.getLogger(__name__)
@@ -71,8 +71,17 @@ def set_security_headers(resp: Response) -> Response:
     return resp
 
 
+def check_size() -> None:
+    """``before_request`` hook: refuse a declared body over ``MAX_CONTENT_LENGTH`` up front
+    (werkzeug enforces the limit only when the body is read, i.e. after other checks)."""
+    limit = request.max_content_length
+    if limit is not None and (request.content_length or 0) > limit:
+        raise RequestEntityTooLarge()
+
+
 def install(app: Flask) -> None:
-    """Register the CSRF check, the headers and the ``csrf_token`` template global."""
+    """Register the size and CSRF checks, the headers and the ``csrf_token`` template global."""
+    app.before_request(check_size)
     app.before_request(check_csrf)
     app.after_request(set_security_headers)
     app.jinja_env.globals["csrf_token"] = csrf_token

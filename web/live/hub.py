@@ -32,6 +32,7 @@ EVENT_MAX_S = 8.0  # longest event excerpt, s
 RHYTHM_KINDS = {"af_episode": "AF", "vt_run": "VT run", "bradycardia": "Bradycardia",
                 "tachycardia": "Tachycardia"}  # fmt: skip
 HR_BEATS = 8  # RR intervals in the heart-rate median
+SNIPPET_WAIT_S = 5.0  # s of newer data after which a snippet is cut with what there is
 
 
 def _round(values: np.ndarray[Any, Any], digits: int = 2) -> list[float]:
@@ -196,12 +197,22 @@ class LiveHub:
         self.fanout.publish(status.client_id, Message("status", status_json(status)))
 
     def _cut_snippets(self, p: PatientLive, force: bool) -> list[FlaggedItem]:
+        """Finish pending items whose window the ECG ring now covers.
+
+        An item also finishes (with what the ring holds, possibly no snippet) once the data
+        clock (newest ECG sample or beat) is ``SNIPPET_WAIT_S`` past its window, so devices
+        without ECG, or a gap in the live stream, never hold items back for good.
+        """
         ecg = p.rings.get(StreamKind.ECG)
+        newest = ecg.newest_s if ecg is not None else float("-inf")
+        if p.latest_beat is not None:
+            newest = max(newest, p.latest_beat.t_ns / 1e9)
         ready: list[FlaggedItem] = []
         still: list[FlaggedItem] = []
         for item in p.pending:
             covered = ecg is not None and ecg.newest_s >= item.window_s[1]
-            if covered or force or ecg is None:
+            stale = newest > item.window_s[1] + SNIPPET_WAIT_S
+            if covered or stale or force or len(p.pending) - len(ready) > self.recent_events:
                 if ecg is not None:
                     t, v = ecg.window(*item.window_s)
                     if t.size:

@@ -1,0 +1,82 @@
+"""The paho adapter against a real private mosquitto: subscribe, decode, publish labels."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from common.errors import ConfigError
+from common.payloads import Label, Status, decode_label, encode_chunk, encode_status
+from tests.support.services import Mosquitto
+from tests.web.conftest import T0_NS, ecg_chunk
+from web.live.fanout import Fanout
+from web.live.hub import LiveHub
+from web.live.mqtt_feed import MqttLiveFeed, parse_broker_url
+
+
+@pytest.mark.parametrize("url", ["tcp://h:1", "mqtt://", "h:1883", ""])
+def test_bad_broker_url_is_config_error(url: str) -> None:
+    with pytest.raises(ConfigError, match="mqtt://"):
+        parse_broker_url(url)
+
+
+def test_broker_url_default_port() -> None:
+    assert parse_broker_url("mqtt://127.0.0.1") == ("127.0.0.1", 1883)
+
+
+def _wait(cond, timeout: float = 10.0) -> bool:  # noqa: ANN001
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+@pytest.mark.integration
+def test_feed_receives_live_and_status_and_publishes_labels(mosquitto: Mosquitto) -> None:
+    # Prepare
+    hub = LiveHub(10.0, 10, Fanout(4, 16))
+    feed = MqttLiveFeed(mosquitto.url, [hub])
+    reconnected = threading.Event()
+    feed.on_connected = reconnected.set
+    got: list[bytes] = []
+    device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="dev-p1")
+    device.on_message = lambda c, u, m: got.append(bytes(m.payload))
+    device.connect("127.0.0.1", mosquitto.port)
+    device.subscribe("medchain/v1/label/p1", qos=1)
+    device.loop_start()
+    feed.start()
+    try:
+        assert feed.wait_connected(10) and reconnected.wait(10)
+        # Execute
+        device.publish(
+            "medchain/v1/live/p1", encode_chunk("live", "p1", ecg_chunk(0)), qos=1
+        ).wait_for_publish(5)
+        device.publish(
+            "medchain/v1/status/p1", encode_status(Status("p1", True, T0_NS)), qos=1
+        ).wait_for_publish(5)
+        device.publish("medchain/v1/pred/p1", b"junk", qos=1).wait_for_publish(5)
+        assert _wait(lambda: (hub.snapshot("p1") or {}).get("status") is not None)
+        sent = feed.publish_label(Label("L1", "p1", T0_NS, "S", "beat", "alice"))
+        assert _wait(lambda: bool(got))
+    finally:
+        feed.stop()
+        device.loop_stop()
+        device.disconnect()
+    # Assert
+    assert sent is True
+    assert decode_label(got[0]) == Label("L1", "p1", T0_NS, "S", "beat", "alice")
+    assert len(hub.snapshot("p1")["streams"]["ecg"]["t"]) == 25
+    assert feed.counters["rejected_pred"] == 1
+
+
+def test_publish_label_without_broker_returns_false() -> None:
+    # Prepare
+    feed = MqttLiveFeed("mqtt://127.0.0.1:1", [])
+    # Execute / Assert
+    assert feed.publish_label(Label("L1", "p1", T0_NS, "S")) is False
