@@ -24,7 +24,7 @@ from edge_agent.config import EdgeSettings
 from edge_agent.events import BeatEventDetector
 from edge_agent.live import LiveDecimator
 from edge_agent.pipeline import BeatBatch, EcgPipeline
-from edge_agent.ports import ChunkSource, Clock, SystemClock, Uplink
+from edge_agent.ports import ChunkSource, Clock, Participant, SystemClock, Uplink
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -35,6 +35,8 @@ class BeatSink(Protocol):
     """Where every beat and event is also written (the ``--out`` JSON-lines file)."""
 
     def write(self, beats: list[BeatPrediction], events: list[Event]) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class BeatLabeler(Protocol):
@@ -98,6 +100,8 @@ class EdgeAgent:
         Replay annotations -> labelled beats for local training.
     aux : AuxMonitor, optional
         PPG/ACC handling.
+    participant : Participant, optional
+        Federated-learning participant; gets every inbound message that is not a label.
     """
 
     def __init__(
@@ -111,6 +115,7 @@ class EdgeAgent:
         sink: BeatSink | None = None,
         labeler: BeatLabeler | None = None,
         aux: AuxMonitor | None = None,
+        participant: Participant | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
@@ -121,6 +126,8 @@ class EdgeAgent:
         self.sink = sink
         self.labeler = labeler
         self.aux = aux
+        self.participant = participant
+        self._participant_tasks: set[asyncio.Task[None]] = set()
         self.stats = AgentStats()
         self._cid = settings.client_id
         self._pred_topic = client_topic(Channel.PRED, self._cid)
@@ -130,6 +137,12 @@ class EdgeAgent:
         self._live_t = 0.0
         self._inflight = 0
         self._wake = asyncio.Event()
+
+    def close(self) -> None:
+        """Close the ``--out`` file and the buffer (after ``run``)."""
+        if self.sink is not None:
+            self.sink.close()
+        self.buffer.close()
 
     # -- status payloads (also used by the uplink's Will) -----------------------------------
 
@@ -276,8 +289,11 @@ class EdgeAgent:
         while True:
             self.flush_outbox()
             self._wake.clear()
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # races its timeout, and the loop would outlive the agent
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.flush_interval_s)
+                async with asyncio.timeout(self.settings.flush_interval_s):
+                    await self._wake.wait()
 
     async def _drain(self, timeout_s: float) -> None:
         """Wait until the outbox is empty (nothing pending or in flight) or the timeout."""
@@ -302,14 +318,24 @@ class EdgeAgent:
             self.handle_inbound(topic, payload)
 
     def handle_inbound(self, topic: str, payload: bytes) -> None:
-        """A message on a subscribed topic: clinician labels; anything malformed is counted."""
+        """A message on a subscribed topic: clinician labels, or federated-learning traffic
+        for the participant; anything malformed is counted and logged."""
         try:
             t = parse_topic(topic)
+            if t.channel != Channel.LABEL and self.participant is not None:
+                task = asyncio.get_running_loop().create_task(
+                    self.participant.handle(topic, payload)
+                )
+                self._participant_tasks.add(task)
+                task.add_done_callback(self._participant_done)
+                return
             if t.channel != Channel.LABEL or t.ident != self._cid:
                 raise ProtocolError(f"unexpected topic {topic!r}")
             label = decode_label(payload)
             if label.client_id != self._cid:
                 raise ProtocolError(f"label for {label.client_id!r} on {topic!r}")
+            if label.target == "beat" and label.label not in self.pipeline.classes:
+                raise ProtocolError(f"unknown beat class {label.label!r}")
         except ProtocolError as exc:
             self.stats.bad_payloads += 1
             _LOGGER.warning("rejected message on %s (%d bytes): %s", topic, len(payload), exc)
@@ -324,3 +350,8 @@ class EdgeAgent:
         else:
             self.stats.labels_unmatched += 1
             _LOGGER.warning("label %s: no recent beat near t=%d ns", label.label_id, label.t_ns)
+
+    def _participant_done(self, task: asyncio.Task[None]) -> None:
+        self._participant_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _LOGGER.error("federated participant failed: %r", task.exception())

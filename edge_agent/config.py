@@ -36,7 +36,7 @@ class EdgeSettings:
     live_fs : float
         Rate of the downsampled live ECG for the web page, Hz.
     live_batch_s : float
-        Duration of one live payload, s (the web plot refreshes at this pace).
+        Duration of one live payload, s (0.04 s = 25 payloads/s, 5 samples each at 125 Hz).
     pred_batch_max : int
         Most beats/events sent in one ``pred`` payload.
     flush_interval_s : float
@@ -64,7 +64,7 @@ class EdgeSettings:
     buffer_path: Path = Path("edge_buffer.sqlite")
     out_path: Path | None = None
     live_fs: float = 125.0
-    live_batch_s: float = 0.2
+    live_batch_s: float = 0.04
     pred_batch_max: int = 200
     flush_interval_s: float = 1.0
     brady_bpm: float = 50.0

@@ -100,9 +100,10 @@ class OnnxBeatClassifier:
         """True if the graph exposes the penultimate ``embedding`` (head-only training)."""
         return self._has_embedding
 
-    def _feeds(
+    def feeds(
         self, windows: npt.NDArray[np.float32], rr: npt.NDArray[np.float32]
     ) -> dict[str, npt.NDArray[np.float32]]:
+        """Graph inputs by name: windows (n, L) reshaped to the graph's (n, 1, L), RR (n, K)."""
         x = np.ascontiguousarray(windows, dtype=np.float32)
         rank = len(self._signal.shape)
         if x.ndim == 2 and rank == 3:
@@ -118,7 +119,7 @@ class OnnxBeatClassifier:
         """Class probabilities, shape (n_beats, n_classes)."""
         if windows.shape[0] == 0:
             return np.zeros((0, len(self._classes)), np.float32)
-        (probs,) = self._session.run(["probs"], self._feeds(windows, rr))
+        (probs,) = self._session.run(["probs"], self.feeds(windows, rr))
         return np.asarray(probs, dtype=np.float32)
 
     def embed(
@@ -127,5 +128,5 @@ class OnnxBeatClassifier:
         """Penultimate activations, shape (n_beats, embedding_dim), for head-only training."""
         if not self._has_embedding:
             raise CorruptInputError("this model has no 'embedding' output")
-        (emb,) = self._session.run(["embedding"], self._feeds(windows, rr))
+        (emb,) = self._session.run(["embedding"], self.feeds(windows, rr))
         return np.asarray(emb, dtype=np.float32)

@@ -37,12 +37,13 @@ def event_record(e: Event) -> dict[str, Any]:
 
 
 class JsonlSink:
-    """Appends beats and events to a JSON-lines file (line-buffered, so ``tail -f`` works)."""
+    """Appends beats and events to a JSON-lines file (line-buffered: ``tail -f`` follows it, and
+    a crash loses at most the batch being written)."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] = self.path.open("a", encoding="utf-8", buffering=1 << 16)
+        self._fh: IO[str] = self.path.open("a", encoding="utf-8", buffering=1)
 
     def write(self, beats: Sequence[BeatPrediction], events: Sequence[Event]) -> None:
         """Write a batch (beats first, then the events they completed)."""

@@ -186,6 +186,16 @@ class EcgPipeline:
         self.beats = 0
 
     @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names of the classifier in use."""
+        return self._clf.classes
+
+    def set_classifier(self, classifier: BeatClassifier) -> None:
+        """Switch to a new model (e.g. a new global model from a federated round); beats from
+        the next chunk on carry its version."""
+        self._clf = classifier
+
+    @property
     def model_version(self) -> str:
         """Version of the classifier in use."""
         return self._clf.version

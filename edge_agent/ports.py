@@ -67,6 +67,26 @@ class Buffer(Protocol):
     ) -> bool: ...
 
 
+class Participant(Protocol):
+    """A federated-learning participant plugged into the agent (FEDERATED's
+    ``edge_agent.federated``).
+
+    The agent subscribes to ``subscriptions()`` on its MQTT connection and hands every message
+    on those topics to ``handle`` (in its own task, so training never blocks the signal path;
+    CPU-heavy work should go to a thread). The participant publishes its updates through the
+    same ``Uplink`` and reads training data from the agent's ``LabelledExampleSource``, both
+    given to it at construction by the wiring code.
+    """
+
+    def subscriptions(self) -> list[str]:
+        """Topic filters the participant needs (e.g. the current-round and model topics)."""
+        ...
+
+    async def handle(self, topic: str, payload: bytes) -> None:
+        """One message on a subscribed topic; must not raise on malformed payloads."""
+        ...
+
+
 class Clock(Protocol):
     """Wall-clock time in ns since the Unix epoch."""
 
