@@ -113,6 +113,10 @@ class BleSource:
         Back-off and give-up rules.
     recorder : callable, optional
         Receives every raw GATT event (``medchain ble record``).
+    clock_ns : callable
+        Host clock (Unix ns) for arrival times.
+    time_base : str
+        Chunk timing, see :class:`~firmware_bridge.decode_stream.StreamAssembler` (``auto``).
     """
 
     def __init__(
@@ -125,6 +129,7 @@ class BleSource:
         policy: ReconnectPolicy | None = None,
         recorder: Callable[[CaptureRecord], None] | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
+        time_base: str = "auto",
     ) -> None:
         unknown = set(streams) - {*STREAM_NAMES, "hr"}
         if unknown or not streams:
@@ -137,7 +142,9 @@ class BleSource:
         self.policy = policy or ReconnectPolicy()
         self._recorder = recorder
         self._clock_ns = clock_ns
-        self.assembler = StreamAssembler(clock_ns=clock_ns)
+        # Live data: keep the sensor's sample spacing but anchor it to the host clock when the
+        # sensor clock is unset (an H10 restarts at 2019-01-01 after ~1 min off the strap).
+        self.assembler = StreamAssembler(clock_ns=clock_ns, time_base=time_base)
         self.features: frozenset[MeasurementType] | None = None
         self.active_settings: dict[MeasurementType, dict[SettingType, int]] = {}
         self.factors: dict[MeasurementType, float] = {}
@@ -154,7 +161,14 @@ class BleSource:
 
     @classmethod
     def from_options(cls, target: str, opts: Mapping[str, Any]) -> BleSource:
-        """Build from ``open_source`` options (``streams``, ``transport``, ``max_failures``)."""
+        """Build from ``open_source`` options (``streams``, ``transport``, ``max_failures``).
+
+        ``ble:fake?capture=PATH[&speed=1]`` plays a capture file through a simulated device
+        (the whole BLE path without hardware, for demos).
+        """
+        transport = opts.get("transport")
+        if target == "fake" and transport is None:
+            transport = _fake_from_capture(opts)
         streams = opts.get("streams", "ecg")
         if isinstance(streams, str):
             streams = tuple(s.strip().lower() for s in streams.split(",") if s.strip())
@@ -162,9 +176,7 @@ class BleSource:
         policy = ReconnectPolicy(
             max_failures=None if max_failures in (None, "") else int(max_failures)
         )
-        return cls(
-            target, streams=tuple(streams), transport_factory=opts.get("transport"), policy=policy
-        )
+        return cls(target, streams=tuple(streams), transport_factory=transport, policy=policy)
 
     @property
     def name(self) -> str:
@@ -398,6 +410,33 @@ class BleSource:
             while not self._raw.empty():
                 self._handle(*self._raw.get_nowait())
             self._out.put_nowait(_END)
+
+
+def _fake_from_capture(opts: Mapping[str, Any]) -> TransportFactory:
+    from pathlib import Path
+
+    from firmware_bridge.capture import CaptureReader
+    from firmware_bridge.fake_transport import FakeDevice, FakeTransport
+    from firmware_bridge.pmd_data import decode_pmd_data
+    from firmware_bridge.sources import parse_speed
+
+    if not opts.get("capture"):
+        raise ConfigError("ble:fake needs ?capture=PATH (a .bin or .jsonl capture)")
+    frames: dict[MeasurementType, list[bytes]] = {}
+    interval = 0.0
+    for record in CaptureReader(Path(str(opts["capture"]))):
+        if record.char != PMD_DATA_UUID or record.direction != "notify":
+            continue
+        try:
+            frame = decode_pmd_data(record.data)
+        except DecodeError:
+            continue
+        frames.setdefault(frame.measurement, []).append(record.data)
+        if not interval:
+            interval = frame.n_samples / DEFAULT_FS.get(frame.measurement, 130.0)
+    speed = parse_speed(opts.get("speed", 1.0))
+    device = FakeDevice(frames=dict(frames), interval_s=interval / speed if speed else 0.0)
+    return FakeTransport.factory(device)
 
 
 def _bleak_factory(target: str) -> TransportFactory:

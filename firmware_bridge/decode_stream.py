@@ -37,6 +37,9 @@ DEFAULT_FS: dict[MeasurementType, float] = {
 }
 
 
+MAX_CLOCK_SKEW_S = 5.0  # "auto" time base: trust the sensor clock within this of the host's
+
+
 @dataclass(slots=True)
 class AssemblerCounters:
     """What the assembler saw (mirrored into a source's ``SourceStats``)."""
@@ -66,13 +69,24 @@ class StreamAssembler:
         Nominal sampling rate (Hz) per measurement; defaults to ``DEFAULT_FS``.
     clock_ns : callable
         Wall clock for Heart Rate notifications (which carry no timestamp).
+    time_base : {"sensor", "arrival", "auto"}
+        ``sensor``: chunk times are the sensor's PMD timestamps (converted to Unix ns).
+        ``arrival``: the sensor's sample spacing anchored to the host clock (offset taken at
+        the first frame after each ``reset_timing``). ``auto``: like ``arrival`` only when the
+        sensor clock is more than ``MAX_CLOCK_SKEW_S`` off the host clock (an H10 whose time
+        was never set restarts at 2019-01-01).
     """
 
     def __init__(
         self,
         fs: dict[MeasurementType, float] | None = None,
         clock_ns: Callable[[], int] = time.time_ns,
+        time_base: str = "sensor",
     ) -> None:
+        if time_base not in ("sensor", "arrival", "auto"):
+            raise ValueError(f"time_base must be sensor, arrival or auto, got {time_base!r}")
+        self.time_base = time_base
+        self._offset_ns: int | None = None
         self._tracks = {m: _Track(f) for m, f in {**DEFAULT_FS, **(fs or {})}.items()}
         self._clock_ns = clock_ns
         self._hr_seq = 0
@@ -91,6 +105,7 @@ class StreamAssembler:
         """
         for track in self._tracks.values():
             track.prev_ts = None
+        self._offset_ns = None
 
     def feed(self, uuid: str, data: bytes) -> list[SignalChunk]:
         """Decode one notification; return the chunks it produced (zero or one).
@@ -161,11 +176,24 @@ class StreamAssembler:
                 prev = None  # do not spread this frame's samples over the gap
         times = frame.sample_times_ns(prev, track.fs)
         assert frame.kind is not None
-        chunk = SignalChunk(frame.kind, track.fs, int(times[0]), frame.samples, track.next_seq)
+        t0 = int(times[0]) + self._clock_offset(frame)
+        chunk = SignalChunk(frame.kind, track.fs, t0, frame.samples, track.next_seq)
         track.next_seq += n
         track.prev_ts = frame.timestamp_ns
         self.counters.frames += 1
         return [chunk]
+
+    def _clock_offset(self, frame: PmdFrame) -> int:
+        if self.time_base == "sensor":
+            return 0
+        if self._offset_ns is None:
+            offset = self._clock_ns() - frame.unix_ns
+            if self.time_base == "auto" and abs(offset) <= MAX_CLOCK_SKEW_S * 1e9:
+                offset = 0
+            elif offset:
+                _LOGGER.info("sensor clock is %.3f s off the host clock: rebased", offset / 1e9)
+            self._offset_ns = offset
+        return self._offset_ns
 
 
 def _measurement_or_none(code: int) -> MeasurementType | None:

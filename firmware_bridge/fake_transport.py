@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from firmware_bridge.gatt import (
     HEART_RATE_MEASUREMENT_UUID,
+    ONLINE_MEASUREMENT_STOPPED,
     PMD_CONTROL_POINT_UUID,
     PMD_DATA_UUID,
     PMD_RESPONSE_MARKER,
@@ -49,6 +50,9 @@ class FakeDevice:
         Number of connection attempts that fail before one succeeds.
     drop_after : list of int
         For each successive connection, drop the link after this many data notifications.
+    self_stop_after : int or None
+        In the first connection, the device stops the stream by itself after this many data
+        notifications and reports it (``01 type``), as a sensor taken off the body does.
     interval_s : float
         Pause between data notifications.
     loop : bool
@@ -65,6 +69,7 @@ class FakeDevice:
     refuse: dict[MeasurementType, ResponseStatus] = field(default_factory=dict)
     fail_connects: int = 0
     drop_after: list[int] = field(default_factory=list)
+    self_stop_after: int | None = None
     interval_s: float = 0.0
     loop: bool = False
     calls: list[tuple[str, ...]] = field(default_factory=list)
@@ -196,6 +201,13 @@ class FakeTransport:
             self.device.positions[measurement] = pos + 1
             self._notify(PMD_DATA_UUID, frames[pos % len(frames)])
             self._sent += 1
+            if self.device.self_stop_after == self._sent and self.device.connections == 1:
+                self.device.calls.append(("self_stop",))
+                self.device.streaming.discard(measurement)
+                self._notify(
+                    PMD_CONTROL_POINT_UUID, bytes([ONLINE_MEASUREMENT_STOPPED, measurement])
+                )
+                return
             if self._drop_at is not None and self._sent >= self._drop_at:
                 self._drop()
                 return

@@ -73,7 +73,9 @@ def _writes(device: FakeDevice) -> list[str]:
 def test_connect_start_stream_and_stop_before_disconnect(demo_frames: list[bytes]) -> None:
     # Prepare
     device = FakeDevice(frames={ECG: demo_frames[:10]}, settings={ECG: H10_ECG_SETTINGS})
-    source = BleSource("fake", transport_factory=FakeTransport.factory(device), policy=FAST)
+    source = BleSource(
+        "fake", transport_factory=FakeTransport.factory(device), policy=FAST, time_base="sensor"
+    )
 
     # Execute
     chunks = asyncio.run(_take(source, 10))
@@ -100,6 +102,28 @@ def test_connect_start_stream_and_stop_before_disconnect(demo_frames: list[bytes
     assert all(abs(t - f.unix_ns) < 2_000_000 for t, f in zip(last_times, decoded[1:], strict=True))
     assert source.stats.chunks == 10 and source.stats.rejected == 0
     assert source.features == {MeasurementType.ECG, MeasurementType.ACC}
+
+
+def test_unset_sensor_clock_is_rebased_to_the_host_clock(demo_frames: list[bytes]) -> None:
+    # Prepare: the demo strap's clock says 2019; the host says 2026-11-28
+    host_ns = 1_795_824_000_000_000_000
+    device = FakeDevice(frames={ECG: demo_frames[:3]})
+    source = BleSource(
+        "fake",
+        transport_factory=FakeTransport.factory(device),
+        policy=FAST,
+        clock_ns=lambda: host_ns,
+    )
+
+    # Execute
+    chunks = asyncio.run(_take(source, 3))
+
+    # Assert: first frame's last sample at the host time, sensor spacing kept after it
+    frames = [decode_pmd_data(f) for f in demo_frames[:3]]
+    last = [c.t0_ns + round((c.n_samples - 1) * 1e9 / c.fs) for c in chunks]
+    assert last[0] == host_ns
+    for i in (1, 2):
+        assert abs((last[i] - last[0]) - (frames[i].timestamp_ns - frames[0].timestamp_ns)) < 2e6
 
 
 def test_drop_then_reconnect_keeps_one_continuous_stream(demo_frames: list[bytes]) -> None:
@@ -294,3 +318,31 @@ def test_open_source_ble_spec_with_injected_transport(demo_frames: list[bytes]) 
 
 def test_record_type_is_plain_data() -> None:
     assert CaptureRecord(CP, b"\x01").direction == "notify"
+
+
+def test_fake_device_from_a_capture_spec() -> None:
+    # Prepare
+    path = dataset_dir("polar_h10_ble_captures", os.environ) / "hr_data_2023-01-13_11-40-07.bin"
+
+    # Execute
+    source = open_source(f"ble:fake?capture={path}&speed=max")
+    chunks = asyncio.run(_take(source, 50))
+
+    # Assert
+    assert [c.seq for c in chunks] == [73 * i for i in range(50)]
+    assert all(c.kind is StreamKind.ECG for c in chunks)
+
+
+def test_device_stopping_a_stream_by_itself_restarts_the_session(demo_frames: list[bytes]) -> None:
+    # Prepare: the sensor reports "ECG stopped" after 3 frames
+    device = FakeDevice(frames={ECG: demo_frames[:6]}, self_stop_after=3)
+    source = BleSource("fake", transport_factory=FakeTransport.factory(device), policy=FAST)
+
+    # Execute
+    chunks = asyncio.run(_take(source, 6))
+
+    # Assert: reconnected, restarted, no sample lost or repeated
+    names = [c[0] for c in device.calls]
+    assert "self_stop" in names and names.count("connect") == 2
+    assert [c.seq for c in chunks] == [73 * i for i in range(6)]
+    assert source.stats.reconnects == 1
