@@ -116,7 +116,8 @@ class Source(Protocol):
 
 
 def parse_speed(value: str | float | None) -> float | None:
-    """Parse a replay speed: ``max``/``0``/None = as fast as possible, else a factor > 0.
+    """Parse a replay speed: ``max``/``0``/None = as fast as possible, ``realtime`` = 1.0, else
+    a factor > 0 (``2``, ``2.5``, ``10x``).
 
     Raises
     ------
@@ -126,10 +127,13 @@ def parse_speed(value: str | float | None) -> float | None:
     if value is None:
         return None
     if isinstance(value, str):
-        if value.strip().lower() in ("max", "inf", "0", ""):
+        text = value.strip().lower()
+        if text in ("max", "inf", "0", ""):
             return None
+        if text in ("realtime", "real-time", "rt"):
+            return 1.0
         try:
-            value = float(value)
+            value = float(text.removesuffix("x"))
         except ValueError as exc:
             raise ConfigError(f"replay speed {value!r} is not 'max' or a number") from exc
     if value == 0 or math.isinf(value):

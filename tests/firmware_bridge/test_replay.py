@@ -154,7 +154,16 @@ def test_open_source_options_and_errors() -> None:
 
 
 @pytest.mark.parametrize(
-    ("value", "expected"), [("max", None), (None, None), ("1", 1.0), (0, None), (2.5, 2.5)]
+    ("value", "expected"),
+    [
+        ("max", None),
+        (None, None),
+        ("1", 1.0),
+        (0, None),
+        (2.5, 2.5),
+        ("realtime", 1.0),
+        ("10x", 10.0),
+    ],
 )
 def test_parse_speed(value: str | float | None, expected: float | None) -> None:
     assert parse_speed(value) == expected
