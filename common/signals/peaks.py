@@ -31,6 +31,7 @@ import logging
 
 import numpy as np
 import numpy.typing as npt
+from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal as sps
 from scipy.ndimage import maximum_filter1d
 
@@ -86,8 +87,7 @@ class QRSDetector:
         smooth = FilterSpec(method="lowpass", highcut_hz=min(40.0, 0.45 * fs))
         self._clean = CausalSosFilter(smooth.design(fs))
         self._n_int = max(1, round(p.integration_s * fs))
-        self._ma_b = np.full(self._n_int, 1.0 / self._n_int)
-        self._ma_zi = np.zeros(self._n_int - 1)
+        self._feat_tail = np.zeros(self._n_int - 1)  # last |slope| samples of the previous chunk
         self._w = max(1, round(p.refractory_s * fs))
         # Sample offset from the QRS energy maximum back to the R peak: half the integration
         # window plus the band-pass group delay at ~10 Hz.
@@ -139,7 +139,11 @@ class QRSDetector:
         band = self._band.process(x)
         deriv = np.diff(band, prepend=self._prev_band) * self.sampling_rate
         self._prev_band = float(band[-1])
-        ma, self._ma_zi = sps.lfilter(self._ma_b, [1.0], np.abs(deriv), zi=self._ma_zi)
+        # Moving-window integration as a sum over a sliding view: every output adds the same
+        # samples in the same order however the stream is chunked (lfilter/convolve do not).
+        feat = np.concatenate([self._feat_tail, np.abs(deriv)])
+        ma = sliding_window_view(feat, self._n_int).sum(axis=1) / self._n_int
+        self._feat_tail = feat[feat.size - (self._n_int - 1) :]
         self._ma = np.concatenate([self._ma, ma])
         self._slope = np.concatenate([self._slope, np.abs(deriv)])
         self._clean_buf = np.concatenate([self._clean_buf, self._clean.process(x)])
@@ -209,7 +213,7 @@ class QRSDetector:
         if seg.size == 0:
             return max(centre - self._clean_delay, 0)
         base, _ = self._span(self._clean_buf, centre - self._base_lo, centre - self._base_hi)
-        baseline = float(np.median(base)) if base.size else float(np.median(seg))
+        baseline = _median(base) if base.size else _median(seg)
         i_max, i_min = int(np.argmax(seg)), int(np.argmin(seg))
         up, down = seg[i_max] - baseline, baseline - seg[i_min]
         best = i_max if up >= down else i_min
@@ -219,6 +223,13 @@ class QRSDetector:
         """Largest integrated QRS energy in ``[start, stop)``."""
         seg, _ = self._span(self._ma, start, stop)
         return float(seg.max()) if seg.size else 0.0
+
+
+def _median(values: FloatArray) -> float:
+    """Median without np.median's per-call overhead (called once per beat)."""
+    n = values.size
+    part = np.partition(values, [(n - 1) // 2, n // 2])
+    return 0.5 * (float(part[(n - 1) // 2]) + float(part[n // 2]))
 
 
 def _group_delay_10hz(sos: FloatArray, fs: float) -> float:

@@ -12,8 +12,6 @@ from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-import numpy as np
-
 _LOGGER = logging.getLogger(__name__)
 
 
@@ -77,6 +75,12 @@ class QRSParams:
         return asdict(self)
 
 
+def _median(values: deque[float]) -> float:
+    ordered = sorted(values)
+    n = len(ordered)
+    return 0.5 * (ordered[(n - 1) // 2] + ordered[n // 2])
+
+
 class SignalAccess(Protocol):
     """What the rules need from the signal around a candidate (absolute sample index)."""
 
@@ -122,8 +126,8 @@ class QRSRules:
         return self._learn
 
     def _threshold(self) -> float:
-        qrs = float(np.median(self._qrs_levels)) if self._qrs_levels else 0.0
-        noise = float(np.median(self._noise_levels)) if self._noise_levels else 0.0
+        qrs = _median(self._qrs_levels) if self._qrs_levels else 0.0
+        noise = _median(self._noise_levels) if self._noise_levels else 0.0
         return noise + self.params.threshold_ratio * (qrs - noise)
 
     def _searchback_interval(self) -> int:
