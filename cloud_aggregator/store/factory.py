@@ -6,6 +6,8 @@ URL                                              backend
 ``sqlite:///relative/file.db``                   SQLite file relative to the working folder
 ``sqlite:////absolute/file.db``                  SQLite file, absolute path
 ``sqlite://`` or ``sqlite:///:memory:``          SQLite in memory (tests, throw-away demos)
+``sqlite:///file.db?synchronous=normal``         faster commits; the last ones may be lost on
+                                                 power loss (default ``full``)
 ``postgresql://user:pw@host:5432/db?schema=s``   PostgreSQL; ``schema`` sets the search_path,
                                                  ``pool_min``/``pool_max`` size the pool;
                                                  other query parameters go to libpq
@@ -45,6 +47,7 @@ class ParsedURL:
     schema: str | None = None
     pool_min: int = 1
     pool_max: int = 8
+    sqlite_synchronous: str = "FULL"
 
 
 def parse_store_url(url: str) -> ParsedURL:
@@ -60,7 +63,14 @@ def parse_store_url(url: str) -> ParsedURL:
                 f"bad SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////absolute.db"
             )
         path = unquote(parts.path[1:]) if parts.path.startswith("/") else unquote(parts.path)
-        return ParsedURL("sqlite", path or ":memory:")
+        options = dict(parse_qsl(parts.query, keep_blank_values=True))
+        unknown = set(options) - {"synchronous"}
+        if unknown:
+            raise StoreURLError(f"unknown SQLite URL options {sorted(unknown)} in {url!r}")
+        sync = options.get("synchronous", "full").upper()
+        if sync not in ("FULL", "NORMAL"):
+            raise StoreURLError(f"synchronous must be full or normal in {url!r}")
+        return ParsedURL("sqlite", path or ":memory:", sqlite_synchronous=sync)
     if scheme in _PG_SCHEMES:
         if not parts.path.strip("/"):
             raise StoreURLError(f"PostgreSQL URL {redact_url(url)!r} names no database")
@@ -118,6 +128,7 @@ def open_store(
             clock=clock,
             schema=schema,
             busy_timeout_s=settings.statement_timeout_s,
+            synchronous=parsed.sqlite_synchronous,
         )
     from cloud_aggregator.store.postgres import PostgresStore
 

@@ -62,11 +62,18 @@ def test_parse_store_url(url: str, backend: str, location: str, schema: str | No
         "postgresql://db",
         "postgresql://db/x?pool_max=0",
         "postgresql://db/x?pool_min=a",
+        "sqlite:///x.db?synchronous=off",
+        "sqlite:///x.db?journal=delete",
     ],
 )
 def test_bad_urls_raise_store_url_error(url: str) -> None:
     with pytest.raises(StoreURLError):
         open_store(url)
+
+
+def test_sqlite_synchronous_option() -> None:
+    assert parse_store_url("sqlite:///x.db?synchronous=normal").sqlite_synchronous == "NORMAL"
+    assert parse_store_url("sqlite:///x.db").sqlite_synchronous == "FULL"
 
 
 def test_redact_url_removes_the_password() -> None:
