@@ -210,6 +210,36 @@ class WfdbReplaySource(ArrayReplay):
         self._label = f"wfdb:{self.record.name} {','.join(self.channel_names)} @ {rec.fs:g} Hz"
         return signal, float(rec.fs)
 
+    def annotations(self, extension: str = "atr") -> tuple[npt.NDArray[np.int64], list[str]]:
+        """Reference beat annotations of the replayed segment (e.g. MIT-BIH ``.atr``).
+
+        Returns
+        -------
+        samples : ndarray of int64, shape (n,)
+            Annotation positions as stream sample indices (``seq`` space: 0 = first replayed
+            sample), only those inside the replayed segment.
+        symbols : list of str
+            The annotation symbols (``N``, ``V``, ``A``...), same order.
+
+        Raises
+        ------
+        DataNotFoundError
+            If the record has no such annotation file.
+        """
+        import wfdb
+
+        path = self.record.with_suffix(f".{extension}")
+        if not path.is_file():
+            raise DataNotFoundError(f"annotations {path.name}", str(path.parent))
+        ann = wfdb.rdann(str(self.record), extension)
+        fs = float(ann.fs or wfdb.rdheader(str(self.record)).fs)
+        first = round(self.start_s * fs)
+        last = None if self.duration_s is None else first + round(self.duration_s * fs)
+        pos = np.asarray(ann.sample, dtype=np.int64) - first
+        keep = (pos >= 0) & (pos < (np.iinfo(np.int64).max if last is None else last - first))
+        symbols = [str(x) for x, k in zip(ann.symbol, keep, strict=True) if k]
+        return pos[keep], symbols
+
 
 class CsvReplaySource(ArrayReplay):
     """Replay a CSV file with a header row: an optional time column (s) and value columns.

@@ -186,3 +186,20 @@ def test_replay_segment_from_spec_options() -> None:
     assert [c.n_samples for c in chunks] == [360, 360, 180]
     assert [c.seq for c in chunks] == [0, 360, 720]
     assert [c.t0_ns for c in chunks] == [0, 1_000_000_000, 2_000_000_000]
+
+
+def test_wfdb_annotations_follow_the_replayed_segment() -> None:
+    # Prepare
+    import wfdb
+
+    full = wfdb.rdann(str(_mitdb_100()), "atr")
+    source = WfdbReplaySource(_mitdb_100(), start_s=10.0, duration_s=20.0)
+
+    # Execute
+    samples, symbols = source.annotations()
+
+    # Assert
+    inside = (full.sample >= 3600) & (full.sample < 3600 + 7200)
+    np.testing.assert_array_equal(samples, full.sample[inside] - 3600)
+    assert symbols == [s for s, k in zip(full.symbol, inside, strict=True) if k]
+    assert samples.min() >= 0 and samples.max() < 7200 and "N" in symbols
