@@ -1,0 +1,282 @@
+"""End to end in a real headless Chromium: log in, watch a patient's live ECG and predictions
+arrive over a real Mosquitto, label a beat and see the label reach the device's topic.
+
+The device side is simulated by this test: it publishes MIT-BIH record 208 (many PVCs) as
+``live`` chunks at 125 Hz and the record's reference beat labels as ``pred`` messages (the
+stand-in for the edge model's output), exactly as the edge agent's uplink does.
+Screenshots go to ``artifacts/web/``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from scipy.signal import resample_poly
+from werkzeug.security import generate_password_hash
+from werkzeug.serving import make_server
+
+from cloud_aggregator.store.factory import open_store
+from common.payloads import Status, decode_label, encode_chunk, encode_predictions, encode_status
+from common.types import BeatPrediction, SignalChunk, StreamKind
+from tests.support.services import Mosquitto, free_port, require_service
+from web.app import create_app
+from web.settings import WebSettings
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "web"
+PASSWORD = "e2e password 123"
+FS = 125.0  # Hz, the edge's live-stream rate
+CHUNK = 10  # samples per live message (80 ms)
+AAMI = {
+    **dict.fromkeys("NLRej", "N"),
+    **dict.fromkeys("AaJS", "S"),
+    **dict.fromkeys("VE", "V"),
+    "F": "F",
+}
+
+
+@dataclass
+class Recording:
+    """ECG (µV) at 125 Hz and AAMI beat labels at sample indices of that rate."""
+
+    ecg_uv: np.ndarray
+    beats: list[tuple[int, str]]
+
+
+def load_record(root: Path, name: str = "208", seconds: float = 60.0) -> Recording:
+    wfdb = pytest.importorskip("wfdb")
+    rec = wfdb.rdrecord(str(root / "mitdb" / name), sampto=int(360 * seconds), channels=[0])
+    ann = wfdb.rdann(str(root / "mitdb" / name), "atr", sampto=int(360 * seconds))
+    ecg = resample_poly(rec.p_signal[:, 0] * 1000.0, 25, 72)  # mV -> µV, 360 -> 125 Hz
+    beats = [(int(round(s * FS / 360)), AAMI.get(sym, "Q")) for s, sym in zip(ann.sample, ann.symbol, strict=True)
+             if sym in AAMI or sym in "/fQ"]  # fmt: skip
+    return Recording(ecg, beats)
+
+
+class Device:
+    """A simulated edge device publishing live ECG, predictions and status; receives labels."""
+
+    def __init__(self, port: int, rec: Recording, client_id: str = "p1") -> None:
+        self.rec = rec
+        self.cid = client_id
+        self.labels: list[bytes] = []
+        self.start_ns = time.time_ns() - 2 * 10**9
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"device-{client_id}")
+        self.client.on_message = lambda c, u, m: self.labels.append(bytes(m.payload))
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(f"medchain/v1/label/{client_id}", qos=1)
+        self.client.loop_start()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.published_samples = 0
+
+    def t_ns(self, idx: int) -> int:
+        return self.start_ns + round(idx * 1e9 / FS)
+
+    def start(self) -> None:
+        self.client.publish(f"medchain/v1/status/{self.cid}",
+                            encode_status(Status(self.cid, True, time.time_ns(), "v2", 87.0, "Polar H10")),
+                            qos=1, retain=True)  # fmt: skip
+        self._thread.start()
+
+    def _run(self) -> None:
+        seq, next_beat, last_rr = 0, 0, float("nan")
+        n = len(self.rec.ecg_uv)
+        while not self._stop.is_set() and seq + CHUNK <= n:
+            chunk = SignalChunk(
+                StreamKind.ECG, FS, self.t_ns(seq), self.rec.ecg_uv[seq : seq + CHUNK, None], seq
+            )
+            self.client.publish(
+                f"medchain/v1/live/{self.cid}", encode_chunk("live", self.cid, chunk), qos=0
+            )
+            seq += CHUNK
+            self.published_samples = seq
+            beats = []
+            while next_beat < len(self.rec.beats) and self.rec.beats[next_beat][0] < seq - 0.3 * FS:
+                idx, label = self.rec.beats[next_beat]
+                prev = self.rec.beats[next_beat - 1][0] if next_beat else None
+                last_rr = (idx - prev) / FS if prev is not None else float("nan")
+                probs = {c: (0.92 if c == label else 0.02) for c in ("N", "S", "V", "F", "Q")}
+                beats.append(
+                    BeatPrediction(self.cid, self.t_ns(idx), idx, label, probs, "v2", last_rr)
+                )
+                next_beat += 1
+            if beats:
+                self.client.publish(
+                    f"medchain/v1/pred/{self.cid}", encode_predictions(self.cid, beats, []), qos=1
+                )
+            time.sleep(CHUNK / FS / 2)  # twice real time: the 10 s window fills in 5 s
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def wait_js(page: object, expression: str, timeout: float = 20.0) -> object:
+    """Poll a JS expression until truthy. (``wait_for_function`` evaluates strings with
+    ``eval``, which the app's Content-Security-Policy rightly forbids.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = page.evaluate(f"() => ({expression})")  # type: ignore[attr-defined]
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {expression}")
+        time.sleep(0.05)
+
+
+@pytest.fixture()
+def served(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[tuple[str, object]]:
+    """The app on a free loopback port, fed by the private broker; yields (base URL, store)."""
+    store = open_store(f"sqlite:///{tmp_path / 'e2e.db'}")
+    store.create_user(
+        "root", generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000"), role="admin"
+    )
+    store.register_client("p1", task="beat", dataset="mitdb")
+    settings = WebSettings(
+        secret_key="e2e", broker_url=mosquitto.url, sse_keepalive_s=1.0, sse_max_stream_s=120.0
+    )
+    app = create_app(settings, store=store)
+    feed = app.extensions["medchain.feed"]
+    assert feed.wait_connected(10)
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}", store
+    finally:
+        app.extensions["medchain.hub"].fanout.close_all()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+        feed.stop()
+        store.close()
+
+
+def test_live_patient_page_predictions_and_labelling(served: tuple[str, object], mosquitto: Mosquitto,
+                                                     data_root: Path) -> None:  # fmt: skip
+    if not CHROMIUM.exists():
+        require_service("chromium", "apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    # Prepare
+    base, store = served
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    device = Device(mosquitto.port, load_record(data_root))
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(20_000)
+            console_errors: list[str] = []
+            page.on(
+                "console", lambda m: console_errors.append(m.text) if m.type == "error" else None
+            )
+            page.on("pageerror", lambda e: console_errors.append(str(e)))
+
+            # Execute: log in and open the patient
+            page.goto(f"{base}/login")
+            page.fill("input[name=username]", "root")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{base}/patients")
+            page.click("a[href='/patients/p1']")
+            page.wait_for_url(f"{base}/patients/p1")
+            wait_js(page, "window.medchainLive && window.medchainLive.connected")
+            device.start()
+
+            # Assert: the plot fills and keeps updating (data count, renders, canvas pixels)
+            wait_js(page, "(window.medchainLive.points.ecg || 0) > 300")
+            first = page.evaluate(
+                "({p: window.medchainLive.received.ecg, r: window.medchainLive.renders})"
+            )
+            canvas_before = page.locator("#plot-ecg canvas").screenshot()
+            wait_js(page, f"window.medchainLive.received.ecg > {first['p'] + 250}")
+            second = page.evaluate(
+                "({p: window.medchainLive.received.ecg, r: window.medchainLive.renders})"
+            )
+            canvas_after = page.locator("#plot-ecg canvas").screenshot()
+            assert second["r"] > first["r"] and canvas_after != canvas_before
+            assert int(page.get_attribute("#plot-ecg", "data-points")) > 300
+
+            # Assert: predictions arrive and change (record 208 alternates N and V beats)
+            seen = set()
+            deadline = time.monotonic() + 20
+            while len(seen) < 2 and time.monotonic() < deadline:
+                text = page.text_content("#beat-class")
+                if text in ("N", "V", "S", "F", "Q"):
+                    seen.add(text)
+                time.sleep(0.05)
+            assert {"N", "V"} <= seen, seen
+            wait_js(page, "document.querySelector('#hr').textContent !== '–'")
+            hr = float(page.text_content("#hr"))
+            assert 40 <= hr <= 160
+            assert page.text_content("#device-status") == "device: online"
+            page.wait_for_selector("#events li.beat .snippet canvas")
+            wait_js(page, "(window.medchainLive.points.ecg || 0) >= 1250")  # full 10 s window
+            page.screenshot(path=str(ARTIFACTS / "patient_desktop.png"), full_page=True)
+
+            # Phone layout: tiles stack above the plot, no horizontal scrolling
+            phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+            phone.context.add_cookies(page.context.cookies())
+            phone.goto(f"{base}/patients/p1")
+            wait_js(phone, "(window.medchainLive.points.ecg || 0) > 300")
+            assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+            tiles_box = phone.locator(".tiles").bounding_box()
+            plot_box = phone.locator("#plot-ecg").bounding_box()
+            assert (
+                tiles_box["y"] + tiles_box["height"] <= plot_box["y"] and plot_box["width"] <= 390
+            )
+            phone.screenshot(path=str(ARTIFACTS / "patient_phone.png"), full_page=True)
+            phone.close()
+
+            # Execute: label the newest flagged V beat as S in the review page
+            page.goto(f"{base}/labels?client_id=p1")
+            item = page.locator("article.review-item[data-target=beat]").first
+            t_ns = int(item.get_attribute("data-t-ns"))
+            item.locator("select[name=label]").select_option("S")
+            item.locator("input[name=note]").fill("aberrated, not ventricular")
+            item.locator(".snippet canvas").wait_for()
+            page.screenshot(path=str(ARTIFACTS / "labels.png"), full_page=True)
+            item.locator("button[type=submit]").click()
+            page.wait_for_selector(".flash.ok")
+
+            # Assert: stored as delivered and received by the device on its label topic
+            deadline = time.monotonic() + 10
+            while not device.labels and time.monotonic() < deadline:
+                time.sleep(0.05)
+            label = decode_label(device.labels[0])
+            assert (label.client_id, label.target, label.t_ns, label.label, label.author) == (
+                "p1",
+                "beat",
+                t_ns,
+                "S",
+                "root",
+            )
+            [rec] = store.list_labels("p1")
+            assert rec.state == "delivered" and rec.note == "aberrated, not ventricular"
+
+            # The federation page renders (with the control form) for the admin
+            page.goto(f"{base}/federation")
+            page.wait_for_selector("#control-form")
+            page.screenshot(path=str(ARTIFACTS / "federation.png"), full_page=True)
+            assert not console_errors, console_errors
+        finally:
+            browser.close()
+            device.stop()
