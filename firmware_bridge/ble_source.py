@@ -15,12 +15,20 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
 from common.errors import ConfigError
 from common.types import SignalChunk
+from firmware_bridge.ble_policy import (
+    DEFAULT_SETTINGS,
+    STREAM_NAMES,
+    TRANSIENT_REFUSALS,
+    DeviceUnavailableError,
+    ReconnectPolicy,
+    StreamRefusedError,
+    choose_settings,
+)
 from firmware_bridge.capture import CaptureRecord
 from firmware_bridge.decode_stream import DEFAULT_FS, StreamAssembler
 from firmware_bridge.frames import ControlPointResponse, DecodeError, MeasurementStopped
@@ -48,49 +56,6 @@ from firmware_bridge.transport import BleError, Transport, TransportFactory
 _LOGGER = logging.getLogger(__name__)
 
 S = SettingType
-DEFAULT_SETTINGS: dict[MeasurementType, dict[SettingType, int]] = {
-    MeasurementType.ECG: {S.SAMPLE_RATE: 130, S.RESOLUTION: 14},
-    MeasurementType.ACC: {S.SAMPLE_RATE: 200, S.RESOLUTION: 16, S.RANGE: 8},
-    MeasurementType.PPG: {S.SAMPLE_RATE: 55, S.RESOLUTION: 22, S.CHANNELS: 4},
-}
-STREAM_NAMES = {"ecg": MeasurementType.ECG, "acc": MeasurementType.ACC, "ppg": MeasurementType.PPG}
-# Refusals worth retrying later (strap on the charger, sensor busy); others are fatal.
-_TRANSIENT = {ResponseStatus.DEVICE_IN_CHARGER, ResponseStatus.INVALID_STATE}
-
-
-class StreamRefusedError(BleError):
-    """The device answered START with an error status."""
-
-    def __init__(self, measurement: MeasurementType, status: ResponseStatus) -> None:
-        self.measurement = measurement
-        self.status = status
-        super().__init__(f"device refused to start {measurement.name}: {status.name}")
-
-
-class DeviceUnavailableError(BleError):
-    """Gave up after ``max_failures`` consecutive failed connection attempts."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReconnectPolicy:
-    """Supervision parameters.
-
-    Attributes
-    ----------
-    initial_s, factor, max_s : float
-        Exponential back-off between attempts: initial delay (s), multiplier, ceiling (s).
-    max_failures : int or None
-        Consecutive failed attempts before giving up (None: never, the edge default).
-    response_timeout_s : float
-        Wait for a control-point response (s).
-    """
-
-    initial_s: float = 0.5
-    factor: float = 2.0
-    max_s: float = 30.0
-    max_failures: int | None = None
-    response_timeout_s: float = 5.0
-
 
 _END = object()
 
@@ -168,7 +133,13 @@ class BleSource:
         """
         transport = opts.get("transport")
         if target == "fake" and transport is None:
-            transport = _fake_from_capture(opts)
+            from firmware_bridge.fake_transport import FakeDevice, FakeTransport
+            from firmware_bridge.sources import parse_speed
+
+            if not opts.get("capture"):
+                raise ConfigError("ble:fake needs ?capture=PATH (a .bin or .jsonl capture)")
+            speed = parse_speed(opts.get("speed", 1.0))
+            transport = FakeTransport.factory(FakeDevice.from_capture(opts["capture"], speed))
         streams = opts.get("streams", "ecg")
         if isinstance(streams, str):
             streams = tuple(s.strip().lower() for s in streams.split(",") if s.strip())
@@ -297,14 +268,9 @@ class BleSource:
     async def _negotiate(self, transport: Transport, m: MeasurementType) -> dict[SettingType, int]:
         if m in self._settings:
             return self._settings[m]
-        wanted = DEFAULT_SETTINGS[m]
         response = await self._request(transport, encode_get_settings(m))
         offered = parse_settings(response.params).values if response.ok else {}
-        chosen: dict[SettingType, int] = {}
-        for setting, value in wanted.items():
-            options = [int(v) for v in offered.get(setting, ())]
-            chosen[setting] = value if not options or value in options else max(options)
-        return chosen
+        return choose_settings(DEFAULT_SETTINGS[m], offered)
 
     async def _start_stream(self, transport: Transport, m: MeasurementType) -> None:
         settings = await self._negotiate(transport, m)
@@ -379,7 +345,7 @@ class BleSource:
                         self._stats.reconnects += 1
                     delay, failures = policy.initial_s, 0
                 except StreamRefusedError as exc:
-                    if exc.status not in _TRANSIENT:
+                    if exc.status not in TRANSIENT_REFUSALS:
                         self._out.put_nowait(exc)
                         return
                     failures += 1
@@ -412,33 +378,6 @@ class BleSource:
             self._out.put_nowait(_END)
 
 
-def _fake_from_capture(opts: Mapping[str, Any]) -> TransportFactory:
-    from pathlib import Path
-
-    from firmware_bridge.capture import CaptureReader
-    from firmware_bridge.fake_transport import FakeDevice, FakeTransport
-    from firmware_bridge.pmd_data import decode_pmd_data
-    from firmware_bridge.sources import parse_speed
-
-    if not opts.get("capture"):
-        raise ConfigError("ble:fake needs ?capture=PATH (a .bin or .jsonl capture)")
-    frames: dict[MeasurementType, list[bytes]] = {}
-    interval = 0.0
-    for record in CaptureReader(Path(str(opts["capture"]))):
-        if record.char != PMD_DATA_UUID or record.direction != "notify":
-            continue
-        try:
-            frame = decode_pmd_data(record.data)
-        except DecodeError:
-            continue
-        frames.setdefault(frame.measurement, []).append(record.data)
-        if not interval:
-            interval = frame.n_samples / DEFAULT_FS.get(frame.measurement, 130.0)
-    speed = parse_speed(opts.get("speed", 1.0))
-    device = FakeDevice(frames=dict(frames), interval_s=interval / speed if speed else 0.0)
-    return FakeTransport.factory(device)
-
-
 def _bleak_factory(target: str) -> TransportFactory:
     def make() -> Transport:
         from firmware_bridge.ble import BleakTransport
@@ -447,3 +386,11 @@ def _bleak_factory(target: str) -> TransportFactory:
         return transport
 
     return make
+
+
+__all__ = [
+    "BleSource",
+    "DeviceUnavailableError",
+    "ReconnectPolicy",
+    "StreamRefusedError",
+]

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from firmware_bridge.gatt import (
     HEART_RATE_MEASUREMENT_UUID,
@@ -76,6 +77,38 @@ class FakeDevice:
     streaming: set[MeasurementType] = field(default_factory=set)
     positions: dict[MeasurementType, int] = field(default_factory=dict)
     connections: int = 0
+
+    @classmethod
+    def from_capture(cls, path: str | Path, speed: float | None = 1.0) -> FakeDevice:
+        """A device that streams the PMD data frames of a capture file (.bin / .jsonl).
+
+        ``speed`` paces the notifications (1.0 = the sensor's own rate, None = at once).
+        """
+        return _device_from_capture(Path(path), speed)
+
+
+def _device_from_capture(path: Path, speed: float | None) -> FakeDevice:
+    from firmware_bridge.capture import CaptureReader
+    from firmware_bridge.decode_stream import DEFAULT_FS
+    from firmware_bridge.frames import DecodeError
+    from firmware_bridge.pmd_data import decode_pmd_data
+
+    frames: dict[MeasurementType, list[bytes]] = {}
+    interval = 0.0
+    for record in CaptureReader(path):
+        if record.char != PMD_DATA_UUID or record.direction != "notify":
+            continue
+        try:
+            frame = decode_pmd_data(record.data)
+        except DecodeError:
+            continue
+        frames.setdefault(frame.measurement, []).append(record.data)
+        if not interval:
+            interval = frame.n_samples / DEFAULT_FS.get(frame.measurement, 130.0)
+    return FakeDevice(
+        frames={m: tuple(f) for m, f in frames.items()},
+        interval_s=interval / speed if speed else 0.0,
+    )
 
 
 class FakeTransport:
