@@ -302,6 +302,16 @@ class Store(Protocol):
         """The latest ``n`` events of a client (by start), oldest first."""
         ...
 
+    def prune_predictions(self, before_ns: int, *, client_id: str | None = None) -> int:
+        """Delete predictions with ``t_ns < before_ns`` (retention); returns rows deleted."""
+        ...
+
+    def erase_client_data(self, client_id: str) -> dict[str, int]:
+        """Delete a patient's predictions, events, labels, access tokens and client record
+        (right to erasure); returns rows deleted per kind. Round updates are kept (they hold
+        no raw signal and are the provenance of released models)."""
+        ...
+
     # -- clinician labels ------------------------------------------------------------------------
     def add_label(
         self,

@@ -23,6 +23,14 @@ _EVENT_COLS = "event_id, client_id, kind, t_start_ns, t_end_ns, details"
 _LABEL_COLS = (
     "label_id, client_id, target, t_ns, label, author, note, state, created_at, updated_at"
 )
+# (kind, table) erased by erase_client_data, in an order that respects references.
+_ERASABLE = (
+    ("predictions", "prediction"),
+    ("events", "edge_event"),
+    ("labels", "clinician_label"),
+    ("patient_tokens", "patient_token"),
+    ("client", "client"),
+)
 BATCH_ROWS = 500  # rows per executemany call: bounds memory and statement time
 
 
@@ -253,6 +261,26 @@ class EdgeMixin(SqlStoreBase):
                 (client_id, int(n)),
             )
             return [_event(r) for r in reversed(tx.all())]
+
+    def prune_predictions(self, before_ns: int, *, client_id: str | None = None) -> int:
+        """Delete predictions older than ``before_ns``; returns rows deleted."""
+        sql = "DELETE FROM prediction WHERE t_ns < ?"
+        params: list[Any] = [int(before_ns)]
+        if client_id is not None:
+            sql += " AND client_id = ?"
+            params.append(client_id)
+        with self._tx(write=True) as tx:
+            tx.execute(sql, params)
+            return max(tx.rowcount, 0)
+
+    def erase_client_data(self, client_id: str) -> dict[str, int]:
+        """Delete everything stored about one patient except round updates."""
+        deleted: dict[str, int] = {}
+        with self._tx(write=True) as tx:
+            for kind, table in _ERASABLE:
+                tx.execute(f"DELETE FROM {table} WHERE client_id = ?", (client_id,))
+                deleted[kind] = max(tx.rowcount, 0)
+        return deleted
 
     # -- labels --------------------------------------------------------------------------------
     def add_label(

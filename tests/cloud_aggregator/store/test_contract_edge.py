@@ -127,3 +127,39 @@ def test_label_lifecycle(store: Store, clock: FakeClock) -> None:
     assert [lb.label_id for lb in store.list_labels("p1", state=LabelState.PENDING)] == [a.label_id]
     with pytest.raises(ValueError, match="target"):
         store.add_label(client_id="p1", target="window", t_ns=0, label="N", author="x")
+
+
+def test_prune_predictions_for_retention(store: Store) -> None:
+    # Prepare
+    store.insert_predictions(_beats("p1", 10) + _beats("p2", 10, seed=3))
+
+    # Execute
+    one_client = store.prune_predictions(3 * SEC, client_id="p1")
+    everyone = store.prune_predictions(5 * SEC)
+
+    # Assert
+    assert (one_client, everyone) == (3, 2 + 5)
+    assert [b.t_ns for b in store.list_predictions("p1")][0] == 5 * SEC
+    assert len(store.list_predictions("p2")) == 5
+
+
+def test_erase_client_data_removes_one_patient_only(store: Store) -> None:
+    # Prepare
+    for cid in ("p1", "p2"):
+        store.register_client(cid, credentials_hash="h")
+        store.insert_predictions(_beats(cid, 4))
+        store.insert_events([Event(f"e-{cid}", cid, "vt_run", 0, SEC, {})])
+        store.add_label(client_id=cid, target="beat", t_ns=0, label="V", author="dr")
+        store.create_patient_token(f"tok-{cid}", cid, expires_at=None)
+
+    # Execute
+    deleted = store.erase_client_data("p1")
+
+    # Assert
+    assert deleted == {
+        "predictions": 4, "events": 1, "labels": 1, "patient_tokens": 1, "client": 1,
+    }  # fmt: skip
+    assert store.get_client("p1") is None and store.list_predictions("p1") == []
+    assert store.list_events("p1") == [] and store.list_labels("p1") == []
+    assert store.get_patient_token("tok-p1") is None
+    assert len(store.list_predictions("p2")) == 4 and store.get_client("p2") is not None
