@@ -89,6 +89,8 @@ class RoundProgress:
         Clients with an accepted update.
     offline : frozenset of str
         Selected clients known to be offline now (Last Will / status), without an update.
+    refused : frozenset of str
+        Selected clients whose update was rejected (they will not send another one).
     quorum : int
         k.
     deadline : float
@@ -100,6 +102,7 @@ class RoundProgress:
     offline: frozenset[str]
     quorum: int
     deadline: float
+    refused: frozenset[str] = frozenset()
 
     @property
     def failures(self) -> int:
@@ -109,7 +112,7 @@ class RoundProgress:
     @property
     def outstanding(self) -> int:
         """Selected clients that may still report."""
-        return len(set(self.selected) - self.reported - self.offline)
+        return len(set(self.selected) - self.reported - self.offline - self.refused)
 
 
 def decide(progress: RoundProgress, now: float) -> Decision:

@@ -258,8 +258,9 @@ class AggregatorService:
             u.client_id for u in self.store.list_updates(active.round_id, include_blobs=False)
         )
         offline = frozenset(c for c in active.selected_clients if self.online.get(c) is False)
+        refused = frozenset(r.client_id for r in self.store.list_rejected_updates(active.round_id))
         progress = rl.RoundProgress(
-            active.selected_clients, reported, offline, active.quorum, active.deadline
+            active.selected_clients, reported, offline, active.quorum, active.deadline, refused
         )
         decision = rl.decide(progress, self.clock())
         if decision == rl.Decision.CLOSE:
@@ -360,6 +361,8 @@ class AggregatorService:
         client_cfg = fl.RoundConfig(
             **{k: control.config[k] for k in _CLIENT_KEYS if k in control.config}
         )
+        if "clip_norm" not in control.config:  # honest clients clip below the validation bound
+            client_cfg = dataclasses.replace(client_cfg, clip_norm=0.5 * self.s.norm_bound)
         client_cfg = strategy.configure(client_cfg)
         base = self.ensure_initial_model()
         rel, _ = self.release(base)

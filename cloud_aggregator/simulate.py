@@ -144,17 +144,6 @@ def run_simulation(
             service.evaluator = build_evaluator(
                 plan.eval_records, rel.files["model.onnx"], env, cache
             )
-        cfg = dict(plan.client_config or {})
-        cfg.setdefault("min_clients", max(1, len(plan.records) // 2))
-        store.set_training_control(
-            desired=DesiredTraining.RUNNING,
-            task=settings.task,
-            strategy=plan.strategy,
-            dataset="mitdb",
-            rounds=plan.rounds,
-            config=cfg,
-            updated_by="simulate",
-        )
         stats_file = Path(tmp) / "fleet.json"
         cmd = [
             sys.executable,
@@ -178,6 +167,26 @@ def run_simulation(
             str(stats_file),
         ]
         fleet = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})  # noqa: S603
+        ids = set(counts)
+        t_wait = time.monotonic()
+        while time.monotonic() - t_wait < 60 and sum(
+            service.online.get(c, False) for c in ids
+        ) < len(ids):
+            service.step()  # statuses only: training is not running yet
+        _LOGGER.info(
+            "%d of %d clients online", sum(service.online.get(c, False) for c in ids), len(ids)
+        )
+        cfg = dict(plan.client_config or {})
+        cfg.setdefault("min_clients", max(1, len(plan.records) // 2))
+        store.set_training_control(
+            desired=DesiredTraining.RUNNING,
+            task=settings.task,
+            strategy=plan.strategy,
+            dataset="mitdb",
+            rounds=plan.rounds,
+            config=cfg,
+            updated_by="simulate",
+        )
         stop = threading.Event()
         seen = 0
         try:

@@ -67,3 +67,13 @@ def test_log_line_and_next_round() -> None:
         == "[ROUND 3/10] received 18 updates, 2 failures, 1 rejected eps=1.2"
     )
     assert next_round_number([]) == 1 and next_round_number([1, 2, 4]) == 5
+
+
+def test_clients_with_refused_updates_are_not_waited_for() -> None:
+    # Prepare: a and b reported; c's update was rejected; d dropped out
+    progress = RoundProgress(
+        ("a", "b", "c", "d"), frozenset("ab"), frozenset("d"), 2, 100.0, frozenset("c")
+    )
+    # Execute / Assert: nobody else can report, quorum met -> close before the deadline
+    assert progress.outstanding == 0
+    assert decide(progress, 10.0) == Decision.CLOSE
