@@ -205,7 +205,13 @@ class BleSource:
     async def _pump(self) -> None:
         while True:
             char, data, t_ns = await self._raw.get()
-            self._handle(char, data, t_ns)
+            try:
+                self._handle(char, data, t_ns)
+            except Exception as exc:  # e.g. the recorder's disk is full: end the stream loudly
+                _LOGGER.error("%s: cannot process notifications: %r", self.name, exc)
+                self._out.put_nowait(exc)
+                self._closing.set()
+                return
 
     def _handle(self, char: str, data: bytes, t_ns: int) -> None:
         if self._recorder is not None:
@@ -373,8 +379,11 @@ class BleSource:
                 delay = min(delay * policy.factor, policy.max_s)
         finally:
             # Drain what arrived before the end so no decoded sample is lost.
-            while not self._raw.empty():
-                self._handle(*self._raw.get_nowait())
+            try:
+                while not self._raw.empty():
+                    self._handle(*self._raw.get_nowait())
+            except Exception as exc:
+                _LOGGER.error("%s: notifications left unprocessed: %r", self.name, exc)
             self._out.put_nowait(_END)
 
 

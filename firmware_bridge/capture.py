@@ -123,8 +123,10 @@ class CaptureReader:
         )
 
     def _jsonl(self) -> Iterator[CaptureRecord]:
-        with self.path.open(encoding="utf-8", errors="replace") as fh:
-            for lineno, line in enumerate(fh, 1):
+        # Binary lines: records end with "\n" only (a stray "\r" must not split a record).
+        with self.path.open("rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                line = raw.decode("utf-8", errors="replace")
                 if not line.strip():
                     continue
                 try:

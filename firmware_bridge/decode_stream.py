@@ -17,7 +17,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.types import SignalChunk, StreamKind
-from firmware_bridge.decode import decode_notification, normalize_uuid
+from firmware_bridge.decode import (
+    UnknownCharacteristicError,
+    decode_notification,
+    normalize_uuid,
+)
 from firmware_bridge.frames import (
     ControlPointResponse,
     DecodeError,
@@ -112,20 +116,27 @@ class StreamAssembler:
 
         Control-point responses are kept in ``responses``; malformed bytes are counted.
         """
+        try:
+            full = normalize_uuid(uuid)
+        except UnknownCharacteristicError as exc:
+            self._reject("UnknownCharacteristicError", uuid, exc)
+            return []
         factor = 1.0
-        if data and normalize_uuid(uuid) == PMD_DATA_UUID:
+        if data and full == PMD_DATA_UUID:
             measurement = _measurement_or_none(data[0] & 0x3F)
             track = self._tracks.get(measurement) if measurement is not None else None
             factor = track.factor if track else 1.0
         try:
-            frame = decode_notification(uuid, data, factor=factor)
-        except DecodeError as exc:
-            self.counters.rejected += 1
-            name = type(exc).__name__
-            self.counters.by_error[name] = self.counters.by_error.get(name, 0) + 1
-            _LOGGER.warning("rejected notification on %s: %s", uuid, exc)
+            frame = decode_notification(full, data, factor=factor)
+        except (DecodeError, UnknownCharacteristicError) as exc:
+            self._reject(type(exc).__name__, uuid, exc)
             return []
         return self.feed_frame(frame)
+
+    def _reject(self, name: str, uuid: str, exc: Exception) -> None:
+        self.counters.rejected += 1
+        self.counters.by_error[name] = self.counters.by_error.get(name, 0) + 1
+        _LOGGER.warning("rejected notification on %s: %s", uuid, exc)
 
     def feed_frame(self, frame: Frame) -> list[SignalChunk]:
         """Turn an already decoded frame into chunks."""
