@@ -34,10 +34,15 @@ _DETECTOR_SLACK_S = 3.0
 
 
 class PeakDetector(Protocol):
-    """Streaming R-peak detector: consecutive raw samples in, confirmed peaks out."""
+    """Streaming R-peak detector (``common.signals.peaks.QRSDetector``): consecutive raw
+    samples in, confirmed peaks out."""
 
-    def push(self, ecg_uv: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    def process(self, chunk: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         """Absolute sample indices (since the detector's start) of newly confirmed R peaks."""
+        ...
+
+    def flush(self) -> npt.NDArray[np.int64]:
+        """End of stream: the peaks still undecided."""
         ...
 
 
@@ -86,7 +91,7 @@ class StreamingBeatFeaturizer:
             self._buf_start = start
         filtered = self._filter.process(ecg_uv)
         self._buf = np.concatenate([self._buf, filtered]) if self._buf.size else filtered
-        peaks = self._detector.push(ecg_uv) + self._origin
+        peaks = self._detector.process(ecg_uv) + self._origin
         if peaks.size:
             done, feats = self._rr.push(peaks)
             self._pending.extend(zip(done.tolist(), feats, strict=True))
@@ -94,6 +99,11 @@ class StreamingBeatFeaturizer:
 
     def flush(self) -> BeatBatch:
         """End of stream: the last beat (``rr_post`` = ``rr_pre``), edge-padded if needed."""
+        if self._origin is not None:
+            last = self._detector.flush() + self._origin
+            if last.size:
+                done, feats = self._rr.push(last)
+                self._pending.extend(zip(done.tolist(), feats, strict=True))
         done, feats = self._rr.flush()
         self._pending.extend(zip(done.tolist(), feats, strict=True))
         return self._emit(final=True)

@@ -111,6 +111,10 @@ class MqttUplink:
         c.on_message = self._on_message
         self._client = c
 
+    def add_subscriptions(self, topics: list[str]) -> None:
+        """More topics to subscribe on every connect (call before ``start``)."""
+        self._subs = [*self._subs, *topics]
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:

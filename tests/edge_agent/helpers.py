@@ -179,7 +179,7 @@ class ThresholdDetector:
         self._start = 0
         self._last = -(10**9)
 
-    def push(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
+    def process(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.int64]:
         self._buf = np.concatenate([self._buf, x])
         hold = int(0.25 * self.fs)
         limit = self._buf.size - hold
@@ -197,6 +197,9 @@ class ThresholdDetector:
         self._start += keep
         self._buf = self._buf[keep:]
         return np.array(found, np.int64)
+
+    def flush(self) -> npt.NDArray[np.int64]:
+        return np.zeros(0, np.int64)
 
 
 class ListSource:

@@ -1,0 +1,199 @@
+"""Wiring: build the agent from ``EdgeSettings`` with the real adapters and run it.
+
+This is the only place that knows every concrete class: onnxruntime classifier, the
+``common.signals`` QRS detector, SQLite buffer, paho uplink, ``firmware_bridge`` sources, the
+``--out`` file and replay annotations.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from common.errors import ConfigError, DataNotFoundError
+from common.model_card import ModelCard
+from common.payloads import Status, encode_status
+from common.protocol import Channel, client_topic
+from common.signals.beats import BeatSpec
+from common.signals.peaks import QRSDetector
+from common.types import StreamKind
+from edge_agent.agent import AgentStats, EdgeAgent
+from edge_agent.annotations import AnnotationLabeler
+from edge_agent.buffer import SqliteBuffer
+from edge_agent.config import EdgeSettings
+from edge_agent.events import BeatEventDetector
+from edge_agent.featurize import StreamingBeatFeaturizer
+from edge_agent.inference import OnnxBeatClassifier
+from edge_agent.output import JsonlSink
+from edge_agent.pipeline import EcgPipeline
+from edge_agent.ports import Participant, Uplink
+from edge_agent.wrist import WristMonitor
+
+_LOGGER = logging.getLogger(__name__)
+
+# The packaged beat model (MODELS ships it beside its card); a path, never an import of models.
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "pretrained" / "beat.onnx"
+NOMINAL_FS = 130.0  # Hz; the featurizer re-reads the rate from the first chunk
+
+
+def beat_spec_from_card(card: ModelCard) -> BeatSpec:
+    """The model's ``BeatSpec`` from its card (``input_contract.parameters.beat_spec``).
+
+    Raises
+    ------
+    ConfigError
+        If the card lacks it or it does not match the card's window.
+    """
+    params = card.input_contract.parameters
+    raw = params.get("beat_spec", params if "sampling_rate_hz" in params else None)
+    if not isinstance(raw, dict):
+        raise ConfigError("model card has no input_contract.parameters.beat_spec")
+    try:
+        spec = BeatSpec.from_dict(raw)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"model card beat_spec is invalid: {exc}") from exc
+    ic = card.input_contract
+    if (spec.before_samples, spec.after_samples) != (ic.window_before, ic.window_after):
+        raise ConfigError("model card beat_spec disagrees with input_contract window")
+    return spec
+
+
+def load_classifier(settings: EdgeSettings) -> OnnxBeatClassifier:
+    """The beat model named in the settings (the packaged one by default)."""
+    path = settings.model_path or DEFAULT_MODEL
+    if not Path(path).is_file():
+        raise DataNotFoundError(
+            f"beat model {Path(path).name}", str(Path(path).parent), "pass --model PATH"
+        )
+    return OnnxBeatClassifier(path, settings.intra_op_threads)
+
+
+def build_agent(
+    settings: EdgeSettings,
+    classifier: OnnxBeatClassifier,
+    *,
+    uplink: Uplink | None = None,
+    labeler: AnnotationLabeler | None = None,
+    participant: Participant | None = None,
+    buffer_path: Path | str | None = None,
+) -> EdgeAgent:
+    """An agent with the real pipeline around ``classifier``."""
+    spec = beat_spec_from_card(classifier.card)
+    featurizer = StreamingBeatFeaturizer(spec, QRSDetector, NOMINAL_FS)
+    pipeline = EcgPipeline(settings.client_id, featurizer, classifier)
+    detector = BeatEventDetector(
+        settings.client_id,
+        vt_min_beats=settings.vt_min_beats,
+        brady_bpm=settings.brady_bpm,
+        tachy_bpm=settings.tachy_bpm,
+        hysteresis_bpm=settings.hr_hysteresis_bpm,
+        af_window_beats=settings.af_window_beats,
+    )
+    buffer = SqliteBuffer(
+        buffer_path or settings.buffer_path,
+        settings.client_id,
+        keep_labelled=settings.keep_labelled_beats,
+    )
+    sink = JsonlSink(settings.out_path) if settings.out_path else None
+    aux = WristMonitor(
+        settings.client_id,
+        brady_bpm=settings.brady_bpm,
+        tachy_bpm=settings.tachy_bpm,
+        hysteresis_bpm=settings.hr_hysteresis_bpm,
+    )
+    return EdgeAgent(
+        settings,
+        pipeline,
+        detector,
+        buffer,
+        uplink,
+        sink=sink,
+        labeler=labeler,
+        aux=aux,
+        participant=participant,
+    )
+
+
+def replay_labeler(source: Any) -> AnnotationLabeler | None:
+    """Reference labels from a WFDB replay's ``.atr`` file, if it has one."""
+    annotations = getattr(source, "annotations", None)
+    if annotations is None or getattr(source, "kind", StreamKind.ECG) != StreamKind.ECG:
+        return None
+    try:
+        samples, symbols = annotations()
+    except DataNotFoundError:
+        return None
+    labeler = AnnotationLabeler(samples, symbols, float(source.fs))
+    _LOGGER.info("replay annotations: %d labelled beats available for training", len(labeler))
+    return labeler
+
+
+ParticipantFactory = Callable[[EdgeAgent, Uplink], Participant]
+
+
+async def run_edge(
+    settings: EdgeSettings,
+    *,
+    participant_factory: ParticipantFactory | None = None,
+    connect_timeout_s: float = 5.0,
+    drain_timeout_s: float = 10.0,
+) -> AgentStats:
+    """Run the agent on ``settings.source`` until the source ends (or the task is cancelled).
+
+    Raises
+    ------
+    ConfigError
+        Bad source spec or broker URL.
+    DataNotFoundError
+        Missing model or replay file.
+    """
+    from edge_agent.uplink import MqttUplink
+    from firmware_bridge.sources import open_source
+
+    if not settings.source:
+        raise ConfigError("no source: pass --source ble:ADDRESS|replay:PATH|mqtt:CLIENT_ID")
+    classifier = load_classifier(settings)
+    speed = 1.0 if settings.speed == "realtime" else "max"
+    options: dict[str, Any] = {"speed": speed}
+    if settings.broker_url:
+        options["broker"] = settings.broker_url
+    source = open_source(settings.source, **options)
+    cid = settings.client_id
+
+    def status(online: bool, detail: str) -> bytes:
+        import time
+
+        return encode_status(Status(cid, online, time.time_ns(), classifier.version, None, detail))
+
+    async with source:
+        uplink: MqttUplink | None = None
+        if settings.broker_url:
+            subs = [client_topic(Channel.LABEL, cid)]
+            uplink = MqttUplink(
+                settings.broker_url,
+                cid,
+                client_topic(Channel.STATUS, cid),
+                status(False, "connection lost"),
+                lambda: status(True, source.name),
+                subs,
+                asyncio.get_running_loop(),
+            )
+        agent = build_agent(settings, classifier, uplink=uplink, labeler=replay_labeler(source))
+        if uplink is not None:
+            if participant_factory is not None:
+                agent.participant = participant_factory(agent, uplink)
+                uplink.add_subscriptions(agent.participant.subscriptions())
+            uplink.start()
+            if not await uplink.wait_connected(connect_timeout_s):
+                _LOGGER.warning("broker %s not reachable yet: buffering", settings.broker_url)
+        try:
+            stats = await agent.run(source, drain_timeout_s if uplink else 0.0)
+        finally:
+            if uplink is not None:
+                await asyncio.to_thread(uplink.stop, status(False, "stopped"))
+            agent.close()
+        _LOGGER.info("source %s: %s", source.name, source.stats.as_dict())
+        return stats
