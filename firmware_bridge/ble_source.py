@@ -211,11 +211,15 @@ class BleSource:
                 _LOGGER.error("%s: cannot process notifications: %r", self.name, exc)
                 self._out.put_nowait(exc)
                 self._closing.set()
-                return
+                # Keep pumping without the recorder so the STOP handshake still completes.
+                self._recorder = None
 
     def _handle(self, char: str, data: bytes, t_ns: int) -> None:
+        self._dispatch(char, data)
         if self._recorder is not None:
             self._recorder(CaptureRecord(char, data, t_ns))
+
+    def _dispatch(self, char: str, data: bytes) -> None:
         if char == PMD_CONTROL_POINT_UUID:
             try:
                 value = parse_control_point(data)
@@ -254,11 +258,13 @@ class BleSource:
         async with self._cp_lock:
             while not self._responses.empty():
                 self._responses.get_nowait()
-            if self._recorder is not None:
-                self._recorder(
-                    CaptureRecord(PMD_CONTROL_POINT_UUID, command, self._clock_ns(), "write")
-                )
+            t_ns = self._clock_ns()
             await transport.write(PMD_CONTROL_POINT_UUID, command)
+            if self._recorder is not None:
+                try:  # a failing recorder must never keep a STOP from being written
+                    self._recorder(CaptureRecord(PMD_CONTROL_POINT_UUID, command, t_ns, "write"))
+                except Exception as exc:
+                    _LOGGER.error("recording a control-point write failed: %r", exc)
             parts: list[ControlPointResponse] = []
             while True:
                 response = await asyncio.wait_for(

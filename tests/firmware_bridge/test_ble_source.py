@@ -346,3 +346,25 @@ def test_device_stopping_a_stream_by_itself_restarts_the_session(demo_frames: li
     assert "self_stop" in names and names.count("connect") == 2
     assert [c.seq for c in chunks] == [73 * i for i in range(6)]
     assert source.stats.reconnects == 1
+
+
+def test_recorder_failure_ends_the_stream_but_still_stops_the_strap(
+    demo_frames: list[bytes],
+) -> None:
+    # Prepare: the capture disk fills up after a few events
+    calls: list[CaptureRecord] = []
+
+    def recorder(record: CaptureRecord) -> None:
+        if len(calls) >= 4:
+            raise OSError(28, "No space left on device")
+        calls.append(record)
+
+    device = FakeDevice(frames={ECG: demo_frames[:10]})
+    source = BleSource(
+        "fake", transport_factory=FakeTransport.factory(device), policy=FAST, recorder=recorder
+    )
+
+    # Execute / Assert
+    with pytest.raises(OSError, match="No space left"):
+        asyncio.run(_take(source, 10))
+    assert _writes(device)[-1] == "0300" and device.calls[-1] == ("disconnect",)
