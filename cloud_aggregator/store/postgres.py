@@ -210,7 +210,7 @@ class PostgresStore(SqlStore):
     def _tx(self, *, write: bool) -> Iterator[_PgTx]:
         del write  # every pooled transaction may write; row locks do the coordination
         try:
-            with self._pool.connection() as conn, conn.cursor() as cur:
+            with self._pool.connection() as conn, conn.cursor(binary=True) as cur:
                 yield _PgTx(cur, self.url)
         except psycopg_pool.PoolTimeout as exc:
             raise StoreUnavailableError(self.url, f"no pooled connection: {exc}") from exc

@@ -113,6 +113,10 @@ def _session_backends(
         next(gen, None)
 
 
+# Tables referencing others, emptied first (PostgreSQL checks foreign keys per statement).
+_PG_DELETE_FIRST = ("round_metric", "client_update", "rejected_update", "fl_round", "model_version")
+
+
 def empty_store(store: Store) -> None:
     """Delete every row (not the schema version) and restart ids, so each test starts clean."""
     from cloud_aggregator.store.sql_base import SqlStoreBase
@@ -133,8 +137,17 @@ def empty_store(store: Store) -> None:
                 "SELECT table_name FROM information_schema.tables"
                 " WHERE table_schema = current_schema() AND table_name <> 'schema_migrations'"
             )
-            tables = ", ".join(f'"{t}"' for (t,) in tx.all())
-            tx.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+            # DELETE + sequence reset: much cheaper than TRUNCATE on a busy server.
+            tables = sorted(str(t) for (t,) in tx.all())
+            first = [t for t in _PG_DELETE_FIRST if t in tables]
+            for table in first + [t for t in tables if t not in first]:
+                tx.execute(f'DELETE FROM "{table}"')
+            tx.execute(
+                "SELECT table_name, column_name FROM information_schema.columns"
+                " WHERE table_schema = current_schema() AND is_identity = 'YES'"
+            )
+            for table, column in tx.all():
+                tx.execute("SELECT setval(pg_get_serial_sequence(?, ?), 1, false)", (table, column))
 
 
 @pytest.fixture(params=BACKENDS)
