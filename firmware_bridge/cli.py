@@ -42,6 +42,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--streams", default="ecg", help="comma list of ecg,acc,ppg,hr (default ecg)")
     p.add_argument("--out", type=Path, required=True, help="capture file to write (.jsonl)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many s")
+    p.add_argument(
+        "--simulate",
+        type=Path,
+        default=None,
+        metavar="CAPTURE",
+        help="no hardware: a simulated device streams this capture (.bin/.jsonl) at max speed",
+    )
+    p.add_argument("--max-chunks", type=int, default=None, help="stop after this many chunks")
     p.set_defaults(func=cmd_record)
 
     p = sub.add_parser(
@@ -204,12 +212,22 @@ def cmd_record(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     streams = tuple(s.strip().lower() for s in args.streams.split(",") if s.strip())
     device = {"target": args.address, "streams": list(streams)}
 
+    transport = None
+    if args.simulate is not None:
+        from firmware_bridge.fake_transport import FakeDevice, FakeTransport
+
+        transport = FakeTransport.factory(FakeDevice.from_capture(args.simulate, None))
+
     async def run(writer: CaptureWriter) -> dict[str, int]:
-        source = BleSource(args.address, streams=streams, recorder=writer.write)
+        source = BleSource(
+            args.address, streams=streams, recorder=writer.write, transport_factory=transport
+        )
+        chunks = 0
         start = time.monotonic()
         last = start
         async with source:
             async for _chunk in source.chunks():
+                chunks += 1
                 now = time.monotonic()
                 if now - last >= 5:
                     last = now
@@ -219,6 +237,8 @@ def cmd_record(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                         file=sys.stderr,
                     )
                 if args.duration is not None and now - start >= args.duration:
+                    break
+                if args.max_chunks is not None and chunks >= args.max_chunks:
                     break
         print(file=sys.stderr)
         return source.stats.as_dict()

@@ -151,3 +151,35 @@ def test_publish_replays_a_wfdb_record_onto_the_raw_topic(
     assert rc == 0 and n == 1800
     summary = json.loads(capsys.readouterr().out)
     assert summary["topic"] == "medchain/v1/raw/cli-1" and summary["chunks"] == 5
+
+
+def test_record_then_replay_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Prepare: a simulated strap streaming the real .bin capture
+    capture = dataset_dir("polar_h10_ble_captures", os.environ) / "hr_data_2023-01-13_11-40-07.bin"
+    out = tmp_path / "session.jsonl"
+
+    # Execute
+    rc = main(
+        [
+            "ble",
+            "record",
+            "sim",
+            "--simulate",
+            str(capture),
+            "--out",
+            str(out),
+            "--max-chunks",
+            "20",
+        ]
+    )
+    summary = json.loads(capsys.readouterr().out)
+    rc2 = main(["ble", "replay", str(out), "--json"])
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+
+    # Assert: the capture holds the protocol and at least the 20 frames, all decodable
+    assert (rc, rc2) == (0, 0) and summary["chunks"] == 20
+    writes = [x["hex"] for x in lines if x.get("type") == "write"]
+    assert writes[:2] == ["0100", "02000001820001010e00"] and writes[-1] == "0300"
+    frames = [x for x in lines if x.get("type") == "pmd"]
+    assert len(frames) >= 20 and all(f["n_samples"] == 73 for f in frames)
+    assert not [x for x in lines if "error" in x]
