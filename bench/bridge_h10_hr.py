@@ -156,6 +156,31 @@ def _rounded(obj: Any) -> Any:
     return obj
 
 
+def signals_version() -> str:
+    """Commit of common/signals (the detector under test), with ``+dirty`` if modified."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(
+            ["git", "log", "-1", "--format=%h", "--", "common/signals"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "common/signals"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
@@ -182,6 +207,7 @@ def main() -> int:
         }
     result = {
         "bench": "bridge_h10_hr",
+        "common_signals": signals_version(),
         "smooth_s": args.smooth,
         **info,
         "samples": int(ecg.size),
