@@ -175,3 +175,21 @@ def test_bad_factor_is_a_programming_error() -> None:
 def test_error_message_shows_hex() -> None:
     with pytest.raises(TruncatedFrameError, match=r"need 11 bytes, have 3 \[3 B: 00 01 02\]"):
         decode_pmd_data(b"\x00\x01\x02")
+
+
+@pytest.mark.parametrize(
+    ("frame_type", "size"),
+    [(0, 1), (2, 3)],  # ACC raw type 0: int8, type 2: int24 (Polar AccData.kt)
+)
+def test_acc_raw_int8_and_int24(frame_type: int, size: int) -> None:
+    # Prepare: two samples (1, -2, 3), (-128, 127, 0)
+    values = [1, -2, 3, -128, 127, 0]
+    body = b"".join(v.to_bytes(size, "little", signed=True) for v in values)
+    data = bytes([2]) + (7).to_bytes(8, "little") + bytes([frame_type]) + body
+
+    # Execute
+    frame = decode_pmd_data(data)
+
+    # Assert
+    assert isinstance(frame, AccFrame) and frame.frame_type == frame_type
+    assert frame.samples.tolist() == [[1, -2, 3], [-128, 127, 0]]
