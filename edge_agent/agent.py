@@ -73,6 +73,7 @@ class AgentStats:
     pred_refused: int = 0
     gaps: int = 0
     processing_s: float = 0.0
+    source: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

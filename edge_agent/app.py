@@ -195,5 +195,6 @@ async def run_edge(
             if uplink is not None:
                 await asyncio.to_thread(uplink.stop, status(False, "stopped"))
             agent.close()
-        _LOGGER.info("source %s: %s", source.name, source.stats.as_dict())
+        stats.source = source.stats.as_dict()  # rejected = bad raw payloads / frames
+        _LOGGER.info("source %s: %s", source.name, stats.source)
         return stats

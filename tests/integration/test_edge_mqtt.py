@@ -1,0 +1,263 @@
+"""The edge agent against a real private mosquitto: MQTT replay end to end, broker outage,
+bad payloads. Real MIT-BIH signal, the packaged beat model, the real QRS detector."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from common.payloads import (
+    Label,
+    decode_chunk,
+    decode_predictions,
+    decode_status,
+    encode_chunk,
+    encode_label,
+)
+from common.protocol import Channel, client_topic
+from common.types import SignalChunk, StreamKind
+from edge_agent.app import DEFAULT_MODEL, build_agent, load_classifier, run_edge
+from edge_agent.config import EdgeSettings
+from edge_agent.uplink import MqttUplink
+from tests.support.services import free_port, run_mosquitto
+
+pytestmark = pytest.mark.integration
+
+FS = 360.0
+CID = "dev-it"
+
+
+class Watcher:
+    """A subscriber recording every message per topic (persistent session, so it survives a
+    broker restart when the broker persists sessions)."""
+
+    def __init__(self, port: int, topics: list[str], client_id: str = "watcher") -> None:
+        self.messages: list[tuple[str, bytes, bool]] = []
+        self.lock = threading.Lock()
+        self.subscribed = threading.Event()
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        c.reconnect_delay_set(0.2, 1)
+
+        def on_connect(cl, _u, _f, rc, _p):  # type: ignore[no-untyped-def]
+            for t in topics:
+                cl.subscribe(t, qos=1)
+
+        c.on_connect = on_connect
+        c.on_subscribe = lambda *a: self.subscribed.set()
+        c.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 300
+        c.connect("127.0.0.1", port, 10, clean_start=False, properties=props)
+        c.loop_start()
+        self.client = c
+        assert self.subscribed.wait(5)
+
+    def _on_message(self, _c, _u, msg) -> None:  # type: ignore[no-untyped-def]
+        with self.lock:
+            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+
+    def on(self, topic: str) -> list[bytes]:
+        with self.lock:
+            return [p for t, p, _ in self.messages if t == topic]
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture()
+def record_100(data_root: Path) -> np.ndarray:
+    import wfdb
+
+    rec = wfdb.rdrecord(str(data_root / "mitdb" / "100"), channels=[0], sampto=int(40 * FS))
+    return np.asarray(rec.p_signal[:, 0] * 1000.0)
+
+
+def raw_chunks(x: np.ndarray, cid: str, seconds: float = 1.0) -> list[bytes]:
+    step = int(seconds * FS)
+    t0 = time.time_ns()
+    return [
+        encode_chunk(
+            "raw",
+            cid,
+            SignalChunk(
+                StreamKind.ECG, FS, t0 + int(s / FS * 1e9), x[s : s + step, None].copy(), s
+            ),
+        )
+        for s in range(0, x.size, step)
+    ]
+
+
+def beat_times(watcher: Watcher) -> list[int]:
+    return [
+        b.t_ns
+        for p in watcher.on(client_topic(Channel.PRED, CID))
+        for b in decode_predictions(p)[1]
+    ]
+
+
+def test_mqtt_replay_end_to_end(record_100: np.ndarray, tmp_path: Path) -> None:
+    # Prepare
+    with run_mosquitto() as broker:
+        watcher = Watcher(broker.port, [f"medchain/v1/+/{CID}"])
+        settings = EdgeSettings(
+            client_id=CID,
+            source=f"mqtt:{CID}?idle_timeout=3",
+            broker_url=broker.url,
+            buffer_path=tmp_path / "buf.sqlite",
+            out_path=tmp_path / "out.jsonl",
+            flush_interval_s=0.1,
+        )
+        payloads = raw_chunks(record_100, CID)
+        # junk on the raw topic: not an envelope, wrong kind, another client's chunk
+        bad = [
+            b"\x00\x01junk",
+            encode_label(Label("x", CID, 1, "N")),
+            payloads[0].replace(CID.encode(), b"dev-xx"),
+        ]
+
+        async def device() -> None:
+            # the agent's retained 'online' status means its raw subscription is up
+            while not any(
+                decode_status(p).online for p in watcher.on(client_topic(Channel.STATUS, CID))
+            ):
+                await asyncio.sleep(0.05)
+            pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="device", protocol=mqtt.MQTTv5)
+            pub.connect("127.0.0.1", broker.port)
+            pub.loop_start()
+            raw = client_topic(Channel.RAW, CID)
+            for i, p in enumerate(payloads):
+                pub.publish(raw, p, qos=1).wait_for_publish(5)
+                if i == 5:
+                    for b in bad:
+                        pub.publish(raw, b, qos=1).wait_for_publish(5)
+            label_topic = client_topic(Channel.LABEL, CID)
+            pub.publish(label_topic, b"not a label", qos=1).wait_for_publish(5)
+            pub.disconnect()
+            pub.loop_stop()
+
+        async def main():  # type: ignore[no-untyped-def]
+            agent_task = asyncio.create_task(run_edge(settings))
+            await device()
+            return await agent_task
+
+        # Execute
+        stats = asyncio.run(main())
+        time.sleep(0.3)
+        watcher.close()
+    # Assert: every detected beat arrived once, bad inputs counted, status online then offline
+    times = beat_times(watcher)
+    assert stats.beats > 40
+    assert len(times) == len(set(times)) == stats.beats
+    assert stats.source["rejected"] == 3
+    assert stats.bad_payloads == 1
+    statuses = [decode_status(p) for p in watcher.on(client_topic(Channel.STATUS, CID))]
+    assert statuses[0].online and not statuses[-1].online
+    assert statuses[-1].model_version
+    live = [decode_chunk(p, "live")[1] for p in watcher.on(client_topic(Channel.LIVE, CID))]
+    assert live and all(c.fs == 125.0 for c in live)
+    out_beats = sum(
+        1 for line in (tmp_path / "out.jsonl").read_text().splitlines() if '"type":"beat"' in line
+    )
+    assert out_beats == stats.beats
+
+
+def test_broker_down_then_up_nothing_lost_nothing_twice(
+    record_100: np.ndarray, tmp_path: Path
+) -> None:
+    # Prepare: a broker that persists sessions, so the watcher's queue survives the restart
+    port = free_port()
+    store = tmp_path / "mosq"
+    store.mkdir()
+    conf = f"persistence true\npersistence_location {store}/\n"
+    settings = EdgeSettings(
+        client_id=CID, buffer_path=tmp_path / "buf.sqlite", flush_interval_s=0.1
+    )
+    classifier = load_classifier(EdgeSettings(model_path=DEFAULT_MODEL))
+    x = record_100
+    chunks = [
+        SignalChunk(
+            StreamKind.ECG,
+            FS,
+            1_700_000_000 * 10**9 + int(s / FS * 1e9),
+            x[s : s + 360, None].copy(),
+            s,
+        )
+        for s in range(0, x.size, 360)
+    ]
+    outage = threading.Event()
+    back = threading.Event()
+
+    class PacedSource:
+        async def chunks(self):  # type: ignore[no-untyped-def]
+            for i, c in enumerate(chunks):
+                if i == 10:
+                    outage.set()
+                    await asyncio.to_thread(back.wait, 20)
+                await asyncio.sleep(0.02)
+                yield c
+
+    def broker_thread() -> None:
+        outage.wait(20)
+        first.stop()
+        time.sleep(1.5)  # the agent keeps processing and buffering meanwhile
+        holder.append(run_mosquitto(conf, port=port))
+        holder[-1].__enter__()
+        back.set()
+
+    holder: list = []
+    with run_mosquitto(conf, port=port) as first:
+        watcher = Watcher(port, [client_topic(Channel.PRED, CID)])
+
+        async def main():  # type: ignore[no-untyped-def]
+            loop = asyncio.get_running_loop()
+            status = b""
+            uplink = MqttUplink(
+                f"mqtt://127.0.0.1:{port}",
+                CID,
+                client_topic(Channel.STATUS, CID),
+                status,
+                lambda: status,
+                [],
+                loop,
+            )
+            agent = build_agent(settings, classifier, uplink=uplink)
+            uplink.start()
+            assert await uplink.wait_connected(5)
+            try:
+                return (
+                    await agent.run(PacedSource(), drain_timeout_s=20),
+                    agent.buffer.counts(),
+                    uplink,
+                )
+            finally:
+                uplink.stop()
+                agent.close()
+
+        t = threading.Thread(target=broker_thread)
+        t.start()
+        # Execute
+        stats, counts, uplink = asyncio.run(main())
+        t.join()
+        deadline = time.monotonic() + 10
+        while len(set(beat_times(watcher))) < stats.beats and time.monotonic() < deadline:
+            time.sleep(0.1)
+        watcher.close()
+        holder[-1].__exit__(None, None, None)
+    # Assert
+    times = beat_times(watcher)
+    assert uplink.connects >= 2, "the agent must have reconnected"
+    assert counts == {"pending": 0, "inflight": 0, "sent": stats.beats + stats.events}
+    assert len(set(times)) == stats.beats, "beats lost"
+    dup = [t for t, n in Counter(times).items() if n > 1]
+    assert dup == [], f"{len(dup)} beats delivered twice"
