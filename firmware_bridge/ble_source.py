@@ -113,6 +113,7 @@ class BleSource:
         self.features: frozenset[MeasurementType] | None = None
         self.active_settings: dict[MeasurementType, dict[SettingType, int]] = {}
         self.factors: dict[MeasurementType, float] = {}
+        self.backoffs: list[float] = []  # delays waited before reconnect attempts, s
         self._pending: dict[MeasurementType, dict[SettingType, int]] = {}
         self.streaming = asyncio.Event()
         self._stats = SourceStats()
@@ -380,6 +381,7 @@ class BleSource:
                     return
                 self.assembler.reset_timing()
                 _LOGGER.info("%s: reconnecting in %.2f s", self.name, delay)
+                self.backoffs.append(delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._closing.wait(), delay)
                 delay = min(delay * policy.factor, policy.max_s)

@@ -36,7 +36,7 @@ from firmware_bridge.pmd_data import decode_pmd_data
 from firmware_bridge.sources import Source, open_source
 from tests.firmware_bridge.vectors import sdk
 
-FAST = ReconnectPolicy(initial_s=0.001, max_s=0.01, response_timeout_s=2.0)
+FAST = ReconnectPolicy(initial_s=0.001, max_s=0.004, response_timeout_s=2.0)
 ECG = MeasurementType.ECG
 H10_ECG_SETTINGS = bytes.fromhex("00 01 82 00 01 01 0e 00")
 
@@ -150,15 +150,16 @@ def test_drop_then_reconnect_keeps_one_continuous_stream(demo_frames: list[bytes
 
 def test_failed_attempts_back_off_then_connect(demo_frames: list[bytes]) -> None:
     # Prepare
-    device = FakeDevice(frames={ECG: demo_frames[:3]}, fail_connects=3)
+    device = FakeDevice(frames={ECG: demo_frames[:3]}, fail_connects=4)
     source = BleSource("fake", transport_factory=FakeTransport.factory(device), policy=FAST)
 
     # Execute
     chunks = asyncio.run(_take(source, 3))
 
-    # Assert
+    # Assert: exponential back-off, capped at max_s
     assert len(chunks) == 3
-    assert [c[0] for c in device.calls].count("connect") == 4
+    assert [c[0] for c in device.calls].count("connect") == 5
+    assert source.backoffs == [0.001, 0.002, 0.004, 0.004]
 
 
 def test_gives_up_after_max_failures() -> None:
@@ -171,6 +172,7 @@ def test_gives_up_after_max_failures() -> None:
     with pytest.raises(DeviceUnavailableError, match="3 failed attempts"):
         asyncio.run(_take(source, 1))
     assert [c[0] for c in device.calls] == ["connect"] * 3
+    assert source.backoffs == [0.001, 0.002]
 
 
 def test_refused_start_is_a_typed_error_and_still_stops() -> None:
