@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
@@ -249,7 +250,8 @@ class BleSource:
         except (ValueError, DecodeError) as exc:
             _LOGGER.warning("START response not understood: %s", exc)
             return
-        factor = float(factors[0]) if factors and factors[0] > 0 else 1.0
+        # A corrupt FACTOR (0, negative, NaN, inf) falls back to 1.0 rather than poisoning samples.
+        factor = float(factors[0]) if factors and 0 < factors[0] < math.inf else 1.0
         fs = float(self._pending.get(m, {}).get(S.SAMPLE_RATE, 0) or DEFAULT_FS.get(m, 1.0))
         self.assembler.configure(m, fs, factor)
         self.factors[m] = factor
