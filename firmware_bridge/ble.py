@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from firmware_bridge.gatt import HEART_RATE_SERVICE_UUID, PMD_SERVICE_UUID
-from firmware_bridge.transport import BleError, DeviceNotFoundError, LinkLostError, NotifyCallback
+from firmware_bridge.transport import (
+    BluetoothUnavailableError,
+    DeviceNotFoundError,
+    LinkLostError,
+    NotifyCallback,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -66,16 +71,22 @@ class BleakTransport:
         from bleak.exc import BleakError
         from bleak_retry_connector import BleakClientWithServiceCache, establish_connection
 
-        if is_address(self.target):
-            device = await BleakScanner.find_device_by_address(
-                self.target, timeout=self.scan_timeout_s
-            )
-        else:
-            wanted = self.target.lower()
-            device = await BleakScanner.find_device_by_filter(
-                lambda d, adv: wanted in (d.name or adv.local_name or "").lower(),
-                timeout=self.scan_timeout_s,
-            )
+        try:
+            if is_address(self.target):
+                device = await BleakScanner.find_device_by_address(
+                    self.target, timeout=self.scan_timeout_s
+                )
+            else:
+                wanted = self.target.lower()
+                device = await BleakScanner.find_device_by_filter(
+                    lambda d, adv: wanted in (d.name or adv.local_name or "").lower(),
+                    timeout=self.scan_timeout_s,
+                )
+        except (BleakError, OSError) as exc:
+            # No D-Bus socket / BlueZ / adapter: not something a retry fixes quickly.
+            raise BluetoothUnavailableError(
+                f"Bluetooth scan failed ({exc!r}); is bluetoothd running and an adapter present?"
+            ) from exc
         if device is None:
             raise DeviceNotFoundError(self.target, self.scan_timeout_s)
         self._name = device.name or ""
@@ -139,7 +150,7 @@ async def scan(timeout_s: float = 5.0) -> list[ScanResult]:
 
     Raises
     ------
-    BleError
+    BluetoothUnavailableError
         If no Bluetooth adapter is usable (message from bleak).
     """
     from bleak import BleakScanner
@@ -148,7 +159,9 @@ async def scan(timeout_s: float = 5.0) -> list[ScanResult]:
     try:
         found = await BleakScanner.discover(timeout=timeout_s, return_adv=True)
     except (BleakError, OSError) as exc:
-        raise BleError(f"Bluetooth scan failed: {exc}") from exc
+        raise BluetoothUnavailableError(
+            f"Bluetooth scan failed ({exc}); is bluetoothd running and an adapter present?"
+        ) from exc
     results = []
     for device, adv in found.values():
         uuids = {u.lower() for u in adv.service_uuids}

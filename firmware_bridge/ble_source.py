@@ -52,7 +52,12 @@ from firmware_bridge.pmd import (
     parse_settings,
 )
 from firmware_bridge.sources import SourceStats
-from firmware_bridge.transport import BleError, Transport, TransportFactory
+from firmware_bridge.transport import (
+    BleError,
+    BluetoothUnavailableError,
+    Transport,
+    TransportFactory,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -359,6 +364,12 @@ class BleSource:
                     if sessions > 1:
                         self._stats.reconnects += 1
                     delay, failures = policy.initial_s, 0
+                except BluetoothUnavailableError as exc:
+                    if sessions == 0:  # never worked on this host: say so instead of looping
+                        self._out.put_nowait(exc)
+                        return
+                    failures += 1
+                    _LOGGER.warning("%s: %s; retrying", self.name, exc)
                 except StreamRefusedError as exc:
                     if exc.status not in TRANSIENT_REFUSALS:
                         self._out.put_nowait(exc)

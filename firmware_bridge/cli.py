@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -205,49 +206,50 @@ def cmd_scan(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_record(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    """Record a device's notifications into our JSONL capture format."""
+    """Record a device's notifications into our JSONL capture format (STOP sent on exit)."""
     from firmware_bridge.ble_source import BleSource
     from firmware_bridge.capture import CaptureWriter
 
     streams = tuple(s.strip().lower() for s in args.streams.split(",") if s.strip())
-    device = {"target": args.address, "streams": list(streams)}
-
     transport = None
     if args.simulate is not None:
         from firmware_bridge.fake_transport import FakeDevice, FakeTransport
 
         transport = FakeTransport.factory(FakeDevice.from_capture(args.simulate, None))
 
+    async def consume(source: BleSource, writer: CaptureWriter) -> None:
+        chunks, start, last = 0, time.monotonic(), time.monotonic()
+        async for _chunk in source.chunks():
+            chunks += 1
+            now = time.monotonic()
+            if now - last >= 5:
+                last = now
+                print(
+                    f"\r{now - start:7.0f} s  {source.stats.samples} samples  "
+                    f"{writer.count} events",
+                    end="",
+                    file=sys.stderr,
+                )
+            if args.max_chunks is not None and chunks >= args.max_chunks:
+                return
+
     async def run(writer: CaptureWriter) -> dict[str, int]:
         source = BleSource(
             args.address, streams=streams, recorder=writer.write, transport_factory=transport
         )
-        chunks = 0
-        start = time.monotonic()
-        last = start
         async with source:
-            async for _chunk in source.chunks():
-                chunks += 1
-                now = time.monotonic()
-                if now - last >= 5:
-                    last = now
-                    print(
-                        f"\r{now - start:7.0f} s  {source.stats.samples} samples  {writer.count} events",
-                        end="",
-                        file=sys.stderr,
-                    )
-                if args.duration is not None and now - start >= args.duration:
-                    break
-                if args.max_chunks is not None and chunks >= args.max_chunks:
-                    break
-        print(file=sys.stderr)
+            # --duration bounds the wall time even while the device is out of reach.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(args.duration):
+                    await consume(source, writer)
         return source.stats.as_dict()
 
+    device = {"target": args.address, "streams": list(streams)}
     with CaptureWriter(args.out, device, time.time_ns()) as writer:
         try:
             stats = asyncio.run(run(writer))
-        except KeyboardInterrupt:
-            stats = {"events": writer.count}
+        except KeyboardInterrupt:  # Ctrl-C: the source's exit already sent STOP
+            stats = {}
     print(json.dumps({"out": str(args.out), "events": writer.count, **stats}))
     return 0
 

@@ -30,6 +30,10 @@ class DeviceNotFoundError(BleError):
         super().__init__(f"no BLE device {target!r} found within {timeout_s:g} s")
 
 
+class BluetoothUnavailableError(BleError):
+    """The host has no usable Bluetooth stack (no adapter, bluetoothd or D-Bus)."""
+
+
 class LinkLostError(BleError):
     """The link dropped (or an operation on it failed)."""
 

@@ -34,6 +34,7 @@ from firmware_bridge.gatt import (
 from firmware_bridge.gatt import MeasurementType, ResponseStatus
 from firmware_bridge.pmd_data import decode_pmd_data
 from firmware_bridge.sources import Source, open_source
+from firmware_bridge.transport import BluetoothUnavailableError
 from tests.firmware_bridge.vectors import sdk
 
 FAST = ReconnectPolicy(initial_s=0.001, max_s=0.004, response_timeout_s=2.0)
@@ -370,3 +371,20 @@ def test_recorder_failure_ends_the_stream_but_still_stops_the_strap(
     with pytest.raises(OSError, match="No space left"):
         asyncio.run(_take(source, 10))
     assert _writes(device)[-1] == "0300" and device.calls[-1] == ("disconnect",)
+
+
+class _NoBluetooth(FakeTransport):
+    async def connect(self, on_disconnect: object) -> None:  # type: ignore[override]
+        self.device.calls.append(("connect",))
+        raise BluetoothUnavailableError("no adapter")
+
+
+def test_host_without_bluetooth_fails_fast_instead_of_looping() -> None:
+    # Prepare
+    device = FakeDevice()
+    source = BleSource("x", transport_factory=lambda: _NoBluetooth(device), policy=FAST)
+
+    # Execute / Assert
+    with pytest.raises(BluetoothUnavailableError, match="no adapter"):
+        asyncio.run(_take(source, 1))
+    assert device.calls == [("connect",)]

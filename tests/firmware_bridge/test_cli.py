@@ -183,3 +183,25 @@ def test_record_then_replay_round_trip(tmp_path: Path, capsys: pytest.CaptureFix
     frames = [x for x in lines if x.get("type") == "pmd"]
     assert len(frames) >= 20 and all(f["n_samples"] == 73 for f in frames)
     assert not [x for x in lines if "error" in x]
+
+
+def test_record_duration_bounds_a_silent_device(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: a simulated device whose capture holds no data frames
+    empty = tmp_path / "empty.jsonl"
+    with CaptureWriter(empty, {}, 0):
+        pass
+    out = tmp_path / "s.jsonl"
+
+    # Execute
+    rc = main(
+        ["ble", "record", "sim", "--simulate", str(empty), "--out", str(out), "--duration", "0.3"]
+    )
+
+    # Assert: it returned, the strap was stopped (STOP written) and the capture is valid
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["chunks"] == 0
+    assert main(["ble", "replay", str(out), "--json"]) == 0
+    writes = [json.loads(x)["hex"] for x in capsys.readouterr().out.splitlines() if '"write"' in x]
+    assert writes[-1] == "0300"
