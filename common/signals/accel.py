@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -293,49 +295,70 @@ def acc_features(acc: npt.ArrayLike, sampling_rate: float) -> FloatArray:
 
 
 @dataclass(frozen=True, slots=True)
-class ActivityClassifier:
-    """Softmax regression over :func:`acc_features` (numpy inference; weights from JSON).
+class FeatureClassifier:
+    """Pure-numpy inference of a MedChain feature model (softmax regression or small ReLU MLP).
+
+    Reads the ``<model>.json`` written beside the ONNX file by ``models.tasks.activity``
+    (``activity``, ``rhythm`` and ``aft`` models): inputs are standardised with ``mean`` /
+    ``scale``, every layer but the last is followed by ReLU, the last by softmax; this is the
+    same maths as the ONNX graph, for devices without onnxruntime.
 
     Attributes
     ----------
     classes : tuple of str
         Class names in output order.
+    feature_names : tuple of str
+        Expected feature order.
     mean, scale : ndarray, shape (n_features,)
-        Feature standardisation.
-    weights : ndarray, shape (n_features, n_classes)
-    bias : ndarray, shape (n_classes,)
+    layers : tuple of (weight (in, out), bias (out,)) pairs
     """
 
     classes: tuple[str, ...]
+    feature_names: tuple[str, ...]
     mean: FloatArray
     scale: FloatArray
-    weights: FloatArray
-    bias: FloatArray
+    layers: tuple[tuple[FloatArray, FloatArray], ...]
 
     @classmethod
-    def from_dict(cls, d: dict[str, object]) -> ActivityClassifier:
-        """Build from the JSON written by ``models.tasks.activity`` (validates shapes)."""
-        classes = tuple(str(c) for c in d["classes"])  # type: ignore[attr-defined]
-        w = np.asarray(d["weights"], dtype=np.float64)
-        mean = np.asarray(d["mean"], dtype=np.float64)
-        scale = np.asarray(d["scale"], dtype=np.float64)
-        b = np.asarray(d["bias"], dtype=np.float64)
-        nf = len(ACC_FEATURE_NAMES)
-        if w.shape != (nf, len(classes)) or mean.shape != (nf,) or scale.shape != (nf,):
-            raise ValueError(f"activity model shapes do not match {nf} features")
-        if b.shape != (len(classes),) or not np.all(scale > 0):
-            raise ValueError("activity model bias/scale invalid")
-        return cls(classes, mean, scale, w, b)
+    def from_dict(cls, d: Mapping[str, Any]) -> FeatureClassifier:
+        """Build from the weights JSON; raises ValueError when shapes do not chain."""
+        try:
+            classes = tuple(str(c) for c in d["classes"])
+            names = tuple(str(n) for n in d["feature_names"])
+            mean = np.asarray(d["mean"], dtype=np.float64)
+            scale = np.asarray(d["scale"], dtype=np.float64)
+            layers = tuple(
+                (
+                    np.asarray(layer["weight"], dtype=np.float64),
+                    np.asarray(layer["bias"], dtype=np.float64),
+                )
+                for layer in d["layers"]
+            )
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"not a feature-model JSON: {exc}") from exc
+        width = len(names)
+        if mean.shape != (width,) or scale.shape != (width,) or not np.all(scale > 0):
+            raise ValueError(f"feature model mean/scale shapes do not match {width} features")
+        for w, b in layers:
+            if w.ndim != 2 or w.shape[0] != width or b.shape != (w.shape[1],):
+                raise ValueError("feature model layer shapes do not chain")
+            width = w.shape[1]
+        if not layers or width != len(classes):
+            raise ValueError("feature model output size differs from the number of classes")
+        return cls(classes, names, mean, scale, layers)
 
     def predict_proba(self, features: npt.ArrayLike) -> FloatArray:
         """Class probabilities, shape (n, n_classes), for features of shape (n, n_features)."""
-        x = np.atleast_2d(np.asarray(features, dtype=np.float64))
-        z = ((x - self.mean) / self.scale) @ self.weights + self.bias
-        z -= z.max(axis=1, keepdims=True)
-        e = np.exp(z)
+        h = (np.atleast_2d(np.asarray(features, dtype=np.float64)) - self.mean) / self.scale
+        for i, (w, b) in enumerate(self.layers):
+            h = h @ w + b
+            if i < len(self.layers) - 1:
+                h = np.maximum(h, 0.0)
+        h = h - h.max(axis=1, keepdims=True)
+        e = np.exp(h)
         return np.asarray(e / e.sum(axis=1, keepdims=True))
 
-    def classify(self, acc: npt.ArrayLike, sampling_rate: float) -> tuple[str, FloatArray]:
-        """Label and probabilities of one segment of acceleration (n, 3) in mg."""
+    def classify_activity(self, acc: npt.ArrayLike, sampling_rate: float) -> tuple[str, FloatArray]:
+        """Label and probabilities of one segment of acceleration (n, 3) in mg (activity model)."""
         p = self.predict_proba(acc_features(acc, sampling_rate))[0]
         return self.classes[int(np.argmax(p))], p

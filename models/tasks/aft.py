@@ -34,7 +34,7 @@ from common.errors import CorruptInputError, DataNotFoundError
 from common.model_card import FeatureSpec, InputContract, TrainingInfo
 from common.signals.rhythm import atrial_spectrum_features, qrst_cancel
 from models.metrics import classification_metrics
-from models.tasks.activity import fit_softmax, predict_softmax, save_feature_model
+from models.tasks.activity import fit_softmax, predict_proba, save_feature_model
 from models.tasks.base import LoadOptions, NetSpec, Task, TaskData, TrainSpec
 
 _LOGGER = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ def _fit_pair(
 def _predict_pair(
     model: dict[str, npt.NDArray[np.float64]], x: npt.NDArray[np.float64], pair: tuple[int, int]
 ) -> npt.NDArray[np.int64]:
-    return np.where(predict_softmax(model, x)[:, 1] >= 0.5, pair[1], pair[0]).astype(np.int64)
+    return np.where(predict_proba(model, x)[:, 1] >= 0.5, pair[1], pair[0]).astype(np.int64)
 
 
 def evaluate_loo(options: LoadOptions) -> dict[str, Any]:
@@ -150,7 +150,7 @@ def evaluate_loo(options: LoadOptions) -> dict[str, Any]:
     for i in range(len(data)):
         train = np.arange(len(data)) != i
         model = fit_softmax(x[train], data.labels[train], len(CLASSES), l2=L2)
-        probs[i] = predict_softmax(model, x[i : i + 1])[0]
+        probs[i] = predict_proba(model, x[i : i + 1])[0]
     y = data.labels
     res: dict[str, Any] = {"three_class": classification_metrics(y, probs.argmax(axis=1), CLASSES)}
     for event, pair in EVENTS.items():

@@ -10,8 +10,8 @@ from hypothesis.extra.numpy import arrays
 
 from common.signals.accel import (
     ACC_FEATURE_NAMES,
-    ActivityClassifier,
     FallDetector,
+    FeatureClassifier,
     InactivityMonitor,
     acc_activity_level,
     acc_enmo,
@@ -101,32 +101,57 @@ def test_inactivity_alert_fires_once_and_rearms() -> None:
 
 
 def test_features_and_classifier_round_trip() -> None:
-    # Prepare: a 2-class model on one feature (x_mean) built by hand
+    # Prepare: a 2-class, 2-layer model reading one feature (x_mean) built by hand
     k = len(ACC_FEATURE_NAMES)
-    w = np.zeros((k, 2))
-    w[0] = [-5.0, 5.0]
-    clf = ActivityClassifier.from_dict(
+    w0 = np.zeros((k, 2))
+    w0[0] = [1.0, -1.0]  # ReLU units: x_mean > 0, x_mean < 0
+    clf = FeatureClassifier.from_dict(
         {
             "classes": ["down", "up"],
+            "feature_names": list(ACC_FEATURE_NAMES),
             "mean": [0.0] * k,
             "scale": [1.0] * k,
-            "weights": w.tolist(),
-            "bias": [0.0, 0.0],
+            "layers": [
+                {"weight": w0.tolist(), "bias": [0.0, 0.0]},
+                {"weight": [[0.0, 10.0], [10.0, 0.0]], "bias": [0.0, 0.0]},
+            ],
         }
     )
     # Execute
-    up_label, up_p = clf.classify(still(4, 0, 0), 32.0)
-    down_label, _ = clf.classify(-still(4, 0, 1), 32.0)
+    up_label, up_p = clf.classify_activity(still(4, 0, 0), 32.0)
+    down_label, _ = clf.classify_activity(-still(4, 0, 1), 32.0)
     feats = acc_features(still(4, 2, 0), 32.0)
     # Assert
     assert (up_label, down_label) == ("up", "down")
     assert up_p.sum() == pytest.approx(1.0)
     assert feats.shape == (k,) and np.all(np.isfinite(feats))
     assert feats[ACC_FEATURE_NAMES.index("z_mean")] == pytest.approx(1.0, abs=0.01)
-    with pytest.raises(ValueError, match="shapes"):
-        ActivityClassifier.from_dict(
-            {"classes": ["a"], "mean": [0], "scale": [1], "weights": [[1]], "bias": [0]}
-        )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {},
+        {"classes": ["a"], "feature_names": ["f"], "mean": [0], "scale": [1], "layers": []},
+        {
+            "classes": ["a"],
+            "feature_names": ["f"],
+            "mean": [0],
+            "scale": [0],
+            "layers": [{"weight": [[1]], "bias": [0]}],
+        },
+        {
+            "classes": ["a", "b"],
+            "feature_names": ["f"],
+            "mean": [0],
+            "scale": [1],
+            "layers": [{"weight": [[1]], "bias": [0]}],
+        },
+    ],
+)
+def test_malformed_model_json_is_rejected(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        FeatureClassifier.from_dict(bad)
 
 
 def test_bad_shapes_raise() -> None:
