@@ -13,6 +13,7 @@ Spec strings (``open_source``):
 
 ==========================  =================================================================
 ``ble:ADDRESS_OR_NAME``     a Polar H10 / Verity Sense (or any Heart Rate Service device)
+``ble:fake?capture=PATH``   a simulated device streaming a capture (no hardware needed)
 ``replay:PATH``             by suffix: ``.bin`` (H10 ECG container), ``.jsonl`` (our capture),
                             ``.csv`` (CSV columns), otherwise a WFDB record (``.hea`` optional)
 ``wfdb:PATH`` ``csv:PATH``  force the replay format; ``capture:PATH`` a BLE log (.bin/.jsonl)
