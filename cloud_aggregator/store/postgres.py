@@ -26,7 +26,7 @@ from cloud_aggregator.store.errors import (
     StoreUnavailableError,
     redact_url,
 )
-from cloud_aggregator.store.sql_base import Dialect, Row, Tx
+from cloud_aggregator.store.sql_base import Dialect, Row, Tx, check_params
 from cloud_aggregator.store.sql_store import SqlStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ class _PgTx:
 
     def execute(self, query: str, params: Sequence[Any] = ()) -> None:
         try:
-            self._cur.execute(to_pyformat(query), tuple(params))
+            self._cur.execute(to_pyformat(query), check_params(params))
         except psycopg.Error as exc:
             raise _translate(self._url, exc) from exc
         self.rowcount = self._cur.rowcount
@@ -73,7 +73,7 @@ class _PgTx:
             return
         try:
             # psycopg pipelines executemany; rowcount is the sum over all rows.
-            self._cur.executemany(to_pyformat(query), [tuple(r) for r in rows])
+            self._cur.executemany(to_pyformat(query), [check_params(r) for r in rows])
         except psycopg.Error as exc:
             raise _translate(self._url, exc) from exc
         self.rowcount = self._cur.rowcount

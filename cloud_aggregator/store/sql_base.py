@@ -56,6 +56,26 @@ class Dialect:
     migrations_table_exists: str  # query returning a row iff schema_migrations exists
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def check_params(params: Sequence[Any]) -> tuple[Any, ...]:
+    """Refuse values one backend would store and the other reject, with the same ValueError:
+    text with NUL or unencodable surrogates (PostgreSQL text is UTF-8 without NUL) and integers
+    outside 64 bits. Keeps the two backends' contract identical for untrusted edge input."""
+    for p in params:
+        if isinstance(p, str):
+            if "\x00" in p:
+                raise ValueError(f"text must not contain NUL: {p[:40]!r}")
+            try:
+                p.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(f"text is not valid Unicode: {p[:40]!r}") from exc
+        elif isinstance(p, int) and not isinstance(p, bool) and not INT64_MIN <= p <= INT64_MAX:
+            raise ValueError(f"integer {p} does not fit in 64 bits")
+    return tuple(params)
+
+
 def dumps(obj: Mapping[str, Any] | Sequence[Any] | None, default: str = "{}") -> str:
     """JSON text of ``obj`` (sorted keys, compact)."""
     if obj is None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from cloud_aggregator.store.errors import ConflictError, StoreError, StoreUnavailableError
-from cloud_aggregator.store.sql_base import Dialect, Row
+from cloud_aggregator.store.sql_base import Dialect, Row, check_params
 from cloud_aggregator.store.sql_store import SqlStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ class _SqliteTx:
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
         try:
-            self._cur.execute(sql, tuple(params))
+            self._cur.execute(sql, check_params(params))
         except sqlite3.Error as exc:
             raise _translate(self._url, exc) from exc
         self.rowcount = self._cur.rowcount
@@ -57,7 +57,7 @@ class _SqliteTx:
             self.rowcount = 0
             return
         try:
-            self._cur.executemany(sql, [tuple(r) for r in rows])
+            self._cur.executemany(sql, [check_params(r) for r in rows])
         except sqlite3.Error as exc:
             raise _translate(self._url, exc) from exc
         self.rowcount = self._cur.rowcount

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cloud_aggregator.store import SchemaVersionError, open_store
+from cloud_aggregator.store import SchemaVersionError, Store, open_store
 from cloud_aggregator.store.migrate import TOKENS, latest_version, migrations, render
 from cloud_aggregator.store.sql_base import SqlStoreBase
 from tests.cloud_aggregator.store.conftest import T0, Backend
@@ -37,6 +37,7 @@ def test_fresh_database_is_migrated_on_open(backend: Backend) -> None:
     store = backend.open()
 
     # Assert
+    assert isinstance(store, Store)  # the backend satisfies the whole Protocol at run time
     assert store.schema_version() == latest_version() == len(migrations())
     assert {"model_version", "fl_round", "client_update", "prediction", "audit_log"} <= _tables(
         store
