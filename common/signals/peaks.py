@@ -8,7 +8,7 @@ Design (after Pan & Tompkins 1985 and Hamilton & Tompkins 1986, re-derived for a
    ``refractory_s`` on both sides; a candidate is final once ``refractory_s`` of signal follows it
    (this sets the decision latency).
 3. Classification in time order: a candidate above ``noise + threshold_ratio * (qrs - noise)``
-   (running medians of the last QRS and noise peak heights) is a QRS unless it is a T wave (close
+   (mean of the last QRS peak heights, median of the last noise peak heights) is a QRS unless it is a T wave (close
    to the previous QRS with a much lower slope). If no QRS is found for
    ``searchback_rr_factor`` times the running RR, the largest earlier candidate above half the
    threshold is taken (search-back).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
@@ -32,7 +33,8 @@ class QRSParams:
     threshold_ratio : float
         Position of the threshold between the noise and QRS peak levels (0-1).
     history : int
-        Number of recent QRS and noise peaks whose median sets the levels.
+        Number of recent QRS and noise peaks that set the levels (mean of the QRS heights,
+        median of the noise heights).
     twave_s, twave_slope_ratio : float
         A candidate within ``twave_s`` of the previous QRS whose maximum slope is below
         ``twave_slope_ratio`` times that QRS's slope is a T wave.
@@ -41,7 +43,14 @@ class QRSParams:
     searchback_min_s : float
         Search-back candidates must be at least this long after the previous QRS.
     searchback_threshold_ratio : float
-        Fraction of the threshold a search-back candidate must exceed.
+        Fraction of the threshold a search-back candidate must exceed in the first window.
+    searchback_decay, searchback_floor_ratio : float
+        Each further empty search-back window multiplies that fraction by ``searchback_decay``,
+        down to ``searchback_floor_ratio``.
+    searchback_slope_ratio : float
+        A search-back candidate also needs a maximum slope of at least this fraction of the
+        median slope of the recent QRS complexes (0 disables the check); it decays with
+        ``searchback_decay`` like the threshold.
     max_searchback_s : float
         Upper bound of the search-back interval in s (bounds latency and memory).
     refine_before_s, refine_after_s : float
@@ -53,13 +62,16 @@ class QRSParams:
     integration_s: float = 0.15
     refractory_s: float = 0.2
     learning_s: float = 2.0
-    threshold_ratio: float = 0.3125
+    threshold_ratio: float = 0.25
     history: int = 8
     twave_s: float = 0.36
-    twave_slope_ratio: float = 0.5
+    twave_slope_ratio: float = 0.4
     searchback_rr_factor: float = 1.66
     searchback_min_s: float = 0.36
     searchback_threshold_ratio: float = 0.5
+    searchback_decay: float = 0.5
+    searchback_slope_ratio: float = 0.3
+    searchback_floor_ratio: float = 0.3
     max_searchback_s: float = 3.0
     refine_before_s: float = 0.07
     refine_after_s: float = 0.04
@@ -75,7 +87,7 @@ class QRSParams:
         return asdict(self)
 
 
-def _median(values: deque[float]) -> float:
+def _median(values: Iterable[float]) -> float:
     ordered = sorted(values)
     n = len(ordered)
     return 0.5 * (ordered[(n - 1) // 2] + ordered[n // 2])
@@ -113,11 +125,13 @@ class QRSRules:
         self.initialised = False
         self._held: list[tuple[int, float]] = []
         self._qrs_levels: deque[float] = deque(maxlen=params.history)
-        self._noise_levels: deque[float] = deque(maxlen=params.history)
+        self._noise_levels: deque[tuple[int, float]] = deque(maxlen=params.history)
         self._rr: deque[int] = deque(maxlen=params.history)
+        self._slopes: deque[float] = deque(maxlen=params.history)
         self._last: int | None = None
         self._last_slope = 0.0
         self._last_out = -1
+        self._sb_failed = 0  # search-back windows found empty since the last QRS
         self._since: list[tuple[int, float]] = []  # sub-threshold candidates since the last QRS
 
     @property
@@ -126,8 +140,10 @@ class QRSRules:
         return self._learn
 
     def _threshold(self) -> float:
-        qrs = _median(self._qrs_levels) if self._qrs_levels else 0.0
-        noise = _median(self._noise_levels) if self._noise_levels else 0.0
+        # Mean of the QRS heights follows a real drop in amplitude within a beat or two; the
+        # median of the noise heights ignores the odd artefact.
+        qrs = sum(self._qrs_levels) / len(self._qrs_levels) if self._qrs_levels else 0.0
+        noise = _median(h for _, h in self._noise_levels) if self._noise_levels else 0.0
         return noise + self.params.threshold_ratio * (qrs - noise)
 
     def _searchback_interval(self) -> int:
@@ -138,10 +154,13 @@ class QRSRules:
 
     def _accept(self, cand: int, height: float, out: list[int]) -> None:
         if self._last is not None:
-            self._rr.append(cand - self._last)
+            # A pause (or beats missed for good) must not stretch the search-back interval.
+            self._rr.append(min(cand - self._last, self._sb_max))
+        self._sb_failed = 0
         self._qrs_levels.append(height)
         self._last = cand
         self._last_slope = self._signal.peak_slope(cand)
+        self._slopes.append(self._last_slope)
         self._since = []
         # Refinement moves a peak by at most refine_s; keep the output strictly increasing.
         peak = max(self._signal.refine_peak(cand), self._last_out + 1)
@@ -149,20 +168,43 @@ class QRSRules:
         out.append(peak)
 
     def _searchback(self, now: int, out: list[int]) -> None:
-        """Recover missed beats while ``now`` is more than the search-back interval after the last."""
-        while self._last is not None and now - self._last > self._searchback_interval():
-            horizon = self._last + self._searchback_interval()
-            limit = self.params.searchback_threshold_ratio * self._threshold()
-            pool = [
-                (h, q)
-                for q, h in self._since
-                if self._last + self._sb_min <= q <= horizon and h > limit
-            ]
-            if not pool:
-                # Nothing to recover in this interval; forget it so it is not scanned again.
-                self._since = [(q, h) for q, h in self._since if q > horizon]
+        """Recover missed beats in the search-back windows that ended before ``now``.
+
+        Window ``k`` after the last QRS spans ``(last + k*I, last + (k+1)*I]`` (``I`` the
+        search-back interval; window 0 starts ``searchback_min_s`` after the QRS) and accepts
+        candidates above ``searchback_threshold_ratio * searchback_decay**k`` times the
+        threshold (floored at ``searchback_floor_ratio``), so that a long run of faint beats
+        (amplifier recovery, electrode trouble) is picked up again within a few seconds.
+        """
+        p = self.params
+        while self._last is not None:
+            interval = self._searchback_interval()
+            k = self._sb_failed
+            horizon = self._last + (k + 1) * interval
+            if now <= horizon:
                 return
+            start = self._last + (self._sb_min if k == 0 else k * interval)
+            ratio = max(
+                p.searchback_threshold_ratio * p.searchback_decay**k, p.searchback_floor_ratio
+            )
+            limit = ratio * self._threshold()
+            pool = [(h, q) for q, h in self._since if start < q <= horizon and h > limit]
+            if pool and self._slopes and p.searchback_slope_ratio > 0:
+                # A narrow noise spike has energy but not the slope of this patient's QRS.
+                # The check relaxes with the threshold so that a real drop in amplitude is
+                # followed within a few windows.
+                min_slope = p.searchback_slope_ratio * p.searchback_decay**k * _median(self._slopes)
+                pool = [(h, q) for h, q in pool if self._signal.peak_slope(q) >= min_slope]
+            if not pool:
+                # Nothing in this window; forget it so it is not scanned again.
+                self._since = [(q, h) for q, h in self._since if q > horizon]
+                self._sb_failed += 1
+                continue
             height, cand = max(pool)
+            # It was a beat after all: its height no longer counts as noise.
+            self._noise_levels = deque(
+                (item for item in self._noise_levels if item[0] != cand), maxlen=p.history
+            )
             self._since = [(q, h) for q, h in self._since if q > cand]
             self._accept(cand, height, out)
 
@@ -175,6 +217,9 @@ class QRSRules:
         if not any(v > 0 for v in levels):
             levels = [self._signal.max_energy(0, self._learn)]
         self._qrs_levels.extend(v for v in levels if v > 0)
+        # Noise starts at zero, as in Hamilton & Tompkins: a few missed beats counted as noise
+        # must not lift the threshold above the beats that follow them.
+        self._noise_levels.extend((-1, 0.0) for _ in range(self.params.history))
         self.initialised = True
 
     def _classify(self, cand: int, height: float, out: list[int]) -> None:
@@ -190,7 +235,7 @@ class QRSRules:
             if not is_twave:
                 self._accept(cand, height, out)
                 return
-        self._noise_levels.append(height)
+        self._noise_levels.append((cand, height))
         self._since.append((cand, height))
 
     def advance(
