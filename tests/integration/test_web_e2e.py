@@ -140,6 +140,28 @@ def wait_js(page: object, expression: str, timeout: float = 20.0) -> object:
         time.sleep(0.05)
 
 
+def seed_rounds(store: object) -> None:
+    """Two finished rounds with metrics and one open round, as the aggregator writes them."""
+    card = {
+        "task": "beat",
+        "classes": ["N", "S", "V", "F", "Q"],
+        "input": {"fs_hz": 360, "window_s": 0.75},
+    }
+    base = store.put_model(b"seed", format="onnx-int8-qdq", card=card, metrics={"macro_f1": 0.58})  # type: ignore[attr-defined]
+    for i, f1 in enumerate((0.63, 0.69)):
+        r = store.open_round(task="beat", strategy="fedavg", base_version=base.version, quorum=2,  # type: ignore[attr-defined]
+                             deadline=time.time() + 60, selected_clients=("p1", "p2", "p3"))  # fmt: skip
+        for cid in ("p1", "p2", "p3"):
+            store.record_update(round_id=r.round_id, client_id=cid, update_id=f"{r.round_id}-{cid}",  # type: ignore[attr-defined]
+                                blob=b"u", n_samples=500)  # fmt: skip
+        store.claim_round(r.round_id, "agg-1", lease_s=30)  # type: ignore[attr-defined]
+        base = store.finalize_round(r.round_id, "agg-1", model_blob=f"m{i}".encode(),  # type: ignore[attr-defined]
+                                    model_format="onnx-int8-qdq", model_card=card,
+                                    round_metrics={"macro_f1": f1, "val_loss": 0.9 - f1})  # fmt: skip
+    store.open_round(task="beat", strategy="fedprox", base_version=base.version, quorum=2,  # type: ignore[attr-defined]
+                     deadline=time.time() + 60)  # fmt: skip
+
+
 @pytest.fixture()
 def served(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[tuple[str, object]]:
     """The app on a free loopback port, fed by the private broker; yields (base URL, store)."""
@@ -248,7 +270,8 @@ def test_live_patient_page_predictions_and_labelling(served: tuple[str, object],
 
             # Execute: label the newest flagged V beat as S in the review page
             page.goto(f"{base}/labels?client_id=p1")
-            item = page.locator("article.review-item[data-target=beat]").first
+            # the newest beats may still wait for their snippet (ECG after the beat): take one with it
+            item = page.locator("article.review-item[data-target=beat]:has(.snippet)").first
             t_ns = int(item.get_attribute("data-t-ns"))
             item.locator("select[name=label]").select_option("S")
             item.locator("input[name=note]").fill("aberrated, not ventricular")
@@ -272,9 +295,12 @@ def test_live_patient_page_predictions_and_labelling(served: tuple[str, object],
             [rec] = store.list_labels("p1")
             assert rec.state == "delivered" and rec.note == "aberrated, not ventricular"
 
-            # The federation page renders (with the control form) for the admin
+            # The federation page: rounds, one plot per round metric, model cards, controls
+            seed_rounds(store)
             page.goto(f"{base}/federation")
             page.wait_for_selector("#control-form")
+            page.wait_for_selector("#metrics .plot[data-metric=macro_f1] canvas")
+            assert page.locator("#rounds tbody tr").count() == 3
             page.screenshot(path=str(ARTIFACTS / "federation.png"), full_page=True)
             assert not console_errors, console_errors
         finally:

@@ -102,6 +102,11 @@ class Fanout:
             sub.put(msg)
         return len(targets)
 
+    def has_subscribers(self, client_id: str) -> bool:
+        """True if someone follows ``client_id`` (lets publishers skip building messages)."""
+        with self._lock:
+            return bool(self._subs.get(client_id))
+
     def count(self) -> int:
         """Connected subscribers."""
         with self._lock:

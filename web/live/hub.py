@@ -151,7 +151,7 @@ class LiveHub:
             if chunk.kind is StreamKind.HR and chunk.n_samples:
                 p.hr_stream_bpm = float(chunk.samples[-1, 0])
             ready = self._cut_snippets(p, force=False)
-        if fresh is not None:
+        if fresh is not None and self.fanout.has_subscribers(client_id):
             self.fanout.publish(client_id, Message("live", live_message(fresh)))
         self._emit(ready)
 
@@ -186,7 +186,7 @@ class LiveHub:
             p.pending.extend(new_items)
             ready = self._cut_snippets(p, force=False)
             summary = self._summary(p)
-        summary["flagged"] = [i.to_json() | {"snippet": None} for i in new_items]
+        summary["flagged"] = [i.to_json() | {"snippet": None, "pending": True} for i in new_items]
         self.fanout.publish(client_id, Message("pred", summary))
         self._emit(ready)
 

@@ -46,6 +46,14 @@
     }
   }
 
+  function clock(s) {
+    /* Axis label of a time in s since the epoch: local hh:mm:ss. */
+    const d = new Date(s * 1000);
+    const pad = (n) => String(n).padStart(2, '0');
+    const tenths = Math.floor((s * 10) % 10);
+    return pad(d.getHours()) + ':' + pad(d.getMinutes()) + ':' + pad(d.getSeconds()) + (tenths ? '.' + tenths : '');
+  }
+
   function makeChart(el, series, opts) {
     opts = opts || {};
     const height = opts.height || 200;
@@ -56,7 +64,14 @@
       legend: { show: series.length > 1 },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: opts.time !== false } },
-      axes: [{ stroke: '#666', grid: { stroke: '#eee' } }, { stroke: '#666', grid: { stroke: '#eee' }, size: 55 }],
+      axes: [
+        opts.time !== false
+          ? { stroke: '#666', grid: { stroke: '#eee' }, space: 90, values: (u, splits) => splits.map(clock) }
+          : opts.integerX
+            ? { stroke: '#666', grid: { stroke: '#eee' }, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }
+            : { stroke: '#666', grid: { stroke: '#eee' } },
+        { stroke: '#666', grid: { stroke: '#eee' }, size: 55 },
+      ],
       series: [{}].concat(series.map((s) => ({ label: s.label, stroke: s.color, width: 1.25, points: { show: !!opts.points } }))),
     }, [[]].concat(series.map(() => [])), el);
     let lastW = width();

@@ -24,7 +24,7 @@
         box.appendChild(h);
         box.appendChild(plot);
         root.appendChild(box);
-        const u = MedChain.makeChart(plot, [{ label: name, color: COLORS[i % COLORS.length] }], { time: false, height: 160, points: true });
+        const u = MedChain.makeChart(plot, [{ label: name, color: COLORS[i % COLORS.length] }], { time: false, height: 160, points: true, integerX: true });
         u.setData([m.rounds, m.series[name]]);
       });
     })

@@ -9,7 +9,7 @@
   const WINDOW_S = parseFloat(root.dataset.window) || 10;
   const COLORS = { ecg: ['#c0392b'], ppg: ['#2471a3'], acc: ['#16a085', '#d35400', '#7d3c98'], hr: ['#2e4053'] };
   const NAMES = { ecg: ['ECG'], ppg: ['PPG'], acc: ['x', 'y', 'z'], hr: ['HR'] };
-  const MAX_ITEMS = 20;
+  const MAX_ITEMS = 12;
   const charts = {};
   const items = new Map();
   const stats = { messages: 0, renders: 0, points: {}, received: {}, lastPred: null, status: null, dropped: 0, connected: false };
@@ -110,6 +110,10 @@
         MedChain.snippetChart(box, it.snippet);
         continue;
       }
+      const wait = document.createElement('div');
+      wait.className = 'muted small';
+      wait.textContent = it.pending ? 'ECG snippet follows…' : 'No ECG snippet kept.';
+      li.appendChild(wait);
       list.appendChild(li);
     }
   }
