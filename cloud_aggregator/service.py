@@ -54,6 +54,7 @@ from common.payloads import decode_status
 _LOGGER = logging.getLogger(__name__)
 
 Evaluator = Callable[[fl.ModelRelease], dict[str, float]]
+ADVANCE_EVERY_S = 0.5
 _CLIENT_KEYS = (
     "local_epochs",
     "lr",
@@ -106,6 +107,8 @@ class AggregatorService:
         self._release_cache: dict[int, tuple[fl.ModelRelease, fl.Tensors]] = {}
         self._published: dict[int, list[str]] = {}
         self._rng = np.random.default_rng(settings.seed)
+        self._open_rounds: dict[int, Round] = {}  # the store still refuses updates to closed rounds
+        self._next_advance = 0.0
 
     # ------------------------------------------------------------------ setup
     def ensure_initial_model(self) -> int:
@@ -142,16 +145,24 @@ class AggregatorService:
             self.step()
 
     def step(self) -> None:
-        """Drain inbound messages for up to ``poll_s``, then advance the round."""
+        """Drain inbound messages for up to ``poll_s``, then advance the round.
+
+        While updates stream in, the round is re-examined at most every
+        :data:`ADVANCE_EVERY_S` (each look is a few store queries over the round's updates).
+        """
         deadline = time.monotonic() + self.s.poll_s
+        busy = False
         while True:
             msg = self.broker.get(max(0.0, deadline - time.monotonic()))
             if msg is None:
                 break
+            busy = True
             self.handle(msg)
             if time.monotonic() >= deadline:
                 break
-        self.advance()
+        if not busy or time.monotonic() >= self._next_advance:
+            self._next_advance = time.monotonic() + ADVANCE_EVERY_S
+            self.advance()
 
     # ------------------------------------------------------------------ inbound
     def handle(self, msg: Inbound) -> None:
@@ -194,7 +205,7 @@ class AggregatorService:
             return None
         rid = int(u.round_id)
         try:
-            rnd = self.store.get_round(rid)
+            rnd = self._open_rounds.get(rid) or self.store.get_round(rid)
         except NotFoundError:
             self.rejects.add(Reject.WRONG_ROUND)
             _LOGGER.warning("update from %s for unknown round %s", sender, rid)
@@ -241,6 +252,9 @@ class AggregatorService:
         """Open, close, fail or keep waiting on the active round, as the control says."""
         control = self.store.get_training_control()
         active = self.store.active_round(self.s.task)
+        self._open_rounds = (
+            {} if active is None or active.state != RoundState.OPEN else {active.round_id: active}
+        )
         if control.desired != DesiredTraining.RUNNING or control.task not in ("", self.s.task):
             if active is not None and active.state == RoundState.OPEN:
                 self.store.fail_round(active.round_id, "training stopped")
