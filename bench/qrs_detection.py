@@ -78,12 +78,20 @@ def run_record(record: str, args: argparse.Namespace, data: Path) -> dict[str, o
         excluded = [(int(a * args.rate / fs), int(b * args.rate / fs)) for a, b in excluded]
         fs = float(args.rate)
     chunk = max(1, int(round(args.chunk_s * fs))) if args.chunk_s > 0 else signal.size
-    t0 = time.perf_counter()
     det = QRSDetector(fs)
-    parts = [det.process(signal[i : i + chunk]) for i in range(0, signal.size, chunk)]
+    parts: list[np.ndarray] = []
+    latency: list[np.ndarray] = []
+    t0, c0 = time.perf_counter(), time.process_time()
+    for i in range(0, signal.size, chunk):
+        out = det.process(signal[i : i + chunk])
+        parts.append(out)
+        latency.append((min(i + chunk, signal.size) - out) / fs)
     parts.append(det.flush())
-    elapsed = time.perf_counter() - t0
+    elapsed, cpu = time.perf_counter() - t0, time.process_time() - c0
     found = np.concatenate(parts)
+    # Delay from the R peak to the end of the chunk that reported it (after the learning period).
+    lat = np.concatenate(latency) if latency else np.zeros(0)
+    lat = lat[np.concatenate(parts[:-1]) >= det.params.learning_s * fs] if lat.size else lat
     tol = int(round(args.tolerance_ms * fs / 1000.0))
     m = match_peaks(found, ref, tol)
     skip = int(round(args.skip_s * fs))
@@ -110,6 +118,10 @@ def run_record(record: str, args: argparse.Namespace, data: Path) -> dict[str, o
         else None,
         "samples": int(signal.size),
         "seconds": round(elapsed, 4),
+        "cpu_seconds": round(cpu, 4),
+        "latency_s_p50": round(float(np.median(lat)), 3) if lat.size else None,
+        "latency_s_p99": round(float(np.percentile(lat, 99)), 3) if lat.size else None,
+        "latency_s_max": round(float(lat.max()), 3) if lat.size else None,
         "fn_samples": ref[~matched_ref & ref_in].tolist() if args.list_errors else None,
         "fp_samples": found[~matched_det & det_in].tolist() if args.list_errors else None,
     }
@@ -138,6 +150,7 @@ def main() -> int:
     fn = sum(int(r["fn"]) for r in results)  # type: ignore[call-overload]
     samples = sum(int(r["samples"]) for r in results)  # type: ignore[call-overload]
     seconds = sum(float(r["seconds"]) for r in results)  # type: ignore[arg-type]
+    cpu = sum(float(r["cpu_seconds"]) for r in results)  # type: ignore[arg-type]
     rate = float(args.rate) if args.rate else 360.0
     summary = {
         "records": len(results),
@@ -152,6 +165,10 @@ def main() -> int:
         "ppv_percent": round(100.0 * tp / max(tp + fp, 1), 3),
         "detector_samples_per_s": round(samples / seconds) if seconds else None,
         "detector_x_realtime": round(samples / rate / seconds) if seconds else None,
+        "detector_x_realtime_cpu": round(samples / rate / cpu) if cpu else None,
+        "latency_s_p50_median": float(np.median([r["latency_s_p50"] for r in results])),
+        "latency_s_p99_max": max(float(r["latency_s_p99"]) for r in results),  # type: ignore[arg-type]
+        "latency_s_max": max(float(r["latency_s_max"]) for r in results),  # type: ignore[arg-type]
     }
     for r in results:
         if not args.list_errors:

@@ -101,3 +101,16 @@ def test_any_finite_signal_any_split_is_identical(values: list[float], cuts: lis
     np.testing.assert_allclose(
         chunked, whole, rtol=0, atol=1e-9 * max(1.0, np.abs(x).max(initial=0))
     )
+
+
+def test_fast_kernel_and_public_sosfilt_agree_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare
+    from common.signals import filters
+
+    x, _ = synthetic_ecg(250.0, 20.0, seed=30, offset_uv=500.0)
+    fast = [EcgFilter(250.0).process(c) for c in np.array_split(x, 13)]
+    # Execute
+    monkeypatch.setattr(filters, "_FAST_SOSFILT", None)
+    public = [EcgFilter(250.0).process(c) for c in np.array_split(x, 13)]
+    # Assert
+    np.testing.assert_array_equal(np.concatenate(fast), np.concatenate(public))
