@@ -62,7 +62,6 @@ def create_app(
         SESSION_COOKIE_SECURE=settings.session_cookie_secure,
         SESSION_COOKIE_NAME="medchain_session",
         PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.session_lifetime_s),
-        JSON_SORT_KEYS=False,
     )
     if store is None:
         from cloud_aggregator.store.factory import open_store
@@ -80,6 +79,7 @@ def create_app(
         "medchain.throttle": auth.LoginThrottle(),
     })  # fmt: skip
 
+    app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     security.install(app)
     errors.install(app)
     app.before_request(auth.load_principal)

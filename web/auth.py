@@ -94,6 +94,8 @@ def store() -> Store:
 def load_principal() -> None:
     """``before_request`` hook: set ``g.principal`` from a bearer token or the session."""
     g.principal = None
+    if request.endpoint == "static":
+        return  # public files: no store lookups
     auth = request.headers.get("Authorization", "")
     if auth.startswith("Bearer "):
         g.principal = _patient_from_token(auth[len("Bearer ") :].strip())

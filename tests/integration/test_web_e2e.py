@@ -39,6 +39,7 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "web"
 PASSWORD = "e2e password 123"
 FS = 125.0  # Hz, the edge's live-stream rate
 CHUNK = 10  # samples per live message (80 ms)
+ACC_FS = 50.0  # Hz
 AAMI = {
     **dict.fromkeys("NLRej", "N"),
     **dict.fromkeys("AaJS", "S"),
@@ -92,7 +93,8 @@ class Device:
         self._thread.start()
 
     def _run(self) -> None:
-        seq, next_beat, last_rr = 0, 0, float("nan")
+        seq, next_beat, last_rr, acc_seq = 0, 0, float("nan"), 0
+        acc_per_chunk = round(CHUNK / FS * ACC_FS)
         n = len(self.rec.ecg_uv)
         while not self._stop.is_set() and seq + CHUNK <= n:
             chunk = SignalChunk(
@@ -101,6 +103,17 @@ class Device:
             self.client.publish(
                 f"medchain/v1/live/{self.cid}", encode_chunk("live", self.cid, chunk), qos=0
             )
+            # wrist/chest accelerometer (mg): gravity on z plus a slow sway, 3 axes at 50 Hz
+            t = (acc_seq + np.arange(acc_per_chunk)) / ACC_FS
+            acc = np.stack(
+                [80 * np.sin(2 * np.pi * 0.3 * t), 40 * np.cos(2 * np.pi * 0.2 * t), 1000 + 0 * t],
+                axis=1,
+            )
+            acc_chunk = SignalChunk(StreamKind.ACC, ACC_FS, self.t_ns(seq), acc, acc_seq)
+            self.client.publish(
+                f"medchain/v1/live/{self.cid}", encode_chunk("live", self.cid, acc_chunk), qos=0
+            )
+            acc_seq += acc_per_chunk
             seq += CHUNK
             self.published_samples = seq
             beats = []
@@ -236,6 +249,10 @@ def test_live_patient_page_predictions_and_labelling(served: tuple[str, object],
             canvas_after = page.locator("#plot-ecg canvas").screenshot()
             assert second["r"] > first["r"] and canvas_after != canvas_before
             assert int(page.get_attribute("#plot-ecg", "data-points")) > 300
+            assert page.is_visible("#card-acc") and not page.is_visible(
+                "#card-ppg"
+            )  # PPG only when sent
+            wait_js(page, "(window.medchainLive.points.acc || 0) > 100")
 
             # Assert: predictions arrive and change (record 208 alternates N and V beats)
             seen = set()
