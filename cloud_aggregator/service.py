@@ -281,6 +281,7 @@ class AggregatorService:
             self._close(active, control)
         elif decision == rl.Decision.FAIL:
             why = f"quorum not reached: {len(reported)} of {active.quorum} needed, {progress.failures} dropped out"
+            self._open_rounds.pop(active.round_id, None)
             if self.store.fail_round(active.round_id, why):
                 self._log_round(active, len(reported), progress.failures, extra=f"FAILED ({why})")
                 self.history.append(
@@ -462,6 +463,7 @@ class AggregatorService:
 
     # ------------------------------------------------------------------ closing
     def _close(self, rnd: Round, control: TrainingControl) -> None:
+        self._open_rounds.pop(rnd.round_id, None)  # from now on its updates are late
         claimed = self.store.claim_round(rnd.round_id, self.worker, lease_s=self.s.lease_s)
         if claimed is None:
             return  # another replica aggregates it
