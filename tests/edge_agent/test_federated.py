@@ -1,0 +1,106 @@
+"""Device-side round participation without a network (pure state machine + onnxruntime)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from common import fl_protocol as fl
+from common import protocol as proto
+from edge_agent.federated import FederatedParticipant, NpzExamples
+from edge_agent.trainer import load_personal_head
+from tests.cloud_aggregator.fl_support import initial_release, write_client_data
+
+ROUND = proto.round_current_topic()
+
+
+def _participant(tmp_path: Path, cid: str = "sim-000") -> FederatedParticipant:
+    write_client_data(tmp_path / "data", 1, n=200)
+    return FederatedParticipant(
+        cid, NpzExamples(tmp_path / "data" / "sim-000.npz"), tmp_path / "work", chunk_bytes=300
+    )
+
+
+def _announce(selected: tuple[str, ...], sha: str, deadline_s: float = 60.0) -> bytes:
+    now = time.time_ns()
+    return fl.encode_round(
+        fl.RoundAnnouncement(
+            "12",
+            "g1",
+            1,
+            5,
+            0,
+            "v3",
+            sha,
+            now + int(deadline_s * 1e9),
+            now,
+            selected,
+            fl.RoundConfig(local_epochs=1, lr=0.05),
+        )
+    )
+
+
+def _model() -> tuple[bytes, str]:
+    import dataclasses
+    import hashlib
+
+    payload = fl.encode_model(dataclasses.replace(initial_release(), version="v3"))
+    return payload, hashlib.sha256(payload).hexdigest()
+
+
+def test_selected_device_trains_once_and_sends_a_chunked_update(tmp_path: Path) -> None:
+    # Prepare: the model arrives in reversed chunks, then the announcement
+    p = _participant(tmp_path)
+    model, sha = _model()
+    chunks = fl.split_message(model, "m", 500)
+    for i, part in reversed(list(enumerate(chunks))):
+        p.on_message(f"{proto.model_topic('v3')}/{i}", part)
+    p.on_message(ROUND, _announce(("sim-000", "other"), sha))
+    # Execute
+    out = p.poll()
+    again = p.poll()
+    # Assert
+    r = fl.Reassembler()
+    whole = [w for _, part in out if (w := r.feed(part, 0.0)) is not None]
+    u = fl.decode_update(whole[0])
+    assert {t for t, _ in out} == {proto.client_topic(proto.Channel.UPDATE, "sim-000")}
+    assert len(out) > 1 and again == []
+    assert (u.round_id, u.client_id, u.base_version, u.n_examples) == ("12", "sim-000", "v3", 200)
+    assert u.compression == "int8" and u.compression_error <= 0.02
+    assert load_personal_head(tmp_path / "work") is not None
+
+
+@pytest.mark.parametrize("case", ["not_selected", "expired", "wrong_sha", "no_model", "cleared"])
+def test_device_does_not_train_when_it_should_not(tmp_path: Path, case: str) -> None:
+    p = _participant(tmp_path)
+    model, sha = _model()
+    if case != "no_model":
+        p.on_message(proto.model_topic("v3"), model)
+    selected = ("other",) if case == "not_selected" else ("sim-000",)
+    p.on_message(
+        ROUND,
+        _announce(
+            selected, "00" * 32 if case == "wrong_sha" else sha, -1.0 if case == "expired" else 60.0
+        ),
+    )
+    if case == "cleared":
+        p.on_message(ROUND, b"")  # the aggregator cleared the retained announcement
+    assert p.poll() == []
+    assert p.stats.rounds_trained == 0
+
+
+def test_malformed_messages_are_counted_not_raised(tmp_path: Path) -> None:
+    p = _participant(tmp_path)
+    p.on_message(ROUND, b"\x00\x01junk")
+    p.on_message(proto.model_topic("v3"), b"MC\x01junk")
+    p.on_message("not/a/medchain/topic", b"x")
+    assert p.stats.bad_messages == 3 and p.announcement is None
+
+
+def test_npz_examples_respect_the_limit(tmp_path: Path) -> None:
+    write_client_data(tmp_path, 1, n=50)
+    ex = NpzExamples(tmp_path / "sim-000.npz").labelled_examples(20)
+    assert len(ex) == 20 and set(ex.inputs) == {"beat", "rr"} and ex.labels.dtype == np.int64
