@@ -74,6 +74,9 @@ class UpdatesMixin(RoundsMixin):
         self, tx: Tx, old: ClientUpdate, round_id: int, client_id: str, sha: str, size: int
     ) -> UpdateReceipt:
         if (old.round_id, old.client_id, old.sha256) == (round_id, client_id, sha):
+            _LOGGER.debug(
+                "[ROUND %d] duplicate update %s from %s", round_id, old.update_id, client_id
+            )
             return UpdateReceipt(UpdateStatus.DUPLICATE, "already stored", old)
         return self._log_rejection(
             tx, round_id, client_id, old.update_id, "update_id reused for other content", sha, size
