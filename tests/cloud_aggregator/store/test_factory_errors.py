@@ -223,3 +223,43 @@ def test_backoff_delays_grow_and_are_capped() -> None:
     delays = backoff_delays(12, 0.5, 8.0, random.Random(3))
     assert len(delays) == 11
     assert all(0 <= d <= min(8.0, 0.5 * 2**i) for i, d in enumerate(delays))
+
+
+def test_postgres_pool_exhaustion_is_bounded(pg_backend: Backend) -> None:
+    # Prepare: a pool of one connection, held by someone else
+    from cloud_aggregator.store.postgres import PostgresStore
+
+    schema = pg_backend.url.split("schema=")[1]
+    conninfo = pg_backend.url.split("?")[0]
+    store = PostgresStore(conninfo, search_path=schema, max_size=1, pool_timeout_s=0.3)
+    pg_backend.opened.append(store)
+
+    # Execute / Assert
+    with store._pool.connection():
+        with pytest.raises(StoreUnavailableError, match="no pooled connection"):
+            store.list_models()
+    assert store.list_models() == []
+
+
+def test_postgres_connection_killed_by_the_server_is_replaced(pg_backend: Backend) -> None:
+    # Prepare: the server ends the store's only connection (as on a restart or failover)
+    import psycopg
+
+    from cloud_aggregator.store.postgres import PostgresStore
+
+    schema = pg_backend.url.split("schema=")[1]
+    conninfo = pg_backend.url.split("?")[0]
+    store = PostgresStore(conninfo, search_path=schema, min_size=1, max_size=1)
+    pg_backend.opened.append(store)
+    with store._pool.connection() as conn:
+        pid = conn.info.backend_pid
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+    # Execute: the next call must not fail (the pool checks connections before lending them)
+    version = store.put_model(b"after failover", format="onnx").version
+
+    # Assert
+    assert store.get_model_bytes(version) == b"after failover"
+    with store._pool.connection() as conn:
+        assert conn.info.backend_pid != pid
