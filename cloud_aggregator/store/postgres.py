@@ -203,6 +203,10 @@ class PostgresStore(SqlStore):
 
     def _migration_lock(self, tx: Tx) -> None:
         # Replicas starting together migrate one after the other (lock per schema).
+        # A migration may rewrite big tables or wait for another replica's migration: lift the
+        # per-statement bound for this transaction only (SET LOCAL), keep a generous lock bound.
+        tx.execute("SET LOCAL statement_timeout = 0")
+        tx.execute("SET LOCAL lock_timeout = '10min'")
         key = zlib.crc32(f"medchain-store:{self._search_path or ''}".encode())
         tx.execute("SELECT pg_advisory_xact_lock(?)", (key,))
 
