@@ -131,6 +131,23 @@ class FilterSpec:
         return np.ascontiguousarray(np.vstack(parts), dtype=np.float64)
 
 
+def as_samples(chunk: npt.ArrayLike) -> FloatArray:
+    """A chunk as a 1-D float64 array; accepts shape (n,) or (n, 1) (one ``SignalChunk`` column).
+
+    Raises
+    ------
+    ValueError
+        For several channels or more dimensions: a multi-lead array must be split by the
+        caller, never silently interleaved.
+    """
+    x = np.asarray(chunk, dtype=np.float64)
+    if x.ndim == 2 and x.shape[1] == 1:
+        return x[:, 0]
+    if x.ndim > 1:
+        raise ValueError(f"expected one channel, shape (n,) or (n, 1); got {x.shape}")
+    return x.reshape(-1)
+
+
 def _load_fast_sosfilt() -> Any:
     """SciPy's in-place C kernel behind ``sosfilt``, if present and verified, else None.
 
@@ -187,14 +204,14 @@ class CausalSosFilter:
 
         Parameters
         ----------
-        chunk : array_like, shape (n,)
+        chunk : array_like, shape (n,) or (n, 1)
             Next samples (finite values; NaN propagates into the state and stays there).
 
         Returns
         -------
         ndarray, shape (n,), float64
         """
-        x = np.asarray(chunk, dtype=np.float64).reshape(-1)
+        x = as_samples(chunk)
         if x.size == 0 or len(self._sos) == 0:
             return x.copy()
         if self._zi is None:

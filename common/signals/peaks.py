@@ -35,7 +35,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy import signal as sps
 from scipy.ndimage import maximum_filter1d
 
-from common.signals.filters import CausalSosFilter, FilterSpec
+from common.signals.filters import CausalSosFilter, FilterSpec, as_samples
 from common.signals.qrs_rules import QRSParams, QRSRules
 
 _LOGGER = logging.getLogger(__name__)
@@ -104,6 +104,8 @@ class QRSDetector:
         self._keep = round((p.max_searchback_s + 1.5) * fs) + self._ma_delay + 4 * self._w
         self._rules = QRSRules(p, fs, self)
         self._prev_band = 0.0
+        self._last_value = 0.0  # last input sample (stands in for non-finite ones)
+        self._lead_pending: int | None = 0  # non-finite samples before the first finite one
         self._total = 0  # samples received
         self._buf_start = 0  # absolute index of buffer element 0
         self._ma = np.zeros(0)
@@ -118,9 +120,10 @@ class QRSDetector:
 
         Parameters
         ----------
-        chunk : array_like, shape (n,)
+        chunk : array_like, shape (n,) or (n, 1)
             Next ECG samples (µV or any unit; detection is amplitude-invariant). Non-finite
-            values are replaced by 0 so that a glitch never poisons the filter state.
+            values (dropped samples) repeat the last finite value, so that a glitch never
+            poisons the filter state.
 
         Returns
         -------
@@ -128,14 +131,26 @@ class QRSDetector:
             Absolute sample indices (from the first sample ever processed) of the R peaks
             that became final with this chunk, increasing across calls.
         """
-        x = np.asarray(chunk, dtype=np.float64).reshape(-1)
+        x = as_samples(chunk)
         if x.size == 0:
             return np.zeros(0, dtype=np.int64)
-        if not np.all(np.isfinite(x)):
+        finite = np.isfinite(x)
+        if self._lead_pending is not None:
+            # Before the first finite sample there is nothing to hold: those samples take the
+            # first finite value, as a one-pass run over the whole record would.
+            if not finite.any():
+                self._lead_pending += x.size
+                return np.zeros(0, dtype=np.int64)
+            first = float(x[int(np.argmax(finite))])
+            x = np.concatenate([np.full(self._lead_pending, first), x])
+            finite = np.concatenate([np.ones(self._lead_pending, dtype=bool), finite])
+            self._last_value, self._lead_pending = first, None
+        if not finite.all():
             _LOGGER.warning(
-                "QRSDetector: %d non-finite samples replaced by 0", int((~np.isfinite(x)).sum())
+                "QRSDetector: %d non-finite samples held at the last value", int((~finite).sum())
             )
-            x = np.where(np.isfinite(x), x, 0.0)
+            x = self._hold_last(x, finite)
+        self._last_value = float(x[-1])
         band = self._band.process(x)
         deriv = np.diff(band, prepend=self._prev_band) * self.sampling_rate
         self._prev_band = float(band[-1])
@@ -151,6 +166,13 @@ class QRSDetector:
         found = self._scan()
         self._trim()
         return np.asarray(found, dtype=np.int64)
+
+    def _hold_last(self, x: FloatArray, finite: npt.NDArray[np.bool_]) -> FloatArray:
+        # A dropped sample repeats the previous one: a jump to 0 would look like a QRS.
+        idx = np.where(finite, np.arange(x.size), -1)
+        np.maximum.accumulate(idx, out=idx)
+        held: FloatArray = np.where(idx >= 0, x[np.maximum(idx, 0)], self._last_value)
+        return held
 
     def _scan(self, final: bool = False) -> list[int]:
         w = self._w
@@ -188,6 +210,8 @@ class QRSDetector:
 
     def flush(self) -> IntArray:
         """End of stream: decide the candidates of the last ``refractory_s`` and return them."""
+        if self._lead_pending:  # the stream held no finite sample at all
+            return np.zeros(0, dtype=np.int64)
         if self._total == 0:
             return np.zeros(0, dtype=np.int64)
         found = self._scan(final=True)
