@@ -87,7 +87,21 @@ class WristMonitor:
 
     def flush(self) -> list[Event]:
         """End of stream: close an open rate episode."""
-        return self._rate.flush()
+        return self._tag(self._rate.flush())
+
+    @staticmethod
+    def _tag(events: list[Event]) -> list[Event]:
+        return [
+            Event(
+                e.event_id,
+                e.client_id,
+                e.kind,
+                e.t_start_ns,
+                e.t_end_ns,
+                {**e.details, "source": "ppg"},
+            )
+            for e in events
+        ]
 
     # -- accelerometer -------------------------------------------------------------------------
 
@@ -169,16 +183,6 @@ class WristMonitor:
             self.hr.append((t_est, est))
             if est.confidence >= self._min_conf and est.bpm > 0:
                 beat = BeatPrediction(self._cid, t_est, -1, "N", {}, "ppg", 60.0 / est.bpm)
-                events += [
-                    Event(
-                        e.event_id,
-                        e.client_id,
-                        e.kind,
-                        e.t_start_ns,
-                        e.t_end_ns,
-                        {**e.details, "source": "ppg"},
-                    )
-                    for e in self._rate.update(beat)
-                ]
+                events += self._tag(self._rate.update(beat))
         del self.hr[:-100]
         return events

@@ -1,0 +1,151 @@
+"""End-to-end beat classification from raw signal on MIT-BIH DS2 (detected beats, not
+annotation positions), compared with the model's own evaluation on annotated beats.
+
+Each DS2 record (MLII) is replayed through the offline edge agent (causal filter, streaming
+QRS detector, beat windows + RR features per the card, int8 ONNX). Detected beats are matched
+one to one to annotated beats within 150 ms (EC57 bxb); the confusion matrix of the matched
+pairs gives per-class Se/+P and macro-F1 (classes with support), the same definition as
+``medchain evaluate``. ``strict`` also counts missed annotated beats as errors (predicted
+"missed") and reports detection Se/+P.
+
+Usage: python bench/edge_beat_e2e.py [--model PATH] [--records 100,103] [--evaluate]
+(--evaluate also runs ``medchain evaluate --task beat --split ds2 --json`` for the reference).
+Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.edge_common import run_record  # noqa: E402
+from common.datasets import dataset_dir  # noqa: E402
+from common.model_card import card_path_for, load_card  # noqa: E402
+from common.signals.matching import match_peaks  # noqa: E402
+from edge_agent.annotations import AAMI  # noqa: E402
+from edge_agent.app import DEFAULT_MODEL  # noqa: E402
+
+DS2 = "100 103 105 111 113 117 121 123 200 202 210 212 213 214 219 221 222 228 231 232 233 234"
+CLASSES = ("N", "S", "V", "F", "Q")
+
+
+def metrics(cm: np.ndarray) -> dict[str, object]:
+    per = {}
+    f1s = []
+    for i, c in enumerate(CLASSES):
+        tp, sup, pred = float(cm[i, i]), int(cm[i].sum()), int(cm[:, i].sum())
+        f1 = 2 * tp / (sup + pred) if sup + pred else None
+        per[c] = {
+            "se": tp / sup if sup else None,
+            "ppv": tp / pred if pred else None,
+            "f1": f1,
+            "support": sup,
+        }
+        if sup:
+            f1s.append(f1 or 0.0)
+    total = int(cm.sum())
+    return {
+        "macro_f1": float(np.mean(f1s)),
+        "accuracy": float(np.trace(cm) / total),
+        "n": total,
+        "per_class": per,
+        "confusion": cm.tolist(),
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
+    ap.add_argument("--records", default=DS2.replace(" ", ","))
+    ap.add_argument("--evaluate", action="store_true", help="also run medchain evaluate")
+    args = ap.parse_args()
+    root = dataset_dir("mitdb", os.environ)
+    idx = {c: i for i, c in enumerate(CLASSES)}
+    cm = np.zeros((5, 5), np.int64)
+    tp = fp = fn = 0
+    missed = np.zeros(5, np.int64)
+    per_record = {}
+    for rec in args.records.split(","):
+        run = run_record(root / rec, args.model)
+        pos, sym = run.annotations
+        keep = [i for i, s in enumerate(sym) if s in AAMI]
+        ref = pos[keep]
+        ref_cls = np.array([idx[AAMI[sym[i]]] for i in keep])
+        m = match_peaks(run.samples, ref, round(0.15 * run.fs))
+        pred = np.array([idx[lab] for lab in run.labels])
+        np.add.at(cm, (ref_cls[m.matched_reference], pred[m.matched_detected]), 1)
+        unmatched = np.setdiff1d(np.arange(ref.size), m.matched_reference)
+        np.add.at(missed, ref_cls[unmatched], 1)
+        tp, fp, fn = tp + m.tp, fp + m.fp, fn + m.fn
+        per_record[rec] = {
+            "se": m.sensitivity,
+            "ppv": m.positive_predictivity,
+            "beats": int(ref.size),
+            "events": run.events,
+        }
+        print(f"{rec}: Se {m.sensitivity:.4f} +P {m.positive_predictivity:.4f}", file=sys.stderr)
+    card = load_card(card_path_for(args.model))
+    ref_f1 = card.metrics.get("int8", {}).get("macro_f1")
+    result: dict[str, object] = {
+        "bench": "edge_beat_e2e",
+        "model": str(args.model),
+        "model_sha256": card.artifact.sha256,
+        "records": args.records.split(","),
+        "tolerance_ms": 150,
+        "detection": {"tp": tp, "fp": fp, "fn": fn, "se": tp / (tp + fn), "ppv": tp / (tp + fp)},
+        "matched": metrics(cm),
+        "missed_by_class": dict(zip(CLASSES, missed.tolist(), strict=True)),
+        "card_int8_macro_f1_ds2": ref_f1,
+        "per_record": per_record,
+    }
+    # strict: missed annotated beats count as wrong (their row total grows, no true positive)
+    strict_f1 = []
+    for i in range(5):
+        sup = int(cm[i].sum() + missed[i])
+        pred_n = int(cm[:, i].sum())
+        if sup:
+            strict_f1.append(2 * cm[i, i] / (sup + pred_n))
+    result["strict_macro_f1"] = float(np.mean(strict_f1))
+    if args.evaluate:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "medchain",
+                "evaluate",
+                "--task",
+                "beat",
+                "--model",
+                str(args.model),
+                "--split",
+                "ds2",
+                "--json",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        try:
+            result["evaluate"] = json.loads(out.stdout)
+        except json.JSONDecodeError:
+            result["evaluate_error"] = out.stderr[-2000:]
+    ref = result.get("evaluate", {})
+    ref_macro = ref.get("macro_f1") if isinstance(ref, dict) else None
+    ref_macro = ref_macro if ref_macro is not None else ref_f1
+    if ref_macro is not None:
+        result["delta_points"] = 100 * (result["matched"]["macro_f1"] - ref_macro)  # type: ignore[index]
+        result["within_1_point"] = abs(result["delta_points"]) <= 1.0  # type: ignore[arg-type]
+    print(json.dumps(result, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,73 @@
+"""Resident memory of the inference-only edge agent, measured in a fresh subprocess.
+
+The child runs ``medchain edge`` offline (no broker) over a 30-minute MIT-BIH replay at max
+speed, with the packaged int8 model, and reports its peak RSS (``ru_maxrss``) and whether torch
+was imported. Target: <= 150 MB.
+
+Usage: python bench/edge_memory.py [--record 100]. Prints JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from common.datasets import dataset_dir  # noqa: E402
+
+CHILD = r"""
+import json, resource, sys
+from medchain.cli import main
+rc = main(sys.argv[1:])
+print(json.dumps({"rc": rc, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+                  "torch_imported": "torch" in sys.modules,
+                  "modules": len(sys.modules)}), file=sys.stderr)
+"""
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--record", default="100")
+    args = ap.parse_args()
+    rec = dataset_dir("mitdb", os.environ) / args.record
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [
+            sys.executable,
+            "-c",
+            CHILD,
+            "edge",
+            "--source",
+            f"replay:{rec}",
+            "--speed",
+            "max",
+            "--buffer",
+            str(Path(tmp) / "b.sqlite"),
+            "--out",
+            str(Path(tmp) / "o.jsonl"),
+        ]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+    last = [line for line in proc.stderr.splitlines() if line.startswith("{")][-1]
+    child = json.loads(last)
+    stats = json.loads(proc.stdout)
+    out = {
+        "bench": "edge_memory",
+        "record": args.record,
+        "peak_rss_mb": child["maxrss_kb"] / 1024,
+        "torch_imported": child["torch_imported"],
+        "beats": stats["beats"],
+        "target_mb": 150,
+        "ok": child["maxrss_kb"] / 1024 <= 150 and not child["torch_imported"],
+    }
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

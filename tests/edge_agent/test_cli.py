@@ -1,0 +1,65 @@
+"""``medchain edge`` on a real MIT-BIH segment, offline, with --out."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from common.errors import ConfigError, DataNotFoundError
+from edge_agent.cli import _default_client_id
+from medchain.cli import build_parser, main
+
+
+def test_edge_replay_writes_beats_and_prints_stats(
+    data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: 2 min of record 119 (frequent VEBs, bigeminy)
+    src = f"replay:{data_root / 'mitdb' / '119'}?duration_s=120&chunk_s=5"
+    out = tmp_path / "beats.jsonl"
+    # Execute
+    rc = main(
+        [
+            "edge",
+            "--source",
+            src,
+            "--speed",
+            "max",
+            "--out",
+            str(out),
+            "--buffer",
+            str(tmp_path / "b.sqlite"),
+        ]
+    )
+    # Assert
+    assert rc == 0
+    stats = json.loads(capsys.readouterr().out)
+    lines = [json.loads(s) for s in out.read_text().splitlines()]
+    beats = [r for r in lines if r["type"] == "beat"]
+    assert len(beats) == stats["beats"]
+    assert 120 < len(beats) < 250  # ~80-100 bpm over 2 min
+    assert sum(r["label"] == "V" for r in beats) > 10  # record 119 is rich in VEBs
+    assert stats["labels_annotation"] >= len(beats) - 2  # annotations kept for training
+    assert all(abs(sum(r["probs"].values()) - 1) < 1e-3 for r in beats)
+
+
+def test_bad_settings_are_one_line_errors(tmp_path: Path) -> None:
+    parser = build_parser()
+    args = parser.parse_args(
+        ["edge", "--source", "replay:/nonexistent/rec", "--speed", "max", "--client-id", "bad id!"]
+    )
+    with pytest.raises(ConfigError, match="client id"):
+        args.func(args, {})
+    args = parser.parse_args(["edge", "--source", "replay:x", "--model", str(tmp_path / "m.onnx")])
+    with pytest.raises(DataNotFoundError):
+        args.func(args, {})
+    args = parser.parse_args(["edge"])
+    with pytest.raises(ConfigError, match="no source"):
+        args.func(args, {})
+
+
+def test_default_client_ids() -> None:
+    assert _default_client_id("mqtt:sim-101?broker=x") == "sim-101"
+    assert _default_client_id("ble:AA:BB:CC:DD:EE:FF") == "h10-AABBCCDDEEFF"
+    assert _default_client_id("replay:/x") is None
