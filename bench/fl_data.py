@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cloud_aggregator.evaluation import embed_with_onnx
+from cloud_aggregator.evaluation import embed_with_onnx, fit_channels, input_channels
 from common.datasets import dataset_dir, default_cache_dir
 from common.signals import beats_in_bounds, ecg_clean
 from common.signals import rr_features as compute_rr
@@ -60,6 +60,7 @@ def load_embeddings(records: list[str], model: Path = DEFAULT_MODEL) -> dict[str
             )
             samples = rec.beat_samples[ok]
             assert len(samples) == len(labels)
+            signal = fit_channels(signal, input_channels(onnx_bytes))
             emb = embed_with_onnx(onnx_bytes, {"beat": signal, "rr": feats})
             np.savez(f, emb=emb, labels=labels, samples=samples, fs=rec.fs)
         with np.load(f) as z:

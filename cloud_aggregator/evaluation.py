@@ -38,6 +38,26 @@ def embed_with_onnx(
     return np.concatenate(out).astype(np.float32)
 
 
+def input_channels(onnx_bytes: bytes, name: str = "beat") -> int | None:
+    """Channel count (axis 1) the model expects on input ``name`` (None if dynamic/absent)."""
+    import onnxruntime as ort  # adapter import
+
+    sess = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    for i in sess.get_inputs():
+        if i.name == name and len(i.shape) > 1 and isinstance(i.shape[1], int):
+            return int(i.shape[1])
+    return None
+
+
+def fit_channels(signal: npt.NDArray[np.float32], channels: int | None) -> npt.NDArray[np.float32]:
+    """Keep the first ``channels`` channels of (N, C, L) windows (loaders may add derived ones)."""
+    if channels is None or signal.shape[1] == channels:
+        return signal
+    if signal.shape[1] < channels:
+        raise ValueError(f"model expects {channels} channels, data has {signal.shape[1]}")
+    return np.ascontiguousarray(signal[:, :channels])
+
+
 def summary_metrics(
     labels: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64], classes: Sequence[str]
 ) -> dict[str, float]:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from cloud_aggregator.config import AggregatorSettings
+from cloud_aggregator.evaluation import fit_channels, input_channels
 from cloud_aggregator.mqtt_io import PahoBroker
 from cloud_aggregator.service import AggregatorService, subscriptions
 from cloud_aggregator.store import DesiredTraining, Store
@@ -85,7 +86,11 @@ def resolve_records(spec: str) -> tuple[str, ...]:
 
 
 def write_client_npz(
-    records: Sequence[str], folder: Path, env: Mapping[str, str], cache: Path | None
+    records: Sequence[str],
+    folder: Path,
+    env: Mapping[str, str],
+    cache: Path | None,
+    channels: int | None = None,
 ) -> dict[str, int]:
     """One ``mitdb-<record>.npz`` (``beat``, ``rr``, ``labels``) per record; returns beat counts."""
     from models.tasks.base import LoadOptions
@@ -111,7 +116,8 @@ def build_evaluator(
     from models.tasks.beat import load_records
 
     data = load_records(list(records), LoadOptions(env=env, cache_dir=cache))
-    emb = embed_with_onnx(onnx_bytes, {"beat": data.signal, "rr": data.features})
+    signal = fit_channels(data.signal, input_channels(onnx_bytes))
+    emb = embed_with_onnx(onnx_bytes, {"beat": signal, "rr": data.features})
     return HeadEvaluator(emb, data.labels, CLASSES)
 
 
@@ -128,7 +134,6 @@ def run_simulation(
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="medchain-sim-") as tmp:
         data_dir = Path(tmp) / "data"
-        counts = write_client_npz(plan.records, data_dir, env, cache)
         service: AggregatorService | None = None
         broker = PahoBroker(
             settings.broker_url,
@@ -139,6 +144,9 @@ def run_simulation(
         broker.start(10.0)
         service = AggregatorService(store, broker, settings)
         base = service.ensure_initial_model()
+        model_onnx = service.release(base)[0].files.get("model.onnx", b"")
+        channels = input_channels(model_onnx) if model_onnx else None
+        counts = write_client_npz(plan.records, data_dir, env, cache, channels)
         if plan.eval_records:
             rel, _ = service.release(base)
             service.evaluator = build_evaluator(
