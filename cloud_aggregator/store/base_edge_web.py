@@ -45,8 +45,10 @@ class EdgeWebStore(Protocol):
     def set_client_status(
         self, client_id: str, *, online: bool, seen_at: float, model_version: str | None = None
     ) -> bool:
-        """Record a status report (creates an unknown client). A report older than the stored
-        ``last_seen`` is ignored (retained/out-of-order messages); returns whether applied."""
+        """Record a status report (creates an unknown client). The online flag is always
+        applied (a Last Will carries its registration time, older than the latest heartbeat);
+        ``last_seen`` only moves forward; ``model_version`` changes only when given. True when
+        stored."""
         ...
 
     # -- predictions and events ------------------------------------------------------------------

@@ -90,7 +90,7 @@ class StateError(StoreError):
     """A round transition is not allowed from its current state."""
 
 
-class ClaimLostError(StoreError):
+class ClaimLostError(StateError):
     """The caller does not hold the aggregation claim of the round (it expired and another
     worker took it, or the round is already closed/failed). Nothing was written."""
 

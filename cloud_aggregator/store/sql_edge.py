@@ -114,17 +114,22 @@ class EdgeMixin(SqlStoreBase):
     def set_client_status(
         self, client_id: str, *, online: bool, seen_at: float, model_version: str | None = None
     ) -> bool:
-        """Record a status report unless older than the stored one."""
+        """Record a status report: online flag as reported, ``last_seen`` only moves forward."""
         if not client_id:
             raise ValueError("client_id must not be empty")
+        # The online flag is always applied: a Last Will carries the time it was registered
+        # (connect time), older than the latest heartbeat, and must still mark the device
+        # offline. Retained replays are harmless (the broker keeps only the latest message).
         with self._tx(write=True) as tx:
             tx.execute(
                 "INSERT INTO client (client_id, online, last_seen, model_version, registered_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (client_id) DO UPDATE SET"
-                " online = excluded.online, last_seen = excluded.last_seen,"
+                " online = excluded.online,"
+                " last_seen = CASE WHEN client.last_seen IS NULL"
+                "   OR client.last_seen < excluded.last_seen"
+                "   THEN excluded.last_seen ELSE client.last_seen END,"
                 " model_version = CASE WHEN ? THEN excluded.model_version"
-                "   ELSE client.model_version END"
-                " WHERE client.last_seen IS NULL OR client.last_seen <= excluded.last_seen",
+                "   ELSE client.model_version END",
                 (
                     client_id,
                     int(online),

@@ -37,13 +37,12 @@ def test_register_and_status_reports(store: Store, clock: FakeClock) -> None:
 
     # Execute
     applied = store.set_client_status("p1", online=True, seen_at=T0 + 10, model_version="4")
-    stale = store.set_client_status("p1", online=False, seen_at=T0 + 5)  # retained, older
     unknown = store.set_client_status("p9", online=True, seen_at=T0)
     clock.advance(1)
     again = store.register_client("p1", credentials_hash="pbkdf2:y", task="ptb", dataset="ptb")
 
     # Assert
-    assert applied and not stale and unknown
+    assert applied and unknown
     p1 = store.get_client("p1")
     assert p1 == again
     assert p1 is not None and p1.online and p1.last_seen == T0 + 10 and p1.model_version == "4"
@@ -56,6 +55,20 @@ def test_register_and_status_reports(store: Store, clock: FakeClock) -> None:
     assert [c.client_id for c in store.list_clients(online=True)] == ["p1"]
     assert store.get_client("p9") is not None
     assert store.get_client("nobody") is None
+
+
+def test_last_will_marks_offline_although_stamped_at_connect_time(store: Store) -> None:
+    # Prepare: the device connected at T0 (will registered then), heartbeats until T0 + 60
+    store.set_client_status("p1", online=True, seen_at=T0, model_version="3")
+    store.set_client_status("p1", online=True, seen_at=T0 + 60)
+
+    # Execute: the broker publishes the Last Will stamped T0
+    store.set_client_status("p1", online=False, seen_at=T0)
+
+    # Assert: offline, last_seen kept at the latest heartbeat, model version kept
+    p1 = store.get_client("p1")
+    assert p1 is not None
+    assert (p1.online, p1.last_seen, p1.model_version) == (False, T0 + 60, "3")
 
 
 def test_predictions_are_idempotent_and_queryable(store: Store) -> None:
