@@ -60,7 +60,7 @@ class WebSettings:
         Choices offered by the training controls.
     """
 
-    store_url: str = "sqlite:///medchain.sqlite3"
+    store_url: str = "sqlite:///medchain.db"  # the store's default: shared with the aggregator
     broker_url: str = "mqtt://127.0.0.1:1883"
     host: str = "127.0.0.1"
     port: int = 8080

@@ -25,7 +25,7 @@ from werkzeug.serving import make_server
 
 from cloud_aggregator.store.factory import open_store
 from common.payloads import Status, decode_label, encode_chunk, encode_predictions, encode_status
-from common.types import BeatPrediction, SignalChunk, StreamKind
+from common.types import BeatPrediction, Event, SignalChunk, StreamKind
 from tests.support.services import Mosquitto, free_port, require_service
 from web.app import create_app
 from web.settings import WebSettings
@@ -126,10 +126,14 @@ class Device:
                     BeatPrediction(self.cid, self.t_ns(idx), idx, label, probs, "v2", last_rr)
                 )
                 next_beat += 1
-            if beats:
-                self.client.publish(
-                    f"medchain/v1/pred/{self.cid}", encode_predictions(self.cid, beats, []), qos=1
-                )
+            events = []
+            if seq == int(6 * FS) // CHUNK * CHUNK:  # after 6 s: a tachycardia episode over 1-4 s
+                start = self.t_ns(int(1 * FS))
+                events.append(Event(f"{self.cid}:tachycardia:{start}", self.cid, "tachycardia", start,
+                                    self.t_ns(int(4 * FS)), {"rate_bpm": 106.0}))  # fmt: skip
+            if beats or events:
+                payload = encode_predictions(self.cid, beats, events)
+                self.client.publish(f"medchain/v1/pred/{self.cid}", payload, qos=1)
             time.sleep(CHUNK / FS / 2)  # twice real time: the 10 s window fills in 5 s
 
     def stop(self) -> None:
@@ -268,6 +272,8 @@ def test_live_patient_page_predictions_and_labelling(served: tuple[str, object],
             assert 40 <= hr <= 160
             assert page.text_content("#device-status") == "device: online"
             page.wait_for_selector("#events li.beat .snippet canvas")
+            page.wait_for_selector("#events li.event .snippet canvas")  # the tachycardia episode
+            assert page.text_content("#rhythm") == "Tachycardia"
             wait_js(page, "(window.medchainLive.points.ecg || 0) >= 1250")  # full 10 s window
             page.screenshot(path=str(ARTIFACTS / "patient_desktop.png"), full_page=True)
 

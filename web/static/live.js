@@ -90,7 +90,7 @@
     }
     for (const it of sorted) {
       const li = document.createElement('li');
-      li.className = 'event ' + it.target;
+      li.className = 'item ' + it.target;
       const head = document.createElement('div');
       const strong = document.createElement('strong');
       strong.textContent = it.target === 'beat' ? 'Beat ' + it.label : it.label.replace(/_/g, ' ');
@@ -171,6 +171,21 @@
       if (!es) open();
     }
   });
+  function loadStoredEvents() {
+    /* Events recorded before this page (or this server) started; live ones replace them. */
+    fetch(root.dataset.events, { headers: { Accept: 'application/json' }, credentials: 'same-origin' })
+      .then((r) => (r.ok ? r.json() : { events: [] }))
+      .then((d) => {
+        for (const e of d.events || []) {
+          if (items.has(e.event_id)) continue;
+          items.set(e.event_id, { item_id: e.event_id, target: 'event', t_ns: e.t_start_ns, label: e.kind,
+            details: e.details, probs: {}, snippet: null });
+        }
+        renderItems();
+      })
+      .catch(() => {});
+  }
   open();
+  loadStoredEvents();
   requestAnimationFrame(frame);
 })();
