@@ -105,6 +105,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--mu", type=float, default=0.01)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, default=3, help="repeat with seeds seed..seed+n-1")
+    ap.add_argument("--save-head", type=Path, help="write the first FedAvg head (npz W, b)")
     args = ap.parse_args()
     train = load_embeddings(ds1(), args.model)
     test = pooled(load_embeddings(ds2(), args.model))
@@ -112,56 +114,70 @@ def main() -> None:
         local_epochs=args.local_epochs, lr=args.lr, batch_size=64, clip_norm=0.0, compression="int8"
     )
     x, y = pooled(train)
-    t0 = time.perf_counter()
-    head0 = init_head(x.shape[1], args.seed)
-    fit = tr.train_head(
-        x,
-        y,
-        head0[tr.HEAD_W],
-        head0[tr.HEAD_B],
-        epochs=args.rounds * args.local_epochs // 3 or 1,
-        lr=args.lr,
-        batch_size=64,
-        seed=args.seed,
-    )
-    central = {
-        "final": evaluate({tr.HEAD_W: fit.weight, tr.HEAD_B: fit.bias}, *test),
-        "seconds": round(time.perf_counter() - t0, 1),
+    arms: dict[str, list[dict]] = {
+        "centralised": [],
+        "fedavg": [],
+        "fedprox": [],
+        "fedavg_drop30": [],
     }
-    fedavg = federated(train, test, args.rounds, cfg, "fedavg", 0.0, args.seed)
-    fedprox = federated(train, test, args.rounds, cfg, "fedprox", 0.0, args.seed, args.mu)
-    drop30 = federated(train, test, args.rounds, cfg, "fedavg", 0.3, args.seed)
+    for seed in range(args.seed, args.seed + args.seeds):
+        t0 = time.perf_counter()
+        head0 = init_head(x.shape[1], seed)
+        epochs = max(1, args.rounds * args.local_epochs // 3)
+        fit = tr.train_head(
+            x,
+            y,
+            head0[tr.HEAD_W],
+            head0[tr.HEAD_B],
+            epochs=epochs,
+            lr=args.lr,
+            batch_size=64,
+            seed=seed,
+        )
+        arms["centralised"].append(
+            {
+                "final": evaluate({tr.HEAD_W: fit.weight, tr.HEAD_B: fit.bias}, *test),
+                "epochs": epochs,
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        )
+        arms["fedavg"].append(federated(train, test, args.rounds, cfg, "fedavg", 0.0, seed))
+        arms["fedprox"].append(
+            federated(train, test, args.rounds, cfg, "fedprox", 0.0, seed, args.mu)
+        )
+        arms["fedavg_drop30"].append(federated(train, test, args.rounds, cfg, "fedavg", 0.3, seed))
     with np.load(args.model.with_name(args.model.stem + ".head.npz")) as z:
         pretrained = evaluate({tr.HEAD_W: z["W"], tr.HEAD_B: z["b"]}, *test)
+
+    def f1s(name: str) -> np.ndarray:
+        return np.array([r["final"]["macro_f1"] for r in arms[name]])
+
+    def stat(v: np.ndarray) -> dict[str, float]:
+        return {"mean": round(float(v.mean()), 2), "std": round(float(v.std()), 2)}
+
     out = {
         "benchmark": "fl_federated_vs_central",
-        "protocol": "DS1 (22 records = 22 clients) -> DS2 (22 records), head on frozen int8 backbone, same random init",
+        "protocol": "DS1 (22 records = 22 clients) -> DS2 (22 records), head on frozen int8 backbone, same random init per seed",
         "model": str(args.model.name),
         "rounds": args.rounds,
         "local_epochs": args.local_epochs,
         "lr": args.lr,
-        "centralised": central,
-        "fedavg": {k: v for k, v in fedavg.items() if k != "head"},
-        "fedprox": {k: v for k, v in fedprox.items() if k != "head"},
-        "fedavg_drop30": {k: v for k, v in drop30.items() if k != "head"},
+        "seeds": args.seeds,
+        "macro_f1_mean": {k: round(float(f1s(k).mean()), 4) for k in arms},
         "gap_macro_f1_points": {
-            "fedavg_vs_central": round(
-                100 * (central["final"]["macro_f1"] - fedavg["final"]["macro_f1"]), 2
-            ),
-            "fedprox_vs_central": round(
-                100 * (central["final"]["macro_f1"] - fedprox["final"]["macro_f1"]), 2
-            ),
-            "drop30_vs_no_drop": round(
-                100 * (fedavg["final"]["macro_f1"] - drop30["final"]["macro_f1"]), 2
-            ),
+            "fedavg_vs_central": stat(100 * (f1s("centralised") - f1s("fedavg"))),
+            "fedprox_vs_central": stat(100 * (f1s("centralised") - f1s("fedprox"))),
+            "drop30_vs_no_drop": stat(100 * (f1s("fedavg") - f1s("fedavg_drop30"))),
+        },
+        "runs": {
+            k: [{kk: vv for kk, vv in r.items() if kk != "head"} for r in v]
+            for k, v in arms.items()
         },
         "pretrained_head_reference": pretrained,
     }
-    np.savez(
-        Path("/tmp/fl_bench_fedavg_head.npz"),
-        W=fedavg["head"][tr.HEAD_W],
-        b=fedavg["head"][tr.HEAD_B],
-    )
+    if args.save_head:
+        head = arms["fedavg"][0]["head"]
+        np.savez(args.save_head, W=head[tr.HEAD_W], b=head[tr.HEAD_B])
     print(json.dumps(out, indent=1))
 
 
