@@ -35,9 +35,20 @@ def test_summary_has_latest_beat_heart_rate_rhythm_and_status(client: FlaskClien
     # Assert
     assert s["latest_beat"]["label"] == "V"
     assert s["heart_rate_bpm"] == pytest.approx(80.0)
-    assert s["rhythm"]["label"] == "AF"
+    assert s["rhythm"]["label"] == "AF" and s["rhythm"]["active"] is True
     assert s["status"]["online"] is True and s["status"]["battery_pct"] == 80.0
     assert s["client"]["task"] == "beat"
+
+
+def test_rhythm_event_ends(client: FlaskClient, hub) -> None:
+    # Prepare
+    login(client)
+    hub.on_predictions("p1", [beat(T0_NS)], [event(T0_NS, "af_episode")])
+    # Execute
+    hub.on_predictions("p1", [beat(T0_NS + 60 * 10**9)], [])
+    # Assert
+    rhythm = client.get("/api/patients/p1").get_json()["rhythm"]
+    assert rhythm["label"] == "AF" and rhythm["active"] is False
 
 
 def test_summary_falls_back_to_stored_predictions(client: FlaskClient, store) -> None:

@@ -32,6 +32,7 @@ EVENT_MAX_S = 8.0  # longest event excerpt, s
 RHYTHM_KINDS = {"af_episode": "AF", "vt_run": "VT run", "bradycardia": "Bradycardia",
                 "tachycardia": "Tachycardia"}  # fmt: skip
 HR_BEATS = 8  # RR intervals in the heart-rate median
+RHYTHM_HOLD_NS = 5_000_000_000  # a rhythm event counts as ongoing until 5 s after its end
 SNIPPET_WAIT_S = 5.0  # s of newer data after which a snippet is cut with what there is
 
 
@@ -248,7 +249,8 @@ class LiveHub:
                 "t_ns": b.t_ns, "label": b.label, "probs": b.probs,
                 "model_version": b.model_version},
             "heart_rate_bpm": p.heart_rate_bpm(),
-            "rhythm": p.rhythm,
+            "rhythm": None if p.rhythm is None else p.rhythm | {
+                "active": b is not None and p.rhythm["t_end_ns"] >= b.t_ns - RHYTHM_HOLD_NS},
         }  # fmt: skip
 
     def snapshot(self, client_id: str) -> dict[str, Any] | None:

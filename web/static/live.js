@@ -53,7 +53,11 @@
       cls.className = 'tile-value beat-' + (b.label === 'N' ? 'normal' : 'abnormal');
       $('beat-prob').textContent = b.probs && b.label in b.probs ? pct(b.probs[b.label]) : '';
     }
-    if ('rhythm' in p) $('rhythm').textContent = p.rhythm ? p.rhythm.label : 'no rhythm event';
+    if ('rhythm' in p) {
+      const r = p.rhythm;
+      $('rhythm').textContent = !r ? 'no rhythm event'
+        : r.active ? r.label : r.label + ' (ended ' + new Date(r.t_end_ns / 1e6).toLocaleTimeString() + ')';
+    }
   }
 
   function onStatus(s) {
