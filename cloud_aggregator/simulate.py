@@ -101,7 +101,10 @@ def write_client_npz(
     for rec in records:
         data = load_records([rec], LoadOptions(env=env, cache_dir=cache))
         np.savez(
-            folder / f"mitdb-{rec}.npz", beat=data.signal, rr=data.features, labels=data.labels
+            folder / f"mitdb-{rec}.npz",
+            beat=fit_channels(data.signal, channels),
+            rr=data.features,
+            labels=data.labels,
         )
         counts[f"mitdb-{rec}"] = len(data)
     return counts

@@ -171,6 +171,15 @@ class FederatedParticipant:
                 a.config.mode,
             )
             return []
+        try:
+            return self._train(a, release)
+        except Exception as exc:  # a bad model or buffer must never kill the device's agent
+            self.stats.rounds_skipped += 1
+            self.stats.last_error = f"round {a.round_id}: {type(exc).__name__}: {exc}"
+            _LOGGER.exception("%s: training failed", self.client_id)
+            return []
+
+    def _train(self, a: fl.RoundAnnouncement, release: fl.ModelRelease) -> list[tuple[str, bytes]]:
         emb, labels = self._embeddings(release, a.config.max_examples)
         if len(labels) == 0:
             self.stats.rounds_skipped += 1
