@@ -26,6 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common.datasets import dataset_dir  # noqa: E402
+from common.signals.align import align_r_peaks  # noqa: E402
+from common.signals.filters import ecg_clean  # noqa: E402
 from common.signals.matching import match_peaks  # noqa: E402
 from common.signals.peaks import QRSDetector  # noqa: E402
 from common.signals.resample import map_indices, resample_signal  # noqa: E402
@@ -42,6 +44,14 @@ BEAT_SYMBOLS = set("NLRBAaJSVrFejnE/fQ?")
 
 def load(record: str, data: Path) -> tuple[np.ndarray, float, np.ndarray, list[tuple[int, int]]]:
     """Channel-0 ECG (µV), rate (Hz), reference beat samples, excluded VF intervals."""
+    signal, fs, beats, _, excluded = load_with_symbols(record, data)
+    return signal, fs, beats, excluded
+
+
+def load_with_symbols(
+    record: str, data: Path
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """As :func:`load`, plus the annotation symbol of every reference beat."""
     import wfdb
 
     rec = wfdb.rdrecord(str(data / record), channels=[0])
@@ -49,7 +59,8 @@ def load(record: str, data: Path) -> tuple[np.ndarray, float, np.ndarray, list[t
     signal = rec.p_signal[:, 0] * 1000.0
     symbols = np.array(ann.symbol)
     samples = np.asarray(ann.sample, dtype=np.int64)
-    beats = samples[np.isin(symbols, list(BEAT_SYMBOLS))]
+    is_beat = np.isin(symbols, list(BEAT_SYMBOLS))
+    beats, beat_symbols = samples[is_beat], symbols[is_beat]
     excluded: list[tuple[int, int]] = []
     start = None
     for s, sym in zip(samples.tolist(), symbols.tolist(), strict=True):
@@ -60,7 +71,35 @@ def load(record: str, data: Path) -> tuple[np.ndarray, float, np.ndarray, list[t
             start = None
     if start is not None:
         excluded.append((start, signal.size))
-    return signal, float(rec.fs), beats, excluded
+    return signal, float(rec.fs), beats, beat_symbols, excluded
+
+
+def alignment_counts(
+    signal: np.ndarray,
+    fs: float,
+    det: np.ndarray,
+    ref: np.ndarray,
+    symbols: np.ndarray,
+    window_s: float,
+) -> dict[str, list[int]]:
+    """Per beat symbol: [matched beats, |det - ref| > 8 ms, same after align_r_peaks of both]."""
+    cleaned = ecg_clean(signal, fs)
+    limit = 0.008 * fs
+    raw = np.abs(det - ref) > limit
+    aligned = (
+        np.abs(
+            align_r_peaks(cleaned, fs, det, window_s) - align_r_peaks(cleaned, fs, ref, window_s)
+        )
+        > limit
+    )
+    return {
+        str(sym): [
+            int((symbols == sym).sum()),
+            int(raw[symbols == sym].sum()),
+            int(aligned[symbols == sym].sum()),
+        ]
+        for sym in np.unique(symbols)
+    }
 
 
 def scored(idx: np.ndarray, n: int, skip: int, excluded: list[tuple[int, int]]) -> np.ndarray:
@@ -71,7 +110,7 @@ def scored(idx: np.ndarray, n: int, skip: int, excluded: list[tuple[int, int]]) 
 
 
 def run_record(record: str, args: argparse.Namespace, data: Path) -> dict[str, object]:
-    signal, fs, ref, excluded = load(record, data)
+    signal, fs, ref, symbols, excluded = load_with_symbols(record, data)
     if args.rate and args.rate != fs:
         signal = resample_signal(signal, fs, args.rate)
         ref = map_indices(ref, fs, args.rate)
@@ -122,6 +161,16 @@ def run_record(record: str, args: argparse.Namespace, data: Path) -> dict[str, o
         "latency_s_p50": round(float(np.median(lat)), 3) if lat.size else None,
         "latency_s_p99": round(float(np.percentile(lat, 99)), 3) if lat.size else None,
         "latency_s_max": round(float(lat.max()), 3) if lat.size else None,
+        "alignment": alignment_counts(
+            signal,
+            fs,
+            found[m.matched_detected],
+            ref[m.matched_reference],
+            symbols[m.matched_reference],
+            args.align_window_s,
+        )
+        if args.align_window_s > 0
+        else None,
         "fn_samples": ref[~matched_ref & ref_in].tolist() if args.list_errors else None,
         "fp_samples": found[~matched_det & det_in].tolist() if args.list_errors else None,
     }
@@ -136,6 +185,13 @@ def main() -> int:
     parser.add_argument("--skip-s", type=float, default=1.0, help="unscored start/end (s)")
     parser.add_argument("--chunk-s", type=float, default=1.0, help="stream chunk (s); 0 = whole")
     parser.add_argument("--rate", type=float, default=0.0, help="resample to this rate (Hz)")
+    parser.add_argument(
+        "--align-window-s",
+        type=float,
+        default=0.0,
+        help="also count matched beats whose detected and annotated positions differ by > 8 ms, "
+        "before and after align_r_peaks with this window (s)",
+    )
     parser.add_argument("--list-errors", action="store_true", help="list FN/FP sample indices")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args()
@@ -152,7 +208,7 @@ def main() -> int:
     seconds = sum(float(r["seconds"]) for r in results)  # type: ignore[arg-type]
     cpu = sum(float(r["cpu_seconds"]) for r in results)  # type: ignore[arg-type]
     rate = float(args.rate) if args.rate else 360.0
-    summary = {
+    summary: dict[str, object] = {
         "records": len(results),
         "tolerance_ms": args.tolerance_ms,
         "skip_s": args.skip_s,
@@ -170,7 +226,28 @@ def main() -> int:
         "latency_s_p99_max": max(float(r["latency_s_p99"]) for r in results),  # type: ignore[arg-type]
         "latency_s_max": max(float(r["latency_s_max"]) for r in results),  # type: ignore[arg-type]
     }
+    if args.align_window_s > 0:
+        table: dict[str, list[int]] = {}
+        for r in results:
+            for sym, counts in r["alignment"].items():  # type: ignore[union-attr]
+                table[sym] = [a + b for a, b in zip(table.get(sym, [0, 0, 0]), counts, strict=True)]
+        total = [sum(v[i] for v in table.values()) for i in range(3)]
+        summary["alignment"] = {
+            "window_s": args.align_window_s,
+            "beats": total[0],
+            "over_8ms_raw_percent": round(100.0 * total[1] / max(total[0], 1), 2),
+            "over_8ms_aligned_percent": round(100.0 * total[2] / max(total[0], 1), 2),
+            "per_symbol": {
+                k: {
+                    "beats": v[0],
+                    "raw_percent": round(100.0 * v[1] / v[0], 1),
+                    "aligned_percent": round(100.0 * v[2] / v[0], 1),
+                }
+                for k, v in sorted(table.items())
+            },
+        }
     for r in results:
+        r.pop("alignment")
         if not args.list_errors:
             r.pop("fn_samples")
             r.pop("fp_samples")
