@@ -55,3 +55,16 @@ def test_empty_and_bad_rates() -> None:
         resample_signal(np.zeros(10), 0, 128)
     with pytest.raises(ValueError, match="positive"):
         map_indices([1], 360, float("nan"))
+
+
+@pytest.mark.parametrize(("fs_in", "fs_out"), [(360, 128), (130, 128), (128, 360)])
+def test_cached_filter_gives_resample_poly_exactly(fs_in: int, fs_out: int) -> None:
+    # Prepare
+    from scipy.signal import resample_poly
+
+    x = np.random.default_rng(3).normal(size=(4, 700))
+    up, down = resampling_ratio(fs_in, fs_out)
+    # Execute / Assert
+    np.testing.assert_array_equal(
+        resample_signal(x, fs_in, fs_out, axis=1), resample_poly(x, up, down, axis=1)
+    )
