@@ -151,6 +151,17 @@ def test_hub_heart_rate_ignores_implausible_rr_and_uses_hr_stream() -> None:
     assert hub.snapshot("nobody") is None
 
 
+def test_redelivered_old_predictions_do_not_move_latest_beat_or_hr() -> None:
+    # Prepare
+    hub = LiveHub(10.0, 10, Fanout(4, 16))
+    hub.on_predictions("p1", [beat(T0_NS + i * 10**9, rr_s=1.0) for i in range(3)], [])
+    # Execute
+    hub.on_predictions("p1", [beat(T0_NS, "V", rr_s=0.5)], [])
+    # Assert
+    snap = hub.snapshot("p1")
+    assert snap["latest_beat"]["t_ns"] == T0_NS + 2 * 10**9 and snap["heart_rate_bpm"] == 60.0
+
+
 def test_hub_status_is_published_and_kept() -> None:
     # Prepare
     fan = Fanout(4, 16)

@@ -13,15 +13,13 @@ import math
 import threading
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from common.payloads import Status
 from common.types import BeatPrediction, Event, SignalChunk, StreamKind
 from web.live.fanout import Fanout, Message
 from web.live.ring import StreamRing
+from web.live.state import FlaggedItem, PatientLive, live_message, round_list, status_json
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -31,79 +29,8 @@ EVENT_PAD_S = 1.0  # s shown before and after an event
 EVENT_MAX_S = 8.0  # longest event excerpt, s
 RHYTHM_KINDS = {"af_episode": "AF", "vt_run": "VT run", "bradycardia": "Bradycardia",
                 "tachycardia": "Tachycardia"}  # fmt: skip
-HR_BEATS = 8  # RR intervals in the heart-rate median
 RHYTHM_HOLD_NS = 5_000_000_000  # a rhythm event counts as ongoing until 5 s after its end
 SNIPPET_WAIT_S = 5.0  # s of newer data after which a snippet is cut with what there is
-
-
-def _round(values: np.ndarray[Any, Any], digits: int = 2) -> list[float]:
-    return [round(float(x), digits) for x in values]
-
-
-@dataclass
-class FlaggedItem:
-    """A beat or event worth a clinician's look, with its ECG snippet once available.
-
-    Attributes
-    ----------
-    item_id : str
-        ``beat:{t_ns}`` for a beat, the event id for an event.
-    target : str
-        ``"beat"`` or ``"event"``.
-    t_ns : int
-        R-peak time or event start, ns since the epoch.
-    label : str
-        Predicted class (beat) or event kind (event).
-    window_s : tuple of float
-        Snippet start and end, s since the epoch.
-    snippet : dict or None
-        ``{"t": [s relative to t_ns], "v": [µV], "fs": Hz}``; ``None`` until cut.
-    """
-
-    item_id: str
-    client_id: str
-    target: str
-    t_ns: int
-    label: str
-    window_s: tuple[float, float]
-    probs: dict[str, float] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
-    t_end_ns: int = 0
-    snippet: dict[str, Any] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-compatible view."""
-        return {
-            "item_id": self.item_id,
-            "client_id": self.client_id,
-            "target": self.target,
-            "t_ns": self.t_ns,
-            "t_end_ns": self.t_end_ns,
-            "label": self.label,
-            "probs": self.probs,
-            "details": self.details,
-            "snippet": self.snippet,
-        }
-
-
-@dataclass
-class PatientLive:
-    """Live state of one patient."""
-
-    rings: dict[StreamKind, StreamRing] = field(default_factory=dict)
-    status: Status | None = None
-    latest_beat: BeatPrediction | None = None
-    rr_s: deque[float] = field(default_factory=lambda: deque(maxlen=HR_BEATS))
-    hr_stream_bpm: float | None = None
-    rhythm: dict[str, Any] | None = None
-    flagged: deque[FlaggedItem] = field(default_factory=deque)
-    pending: list[FlaggedItem] = field(default_factory=list)
-
-    def heart_rate_bpm(self) -> float | None:
-        """Median of the last RR intervals as bpm, else the last HR-stream value."""
-        if self.rr_s:
-            return round(60.0 / float(np.median(list(self.rr_s))), 1)
-        return self.hr_stream_bpm
 
 
 class LiveHub:
@@ -164,9 +91,10 @@ class LiveHub:
         with self._lock:
             p = self._patient(client_id)
             for b in sorted(beats, key=lambda x: x.t_ns):
-                p.latest_beat = b
-                if math.isfinite(b.rr_s) and 0.2 <= b.rr_s <= 3.0:  # 20-300 bpm
-                    p.rr_s.append(b.rr_s)
+                if p.latest_beat is None or b.t_ns > p.latest_beat.t_ns:  # not a redelivery
+                    p.latest_beat = b
+                    if math.isfinite(b.rr_s) and 0.2 <= b.rr_s <= 3.0:  # 20-300 bpm
+                        p.rr_s.append(b.rr_s)
                 if b.label not in NORMAL_CLASSES:
                     t = b.t_ns / 1e9
                     new_items.append(FlaggedItem(
@@ -217,8 +145,8 @@ class LiveHub:
                 if ecg is not None:
                     t, v = ecg.window(*item.window_s)
                     if t.size:
-                        item.snippet = {"fs": ecg.fs, "t": _round(t - item.t_ns / 1e9, 3),
-                                        "v": _round(v[:, 0])}  # fmt: skip
+                        item.snippet = {"fs": ecg.fs, "t": round_list(t - item.t_ns / 1e9, 3),
+                                        "v": round_list(v[:, 0])}  # fmt: skip
                 p.flagged.append(item)
                 ready.append(item)
             else:
@@ -262,8 +190,8 @@ class LiveHub:
             streams = {}
             for kind, ring in p.rings.items():
                 t, v = ring.snapshot()
-                streams[str(kind)] = {"fs": ring.fs, "t": _round(t, 4),
-                                      "data": [_round(v[:, c]) for c in range(v.shape[1])]}  # fmt: skip
+                streams[str(kind)] = {"fs": ring.fs, "t": round_list(t, 4),
+                                      "data": [round_list(v[:, c]) for c in range(v.shape[1])]}  # fmt: skip
             out = self._summary(p)
             out["status"] = None if p.status is None else status_json(p.status)
             out["streams"] = streams
@@ -280,21 +208,3 @@ class LiveHub:
         """Patients heard of on the live feed."""
         with self._lock:
             return sorted(self._patients)
-
-
-def live_message(chunk: SignalChunk) -> dict[str, Any]:
-    """SSE data of a live chunk: times implied by ``t0`` (s) and ``fs`` (Hz), one list per channel."""
-    return {
-        "stream": str(chunk.kind),
-        "fs": chunk.fs,
-        "t0": chunk.t0_ns / 1e9,
-        "seq": chunk.seq,
-        "data": [_round(chunk.samples[:, c]) for c in range(chunk.samples.shape[1])],
-    }
-
-
-def status_json(s: Status) -> dict[str, Any]:
-    """JSON-compatible device status."""
-    return {"client_id": s.client_id, "online": s.online, "t_ns": s.t_ns,
-            "model_version": s.model_version, "battery_pct": s.battery_pct,
-            "detail": s.detail}  # fmt: skip
