@@ -150,4 +150,15 @@ def next_release(
             files[CARD_FILE] = json.dumps(card, indent=1, allow_nan=False, default=str).encode()
         except (ValueError, TypeError) as exc:
             _LOGGER.warning("round %d: card not updated: %s", round_no, exc)
+    metrics = dict(metrics)
+    # Devices key their embedding cache on the frozen backbone, not on the (re-headed) ONNX.
+    metrics.setdefault("backbone_sha256", backbone_sha256(base))
     return ModelRelease(base.version, round_no, tensors, files, metrics)
+
+
+def backbone_sha256(release: ModelRelease) -> str:
+    """Identity of the frozen backbone: carried over from the first release that had one."""
+    known = release.metrics.get("backbone_sha256")
+    if isinstance(known, str):
+        return known
+    return hashlib.sha256(release.files.get(ONNX_FILE, b"")).hexdigest()

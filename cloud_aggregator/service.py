@@ -530,7 +530,7 @@ class AggregatorService:
             metrics.update(self.evaluator(candidate))
         metrics["aggregate_s"] = time.perf_counter() - t0
         finite = {k: v for k, v in metrics.items() if np.isfinite(v)}
-        release = dataclasses.replace(candidate, metrics=finite)
+        release = dataclasses.replace(candidate, metrics={**candidate.metrics, **finite})
         mv = self.store.finalize_round(
             rnd.round_id,
             self.worker,

@@ -211,7 +211,10 @@ class FederatedParticipant:
         self, release: fl.ModelRelease, limit: int
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         onnx_bytes = release.files.get("model.onnx", b"")
-        key = hashlib.sha256(onnx_bytes).hexdigest()
+        # In head mode only the head changes between rounds: embeddings stay valid while the
+        # backbone does (the aggregator names it; otherwise the whole ONNX is the key).
+        backbone = release.metrics.get("backbone_sha256")
+        key = backbone if isinstance(backbone, str) else hashlib.sha256(onnx_bytes).hexdigest()
         if self._emb_cache is not None and self._emb_cache[:2] == (key, limit):
             return self._emb_cache[2], self._emb_cache[3]
         data = self.examples.labelled_examples(limit)
