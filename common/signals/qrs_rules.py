@@ -236,7 +236,8 @@ class QRSRules:
                 self._accept(cand, height, out)
                 return
         self._noise_levels.append((cand, height))
-        self._since.append((cand, height))
+        if self._last is not None:  # search-back needs a previous QRS; otherwise keep nothing
+            self._since.append((cand, height))
 
     def advance(
         self, cands: list[tuple[int, float]], final_upto: int, final: bool = False

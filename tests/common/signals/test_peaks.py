@@ -159,3 +159,18 @@ def test_signal_chunk_column_is_accepted_and_multichannel_rejected() -> None:
     np.testing.assert_array_equal(column, flat)
     with pytest.raises(ValueError, match="one channel"):
         QRSDetector(250.0).process(np.zeros((10, 2)))
+
+
+def test_memory_stays_bounded_on_a_long_stream_without_beats() -> None:
+    # Prepare: 20 minutes of noise after 10 s of ECG, fed in 1 s chunks
+    fs = 250.0
+    ecg, _ = synthetic_ecg(fs, 10.0, seed=17)
+    noise = np.random.default_rng(18).normal(0, 30, int(1200 * fs))
+    x = np.concatenate([ecg, noise])
+    det = QRSDetector(fs)
+    # Execute
+    for start in range(0, x.size, int(fs)):
+        det.process(x[start : start + int(fs)])
+    # Assert: buffers hold a few seconds, the rule state a few candidates
+    assert det._ma.size < 10 * fs
+    assert len(det._rules._since) < 50
