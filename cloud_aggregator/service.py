@@ -509,12 +509,12 @@ class AggregatorService:
         else:
             new_w, new_state = strategy.aggregate(rel.tensors, deltas, state)
         round_no = int(rnd.config["round_no"])
-        offline = sum(
-            1
-            for c in rnd.selected_clients
-            if self.online.get(c) is False and c not in client_metrics
+        rejects = self.store.list_rejected_updates(rnd.round_id)
+        rejected = len(rejects)
+        # Failures: selected clients that sent nothing usable (dropped out, too slow, offline).
+        offline = len(
+            set(rnd.selected_clients) - set(client_metrics) - {r.client_id for r in rejects}
         )
-        rejected = len(self.store.list_rejected_updates(rnd.round_id))
         metrics.update(
             received=float(len(deltas)),
             selected=float(len(rnd.selected_clients)),
