@@ -102,7 +102,8 @@ def _mqtt_feed(settings: WebSettings, store: Store, hub: LiveHub, start: bool) -
     sinks: list[FeedSink] = [hub]
     if settings.record_feed:
         sinks.append(StoreRecorder(store))
-    mqtt_feed = MqttLiveFeed(settings.broker_url, sinks, label_qos=settings.label_qos)
+    mqtt_feed = MqttLiveFeed(settings.broker_url, sinks, label_qos=settings.label_qos,
+                             ca_file=settings.broker_ca_file or None)  # fmt: skip
 
     def redeliver() -> None:
         redeliver_pending(store, mqtt_feed)

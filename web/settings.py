@@ -25,7 +25,10 @@ class WebSettings:
     store_url : str
         ``sqlite:///path`` or ``postgresql://...`` (see ``cloud_aggregator.store.open_store``).
     broker_url : str
-        ``mqtt://host:port`` of the broker carrying live/pred/status; empty disables the feed.
+        ``mqtt[s]://[user[:password]@]host[:port]`` of the broker carrying live/pred/status;
+        empty disables the feed. ``mqtts`` = TLS with certificate verification.
+    broker_ca_file : str
+        CA bundle for ``mqtts`` (empty: the system trust store).
     host, port : str, int
         Where ``medchain web`` listens.
     secret_key : str
@@ -62,6 +65,7 @@ class WebSettings:
 
     store_url: str = "sqlite:///medchain.db"  # the store's default: shared with the aggregator
     broker_url: str = "mqtt://127.0.0.1:1883"
+    broker_ca_file: str = ""
     host: str = "127.0.0.1"
     port: int = 8080
     secret_key: str = ""

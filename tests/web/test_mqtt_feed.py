@@ -15,17 +15,20 @@ from tests.support.services import Mosquitto
 from tests.web.conftest import T0_NS, ecg_chunk
 from web.live.fanout import Fanout
 from web.live.hub import LiveHub
-from web.live.mqtt_feed import MqttLiveFeed, parse_broker_url
+from web.live.mqtt_feed import BrokerAddress, MqttLiveFeed, parse_broker_url
 
 
-@pytest.mark.parametrize("url", ["tcp://h:1", "mqtt://", "h:1883", ""])
+@pytest.mark.parametrize("url", ["tcp://h:1", "mqtt://", "h:1883", "", "mqtt://h:port"])
 def test_bad_broker_url_is_config_error(url: str) -> None:
     with pytest.raises(ConfigError, match="mqtt://"):
         parse_broker_url(url)
 
 
-def test_broker_url_default_port() -> None:
-    assert parse_broker_url("mqtt://127.0.0.1") == ("127.0.0.1", 1883)
+def test_broker_url_forms() -> None:
+    assert parse_broker_url("mqtt://127.0.0.1") == BrokerAddress("127.0.0.1", 1883)
+    secure = parse_broker_url("mqtts://web:p%40ss@broker.example")
+    assert secure == BrokerAddress("broker.example", 8883, True, "web", "p@ss")
+    assert "p@ss" not in repr(secure)
 
 
 def _wait(cond, timeout: float = 10.0) -> bool:  # noqa: ANN001

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import queue
+import ssl
 import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -30,18 +32,43 @@ _LOGGER = logging.getLogger(__name__)
 _RECONNECTED = ("", b"")  # sentinel in the inbox: run the on_connected hook
 
 
-def parse_broker_url(url: str) -> tuple[str, int]:
-    """``mqtt://host:port`` -> (host, port).
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    """Where and how to connect (the password is never logged)."""
+
+    host: str
+    port: int
+    tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def parse_broker_url(url: str) -> BrokerAddress:
+    """``mqtt[s]://[user[:password]@]host[:port]`` (the edge's form) -> :class:`BrokerAddress`.
+
+    ``mqtts`` means TLS with certificate verification (default port 8883). In production the
+    web connects as the ``web`` user of the generated ACL (reads live/pred/status, writes label).
 
     Raises
     ------
     ConfigError
-        If the scheme is not ``mqtt`` or the host is missing.
+        If the scheme is not ``mqtt``/``mqtts`` or the host is missing.
     """
-    parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise ConfigError(f"broker URL must look like mqtt://host:port, got {url!r}")
-    return parts.hostname, parts.port or 1883
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"broker URL must look like mqtt://host:port: {exc}") from exc
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ConfigError("broker URL must look like mqtt://host:port or mqtts://user:pw@host:8883")
+    tls = parts.scheme == "mqtts"
+    return BrokerAddress(
+        parts.hostname,
+        port or (8883 if tls else 1883),
+        tls,
+        unquote(parts.username) if parts.username else None,
+        unquote(parts.password) if parts.password else None,
+    )
 
 
 class MqttLiveFeed:
@@ -57,6 +84,8 @@ class MqttLiveFeed:
         QoS of label delivery (1: at least once; the device's consumer is idempotent).
     inbox_size : int
         Messages queued between paho and the worker before new ones are dropped (counted).
+    ca_file : str, optional
+        CA bundle for ``mqtts`` (the system's trust store when omitted).
     """
 
     def __init__(
@@ -65,8 +94,10 @@ class MqttLiveFeed:
         sinks: Sequence[FeedSink],
         label_qos: int = 1,
         inbox_size: int = 10_000,
+        ca_file: str | None = None,
     ) -> None:
-        self.host, self.port = parse_broker_url(broker_url)
+        addr = parse_broker_url(broker_url)
+        self.host, self.port = addr.host, addr.port
         self.sinks = list(sinks)
         self.label_qos = label_qos
         self.counters: Counter[str] = Counter()
@@ -78,6 +109,10 @@ class MqttLiveFeed:
             client_id=f"medchain-web-{uuid.uuid4().hex[:8]}",
             protocol=mqtt.MQTTv311,
         )
+        if addr.username is not None:
+            self._client.username_pw_set(addr.username, addr.password)
+        if addr.tls:
+            self._client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
