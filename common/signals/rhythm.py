@@ -80,7 +80,7 @@ def sample_entropy(x: npt.ArrayLike, m: int = 2, r: float = 0.2) -> float:
         return 0.0
     if a == 0:
         return float(np.log(b))
-    return float(-np.log(a / b))
+    return max(0.0, float(-np.log(a / b)))
 
 
 def rr_irregularity(r_peaks: npt.ArrayLike, sampling_rate: float) -> FloatArray:
