@@ -39,6 +39,8 @@ def register(subparsers: Any) -> None:
     u.add_argument("--role", choices=("clinician", "admin"), default="clinician",
                    help="admin may also change the training controls")  # fmt: skip
     u.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    u.add_argument("--update", action="store_true",
+                   help="if the user exists, set this password (role unchanged) instead of failing")  # fmt: skip
     u.set_defaults(func=add_user)
 
     t = sub.add_parser("patient-token", help="mint a patient's access token (printed once)")
@@ -106,6 +108,11 @@ def add_user(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         raise MedchainError(str(exc)) from exc
     store = open_store(_settings(args, env).store_url)
     try:
+        if args.update and store.get_user(args.username) is not None:
+            store.set_user_password(args.username, password_hash)
+            store.audit("cli", "set_password", target=args.username)
+            print(f"user {args.username}: password updated")
+            return 0
         store.create_user(args.username, password_hash, role=args.role)
         store.audit("cli", "add_user", target=args.username, details={"role": args.role})
     finally:

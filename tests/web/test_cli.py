@@ -77,6 +77,24 @@ def test_duplicate_user_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Mon
     assert rc == 2 and "erin" in capsys.readouterr().err
 
 
+def test_update_sets_a_new_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Prepare
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setattr("sys.stdin", io.StringIO("first password\nsecond password\n"))
+    main(["web", "add-user", "erin", "--password-stdin", "--store", url])
+    # Execute
+    rc = main(["web", "add-user", "erin", "--password-stdin", "--update", "--store", url])
+    # Assert
+    store = open_store(url)
+    try:
+        user = store.get_user("erin")
+        assert (
+            rc == 0 and user is not None and verify_password(user.password_hash, "second password")
+        )
+    finally:
+        store.close()
+
+
 def test_web_help_lists_options(capsys: pytest.CaptureFixture[str]) -> None:
     # Execute
     with pytest.raises(SystemExit):
