@@ -147,10 +147,16 @@ class PahoBroker:
         BrokerUnavailableError
             If no connection is made within ``timeout_s`` or the broker refuses credentials.
         """
-        if self._try_connect(timeout_s):
+        # Some MQTT 3.1.1-only brokers answer an MQTT 5 CONNECT with "unsupported protocol
+        # version", others (amqtt) never answer it: both lead to a 3.1.1 attempt. Credentials
+        # refused are final.
+        if self._try_connect(min(timeout_s, 5.0)):
             return
-        if self._refused and "protocol" in self._refused.lower():
-            _LOGGER.warning("broker refused MQTT 5 (%s): falling back to 3.1.1", self._refused)
+        refused = (self._refused or "").lower()
+        if "authori" not in refused and "password" not in refused:
+            _LOGGER.warning(
+                "no MQTT 5 session (%s): falling back to 3.1.1", self._refused or "no answer"
+            )
             self.protocol = mqtt.MQTTv311
             self._client = self._make_client()
             if self._try_connect(timeout_s):
@@ -257,6 +263,8 @@ class PahoBroker:
         reason_code: object,
         properties: Properties | None,
     ) -> None:
+        if client is not self._client:
+            return  # a late callback of the MQTT 5 attempt we gave up on
         if getattr(reason_code, "is_failure", False):
             self._refused = str(reason_code)
             _LOGGER.warning("broker refused the connection: %s", reason_code)
@@ -285,6 +293,8 @@ class PahoBroker:
         reason_code: object,
         properties: Properties | None,
     ) -> None:
+        if client is not self._client:
+            return
         if self._connected.is_set():
             _LOGGER.warning("disconnected from the broker: %s (paho reconnects)", reason_code)
         elif not self._refused and getattr(reason_code, "is_failure", False):
