@@ -85,9 +85,9 @@ def create_app(
     app.before_request(auth.load_principal)
     app.context_processor(lambda: {"principal": auth.current(), "settings": settings})
 
-    from web.views import account, federation, labels, patients
+    from web.views import account, federation, labels, patients, tokens
 
-    for bp in (account.bp, patients.bp, labels.bp, federation.bp):
+    for bp in (account.bp, patients.bp, labels.bp, federation.bp, tokens.bp):
         app.register_blueprint(bp)
     app.add_url_rule("/", "index", _index)
     app.add_url_rule("/healthz", "healthz", _healthz)

@@ -37,6 +37,9 @@ RULES = [
     ("POST", "/api/federation/clients/p1", 401, 403, 403, 200),
     ("POST", "/federation/control", 302, 403, 403, 302),
     ("POST", "/api/labels", 401, 403, 201, 201),
+    ("GET", "/api/patients/p1/tokens", 401, 403, 200, 200),
+    ("POST", "/api/patients/p1/tokens", 401, 403, 201, 201),
+    ("POST", "/patients/p1/tokens", 302, 403, 200, 200),
 ]
 ROLES = ["anonymous", "patient", "clinician", "admin"]
 BODIES = {
@@ -48,6 +51,8 @@ BODIES = {
     },
     "/federation/control": {"action": "save", "task": "beat", "strategy": "fedavg", "rounds": "3"},
     "/api/federation/clients/p1": {"task": "ptb", "dataset": "ptb"},
+    "/api/patients/p1/tokens": {"days": 1},
+    "/patients/p1/tokens": {"days": "1"},
     "/api/labels": {"client_id": "p1", "target": "event", "t_ns": 5, "label": "vt_run"},
 }
 

@@ -86,7 +86,9 @@ def index() -> str:
 def patient(client_id: str) -> str:
     """The live patient page."""
     client = known_patient(client_id)
-    return render_template("patient.html", client_id=client_id, client=client,
+    p = auth.require_login()
+    codes = store().list_patient_tokens(client_id) if p.is_clinician else []
+    return render_template("patient.html", client_id=client_id, client=client, codes=codes,
                            window_s=settings().ring_seconds)  # fmt: skip
 
 
