@@ -61,7 +61,7 @@ def test_pages_labels_and_controls_on_postgres(pg_store: Store) -> None:
     labelled = client.post("/api/labels", json={"client_id": "p1", "target": "beat", "t_ns": T0_NS, "label": "S"},
                            headers=headers)  # fmt: skip
     control = client.post("/api/federation/control", json={"action": "start", "task": "beat", "strategy": "fedavg",
-                                                           "rounds": 4, "quorum": 2}, headers=headers)  # fmt: skip
+                                                           "rounds": 4, "min_quorum": 2}, headers=headers)  # fmt: skip
     # Assert
     assert set(pages.values()) == {200}
     assert [(i["target"], i["label"]) for i in review] == [("event", "vt_run"), ("beat", "V")]
@@ -73,5 +73,5 @@ def test_pages_labels_and_controls_on_postgres(pg_store: Store) -> None:
     assert (
         control.status_code == 200
         and ctl.desired is DesiredTraining.RUNNING
-        and ctl.config == {"quorum": 2}
+        and ctl.config == {"min_quorum": 2}
     )

@@ -78,7 +78,7 @@ def test_start_stop_via_form_writes_control_state_and_audit(client: FlaskClient,
     # Prepare
     login(client, "root")
     form = {"task": "beat", "strategy": "fedprox", "rounds": "20", "dataset": "mitdb", "mode": "head",
-            "quorum": "3", "deadline_s": "90", "local_epochs": "2", "lr": "0.05", "csrf_token": csrf_of(client)}  # fmt: skip
+            "min_quorum": "3", "deadline_s": "90", "local_epochs": "2", "lr": "0.05", "csrf_token": csrf_of(client)}  # fmt: skip
     # Execute
     started = client.post("/federation/control", data=form | {"action": "start"})
     after_start = store.get_training_control()
@@ -93,7 +93,7 @@ def test_start_stop_via_form_writes_control_state_and_audit(client: FlaskClient,
         "mitdb",
     )
     assert after_start.config == {
-        "quorum": 3,
+        "min_quorum": 3,
         "deadline_s": 90.0,
         "local_epochs": 2,
         "lr": 0.05,
@@ -117,7 +117,9 @@ def test_start_stop_via_form_writes_control_state_and_audit(client: FlaskClient,
         ({"rounds": "0"}, "between"),
         ({"rounds": "many"}, "whole number"),
         ({"action": "explode"}, "action"),
-        ({"quorum": "-1"}, "quorum"),
+        ({"min_quorum": "-1"}, "min_quorum"),
+        ({"fraction": "1.5"}, "fraction"),
+        ({"compression": "zip"}, "compression"),
         ({"lr": "nan"}, "lr"),
         ({"dataset": "../../etc"}, None),
         ({"dataset": "a b"}, "dataset"),
@@ -149,7 +151,7 @@ def test_advanced_config_json_merges(client: FlaskClient, store) -> None:
     # Prepare
     login(client, "root")
     body = {"action": "save", "task": "ptb", "strategy": "fedadam", "rounds": 3,
-            "config_json": '{"server_lr": 0.01}', "quorum": 2}  # fmt: skip
+            "config_json": '{"strategy_params": {"eta": 0.01}}', "min_clients": 2, "compression": "none"}  # fmt: skip
     # Execute
     resp = client.post(
         "/api/federation/control", json=body, headers={"X-CSRF-Token": csrf_of(client)}
@@ -157,7 +159,8 @@ def test_advanced_config_json_merges(client: FlaskClient, store) -> None:
     # Assert
     assert resp.status_code == 200
     ctl = store.get_training_control()
-    assert ctl.config == {"server_lr": 0.01, "quorum": 2} and ctl.desired is DesiredTraining.STOPPED
+    assert ctl.config == {"strategy_params": {"eta": 0.01}, "min_clients": 2, "compression": "none"}
+    assert ctl.desired is DesiredTraining.STOPPED
 
 
 def test_client_assignment_keeps_credentials(client: FlaskClient, store) -> None:

@@ -26,19 +26,27 @@ bp = Blueprint("federation", __name__)
 
 _DATASET = re.compile(r"^[A-Za-z0-9_.:/-]{0,64}$")
 MAX_CONFIG_BYTES = 4096
-# Numeric round settings offered by the form: name -> (type, lo, hi); names follow
-# common.fl_protocol.RoundConfig plus the round's quorum and deadline.
+# Numeric run settings: name -> (type, lo, hi). The names are the keys the aggregator reads
+# from TrainingControl.config (docs/federated.md): client selection and quorum, the deadline, and
+# common.fl_protocol.RoundConfig fields; "strategy_params" and anything else go in advanced JSON.
 CONFIG_FIELDS: dict[str, tuple[type, float, float]] = {
-    "quorum": (int, 1, 10_000),
-    "clients_per_round": (int, 0, 10_000),
+    "fraction": (float, 0.0, 1.0),
+    "min_clients": (int, 1, 10_000),
+    "quorum_fraction": (float, 0.0, 1.0),
+    "min_quorum": (int, 1, 10_000),
     "deadline_s": (float, 1, 86_400),
+    "max_attempts": (int, 1, 100),
     "local_epochs": (int, 1, 100),
     "lr": (float, 1e-6, 10.0),
     "batch_size": (int, 1, 4096),
     "mu": (float, 0.0, 10.0),
     "clip_norm": (float, 0.0, 1e6),
+    "max_examples": (int, 1, 10_000_000),
 }
-MODES = ("head", "full")
+CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
+    "mode": ("head", "full"),
+    "compression": ("int8", "none"),
+}
 
 
 def round_json(r: Round, now: float) -> dict[str, Any]:
@@ -140,9 +148,9 @@ def _config(data: dict[str, Any]) -> dict[str, Any]:
         if num is None or not lo <= num <= hi:
             abort(400, description=f"Field '{name}' must be a number between {lo:g} and {hi:g}.")
         config[name] = num
-    mode = data.get("mode", "")
-    if mode:
-        config["mode"] = choice(data, "mode", MODES)
+    for name, options in CHOICE_FIELDS.items():
+        if data.get(name):
+            config[name] = choice(data, name, options)
     if len(json.dumps(config)) > MAX_CONFIG_BYTES:
         abort(400, description="The training config is too large.")
     return config
