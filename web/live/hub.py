@@ -181,8 +181,19 @@ class LiveHub:
                 "active": b is not None and p.rhythm["t_end_ns"] >= b.t_ns - RHYTHM_HOLD_NS},
         }  # fmt: skip
 
+    def summary(self, client_id: str) -> dict[str, Any] | None:
+        """Latest beat, HR, rhythm and status without samples (``None`` if never heard of)."""
+        with self._lock:
+            p = self._patients.get(client_id)
+            if p is None:
+                return None
+            out = self._summary(p)
+            out["status"] = None if p.status is None else status_json(p.status)
+            return out
+
     def snapshot(self, client_id: str) -> dict[str, Any] | None:
-        """JSON-compatible state of one patient (``None`` if never heard of)."""
+        """JSON-compatible state of one patient with its rings and flagged items (``None`` if
+        never heard of)."""
         with self._lock:
             p = self._patients.get(client_id)
             if p is None:

@@ -24,7 +24,7 @@ def known_patient(cid: str) -> Client | None:
     auth.require_patient_access(cid)
     valid_client_id(cid)
     client = store().get_client(cid)
-    if client is None and hub().snapshot(cid) is None:
+    if client is None and hub().summary(cid) is None:
         abort(404, description=f"Unknown patient {cid!r}.")
     return client
 
@@ -55,7 +55,7 @@ def patient_rows() -> list[dict[str, Any]]:
         rows.setdefault(cid, {"client_id": cid, "online": None, "last_seen": None,
                               "model_version": "", "task": "", "dataset": ""})  # fmt: skip
     for cid, row in rows.items():
-        snap = hub().snapshot(cid) or {}
+        snap = hub().summary(cid) or {}
         row["heart_rate_bpm"] = snap.get("heart_rate_bpm")
         row["latest_beat"] = snap.get("latest_beat")
         if snap.get("status"):
@@ -65,7 +65,7 @@ def patient_rows() -> list[dict[str, Any]]:
 
 def summary(cid: str, client: Client | None) -> dict[str, Any]:
     """Patient summary: device record, live status, latest beat, HR, rhythm (no samples)."""
-    snap = hub().snapshot(cid) or {}
+    snap = hub().summary(cid) or {}
     out: dict[str, Any] = {"client_id": cid, "client": client_json(client) if client else None}
     for key in ("status", "latest_beat", "heart_rate_bpm", "rhythm"):
         out[key] = snap.get(key)
