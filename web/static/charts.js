@@ -32,8 +32,9 @@
     pushTimes(times, data) {
       for (let i = 0; i < times.length; i++) this._put(times[i], data, i);
     }
-    arrays() {
-      /* Oldest-first copies: [t, ch0, ch1, ...] as uPlot expects. */
+    arrays(windowS) {
+      /* Oldest-first copies: [t, ch0, ch1, ...] as uPlot expects, limited to the last
+         `windowS` seconds so that samples from before a pause in the stream are not drawn. */
       const start = (this.head - this.count + this.cap) % this.cap;
       const order = (arr) => {
         const out = new Float64Array(this.count);
@@ -42,7 +43,12 @@
         if (first < this.count) out.set(arr.subarray(0, this.count - first), first);
         return out;
       };
-      return [order(this.t)].concat(this.v.map(order));
+      const all = [order(this.t)].concat(this.v.map(order));
+      if (!windowS || !this.count) return all;
+      const minT = this.lastT - windowS;
+      let i = 0;
+      while (i < this.count && all[0][i] < minT) i++;
+      return i ? all.map((a) => a.subarray(i)) : all;
     }
   }
 

@@ -136,7 +136,7 @@
     if (!document.hidden) {
       for (const c of Object.values(charts)) {
         if (!c.dirty) continue;
-        const data = c.ring.arrays();
+        const data = c.ring.arrays(WINDOW_S);
         c.plot.setData(data);
         c.dirty = false;
         stats.renders++;
