@@ -163,7 +163,9 @@ def run_demo(settings: DemoSettings, env: Mapping[str, str]) -> int:
     if port_open(settings.web_port):
         raise DemoError(f"port {settings.web_port} is in use; choose another with --web-port")
     broker = None
-    sup = Supervisor(settings.workdir / "logs", {**env, "PYTHONUNBUFFERED": "1"})
+    # One secret per run: the web's sessions survive its restarts within the run, not beyond.
+    child_env = {**env, "PYTHONUNBUFFERED": "1", "MEDCHAIN_WEB_SECRET_KEY": secrets.token_hex(32)}
+    sup = Supervisor(settings.workdir / "logs", child_env)
     try:
         if settings.broker_url:
             broker_url = settings.broker_url
@@ -177,7 +179,7 @@ def run_demo(settings: DemoSettings, env: Mapping[str, str]) -> int:
         password = settings.password or secrets.token_urlsafe(9)
         sup.run_once(
             Component("add-user", _py("web", "--store", store_url, "add-user", settings.username,
-                                      "--role", "admin", "--password-stdin")),
+                                      "--role", "admin", "--password-stdin", "--update")),
             stdin_text=password + "\n",
         )  # fmt: skip
         patients = patient_sources(settings, env)

@@ -58,6 +58,13 @@ PURE = [
     "cloud_aggregator/store/sql_admin.py",
     "cloud_aggregator/store/sql_store.py",
     "cloud_aggregator/validation.py",
+    "web/live/ring.py",
+    "web/live/state.py",
+    "web/live/hub.py",
+    "web/live/fanout.py",
+    "web/live/sse.py",
+    "web/live/dispatch.py",
+    "web/delivery.py",
     "edge_agent/pipeline.py",
     "edge_agent/events.py",
 ]
