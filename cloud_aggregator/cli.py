@@ -43,6 +43,7 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
         "dp_clip": getattr(args, "dp_clip", None),
         "dp_noise": getattr(args, "dp_noise", None),
         "worker": getattr(args, "worker", None),
+        "distill_every": getattr(args, "distill_every", None),
     }
     return load_settings(
         AggregatorSettings,
@@ -71,6 +72,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--deadline", type=float, help="round reporting window, s")
     p.add_argument("--dp-clip", type=float, help="client-level DP: L2 clip per update (0 = off)")
     p.add_argument("--dp-noise", type=float, help="client-level DP: noise multiplier z")
+    p.add_argument(
+        "--distill-every",
+        type=int,
+        help="distil into a new int8 student every K rounds (needs torch)",
+    )
+    p.add_argument(
+        "--transfer", default="ds1", help="records of the server's transfer set for distillation"
+    )
 
 
 def _aggregator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -92,7 +101,16 @@ def _aggregator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     )
     try:
         broker.start(15.0)
-        service = AggregatorService(store, broker, s)
+        distiller = None
+        if s.distill_every > 0:
+            from cloud_aggregator.distillation import transfer_distiller
+            from cloud_aggregator.simulate import resolve_records
+            from common.datasets import default_cache_dir
+
+            distiller = transfer_distiller(
+                list(resolve_records(args.transfer)), env, default_cache_dir(env) / "beat-cache"
+            )
+        service = AggregatorService(store, broker, s, distiller=distiller)
         service.ensure_initial_model()
         if args.start:
             store.set_training_control(
@@ -146,8 +164,21 @@ def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     store = open_store(s.store_url)
     try:
+        distiller = None
+        if s.distill_every > 0:
+            from cloud_aggregator.distillation import transfer_distiller
+
+            distiller = transfer_distiller(
+                list(resolve_records(args.transfer)), env, default_cache_dir(env) / "beat-cache"
+            )
         summary = run_simulation(
-            store, s, plan, env, cache=default_cache_dir(env) / "beat-cache", progress=progress
+            store,
+            s,
+            plan,
+            env,
+            cache=default_cache_dir(env) / "beat-cache",
+            progress=progress,
+            distiller=distiller,
         )
     finally:
         store.close()

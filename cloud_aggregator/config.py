@@ -51,6 +51,9 @@ class AggregatorSettings:
         CA bundle for ``mqtts://`` (empty = system default).
     seed : int
         Seed of the DP noise.
+    distill_every : int
+        Distil the global model into a new int8 student every this many rounds (0 = never;
+        needs the ``train`` extra and a transfer set).
     """
 
     broker_url: str = "mqtt://127.0.0.1:1883"
@@ -75,6 +78,7 @@ class AggregatorSettings:
     poll_s: float = 0.2
     ca_file: str = ""
     seed: int = 0
+    distill_every: int = 0
 
     @property
     def worker_name(self) -> str:

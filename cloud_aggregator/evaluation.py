@@ -75,7 +75,7 @@ def summary_metrics(
 
 
 class HeadEvaluator:
-    """Evaluates releases' heads on fixed embeddings.
+    """Evaluates releases' heads on fixed embeddings, re-embedding when the backbone changes.
 
     Parameters
     ----------
@@ -85,6 +85,10 @@ class HeadEvaluator:
         True class indices.
     classes : sequence of str
         Class names in index order (e.g. AAMI ``N S V F Q``).
+    inputs : mapping, optional
+        The model inputs of the same beats; needed to re-embed after a distillation.
+    backbone : str, optional
+        ``backbone_sha256`` of the model that made ``embeddings``.
     """
 
     def __init__(
@@ -92,13 +96,29 @@ class HeadEvaluator:
         embeddings: npt.NDArray[np.float32],
         labels: npt.NDArray[np.int64],
         classes: Sequence[str],
+        inputs: Mapping[str, npt.NDArray[np.float32]] | None = None,
+        backbone: str | None = None,
     ) -> None:
         self.embeddings = embeddings.astype(np.float64)
         self.labels = labels
         self.classes = list(classes)
+        self.inputs = inputs
+        self.backbone = backbone
 
     def __call__(self, release: ModelRelease) -> dict[str, float]:
-        """Metrics of the release's head (prefixed ``eval_`` except macro_f1/accuracy)."""
+        """Flat metrics of the release's head (see :func:`summary_metrics`)."""
+        current = release.metrics.get("backbone_sha256")
+        if (
+            self.inputs is not None
+            and isinstance(current, str)
+            and current != self.backbone
+            and "model.onnx" in release.files
+        ):
+            onnx_bytes = release.files["model.onnx"]
+            feed = dict(self.inputs)
+            feed["beat"] = fit_channels(feed["beat"], input_channels(onnx_bytes))
+            self.embeddings = embed_with_onnx(onnx_bytes, feed).astype(np.float64)
+            self.backbone = current
         w = release.tensors["head.weight"].astype(np.float64)
         b = release.tensors["head.bias"].astype(np.float64)
         predicted = np.argmax(self.embeddings @ w.T + b, axis=1).astype(np.int64)

@@ -54,6 +54,7 @@ from common.payloads import decode_status
 _LOGGER = logging.getLogger(__name__)
 
 Evaluator = Callable[[fl.ModelRelease], dict[str, float]]
+Distiller = Callable[[fl.ModelRelease], fl.ModelRelease]
 ADVANCE_EVERY_S = 0.5
 _CLIENT_KEYS = (
     "local_epochs",
@@ -80,6 +81,9 @@ class AggregatorService:
         Service settings.
     evaluator : callable, optional
         ``release -> metrics`` run on each new global model (server-held evaluation set).
+    distiller : callable, optional
+        ``release -> release`` (``cloud_aggregator.distillation.distill_release`` bound to a
+        transfer set), run every ``settings.distill_every`` rounds.
     clock : callable
         Unix seconds (tests inject a fake).
     """
@@ -91,10 +95,12 @@ class AggregatorService:
         settings: AggregatorSettings,
         *,
         evaluator: Evaluator | None = None,
+        distiller: Distiller | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store, self.broker, self.s = store, broker, settings
         self.evaluator = evaluator
+        self.distiller = distiller
         self.clock = clock
         self.worker = settings.worker_name
         self.online: dict[str, bool] = {}
@@ -526,6 +532,21 @@ class AggregatorService:
             np.mean([m.get("bytes", 0.0) for m in client_metrics.values()])
         )
         candidate = next_release(rel, new_w, round_no, {})
+        if (
+            self.distiller is not None
+            and self.s.distill_every > 0
+            and round_no % self.s.distill_every == 0
+        ):
+            try:
+                candidate = self.distiller(candidate)  # new int8 student backbone + its head
+                new_state = {}  # server-optimiser moments belonged to the previous head
+                metrics["distill_s"] = float(candidate.metrics.get("distill_s", 0.0))
+            except Exception:  # the round's aggregate is still good: publish it undistilled
+                _LOGGER.exception(
+                    "round %d: distillation failed; publishing the aggregate", round_no
+                )
+                metrics["distill_failed"] = 1.0
+            self.store.claim_round(rnd.round_id, self.worker, lease_s=self.s.lease_s)  # renew
         if self.evaluator is not None:
             metrics.update(self.evaluator(candidate))
         metrics["aggregate_s"] = time.perf_counter() - t0

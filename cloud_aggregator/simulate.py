@@ -9,6 +9,7 @@ this process; per-round metrics come from the store and an optional held-out eva
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -102,7 +103,7 @@ def write_client_npz(
         data = load_records([rec], LoadOptions(env=env, cache_dir=cache))
         np.savez(
             folder / f"mitdb-{rec}.npz",
-            beat=fit_channels(data.signal, channels),
+            beat=data.signal,  # all channels: the device's embedder feeds what its model expects
             rr=data.features,
             labels=data.labels,
         )
@@ -121,7 +122,10 @@ def build_evaluator(
     data = load_records(list(records), LoadOptions(env=env, cache_dir=cache))
     signal = fit_channels(data.signal, input_channels(onnx_bytes))
     emb = embed_with_onnx(onnx_bytes, {"beat": signal, "rr": data.features})
-    return HeadEvaluator(emb, data.labels, CLASSES)
+    backbone = hashlib.sha256(onnx_bytes).hexdigest()
+    return HeadEvaluator(
+        emb, data.labels, CLASSES, {"beat": data.signal, "rr": data.features}, backbone
+    )
 
 
 def run_simulation(
@@ -132,6 +136,7 @@ def run_simulation(
     *,
     cache: Path | None = None,
     progress: Any = None,
+    distiller: Any = None,
 ) -> dict[str, Any]:
     """Run the plan; returns the JSON-compatible summary (per-round metrics, uplink bytes)."""
     t0 = time.monotonic()
@@ -145,7 +150,7 @@ def run_simulation(
             on_reconnect=lambda: service.republish.set() if service else None,
         )
         broker.start(10.0)
-        service = AggregatorService(store, broker, settings)
+        service = AggregatorService(store, broker, settings, distiller=distiller)
         base = service.ensure_initial_model()
         model_onnx = service.release(base)[0].files.get("model.onnx", b"")
         channels = input_channels(model_onnx) if model_onnx else None

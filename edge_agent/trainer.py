@@ -329,6 +329,12 @@ class OnnxEmbedder:
         self._session = ort.InferenceSession(src, opts, providers=["CPUExecutionProvider"])
         self._output = output
         self.input_names = [i.name for i in self._session.get_inputs()]
+        # Channels (axis 1) each input expects; extra derived channels a loader adds are cut.
+        self._channels = {
+            i.name: int(i.shape[1])
+            for i in self._session.get_inputs()
+            if len(i.shape) == 3 and isinstance(i.shape[1], int)
+        }
 
     def embed(self, inputs: Mapping[str, npt.NDArray[np.float32]], batch: int = 1024) -> F32:
         """Embeddings (n, E) of the inputs, in batches of ``batch`` examples."""
@@ -336,7 +342,12 @@ class OnnxEmbedder:
         outs = []
         for s in range(0, n, batch):
             feed = {
-                k: np.ascontiguousarray(inputs[k][s : s + batch], np.float32)
+                k: np.ascontiguousarray(
+                    inputs[k][s : s + batch, : self._channels[k]]
+                    if k in self._channels
+                    else inputs[k][s : s + batch],
+                    np.float32,
+                )
                 for k in self.input_names
             }
             outs.append(self._session.run([self._output], feed)[0])

@@ -6,6 +6,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cloud_aggregator.store import DesiredTraining, RoundState, Store, open_store
@@ -48,3 +49,59 @@ def test_three_rounds_complete_and_publish_models(
     )
     assert store.round_metrics(rounds[-1].round_id)["received"] == 4
     assert len(service.history) == 3
+
+
+def test_distillation_round_publishes_a_new_int8_backbone_and_training_continues(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    # Prepare: distil after every round on a server-held transfer set of tiny beats
+    import dataclasses
+
+    from cloud_aggregator.distillation import DistillSettings, distill_release
+    from cloud_aggregator.releases import load_stored
+    from models.tasks import get_task
+    from models.tasks.base import NetSpec, TaskData
+    from tests.cloud_aggregator.fl_support import tiny_dataset
+
+    store = open_store(f"sqlite:///{tmp_path / 'd.db'}")
+    seed_store(store, rounds=2)
+    x, y = tiny_dataset(400, 7)
+    transfer = TaskData(x["beat"], x["rr"], y, np.full(len(y), "t").astype(np.str_))
+    task = dataclasses.replace(
+        get_task("beat"),
+        classes=("N", "S", "V"),
+        metric_extras=None,
+        student=NetSpec("cnn", (4, 4), 3, 8, dropout=0.0, feature_dim=2),
+    )
+    calls: list[int] = []
+
+    def distiller(rel):  # type: ignore[no-untyped-def]
+        calls.append(rel.round_no)
+        return distill_release(
+            rel,
+            transfer,
+            task,
+            DistillSettings(epochs=2, steps_per_epoch=10, calibration_per_class=30),
+        )
+
+    # Execute
+    with (
+        aggregator(store, mosquitto.url, distill_every=1) as service,
+        fleet(mosquitto.url, tmp_path, 3) as f,
+    ):
+        service.distiller = distiller
+        wait_for(
+            lambda: store.get_training_control().desired == DesiredTraining.STOPPED, 90, "2 rounds"
+        )
+    # Assert: both rounds distilled; the second trained on the first one's new backbone
+    rounds = sorted(store.list_rounds(task="beat"), key=lambda r: r.round_id)
+    assert [r.state for r in rounds] == [RoundState.CLOSED] * 2 and calls == [1, 2]
+    assert [store.count_updates(r.round_id) for r in rounds] == [3, 3]
+    v2, _ = load_stored(store.get_model_bytes(2))
+    v3, _ = load_stored(store.get_model_bytes(3))
+    assert v2.metrics["backbone_sha256"] != v3.metrics["backbone_sha256"]
+    assert "QuantizeLinear" in {
+        n.op_type for n in __import__("onnx").load_from_string(v3.files["model.onnx"]).graph.node
+    }
+    assert all(p.stats.rounds_trained == 2 and p.stats.last_error == "" for p in f.participants)
+    store.close()
