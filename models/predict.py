@@ -39,11 +39,19 @@ def onnx_session(path: Path, threads: int = 1) -> Any:
 
 def onnx_feed(session: Any, data: TaskData) -> dict[str, npt.NDArray[np.float32]]:
     """Map the graph's inputs to ``data`` (first = signal, second = features)."""
-    names = [i.name for i in session.get_inputs()]
-    feed = {names[0]: np.ascontiguousarray(data.signal, dtype=np.float32)}
-    if len(names) > 1:
-        feed[names[1]] = np.ascontiguousarray(data.features, dtype=np.float32)
-    return feed
+    inputs = session.get_inputs()
+    arrays = [data.signal, data.features][: len(inputs)]
+    for spec, array in zip(inputs, arrays, strict=True):
+        fixed = [(i, d) for i, d in enumerate(spec.shape) if isinstance(d, int)]
+        if len(spec.shape) != array.ndim or any(array.shape[i] != d for i, d in fixed):
+            raise CorruptInputError(
+                f"model input {spec.name!r} expects shape {list(spec.shape)} but the task's data "
+                f"is {list(array.shape)}: the model was made for another input contract"
+            )
+    return {
+        spec.name: np.ascontiguousarray(array, dtype=np.float32)
+        for spec, array in zip(inputs, arrays, strict=True)
+    }
 
 
 def onnx_predictor(path: Path, batch_size: int = 4096) -> Predictor:

@@ -159,7 +159,7 @@ def fit(
             loss.backward()
             opt.step()
             sched.step()
-            total += float(loss)
+            total += loss.item()
         history.losses.append(total / steps)
         metrics = None
         if validate is not None:

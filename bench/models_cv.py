@@ -1,0 +1,101 @@
+"""Patient-wise cross-validation on DS1 (hyper-parameter selection without touching DS2).
+
+DS1's 22 records are split into ``--folds`` groups of patients; a net is trained on the others
+and predicts the held-out patients; the pooled confusion matrix over all folds gives Se/+P,
+macro-F1 and the jk index. Prints one JSON line.
+
+    python bench/models_cv.py --net student --set balance=0.6 --set epochs=8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import torch
+
+from common.datasets import default_cache_dir
+from common.signals import BeatSpec
+from models.data.mitdb import DS1
+from models.metrics import classification_metrics, jk_index
+from models.nets import build_net
+from models.tasks import LoadOptions, get_task
+from models.tasks.beat import BEAT_SPEC, load_records
+from models.train import fit, predict_logits
+
+FOLDS = [  # fixed, spreading the S/V/F-rich records (209, 207, 208, 201, 118, 220, 223)
+    ["101", "106", "112", "118", "201", "215", "223", "230"],
+    ["108", "114", "115", "122", "203", "207", "209"],
+    ["109", "116", "119", "124", "205", "208", "220"],
+]
+
+
+def _value(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--net", choices=["student", "teacher"], default="student")
+    parser.add_argument("--set", action="append", default=[], help="TrainSpec field=value")
+    parser.add_argument("--spec", action="append", default=[], help="BeatSpec field=value")
+    parser.add_argument("--netset", action="append", default=[], help="NetSpec field=value")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    task = get_task("beat")
+    spec = replace(task.train, **{k: _value(v) for k, v in (s.split("=", 1) for s in args.set)})
+    beat_spec: BeatSpec = replace(
+        BEAT_SPEC, **{k: _value(v) for k, v in (s.split("=", 1) for s in args.spec)}
+    )
+    net_spec = getattr(task, args.net)
+    if args.netset:
+        kv = {k: _value(v) for k, v in (s.split("=", 1) for s in args.netset)}
+        if "widths" in kv:
+            kv["widths"] = tuple(kv["widths"])
+        net_spec = replace(net_spec, **kv)
+    opts = LoadOptions(env=os.environ, cache_dir=default_cache_dir(os.environ) / "preprocessed")
+    data = load_records(list(DS1), opts, beat_spec)
+    started = time.monotonic()
+    labels, preds = [], []
+    for fold in FOLDS:
+        held = np.isin(data.groups, fold)
+        train, test = data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
+        _, channels, length = train.signal.shape
+        net = build_net(net_spec, channels, length, train.features.shape[1], 5)
+        fit(net, train, spec, seed=args.seed, n_classes=5)
+        preds.append(predict_logits(net, test).argmax(axis=1))
+        labels.append(test.labels)
+    y, p = np.concatenate(labels), np.concatenate(preds)
+    m = classification_metrics(y, p, task.classes)
+    m.update(jk_index(np.asarray(m["confusion"]), task.classes))
+    print(
+        json.dumps(
+            {
+                "net": args.net,
+                "set": args.set,
+                "spec": args.spec,
+                "netset": args.netset,
+                "seconds": round(time.monotonic() - started),
+                "jk": round(m["jk"], 3),
+                "macro_f1": round(m["macro_f1"], 3),
+                "se_ppv": {
+                    c: [round(v["se"] or 0, 3), round(v["ppv"] or 0, 3)]
+                    for c, v in m["per_class"].items()
+                },
+                "confusion": m["confusion"],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

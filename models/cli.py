@@ -1,0 +1,218 @@
+"""``medchain data|train|export|quantize|evaluate`` (heavy imports inside the handlers)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shlex
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from common.datasets import data_roots, default_cache_dir
+from common.errors import DataNotFoundError, MedchainError
+
+_LOGGER = logging.getLogger(__name__)
+
+DOWNLOADABLE = {"mitdb": "mitdb", "aftdb": "aftdb"}  # our name -> PhysioNet database id
+KNOWN_DATASETS = (
+    "mitdb",
+    "aftdb",
+    "kaggle_heartbeat_samples",
+    "spc2015_wrist_ppg_acc",
+    "hmp_wrist_adl",
+    "polar_h10_ble_captures",
+)
+
+
+def _cache(env: Mapping[str, str]) -> Path:
+    return default_cache_dir(env) / "preprocessed"
+
+
+def _command_line() -> str:
+    return "medchain " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+def cmd_data_download(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Fetch a PhysioNet database with wfdb into ``<cache>/data/<db>``."""
+    import wfdb
+
+    target = default_cache_dir(env) / "data" / args.db
+    target.mkdir(parents=True, exist_ok=True)
+    print(f"downloading PhysioNet {DOWNLOADABLE[args.db]} into {target} ...")
+    try:
+        wfdb.dl_database(DOWNLOADABLE[args.db], dl_dir=str(target), keep_subdirs=True)
+    except Exception as exc:  # network errors come as requests/OSError/ValueError
+        raise MedchainError(f"download of {args.db} failed: {exc}") from exc
+    print(f"done: {target}")
+    return 0
+
+
+def cmd_data_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Show which datasets are found in which root."""
+    rows = []
+    for name in KNOWN_DATASETS:
+        where = next((str(r / name) for r in data_roots(env) if (r / name).is_dir()), None)
+        rows.append({"dataset": name, "path": where})
+    if args.json:
+        print(json.dumps({"roots": [str(r) for r in data_roots(env)], "datasets": rows}))
+        return 0
+    print("search roots: " + ", ".join(str(r) for r in data_roots(env)))
+    for row in rows:
+        print(f"  {row['dataset']:<26} {row['path'] or '- (missing)'}")
+    return 0
+
+
+def _progress(stage: str) -> Any:
+    def report(epoch: int, loss: float, metrics: dict[str, Any] | None) -> None:
+        extra = f" val macro-F1 {metrics['macro_f1']:.3f}" if metrics else ""
+        print(f"[{stage}] epoch {epoch + 1} loss {loss:.4f}{extra}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def cmd_train(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Teacher -> KD student -> ONNX -> int8 -> card."""
+    from models.pipeline import TrainRequest, train_task
+    from models.tasks import get_task
+
+    task = get_task(args.task)
+    request = TrainRequest(
+        seed=args.seed,
+        out_dir=Path(args.out),
+        records=tuple(args.records.split(",")) if args.records else None,
+        test_records=tuple(args.test_records.split(",")) if args.test_records else None,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps,
+        holdout=args.holdout,
+        command=_command_line(),
+        threads=args.threads,
+    )
+    summary = train_task(task, request, dict(env), _cache(env), on_epoch=_progress)
+    if args.json:
+        print(json.dumps(summary["evaluations"]))
+    else:
+        from models.evaluate import metrics_markdown
+
+        for name in ("teacher_fp32", "fp32", "int8"):
+            print(metrics_markdown(summary["evaluations"][name], f"{task.name} {name}"))
+        print(f"model: {summary['card'].replace('.card.json', '.onnx')}  card: {summary['card']}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Export a torch checkpoint to ONNX (+ head npz)."""
+    from models.export import export_onnx, save_head
+    from models.predict import load_checkpoint
+    from models.tasks import get_task
+
+    task = get_task(args.task)
+    net = load_checkpoint(Path(args.checkpoint))
+    out = Path(args.out)
+    export_onnx(net, out, task.input_names)
+    save_head(net, out.with_name(out.stem + ".head.npz"))
+    print(out)
+    return 0
+
+
+def cmd_quantize(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Static QDQ int8 with calibration drawn from the task's training split."""
+    from models.predict import onnx_session
+    from models.quantize import calibration_inputs, quantize
+    from models.tasks import LoadOptions, get_task
+
+    task = get_task(args.task)
+    src = Path(args.model)
+    names = [i.name for i in onnx_session(src).get_inputs()]
+    records = tuple(args.records.split(",")) if args.records else None
+    data = task.load(task.train_split, LoadOptions(env=env, records=records, cache_dir=_cache(env)))
+    quantize(src, Path(args.out), calibration_inputs(data, names, args.per_class, args.seed))
+    print(args.out)
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Per-class metrics of a model on a split; optional report folder."""
+    from models.evaluate import metrics_from_probs, metrics_markdown, write_report
+    from models.predict import load_predictor
+    from models.tasks import LoadOptions, get_task
+
+    task = get_task(args.task)
+    split = args.split or task.test_split
+    model = Path(args.model)
+    if not model.is_file():
+        raise DataNotFoundError(f"model {model.name!r}", str(model.parent.resolve()))
+    predictor = load_predictor(model)
+    records = tuple(args.records.split(",")) if args.records else None
+    data = task.load(split, LoadOptions(env=env, records=records, cache_dir=_cache(env)))
+    metrics = metrics_from_probs(task, data, predictor(data))
+    metrics |= {"task": task.name, "split": split, "model": str(model)}
+    title = f"{task.name} on {split}: {model.name}"
+    if args.report:
+        md, png = write_report(metrics, Path(args.report), title)
+        print(f"report: {md} {png}", file=sys.stderr)
+    print(json.dumps(metrics) if args.json else metrics_markdown(metrics, title))
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``data``, ``train``, ``export``, ``quantize``, ``evaluate``."""
+    from models.tasks import available_tasks
+
+    tasks = available_tasks()
+    data = subparsers.add_parser("data", help="download PhysioNet datasets / list datasets")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    dl = dsub.add_parser("download", help="fetch a PhysioNet database with wfdb into the cache")
+    dl.add_argument("db", choices=sorted(DOWNLOADABLE), help="PhysioNet database")
+    dl.set_defaults(func=cmd_data_download)
+    ls = dsub.add_parser("list", help="show which datasets are found where")
+    ls.add_argument("--json", action="store_true", help="machine-readable output")
+    ls.set_defaults(func=cmd_data_list)
+
+    def task_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--task", required=True, help=f"task: {', '.join(tasks)}")
+        p.add_argument(
+            "--records", help="comma-separated records to restrict the data to (smoke runs)"
+        )
+
+    tr = subparsers.add_parser(
+        "train", help="teacher -> distilled student -> ONNX -> int8 -> model card"
+    )
+    task_arg(tr)
+    tr.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    tr.add_argument("--out", required=True, help="output folder")
+    tr.add_argument("--test-records", help="restrict the test split (smoke runs)")
+    tr.add_argument("--epochs", type=int, help="override the task's epochs")
+    tr.add_argument("--steps", type=int, help="override the steps per epoch")
+    tr.add_argument(
+        "--holdout",
+        action="store_true",
+        help="hold out a patient-wise validation split of the training data and report it",
+    )
+    tr.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    tr.add_argument("--json", action="store_true", help="print metrics as JSON")
+    tr.set_defaults(func=cmd_train)
+
+    ex = subparsers.add_parser("export", help="export a torch checkpoint (.pt) to ONNX")
+    ex.add_argument("--task", required=True, help=f"task: {', '.join(tasks)}")
+    ex.add_argument("--checkpoint", required=True, help="student.pt from `medchain train`")
+    ex.add_argument("--out", required=True, help="output .onnx (head npz written beside it)")
+    ex.set_defaults(func=cmd_export)
+
+    qu = subparsers.add_parser("quantize", help="int8 static QDQ quantization of an ONNX model")
+    task_arg(qu)
+    qu.add_argument("--model", required=True, help="fp32 .onnx")
+    qu.add_argument("--out", required=True, help="output int8 .onnx")
+    qu.add_argument("--per-class", type=int, default=200, help="calibration examples per class")
+    qu.add_argument("--seed", type=int, default=0, help="calibration sampling seed")
+    qu.set_defaults(func=cmd_quantize)
+
+    ev = subparsers.add_parser("evaluate", help="per-class Se/+P, macro-F1, confusion matrix")
+    task_arg(ev)
+    ev.add_argument("--model", required=True, help=".onnx (onnxruntime) or .pt (torch) model")
+    ev.add_argument("--split", help="split to evaluate (default: the task's test split)")
+    ev.add_argument("--json", action="store_true", help="print metrics as JSON")
+    ev.add_argument("--report", help="folder for report.md + report.png")
+    ev.set_defaults(func=cmd_evaluate)
