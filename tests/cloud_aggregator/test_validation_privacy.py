@@ -84,8 +84,8 @@ def test_privatize_without_noise_is_the_clipped_mean() -> None:
 
 def test_epsilon_grows_with_rounds_and_shrinks_with_noise() -> None:
     e1 = epsilon_after([(0.1, 1.0)] * 10, 1e-5)
-    e2 = epsilon_after([(0.1, 1.0)] * 100, 1e-5)
-    e3 = epsilon_after([(0.1, 3.0)] * 100, 1e-5)
+    e2 = epsilon_after([(0.1, 1.0)] * 40, 1e-5)
+    e3 = epsilon_after([(0.1, 3.0)] * 40, 1e-5)
     assert 0 < e1 < e2 and e3 < e2
     assert epsilon_after([], 1e-5) == 0.0
     assert epsilon_after([(1.0, 0.0)], 1e-5) == float("inf")
