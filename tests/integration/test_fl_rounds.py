@@ -105,3 +105,26 @@ def test_distillation_round_publishes_a_new_int8_backbone_and_training_continues
     }
     assert all(p.stats.rounds_trained == 2 and p.stats.last_error == "" for p in f.participants)
     store.close()
+
+
+def test_dp_rounds_report_a_growing_epsilon(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    # Prepare: client-level DP with clipping 0.5 and noise multiplier 1.0
+    store = open_store(f"sqlite:///{tmp_path / 'dp.db'}")
+    seed_store(store, rounds=2, strategy="fedadam")
+    # Execute
+    with (
+        aggregator(store, mosquitto.url, dp_clip=0.5, dp_noise=1.0),
+        fleet(mosquitto.url, tmp_path, 3),
+    ):
+        wait_for(
+            lambda: store.get_training_control().desired == DesiredTraining.STOPPED,
+            60,
+            "2 DP rounds",
+        )
+    # Assert
+    rounds = sorted(store.list_rounds(task="beat"), key=lambda r: r.round_id)
+    eps = [store.round_metrics(r.round_id)["dp_epsilon"] for r in rounds]
+    assert [r.state for r in rounds] == [RoundState.CLOSED] * 2 and rounds[0].strategy == "fedadam"
+    assert 0 < eps[0] < eps[1] < float("inf")
+    assert all(r.config["dp_z"] == 1.0 and 0 < r.config["dp_q"] <= 1 for r in rounds)
+    store.close()
