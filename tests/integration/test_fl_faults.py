@@ -287,3 +287,51 @@ def test_aggregator_kill9_mid_round_resumes_without_double_counting(
             if p.poll() is None:
                 p.send_signal(signal.SIGKILL)
                 p.wait(10)
+
+
+def test_round_left_aggregating_by_a_crashed_replica_is_finalised_once(
+    pg_store: tuple[Store, str], mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    # Prepare: the first aggregator "dies" inside aggregation, after claiming the round
+    store, _ = pg_store
+    seed_store(store, rounds=1, deadline_s=20.0, min_clients=3, quorum_fraction=1.0)
+
+    class Crash(BaseException):
+        pass
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise Crash  # like kill -9 between claim_round and finalize_round
+
+    with fleet(mosquitto.url, tmp_path, 3):
+        with aggregator(store, mosquitto.url, lease_s=2.0) as first:
+            first.store = type(
+                "CrashingStore",
+                (),
+                {
+                    "__getattr__": lambda self, n: (
+                        crash if n == "finalize_round" else getattr(store, n)
+                    )
+                },
+            )()  # type: ignore[assignment]
+            wait_for(
+                lambda: any(
+                    r.state == RoundState.AGGREGATING for r in store.list_rounds(task="beat")
+                ),
+                30,
+                "claim by the first replica",
+            )
+        models_before = len(store.list_models())
+        # Execute: another replica (different worker name) takes over once the lease lapses
+        import tests.integration.fl_harness as h
+
+        with h.aggregator(store, mosquitto.url, lease_s=2.0, worker_override="agg-other"):
+            wait_for(
+                lambda: store.get_training_control().desired == DesiredTraining.STOPPED,
+                30,
+                "takeover",
+            )
+    # Assert
+    (rnd,) = store.list_rounds(task="beat")
+    assert rnd.state == RoundState.CLOSED and rnd.claimed_by == "agg-other" and rnd.claim_count == 2
+    assert store.count_updates(rnd.round_id) == 3
+    assert len(store.list_models()) == models_before + 1
