@@ -302,17 +302,15 @@ def test_round_left_aggregating_by_a_crashed_replica_is_finalised_once(
     def crash(*args: object, **kwargs: object) -> None:
         raise Crash  # like kill -9 between claim_round and finalize_round
 
+    class CrashingStore:
+        """The real store, except that finalising "kills" the process."""
+
+        def __getattr__(self, name: str) -> object:
+            return crash if name == "finalize_round" else getattr(store, name)
+
     with fleet(mosquitto.url, tmp_path, 3):
         with aggregator(store, mosquitto.url, lease_s=2.0) as first:
-            first.store = type(
-                "CrashingStore",
-                (),
-                {
-                    "__getattr__": lambda self, n: (
-                        crash if n == "finalize_round" else getattr(store, n)
-                    )
-                },
-            )()  # type: ignore[assignment]
+            first.store = CrashingStore()  # type: ignore[assignment]
             wait_for(
                 lambda: any(
                     r.state == RoundState.AGGREGATING for r in store.list_rounds(task="beat")
