@@ -16,6 +16,7 @@ Prints JSON.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import subprocess
@@ -76,6 +77,9 @@ def main() -> int:
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     ap.add_argument("--records", default=DS2.replace(" ", ","))
     ap.add_argument("--evaluate", action="store_true", help="also run medchain evaluate")
+    ap.add_argument(
+        "--align-window-s", type=float, help="override the card's beat_spec.align_window_s"
+    )
     args = ap.parse_args()
     root = dataset_dir("mitdb", os.environ)
     idx = {c: i for i, c in enumerate(CLASSES)}
@@ -85,9 +89,11 @@ def main() -> int:
     per_record = {}
     clf = OnnxBeatClassifier(args.model)
     spec = beat_spec_from_card(clf.card)
+    if args.align_window_s is not None:
+        spec = dataclasses.replace(spec, align_window_s=args.align_window_s)
     cm_ann = np.zeros((5, 5), np.int64)  # the same model on annotated positions, whole record
     for rec in args.records.split(","):
-        run = run_record(root / rec, args.model)
+        run = run_record(root / rec, args.model, spec=spec)
         pos, sym = run.annotations
         keep = [i for i, s in enumerate(sym) if s in AAMI]
         ref = pos[keep]

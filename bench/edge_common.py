@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from common.signals.beats import BeatSpec
 from common.types import BeatPrediction, Event
 from edge_agent.app import build_agent, load_classifier
 from edge_agent.config import EdgeSettings
@@ -48,7 +49,11 @@ class RecordRun:
 
 
 def run_record(
-    path: Path, model: Path | None = None, chunk_s: float = 10.0, channel: str = "MLII"
+    path: Path,
+    model: Path | None = None,
+    chunk_s: float = 10.0,
+    channel: str = "MLII",
+    spec: BeatSpec | None = None,
 ) -> RecordRun:
     """Replay one WFDB record at max speed through the offline agent (no broker)."""
 
@@ -62,7 +67,7 @@ def run_record(
                 f"replay:{path}?channel={channel}&chunk_s={chunk_s}", speed="max"
             )
             async with src:
-                agent = build_agent(settings, clf)
+                agent = build_agent(settings, clf, spec=spec)
                 sink = ListSink()
                 agent.sink = sink
                 cpu, wall = time.process_time(), time.perf_counter()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -155,6 +156,23 @@ class EdgeAgent:
             )
         )
 
+    def status_detail(self) -> str:
+        """The device's current state as compact JSON for ``Status.detail``: ECG heart rate
+        (bpm, median of the last 8 RR), PPG heart rate (bpm), activity level, buffer backlog."""
+        hr = self.detector.hr.rate_bpm
+        state: dict[str, object] = {
+            "ecg_hr_bpm": round(hr, 1) if hr == hr else None,
+            "beats": self.stats.beats,
+            "backlog": self.buffer.counts()["pending"],
+        }
+        wrist_hr = getattr(self.aux, "hr", None)
+        if wrist_hr:
+            state["ppg_hr_bpm"] = round(wrist_hr[-1][1].bpm, 1)
+        activity = getattr(self.aux, "activity_level", "")
+        if activity:
+            state["activity"] = activity
+        return json.dumps(state, separators=(",", ":"))
+
     # -- main loop ---------------------------------------------------------------------------
 
     async def run(self, source: ChunkSource, drain_timeout_s: float = 10.0) -> AgentStats:
@@ -287,8 +305,12 @@ class EdgeAgent:
         self._wake.set()
 
     async def _uplink_loop(self) -> None:
+        next_status = time.monotonic() + min(5.0, self.settings.status_interval_s)
         while True:
             self.flush_outbox()
+            if self.uplink is not None and time.monotonic() >= next_status:
+                next_status = time.monotonic() + self.settings.status_interval_s
+                self.uplink.publish_status(self.status_payload(True, self.status_detail()))
             self._wake.clear()
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
             # races its timeout, and the loop would outlive the agent

@@ -79,9 +79,11 @@ def build_agent(
     labeler: AnnotationLabeler | None = None,
     participant: Participant | None = None,
     buffer_path: Path | str | None = None,
+    spec: BeatSpec | None = None,
 ) -> EdgeAgent:
-    """An agent with the real pipeline around ``classifier``."""
-    spec = beat_spec_from_card(classifier.card)
+    """An agent with the real pipeline around ``classifier`` (``spec`` overrides the card's
+    beat spec, for experiments only)."""
+    spec = spec or beat_spec_from_card(classifier.card)
     featurizer = StreamingBeatFeaturizer(spec, QRSDetector, NOMINAL_FS)
     pipeline = EcgPipeline(settings.client_id, featurizer, classifier)
     detector = BeatEventDetector(
@@ -115,6 +117,22 @@ def build_agent(
         aux=aux,
         participant=participant,
     )
+
+
+def swap_model(agent: EdgeAgent, model_path: Path, intra_op_threads: int = 1) -> OnnxBeatClassifier:
+    """Load a new beat model (ONNX + card) into a running agent, e.g. after a federated round.
+
+    A new input contract (another ``BeatSpec``) brings a new featurizer; otherwise the stream
+    continues without a break. Raises like :class:`OnnxBeatClassifier` on a bad model, leaving
+    the agent on its old model.
+    """
+    clf = OnnxBeatClassifier(model_path, intra_op_threads)
+    spec = beat_spec_from_card(clf.card)
+    old = getattr(agent.pipeline.featurizer, "spec", None)
+    featurizer = None if spec == old else StreamingBeatFeaturizer(spec, QRSDetector, NOMINAL_FS)
+    agent.pipeline.set_classifier(clf, featurizer)
+    _LOGGER.info("now using beat model %s (%s)", clf.version, model_path)
+    return clf
 
 
 def replay_labeler(source: Any) -> AnnotationLabeler | None:

@@ -300,7 +300,10 @@ class SqliteBuffer:
         if not rows:
             empty = np.zeros((0, 0), np.float32)
             return LabelledBeats(empty, empty, [], np.zeros(0, np.int64))
-        shape = tuple(json.loads(rows[0][3]))
+        # a model swap may change the window shape: keep the examples of the newest shape
+        newest = rows[-1][3]
+        rows = [r for r in rows if r[3] == newest]
+        shape = tuple(json.loads(newest))
         windows = np.stack([np.frombuffer(r[2], dtype="<f4").reshape(shape) for r in rows]).astype(
             np.float32
         )

@@ -41,6 +41,9 @@ class EdgeSettings:
         Most beats/events sent in one ``pred`` payload.
     flush_interval_s : float
         How often buffered rows are pushed to the broker, s.
+    status_interval_s : float
+        How often the retained status is refreshed with the current state (heart rate,
+        activity, backlog), s.
     brady_bpm, tachy_bpm : float
         Heart-rate thresholds entering bradycardia / tachycardia, bpm.
     hr_hysteresis_bpm : float
@@ -67,6 +70,7 @@ class EdgeSettings:
     live_batch_s: float = 0.04
     pred_batch_max: int = 200
     flush_interval_s: float = 1.0
+    status_interval_s: float = 60.0
     brady_bpm: float = 50.0
     tachy_bpm: float = 100.0
     hr_hysteresis_bpm: float = 5.0

@@ -190,10 +190,22 @@ class EcgPipeline:
         """Class names of the classifier in use."""
         return self._clf.classes
 
-    def set_classifier(self, classifier: BeatClassifier) -> None:
+    def set_classifier(
+        self, classifier: BeatClassifier, featurizer: BeatFeaturizer | None = None
+    ) -> None:
         """Switch to a new model (e.g. a new global model from a federated round); beats from
-        the next chunk on carry its version."""
+        the next chunk on carry its version. A model with another input contract comes with
+        its own ``featurizer``: the stream then restarts at the next chunk (the one or two
+        beats the old front end still held are dropped)."""
         self._clf = classifier
+        if featurizer is not None:
+            self._feat = featurizer
+            self._clock.next_seq = None
+
+    @property
+    def featurizer(self) -> BeatFeaturizer:
+        """The front end in use."""
+        return self._feat
 
     @property
     def model_version(self) -> str:

@@ -46,6 +46,11 @@ class Uplink(Protocol):
         """Best-effort QoS 0 message, dropped when not connected."""
         ...
 
+    def publish_status(self, payload: bytes) -> None:
+        """Retained QoS 1 status (heartbeat with the device's current state); dropped when
+        not connected (the Will covers that case)."""
+        ...
+
     def inbound(self) -> AsyncIterator[tuple[str, bytes]]:
         """Messages from the subscribed topics (labels), as (topic, payload)."""
         ...

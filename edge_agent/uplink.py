@@ -165,6 +165,11 @@ class MqttUplink:
         if self._connected.is_set():
             self._client.publish(topic, payload, qos=0)
 
+    def publish_status(self, payload: bytes) -> None:
+        """Retained QoS 1 status, only while connected."""
+        if self._connected.is_set():
+            self._client.publish(self._status_topic, payload, qos=1, retain=True)
+
     async def inbound(self) -> AsyncIterator[tuple[str, bytes]]:
         """Messages of the subscribed topics."""
         while True:

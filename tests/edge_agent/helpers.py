@@ -224,6 +224,7 @@ class FakeUplink:
         self.refuse = refuse
         self.reliable: list[tuple[str, bytes]] = []
         self.live: list[tuple[str, bytes]] = []
+        self.status: list[bytes] = []
         self.queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
 
     def publish_reliable(self, topic: str, payload: bytes, on_ack: Callable[[bool], None]) -> bool:
@@ -236,6 +237,10 @@ class FakeUplink:
     def publish_live(self, topic: str, payload: bytes) -> None:
         if self.connected:
             self.live.append((topic, payload))
+
+    def publish_status(self, payload: bytes) -> None:
+        if self.connected:
+            self.status.append(payload)
 
     async def inbound(self) -> AsyncIterator[tuple[str, bytes]]:
         while True:

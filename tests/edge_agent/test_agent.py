@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.payloads import Label, decode_chunk, decode_predictions, encode_label
+from common.payloads import Label, decode_chunk, decode_predictions, decode_status, encode_label
 from common.protocol import Channel, client_topic
 from edge_agent.agent import EdgeAgent
 from edge_agent.buffer import SqliteBuffer
@@ -58,7 +58,9 @@ def make_agent(
     labeler: object = None,
     clock: object = None,
 ) -> EdgeAgent:
-    settings = EdgeSettings(client_id="dev", flush_interval_s=0.05, pred_batch_max=7)
+    settings = EdgeSettings(
+        client_id="dev", flush_interval_s=0.05, pred_batch_max=7, status_interval_s=0.1
+    )
     pipe = EcgPipeline("dev", StreamingBeatFeaturizer(SPEC, ThresholdDetector, FS), model)
     agent = EdgeAgent(
         settings,
@@ -111,13 +113,17 @@ def test_connected_agent_sends_every_row_exactly_once(
     x, peaks = synthetic_ecg(RR, FS)
     up = FakeUplink()
     agent = make_agent(model, tmp_path, up)
-    stats = asyncio.run(agent.run(ListSource(chunks_of(x, FS, 360))))
+    stats = asyncio.run(agent.run(ListSource(chunks_of(x, FS, 360), pause_s=0.01)))
     times = sent_beats(up)
     assert len(times) == len(set(times)) == peaks.size
     assert agent.buffer.counts() == {"pending": 0, "inflight": 0, "sent": peaks.size + 1}
     assert stats.pred_payloads == len(up.reliable)
     events = [e for _, p in up.reliable for e in decode_predictions(p)[2]]
     assert [e.kind for e in events] == ["vt_run"]
+    status = decode_status(up.status[-1])
+    assert status.online and status.model_version == "test-1"
+    detail = json.loads(status.detail)
+    assert set(detail) >= {"ecg_hr_bpm", "beats", "backlog"}
 
 
 def test_broker_down_then_up_loses_nothing(model: OnnxBeatClassifier, tmp_path: Path) -> None:
@@ -276,3 +282,33 @@ def test_live_signal_is_throttled_when_replaying_faster_than_real_time(
     asyncio.run(agent.run(ListSource(chunks_of(x, FS, 36))))
     # Assert: at most the bucket (2x real-time rate, 50 msg/s) plus 1 ms of refill per chunk
     assert 0 < len(up.live) <= 50 + 3
+
+
+def test_model_swap_mid_stream(model: OnnxBeatClassifier, tmp_path: Path) -> None:
+    # Prepare: a second model with the same contract and another with a longer window
+    from dataclasses import replace
+
+    from edge_agent.app import swap_model
+
+    same = build_beat_model(tmp_path / "v2", version="test-2")
+    other = build_beat_model(tmp_path / "v3", replace(SPEC, after_samples=80), version="test-3")
+    x, _ = synthetic_ecg([0.8] * 60, FS)
+    chunks = chunks_of(x, FS, 360)
+    agent = make_agent(model, tmp_path, None)
+    # Execute
+    for c in chunks[:15]:
+        agent.handle_chunk(c)
+    swap_model(agent, same)
+    for c in chunks[15:30]:
+        agent.handle_chunk(c)
+    swap_model(agent, other)
+    for c in chunks[30:]:
+        agent.handle_chunk(c)
+    agent.close()
+    # Assert: versions change in order, the same-contract swap loses no beat
+    lines = [json.loads(s) for s in (tmp_path / "out.jsonl").read_text().splitlines()]
+    versions = [r["model_version"] for r in lines]
+    assert versions == sorted(versions)
+    assert set(versions) == {"test-1", "test-2", "test-3"}
+    t = np.array([r["t_ns"] for r in lines if r["model_version"] in ("test-1", "test-2")])
+    assert np.all(np.diff(t) < 0.9e9)  # no missing beat across the first swap
