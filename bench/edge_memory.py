@@ -4,7 +4,9 @@ The child runs ``medchain edge`` offline (no broker) over a 30-minute MIT-BIH re
 speed, with the packaged int8 model, and reports its peak RSS (``ru_maxrss``) and whether torch
 was imported. Target: <= 150 MB.
 
-Usage: python bench/edge_memory.py [--record 100]. Prints JSON.
+Usage: python bench/edge_memory.py [--source SPEC ...] (default: the MIT-BIH record 100 WFDB
+replay, which also loads wfdb/pandas, and the Polar H10 capture replay, the deployment path
+without wfdb). Prints JSON.
 """
 
 from __future__ import annotations
@@ -27,45 +29,53 @@ import json, resource, sys
 from medchain.cli import main
 rc = main(sys.argv[1:])
 print(json.dumps({"rc": rc, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "torch_imported": "torch" in sys.modules,
+                  "torch_imported": "torch" in sys.modules, "wfdb_imported": "wfdb" in sys.modules, "wfdb_imported": "wfdb" in sys.modules,
                   "modules": len(sys.modules)}), file=sys.stderr)
 """
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--record", default="100")
+    ap.add_argument("--source", nargs="+", help="source specs (default: see module docstring)")
     args = ap.parse_args()
-    rec = dataset_dir("mitdb", os.environ) / args.record
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [
-            sys.executable,
-            "-c",
-            CHILD,
-            "edge",
-            "--source",
-            f"replay:{rec}",
-            "--speed",
-            "max",
-            "--buffer",
-            str(Path(tmp) / "b.sqlite"),
-            "--out",
-            str(Path(tmp) / "o.jsonl"),
-        ]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
-    last = [line for line in proc.stderr.splitlines() if line.startswith("{")][-1]
-    child = json.loads(last)
-    stats = json.loads(proc.stdout)
-    out = {
-        "bench": "edge_memory",
-        "record": args.record,
-        "peak_rss_mb": child["maxrss_kb"] / 1024,
-        "torch_imported": child["torch_imported"],
-        "beats": stats["beats"],
-        "target_mb": 150,
-        "ok": child["maxrss_kb"] / 1024 <= 150 and not child["torch_imported"],
-    }
-    print(json.dumps(out, indent=1))
+    h10 = dataset_dir("polar_h10_ble_captures", os.environ) / "hr_data_2023-01-13_11-40-07.bin"
+    sources = args.source or [
+        f"replay:{dataset_dir('mitdb', os.environ) / '100'}",
+        f"replay:{h10}",
+    ]
+    results = []
+    for spec in sources:
+        with tempfile.TemporaryDirectory() as tmp:
+            cmd = [
+                sys.executable,
+                "-c",
+                CHILD,
+                "edge",
+                "--source",
+                spec,
+                "--speed",
+                "max",
+                "--buffer",
+                str(Path(tmp) / "b.sqlite"),
+                "--out",
+                str(Path(tmp) / "o.jsonl"),
+            ]
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=False)
+        last = [line for line in proc.stderr.splitlines() if line.startswith("{")][-1]
+        child = json.loads(last)
+        stats = json.loads(proc.stdout)
+        rss = child["maxrss_kb"] / 1024
+        results.append(
+            {
+                "source": spec,
+                "peak_rss_mb": round(rss, 1),
+                "torch_imported": child["torch_imported"],
+                "wfdb_imported": child["wfdb_imported"],
+                "beats": stats["beats"],
+                "ok": rss <= 150 and not child["torch_imported"],
+            }
+        )
+    print(json.dumps({"bench": "edge_memory", "target_mb": 150, "results": results}, indent=1))
     return 0
 
 
