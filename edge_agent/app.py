@@ -51,6 +51,10 @@ def beat_spec_from_card(card: ModelCard) -> BeatSpec:
     raw = params.get("beat_spec", params if "sampling_rate_hz" in params else None)
     if not isinstance(raw, dict):
         raise ConfigError("model card has no input_contract.parameters.beat_spec")
+    if "align_window_s" not in raw:
+        # Cards written before BeatSpec had R-peak alignment describe models trained without
+        # it; BeatSpec.from_dict would default to 0.05 s, which is not what the model saw.
+        raw = {**raw, "align_window_s": 0.0}
     try:
         spec = BeatSpec.from_dict(raw)
     except (KeyError, TypeError, ValueError) as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -107,3 +109,21 @@ def test_gap_resets_and_keeps_beats_before_it(model: OnnxBeatClassifier) -> None
     assert all(b.rr_s < 1.0 for b in after[1:])
     expected = [p for p in peaks if not 10 * 360 <= p < 13 * 360]
     assert len(beats) >= len(expected) - 2
+
+
+def test_card_without_alignment_means_no_alignment(tmp_path: Path) -> None:
+    # Prepare: a card written before BeatSpec had align_window_s
+    import json
+
+    from edge_agent.app import beat_spec_from_card
+
+    path = build_beat_model(tmp_path)
+    card_file = tmp_path / "beat.card.json"
+    raw = json.loads(card_file.read_text())
+    raw["input_contract"]["parameters"]["beat_spec"].pop("align_window_s", None)
+    card_file.write_text(json.dumps(raw))
+    # Execute
+    spec = beat_spec_from_card(OnnxBeatClassifier(path).card)
+    # Assert
+    assert spec.align_window_s == 0.0
+    assert spec.before_samples == SPEC.before_samples
