@@ -25,7 +25,7 @@ import numpy as np
 from cloud_aggregator import rounds as rl
 from cloud_aggregator.config import AggregatorSettings
 from cloud_aggregator.mqtt_io import Inbound, PahoBroker
-from cloud_aggregator.privacy import DpPolicy, epsilon_after, privatize
+from cloud_aggregator.privacy import DpPolicy
 from cloud_aggregator.releases import (
     RELEASE_FORMAT,
     load_stored,
@@ -35,6 +35,7 @@ from cloud_aggregator.releases import (
     version_name,
     wire_release,
 )
+from cloud_aggregator.round_aggregation import StoredUpdate, aggregate_round
 from cloud_aggregator.store import (
     DesiredTraining,
     NotFoundError,
@@ -476,44 +477,38 @@ class AggregatorService:
         t0 = time.perf_counter()
         base = int(rnd.base_version or 0)
         rel, state = self.release(base)
-        updates = self.store.list_updates(rnd.round_id)
-        deltas: list[tuple[fl.Tensors, int]] = []
-        client_metrics: dict[str, dict[str, float]] = {}
-        for up in updates:
-            try:
-                u = fl.decode_update(up.blob or b"")
-            except proto.ProtocolError as exc:  # cannot happen unless the store was tampered with
-                _LOGGER.error("stored update %s unreadable: %s", up.update_id, exc)
-                continue
-            deltas.append((u.delta, u.n_examples))
-            client_metrics[up.client_id] = {
-                k: float(v) for k, v in up.metrics.items() if isinstance(v, (int, float))
-            }
-        if not deltas:
-            self.store.fail_round(rnd.round_id, "no readable updates", worker=self.worker)
-            return
         strategy = make_strategy(
             rnd.strategy,
             **{k: float(v) for k, v in control.config.get("strategy_params", {}).items()},
         )
-        metrics: dict[str, float] = {}
+        stored = [
+            StoredUpdate(u.client_id, u.blob or b"", dict(u.metrics))
+            for u in self.store.list_updates(rnd.round_id)
+        ]
+        dp = None
+        history: list[tuple[float, float]] = []
         if self.s.dp_clip > 0:
-            mean, n_clipped = privatize(
-                deltas, DpPolicy(self.s.dp_clip, self.s.dp_noise, self.s.dp_delta), self._rng
-            )
-            new_w, new_state = strategy.aggregate(rel.tensors, [(mean, 1)], state)
-            q = float(rnd.config.get("dp_q", 1.0))
+            dp = DpPolicy(self.s.dp_clip, self.s.dp_noise, self.s.dp_delta)
             history = [
                 (float(r.config.get("dp_q", 1.0)), float(r.config.get("dp_z", 0.0)))
                 for r in self.store.list_rounds(task=self.s.task, limit=10_000)
                 if r.state == RoundState.CLOSED and "dp_z" in r.config
             ]
-            metrics.update(
-                dp_clipped=float(n_clipped),
-                dp_epsilon=epsilon_after([*history, (q, self.s.dp_noise)], self.s.dp_delta),
-            )
-        else:
-            new_w, new_state = strategy.aggregate(rel.tensors, deltas, state)
+        result = aggregate_round(
+            rel.tensors,
+            state,
+            stored,
+            strategy,
+            dp=dp,
+            dp_history=history,
+            dp_q=float(rnd.config.get("dp_q", 1.0)),
+            rng=self._rng,
+        )
+        if result is None:
+            self.store.fail_round(rnd.round_id, "no readable updates", worker=self.worker)
+            return
+        new_w, new_state, client_metrics = result.weights, result.state, result.client_metrics
+        metrics = dict(result.metrics)
         round_no = int(rnd.config["round_no"])
         rejects = self.store.list_rejected_updates(rnd.round_id)
         rejected = len(rejects)
@@ -522,14 +517,10 @@ class AggregatorService:
             set(rnd.selected_clients) - set(client_metrics) - {r.client_id for r in rejects}
         )
         metrics.update(
-            received=float(len(deltas)),
             selected=float(len(rnd.selected_clients)),
             failures=float(offline),
             rejected=float(rejected),
             quorum=float(rnd.quorum),
-        )
-        metrics["uplink_bytes_mean"] = float(
-            np.mean([m.get("bytes", 0.0) for m in client_metrics.values()])
         )
         candidate = next_release(rel, new_w, round_no, {})
         if (
@@ -569,7 +560,7 @@ class AggregatorService:
         )
         self._log_round(
             rnd,
-            len(deltas),
+            len(client_metrics),
             offline,
             rejected,
             extra=f"-> model {version_name(mv.version)} {extra}",
