@@ -20,6 +20,7 @@ real broker, with random drop-outs and slow clients (``python -m edge_agent.fede
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import logging
@@ -30,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -225,6 +226,67 @@ class FederatedParticipant:
         )
         self._emb_cache = (key, limit, emb, data.labels)
         return emb, data.labels
+
+
+class ReliablePublisher(Protocol):
+    """The slice of the agent's uplink the participant uses (``edge_agent.ports.Uplink``)."""
+
+    def publish_reliable(self, topic: str, payload: bytes, on_ack: Callable[[bool], None]) -> bool:
+        """QoS 1 publish; False if it could not even be queued."""
+        ...
+
+
+class AgentParticipant:
+    """Adapter of :class:`FederatedParticipant` to the edge agent's ``Participant`` port.
+
+    ``handle`` feeds every round/model message to the participant; when a round is pending it
+    trains in a worker thread (never on the signal path) and publishes the update through the
+    agent's uplink, re-trying messages the uplink could not queue on the next call.
+    ``on_release`` is told about every newly assembled global model (to hot-swap inference).
+    """
+
+    def __init__(
+        self,
+        participant: FederatedParticipant,
+        uplink: ReliablePublisher,
+        on_release: Callable[[fl.ModelRelease], None] | None = None,
+    ) -> None:
+        self.participant = participant
+        self.uplink = uplink
+        self.on_release = on_release
+        self.acked = 0
+        self.failed = 0
+        self._outbox: list[tuple[str, bytes]] = []
+        self._busy = asyncio.Lock()
+
+    def subscriptions(self) -> list[str]:
+        """Round and model topics."""
+        return self.participant.subscriptions()
+
+    async def handle(self, topic: str, payload: bytes) -> None:
+        """One inbound message (never raises on malformed input)."""
+        known = set(self.participant.models)
+        self.participant.on_message(topic, payload)
+        if self.on_release is not None:
+            for version in set(self.participant.models) - known:
+                self.on_release(self.participant.models[version][0])
+        if self.participant.pending_round() is not None and not self._busy.locked():
+            async with self._busy:
+                self._outbox += await asyncio.to_thread(self.participant.poll)
+        self._flush()
+
+    def _flush(self) -> None:
+        while self._outbox:
+            topic, payload = self._outbox[0]
+            if not self.uplink.publish_reliable(topic, payload, self._on_ack):
+                return  # not connected: tried again on the next message
+            self._outbox.pop(0)
+
+    def _on_ack(self, ok: bool) -> None:
+        if ok:
+            self.acked += 1
+        else:
+            self.failed += 1
 
 
 # ---------------------------------------------------------------------- simulation fleet

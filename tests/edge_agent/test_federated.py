@@ -104,3 +104,48 @@ def test_npz_examples_respect_the_limit(tmp_path: Path) -> None:
     write_client_data(tmp_path, 1, n=50)
     ex = NpzExamples(tmp_path / "sim-000.npz").labelled_examples(20)
     assert len(ex) == 20 and set(ex.inputs) == {"beat", "rr"} and ex.labels.dtype == np.int64
+
+
+class FakeUplink:
+    """Records publishes; refuses while 'offline'."""
+
+    def __init__(self) -> None:
+        self.online = False
+        self.sent: list[tuple[str, bytes]] = []
+
+    def publish_reliable(self, topic: str, payload: bytes, on_ack: object) -> bool:
+        if not self.online:
+            return False
+        self.sent.append((topic, payload))
+        on_ack(True)  # type: ignore[operator]
+        return True
+
+
+def test_agent_adapter_trains_off_the_loop_and_retries_when_offline(tmp_path: Path) -> None:
+    # Prepare
+    import asyncio
+
+    from edge_agent.federated import AgentParticipant
+
+    uplink = FakeUplink()
+    releases: list[str] = []
+    adapter = AgentParticipant(
+        _participant(tmp_path), uplink, on_release=lambda r: releases.append(r.version)
+    )
+    model, sha = _model()
+
+    async def scenario() -> None:
+        await adapter.handle(proto.model_topic("v3"), model)
+        await adapter.handle(ROUND, _announce(("sim-000",), sha))  # trains; uplink offline
+        uplink.online = True
+        await adapter.handle(ROUND, _announce(("sim-000",), sha))  # redelivery: only flushes
+
+    # Execute
+    asyncio.run(scenario())
+    # Assert
+    assert releases == ["v3"] and adapter.participant.stats.rounds_trained == 1
+    r = fl.Reassembler()
+    whole = [w for _, part in uplink.sent if (w := r.feed(part, 0.0)) is not None]
+    assert len(whole) == 1 and adapter.acked == len(uplink.sent) > 1  # chunks of one update
+    assert fl.decode_update(whole[0]).client_id == "sim-000"
+    assert adapter.subscriptions() == FederatedParticipant.subscriptions()
