@@ -156,6 +156,25 @@ def replay_labeler(source: Any) -> AnnotationLabeler | None:
 ParticipantFactory = Callable[[EdgeAgent, Uplink], Participant]
 
 
+def federated_participant(
+    settings: EdgeSettings, classifier: OnnxBeatClassifier
+) -> ParticipantFactory:
+    """The default participant: FEDERATED's ``FederatedParticipant`` on the agent's labelled
+    beats, bridged to the agent's uplink (head-only training, personal head in ``workdir``)."""
+    from edge_agent.examples import BufferExampleSource
+    from edge_agent.federated import FederatedParticipant
+    from edge_agent.participation import FederatedBridge
+
+    def make(agent: EdgeAgent, uplink: Uplink) -> Participant:
+        examples = BufferExampleSource(
+            agent.buffer.labelled_beats, classifier.classes, classifier.feeds
+        )
+        inner = FederatedParticipant(settings.client_id, examples, settings.workdir)
+        return FederatedBridge(inner, uplink, classifier, settings.workdir)
+
+    return make
+
+
 async def run_edge(
     settings: EdgeSettings,
     *,
@@ -204,6 +223,8 @@ async def run_edge(
                 asyncio.get_running_loop(),
             )
         agent = build_agent(settings, classifier, uplink=uplink, labeler=replay_labeler(source))
+        if participant_factory is None and settings.federated:
+            participant_factory = federated_participant(settings, classifier)
         if uplink is not None:
             if participant_factory is not None:
                 agent.participant = participant_factory(agent, uplink)

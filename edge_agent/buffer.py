@@ -14,13 +14,16 @@ with replay annotations, as training data for the device's trainer.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
 import sqlite3
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -30,6 +33,21 @@ from common.types import BeatPrediction, Event
 _LOGGER = logging.getLogger(__name__)
 
 PENDING, INFLIGHT, SENT = 0, 1, 2
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _locked(method: _F) -> _F:
+    """Serialise a method on the buffer's lock: the federated participant reads labelled beats
+    from a worker thread while the agent writes on the event loop thread."""
+
+    @functools.wraps(method)
+    def wrapper(self: SqliteBuffer, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -136,6 +154,7 @@ class SqliteBuffer:
         keep_recent: int = 20000,
         keep_labelled: int = 20000,
     ) -> None:
+        self._lock = threading.RLock()
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -147,11 +166,13 @@ class SqliteBuffer:
         if n.rowcount:
             _LOGGER.info("%d rows left in flight by the last run will be sent again", n.rowcount)
 
+    @_locked
     def close(self) -> None:
         self._db.close()
 
     # -- outbox -----------------------------------------------------------------------------
 
+    @_locked
     def add(
         self,
         beats: Sequence[BeatPrediction],
@@ -190,6 +211,7 @@ class SqliteBuffer:
             cur.execute("ROLLBACK")
             raise
 
+    @_locked
     def take_pending(self, limit: int) -> OutboxBatch:
         """The oldest pending rows (not yet marked in flight)."""
         rows = self._db.execute(
@@ -219,6 +241,7 @@ class SqliteBuffer:
                 )
         return OutboxBatch(ids, beats, events)
 
+    @_locked
     def _set_state(self, ids: Sequence[str], state: int) -> None:
         self._db.executemany("UPDATE outbox SET state = ? WHERE id = ?", [(state, i) for i in ids])
 
@@ -234,6 +257,7 @@ class SqliteBuffer:
         """Rows the MQTT client gave up on (sent again by the next flush)."""
         self._set_state(ids, PENDING)
 
+    @_locked
     def counts(self) -> dict[str, int]:
         """Rows per state: ``pending``, ``inflight``, ``sent``."""
         names = {PENDING: "pending", INFLIGHT: "inflight", SENT: "sent"}
@@ -242,6 +266,7 @@ class SqliteBuffer:
             out[names[state]] = n
         return out
 
+    @_locked
     def prune_sent(self, keep: int) -> int:
         """Delete all but the newest ``keep`` sent rows; returns how many were deleted."""
         cur = self._db.execute(
@@ -253,6 +278,7 @@ class SqliteBuffer:
 
     # -- labelled beats ---------------------------------------------------------------------
 
+    @_locked
     def prune_recent(self) -> None:
         """Keep only the newest ``keep_recent`` feature rows and ``keep_labelled`` labels."""
         for table, keep in (
@@ -265,6 +291,7 @@ class SqliteBuffer:
                 (keep - 1,),
             )
 
+    @_locked
     def add_label(
         self, t_ns: int, label: str, source: str, label_id: str, tolerance_ns: int = 150_000_000
     ) -> bool:
@@ -286,10 +313,12 @@ class SqliteBuffer:
         )
         return True
 
+    @_locked
     def labelled_count(self) -> int:
         """Number of labelled beats kept."""
         return int(self._db.execute("SELECT COUNT(*) FROM labelled_beats").fetchone()[0])
 
+    @_locked
     def labelled_beats(self, limit: int | None = None) -> LabelledBeats:
         """The newest labelled beats (all if ``limit`` is None), oldest first."""
         rows = self._db.execute(

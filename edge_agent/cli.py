@@ -48,6 +48,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--model", type=Path, help="beat model ONNX (card beside it); default: packaged")
     p.add_argument("--buffer", type=Path, help="SQLite buffer file (default edge_buffer.sqlite)")
     p.add_argument("--config", type=Path, help="TOML settings file (table [edge])")
+    p.add_argument(
+        "--federated",
+        action="store_true",
+        default=None,
+        help="take part in federated rounds (head training on this device's labelled beats)",
+    )
+    p.add_argument("--workdir", type=Path, help="federated state folder (default edge_state)")
     p.set_defaults(func=run)
 
 
@@ -73,6 +80,8 @@ def settings_from_args(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
         "client_id": args.client_id or _default_client_id(args.source),
         "model_path": args.model,
         "buffer_path": args.buffer,
+        "federated": args.federated,
+        "workdir": args.workdir,
     }
     try:
         settings = load_settings(

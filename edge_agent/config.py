@@ -56,6 +56,10 @@ class EdgeSettings:
         onnxruntime threads (1 on a Pi so the BLE loop keeps a core).
     keep_labelled_beats : int
         Most labelled beats kept for local training (oldest dropped first).
+    federated : bool
+        Take part in federated rounds (needs a broker): head training on the labelled beats.
+    workdir : Path
+        Folder of the federated participant (its personal head).
     """
 
     client_id: str = "edge-1"
@@ -78,6 +82,8 @@ class EdgeSettings:
     af_window_beats: int = 30
     intra_op_threads: int = 1
     keep_labelled_beats: int = 20000
+    federated: bool = False
+    workdir: Path = Path("edge_state")
 
     def __post_init__(self) -> None:
         if self.speed not in ("realtime", "max"):

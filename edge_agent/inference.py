@@ -78,6 +78,7 @@ class OnnxBeatClassifier:
         self._features = self.card.onnx.inputs[1] if len(self.card.onnx.inputs) > 1 else None
         self._has_embedding = "embedding" in graph_outputs
         self._classes = tuple(self.card.classes)
+        self._head: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
         self._version = self.card.version or self.card.artifact.sha256[:12]
         _LOGGER.info(
             "beat model %s (%s, %s): inputs %s",
@@ -115,12 +116,48 @@ class OnnxBeatClassifier:
             feeds[self._features.name] = np.ascontiguousarray(rr, dtype=np.float32)
         return feeds
 
+    def set_head(
+        self,
+        weight: npt.NDArray[np.float32] | None,
+        bias: npt.NDArray[np.float32] | None,
+        tag: str = "personal",
+    ) -> None:
+        """Use a personal linear head on the frozen backbone's embedding (``None`` restores the
+        model's own head): ``probs = softmax(embedding @ W.T + b)``, W (C, E), b (C,).
+
+        Raises
+        ------
+        CorruptInputError
+            If the model has no embedding output or the shapes do not fit.
+        """
+        if weight is None or bias is None:
+            self._head = None
+            self._version = self.card.version or self.card.artifact.sha256[:12]
+            return
+        if not self._has_embedding:
+            raise CorruptInputError("this model has no 'embedding' output for a personal head")
+        dim = self.card.head.embedding_dim if self.card.head else weight.shape[1]
+        if weight.shape != (len(self._classes), dim) or bias.shape != (len(self._classes),):
+            raise CorruptInputError(
+                f"personal head {weight.shape}/{bias.shape} does not fit "
+                f"{len(self._classes)} classes x {dim} embedding"
+            )
+        self._head = (weight.astype(np.float32), bias.astype(np.float32))
+        self._version = f"{self.card.version or self.card.artifact.sha256[:12]}+{tag}"
+
     def predict(
         self, windows: npt.NDArray[np.float32], rr: npt.NDArray[np.float32]
     ) -> npt.NDArray[np.float32]:
         """Class probabilities, shape (n_beats, n_classes)."""
         if windows.shape[0] == 0:
             return np.zeros((0, len(self._classes)), np.float32)
+        if self._head is not None:
+            emb = self.embed(windows, rr).astype(np.float64)
+            logits = emb @ self._head[0].T.astype(np.float64) + self._head[1]
+            logits -= logits.max(axis=1, keepdims=True)
+            e = np.exp(logits)
+            out: npt.NDArray[np.float32] = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+            return out
         (probs,) = self._session.run(["probs"], self.feeds(windows, rr))
         return np.asarray(probs, dtype=np.float32)
 

@@ -312,3 +312,35 @@ def test_model_swap_mid_stream(model: OnnxBeatClassifier, tmp_path: Path) -> Non
     assert set(versions) == {"test-1", "test-2", "test-3"}
     t = np.array([r["t_ns"] for r in lines if r["model_version"] in ("test-1", "test-2")])
     assert np.all(np.diff(t) < 0.9e9)  # no missing beat across the first swap
+
+
+def test_inbound_round_messages_go_to_the_participant(
+    model: OnnxBeatClassifier, tmp_path: Path
+) -> None:
+    # Prepare
+    from common.protocol import round_current_topic
+
+    got: list[tuple[str, bytes]] = []
+
+    class Recorder:
+        def subscriptions(self) -> list[str]:
+            return [round_current_topic()]
+
+        async def handle(self, topic: str, payload: bytes) -> None:
+            got.append((topic, payload))
+
+    up = FakeUplink()
+    agent = make_agent(model, tmp_path, up)
+    agent.participant = Recorder()
+    x, _ = synthetic_ecg([0.8] * 5, FS)
+
+    async def main() -> None:
+        up.queue.put_nowait((round_current_topic(), b"r1"))
+        up.queue.put_nowait((client_topic(Channel.LABEL, "dev"), b"junk"))
+        await agent.run(ListSource(chunks_of(x, FS, 360), pause_s=0.01))
+
+    # Execute
+    asyncio.run(main())
+    # Assert: the round message reached the participant, the bad label was counted
+    assert got == [(round_current_topic(), b"r1")]
+    assert agent.stats.bad_payloads == 1
