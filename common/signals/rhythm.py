@@ -36,6 +36,8 @@ RR_IRREGULARITY_FEATURES: tuple[str, ...] = (
     "cosen",
     "madsd_norm",
     "rr_range_norm",
+    "near_median_fraction",
+    "rr_acf_max",
     "valid_fraction",
 )
 _RR_MIN_S, _RR_MAX_S = 0.2, 3.0
@@ -99,7 +101,9 @@ def rr_irregularity(r_peaks: npt.ArrayLike, sampling_rate: float) -> FloatArray:
         ``hr_bpm`` (bpm), ``rr_cv`` (ratio), ``rmssd_norm`` (RMSSD / mean RR), ``pnn50`` (share of
         |dRR| > 50 ms), ``turning_point_ratio`` (~0.67 for random series), ``sample_entropy``
         (m=2, r=0.2 SD), ``cosen`` (SampEn + ln(2r[s]) - ln(mean RR[s]), Lake & Moorman 2011),
-        ``madsd_norm`` (median |dRR| / median RR), ``rr_range_norm`` ((p90 - p10) / median RR),
+        ``madsd_norm`` (median |dRR| / median RR), ``rr_range_norm`` ((p90 - p10) / median RR), ``near_median_fraction`` (share of RR within 10 % of the
+        median: high for sinus rhythm with isolated ectopic beats, low in AF), ``rr_acf_max`` (largest
+        |autocorrelation| at lags 1-3: bigeminy/trigeminy patterns are periodic, AF is not),
         ``valid_fraction`` (share of RR intervals inside 0.2-3 s). With fewer than 4 valid RR
         intervals every feature is 0 except ``valid_fraction``.
 
@@ -138,8 +142,19 @@ def rr_irregularity(r_peaks: npt.ArrayLike, sampling_rate: float) -> FloatArray:
         float(cosen),
         float(np.median(np.abs(d))) / med,
         float(np.percentile(rr, 90) - np.percentile(rr, 10)) / med,
+        float(np.mean(np.abs(rr - med) <= 0.1 * med)),
+        _acf_max(rr, 3),
     ]
     return out
+
+
+def _acf_max(rr: FloatArray, max_lag: int) -> float:
+    """Largest |autocorrelation| of the RR series at lags 1..max_lag (patterned ectopy -> high)."""
+    d = rr - rr.mean()
+    denom = float(d @ d)
+    if denom <= 0 or d.size <= max_lag + 2:
+        return 0.0
+    return max(abs(float(d[:-k] @ d[k:]) / denom) for k in range(1, max_lag + 1))
 
 
 def qrst_cancel(

@@ -54,9 +54,9 @@ def test_features_do_not_depend_on_the_device_rate() -> None:
 def test_shipped_model_flags_irregular_rhythm_as_af() -> None:
     # Prepare
     folder = Path(__file__).resolve().parents[2] / "models" / "pretrained"
-    card = load_card(folder / "rhythm_mlp.card.json")
+    card = load_card(folder / "rhythm_softmax.card.json")
     clf = FeatureClassifier.from_dict(
-        __import__("json").loads((folder / "rhythm_mlp.json").read_text())
+        __import__("json").loads((folder / "rhythm_softmax.json").read_text())
     )
     probs = []
     for jitter in (0.02, 0.25):
