@@ -26,6 +26,7 @@ from cloud_aggregator import rounds as rl
 from cloud_aggregator.config import AggregatorSettings
 from cloud_aggregator.mqtt_io import Inbound, PahoBroker
 from cloud_aggregator.privacy import DpPolicy
+from cloud_aggregator.publisher import RetainedState, announcement_for
 from cloud_aggregator.releases import (
     RELEASE_FORMAT,
     load_stored,
@@ -110,9 +111,8 @@ class AggregatorService:
         self.republish = threading.Event()
         self.republish.set()
         self.history: list[dict[str, Any]] = []  # closed/failed rounds of this process (simulate)
-        self._announced: int | None = None
         self._release_cache: dict[int, tuple[fl.ModelRelease, fl.Tensors]] = {}
-        self._published: dict[int, list[str]] = {}
+        self.retained = RetainedState(broker, settings.chunk_bytes)
         self._rng = np.random.default_rng(settings.seed)
         self._open_rounds: dict[int, Round] = {}  # the store still refuses updates to closed rounds
         self._next_advance = 0.0
@@ -265,12 +265,12 @@ class AggregatorService:
         if control.desired != DesiredTraining.RUNNING or control.task not in ("", self.s.task):
             if active is not None and active.state == RoundState.OPEN:
                 self.store.fail_round(active.round_id, "training stopped")
-                self._clear_announcement()
+                self.retained.clear_announcement()
             return
         if active is None:
             self._open_next(control)
             return
-        if self.republish.is_set() or self._announced != active.round_id:
+        if self.republish.is_set() or self.retained.announced != active.round_id:
             self._announce(active)
         if active.state == RoundState.AGGREGATING:
             self._close(active, control)
@@ -334,7 +334,7 @@ class AggregatorService:
         total = max(1, control.rounds)
         if round_no > total:
             _LOGGER.info("run %d finished: %d rounds closed", run, len(closed))
-            self._clear_announcement()
+            self.retained.clear_announcement()
             self.store.set_training_control(
                 desired=DesiredTraining.STOPPED,
                 task=control.task,
@@ -427,46 +427,15 @@ class AggregatorService:
         base = int(rnd.base_version or 0)
         rel, _ = self.release(base)
         payload, sha = wire_release(rel, base)
-        if base not in self._published or self.republish.is_set():
-            self._publish_model(base, payload)
-        cfg = rnd.config
-        ann = fl.RoundAnnouncement(
-            round_id=str(rnd.round_id),
-            run_id=f"g{cfg.get('run', 0)}",
-            round_no=int(cfg["round_no"]),
-            total_rounds=int(cfg["total_rounds"]),
-            attempt=int(cfg["attempt"]),
-            model_version=version_name(base),
-            model_sha256=sha,
-            deadline_ns=int(rnd.deadline * 1e9),
-            issued_ns=int(self.clock() * 1e9),
-            selected=rnd.selected_clients,
-            config=fl.RoundConfig.from_dict(cfg["client"]),
+        if base not in self.retained.models or self.republish.is_set():
+            self.retained.publish_model(base, payload)
+        now = self.clock()
+        ann = announcement_for(
+            rnd.round_id, rnd.config, base, sha, rnd.deadline, now, rnd.selected_clients
         )
-        expiry = max(1.0, rnd.deadline - self.clock())
         self.republish.clear()
-        if self.broker.publish(
-            proto.round_current_topic(), fl.encode_round(ann), retain=True, expiry_s=expiry
-        ):
-            self._announced = rnd.round_id
-        else:
+        if not self.retained.announce(ann, rnd.deadline - now):
             self.republish.set()  # retried on the next step
-
-    def _publish_model(self, version: int, payload: bytes) -> None:
-        topic = proto.model_topic(version_name(version))
-        parts = fl.split_message(payload, f"model-{version}-{len(payload)}", self.s.chunk_bytes)
-        topics = [topic] if len(parts) == 1 else [f"{topic}/{i}" for i in range(len(parts))]
-        for t, part in zip(topics, parts, strict=True):
-            self.broker.publish(t, part, retain=True)
-        self._published[version] = topics
-        for old in [v for v in self._published if v < version - 1]:
-            for t in self._published.pop(old):
-                self.broker.publish(t, b"", retain=True)  # clear retained
-
-    def _clear_announcement(self) -> None:
-        if self._announced is not None:
-            self.broker.publish(proto.round_current_topic(), b"", retain=True)
-            self._announced = None
 
     # ------------------------------------------------------------------ closing
     def _close(self, rnd: Round, control: TrainingControl) -> None:
@@ -575,7 +544,7 @@ class AggregatorService:
             }
         )
         payload, _ = wire_release(release, mv.version)
-        self._publish_model(mv.version, payload)
+        self.retained.publish_model(mv.version, payload)
 
     def _log_round(
         self, rnd: Round, received: int, failures: int, rejected: int = 0, extra: str = ""
