@@ -21,6 +21,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal as sps
 
+from common.signals.resample import map_indices, resample_signal
+
 _LOGGER = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
@@ -249,3 +251,51 @@ def atrial_spectrum_features(
     total = float(pb.sum()) or 1.0
     conc = float(pb[np.abs(fb - daf) <= 0.5].sum()) / total
     return np.array([daf, conc, float(np.log10(total * (f[1] - f[0]) + 1e-12))])
+
+
+#: Rate (Hz) at which the rhythm model's atrial features are computed, and its window (s).
+RHYTHM_RATE_HZ = 128.0
+RHYTHM_WINDOW_S = 30.0
+#: Input vector of the ``rhythm`` model (:func:`rhythm_window_features`), in order.
+RHYTHM_FEATURES: tuple[str, ...] = (
+    *RR_IRREGULARITY_FEATURES,
+    "daf_hz",
+    "atrial_concentration",
+    "atrial_log_power",
+)
+
+
+def rhythm_window_features(
+    ecg: npt.ArrayLike, sampling_rate: float, r_peaks: npt.ArrayLike
+) -> FloatArray:
+    """Input of the ``rhythm`` (AF) model for one ~30 s single-lead window, at any device rate.
+
+    RR features come from the R peaks at the device rate (seconds, so rate-free); the window is
+    then resampled to :data:`RHYTHM_RATE_HZ` with :func:`common.signals.resample_signal`, the
+    peaks are mapped with :func:`common.signals.map_indices`, and the atrial features are
+    computed on the QRST-cancelled 128 Hz signal.
+
+    Parameters
+    ----------
+    ecg : array_like, shape (n,)
+        One ECG lead in µV covering the window.
+    sampling_rate : float
+        Device rate in Hz.
+    r_peaks : array_like of int
+        R-peak indices inside the window (e.g. from ``common.signals.peaks.ecg_findpeaks`` or the
+        streaming ``QRSDetector``), relative to the window start.
+
+    Returns
+    -------
+    ndarray, shape (len(RHYTHM_FEATURES),)
+    """
+    x = np.nan_to_num(np.asarray(ecg, dtype=np.float64).ravel())
+    r = np.asarray(r_peaks, dtype=np.int64).ravel()
+    r = r[(r >= 0) & (r < x.size)]
+    rr = rr_irregularity(r, sampling_rate)
+    if sampling_rate != RHYTHM_RATE_HZ:
+        x = resample_signal(x, sampling_rate, RHYTHM_RATE_HZ)
+        r = map_indices(r, sampling_rate, RHYTHM_RATE_HZ)
+        r = r[r < x.size]
+    atrial = atrial_spectrum_features(qrst_cancel(x, RHYTHM_RATE_HZ, r), RHYTHM_RATE_HZ)
+    return np.concatenate([rr, atrial])

@@ -12,7 +12,8 @@ Device independence: every input is first brought to 128 Hz with
 (the edge's own streaming detector, not the reference annotations) and the model input is the
 RR-irregularity vector of :func:`common.signals.rhythm.rr_irregularity` (seconds-based, so
 rate-free) plus the atrial spectrum features of the QRST-cancelled window. A device at another
-rate does exactly that: resample to 128 Hz, detect, :func:`window_features`.
+rate does exactly that: resample to 128 Hz, detect,
+``common.signals.rhythm.rhythm_window_features`` (pure; the edge never imports ``models``).
 
 Evaluation is record-wise only: train on DS1 (+ AFTDB), test on DS2 (:func:`evaluate_ds2`), and
 a record-wise 4-fold cross-validation over all 48 records; AF Se/+P/F1 reported per record group
@@ -37,12 +38,7 @@ from common.errors import CorruptInputError, DataNotFoundError
 from common.model_card import FeatureSpec, InputContract, TrainingInfo
 from common.signals.peaks import ecg_findpeaks
 from common.signals.resample import resample_signal
-from common.signals.rhythm import (
-    RR_IRREGULARITY_FEATURES,
-    atrial_spectrum_features,
-    qrst_cancel,
-    rr_irregularity,
-)
+from common.signals.rhythm import RHYTHM_FEATURES, rhythm_window_features
 from models.data.mitdb import ALL_RECORDS, DS1, DS2
 from models.metrics import classification_metrics
 from models.tasks.activity import FeatureModel, fit_softmax, predict_proba, save_feature_model
@@ -54,12 +50,7 @@ CLASSES: tuple[str, ...] = ("N", "AF", "O")
 FS_HZ = 128.0
 WINDOW_S = 30.0
 WINDOW = int(FS_HZ * WINDOW_S)
-FEATURE_NAMES: tuple[str, ...] = (
-    *RR_IRREGULARITY_FEATURES,
-    "daf_hz",
-    "atrial_concentration",
-    "atrial_log_power",
-)
+FEATURE_NAMES: tuple[str, ...] = RHYTHM_FEATURES
 L2 = 1.0
 
 
@@ -83,11 +74,8 @@ def rhythm_of(aux: str) -> int:
 def window_features(
     ecg_128: npt.NDArray[np.float64], peaks: npt.NDArray[np.int64]
 ) -> npt.NDArray[np.float64]:
-    """Model input of one window: ``ecg_128`` (n,) in µV at 128 Hz, ``peaks`` inside it."""
-    residual = qrst_cancel(ecg_128, FS_HZ, peaks)
-    return np.concatenate(
-        [rr_irregularity(peaks, FS_HZ), atrial_spectrum_features(residual, FS_HZ)]
-    )
+    """Model input of one 128 Hz window (see ``common.signals.rhythm.rhythm_window_features``)."""
+    return rhythm_window_features(ecg_128, FS_HZ, peaks)
 
 
 def _windows_of(
@@ -275,7 +263,9 @@ def contract() -> InputContract:
             "resample the device signal to 128 Hz with common.signals.resample_signal(x, fs, 128.0) "
             "(polyphase, ratio from fs: 360->128 = 16/45, 130->128 = 64/65, 250->128 = 64/125), "
             "detect R peaks at 128 Hz with common.signals.peaks.ecg_findpeaks, then "
-            "models.tasks.rhythm.window_features(window, peaks_in_window)"
+            "common.signals.rhythm.rhythm_window_features(window, 128.0, peaks_in_window) "
+            "(the same function also accepts the device-rate window and peaks and resamples "
+            "internally)"
         ),
         features=tuple(
             FeatureSpec(n, _unit(n), "see common.signals.rhythm") for n in FEATURE_NAMES
