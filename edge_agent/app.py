@@ -159,18 +159,21 @@ ParticipantFactory = Callable[[EdgeAgent, Uplink], Participant]
 def federated_participant(
     settings: EdgeSettings, classifier: OnnxBeatClassifier
 ) -> ParticipantFactory:
-    """The default participant: FEDERATED's ``FederatedParticipant`` on the agent's labelled
-    beats, bridged to the agent's uplink (head-only training, personal head in ``workdir``)."""
+    """The default participant: FEDERATED's ``AgentParticipant`` around its
+    ``FederatedParticipant`` on the agent's labelled beats (head-only training), with the
+    personal head it produces loaded into the running classifier."""
     from edge_agent.examples import BufferExampleSource
-    from edge_agent.federated import FederatedParticipant
-    from edge_agent.participation import FederatedBridge
+    from edge_agent.federated import AgentParticipant, FederatedParticipant
+    from edge_agent.participation import PersonalisedParticipant
 
     def make(agent: EdgeAgent, uplink: Uplink) -> Participant:
         examples = BufferExampleSource(
             agent.buffer.labelled_beats, classifier.classes, classifier.feeds
         )
         inner = FederatedParticipant(settings.client_id, examples, settings.workdir)
-        return FederatedBridge(inner, uplink, classifier, settings.workdir)
+        return PersonalisedParticipant(
+            AgentParticipant(inner, uplink), classifier, settings.workdir
+        )
 
     return make
 

@@ -1,97 +1,71 @@
-"""Adapter: FEDERATED's transport-free ``FederatedParticipant`` as the agent's ``Participant``.
+"""Personal head for the running classifier, around any federated ``Participant``.
 
-Round and model messages reach the participant on the event loop (``on_message``); its
-blocking ``poll`` (embedding + head training) runs in a worker thread, and the update messages
-it returns go out through the agent's uplink with QoS 1. After a round the personal head it
-saved is loaded into the running classifier, so the device's own predictions use it at once.
+FEDERATED's ``edge_agent.federated.AgentParticipant`` already adapts its round participant to
+the agent's ``Participant`` port (training in a worker thread, updates through the agent's
+uplink, retries while offline). ``PersonalisedParticipant`` wraps it and, whenever the
+personal head file in ``workdir`` changes (the participant refreshes it after each round),
+loads it into the running ``OnnxBeatClassifier``, so the device's own predictions use it at
+once (``model_version`` becomes ``<version>+personal-<base>``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
-from typing import Protocol
 
 from common.errors import MedchainError
 from edge_agent.inference import OnnxBeatClassifier
-from edge_agent.ports import Uplink
-from edge_agent.trainer import load_personal_head
+from edge_agent.ports import Participant
+from edge_agent.trainer import PERSONAL_HEAD_FILE, load_personal_head
 
 _LOGGER = logging.getLogger(__name__)
 
 
-class RoundParticipant(Protocol):
-    """What ``edge_agent.federated.FederatedParticipant`` offers."""
-
-    def subscriptions(self) -> list[str]: ...
-
-    def on_message(self, topic: str, payload: bytes) -> None: ...
-
-    def poll(self) -> list[tuple[str, bytes]]: ...
-
-
-class FederatedBridge:
-    """Implements ``edge_agent.ports.Participant`` around a round participant.
+class PersonalisedParticipant:
+    """Implements ``edge_agent.ports.Participant``: delegates, then refreshes the head.
 
     Parameters
     ----------
-    participant : RoundParticipant
-    uplink : Uplink
-        Where updates are published (QoS 1).
+    inner : Participant
+        The round participant (``AgentParticipant``).
     classifier : OnnxBeatClassifier
-        Receives the personal head after each round.
+        Receives the personal head.
     workdir : Path
         The participant's folder (``personal_head.npz``).
     """
 
-    def __init__(
-        self,
-        participant: RoundParticipant,
-        uplink: Uplink,
-        classifier: OnnxBeatClassifier,
-        workdir: Path,
-    ) -> None:
-        self._p = participant
-        self._uplink = uplink
+    def __init__(self, inner: Participant, classifier: OnnxBeatClassifier, workdir: Path) -> None:
+        self._inner = inner
         self._clf = classifier
-        self._workdir = workdir
-        self._busy = asyncio.Lock()
-        self.published = 0
-        self.unsent = 0
-        self._load_head()
+        self._path = workdir / PERSONAL_HEAD_FILE
+        self._stamp: float | None = None
+        self.refresh_head()
 
     def subscriptions(self) -> list[str]:
-        """Round and model topics."""
-        return self._p.subscriptions()
+        """The inner participant's topics."""
+        return self._inner.subscriptions()
 
     async def handle(self, topic: str, payload: bytes) -> None:
-        """Feed one message; train and publish when a round becomes ready."""
-        self._p.on_message(topic, payload)
-        async with self._busy:  # one training at a time
-            out = await asyncio.to_thread(self._p.poll)
-        for t, part in out:
-            if self._uplink.publish_reliable(t, part, self._acked):
-                self.published += 1
-            else:
-                self.unsent += 1
-                _LOGGER.warning("update part for %s not sent: broker unreachable", t)
-        if out:
-            self._load_head()
+        """Delegate one message; pick up a new personal head if the round produced one."""
+        await self._inner.handle(topic, payload)
+        self.refresh_head()
 
-    def _acked(self, ok: bool) -> None:
-        if not ok:
-            _LOGGER.warning("broker refused an update part")
-
-    def _load_head(self) -> None:
-        head = load_personal_head(self._workdir)
+    def refresh_head(self) -> bool:
+        """Load the personal head if its file changed; True if a new head is in use."""
+        try:
+            stamp = self._path.stat().st_mtime_ns
+        except OSError:
+            return False
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        head = load_personal_head(self._path.parent)
         if head is None:
-            return
+            return False
         try:
             self._clf.set_head(head.weight, head.bias, f"personal-{head.base_version}")
         except MedchainError as exc:
             _LOGGER.warning("personal head not used: %s", exc)
-        else:
-            _LOGGER.info(
-                "personal head from %s (%d beats) in use", head.base_version, head.n_examples
-            )
+            return False
+        _LOGGER.info("personal head from %s (%d beats) in use", head.base_version, head.n_examples)
+        return True

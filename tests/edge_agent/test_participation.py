@@ -7,59 +7,85 @@ from pathlib import Path
 
 import numpy as np
 
-from common.protocol import Channel, client_topic, round_current_topic
+from common.protocol import round_current_topic
 from edge_agent.inference import OnnxBeatClassifier
-from edge_agent.participation import FederatedBridge
+from edge_agent.participation import PersonalisedParticipant
 from edge_agent.trainer import PersonalHead, save_personal_head
-from tests.edge_agent.helpers import CLASSES, EMB, SPEC, FakeUplink, build_beat_model
+from tests.edge_agent.helpers import CLASSES, EMB, SPEC, build_beat_model
 
 
-class FakeParticipant:
-    """Trains when the round message arrives: writes a personal head, returns one update."""
+class FakeRoundParticipant:
+    """On the round message, 'trains': writes a personal head that says V for everything."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
-        self.seen: list[str] = []
-        self.ready = False
+        self.seen: list[bytes] = []
 
     def subscriptions(self) -> list[str]:
         return [round_current_topic()]
 
-    def on_message(self, topic: str, payload: bytes) -> None:
-        self.seen.append(topic)
-        self.ready = payload == b"go"
-
-    def poll(self) -> list[tuple[str, bytes]]:
-        if not self.ready:
-            return []
-        self.ready = False
-        w = np.zeros((len(CLASSES), EMB), np.float32)
-        b = np.array([0, 0, 5, 0, 0], np.float32)  # this patient's head says V
-        save_personal_head(PersonalHead(w, b, "g7", 42), self.workdir)
-        return [(client_topic(Channel.UPDATE, "dev"), b"update-bytes")]
+    async def handle(self, topic: str, payload: bytes) -> None:
+        self.seen.append(payload)
+        if payload == b"go":
+            w = np.zeros((len(CLASSES), EMB), np.float32)
+            b = np.array([0, 0, 5, 0, 0], np.float32)
+            save_personal_head(PersonalHead(w, b, "g7", 42), self.workdir)
 
 
-def test_round_update_published_and_personal_head_used(tmp_path: Path) -> None:
+def test_personal_head_is_used_after_a_round(tmp_path: Path) -> None:
     # Prepare
     clf = OnnxBeatClassifier(build_beat_model(tmp_path / "m"))
-    up = FakeUplink()
-    inner = FakeParticipant(tmp_path / "state")
-    bridge = FederatedBridge(inner, up, clf, tmp_path / "state")
+    inner = FakeRoundParticipant(tmp_path / "state")
+    part = PersonalisedParticipant(inner, clf, tmp_path / "state")
     windows = np.zeros((3, SPEC.window_len), np.float32)
     rr = np.full((3, len(SPEC.rr_features)), 1.0, np.float32)
     before = clf.predict(windows, rr).argmax(axis=1)
 
     # Execute
     async def main() -> None:
-        await bridge.handle(round_current_topic(), b"wait")
-        await bridge.handle(round_current_topic(), b"go")
+        await part.handle(round_current_topic(), b"wait")
+        await part.handle(round_current_topic(), b"go")
 
     asyncio.run(main())
     # Assert
-    assert bridge.subscriptions() == [round_current_topic()]
-    assert up.reliable == [(client_topic(Channel.UPDATE, "dev"), b"update-bytes")]
+    assert part.subscriptions() == [round_current_topic()]
+    assert inner.seen == [b"wait", b"go"]
     assert list(before) == [0, 0, 0]  # global head: N
     assert list(clf.predict(windows, rr).argmax(axis=1)) == [2, 2, 2]  # personal head: V
     assert clf.version == "test-1+personal-g7"
+    assert not part.refresh_head()  # unchanged file: not reloaded
     clf.set_head(None, None)
     assert clf.version == "test-1"
+
+
+def test_a_head_that_does_not_fit_is_ignored(tmp_path: Path) -> None:
+    clf = OnnxBeatClassifier(build_beat_model(tmp_path / "m"))
+    w = np.zeros((3, 4), np.float32)  # wrong shape for 5 classes x 8
+    save_personal_head(PersonalHead(w, np.zeros(3, np.float32), "g1", 1), tmp_path / "s")
+    part = PersonalisedParticipant(FakeRoundParticipant(tmp_path / "s"), clf, tmp_path / "s")
+    assert clf.version == "test-1"
+    assert not part.refresh_head()
+
+
+def test_default_federated_participant_wires_and_survives_junk(tmp_path: Path) -> None:
+    # Prepare: the real FederatedParticipant behind the agent's port
+    from edge_agent.app import build_agent, federated_participant
+    from edge_agent.config import EdgeSettings
+    from tests.edge_agent.helpers import FakeUplink
+
+    settings = EdgeSettings(client_id="dev", workdir=tmp_path / "fl", federated=True)
+    clf = OnnxBeatClassifier(build_beat_model(tmp_path / "m"))
+    up = FakeUplink()
+    agent = build_agent(settings, clf, uplink=up, buffer_path=tmp_path / "b.sqlite")
+    part = federated_participant(settings, clf)(agent, up)
+
+    # Execute: malformed round and model messages
+    async def main() -> None:
+        await part.handle(round_current_topic(), b"\x00junk")
+        await part.handle("medchain/v1/model/v9", b"junk")
+
+    asyncio.run(main())
+    agent.close()
+    # Assert: nothing published, nothing raised, the topics are the FL ones
+    assert up.reliable == []
+    assert round_current_topic() in part.subscriptions()
