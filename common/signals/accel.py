@@ -239,6 +239,8 @@ ACC_FEATURE_NAMES: tuple[str, ...] = tuple(
     [f"{ax}_{s}" for ax in "xyz" for s in ("mean", "std", "p10", "p90", "jerk", "first", "last")]
     + ["mag_mean", "mag_std", "mag_range", "corr_xy", "corr_xz", "corr_yz"]
     + ["dom_freq_hz", "band_0_1", "band_1_3", "band_3_8", "duration_s"]
+    + [f"{ax}_{s}" for ax in "xyz" for s in ("middle", "min", "max", "freq_hz", "spec_entropy")]
+    + ["mag_acf_peak", "pitch_deg", "roll_deg"]
 )
 
 
@@ -256,8 +258,11 @@ def acc_features(acc: npt.ArrayLike, sampling_rate: float) -> FloatArray:
     -------
     ndarray, shape (len(ACC_FEATURE_NAMES),)
         Values in g (levels), g/s (``*_jerk``), Hz, band power fractions, s (duration).
-        ``*_first`` / ``*_last`` are the mean of the first / last third (gravity direction at the
-        start and end of a motion, which separates e.g. ``Getup_bed`` from ``Liedown_bed``).
+        ``*_first`` / ``*_middle`` / ``*_last`` are the means of the thirds (gravity direction
+        along a motion, which separates e.g. ``Getup_bed`` from ``Liedown_bed``); ``*_freq_hz``
+        and ``*_spec_entropy`` the dominant 0.3-8 Hz frequency and spectral entropy (nats) of
+        each axis; ``mag_acf_peak`` the largest autocorrelation of |a| at lags 0.25-2 s
+        (periodic movements such as walking); ``pitch_deg`` / ``roll_deg`` the mean orientation.
     """
     a = _as_acc(acc) / G_MG
     n = a.shape[0]
@@ -291,6 +296,30 @@ def acc_features(acc: npt.ArrayLike, sampling_rate: float) -> FloatArray:
     for lo, hi in ((0.1, 1.0), (1.0, 3.0), (3.0, 8.0)):
         feats.append(float(p[(f >= lo) & (f < hi)].sum()) / tot)
     feats.append(n / sampling_rate)
+    nfft = max(256, n)
+    f_ax = np.fft.rfftfreq(nfft, 1.0 / sampling_rate)
+    band_ax = (f_ax > 0.3) & (f_ax < 8.0)
+    for j in range(3):
+        x = a[:, j]
+        feats += [
+            float(x[third : max(2 * third, third + 1)].mean()),
+            float(x.min()),
+            float(x.max()),
+        ]
+        px = np.abs(np.fft.rfft((x - x.mean()) * np.hanning(n), n=nfft))[band_ax] ** 2
+        share = px / (float(px.sum()) + 1e-12)
+        peak = float(f_ax[band_ax][np.argmax(px)]) if px.size else 0.0
+        feats += [peak, float(-np.sum(share * np.log(share + 1e-12)))]
+    # periodicity of the movement: autocorrelation peak of |a| at lags 0.25-2 s
+    lo, hi = max(round(0.25 * sampling_rate), 1), min(round(2.0 * sampling_rate), n - 1)
+    denom = float(m @ m)
+    acf = [float(m[:-k] @ m[k:]) / denom for k in range(lo, hi)] if denom > 1e-12 else []
+    feats.append(max(acf) if acf else 0.0)
+    g = a.mean(axis=0)
+    feats += [
+        float(np.degrees(np.arctan2(g[0], np.hypot(g[1], g[2])))),
+        float(np.degrees(np.arctan2(g[1], g[2]))),
+    ]
     return np.asarray(feats, dtype=np.float64)
 
 

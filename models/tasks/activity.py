@@ -414,9 +414,15 @@ def contract() -> InputContract:
 def _feature_unit(name: str) -> str:
     if name.endswith("jerk"):
         return "g/s"
-    if name.startswith("corr") or name.startswith("band"):
+    if name.endswith("_deg"):
+        return "degree"
+    if name.endswith("freq_hz"):
+        return "Hz"
+    if name.endswith("spec_entropy"):
+        return "nat"
+    if name.startswith(("corr", "band", "mag_acf")):
         return "ratio"
-    return {"dom_freq_hz": "Hz", "duration_s": "s"}.get(name, "g")
+    return {"duration_s": "s"}.get(name, "g")
 
 
 TASK = Task(
