@@ -39,7 +39,11 @@ BEAT_SPEC = BeatSpec(
     rr_local_beats=10,
     rr_long_s=300.0,
 )
-_LOADER_VERSION = 1
+_LOADER_VERSION = 2
+# Channel 1 of the input is the beat minus the median of the previous TEMPLATE_BEATS windows
+# of the same stream: it tells the net whether a beat looks like the wearer's usual beat, which
+# is what separates an aberrant-looking SVEB of a bundle-branch-block patient from a VEB.
+TEMPLATE_BEATS = 16
 _RR_DESCRIPTIONS = {
     "rr_pre": "interval from the previous R peak to this one",
     "rr_post": "interval from this R peak to the next one (one-beat delay on a stream)",
@@ -52,10 +56,61 @@ _RR_DESCRIPTIONS = {
 }
 
 
+def template_channel(
+    windows: npt.NDArray[np.float64], n_prev: int = TEMPLATE_BEATS
+) -> npt.NDArray[np.float64]:
+    """``windows[i] - median(windows[i - n_prev : i])`` per beat (causal; beat 0 gives zeros).
+
+    Parameters
+    ----------
+    windows : ndarray, shape (n_beats, L)
+        Normalised beat windows of one stream, in time order (every detected beat, any class).
+    n_prev : int
+        Number of previous windows in the running median template.
+
+    Returns
+    -------
+    ndarray, shape (n_beats, L)
+    """
+    out = np.zeros_like(windows)
+    for i in range(1, len(windows)):
+        out[i] = windows[i] - np.median(windows[max(0, i - n_prev) : i], axis=0)
+    return out
+
+
+class TemplateTracker:
+    """Streaming :func:`template_channel`: same numbers, fed beat windows as they come.
+
+    Pure numpy (no torch), so it can move to ``common.signals`` for the edge unchanged.
+
+    Examples
+    --------
+    >>> t = TemplateTracker(n_prev=2)
+    >>> t.push(np.ones((3, 4))).tolist()[0]
+    [0.0, 0.0, 0.0, 0.0]
+    """
+
+    def __init__(self, n_prev: int = TEMPLATE_BEATS) -> None:
+        self.n_prev = n_prev
+        self._recent: list[npt.NDArray[np.float64]] = []
+
+    def push(self, windows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Channel 1 for the next windows ``(n, L)`` of the stream, shape ``(n, L)``."""
+        out = np.zeros_like(windows, dtype=np.float64)
+        for i, window in enumerate(np.asarray(windows, dtype=np.float64)):
+            if self._recent:
+                out[i] = window - np.median(np.stack(self._recent), axis=0)
+            self._recent = [*self._recent, window][-self.n_prev :]
+        return out
+
+
 def preprocess_record(
     rec: MitdbRecord, spec: BeatSpec = BEAT_SPEC
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """Model inputs of one record: windows ``(n, 1, L)``, RR features ``(n, K)``, labels."""
+    """Model inputs of one record: windows ``(n, 2, L)``, RR features ``(n, K)``, labels.
+
+    Channel 0 is the normalised beat, channel 1 the beat minus its running template.
+    """
     clean = ecg_clean(rec.signal_uv, rec.fs, spec.filter)
     rr = compute_rr(rec.beat_samples, rec.fs, spec)  # over every beat, before dropping edges
     ok = beats_in_bounds(rec.beat_samples, clean.size, rec.fs, spec) & np.all(
@@ -63,7 +118,7 @@ def preprocess_record(
     )
     windows = beat_windows(clean, rec.fs, rec.beat_samples[ok], spec)
     return (
-        windows[:, None, :].astype(np.float32),
+        np.stack([windows, template_channel(windows)], axis=1).astype(np.float32),
         rr[ok].astype(np.float32),
         rec.beat_labels[ok],
     )
@@ -133,7 +188,12 @@ def contract(spec: BeatSpec = BEAT_SPEC) -> InputContract:
             "sosfilt with steady-state initial conditions, applied at the DEVICE rate before "
             "windowing (common.signals.ecg_clean / EcgFilter)"
         ),
-        normalisation="per window z-score: (x - mean) / std (zeros if std = 0)",
+        normalisation=(
+            "per window z-score: (x - mean) / std (zeros if std = 0) -> channel 0; channel 1 = "
+            f"channel 0 minus the element-wise median of the previous {TEMPLATE_BEATS} "
+            "channel-0 windows of the same stream (every detected beat, any class; zeros for the "
+            "first beat) -- models.tasks.beat.template_channel"
+        ),
         resampling=(
             "filter at the device rate, then cut each beat at the device rate with a margin "
             "and resample it to 128 Hz with scipy.signal.resample_poly (up/down from the rate "
@@ -144,7 +204,12 @@ def contract(spec: BeatSpec = BEAT_SPEC) -> InputContract:
             FeatureSpec(name, "ratio" if "ratio" in name else "s", _RR_DESCRIPTIONS[name])
             for name in spec.rr_features
         ),
-        parameters={"beat_spec": spec.to_dict()},
+        parameters={
+            "beat_spec": spec.to_dict(),
+            "channels": ["beat_zscore", "beat_minus_running_median_template"],
+            "template_beats": TEMPLATE_BEATS,
+            "rr_from": "annotated R peaks in training; detected R peaks on a device",
+        },
     )
 
 
