@@ -13,9 +13,11 @@ from hypothesis.extra.numpy import arrays
 from common.signals import rhythm
 from common.signals.peaks import ecg_findpeaks
 from common.signals.rhythm import (
+    RHYTHM_FEATURES,
     RR_IRREGULARITY_FEATURES,
     atrial_spectrum_features,
     qrst_cancel,
+    rhythm_window_features,
     rr_irregularity,
     sample_entropy,
 )
@@ -103,3 +105,18 @@ def test_any_finite_input_never_crashes(x: np.ndarray, peaks: list[int]) -> None
 def test_docstring_examples() -> None:
     result = doctest.testmod(rhythm)
     assert result.failed == 0 and result.attempted > 0
+
+
+@settings(max_examples=25, deadline=None, derandomize=True)
+@given(
+    arrays(np.float64, st.integers(0, 4000), elements=st.floats(-1e5, 1e5)),
+    st.sampled_from([100.0, 128.0, 130.0, 250.0, 360.0, 500.0]),
+    st.lists(st.integers(-50, 5000), max_size=80, unique=True),
+)
+def test_rhythm_window_features_never_crash_at_any_rate(
+    x: np.ndarray, fs: float, peaks: list[int]
+) -> None:
+    # Execute
+    f = rhythm_window_features(x, fs, np.sort(np.asarray(peaks, dtype=np.int64)))
+    # Assert
+    assert f.shape == (len(RHYTHM_FEATURES),) and np.all(np.isfinite(f))
