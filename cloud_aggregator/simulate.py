@@ -91,7 +91,6 @@ def write_client_npz(
     folder: Path,
     env: Mapping[str, str],
     cache: Path | None,
-    channels: int | None = None,
 ) -> dict[str, int]:
     """One ``mitdb-<record>.npz`` (``beat``, ``rr``, ``labels``) per record; returns beat counts."""
     from models.tasks.base import LoadOptions
@@ -152,9 +151,7 @@ def run_simulation(
         broker.start(10.0)
         service = AggregatorService(store, broker, settings, distiller=distiller)
         base = service.ensure_initial_model()
-        model_onnx = service.release(base)[0].files.get("model.onnx", b"")
-        channels = input_channels(model_onnx) if model_onnx else None
-        counts = write_client_npz(plan.records, data_dir, env, cache, channels)
+        counts = write_client_npz(plan.records, data_dir, env, cache)
         if plan.eval_records:
             rel, _ = service.release(base)
             service.evaluator = build_evaluator(
