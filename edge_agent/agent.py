@@ -46,6 +46,14 @@ class BeatLabeler(Protocol):
     def labels_for(self, samples: list[int]) -> list[str | None]: ...
 
 
+class WindowMonitor(Protocol):
+    """ECG windows + the R peaks found in them -> events (the rhythm/AF model)."""
+
+    def process(self, chunk: SignalChunk, peaks: list[int], lead: int = 0) -> list[Event]: ...
+
+    def flush(self) -> list[Event]: ...
+
+
 class AuxMonitor(Protocol):
     """Non-ECG streams (wrist PPG + ACC): heart rate, activity, falls, inactivity."""
 
@@ -104,6 +112,8 @@ class EdgeAgent:
         PPG/ACC handling.
     participant : Participant, optional
         Federated-learning participant; gets every inbound message that is not a label.
+    rhythm : WindowMonitor, optional
+        The rhythm (AF) model on 30 s windows (``edge_agent.rhythm.RhythmMonitor``).
     """
 
     def __init__(
@@ -118,6 +128,7 @@ class EdgeAgent:
         labeler: BeatLabeler | None = None,
         aux: AuxMonitor | None = None,
         participant: Participant | None = None,
+        rhythm: WindowMonitor | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
@@ -129,6 +140,7 @@ class EdgeAgent:
         self.labeler = labeler
         self.aux = aux
         self.participant = participant
+        self.rhythm = rhythm
         self._participant_tasks: set[asyncio.Task[None]] = set()
         self.stats = AgentStats()
         self._cid = settings.client_id
@@ -207,6 +219,8 @@ class EdgeAgent:
             if res.reset:
                 events += self.detector.flush()
             events += self.detector.update(res.beats)
+            if self.rhythm is not None:
+                events += self.rhythm.process(chunk, [b.sample for b in res.beats])
             self._store(res.beats, events, res.batch)
             self._send_live(chunk)
         elif chunk.kind in (StreamKind.PPG, StreamKind.ACC) and self.aux is not None:
@@ -219,6 +233,8 @@ class EdgeAgent:
     def _finish(self) -> None:
         res = self.pipeline.flush()
         events = self.detector.update(res.beats) + self.detector.flush()
+        if self.rhythm is not None:
+            events += self.rhythm.flush()
         if self.aux is not None:
             events += self.aux.flush()
         self._store(res.beats, events, res.batch)

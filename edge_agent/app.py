@@ -25,17 +25,19 @@ from edge_agent.annotations import AnnotationLabeler
 from edge_agent.buffer import SqliteBuffer
 from edge_agent.config import EdgeSettings
 from edge_agent.events import BeatEventDetector
-from edge_agent.featurize import StreamingBeatFeaturizer
+from edge_agent.featurize import CHANNELS, StreamingBeatFeaturizer
 from edge_agent.inference import OnnxBeatClassifier
 from edge_agent.output import JsonlSink
 from edge_agent.pipeline import EcgPipeline
 from edge_agent.ports import Participant, Uplink
+from edge_agent.rhythm import OnnxRhythmScorer, RhythmMonitor
 from edge_agent.wrist import WristMonitor
 
 _LOGGER = logging.getLogger(__name__)
 
 # The packaged beat model (MODELS ships it beside its card); a path, never an import of models.
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "pretrained" / "beat.onnx"
+DEFAULT_RHYTHM = DEFAULT_MODEL.with_name("rhythm_softmax.onnx")
 NOMINAL_FS = 130.0  # Hz; the featurizer re-reads the rate from the first chunk
 
 
@@ -65,6 +67,23 @@ def beat_spec_from_card(card: ModelCard) -> BeatSpec:
     return spec
 
 
+def channels_from_card(card: ModelCard) -> tuple[tuple[str, ...], int]:
+    """Input channels and template length the card asks for (one z-scored beat by default)."""
+    params = card.input_contract.parameters
+    channels = tuple(params.get("channels", ("beat_zscore",)))
+    if any(c not in CHANNELS for c in channels):
+        raise ConfigError(f"model card asks for unknown input channels {channels}")
+    return channels, int(params.get("template_beats", 16))
+
+
+def make_featurizer(card: ModelCard, spec: BeatSpec | None = None) -> StreamingBeatFeaturizer:
+    """The streaming front end for a model card."""
+    channels, template_beats = channels_from_card(card)
+    return StreamingBeatFeaturizer(
+        spec or beat_spec_from_card(card), QRSDetector, NOMINAL_FS, channels, template_beats
+    )
+
+
 def load_classifier(settings: EdgeSettings) -> OnnxBeatClassifier:
     """The beat model named in the settings (the packaged one by default)."""
     path = settings.model_path or DEFAULT_MODEL
@@ -87,8 +106,8 @@ def build_agent(
 ) -> EdgeAgent:
     """An agent with the real pipeline around ``classifier`` (``spec`` overrides the card's
     beat spec, for experiments only)."""
-    spec = spec or beat_spec_from_card(classifier.card)
-    featurizer = StreamingBeatFeaturizer(spec, QRSDetector, NOMINAL_FS)
+    rhythm = load_rhythm(settings)
+    featurizer = make_featurizer(classifier.card, spec)
     pipeline = EcgPipeline(settings.client_id, featurizer, classifier)
     detector = BeatEventDetector(
         settings.client_id,
@@ -97,6 +116,7 @@ def build_agent(
         tachy_bpm=settings.tachy_bpm,
         hysteresis_bpm=settings.hr_hysteresis_bpm,
         af_window_beats=settings.af_window_beats,
+        rr_af=rhythm is None,
     )
     buffer = SqliteBuffer(
         buffer_path or settings.buffer_path,
@@ -120,6 +140,7 @@ def build_agent(
         labeler=labeler,
         aux=aux,
         participant=participant,
+        rhythm=rhythm,
     )
 
 
@@ -131,12 +152,23 @@ def swap_model(agent: EdgeAgent, model_path: Path, intra_op_threads: int = 1) ->
     the agent on its old model.
     """
     clf = OnnxBeatClassifier(model_path, intra_op_threads)
-    spec = beat_spec_from_card(clf.card)
-    old = getattr(agent.pipeline.featurizer, "spec", None)
-    featurizer = None if spec == old else StreamingBeatFeaturizer(spec, QRSDetector, NOMINAL_FS)
+    new = make_featurizer(clf.card)
+    old = agent.pipeline.featurizer
+    same = (getattr(old, "spec", None), getattr(old, "channels", None)) == (new.spec, new.channels)
+    featurizer = None if same else new
     agent.pipeline.set_classifier(clf, featurizer)
     _LOGGER.info("now using beat model %s (%s)", clf.version, model_path)
     return clf
+
+
+def load_rhythm(settings: EdgeSettings) -> RhythmMonitor | None:
+    """The rhythm (AF) model: ``rhythm_model_path``, else the packaged one if present; None
+    (AF from RR irregularity) when there is none."""
+    path = settings.rhythm_model_path or (DEFAULT_RHYTHM if DEFAULT_RHYTHM.is_file() else None)
+    if path is None:
+        return None
+    scorer = OnnxRhythmScorer(path)
+    return RhythmMonitor(settings.client_id, scorer, scorer.window_s)
 
 
 def replay_labeler(source: Any) -> AnnotationLabeler | None:

@@ -294,10 +294,12 @@ class BeatEventDetector:
         hysteresis_bpm: float = 5.0,
         af_window_beats: int = 30,
         af_scorer: AfScorer = rr_irregularity,
+        rr_af: bool = True,
     ) -> None:
         self.vt = VtRunDetector(client_id, vt_min_beats)
         self.hr = HeartRateDetector(client_id, brady_bpm, tachy_bpm, hysteresis_bpm)
-        self.af = AfDetector(client_id, af_window_beats, scorer=af_scorer)
+        # off when the rhythm model (edge_agent.rhythm) reports AF instead
+        self.af = AfDetector(client_id, af_window_beats, scorer=af_scorer) if rr_af else None
 
     def update(self, beats: Sequence[BeatPrediction]) -> list[Event]:
         """Feed a batch of beats in order; returns the events they completed."""
@@ -305,9 +307,10 @@ class BeatEventDetector:
         for b in beats:
             out += self.vt.update(b)
             out += self.hr.update(b)
-            out += self.af.update(b)
+            if self.af is not None:
+                out += self.af.update(b)
         return out
 
     def flush(self) -> list[Event]:
         """Close every open episode (end of stream or a gap in the signal)."""
-        return self.vt.flush() + self.hr.flush() + self.af.flush()
+        return self.vt.flush() + self.hr.flush() + (self.af.flush() if self.af else [])

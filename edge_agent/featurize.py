@@ -48,6 +48,31 @@ class PeakDetector(Protocol):
 
 DetectorFactory = Callable[[float], PeakDetector]
 
+# Input channels a beat card may ask for (``input_contract.parameters.channels``).
+CHANNELS = ("beat_zscore", "beat_minus_running_median_template")
+
+
+class TemplateTracker:
+    """Streaming running-median template channel: each window minus the median of the
+    previous ``n_prev`` windows of the stream (zeros for the first beat).
+
+    The definition of ``models.tasks.beat.template_channel`` (training), kept here because the
+    edge never imports ``models``; tests check both give the same numbers.
+    """
+
+    def __init__(self, n_prev: int = 16) -> None:
+        self.n_prev = n_prev
+        self._recent: deque[npt.NDArray[np.float64]] = deque(maxlen=n_prev)
+
+    def push(self, windows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        """Template channel of the next windows ``(n, L)``, shape ``(n, L)``."""
+        out = np.zeros_like(windows, dtype=np.float64)
+        for i, window in enumerate(np.asarray(windows, dtype=np.float64)):
+            if self._recent:
+                out[i] = window - np.median(np.stack(self._recent), axis=0)
+            self._recent.append(window)
+        return out
+
 
 class StreamingBeatFeaturizer:
     """The ``BeatFeaturizer`` of the agent.
@@ -60,12 +85,27 @@ class StreamingBeatFeaturizer:
         Sampling rate (Hz) -> a fresh peak detector; called at start and after every reset.
     sampling_rate : float
         Device rate, Hz (the pipeline resets the featurizer when it changes).
+    channels : tuple of str
+        Input channels of the model (``CHANNELS``); one channel gives windows ``(n, L)``,
+        more give ``(n, C, L)``.
+    template_beats : int
+        Windows in the running-median template channel.
     """
 
     def __init__(
-        self, spec: BeatSpec, detector_factory: DetectorFactory, sampling_rate: float
+        self,
+        spec: BeatSpec,
+        detector_factory: DetectorFactory,
+        sampling_rate: float,
+        channels: tuple[str, ...] = ("beat_zscore",),
+        template_beats: int = 16,
     ) -> None:
+        unknown = [c for c in channels if c not in CHANNELS]
+        if unknown or not channels or channels[0] != "beat_zscore":
+            raise ValueError(f"unsupported input channels {channels}; known: {CHANNELS}")
         self.spec = spec
+        self.channels = channels
+        self._template_beats = template_beats
         self._factory = detector_factory
         self.dropped = 0  # beats whose context had already left the ring
         self.reset(sampling_rate)
@@ -83,6 +123,7 @@ class StreamingBeatFeaturizer:
         self._buf_start = 0  # stream index of _buf[0]
         self._pending: deque[tuple[int, npt.NDArray[np.float64]]] = deque()
         self._last_peak: int | None = None
+        self._template = TemplateTracker(self._template_beats)
 
     def push(self, ecg_uv: npt.NDArray[np.float64], start: int) -> BeatBatch:
         """Consume consecutive samples (µV, shape (n,)) starting at stream index ``start``."""
@@ -130,6 +171,8 @@ class StreamingBeatFeaturizer:
         peaks = np.array([p for p, _ in ok], np.int64)
         feats = np.stack([f for _, f in ok]).astype(np.float32)
         windows = beat_windows(self._buf, self.fs, peaks - self._buf_start, self.spec)
+        if len(self.channels) > 1:
+            windows = np.stack([windows, self._template.push(windows)], axis=1)
         rr_s = np.empty(peaks.size, np.float64)
         for i, p in enumerate(peaks.tolist()):
             rr_s[i] = np.nan if self._last_peak is None else (p - self._last_peak) / self.fs
