@@ -223,7 +223,7 @@ class EdgeAgent:
                 events += self.rhythm.process(chunk, [b.sample for b in res.beats])
             self._store(res.beats, events, res.batch)
             self._send_live(chunk)
-        elif chunk.kind in (StreamKind.PPG, StreamKind.ACC) and self.aux is not None:
+        elif self.aux is not None:  # PPG, ACC, HR
             self.stats.aux_chunks += 1
             self._store([], self.aux.process(chunk), None)
         else:

@@ -83,14 +83,26 @@ class WristMonitor:
             return self._acc(chunk)
         if chunk.kind == StreamKind.PPG:
             return self._ppg_chunk(chunk)
+        if chunk.kind == StreamKind.HR:
+            return self._hr_chunk(chunk)
         return []
+
+    def _hr_chunk(self, chunk: SignalChunk) -> list[Event]:
+        """Heart Rate Service values (bpm) from a strap without an ECG stream: rate alarms."""
+        events: list[Event] = []
+        for i, bpm in enumerate(chunk.samples[:, 0].tolist()):
+            if 20.0 <= bpm <= 250.0:
+                t = chunk.t0_ns + round(i * _NS / chunk.fs)
+                beat = BeatPrediction(self._cid, t, -1, "N", {}, "hrs", 60.0 / bpm)
+                events += self._tag(self._rate.update(beat), "hrs")
+        return events
 
     def flush(self) -> list[Event]:
         """End of stream: close an open rate episode."""
         return self._tag(self._rate.flush())
 
     @staticmethod
-    def _tag(events: list[Event]) -> list[Event]:
+    def _tag(events: list[Event], source: str = "ppg") -> list[Event]:
         return [
             Event(
                 e.event_id,
@@ -98,7 +110,7 @@ class WristMonitor:
                 e.kind,
                 e.t_start_ns,
                 e.t_end_ns,
-                {**e.details, "source": "ppg"},
+                {**e.details, "source": source},
             )
             for e in events
         ]

@@ -76,3 +76,13 @@ def test_broker_urls(url: str, expected: tuple[object, ...]) -> None:
 def test_bad_broker_urls(url: str) -> None:
     with pytest.raises(ConfigError):
         parse_broker_url(url)
+
+
+def test_heart_rate_service_values_raise_bradycardia() -> None:
+    # 60 s at 70 bpm then 60 s at 40 bpm then 60 s at 70 bpm, 1 Hz HRS values
+    bpm = np.array([70.0] * 60 + [40.0] * 60 + [70.0] * 60)[:, None]
+    mon = WristMonitor("w")
+    events = [e for c in chunks(StreamKind.HR, bpm, 1.0, 10) for e in mon.process(c)]
+    events += mon.flush()
+    assert [e.kind for e in events] == ["bradycardia"]
+    assert events[0].details["source"] == "hrs"
