@@ -118,7 +118,8 @@ def build_components(
                 f"edge-{client_id}",
                 _py("edge", "--source", f"replay:{path}", "--speed", settings.speed,
                     "--broker", broker_url, "--client-id", client_id,
-                    "--buffer", str(settings.workdir / f"{client_id}.buffer.db")),
+                    "--buffer", str(settings.workdir / f"{client_id}.buffer.db"),
+                    "--federated", "--workdir", str(settings.workdir / f"{client_id}.state")),
                 critical=False,
             )
         )  # fmt: skip
