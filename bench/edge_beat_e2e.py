@@ -33,7 +33,8 @@ from common.model_card import card_path_for, load_card  # noqa: E402
 from common.signals.ecg import ecg_beats  # noqa: E402
 from common.signals.matching import match_peaks  # noqa: E402
 from edge_agent.annotations import AAMI  # noqa: E402
-from edge_agent.app import DEFAULT_MODEL, beat_spec_from_card  # noqa: E402
+from edge_agent.app import DEFAULT_MODEL, beat_spec_from_card, channels_from_card  # noqa: E402
+from edge_agent.featurize import TemplateTracker  # noqa: E402
 from edge_agent.inference import OnnxBeatClassifier  # noqa: E402
 
 DS2 = "100 103 105 111 113 117 121 123 200 202 210 212 213 214 219 221 222 228 231 232 233 234"
@@ -91,6 +92,7 @@ def main() -> int:
     spec = beat_spec_from_card(clf.card)
     if args.align_window_s is not None:
         spec = dataclasses.replace(spec, align_window_s=args.align_window_s)
+    channels, template_beats = channels_from_card(clf.card)
     cm_ann = np.zeros((5, 5), np.int64)  # the same model on annotated positions, whole record
     for rec in args.records.split(","):
         run = run_record(root / rec, args.model, spec=spec)
@@ -102,7 +104,10 @@ def main() -> int:
         pred = np.array([idx[lab] for lab in run.labels])
         np.add.at(cm, (ref_cls[m.matched_reference], pred[m.matched_detected]), 1)
         ann_in = ecg_beats(run_signal(root / rec), run.fs, ref, spec)
-        p_ann = clf.predict(ann_in.windows.astype(np.float32), ann_in.rr.astype(np.float32))
+        w_ann = ann_in.windows
+        if len(channels) > 1:  # the running-median template channel, as in training
+            w_ann = np.stack([w_ann, TemplateTracker(template_beats).push(w_ann)], axis=1)
+        p_ann = clf.predict(w_ann.astype(np.float32), ann_in.rr.astype(np.float32))
         np.add.at(cm_ann, (ref_cls, p_ann.argmax(axis=1)), 1)
         unmatched = np.setdiff1d(np.arange(ref.size), m.matched_reference)
         np.add.at(missed, ref_cls[unmatched], 1)
