@@ -1,10 +1,9 @@
 """Federated-learning payloads: round announcements, global models, client updates, chunks.
 
-All payloads use the envelope of :mod:`common.protocol`. Tensors travel in the envelope blob,
-never as JSON lists: the body holds one spec per tensor (name, dtype, shape, byte offset and,
-for int8-compressed tensors, the per-tensor scale). Messages larger than a configurable limit are
-split into ``chunk`` envelopes (:func:`split_message`) that :class:`Reassembler` puts back
-together idempotently.
+All payloads use the envelope of :mod:`common.protocol`. Tensors travel in the envelope blob
+(codec in :mod:`common.fl_tensors`); messages larger than a configurable limit are split into
+``chunk`` envelopes (:mod:`common.fl_chunks`). Both are re-exported here, so
+``from common import fl_protocol as fl`` gives the whole federated wire API.
 
 Topics (see :mod:`common.protocol`)::
 
@@ -19,132 +18,56 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import numpy.typing as npt
-
+from common.fl_chunks import Reassembler, split_message
+from common.fl_tensors import (
+    COMPRESSIONS,
+    MAX_ELEMENTS,
+    MAX_MESSAGE,
+    MAX_TENSORS,
+    FloatArray,
+    Tensors,
+    compression_error,
+    pack_tensors,
+    quantize_int8,
+    require_field,
+    require_number,
+    unpack_tensors,
+)
 from common.protocol import ProtocolError, check_client_id, decode, encode
 
-FloatArray = npt.NDArray[np.float32]
-Tensors = dict[str, FloatArray]
+__all__ = [
+    "COMPRESSIONS",
+    "MAX_ELEMENTS",
+    "MAX_MESSAGE",
+    "MAX_TENSORS",
+    "MODES",
+    "ClientUpdate",
+    "FloatArray",
+    "ModelRelease",
+    "Reassembler",
+    "RoundAnnouncement",
+    "RoundConfig",
+    "Tensors",
+    "compression_error",
+    "decode_model",
+    "decode_round",
+    "decode_update",
+    "encode_model",
+    "encode_round",
+    "encode_update",
+    "make_round_id",
+    "pack_tensors",
+    "quantize_int8",
+    "split_message",
+    "unpack_tensors",
+    "update_id_for",
+]
 
-MAX_TENSORS = 256
-MAX_ELEMENTS = 50_000_000  # per message; a full small CNN is ~1e5
-MAX_MESSAGE = 256 * 1024 * 1024  # bytes, MQTT's own payload ceiling
 MODES = ("head", "full")
-COMPRESSIONS = ("none", "int8")
-_DTYPES: dict[str, np.dtype[Any]] = {"float32": np.dtype("<f4"), "int8": np.dtype("i1")}
-
-
-def _req(body: Mapping[str, Any], key: str, typ: type | tuple[type, ...]) -> Any:
-    val = body.get(key)
-    if isinstance(val, bool) and typ is not bool:
-        raise ProtocolError(f"field {key!r} has type bool")
-    if not isinstance(val, typ):
-        raise ProtocolError(f"field {key!r} missing or not {typ}")
-    return val
-
-
-def _num(body: Mapping[str, Any], key: str, lo: float, hi: float) -> float:
-    val = float(_req(body, key, (int, float)))
-    if not (math.isfinite(val) and lo <= val <= hi):
-        raise ProtocolError(f"field {key!r}={val} outside [{lo}, {hi}]")
-    return val
-
-
-# --------------------------------------------------------------------------- tensor bundles
-def quantize_int8(arr: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int8], float]:
-    """Symmetric per-tensor int8 quantization.
-
-    Returns the int8 values and the scale such that ``q * scale`` approximates ``arr``; the
-    absolute error per element is at most ``scale / 2`` (round to nearest).
-    """
-    a = np.asarray(arr, dtype=np.float32)
-    peak = float(np.max(np.abs(a))) if a.size else 0.0
-    scale = peak / 127.0 if peak > 0 else 1.0
-    q = np.clip(np.rint(a / scale), -127, 127).astype(np.int8)
-    return q, scale
-
-
-def compression_error(
-    original: Mapping[str, FloatArray], restored: Mapping[str, FloatArray]
-) -> float:
-    """Relative L2 error ``||restored - original|| / ||original||`` over all tensors (0 if empty)."""
-    num = sum(float(np.sum((restored[k] - v) ** 2)) for k, v in original.items())
-    den = sum(float(np.sum(v.astype(np.float64) ** 2)) for v in original.values())
-    return math.sqrt(num / den) if den > 0 else math.sqrt(num)
-
-
-def pack_tensors(
-    tensors: Mapping[str, npt.NDArray[Any]], compression: str = "none"
-) -> tuple[list[dict[str, Any]], bytes]:
-    """Serialise named arrays to (specs, blob); ``compression='int8'`` stores int8 + scale."""
-    if compression not in COMPRESSIONS:
-        raise ProtocolError(f"unknown compression {compression!r}")
-    specs: list[dict[str, Any]] = []
-    parts: list[bytes] = []
-    offset = 0
-    for name, arr in tensors.items():
-        spec: dict[str, Any] = {"name": name, "shape": list(np.shape(arr))}
-        if compression == "int8":
-            q, scale = quantize_int8(arr)
-            raw = q.tobytes()
-            spec.update(dtype="int8", scale=scale)
-        else:
-            raw = np.ascontiguousarray(arr, dtype="<f4").tobytes()
-            spec["dtype"] = "float32"
-        spec.update(offset=offset, nbytes=len(raw))
-        offset += len(raw)
-        specs.append(spec)
-        parts.append(raw)
-    return specs, b"".join(parts)
-
-
-def unpack_tensors(specs: Any, blob: bytes, *, blob_offset: int = 0) -> Tensors:
-    """Inverse of :func:`pack_tensors`; every length and offset is checked first.
-
-    Returns float32 arrays (int8 tensors are dequantized). Non-finite values are *not* rejected
-    here: that is the aggregator's validation policy (so poisoned updates are counted).
-    """
-    if not isinstance(specs, list) or len(specs) > MAX_TENSORS:
-        raise ProtocolError("tensor specs missing or too many")
-    out: Tensors = {}
-    total = 0
-    for spec in specs:
-        if not isinstance(spec, dict):
-            raise ProtocolError("tensor spec is not an object")
-        name = _req(spec, "name", str)
-        if name in out or not name or len(name) > 128:
-            raise ProtocolError(f"bad or duplicate tensor name {name!r}")
-        dtype = _DTYPES.get(_req(spec, "dtype", str))
-        if dtype is None:
-            raise ProtocolError(f"tensor {name}: unsupported dtype {spec.get('dtype')!r}")
-        shape = _req(spec, "shape", list)
-        if len(shape) > 8 or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape
-        ):
-            raise ProtocolError(f"tensor {name}: bad shape {shape!r}")
-        count = math.prod(shape)
-        total += count
-        if total > MAX_ELEMENTS:
-            raise ProtocolError(f"more than {MAX_ELEMENTS} tensor elements")
-        offset = _req(spec, "offset", int) + blob_offset
-        nbytes = _req(spec, "nbytes", int)
-        if nbytes != count * dtype.itemsize or offset < 0 or offset + nbytes > len(blob):
-            raise ProtocolError(
-                f"tensor {name}: {nbytes} bytes at {offset} do not fit shape {shape}"
-            )
-        arr = np.frombuffer(blob, dtype=dtype, count=count, offset=offset).reshape(shape)
-        if dtype == _DTYPES["int8"]:
-            scale = _num(spec, "scale", 0.0, 1e30)
-            out[name] = (arr.astype(np.float32) * np.float32(scale)).astype(np.float32)
-        else:
-            out[name] = arr.astype(np.float32)
-    return out
 
 
 # --------------------------------------------------------------------------- round announcement
@@ -188,19 +111,19 @@ class RoundConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RoundConfig:
         """Parse and range-check (raises ProtocolError)."""
-        mode = _req(d, "mode", str)
-        comp = _req(d, "compression", str)
+        mode = require_field(d, "mode", str)
+        comp = require_field(d, "compression", str)
         if mode not in MODES or comp not in COMPRESSIONS:
             raise ProtocolError(f"bad mode/compression {mode!r}/{comp!r}")
         return cls(
             mode=mode,
-            local_epochs=int(_num(d, "local_epochs", 1, 1000)),
-            lr=_num(d, "lr", 0.0, 100.0),
-            batch_size=int(_num(d, "batch_size", 1, 1_000_000)),
-            mu=_num(d, "mu", 0.0, 1e6),
-            clip_norm=_num(d, "clip_norm", 0.0, 1e12),
+            local_epochs=int(require_number(d, "local_epochs", 1, 1000)),
+            lr=require_number(d, "lr", 0.0, 100.0),
+            batch_size=int(require_number(d, "batch_size", 1, 1_000_000)),
+            mu=require_number(d, "mu", 0.0, 1e6),
+            clip_norm=require_number(d, "clip_norm", 0.0, 1e12),
             compression=comp,
-            max_examples=int(_num(d, "max_examples", 1, 1e9)),
+            max_examples=int(require_number(d, "max_examples", 1, 1e9)),
         )
 
 
@@ -273,21 +196,21 @@ def decode_round(payload: bytes) -> RoundAnnouncement:
         raise ProtocolError("selected client list is not UTF-8") from exc
     for cid in selected:
         check_client_id(cid)
-    cfg = _req(b, "config", dict)
-    round_no = _req(b, "round_no", int)
-    total = _req(b, "total_rounds", int)
+    cfg = require_field(b, "config", dict)
+    round_no = require_field(b, "round_no", int)
+    total = require_field(b, "total_rounds", int)
     if not (1 <= round_no <= total):
         raise ProtocolError(f"round {round_no} of {total} out of range")
     return RoundAnnouncement(
-        round_id=check_client_id(_req(b, "round_id", str)),
-        run_id=_req(b, "run_id", str),
+        round_id=check_client_id(require_field(b, "round_id", str)),
+        run_id=require_field(b, "run_id", str),
         round_no=round_no,
         total_rounds=total,
-        attempt=_req(b, "attempt", int),
-        model_version=check_client_id(_req(b, "model_version", str)),
-        model_sha256=_req(b, "model_sha256", str),
-        deadline_ns=_req(b, "deadline_ns", int),
-        issued_ns=_req(b, "issued_ns", int),
+        attempt=require_field(b, "attempt", int),
+        model_version=check_client_id(require_field(b, "model_version", str)),
+        model_sha256=require_field(b, "model_sha256", str),
+        deadline_ns=require_field(b, "deadline_ns", int),
+        issued_ns=require_field(b, "issued_ns", int),
         selected=selected,
         config=RoundConfig.from_dict(cfg),
     )
@@ -350,10 +273,14 @@ def decode_model(payload: bytes) -> ModelRelease:
     b = env.body
     tensors = unpack_tensors(b.get("tensors"), env.blob)
     files: dict[str, bytes] = {}
-    for f in _req(b, "files", list):
+    for f in require_field(b, "files", list):
         if not isinstance(f, dict):
             raise ProtocolError("file spec is not an object")
-        name, off, n = _req(f, "name", str), _req(f, "offset", int), _req(f, "nbytes", int)
+        name, off, n = (
+            require_field(f, "name", str),
+            require_field(f, "offset", int),
+            require_field(f, "nbytes", int),
+        )
         if off < 0 or n < 0 or off + n > len(env.blob):
             raise ProtocolError(f"file {name}: {n} bytes at {off} outside the blob")
         files[name] = env.blob[off : off + n]
@@ -361,7 +288,11 @@ def decode_model(payload: bytes) -> ModelRelease:
     if not isinstance(metrics, dict):
         raise ProtocolError("metrics is not an object")
     return ModelRelease(
-        check_client_id(_req(b, "version", str)), _req(b, "round_no", int), tensors, files, metrics
+        check_client_id(require_field(b, "version", str)),
+        require_field(b, "round_no", int),
+        tensors,
+        files,
+        metrics,
     )
 
 
@@ -432,16 +363,16 @@ def decode_update(payload: bytes, max_size: int = MAX_MESSAGE) -> ClientUpdate:
         raise ProtocolError(f"expected an 'update' payload, got {env.kind!r}")
     b = env.body
     u = ClientUpdate(
-        round_id=check_client_id(_req(b, "round_id", str)),
-        client_id=check_client_id(_req(b, "client_id", str)),
-        base_version=_req(b, "base_version", str),
-        n_examples=_req(b, "n_examples", int),
+        round_id=check_client_id(require_field(b, "round_id", str)),
+        client_id=check_client_id(require_field(b, "client_id", str)),
+        base_version=require_field(b, "base_version", str),
+        n_examples=require_field(b, "n_examples", int),
         delta=unpack_tensors(b.get("tensors"), env.blob),
-        compression=_req(b, "compression", str),
-        compression_error=_num(b, "compression_error", 0.0, 1e6),
+        compression=require_field(b, "compression", str),
+        compression_error=require_number(b, "compression_error", 0.0, 1e6),
         metrics={
             str(k): float(v)
-            for k, v in dict(_req(b, "metrics", dict)).items()
+            for k, v in dict(require_field(b, "metrics", dict)).items()
             if isinstance(v, (int, float))
         },
     )
@@ -450,120 +381,3 @@ def decode_update(payload: bytes, max_size: int = MAX_MESSAGE) -> ClientUpdate:
     if u.compression not in COMPRESSIONS:
         raise ProtocolError(f"unknown compression {u.compression!r}")
     return u
-
-
-# --------------------------------------------------------------------------- chunking
-def split_message(payload: bytes, message_id: str, limit: int) -> list[bytes]:
-    """Split an encoded message into ``chunk`` envelopes of at most ``limit`` blob bytes.
-
-    A message that fits is returned unchanged (one element). Each chunk carries the message id,
-    its index, the count, the whole size and the whole sha256, so the receiver can reassemble
-    out of order and verify the result.
-    """
-    if limit <= 0:
-        raise ValueError("chunk limit must be positive")
-    if len(payload) <= limit:
-        return [payload]
-    digest = hashlib.sha256(payload).hexdigest()
-    total = -(-len(payload) // limit)
-    return [
-        encode(
-            "chunk",
-            {
-                "message_id": message_id,
-                "seq": i,
-                "total": total,
-                "size": len(payload),
-                "sha256": digest,
-            },
-            payload[i * limit : (i + 1) * limit],
-        )
-        for i in range(total)
-    ]
-
-
-@dataclass
-class _Pending:
-    total: int
-    size: int
-    sha256: str
-    first_seen: float
-    parts: dict[int, bytes] = field(default_factory=dict)
-
-
-class Reassembler:
-    """Idempotent reassembly of chunked messages (pure; the caller passes the clock).
-
-    ``feed`` returns the whole message bytes exactly once when its last missing chunk arrives;
-    duplicates (QoS 1 redelivery) and chunks of already completed messages return ``None``.
-    Memory is bounded: at most ``max_pending`` partial messages, each at most ``max_size`` bytes,
-    dropped after ``ttl_s`` seconds without completion.
-
-    Attributes
-    ----------
-    rejected : int
-        Chunks rejected as inconsistent (conflicting totals, bad hash after assembly...).
-    expired : int
-        Partial messages dropped by the TTL or the pending limit.
-    """
-
-    def __init__(
-        self, max_size: int = MAX_MESSAGE, max_pending: int = 1024, ttl_s: float = 600.0
-    ) -> None:
-        self.max_size = max_size
-        self.max_pending = max_pending
-        self.ttl_s = ttl_s
-        self._pending: OrderedDict[str, _Pending] = OrderedDict()
-        self._done: OrderedDict[str, None] = OrderedDict()
-        self.rejected = 0
-        self.expired = 0
-
-    def feed(self, payload: bytes, now_s: float, max_chunk: int = MAX_MESSAGE) -> bytes | None:
-        """Take one received payload; return a complete message or ``None``.
-
-        Non-chunk payloads are returned unchanged. Raises ProtocolError for a malformed chunk.
-        """
-        self._expire(now_s)
-        env = decode(payload, max_chunk + 65536 + 16)
-        if env.kind != "chunk":
-            return payload
-        b = env.body
-        mid = _req(b, "message_id", str)
-        seq, total, size = _req(b, "seq", int), _req(b, "total", int), _req(b, "size", int)
-        digest = _req(b, "sha256", str)
-        if not (0 < total <= 100_000 and 0 <= seq < total and 0 < size <= self.max_size):
-            self.rejected += 1
-            raise ProtocolError(f"chunk {seq}/{total} of {size} bytes out of range")
-        if mid in self._done:
-            return None
-        pend = self._pending.get(mid)
-        if pend is None:
-            while len(self._pending) >= self.max_pending:
-                self._pending.popitem(last=False)
-                self.expired += 1
-            pend = self._pending[mid] = _Pending(total, size, digest, now_s)
-        elif (pend.total, pend.size, pend.sha256) != (total, size, digest):
-            self.rejected += 1
-            raise ProtocolError(f"chunk of {mid} disagrees with earlier chunks")
-        pend.parts.setdefault(seq, env.blob)
-        if len(pend.parts) < total:
-            return None
-        del self._pending[mid]
-        whole = b"".join(pend.parts[i] for i in range(total))
-        if len(whole) != size or hashlib.sha256(whole).hexdigest() != digest:
-            self.rejected += 1
-            raise ProtocolError(f"reassembled {mid} fails its size/sha256 check")
-        self._done[mid] = None
-        while len(self._done) > 4 * self.max_pending:
-            self._done.popitem(last=False)
-        return whole
-
-    @property
-    def pending(self) -> int:
-        """Partial messages held."""
-        return len(self._pending)
-
-    def _expire(self, now_s: float) -> None:
-        for mid in [m for m, p in self._pending.items() if now_s - p.first_seen > self.ttl_s]:
-            del self._pending[mid]
-            self.expired += 1

@@ -1,0 +1,137 @@
+"""Chunking of large federated messages and their idempotent reassembly.
+
+Messages larger than a configurable limit are split into ``chunk`` envelopes of
+:mod:`common.protocol` (:func:`split_message`) that :class:`Reassembler` puts back together,
+out of order and exactly once, verifying size and sha256 of the whole.
+
+Every decoder takes untrusted bytes and raises :class:`~common.protocol.ProtocolError` (only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+from common.fl_tensors import MAX_MESSAGE, require_field
+from common.protocol import ProtocolError, decode, encode
+
+
+def split_message(payload: bytes, message_id: str, limit: int) -> list[bytes]:
+    """Split an encoded message into ``chunk`` envelopes of at most ``limit`` blob bytes.
+
+    A message that fits is returned unchanged (one element). Each chunk carries the message id,
+    its index, the count, the whole size and the whole sha256, so the receiver can reassemble
+    out of order and verify the result.
+    """
+    if limit <= 0:
+        raise ValueError("chunk limit must be positive")
+    if len(payload) <= limit:
+        return [payload]
+    digest = hashlib.sha256(payload).hexdigest()
+    total = -(-len(payload) // limit)
+    return [
+        encode(
+            "chunk",
+            {
+                "message_id": message_id,
+                "seq": i,
+                "total": total,
+                "size": len(payload),
+                "sha256": digest,
+            },
+            payload[i * limit : (i + 1) * limit],
+        )
+        for i in range(total)
+    ]
+
+
+@dataclass
+class _Pending:
+    total: int
+    size: int
+    sha256: str
+    first_seen: float
+    parts: dict[int, bytes] = field(default_factory=dict)
+
+
+class Reassembler:
+    """Idempotent reassembly of chunked messages (pure; the caller passes the clock).
+
+    ``feed`` returns the whole message bytes exactly once when its last missing chunk arrives;
+    duplicates (QoS 1 redelivery) and chunks of already completed messages return ``None``.
+    Memory is bounded: at most ``max_pending`` partial messages, each at most ``max_size`` bytes,
+    dropped after ``ttl_s`` seconds without completion.
+
+    Attributes
+    ----------
+    rejected : int
+        Chunks rejected as inconsistent (conflicting totals, bad hash after assembly...).
+    expired : int
+        Partial messages dropped by the TTL or the pending limit.
+    """
+
+    def __init__(
+        self, max_size: int = MAX_MESSAGE, max_pending: int = 1024, ttl_s: float = 600.0
+    ) -> None:
+        self.max_size = max_size
+        self.max_pending = max_pending
+        self.ttl_s = ttl_s
+        self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._done: OrderedDict[str, None] = OrderedDict()
+        self.rejected = 0
+        self.expired = 0
+
+    def feed(self, payload: bytes, now_s: float, max_chunk: int = MAX_MESSAGE) -> bytes | None:
+        """Take one received payload; return a complete message or ``None``.
+
+        Non-chunk payloads are returned unchanged. Raises ProtocolError for a malformed chunk.
+        """
+        self._expire(now_s)
+        env = decode(payload, max_chunk + 65536 + 16)
+        if env.kind != "chunk":
+            return payload
+        b = env.body
+        mid = require_field(b, "message_id", str)
+        seq, total, size = (
+            require_field(b, "seq", int),
+            require_field(b, "total", int),
+            require_field(b, "size", int),
+        )
+        digest = require_field(b, "sha256", str)
+        if not (0 < total <= 100_000 and 0 <= seq < total and 0 < size <= self.max_size):
+            self.rejected += 1
+            raise ProtocolError(f"chunk {seq}/{total} of {size} bytes out of range")
+        if mid in self._done:
+            return None
+        pend = self._pending.get(mid)
+        if pend is None:
+            while len(self._pending) >= self.max_pending:
+                self._pending.popitem(last=False)
+                self.expired += 1
+            pend = self._pending[mid] = _Pending(total, size, digest, now_s)
+        elif (pend.total, pend.size, pend.sha256) != (total, size, digest):
+            self.rejected += 1
+            raise ProtocolError(f"chunk of {mid} disagrees with earlier chunks")
+        pend.parts.setdefault(seq, env.blob)
+        if len(pend.parts) < total:
+            return None
+        del self._pending[mid]
+        whole = b"".join(pend.parts[i] for i in range(total))
+        if len(whole) != size or hashlib.sha256(whole).hexdigest() != digest:
+            self.rejected += 1
+            raise ProtocolError(f"reassembled {mid} fails its size/sha256 check")
+        self._done[mid] = None
+        while len(self._done) > 4 * self.max_pending:
+            self._done.popitem(last=False)
+        return whole
+
+    @property
+    def pending(self) -> int:
+        """Partial messages held."""
+        return len(self._pending)
+
+    def _expire(self, now_s: float) -> None:
+        for mid in [m for m, p in self._pending.items() if now_s - p.first_seen > self.ttl_s]:
+            del self._pending[mid]
+            self.expired += 1
