@@ -62,6 +62,7 @@ class OnnxBeatClassifier:
         opts.log_severity_level = 3
         # a ~50 KB model needs no memory arena: keeps the agent's RSS low on a Pi
         opts.enable_cpu_mem_arena = False
+        opts.enable_mem_pattern = False
         self._session = ort.InferenceSession(
             str(path), sess_options=opts, providers=["CPUExecutionProvider"]
         )

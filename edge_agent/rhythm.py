@@ -62,6 +62,8 @@ class OnnxRhythmScorer:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
+        opts.enable_cpu_mem_arena = False  # a 620-byte model: no arena
+        opts.enable_mem_pattern = False
         self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
     def af_probability(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
