@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from types import TracebackType
@@ -21,36 +20,26 @@ from typing import Any, Self
 
 from common.errors import ConfigError
 from common.types import SignalChunk
+from firmware_bridge.ble_control import PmdControlPoint
 from firmware_bridge.ble_policy import (
-    DEFAULT_SETTINGS,
     STREAM_NAMES,
     TRANSIENT_REFUSALS,
     DeviceUnavailableError,
     ReconnectPolicy,
     StreamRefusedError,
-    choose_settings,
 )
 from firmware_bridge.capture import CaptureRecord
-from firmware_bridge.decode_stream import DEFAULT_FS, StreamAssembler
+from firmware_bridge.decode_stream import StreamAssembler
 from firmware_bridge.frames import ControlPointResponse, DecodeError, MeasurementStopped
 from firmware_bridge.gatt import (
     HEART_RATE_MEASUREMENT_UUID,
     PMD_CONTROL_POINT_UUID,
     PMD_DATA_UUID,
-    ControlPointOp,
     MeasurementType,
     ResponseStatus,
     SettingType,
 )
-from firmware_bridge.pmd import (
-    encode_get_settings,
-    encode_start,
-    encode_stop,
-    join_responses,
-    parse_control_point,
-    parse_features,
-    parse_settings,
-)
+from firmware_bridge.pmd import parse_control_point, parse_features
 from firmware_bridge.sources import SourceStats
 from firmware_bridge.transport import (
     BleError,
@@ -60,8 +49,6 @@ from firmware_bridge.transport import (
 )
 
 _LOGGER = logging.getLogger(__name__)
-
-S = SettingType
 
 _END = object()
 
@@ -108,7 +95,6 @@ class BleSource:
         self.target = target
         self.measurements = [STREAM_NAMES[s] for s in streams if s in STREAM_NAMES]
         self.heart_rate = "hr" in streams
-        self._settings = {m: dict(v) for m, v in (settings or {}).items()}
         self._factory = transport_factory or _bleak_factory(target)
         self.policy = policy or ReconnectPolicy()
         self._recorder = recorder
@@ -116,19 +102,22 @@ class BleSource:
         # Live data: keep the sensor's sample spacing but anchor it to the host clock when the
         # sensor clock is unset (an H10 restarts at 2019-01-01 after ~1 min off the strap).
         self.assembler = StreamAssembler(clock_ns=clock_ns, time_base=time_base)
+        self.control = PmdControlPoint(
+            self.assembler,
+            self.name,
+            settings=settings,
+            response_timeout_s=self.policy.response_timeout_s,
+            on_write=self._record_write,
+            clock_ns=clock_ns,
+        )
         self.features: frozenset[MeasurementType] | None = None
-        self.active_settings: dict[MeasurementType, dict[SettingType, int]] = {}
-        self.factors: dict[MeasurementType, float] = {}
         self.backoffs: list[float] = []  # delays waited before reconnect attempts, s
-        self._pending: dict[MeasurementType, dict[SettingType, int]] = {}
         self.streaming = asyncio.Event()
         self._stats = SourceStats()
         self._raw: asyncio.Queue[tuple[str, bytes, int]] = asyncio.Queue()
-        self._responses: asyncio.Queue[ControlPointResponse] = asyncio.Queue()
         self._out: asyncio.Queue[object] = asyncio.Queue()
         self._closing = asyncio.Event()
         self._link_down = asyncio.Event()
-        self._cp_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -161,6 +150,16 @@ class BleSource:
         """Description for logs."""
         kinds = [m.name.lower() for m in self.measurements] + (["hr"] if self.heart_rate else [])
         return f"ble:{self.target} {','.join(kinds)}"
+
+    @property
+    def active_settings(self) -> dict[MeasurementType, dict[SettingType, int]]:
+        """PMD settings of each started stream."""
+        return self.control.active_settings
+
+    @property
+    def factors(self) -> dict[MeasurementType, float]:
+        """FACTOR (sample scale) the device reported for each started stream."""
+        return self.control.factors
 
     @property
     def stats(self) -> SourceStats:
@@ -235,8 +234,7 @@ class BleSource:
                 _LOGGER.warning("bad control-point notification: %s", exc)
                 return
             if isinstance(value, ControlPointResponse):
-                self._apply_start(value)
-                self._responses.put_nowait(value)
+                self.control.on_response(value)
             elif isinstance(value, MeasurementStopped):
                 _LOGGER.warning("device stopped streams %s by itself", value.measurements)
                 self._link_down.set()  # restart the session
@@ -244,74 +242,17 @@ class BleSource:
         for chunk in self.assembler.feed(char, data):
             self._out.put_nowait(chunk)
 
-    def _apply_start(self, response: ControlPointResponse) -> None:
-        # Configure rate and FACTOR here, in notification order: data frames may follow the
-        # START response immediately, before the requesting coroutine resumes.
-        if response.op is not ControlPointOp.REQUEST_MEASUREMENT_START or not response.ok:
-            return
-        try:
-            m = MeasurementType(response.measurement)
-            factors = parse_settings(response.params).get(SettingType.FACTOR)
-        except (ValueError, DecodeError) as exc:
-            _LOGGER.warning("START response not understood: %s", exc)
-            return
-        # A corrupt FACTOR (0, negative, NaN, inf) falls back to 1.0 rather than poisoning samples.
-        factor = float(factors[0]) if factors and 0 < factors[0] < math.inf else 1.0
-        fs = float(self._pending.get(m, {}).get(S.SAMPLE_RATE, 0) or DEFAULT_FS.get(m, 1.0))
-        self.assembler.configure(m, fs, factor)
-        self.factors[m] = factor
-
-    # --- control point ---------------------------------------------------------------------------
-    async def _request(self, transport: Transport, command: bytes) -> ControlPointResponse:
-        async with self._cp_lock:
-            while not self._responses.empty():
-                self._responses.get_nowait()
-            t_ns = self._clock_ns()
-            await transport.write(PMD_CONTROL_POINT_UUID, command)
-            if self._recorder is not None:
-                try:  # a failing recorder must never keep a STOP from being written
-                    self._recorder(CaptureRecord(PMD_CONTROL_POINT_UUID, command, t_ns, "write"))
-                except Exception as exc:
-                    _LOGGER.error("recording a control-point write failed: %r", exc)
-            parts: list[ControlPointResponse] = []
-            while True:
-                response = await asyncio.wait_for(
-                    self._responses.get(), self.policy.response_timeout_s
-                )
-                if response.op != command[0]:
-                    _LOGGER.debug("ignoring response to op %s", response.op.name)
-                    continue
-                parts.append(response)
-                if not response.more:
-                    return parts[0] if len(parts) == 1 else join_responses(parts)
-
-    async def _negotiate(self, transport: Transport, m: MeasurementType) -> dict[SettingType, int]:
-        if m in self._settings:
-            return self._settings[m]
-        response = await self._request(transport, encode_get_settings(m))
-        offered = parse_settings(response.params).values if response.ok else {}
-        return choose_settings(DEFAULT_SETTINGS[m], offered)
-
-    async def _start_stream(self, transport: Transport, m: MeasurementType) -> None:
-        settings = await self._negotiate(transport, m)
-        self._pending[m] = settings
-        response = await self._request(transport, encode_start(m, settings))
-        if response.status is ResponseStatus.ALREADY_IN_STATE:
-            # Left streaming by an earlier session: restart it so our settings apply.
-            await self._request(transport, encode_stop(m))
-            response = await self._request(transport, encode_start(m, settings))
-        if not response.ok:
-            raise StreamRefusedError(m, response.status)
-        self.active_settings[m] = settings
-        _LOGGER.info(
-            "%s: %s started %s factor %g", self.name, m.name, settings, self.factors.get(m, 1.0)
-        )
+    def _record_write(self, command: bytes, t_ns: int) -> None:
+        if self._recorder is not None:
+            try:  # a failing recorder must never keep a STOP from being written
+                self._recorder(CaptureRecord(PMD_CONTROL_POINT_UUID, command, t_ns, "write"))
+            except Exception as exc:
+                _LOGGER.error("recording a control-point write failed: %r", exc)
 
     # --- supervision -------------------------------------------------------------------------------
     async def _session(self, transport: Transport, started: list[MeasurementType]) -> None:
         self._link_down.clear()
-        while not self._responses.empty():
-            self._responses.get_nowait()
+        self.control.clear_responses()
         await transport.connect(self._link_down.set)
         _LOGGER.info("connected to %s", transport.description)
         if self.measurements:
@@ -329,7 +270,7 @@ class BleSource:
             if self.features is not None and m not in self.features:
                 raise StreamRefusedError(m, ResponseStatus.NOT_SUPPORTED)
             started.append(m)  # before START: a lost response must still lead to a STOP
-            await self._start_stream(transport, m)
+            await self.control.start_stream(transport, m)
         self.streaming.set()
         closing = asyncio.create_task(self._closing.wait())
         down = asyncio.create_task(self._link_down.wait())
@@ -343,7 +284,7 @@ class BleSource:
             return
         for m in started:  # always STOP before disconnecting (H10 known issue 2)
             try:
-                await self._request(transport, encode_stop(m))
+                await self.control.stop_stream(transport, m)
             except (BleError, OSError, TimeoutError) as exc:
                 _LOGGER.warning("stop %s failed: %s", m.name, exc)
         try:
