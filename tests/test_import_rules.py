@@ -70,6 +70,12 @@ PURE = [
     "web/delivery.py",
     "edge_agent/pipeline.py",
     "edge_agent/events.py",
+    "edge_agent/featurize.py",
+    "edge_agent/live.py",
+    "edge_agent/annotations.py",
+    "edge_agent/wrist.py",
+    "edge_agent/examples.py",
+    "edge_agent/agent.py",
 ]
 # Modules of the edge allowed to import torch (the optional full-training mode).
 EDGE_TORCH_ALLOWED = {"edge_agent/trainer_torch.py"}
