@@ -13,7 +13,6 @@ continue lives in the store, so ``kill -9`` at any moment and a restart resume t
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
@@ -25,29 +24,38 @@ import numpy as np
 from cloud_aggregator import rounds as rl
 from cloud_aggregator.config import AggregatorSettings
 from cloud_aggregator.mqtt_io import Inbound, PahoBroker
-from cloud_aggregator.privacy import DpPolicy
 from cloud_aggregator.publisher import RetainedState, announcement_for
 from cloud_aggregator.releases import (
     RELEASE_FORMAT,
     load_stored,
-    next_release,
     release_from_model_dir,
     stored_blob,
     version_name,
     wire_release,
 )
-from cloud_aggregator.round_aggregation import StoredUpdate, aggregate_round
+from cloud_aggregator.round_closing import (
+    Distiller,
+    Evaluator,
+    close_round,
+    log_round,
+    run_info,
+    strategy_for,
+)
+from cloud_aggregator.round_opening import (
+    client_round_config,
+    round_policy,
+    stored_round_config,
+)
 from cloud_aggregator.store import (
     DesiredTraining,
-    NotFoundError,
     Round,
     RoundState,
     Store,
     TrainingControl,
     UpdateStatus,
 )
-from cloud_aggregator.strategies import make_strategy
-from cloud_aggregator.validation import Reject, RejectCounter, ValidationPolicy, validate_update
+from cloud_aggregator.update_intake import admit_update
+from cloud_aggregator.validation import Reject, RejectCounter
 from common import fl_protocol as fl
 from common import protocol as proto
 from common.errors import ConfigError
@@ -55,19 +63,9 @@ from common.payloads import decode_status
 
 _LOGGER = logging.getLogger(__name__)
 
-Evaluator = Callable[[fl.ModelRelease], dict[str, float]]
-Distiller = Callable[[fl.ModelRelease], fl.ModelRelease]
+__all__ = ["ADVANCE_EVERY_S", "AggregatorService", "Distiller", "Evaluator", "subscriptions"]
+
 ADVANCE_EVERY_S = 0.5
-_CLIENT_KEYS = (
-    "local_epochs",
-    "lr",
-    "batch_size",
-    "mu",
-    "clip_norm",
-    "compression",
-    "max_examples",
-    "mode",
-)
 
 
 class AggregatorService:
@@ -198,61 +196,16 @@ class AggregatorService:
 
     def handle_update(self, sender: str, payload: bytes) -> UpdateStatus | None:
         """Validate and store one whole update; returns the store's verdict (None if refused)."""
-        try:
-            u = fl.decode_update(payload)
-        except proto.ProtocolError as exc:
-            self.rejects.add(Reject.SCHEMA)
-            _LOGGER.warning("undecodable update from %s (%d bytes): %s", sender, len(payload), exc)
-            return None
-        if u.client_id != sender or not u.round_id.isdigit():
-            self.rejects.add(Reject.SCHEMA)
-            _LOGGER.warning(
-                "update on update/%s claims client %s round %s", sender, u.client_id, u.round_id
-            )
-            return None
-        rid = int(u.round_id)
-        try:
-            rnd = self._open_rounds.get(rid) or self.store.get_round(rid)
-        except NotFoundError:
-            self.rejects.add(Reject.WRONG_ROUND)
-            _LOGGER.warning("update from %s for unknown round %s", sender, rid)
-            return None
-        reason: Reject | None = None
-        if rnd.state != RoundState.OPEN or self.clock() > rnd.deadline:
-            reason = Reject.LATE
-        elif rnd.selected_clients and sender not in rnd.selected_clients:
-            reason = Reject.NOT_SELECTED
-        else:
-            rel, _ = self.release(int(rnd.base_version or 0))
-            shapes = {k: tuple(v.shape) for k, v in rel.tensors.items()}
-            policy = ValidationPolicy(
-                self.s.norm_bound, max_compression_error=self.s.max_compression_error
-            )
-            reason = validate_update(u, shapes, version_name(int(rnd.base_version or 0)), policy)
-        if reason is not None:
-            self.rejects.add(reason)
-            self.store.reject_update(
-                round_id=rid,
-                client_id=sender,
-                update_id=u.update_id,
-                reason=str(reason),
-                size_bytes=len(payload),
-            )
-            _LOGGER.warning("round %d: %s update from %s rejected", rid, reason, sender)
-            return None
-        metrics = dict(u.metrics, bytes=float(len(payload)), compression_error=u.compression_error)
-        receipt = self.store.record_update(
-            round_id=rid,
-            client_id=sender,
-            update_id=u.update_id,
-            blob=payload,
-            n_samples=u.n_examples,
-            metrics=metrics,
+        return admit_update(
+            self.store,
+            self.s,
+            sender,
+            payload,
+            open_rounds=self._open_rounds,
+            release=self.release,
+            rejects=self.rejects,
+            clock=self.clock,
         )
-        if receipt.status == UpdateStatus.REJECTED:
-            self.rejects.add(receipt.reason or "store")
-            _LOGGER.warning("round %d: store refused update of %s: %s", rid, sender, receipt.reason)
-        return receipt.status
 
     # ------------------------------------------------------------------ round progression
     def advance(self) -> None:
@@ -290,23 +243,15 @@ class AggregatorService:
             why = f"quorum not reached: {len(reported)} of {active.quorum} needed, {progress.failures} dropped out"
             self._open_rounds.pop(active.round_id, None)
             if self.store.fail_round(active.round_id, why):
-                self._log_round(active, len(reported), progress.failures, extra=f"FAILED ({why})")
+                log_round(active, len(reported), progress.failures, extra=f"FAILED ({why})")
                 self.history.append(
                     {
                         "round_id": active.round_id,
                         "state": "failed",
                         "reason": why,
-                        **self._run_info(active),
+                        **run_info(active),
                     }
                 )
-
-    def _run_info(self, rnd: Round) -> dict[str, Any]:
-        cfg = rnd.config
-        return {
-            "run": cfg.get("run"),
-            "round_no": cfg.get("round_no"),
-            "attempt": cfg.get("attempt"),
-        }
 
     def _rounds_of_run(self, run: int) -> list[Round]:
         return [
@@ -314,17 +259,6 @@ class AggregatorService:
             for r in self.store.list_rounds(task=self.s.task, limit=10_000)
             if r.config.get("run") == run
         ]
-
-    def _policy(self, control: TrainingControl) -> rl.RoundPolicy:
-        c = control.config
-        return rl.RoundPolicy(
-            fraction=float(c.get("fraction", self.s.fraction)),
-            min_clients=int(c.get("min_clients", self.s.min_clients)),
-            quorum_fraction=float(c.get("quorum_fraction", self.s.quorum_fraction)),
-            min_quorum=int(c.get("min_quorum", self.s.min_quorum)),
-            deadline_s=float(c.get("deadline_s", self.s.deadline_s)),
-            max_attempts=int(c.get("max_attempts", self.s.max_attempts)),
-        )
 
     def _open_next(self, control: TrainingControl) -> None:
         run = control.generation
@@ -335,31 +269,15 @@ class AggregatorService:
         if round_no > total:
             _LOGGER.info("run %d finished: %d rounds closed", run, len(closed))
             self.retained.clear_announcement()
-            self.store.set_training_control(
-                desired=DesiredTraining.STOPPED,
-                task=control.task,
-                strategy=control.strategy,
-                dataset=control.dataset,
-                rounds=control.rounds,
-                config=control.config,
-                updated_by=f"aggregator:{self.worker}",
-            )
+            self._stop_training(control)
             return
-        policy = self._policy(control)
+        policy = round_policy(control, self.s)
         attempt = sum(
             1 for r in past if r.state == RoundState.FAILED and r.config.get("round_no") == round_no
         )
         if attempt >= policy.max_attempts:
             _LOGGER.error("round %d failed %d times: stopping the run", round_no, attempt)
-            self.store.set_training_control(
-                desired=DesiredTraining.STOPPED,
-                task=control.task,
-                strategy=control.strategy,
-                dataset=control.dataset,
-                rounds=control.rounds,
-                config=control.config,
-                updated_by=f"aggregator:{self.worker}",
-            )
+            self._stop_training(control)
             self.store.audit(
                 f"aggregator:{self.worker}",
                 "training_stopped",
@@ -376,32 +294,21 @@ class AggregatorService:
         selected = rl.select_clients(eligible, policy, f"{run}/{round_no}/{attempt}")
         if selected is None:
             return  # wait for clients to come online
-        strategy = make_strategy(
-            control.strategy or "fedavg",
-            **{k: float(v) for k, v in control.config.get("strategy_params", {}).items()},
-        )
-        client_cfg = fl.RoundConfig(
-            **{k: control.config[k] for k in _CLIENT_KEYS if k in control.config}
-        )
-        if "clip_norm" not in control.config:  # honest clients clip below the validation bound
-            client_cfg = dataclasses.replace(client_cfg, clip_norm=0.5 * self.s.norm_bound)
-        client_cfg = strategy.configure(client_cfg)
+        strategy = strategy_for(control.strategy or "fedavg", control)
         base = self.ensure_initial_model()
         rel, _ = self.release(base)
         _, sha = wire_release(rel, base)
-        cfg = {
-            "run": run,
-            "round_no": round_no,
-            "total_rounds": total,
-            "attempt": attempt,
-            "client": client_cfg.to_dict(),
-            "model_sha256": sha,
-            "population": len(set(eligible)),
-        }
-        if self.s.dp_clip > 0:  # what the accountant needs, kept with the round
-            cfg.update(
-                dp_q=min(1.0, len(selected) / max(1, len(set(eligible)))), dp_z=self.s.dp_noise
-            )
+        cfg = stored_round_config(
+            self.s,
+            run=run,
+            round_no=round_no,
+            total_rounds=total,
+            attempt=attempt,
+            client=client_round_config(control, self.s, strategy),
+            model_sha256=sha,
+            n_selected=len(selected),
+            population=len(set(eligible)),
+        )
         rnd = self.store.open_round(
             task=self.s.task,
             strategy=strategy.name,
@@ -440,121 +347,33 @@ class AggregatorService:
     # ------------------------------------------------------------------ closing
     def _close(self, rnd: Round, control: TrainingControl) -> None:
         self._open_rounds.pop(rnd.round_id, None)  # from now on its updates are late
-        claimed = self.store.claim_round(rnd.round_id, self.worker, lease_s=self.s.lease_s)
-        if claimed is None:
-            return  # another replica aggregates it
-        t0 = time.perf_counter()
-        base = int(rnd.base_version or 0)
-        rel, state = self.release(base)
-        strategy = make_strategy(
-            rnd.strategy,
-            **{k: float(v) for k, v in control.config.get("strategy_params", {}).items()},
-        )
-        stored = [
-            StoredUpdate(u.client_id, u.blob or b"", dict(u.metrics))
-            for u in self.store.list_updates(rnd.round_id)
-        ]
-        dp = None
-        history: list[tuple[float, float]] = []
-        if self.s.dp_clip > 0:
-            dp = DpPolicy(self.s.dp_clip, self.s.dp_noise, self.s.dp_delta)
-            history = [
-                (float(r.config.get("dp_q", 1.0)), float(r.config.get("dp_z", 0.0)))
-                for r in self.store.list_rounds(task=self.s.task, limit=10_000)
-                if r.state == RoundState.CLOSED and "dp_z" in r.config
-            ]
-        result = aggregate_round(
-            rel.tensors,
-            state,
-            stored,
-            strategy,
-            dp=dp,
-            dp_history=history,
-            dp_q=float(rnd.config.get("dp_q", 1.0)),
-            rng=self._rng,
-        )
-        if result is None:
-            self.store.fail_round(rnd.round_id, "no readable updates", worker=self.worker)
-            return
-        new_w, new_state, client_metrics = result.weights, result.state, result.client_metrics
-        metrics = dict(result.metrics)
-        round_no = int(rnd.config["round_no"])
-        rejects = self.store.list_rejected_updates(rnd.round_id)
-        rejected = len(rejects)
-        # Failures: selected clients that sent nothing usable (dropped out, too slow, offline).
-        offline = len(
-            set(rnd.selected_clients) - set(client_metrics) - {r.client_id for r in rejects}
-        )
-        metrics.update(
-            selected=float(len(rnd.selected_clients)),
-            failures=float(offline),
-            rejected=float(rejected),
-            quorum=float(rnd.quorum),
-        )
-        candidate = next_release(rel, new_w, round_no, {})
-        if (
-            self.distiller is not None
-            and self.s.distill_every > 0
-            and round_no % self.s.distill_every == 0
-        ):
-            try:
-                candidate = self.distiller(candidate)  # new int8 student backbone + its head
-                new_state = {}  # server-optimiser moments belonged to the previous head
-                metrics["distill_s"] = float(candidate.metrics.get("distill_s", 0.0))
-            except Exception:  # the round's aggregate is still good: publish it undistilled
-                _LOGGER.exception(
-                    "round %d: distillation failed; publishing the aggregate", round_no
-                )
-                metrics["distill_failed"] = 1.0
-            self.store.claim_round(rnd.round_id, self.worker, lease_s=self.s.lease_s)  # renew
-        if self.evaluator is not None:
-            metrics.update(self.evaluator(candidate))
-        metrics["aggregate_s"] = time.perf_counter() - t0
-        finite = {k: v for k, v in metrics.items() if np.isfinite(v)}
-        release = dataclasses.replace(candidate, metrics={**candidate.metrics, **finite})
-        mv = self.store.finalize_round(
-            rnd.round_id,
-            self.worker,
-            model_blob=stored_blob(release, new_state),
-            model_format=RELEASE_FORMAT,
-            model_metrics=finite,
-            model_card={"federated": {"round_no": round_no, "run": rnd.config.get("run")}},
-            round_metrics=finite,
-            client_metrics=client_metrics,
-        )
-        extra = " ".join(
-            f"{k}={v:.4g}"
-            for k, v in finite.items()
-            if k in ("macro_f1", "dp_epsilon", "aggregate_s")
-        )
-        self._log_round(
+        closed = close_round(
+            self.store,
+            self.s,
             rnd,
-            len(client_metrics),
-            offline,
-            rejected,
-            extra=f"-> model {version_name(mv.version)} {extra}",
+            control,
+            worker=self.worker,
+            release=self.release,
+            rng=self._rng,
+            evaluator=self.evaluator,
+            distiller=self.distiller,
         )
-        self.history.append(
-            {
-                "round_id": rnd.round_id,
-                "state": "closed",
-                "version": mv.version,
-                **self._run_info(rnd),
-                **finite,
-            }
-        )
-        payload, _ = wire_release(release, mv.version)
-        self.retained.publish_model(mv.version, payload)
+        if closed is None:
+            return
+        self.history.append(closed.record)
+        payload, _ = wire_release(closed.release, closed.version)
+        self.retained.publish_model(closed.version, payload)
 
-    def _log_round(
-        self, rnd: Round, received: int, failures: int, rejected: int = 0, extra: str = ""
-    ) -> None:
-        cfg = rnd.config
-        _LOGGER.info(
-            "%s",
-            rl.round_log_line(
-                int(cfg["round_no"]), int(cfg["total_rounds"]), received, failures, rejected, extra
-            ),
+    def _stop_training(self, control: TrainingControl) -> None:
+        """Set the desired state to STOPPED, keeping the rest of the operator's control."""
+        self.store.set_training_control(
+            desired=DesiredTraining.STOPPED,
+            task=control.task,
+            strategy=control.strategy,
+            dataset=control.dataset,
+            rounds=control.rounds,
+            config=control.config,
+            updated_by=f"aggregator:{self.worker}",
         )
 
 

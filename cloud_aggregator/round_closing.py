@@ -1,0 +1,218 @@
+"""Closing one federated round: aggregate its stored updates and commit the new global model.
+
+:func:`close_round` is the aggregation half of :class:`cloud_aggregator.service.AggregatorService`:
+it claims the round (so one replica aggregates it), aggregates the stored updates with the round's
+strategy (and central DP when configured), optionally distils and evaluates the candidate, and
+commits the release with ``finalize_round`` -- one conditional transaction, so a round is
+committed exactly once even when a killed aggregator's round is re-claimed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from cloud_aggregator import rounds as rl
+from cloud_aggregator.config import AggregatorSettings
+from cloud_aggregator.privacy import DpPolicy
+from cloud_aggregator.releases import RELEASE_FORMAT, next_release, stored_blob, version_name
+from cloud_aggregator.round_aggregation import StoredUpdate, aggregate_round
+from cloud_aggregator.store import Round, RoundState, Store, TrainingControl
+from cloud_aggregator.strategies import Strategy, make_strategy
+from common import fl_protocol as fl
+
+_LOGGER = logging.getLogger(__name__)
+
+Evaluator = Callable[[fl.ModelRelease], dict[str, float]]
+Distiller = Callable[[fl.ModelRelease], fl.ModelRelease]
+ReleaseLoader = Callable[[int], tuple[fl.ModelRelease, fl.Tensors]]
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedRound:
+    """A committed round.
+
+    Attributes
+    ----------
+    version : int
+        Store version of the new global model.
+    release : ModelRelease
+        The new global model (with its finite round metrics).
+    record : dict
+        History entry (``round_id``, ``state``, ``version``, run info and metrics).
+    """
+
+    version: int
+    release: fl.ModelRelease
+    record: dict[str, Any]
+
+
+def strategy_for(name: str, control: TrainingControl) -> Strategy:
+    """The named strategy with the control's numeric ``strategy_params``."""
+    params = control.config.get("strategy_params", {})
+    return make_strategy(name, **{k: float(v) for k, v in params.items()})
+
+
+def run_info(rnd: Round) -> dict[str, Any]:
+    """Run, round number and attempt of a stored round (from its config)."""
+    cfg = rnd.config
+    return {"run": cfg.get("run"), "round_no": cfg.get("round_no"), "attempt": cfg.get("attempt")}
+
+
+def log_round(rnd: Round, received: int, failures: int, rejected: int = 0, extra: str = "") -> None:
+    """Log the round-structured line ``[ROUND 3/10] received 18 updates, 2 failures ...``."""
+    cfg = rnd.config
+    _LOGGER.info(
+        "%s",
+        rl.round_log_line(
+            int(cfg["round_no"]), int(cfg["total_rounds"]), received, failures, rejected, extra
+        ),
+    )
+
+
+def _dp_setup(
+    store: Store, settings: AggregatorSettings
+) -> tuple[DpPolicy | None, list[tuple[float, float]]]:
+    """Central DP policy and the (q, z) of earlier DP rounds (for the accountant), if enabled."""
+    if settings.dp_clip <= 0:
+        return None, []
+    dp = DpPolicy(settings.dp_clip, settings.dp_noise, settings.dp_delta)
+    history = [
+        (float(r.config.get("dp_q", 1.0)), float(r.config.get("dp_z", 0.0)))
+        for r in store.list_rounds(task=settings.task, limit=10_000)
+        if r.state == RoundState.CLOSED and "dp_z" in r.config
+    ]
+    return dp, history
+
+
+def close_round(
+    store: Store,
+    settings: AggregatorSettings,
+    rnd: Round,
+    control: TrainingControl,
+    *,
+    worker: str,
+    release: ReleaseLoader,
+    rng: np.random.Generator,
+    evaluator: Evaluator | None = None,
+    distiller: Distiller | None = None,
+) -> ClosedRound | None:
+    """Claim, aggregate and commit one round.
+
+    Parameters
+    ----------
+    store : Store
+        Source of truth (rounds, updates, models).
+    settings : AggregatorSettings
+        Service settings (lease in s, DP, distillation cadence).
+    rnd : Round
+        The round to close (open past its decision, or aggregating after a restart).
+    control : TrainingControl
+        Current training control (``strategy_params``).
+    worker : str
+        This replica's name (the claim's owner).
+    release : callable
+        ``version -> (release, server-optimiser state)`` of the stored base model.
+    rng : numpy.random.Generator
+        Noise source of central DP.
+    evaluator, distiller : callable, optional
+        ``release -> metrics`` and ``release -> release`` (every ``settings.distill_every``
+        rounds).
+
+    Returns
+    -------
+    ClosedRound or None
+        The committed round; None when another replica holds the claim or no update was
+        readable (the round is then failed).
+    """
+    claimed = store.claim_round(rnd.round_id, worker, lease_s=settings.lease_s)
+    if claimed is None:
+        return None  # another replica aggregates it
+    t0 = time.perf_counter()
+    base = int(rnd.base_version or 0)
+    rel, state = release(base)
+    strategy = strategy_for(rnd.strategy, control)
+    stored = [
+        StoredUpdate(u.client_id, u.blob or b"", dict(u.metrics))
+        for u in store.list_updates(rnd.round_id)
+    ]
+    dp, history = _dp_setup(store, settings)
+    result = aggregate_round(
+        rel.tensors,
+        state,
+        stored,
+        strategy,
+        dp=dp,
+        dp_history=history,
+        dp_q=float(rnd.config.get("dp_q", 1.0)),
+        rng=rng,
+    )
+    if result is None:
+        store.fail_round(rnd.round_id, "no readable updates", worker=worker)
+        return None
+    new_w, new_state, client_metrics = result.weights, result.state, result.client_metrics
+    metrics = dict(result.metrics)
+    round_no = int(rnd.config["round_no"])
+    rejects = store.list_rejected_updates(rnd.round_id)
+    rejected = len(rejects)
+    # Failures: selected clients that sent nothing usable (dropped out, too slow, offline).
+    offline = len(set(rnd.selected_clients) - set(client_metrics) - {r.client_id for r in rejects})
+    metrics.update(
+        selected=float(len(rnd.selected_clients)),
+        failures=float(offline),
+        rejected=float(rejected),
+        quorum=float(rnd.quorum),
+    )
+    candidate = next_release(rel, new_w, round_no, {})
+    if (
+        distiller is not None
+        and settings.distill_every > 0
+        and round_no % settings.distill_every == 0
+    ):
+        try:
+            candidate = distiller(candidate)  # new int8 student backbone + its head
+            new_state = {}  # server-optimiser moments belonged to the previous head
+            metrics["distill_s"] = float(candidate.metrics.get("distill_s", 0.0))
+        except Exception:  # the round's aggregate is still good: publish it undistilled
+            _LOGGER.exception("round %d: distillation failed; publishing the aggregate", round_no)
+            metrics["distill_failed"] = 1.0
+        store.claim_round(rnd.round_id, worker, lease_s=settings.lease_s)  # renew
+    if evaluator is not None:
+        metrics.update(evaluator(candidate))
+    metrics["aggregate_s"] = time.perf_counter() - t0
+    finite = {k: v for k, v in metrics.items() if np.isfinite(v)}
+    new_release = dataclasses.replace(candidate, metrics={**candidate.metrics, **finite})
+    mv = store.finalize_round(
+        rnd.round_id,
+        worker,
+        model_blob=stored_blob(new_release, new_state),
+        model_format=RELEASE_FORMAT,
+        model_metrics=finite,
+        model_card={"federated": {"round_no": round_no, "run": rnd.config.get("run")}},
+        round_metrics=finite,
+        client_metrics=client_metrics,
+    )
+    extra = " ".join(
+        f"{k}={v:.4g}" for k, v in finite.items() if k in ("macro_f1", "dp_epsilon", "aggregate_s")
+    )
+    log_round(
+        rnd,
+        len(client_metrics),
+        offline,
+        rejected,
+        extra=f"-> model {version_name(mv.version)} {extra}",
+    )
+    record = {
+        "round_id": rnd.round_id,
+        "state": "closed",
+        "version": mv.version,
+        **run_info(rnd),
+        **finite,
+    }
+    return ClosedRound(mv.version, new_release, record)

@@ -1,0 +1,87 @@
+"""What a new round is opened with: its policy, the clients' hyper-parameters and stored config.
+
+Pure functions of the training control (what the operator asked for, ``control.config``) and
+the service settings (defaults); :meth:`cloud_aggregator.service.AggregatorService.advance`
+opens the round in the store with their results.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from cloud_aggregator import rounds as rl
+from cloud_aggregator.config import AggregatorSettings
+from cloud_aggregator.store import TrainingControl
+from cloud_aggregator.strategies import Strategy
+from common import fl_protocol as fl
+
+# Keys of the control's config that travel to the clients as their RoundConfig.
+CLIENT_KEYS = (
+    "local_epochs",
+    "lr",
+    "batch_size",
+    "mu",
+    "clip_norm",
+    "compression",
+    "max_examples",
+    "mode",
+)
+
+
+def round_policy(control: TrainingControl, settings: AggregatorSettings) -> rl.RoundPolicy:
+    """Selection, quorum, deadline (s) and retry policy: the control's values over the defaults."""
+    c = control.config
+    return rl.RoundPolicy(
+        fraction=float(c.get("fraction", settings.fraction)),
+        min_clients=int(c.get("min_clients", settings.min_clients)),
+        quorum_fraction=float(c.get("quorum_fraction", settings.quorum_fraction)),
+        min_quorum=int(c.get("min_quorum", settings.min_quorum)),
+        deadline_s=float(c.get("deadline_s", settings.deadline_s)),
+        max_attempts=int(c.get("max_attempts", settings.max_attempts)),
+    )
+
+
+def client_round_config(
+    control: TrainingControl, settings: AggregatorSettings, strategy: Strategy
+) -> fl.RoundConfig:
+    """The clients' local-training config of a new round, as the strategy configures it.
+
+    Without an explicit ``clip_norm`` honest clients clip at half the validation norm bound, so
+    their updates pass the aggregator's check.
+    """
+    cfg = fl.RoundConfig(**{k: control.config[k] for k in CLIENT_KEYS if k in control.config})
+    if "clip_norm" not in control.config:
+        cfg = dataclasses.replace(cfg, clip_norm=0.5 * settings.norm_bound)
+    return strategy.configure(cfg)
+
+
+def stored_round_config(
+    settings: AggregatorSettings,
+    *,
+    run: int,
+    round_no: int,
+    total_rounds: int,
+    attempt: int,
+    client: fl.RoundConfig,
+    model_sha256: str,
+    n_selected: int,
+    population: int,
+) -> dict[str, Any]:
+    """The round's config as stored with it (and announced from it after a restart).
+
+    With central DP it also keeps the sampling rate ``dp_q`` and noise multiplier ``dp_z`` the
+    privacy accountant needs for later rounds.
+    """
+    cfg: dict[str, Any] = {
+        "run": run,
+        "round_no": round_no,
+        "total_rounds": total_rounds,
+        "attempt": attempt,
+        "client": client.to_dict(),
+        "model_sha256": model_sha256,
+        "population": population,
+    }
+    if settings.dp_clip > 0:
+        cfg.update(dp_q=min(1.0, n_selected / max(1, population)), dp_z=settings.dp_noise)
+    return cfg
