@@ -15,402 +15,42 @@ to publish with QoS 1. It
 
 :func:`run_fleet` runs many simulated patients (one per ``.npz`` of labelled beats) against a
 real broker, with random drop-outs and slow clients (``python -m edge_agent.federated``).
+
+The participant lives in :mod:`edge_agent.federated_participant`, the fleet in
+:mod:`edge_agent.federated_fleet`; this module re-exports both and is the command line.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import hashlib
 import json
 import logging
-import random
 import signal
 import threading
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
-import numpy as np
-import numpy.typing as npt
+from edge_agent.federated_fleet import NpzExamples, run_client, run_fleet
+from edge_agent.federated_participant import (
+    AgentParticipant,
+    EmbedderFactory,
+    FederatedParticipant,
+    ParticipantStats,
+    ReliablePublisher,
+    labelled_from_arrays,
+)
 
-from common import fl_protocol as fl
-from common import protocol as proto
-from edge_agent import trainer as tr
-
-_LOGGER = logging.getLogger(__name__)
-EmbedderFactory = Callable[[bytes], tr.Embedder]
-
-
-@dataclass
-class ParticipantStats:
-    """Counters of one participant."""
-
-    rounds_trained: int = 0
-    rounds_skipped: int = 0
-    bad_messages: int = 0
-    uplink_bytes: int = 0
-    last_error: str = ""
-    train_seconds: list[float] = field(default_factory=list)
-
-
-class FederatedParticipant:
-    """Round participation of one device (see the module docstring).
-
-    Parameters
-    ----------
-    client_id : str
-        This device's id (its MQTT username in production).
-    examples : LabelledExampleSource
-        The device's labelled beats.
-    workdir : Path
-        Where the personalised head is kept.
-    embedder_factory : callable
-        ``onnx bytes -> Embedder`` (default :class:`edge_agent.trainer.OnnxEmbedder`).
-    chunk_bytes : int
-        Largest payload before an update is chunked.
-    personalise : bool
-        Refresh the personal head after every round.
-    clock : callable
-        Unix seconds.
-    """
-
-    def __init__(
-        self,
-        client_id: str,
-        examples: tr.LabelledExampleSource,
-        workdir: Path,
-        *,
-        embedder_factory: EmbedderFactory = tr.OnnxEmbedder,
-        chunk_bytes: int = 256 * 1024,
-        personalise: bool = True,
-        max_compression_error: float = 0.02,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.client_id = proto.check_client_id(client_id)
-        self.examples = examples
-        self.workdir = workdir
-        self.embedder_factory = embedder_factory
-        self.chunk_bytes = chunk_bytes
-        self.personalise = personalise
-        self.max_compression_error = max_compression_error
-        self.clock = clock
-        self.stats = ParticipantStats()
-        self.announcement: fl.RoundAnnouncement | None = None
-        self.models: dict[str, tuple[fl.ModelRelease, str]] = {}
-        self.done: set[str] = set()
-        self._model_parts: dict[str, dict[int, bytes]] = {}
-        self._reassembler = fl.Reassembler(max_pending=16, ttl_s=900)
-        self._emb_cache: tuple[str, int, npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = (
-            None
-        )
-
-    @staticmethod
-    def subscriptions() -> list[str]:
-        """Topic filters the transport must subscribe (QoS 1)."""
-        return [proto.round_current_topic(), f"{proto.PREFIX}/{proto.Channel.MODEL}/#"]
-
-    # ------------------------------------------------------------------ inbound
-    def on_message(self, topic: str, payload: bytes) -> None:
-        """Take one message; malformed ones are counted and logged, never raised."""
-        try:
-            t = proto.parse_topic(topic)
-            if t.channel == proto.Channel.ROUND:
-                self.announcement = fl.decode_round(payload) if payload else None
-            elif t.channel == proto.Channel.MODEL and payload:
-                self._on_model(t, payload)
-        except proto.ProtocolError as exc:
-            self.stats.bad_messages += 1
-            _LOGGER.warning("%s: bad message on %s: %s", self.client_id, topic, exc)
-
-    def _on_model(self, t: proto.Topic, payload: bytes) -> None:
-        if t.ident in self.models:
-            return
-        whole = self._reassembler.feed(payload, self.clock())
-        if whole is None:
-            return
-        rel = fl.decode_model(whole)
-        self.models[t.ident] = (rel, hashlib.sha256(whole).hexdigest())
-        while len(self.models) > 3:
-            self.models.pop(next(iter(self.models)))
-
-    # ------------------------------------------------------------------ work
-    def pending_round(self) -> fl.RoundAnnouncement | None:
-        """The announced round this device should train now, if any."""
-        a = self.announcement
-        if a is None or a.round_id in self.done or self.client_id not in a.selected:
-            return None
-        if self.clock() * 1e9 >= a.deadline_ns:
-            return None
-        return a
-
-    def poll(self) -> list[tuple[str, bytes]]:
-        """Train if a round is pending and its model is here; returns messages to publish."""
-        a = self.pending_round()
-        if a is None:
-            return []
-        got = self.models.get(a.model_version)
-        if got is None:
-            return []  # the model is still arriving
-        release, sha = got
-        if sha != a.model_sha256:
-            self.stats.last_error = f"model {a.model_version} sha256 mismatch"
-            _LOGGER.warning(
-                "%s: %s; waiting for the right one", self.client_id, self.stats.last_error
-            )
-            del self.models[a.model_version]
-            return []
-        self.done.add(a.round_id)
-        if a.config.mode != "head":
-            self.stats.rounds_skipped += 1
-            _LOGGER.warning(
-                "%s: round %s wants mode %s; this device trains the head only",
-                self.client_id,
-                a.round_id,
-                a.config.mode,
-            )
-            return []
-        try:
-            return self._train(a, release)
-        except Exception as exc:  # a bad model or buffer must never kill the device's agent
-            self.stats.rounds_skipped += 1
-            self.stats.last_error = f"round {a.round_id}: {type(exc).__name__}: {exc}"
-            _LOGGER.exception("%s: training failed", self.client_id)
-            return []
-
-    def _train(self, a: fl.RoundAnnouncement, release: fl.ModelRelease) -> list[tuple[str, bytes]]:
-        emb, labels = self._embeddings(release, a.config.max_examples)
-        if len(labels) == 0:
-            self.stats.rounds_skipped += 1
-            return []
-        update, fit = tr.head_update(
-            round_id=a.round_id,
-            client_id=self.client_id,
-            base_version=a.model_version,
-            global_tensors=release.tensors,
-            emb=emb,
-            labels=labels,
-            config=a.config,
-            max_compression_error=self.max_compression_error,
-            seed=int(hashlib.sha256(a.round_id.encode()).hexdigest()[:8], 16),
-        )
-        if self.personalise:
-            head = tr.personalise(release.tensors, a.model_version, emb, labels)
-            tr.save_personal_head(head, self.workdir)
-        payload = fl.encode_update(update)
-        self.stats.rounds_trained += 1
-        self.stats.uplink_bytes += len(payload)
-        self.stats.train_seconds.append(fit.seconds)
-        topic = proto.client_topic(proto.Channel.UPDATE, self.client_id)
-        return [
-            (topic, part) for part in fl.split_message(payload, update.update_id, self.chunk_bytes)
-        ]
-
-    def _embeddings(
-        self, release: fl.ModelRelease, limit: int
-    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-        onnx_bytes = release.files.get("model.onnx", b"")
-        # In head mode only the head changes between rounds: embeddings stay valid while the
-        # backbone does (the aggregator names it; otherwise the whole ONNX is the key).
-        backbone = release.metrics.get("backbone_sha256")
-        key = backbone if isinstance(backbone, str) else hashlib.sha256(onnx_bytes).hexdigest()
-        if self._emb_cache is not None and self._emb_cache[:2] == (key, limit):
-            return self._emb_cache[2], self._emb_cache[3]
-        data = self.examples.labelled_examples(limit)
-        emb = (
-            self.embedder_factory(onnx_bytes).embed(data.inputs)
-            if len(data)
-            else np.zeros((0, 0), np.float32)
-        )
-        self._emb_cache = (key, limit, emb, data.labels)
-        return emb, data.labels
-
-
-class ReliablePublisher(Protocol):
-    """The slice of the agent's uplink the participant uses (``edge_agent.ports.Uplink``)."""
-
-    def publish_reliable(self, topic: str, payload: bytes, on_ack: Callable[[bool], None]) -> bool:
-        """QoS 1 publish; False if it could not even be queued."""
-        ...
-
-
-class AgentParticipant:
-    """Adapter of :class:`FederatedParticipant` to the edge agent's ``Participant`` port.
-
-    ``handle`` feeds every round/model message to the participant; when a round is pending it
-    trains in a worker thread (never on the signal path) and publishes the update through the
-    agent's uplink, re-trying messages the uplink could not queue on the next call.
-    ``on_release`` is told about every newly assembled global model (to hot-swap inference).
-    """
-
-    def __init__(
-        self,
-        participant: FederatedParticipant,
-        uplink: ReliablePublisher,
-        on_release: Callable[[fl.ModelRelease], None] | None = None,
-    ) -> None:
-        self.participant = participant
-        self.uplink = uplink
-        self.on_release = on_release
-        self.acked = 0
-        self.failed = 0
-        self._outbox: list[tuple[str, bytes]] = []
-        self._busy = asyncio.Lock()
-
-    def subscriptions(self) -> list[str]:
-        """Round and model topics."""
-        return self.participant.subscriptions()
-
-    async def handle(self, topic: str, payload: bytes) -> None:
-        """One inbound message (never raises on malformed input)."""
-        known = set(self.participant.models)
-        self.participant.on_message(topic, payload)
-        if self.on_release is not None:
-            for version in set(self.participant.models) - known:
-                self.on_release(self.participant.models[version][0])
-        if self.participant.pending_round() is not None and not self._busy.locked():
-            async with self._busy:
-                self._outbox += await asyncio.to_thread(self.participant.poll)
-        self._flush()
-
-    def _flush(self) -> None:
-        while self._outbox:
-            topic, payload = self._outbox[0]
-            if not self.uplink.publish_reliable(topic, payload, self._on_ack):
-                return  # not connected: tried again on the next message
-            self._outbox.pop(0)
-
-    def _on_ack(self, ok: bool) -> None:
-        if ok:
-            self.acked += 1
-        else:
-            self.failed += 1
-
-
-# ---------------------------------------------------------------------- simulation fleet
-class NpzExamples:
-    """Labelled beats of one simulated patient from an npz (``beat``, ``rr``, ``labels``)."""
-
-    def __init__(self, path: Path) -> None:
-        with np.load(path) as z:
-            self._inputs = {k: z[k].astype(np.float32) for k in z.files if k != "labels"}
-            self._labels = z["labels"].astype(np.int64)
-
-    def labelled_examples(self, limit: int) -> tr.LabelledExamples:
-        """The first ``limit`` examples."""
-        return tr.LabelledExamples(
-            {k: v[:limit] for k, v in self._inputs.items()}, self._labels[:limit]
-        )
-
-
-def _status(client_id: str, online: bool, detail: str = "") -> bytes:
-    from common.payloads import Status, encode_status
-
-    return encode_status(Status(client_id, online, time.time_ns(), detail=detail))
-
-
-def run_client(
-    url: str,
-    participant: FederatedParticipant,
-    stop: threading.Event,
-    *,
-    drop_prob: float = 0.0,
-    slow_prob: float = 0.0,
-    slow_s: float = 0.0,
-    seed: int = 0,
-) -> None:
-    """Connect one participant with its own paho client until ``stop`` (bounded waits).
-
-    Each selected round, with probability ``drop_prob`` the client drops out (announces offline
-    and skips the round), with ``slow_prob`` it waits ``slow_s`` before training.
-    """
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from common.protocol import client_topic
-
-    cid = participant.client_id
-    inbox: list[tuple[str, bytes]] = []
-    lock = threading.Lock()
-    rng = random.Random(seed)  # noqa: S311 - simulation only
-    status_topic = client_topic(proto.Channel.STATUS, cid)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
-    client.will_set(status_topic, _status(cid, False, "lost"), qos=1, retain=True)
-    host, port = url.split("://", 1)[1].rsplit(":", 1)
-
-    def on_connect(c: mqtt.Client, u: object, f: object, rc: Any, p: object) -> None:
-        if not rc.is_failure:
-            for flt in participant.subscriptions():
-                c.subscribe(flt, qos=1)
-            c.publish(status_topic, _status(cid, True), qos=1, retain=True)
-
-    def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
-        with lock:
-            inbox.append((msg.topic, bytes(msg.payload)))
-
-    client.on_connect = on_connect
-    client.on_message = on_message
-    client.reconnect_delay_set(1, 5)
-    client.connect_async(host, int(port), keepalive=15)
-    client.loop_start()
-    outbox: list[tuple[str, bytes]] = []
-    try:
-        while not stop.is_set():
-            with lock:
-                batch, inbox[:] = list(inbox), []
-            for topic, payload in batch:
-                participant.on_message(topic, payload)
-            a = participant.pending_round()
-            if a is not None and a.model_version in participant.models:
-                if rng.random() < drop_prob:
-                    participant.done.add(a.round_id)
-                    client.publish(status_topic, _status(cid, False, "dropped"), qos=1, retain=True)
-                    stop.wait(1.0)
-                    client.publish(status_topic, _status(cid, True), qos=1, retain=True)
-                    continue
-                if rng.random() < slow_prob:
-                    stop.wait(slow_s)
-                outbox += participant.poll()
-            while outbox and client.is_connected():
-                info = client.publish(outbox[0][0], outbox[0][1], qos=1)
-                info.wait_for_publish(5.0)
-                if not info.is_published():
-                    break  # retried next loop; the update id makes a duplicate harmless
-                outbox.pop(0)
-            stop.wait(0.05)
-    finally:
-        client.publish(
-            status_topic, _status(cid, False, "stopped"), qos=1, retain=True
-        ).wait_for_publish(2.0)
-        client.disconnect()
-        client.loop_stop()
-
-
-def run_fleet(
-    url: str, data_dir: Path, work_dir: Path, stop: threading.Event, **opts: Any
-) -> dict[str, Any]:
-    """Run one client per ``data_dir/*.npz`` (id = file stem) until ``stop``; returns stats."""
-    threads, parts = [], []
-    for i, path in enumerate(sorted(data_dir.glob("*.npz"))):
-        p = FederatedParticipant(path.stem, NpzExamples(path), work_dir / path.stem)
-        parts.append(p)
-        t = threading.Thread(
-            target=run_client, args=(url, p, stop), kwargs={**opts, "seed": i}, daemon=True
-        )
-        t.start()
-        threads.append(t)
-    for t in threads:
-        t.join()
-    return {
-        p.client_id: {
-            "rounds_trained": p.stats.rounds_trained,
-            "uplink_bytes": p.stats.uplink_bytes,
-            "bad_messages": p.stats.bad_messages,
-        }
-        for p in parts
-    }
+__all__ = [
+    "AgentParticipant",
+    "EmbedderFactory",
+    "FederatedParticipant",
+    "NpzExamples",
+    "ParticipantStats",
+    "ReliablePublisher",
+    "labelled_from_arrays",
+    "main",
+    "run_client",
+    "run_fleet",
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -446,13 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.stats:
         args.stats.write_text(json.dumps(stats))
     return 0
-
-
-def labelled_from_arrays(
-    inputs: Mapping[str, npt.NDArray[np.float32]], labels: npt.NDArray[np.int64]
-) -> tr.LabelledExamples:
-    """Wrap arrays as :class:`~edge_agent.trainer.LabelledExamples` (for EDGE's buffer adapter)."""
-    return tr.LabelledExamples(dict(inputs), labels)
 
 
 if __name__ == "__main__":
