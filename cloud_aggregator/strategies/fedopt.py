@@ -2,18 +2,20 @@
 
 The averaged client delta is a pseudo-gradient; the server keeps first and second moments
 (``m.*``, ``v.*`` in the persisted state) and steps ``w + eta * m / (sqrt(v) + tau)``.
-:mod:`fedadam` and :mod:`fedyogi` differ only in the second-moment update.
+:class:`ServerOptimizer` is their common strategy; :mod:`fedadam` and :mod:`fedyogi` differ
+only in the second-moment update (:meth:`ServerOptimizer.second_moment`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from cloud_aggregator.aggregation import weighted_mean
 from cloud_aggregator.strategies.base import Delta
-from common.fl_protocol import Tensors
+from common.fl_protocol import RoundConfig, Tensors
 
 SecondMoment = Callable[[np.ndarray, np.ndarray, float], np.ndarray]
 
@@ -55,3 +57,47 @@ def fedopt_step(
         new_state[f"m.{k}"] = m.astype(np.float32)
         new_state[f"v.{k}"] = v.astype(np.float32)
     return new_w, new_state
+
+
+@dataclass(frozen=True)
+class ServerOptimizer:
+    """Server optimiser over the averaged client deltas (base of FedAdam and FedYogi).
+
+    Parameters
+    ----------
+    eta : float
+        Server learning rate.
+    beta1, beta2 : float
+        Moment decay rates.
+    tau : float
+        Adaptivity (also the initial sqrt(v)); larger = closer to FedAvg with momentum.
+    """
+
+    eta: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    tau: float = 1e-3
+    name: str = "fedopt"
+
+    def second_moment(self, v: np.ndarray, d: np.ndarray, beta2: float) -> np.ndarray:
+        """New second moment from the old one ``v`` and the pseudo-gradient ``d``."""
+        raise NotImplementedError
+
+    def configure(self, config: RoundConfig) -> RoundConfig:
+        """Clients train as in FedAvg."""
+        return config
+
+    def aggregate(
+        self, weights: Tensors, deltas: Sequence[Delta], state: Tensors
+    ) -> tuple[Tensors, Tensors]:
+        """One server-optimiser step on the pseudo-gradient."""
+        return fedopt_step(
+            weights,
+            deltas,
+            state,
+            eta=self.eta,
+            beta1=self.beta1,
+            beta2=self.beta2,
+            tau=self.tau,
+            second_moment=self.second_moment,
+        )
