@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -26,7 +26,7 @@ from cloud_aggregator.store.errors import (
     StoreUnavailableError,
     redact_url,
 )
-from cloud_aggregator.store.sql_base import Dialect, Row, Tx, check_params
+from cloud_aggregator.store.sql_base import CursorTx, Dialect, Tx
 from cloud_aggregator.store.sql_store import SqlStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -50,40 +50,6 @@ def _translate(url: str, exc: psycopg.Error) -> StoreError:
     if isinstance(exc, psycopg.OperationalError):
         return StoreUnavailableError(url, text)
     return StoreError(f"postgresql: {text}")
-
-
-class _PgTx:
-    """A :class:`~cloud_aggregator.store.sql_base.Tx` over a psycopg cursor."""
-
-    def __init__(self, cursor: psycopg.Cursor[Any], url: str) -> None:
-        self._cur = cursor
-        self._url = url
-        self.rowcount = -1
-
-    def execute(self, query: str, params: Sequence[Any] = ()) -> None:
-        try:
-            self._cur.execute(to_pyformat(query), check_params(params))
-        except psycopg.Error as exc:
-            raise _translate(self._url, exc) from exc
-        self.rowcount = self._cur.rowcount
-
-    def executemany(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
-        if not rows:
-            self.rowcount = 0
-            return
-        try:
-            # psycopg pipelines executemany; rowcount is the sum over all rows.
-            self._cur.executemany(to_pyformat(query), [check_params(r) for r in rows])
-        except psycopg.Error as exc:
-            raise _translate(self._url, exc) from exc
-        self.rowcount = self._cur.rowcount
-
-    def one(self) -> Row | None:
-        row = self._cur.fetchone()
-        return None if row is None else tuple(row)
-
-    def all(self) -> list[Row]:
-        return [tuple(r) for r in self._cur.fetchall()]
 
 
 class PostgresStore(SqlStore):
@@ -211,11 +177,17 @@ class PostgresStore(SqlStore):
         tx.execute("SELECT pg_advisory_xact_lock(?)", (key,))
 
     @contextmanager
-    def _tx(self, *, write: bool) -> Iterator[_PgTx]:
+    def _tx(self, *, write: bool) -> Iterator[Tx]:
         del write  # every pooled transaction may write; row locks do the coordination
         try:
             with self._pool.connection() as conn, conn.cursor(binary=True) as cur:
-                yield _PgTx(cur, self.url)
+                yield CursorTx(
+                    cur,
+                    self.url,
+                    driver_error=psycopg.Error,
+                    translate=_translate,
+                    rewrite=to_pyformat,
+                )
         except psycopg_pool.PoolTimeout as exc:
             raise StoreUnavailableError(self.url, f"no pooled connection: {exc}") from exc
         except psycopg.OperationalError as exc:  # commit or connection failure at block exit

@@ -15,7 +15,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from cloud_aggregator.store.errors import SchemaVersionError
 from cloud_aggregator.store.migrate import MIGRATIONS_TABLE_SQL, latest_version, migrations, render
@@ -44,6 +44,93 @@ class Tx(Protocol):
 
     def all(self) -> list[Row]:
         """Remaining result rows of the last statement."""
+
+
+class DbapiCursor(Protocol):
+    """The slice of a DB-API 2 cursor (sqlite3, psycopg) that :class:`CursorTx` uses."""
+
+    @property
+    def rowcount(self) -> int:
+        """Rows affected by the last statement."""
+
+    def execute(self, query: str, params: Sequence[Any], /) -> Any:
+        """Run one statement."""
+
+    def executemany(self, query: str, rows: Sequence[Sequence[Any]], /) -> Any:
+        """Run one statement for many parameter rows."""
+
+    def fetchone(self) -> Sequence[Any] | None:
+        """Next result row."""
+
+    def fetchall(self) -> Sequence[Sequence[Any]]:
+        """Remaining result rows."""
+
+
+DriverError = TypeVar("DriverError", bound=Exception)
+
+
+class CursorTx(Generic[DriverError]):
+    """A :class:`Tx` over a DB-API cursor: parameters checked, SQL rewritten for the driver's
+    placeholders, driver errors translated to store errors.
+
+    Parameters
+    ----------
+    cursor : DbapiCursor
+        The driver's cursor inside an open transaction.
+    url : str
+        Store URL for messages.
+    driver_error : type
+        Base class of the driver's errors (``sqlite3.Error``, ``psycopg.Error``).
+    translate : callable
+        ``(url, driver error) -> store error`` (raised ``from`` the driver error).
+    rewrite : callable
+        Our ``?``-placeholder SQL to the driver's paramstyle (identity for sqlite3).
+    """
+
+    def __init__(
+        self,
+        cursor: DbapiCursor,
+        url: str,
+        *,
+        driver_error: type[DriverError],
+        translate: Callable[[str, DriverError], Exception],
+        rewrite: Callable[[str], str] = str,
+    ) -> None:
+        self._cur = cursor
+        self._url = url
+        self._driver_error = driver_error
+        self._translate = translate
+        self._rewrite = rewrite
+        self.rowcount = -1
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run one statement with ``?`` placeholders."""
+        try:
+            self._cur.execute(self._rewrite(sql), check_params(params))
+        except self._driver_error as exc:
+            raise self._translate(self._url, exc) from exc
+        self.rowcount = self._cur.rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Run one statement for many parameter rows; ``rowcount`` is the total."""
+        if not rows:
+            self.rowcount = 0
+            return
+        try:
+            # psycopg pipelines executemany; rowcount is the sum over all rows (also sqlite3).
+            self._cur.executemany(self._rewrite(sql), [check_params(r) for r in rows])
+        except self._driver_error as exc:
+            raise self._translate(self._url, exc) from exc
+        self.rowcount = self._cur.rowcount
+
+    def one(self) -> Row | None:
+        """Next result row of the last statement, or None."""
+        row = self._cur.fetchone()
+        return None if row is None else tuple(row)
+
+    def all(self) -> list[Row]:
+        """Remaining result rows of the last statement."""
+        return [tuple(r) for r in self._cur.fetchall()]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,12 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from cloud_aggregator.store.errors import ConflictError, StoreError, StoreUnavailableError
-from cloud_aggregator.store.sql_base import Dialect, Row, check_params
+from cloud_aggregator.store.sql_base import CursorTx, Dialect, Tx
 from cloud_aggregator.store.sql_store import SqlStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -35,39 +34,6 @@ def _translate(url: str, exc: sqlite3.Error) -> StoreError:
     ):
         return StoreUnavailableError(url, msg)
     return StoreError(f"sqlite: {msg}")
-
-
-class _SqliteTx:
-    """A :class:`~cloud_aggregator.store.sql_base.Tx` over a sqlite3 cursor."""
-
-    def __init__(self, cursor: sqlite3.Cursor, url: str) -> None:
-        self._cur = cursor
-        self._url = url
-        self.rowcount = -1
-
-    def execute(self, sql: str, params: Sequence[Any] = ()) -> None:
-        try:
-            self._cur.execute(sql, check_params(params))
-        except sqlite3.Error as exc:
-            raise _translate(self._url, exc) from exc
-        self.rowcount = self._cur.rowcount
-
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        if not rows:
-            self.rowcount = 0
-            return
-        try:
-            self._cur.executemany(sql, [check_params(r) for r in rows])
-        except sqlite3.Error as exc:
-            raise _translate(self._url, exc) from exc
-        self.rowcount = self._cur.rowcount
-
-    def one(self) -> Row | None:
-        row = self._cur.fetchone()
-        return None if row is None else tuple(row)
-
-    def all(self) -> list[Row]:
-        return [tuple(r) for r in self._cur.fetchall()]
 
 
 class SqliteStore(SqlStore):
@@ -140,7 +106,7 @@ class SqliteStore(SqlStore):
             raise
 
     @contextmanager
-    def _tx(self, *, write: bool) -> Iterator[_SqliteTx]:
+    def _tx(self, *, write: bool) -> Iterator[Tx]:
         with self._lock:
             conn = self._conn
             if conn is None:
@@ -151,7 +117,7 @@ class SqliteStore(SqlStore):
             except sqlite3.Error as exc:
                 raise _translate(self.url, exc) from exc
             try:
-                yield _SqliteTx(cur, self.url)
+                yield CursorTx(cur, self.url, driver_error=sqlite3.Error, translate=_translate)
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
