@@ -13,8 +13,8 @@ import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from common.fl_tensors import MAX_MESSAGE, require_field
-from common.protocol import ProtocolError, decode, encode
+from common.fl_tensors import MAX_MESSAGE
+from common.protocol import ProtocolError, decode, encode, require_field
 
 
 def split_message(payload: bytes, message_id: str, limit: int) -> list[bytes]:

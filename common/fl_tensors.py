@@ -2,8 +2,8 @@
 
 Tensors travel in the envelope blob of :mod:`common.protocol`, never as JSON lists: the body holds
 one spec per tensor (name, dtype, shape, byte offset and, for int8-compressed tensors, the
-per-tensor scale). :func:`require_field` and :func:`require_number` validate untrusted body
-fields for every federated decoder (:mod:`common.fl_protocol`, :mod:`common.fl_chunks`).
+per-tensor scale). :func:`require_number` (with :func:`common.protocol.require_field`) validates
+untrusted body fields for every federated decoder (:mod:`common.fl_protocol`).
 
 Every decoder takes untrusted bytes and raises :class:`~common.protocol.ProtocolError` (only).
 """
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from common.protocol import ProtocolError
+from common.protocol import ProtocolError, require_field
 
 FloatArray = npt.NDArray[np.float32]
 Tensors = dict[str, FloatArray]
@@ -26,17 +26,22 @@ MAX_TENSORS = 256
 MAX_ELEMENTS = 50_000_000  # per message; a full small CNN is ~1e5
 MAX_MESSAGE = 256 * 1024 * 1024  # bytes, MQTT's own payload ceiling
 COMPRESSIONS = ("none", "int8")
+__all__ = [
+    "COMPRESSIONS",
+    "MAX_ELEMENTS",
+    "MAX_MESSAGE",
+    "MAX_TENSORS",
+    "FloatArray",
+    "Tensors",
+    "compression_error",
+    "pack_tensors",
+    "quantize_int8",
+    "require_field",
+    "require_number",
+    "unpack_tensors",
+]
+
 _DTYPES: dict[str, np.dtype[Any]] = {"float32": np.dtype("<f4"), "int8": np.dtype("i1")}
-
-
-def require_field(body: Mapping[str, Any], key: str, typ: type | tuple[type, ...]) -> Any:
-    """Return ``body[key]`` if it is a ``typ`` (bools never pass as numbers); else ProtocolError."""
-    val = body.get(key)
-    if isinstance(val, bool) and typ is not bool:
-        raise ProtocolError(f"field {key!r} has type bool")
-    if not isinstance(val, typ):
-        raise ProtocolError(f"field {key!r} missing or not {typ}")
-    return val
 
 
 def require_number(body: Mapping[str, Any], key: str, lo: float, hi: float) -> float:

@@ -11,24 +11,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from common.protocol import DEFAULT_MAX_PAYLOAD, Envelope, ProtocolError, decode, encode
+from common.protocol import (
+    DEFAULT_MAX_PAYLOAD,
+    Envelope,
+    ProtocolError,
+    decode,
+    encode,
+    require_field,
+)
 from common.types import BeatPrediction, Event, SignalChunk, StreamKind
 
 MAX_CHANNELS = 16
 MAX_SAMPLES = 65536
-
-
-def _require(body: dict[str, Any], key: str, typ: type | tuple[type, ...]) -> Any:
-    val = body.get(key)
-    if isinstance(val, bool) and typ is not bool:
-        raise ProtocolError(f"field {key!r} has type bool")
-    if not isinstance(val, typ):
-        raise ProtocolError(f"field {key!r} missing or not {typ}")
-    return val
 
 
 def _expect(env: Envelope, kind: str) -> Envelope:
@@ -55,15 +52,15 @@ def decode_chunk(payload: bytes, kind: str) -> tuple[str, SignalChunk]:
     """Decode a ``raw`` or ``live`` payload into (client_id, chunk)."""
     env = _expect(decode(payload, DEFAULT_MAX_PAYLOAD), kind)
     b = env.body
-    client_id = _require(b, "client_id", str)
+    client_id = require_field(b, "client_id", str)
     try:
-        stream = StreamKind(_require(b, "stream", str))
+        stream = StreamKind(require_field(b, "stream", str))
     except ValueError as exc:
         raise ProtocolError(f"unknown stream {b.get('stream')!r}") from exc
-    fs = float(_require(b, "fs", (int, float)))
+    fs = float(require_field(b, "fs", (int, float)))
     if not (0 < fs <= 10_000) or not math.isfinite(fs):
         raise ProtocolError(f"sampling rate {fs} Hz out of range")
-    shape = _require(b, "shape", list)
+    shape = require_field(b, "shape", list)
     if len(shape) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
         raise ProtocolError(f"bad shape {shape!r}")
     n, ch = shape
@@ -74,8 +71,8 @@ def decode_chunk(payload: bytes, kind: str) -> tuple[str, SignalChunk]:
     samples = np.frombuffer(env.blob, dtype="<f4").reshape(n, ch).astype(np.float64)
     if not np.all(np.isfinite(samples)):
         raise ProtocolError("non-finite samples")
-    t0 = _require(b, "t0_ns", int)
-    seq = _require(b, "seq", int)
+    t0 = require_field(b, "t0_ns", int)
+    seq = require_field(b, "seq", int)
     return client_id, SignalChunk(stream, fs, t0, samples, seq)
 
 
@@ -111,7 +108,7 @@ def encode_predictions(client_id: str, beats: list[BeatPrediction], events: list
 def decode_predictions(payload: bytes) -> tuple[str, list[BeatPrediction], list[Event]]:
     """Decode a ``pred`` payload."""
     b = _expect(decode(payload), "pred").body
-    client_id = _require(b, "client_id", str)
+    client_id = require_field(b, "client_id", str)
     try:
         beats = [
             BeatPrediction(
@@ -123,7 +120,7 @@ def decode_predictions(payload: bytes) -> tuple[str, list[BeatPrediction], list[
                 str(x["model_version"]),
                 float("nan") if x.get("rr_s") is None else float(x["rr_s"]),
             )
-            for x in _require(b, "beats", list)
+            for x in require_field(b, "beats", list)
         ]
         events = [
             Event(
@@ -134,7 +131,7 @@ def decode_predictions(payload: bytes) -> tuple[str, list[BeatPrediction], list[
                 int(x["t_end_ns"]),
                 dict(x.get("details", {})),
             )
-            for x in _require(b, "events", list)
+            for x in require_field(b, "events", list)
         ]
     except (KeyError, TypeError, ValueError) as exc:
         raise ProtocolError(f"malformed pred payload: {exc}") from exc
@@ -175,9 +172,9 @@ def decode_status(payload: bytes) -> Status:
     if bat is not None and not isinstance(bat, (int, float)):
         raise ProtocolError("battery_pct is not a number")
     return Status(
-        _require(b, "client_id", str),
-        _require(b, "online", bool),
-        _require(b, "t_ns", int),
+        require_field(b, "client_id", str),
+        require_field(b, "online", bool),
+        require_field(b, "t_ns", int),
         str(b.get("model_version", "")),
         None if bat is None else float(bat),
         str(b.get("detail", "")),
@@ -214,14 +211,14 @@ def encode_label(lb: Label) -> bytes:
 def decode_label(payload: bytes) -> Label:
     """Decode a ``label`` payload."""
     b = _expect(decode(payload), "label").body
-    target = _require(b, "target", str)
+    target = require_field(b, "target", str)
     if target not in ("beat", "event"):
         raise ProtocolError(f"bad label target {target!r}")
     return Label(
-        _require(b, "label_id", str),
-        _require(b, "client_id", str),
-        _require(b, "t_ns", int),
-        _require(b, "label", str),
+        require_field(b, "label_id", str),
+        require_field(b, "client_id", str),
+        require_field(b, "t_ns", int),
+        require_field(b, "label", str),
         target,
         str(b.get("author", "")),
     )

@@ -16,6 +16,7 @@ import hashlib
 import json
 import re
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -194,3 +195,16 @@ def decode(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> Envelope:
         if digest != header.get("blob_sha256"):
             raise ProtocolError("blob sha256 mismatch")
     return Envelope(header["kind"], body, blob)
+
+
+def require_field(body: Mapping[str, Any], key: str, typ: type | tuple[type, ...]) -> Any:
+    """Return ``body[key]`` if it is a ``typ``, else raise :class:`ProtocolError`.
+
+    A JSON ``true``/``false`` never passes as a number (``bool`` is an ``int`` in Python).
+    """
+    val = body.get(key)
+    if isinstance(val, bool) and typ is not bool:
+        raise ProtocolError(f"field {key!r} has type bool")
+    if not isinstance(val, typ):
+        raise ProtocolError(f"field {key!r} missing or not {typ}")
+    return val
