@@ -223,7 +223,9 @@ class PahoBroker:
         expiry_s: float | None = None,
         timeout_s: float = 10.0,
     ) -> bool:
-        """Publish and wait (bounded) for the acknowledgement; False on timeout/error.
+        """Publish and wait up to ``timeout_s`` s for the acknowledgement; False on timeout/error.
+
+        ``expiry_s`` (s) sets the MQTT 5 message expiry interval.
 
         paho keeps an unacknowledged QoS 1 message and re-sends it after a reconnect, so a
         False return does not mean the message is lost — only that it is not confirmed yet.

@@ -23,7 +23,7 @@ class Publisher(Protocol):
     def publish(
         self, topic: str, payload: bytes, *, retain: bool = ..., expiry_s: float | None = ...
     ) -> bool:
-        """Publish with QoS 1; True once acknowledged."""
+        """Publish with QoS 1 (MQTT 5 expiry ``expiry_s`` s if given); True once acknowledged."""
         ...
 
 
@@ -36,7 +36,10 @@ def announcement_for(
     now: float,
     selected: tuple[str, ...],
 ) -> fl.RoundAnnouncement:
-    """The announcement of a stored round (``config`` as the service wrote it)."""
+    """The announcement of a stored round (``config`` as the service wrote it).
+
+    ``deadline`` and ``now`` are Unix seconds (sent as ns since the epoch).
+    """
     return fl.RoundAnnouncement(
         round_id=str(round_id),
         run_id=f"g{config.get('run', 0)}",
@@ -74,7 +77,7 @@ class RetainedState:
                 self.broker.publish(t, b"", retain=True)
 
     def announce(self, ann: fl.RoundAnnouncement, expiry_s: float) -> bool:
-        """Retain the announcement with an MQTT 5 message expiry; False if not acknowledged."""
+        """Retain the announcement with an MQTT 5 expiry of ``expiry_s`` s; False if not acked."""
         ok = self.broker.publish(
             proto.round_current_topic(),
             fl.encode_round(ann),

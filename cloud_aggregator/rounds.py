@@ -118,6 +118,8 @@ class RoundProgress:
 def decide(progress: RoundProgress, now: float) -> Decision:
     """Close when everyone answered (or dropped out) with quorum, or at the deadline.
 
+    ``now`` is in the clock of ``progress.deadline`` (Unix s).
+
     - all selected reported, or nobody else can report and quorum is met -> CLOSE;
     - deadline passed: CLOSE with quorum, FAIL without;
     - nobody else can report and quorum is out of reach -> FAIL early (no pointless wait).

@@ -85,6 +85,8 @@ class Reassembler:
     def feed(self, payload: bytes, now_s: float, max_chunk: int = MAX_MESSAGE) -> bytes | None:
         """Take one received payload; return a complete message or ``None``.
 
+        ``now_s`` is a clock in s, the same one on every call (for the TTL); ``max_chunk`` bounds
+        a chunk in bytes.
         Non-chunk payloads are returned unchanged. Raises ProtocolError for a malformed chunk.
         """
         self._expire(now_s)

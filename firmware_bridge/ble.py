@@ -146,7 +146,7 @@ class ScanResult:
 
 
 async def scan(timeout_s: float = 5.0) -> list[ScanResult]:
-    """Scan and list devices, strongest first; flags Heart Rate Service and Polar PMD.
+    """Scan for ``timeout_s`` s and list devices, strongest first; flags HRS and Polar PMD.
 
     Raises
     ------

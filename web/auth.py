@@ -45,10 +45,12 @@ class Principal:
 
     @property
     def is_clinician(self) -> bool:
+        """True for clinician accounts (any role)."""
         return self.kind == "clinician"
 
     @property
     def is_admin(self) -> bool:
+        """True for clinicians with the ``admin`` role."""
         return self.kind == "clinician" and self.role == "admin"
 
     def can_see(self, client_id: str) -> bool:
@@ -69,12 +71,14 @@ class LoginThrottle:
         self._failures: dict[str, deque[float]] = {}
 
     def blocked(self, key: str, now: float) -> bool:
+        """Whether ``key`` has ``max_failures`` failures within the window ending at ``now`` (s)."""
         q = self._failures.get(key)
         while q and now - q[0] > self.window_s:
             q.popleft()
         return q is not None and len(q) >= self.max_failures
 
     def failed(self, key: str, now: float) -> None:
+        """Count a failed log-in of ``key`` at ``now`` (Unix s)."""
         if len(self._failures) >= 10_000:  # bound memory: forget keys whose window lapsed
             stale = [k for k, q in self._failures.items() if not q or now - q[-1] > self.window_s]
             for k in stale:
@@ -82,6 +86,7 @@ class LoginThrottle:
         self._failures.setdefault(key, deque(maxlen=self.max_failures)).append(now)
 
     def succeeded(self, key: str) -> None:
+        """Forget ``key``'s failures after a successful log-in."""
         self._failures.pop(key, None)
 
 

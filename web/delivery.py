@@ -23,13 +23,22 @@ class LiveFeed(Protocol):
     """What the web app needs from the live feed adapter (MQTT in production, fake in tests)."""
 
     @property
-    def connected(self) -> bool: ...
+    def connected(self) -> bool:
+        """True while the broker connection is up."""
+        ...
 
-    def start(self) -> None: ...
+    def start(self) -> None:
+        """Connect and subscribe (returns at once; reconnects in the background)."""
+        ...
 
-    def stop(self) -> None: ...
+    def stop(self) -> None:
+        """Disconnect and stop the background loop."""
+        ...
 
-    def publish_label(self, label: Label, timeout: float = 5.0) -> bool: ...
+    def publish_label(self, label: Label, timeout: float = 5.0) -> bool:
+        """Publish a label on ``medchain/v1/label/{client_id}``; True once the broker has it
+        (waits at most ``timeout`` s)."""
+        ...
 
 
 def to_wire(rec: LabelRecord) -> Label:

@@ -74,7 +74,7 @@ class EdgeWebStore(Protocol):
     def prediction_counts(
         self, client_id: str, *, since_ns: int | None = None, until_ns: int | None = None
     ) -> dict[str, int]:
-        """Number of beats per predicted label in the time range."""
+        """Number of beats per predicted label in the time range (``since_ns``..``until_ns``, Unix ns)."""
         ...
 
     def insert_events(self, events: Sequence[Event]) -> int:

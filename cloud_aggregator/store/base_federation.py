@@ -74,7 +74,8 @@ class FederationStore(Protocol):
     ) -> Round:
         """Open a new round (state ``open``, next round id).
 
-        Raises ConflictError if the task already has an open/aggregating round, NotFoundError
+        ``deadline`` is Unix seconds. Raises ConflictError if the task already has an
+        open/aggregating round, NotFoundError
         if ``base_version`` does not exist, ValueError on quorum < 1.
         """
         ...
@@ -155,7 +156,10 @@ class FederationStore(Protocol):
         sha256: str = "",
         size_bytes: int = 0,
     ) -> None:
-        """Record an update the aggregator refused (bad hash, failed validation...)."""
+        """Record an update the aggregator refused (bad hash, failed validation...).
+
+        ``size_bytes`` is the refused payload's size in bytes.
+        """
         ...
 
     def list_updates(self, round_id: int, *, include_blobs: bool = True) -> list[ClientUpdate]:

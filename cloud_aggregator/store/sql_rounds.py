@@ -147,7 +147,7 @@ class RoundsMixin(ModelsMixin):
             return [round_from_row(r) for r in tx.all()]
 
     def claim_round(self, round_id: int, worker: str, *, lease_s: float) -> Round | None:
-        """Take, take over (lapsed lease) or renew the aggregation claim; None if not possible."""
+        """Take, take over (lapsed lease) or renew the claim for ``lease_s`` s; None if not possible."""
         if not worker:
             raise ValueError("worker must not be empty")
         if lease_s <= 0:

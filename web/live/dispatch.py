@@ -24,13 +24,19 @@ CHANNELS = (Channel.LIVE, Channel.PRED, Channel.STATUS)
 class FeedSink(Protocol):
     """Receives decoded live-feed messages (the hub; the store recorder)."""
 
-    def on_live(self, client_id: str, chunk: SignalChunk) -> None: ...
+    def on_live(self, client_id: str, chunk: SignalChunk) -> None:
+        """Take one decoded live signal chunk of a device."""
+        ...
 
     def on_predictions(
         self, client_id: str, beats: list[BeatPrediction], events: list[Event]
-    ) -> None: ...
+    ) -> None:
+        """Take one decoded batch of beat predictions and events of a device."""
+        ...
 
-    def on_status(self, status: Status) -> None: ...
+    def on_status(self, status: Status) -> None:
+        """Take one decoded device status."""
+        ...
 
 
 def subscriptions() -> list[str]:

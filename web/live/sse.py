@@ -42,6 +42,9 @@ def stream(
 ) -> Iterator[str]:
     """Yield SSE frames for one client until ``max_stream_s`` or the subscription closes.
 
+    ``retry_ms`` is the browser's reconnect delay (ms), ``keepalive_s`` the comment-frame
+    interval (s) and ``clock`` a monotonic clock (s).
+
     ``on_close`` runs however the stream ends (client gone: the WSGI server closes the
     generator, which raises ``GeneratorExit`` at the pending ``yield``).
     """

@@ -26,7 +26,7 @@ MAX_DAYS = 3650
 
 
 def token_json(t: PatientToken, now: float) -> dict[str, Any]:
-    """A token without its hash: id, label, dates and whether it still works."""
+    """A token without its hash: id, label, dates and whether it still works at ``now`` (Unix s)."""
     return {"id": t.token_hash[:ID_LEN], "label": t.label, "created_at": t.created_at,
             "expires_at": t.expires_at, "revoked": t.revoked, "valid": t.is_valid(now)}  # fmt: skip
 
