@@ -29,7 +29,8 @@ import json, resource, sys
 from medchain.cli import main
 rc = main(sys.argv[1:])
 print(json.dumps({"rc": rc, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
-                  "torch_imported": "torch" in sys.modules, "wfdb_imported": "wfdb" in sys.modules, "wfdb_imported": "wfdb" in sys.modules,
+                  "torch_imported": "torch" in sys.modules, "wfdb_imported": "wfdb" in sys.modules,
+                  "scipy_signal_imported": "scipy.signal" in sys.modules,
                   "modules": len(sys.modules)}), file=sys.stderr)
 """
 
@@ -71,6 +72,7 @@ def main() -> int:
                 "peak_rss_mb": round(rss, 1),
                 "torch_imported": child["torch_imported"],
                 "wfdb_imported": child["wfdb_imported"],
+                "scipy_signal_imported": child["scipy_signal_imported"],
                 "beats": stats["beats"],
                 "ok": rss <= 150 and not child["torch_imported"],
             }

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from common.errors import ConfigError, DataNotFoundError
 from common.model_card import ModelCard
@@ -32,6 +32,9 @@ from edge_agent.pipeline import EcgPipeline
 from edge_agent.ports import Participant, Uplink
 from edge_agent.rhythm import OnnxRhythmScorer, RhythmMonitor
 from edge_agent.wrist import WristMonitor
+
+if TYPE_CHECKING:
+    from edge_agent.uplink import MqttUplink
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -226,7 +229,6 @@ async def run_edge(
     DataNotFoundError
         Missing model or replay file.
     """
-    from edge_agent.uplink import MqttUplink
     from firmware_bridge.sources import open_source
 
     if not settings.source:
@@ -247,6 +249,9 @@ async def run_edge(
     async with source:
         uplink: MqttUplink | None = None
         if settings.broker_url:
+            # paho only when there is a broker: an offline agent spares its ~2 MB
+            from edge_agent.uplink import MqttUplink
+
             subs = [client_topic(Channel.LABEL, cid)]
             uplink = MqttUplink(
                 settings.broker_url,

@@ -158,6 +158,9 @@ class SqliteBuffer:
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # 512 KiB page cache instead of SQLite's 2 MiB: the agent only appends and reads the
+        # newest rows, and resident memory on a Pi is the scarce resource
+        self._db.execute("PRAGMA cache_size=-512")
         self._db.executescript(_SCHEMA)
         self._client_id = client_id
         self._keep_recent = keep_recent

@@ -88,29 +88,32 @@ class CaptureReader:
             )
 
     def _bin(self) -> Iterator[CaptureRecord]:
-        blob = self.path.read_bytes()
-        offset = len(H10_BIN_MAGIC)
-        while offset < len(blob):
-            if offset + _LEN.size > len(blob):
-                self._cut(offset, len(blob) - offset, _LEN.size)
-                return
-            (length,) = _LEN.unpack_from(blob, offset)
-            offset += _LEN.size
-            if length > MAX_RECORD_BYTES:
-                # The length field itself is garbage: no way to find the next record.
-                self.rejected += 1
-                _LOGGER.error(
-                    "%s: record length %d at byte %d is corrupt; rest of file skipped",
-                    self.path,
-                    length,
-                    offset - _LEN.size,
-                )
-                return
-            if offset + length > len(blob):
-                self._cut(offset, len(blob) - offset, length)
-                return
-            yield CaptureRecord(PMD_DATA_UUID, blob[offset : offset + length])
-            offset += length
+        # Read record by record: a 2-hour capture is never held in memory (the edge agent's
+        # resident-memory budget on a Raspberry Pi counts every megabyte).
+        with self.path.open("rb") as fh:
+            offset = fh.seek(len(H10_BIN_MAGIC))
+            while head := fh.read(_LEN.size):
+                if len(head) < _LEN.size:
+                    self._cut(offset, len(head), _LEN.size)
+                    return
+                (length,) = _LEN.unpack(head)
+                if length > MAX_RECORD_BYTES:
+                    # The length field itself is garbage: no way to find the next record.
+                    self.rejected += 1
+                    _LOGGER.error(
+                        "%s: record length %d at byte %d is corrupt; rest of file skipped",
+                        self.path,
+                        length,
+                        offset,
+                    )
+                    return
+                offset += _LEN.size
+                data = fh.read(length)
+                if len(data) < length:
+                    self._cut(offset, len(data), length)
+                    return
+                yield CaptureRecord(PMD_DATA_UUID, data)
+                offset += length
 
     def _cut(self, offset: int, have: int, need: int) -> None:
         self.truncated += 1
