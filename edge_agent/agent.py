@@ -81,6 +81,8 @@ class AgentStats:
     pred_payloads: int = 0
     pred_refused: int = 0
     gaps: int = 0
+    models_installed: int = 0
+    models_rejected: int = 0
     processing_s: float = 0.0
     source: dict[str, int] = field(default_factory=dict)
 

@@ -34,6 +34,7 @@ from edge_agent.rhythm import OnnxRhythmScorer, RhythmMonitor
 from edge_agent.wrist import WristMonitor
 
 if TYPE_CHECKING:
+    from common.fl_protocol import ModelRelease
     from edge_agent.uplink import MqttUplink
 
 _LOGGER = logging.getLogger(__name__)
@@ -88,7 +89,22 @@ def make_featurizer(card: ModelCard, spec: BeatSpec | None = None) -> StreamingB
 
 
 def load_classifier(settings: EdgeSettings) -> OnnxBeatClassifier:
-    """The beat model named in the settings (the packaged one by default)."""
+    """The beat model named in the settings; with ``--federated`` and no ``--model``, the last
+    global model installed in the workdir (if intact), else the packaged one."""
+    if settings.federated and settings.model_path is None:
+        from edge_agent.model_update import installed_model
+
+        model = installed_model(settings.workdir)
+        if model is not None:
+            try:
+                return OnnxBeatClassifier(
+                    model.path,
+                    settings.intra_op_threads,
+                    verify_sha256=False,
+                    release=model.release,
+                )
+            except Exception as exc:  # onnxruntime errors are plain Exceptions
+                _LOGGER.error("installed model %s unusable (%s): packaged model", model.path, exc)
     path = settings.model_path or DEFAULT_MODEL
     if not Path(path).is_file():
         raise DataNotFoundError(
@@ -147,19 +163,24 @@ def build_agent(
     )
 
 
-def swap_model(agent: EdgeAgent, model_path: Path, intra_op_threads: int = 1) -> OnnxBeatClassifier:
-    """Load a new beat model (ONNX + card) into a running agent, e.g. after a federated round.
-
-    A new input contract (another ``BeatSpec``) brings a new featurizer; otherwise the stream
-    continues without a break. Raises like :class:`OnnxBeatClassifier` on a bad model, leaving
-    the agent on its old model.
-    """
-    clf = OnnxBeatClassifier(model_path, intra_op_threads)
+def activate_classifier(agent: EdgeAgent, clf: OnnxBeatClassifier) -> None:
+    """Put a loaded classifier into a running agent: a new input contract (another
+    ``BeatSpec`` or channels) brings a new featurizer, otherwise the stream continues without
+    a break. Raises ``ConfigError`` (agent untouched) if the card's contract is unusable."""
     new = make_featurizer(clf.card)
     old = agent.pipeline.featurizer
     same = (getattr(old, "spec", None), getattr(old, "channels", None)) == (new.spec, new.channels)
-    featurizer = None if same else new
-    agent.pipeline.set_classifier(clf, featurizer)
+    agent.pipeline.set_classifier(clf, None if same else new)
+
+
+def swap_model(agent: EdgeAgent, model_path: Path, intra_op_threads: int = 1) -> OnnxBeatClassifier:
+    """Load a new beat model (ONNX + card) into a running agent.
+
+    Raises like :class:`OnnxBeatClassifier` on a bad model, leaving the agent on its old model.
+    Federated releases go through :class:`edge_agent.model_update.ReleaseInstaller` instead.
+    """
+    clf = OnnxBeatClassifier(model_path, intra_op_threads)
+    activate_classifier(agent, clf)
     _LOGGER.info("now using beat model %s (%s)", clf.version, model_path)
     return clf
 
@@ -196,19 +217,47 @@ def federated_participant(
 ) -> ParticipantFactory:
     """The default participant: FEDERATED's ``AgentParticipant`` around its
     ``FederatedParticipant`` on the agent's labelled beats (head-only training), with the
-    personal head it produces loaded into the running classifier."""
+    personal head it produces loaded into the running classifier, and every new global model
+    the aggregator publishes verified, persisted and hot-swapped in
+    (:class:`edge_agent.model_update.ReleaseInstaller`)."""
     from edge_agent.examples import BufferExampleSource
     from edge_agent.federated import AgentParticipant, FederatedParticipant
+    from edge_agent.model_update import ReleaseInstaller
     from edge_agent.participation import PersonalisedParticipant
 
     def make(agent: EdgeAgent, uplink: Uplink) -> Participant:
+        personal: list[PersonalisedParticipant] = []
+
+        def activate(clf: OnnxBeatClassifier) -> None:
+            activate_classifier(agent, clf)
+            for p in personal:
+                p.use_classifier(clf)  # personal heads follow the running global model
+
+        def verify(release: ModelRelease) -> str | None:
+            a, got = inner.announcement, inner.models.get(release.version)
+            if a is None or got is None or a.model_version != release.version:
+                return None  # not announced yet: the broker's ACL vouches for model/#
+            if got[1] != a.model_sha256:
+                return f"sha256 {got[1][:12]} differs from the announced {a.model_sha256[:12]}"
+            return None
+
         examples = BufferExampleSource(
-            agent.buffer.labelled_beats, classifier.classes, classifier.feeds
+            agent.buffer.labelled_beats,
+            classifier.classes,  # releases keep the classes (the installer checks)
+            lambda windows, rr: installer.current.feeds(windows, rr),
         )
         inner = FederatedParticipant(settings.client_id, examples, settings.workdir)
-        return PersonalisedParticipant(
-            AgentParticipant(inner, uplink), classifier, settings.workdir
+        installer = ReleaseInstaller(
+            classifier,
+            settings.workdir,
+            activate,
+            agent.stats,
+            settings.intra_op_threads,
+            verify,
         )
+        outer = AgentParticipant(inner, uplink, on_release=installer)
+        personal.append(PersonalisedParticipant(outer, classifier, settings.workdir))
+        return personal[0]
 
     return make
 

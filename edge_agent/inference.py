@@ -31,6 +31,9 @@ class OnnxBeatClassifier:
         onnxruntime intra-op threads.
     verify_sha256 : bool
         Check the file against the card's artifact hash before loading.
+    release : str, optional
+        Federated release this model came from (``v3``): it joins the version
+        (``<card version>@v3``) and decides which personal heads fit it.
 
     Raises
     ------
@@ -41,7 +44,11 @@ class OnnxBeatClassifier:
     """
 
     def __init__(
-        self, model_path: Path | str, intra_op_threads: int = 1, verify_sha256: bool = True
+        self,
+        model_path: Path | str,
+        intra_op_threads: int = 1,
+        verify_sha256: bool = True,
+        release: str | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -80,7 +87,10 @@ class OnnxBeatClassifier:
         self._has_embedding = "embedding" in graph_outputs
         self._classes = tuple(self.card.classes)
         self._head: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
-        self._version = self.card.version or self.card.artifact.sha256[:12]
+        self.release = release
+        base = self.card.version or self.card.artifact.sha256[:12]
+        self._base_version = f"{base}@{release}" if release else base
+        self._version = self._base_version
         _LOGGER.info(
             "beat model %s (%s, %s): inputs %s",
             path.name,
@@ -133,7 +143,7 @@ class OnnxBeatClassifier:
         """
         if weight is None or bias is None:
             self._head = None
-            self._version = self.card.version or self.card.artifact.sha256[:12]
+            self._version = self._base_version
             return
         if not self._has_embedding:
             raise CorruptInputError("this model has no 'embedding' output for a personal head")
@@ -144,7 +154,7 @@ class OnnxBeatClassifier:
                 f"{len(self._classes)} classes x {dim} embedding"
             )
         self._head = (weight.astype(np.float32), bias.astype(np.float32))
-        self._version = f"{self.card.version or self.card.artifact.sha256[:12]}+{tag}"
+        self._version = f"{self._base_version}+{tag}"
 
     def predict(
         self, windows: npt.NDArray[np.float32], rr: npt.NDArray[np.float32]

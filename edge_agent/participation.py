@@ -5,7 +5,8 @@ the agent's ``Participant`` port (training in a worker thread, updates through t
 uplink, retries while offline). ``PersonalisedParticipant`` wraps it and, whenever the
 personal head file in ``workdir`` changes (the participant refreshes it after each round),
 loads it into the running ``OnnxBeatClassifier``, so the device's own predictions use it at
-once (``model_version`` becomes ``<version>+personal-<base>``).
+once (``model_version`` becomes ``<version>+personal-<base>``). When a federated release is
+running (``classifier.release``), only a head personalised from that release is used.
 """
 
 from __future__ import annotations
@@ -50,6 +51,12 @@ class PersonalisedParticipant:
         await self._inner.handle(topic, payload)
         self.refresh_head()
 
+    def use_classifier(self, classifier: OnnxBeatClassifier) -> None:
+        """A new global model is running: load the personal head again if it fits it."""
+        self._clf = classifier
+        self._stamp = None
+        self.refresh_head()
+
     def refresh_head(self) -> bool:
         """Load the personal head if its file changed; True if a new head is in use."""
         try:
@@ -61,6 +68,16 @@ class PersonalisedParticipant:
         self._stamp = stamp
         head = load_personal_head(self._path.parent)
         if head is None:
+            return False
+        release = self._clf.release
+        if release is not None and head.base_version != release:
+            # a head fine-tuned from another global model: the new global head serves until
+            # this device takes part in a round of the running model
+            _LOGGER.info(
+                "personal head from %s does not fit global model %s: global head in use",
+                head.base_version,
+                release,
+            )
             return False
         try:
             self._clf.set_head(head.weight, head.bias, f"personal-{head.base_version}")

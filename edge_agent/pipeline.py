@@ -203,6 +203,11 @@ class EcgPipeline:
             self._clock.next_seq = None
 
     @property
+    def classifier(self) -> BeatClassifier:
+        """The classifier in use."""
+        return self._clf
+
+    @property
     def featurizer(self) -> BeatFeaturizer:
         """The front end in use."""
         return self._feat

@@ -1,0 +1,154 @@
+"""Federated global model releases on a running agent: verified, persisted, hot-swapped; a bad
+release is counted and the agent keeps serving its model."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from common import fl_protocol as fl
+from common import protocol as proto
+from common.types import SignalChunk, StreamKind
+from edge_agent.agent import EdgeAgent
+from edge_agent.app import build_agent, federated_participant
+from edge_agent.config import EdgeSettings
+from edge_agent.inference import OnnxBeatClassifier
+from edge_agent.model_update import CURRENT_FILE, MODELS_DIR, installed_model
+from edge_agent.ports import Participant
+from edge_agent.trainer import PersonalHead, save_personal_head
+from tests.edge_agent.helpers import CLASSES, EMB, SPEC, FakeUplink, build_beat_model, synthetic_ecg
+
+V_BIAS = np.array([0.0, -5.0, 40.0, -5.0, -5.0], np.float32)  # the new global head says V
+
+
+def _release(
+    folder: Path, version: str = "v1", round_no: int = 1, onnx_bytes: bytes = b""
+) -> bytes:
+    """A model release as the aggregator publishes it: the base ONNX re-headed, its card."""
+    path = build_beat_model(folder)
+    model = onnx.load(path)
+    for init in model.graph.initializer:
+        if init.name == "head_b":
+            init.CopyFrom(numpy_helper.from_array(V_BIAS, "head_b"))
+    files = {
+        "model.onnx": onnx_bytes or model.SerializeToString(),
+        "model.card.json": path.with_name("beat.card.json").read_bytes(),
+    }
+    tensors = {"head.weight": np.zeros((len(CLASSES), EMB), np.float32), "head.bias": V_BIAS}
+    return fl.encode_model(fl.ModelRelease(version, round_no, tensors, files, {}))
+
+
+def _announce(version: str, sha: str) -> bytes:
+    now = time.time_ns()
+    return fl.encode_round(
+        fl.RoundAnnouncement(
+            "r1", "g1", 1, 5, 0, version, sha, now + 60 * 10**9, now, ("other",), fl.RoundConfig()
+        )
+    )
+
+
+def _ecg_chunk(part: int) -> SignalChunk:
+    """Half ``part`` of 24 regular beats (never premature: the base model says N)."""
+    x, _ = synthetic_ecg([0.8] * 24, fs=SPEC.sampling_rate_hz)
+    half = len(x) // 2
+    seq = part * half
+    t0 = 1_700_000_000_000_000_000 + round(seq * 1e9 / SPEC.sampling_rate_hz)
+    samples = x[seq : seq + half, None]
+    return SignalChunk(StreamKind.ECG, SPEC.sampling_rate_hz, t0, samples, seq)
+
+
+def _setup(tmp_path: Path) -> tuple[EdgeSettings, EdgeAgent, Participant]:
+    settings = EdgeSettings(client_id="dev", workdir=tmp_path / "fl", federated=True)
+    clf = OnnxBeatClassifier(build_beat_model(tmp_path / "m"))
+    up = FakeUplink()
+    agent = build_agent(settings, clf, uplink=up, buffer_path=tmp_path / "b.sqlite")
+    return settings, agent, federated_participant(settings, clf)(agent, up)
+
+
+def test_new_global_model_is_verified_persisted_and_hot_swapped(tmp_path: Path) -> None:
+    # Prepare: a running agent on the base model, a stale personal head from v0
+    settings, agent, part = _setup(tmp_path)
+    save_personal_head(
+        PersonalHead(np.zeros((5, EMB), np.float32), np.zeros(5, np.float32), "v0", 9),
+        settings.workdir,
+    )
+    before = agent.pipeline.process(_ecg_chunk(0)).beats
+    payload = _release(tmp_path / "g")
+
+    # Execute: the aggregator announces and publishes v1
+    async def main() -> None:
+        sha = hashlib.sha256(payload).hexdigest()
+        await part.handle(proto.round_current_topic(), _announce("v1", sha))
+        await part.handle(proto.model_topic("v1"), payload)
+
+    asyncio.run(main())
+    after = agent.pipeline.process(_ecg_chunk(1)).beats
+    agent.close()
+
+    # Assert: predictions come from the new model, which is on disk and recorded
+    assert before and all(b.label == "N" for b in before)
+    assert after and all(b.label == "V" for b in after)
+    assert all(b.model_version == "test-1@v1" for b in after)  # stale v0 head not applied
+    assert agent.stats.models_installed == 1 and agent.stats.models_rejected == 0
+    installed = installed_model(settings.workdir)
+    assert installed is not None and (installed.release, installed.round_no) == ("v1", 1)
+    assert installed.path.read_bytes() == fl.decode_model(payload).files["model.onnx"]
+    # a head personalised from v1 (the device's next round) is picked up on the next message
+    save_personal_head(
+        PersonalHead(np.zeros((5, EMB), np.float32), np.zeros(5, np.float32), "v1", 9),
+        settings.workdir,
+    )
+    asyncio.run(part.handle(proto.round_current_topic(), b""))
+    assert agent.pipeline.model_version == "test-1@v1+personal-v1"
+    # a restart with --federated serves the installed model
+    from edge_agent.app import load_classifier
+
+    assert load_classifier(settings).version == "test-1@v1"
+
+
+def test_bad_releases_are_rejected_and_the_agent_keeps_serving(tmp_path: Path) -> None:
+    # Prepare
+    settings, agent, part = _setup(tmp_path)
+    garbage = _release(tmp_path / "g1", "v2", 2, onnx_bytes=b"not an onnx graph")
+    good = _release(tmp_path / "g2", "v3", 3)
+    other_classes = fl.decode_model(good)
+    card = json.loads(other_classes.files["model.card.json"])
+    card["classes"] = ["N", "S", "V", "F", "X"]
+    wrong_classes = fl.encode_model(
+        dataclasses.replace(
+            other_classes,
+            version="v4",
+            files={**other_classes.files, "model.card.json": json.dumps(card).encode()},
+        )
+    )
+    no_files = fl.encode_model(dataclasses.replace(other_classes, version="v5", files={}))
+
+    # Execute: a garbage ONNX, a class change, a release without files, one that contradicts
+    # the announcement's hash
+    async def main() -> None:
+        h = part.handle
+        await h(proto.model_topic("v2"), garbage)
+        await h(proto.model_topic("v4"), wrong_classes)
+        await h(proto.model_topic("v5"), no_files)
+        await h(proto.round_current_topic(), _announce("v3", "0" * 64))
+        await h(proto.model_topic("v3"), good)
+
+    asyncio.run(main())
+    beats = agent.pipeline.process(_ecg_chunk(0)).beats
+    agent.close()
+
+    # Assert: four rejections, the base model still classifies, nothing left installed
+    assert agent.stats.models_rejected == 4 and agent.stats.models_installed == 0
+    assert beats and all(b.label == "N" and b.model_version == "test-1" for b in beats)
+    assert installed_model(settings.workdir) is None
+    models = settings.workdir / MODELS_DIR
+    assert not models.exists() or [p.name for p in models.iterdir()] == []
+    assert not (models / CURRENT_FILE).exists()
