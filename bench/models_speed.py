@@ -26,6 +26,8 @@ from models.tasks import LoadOptions, get_task
 
 
 def median_ms(fn: Callable[[], object], repeats: int) -> float:
+    """Median wall time in ms; runs interleave with other work on a shared machine, so the
+    median (not the mean) and several repeats keep the number stable."""
     fn()  # warm-up
     times = []
     for _ in range(repeats):

@@ -78,6 +78,14 @@ def augment(signal: Tensor, gen: torch.Generator) -> Tensor:
     return torch.roll(out, shifts=shift, dims=2) if shift else out
 
 
+def drop_aux_channels(signal: Tensor, p: float, gen: torch.Generator) -> Tensor:
+    """Zero channels ``1:`` of each example with probability ``p`` (channel 0 is kept)."""
+    if p <= 0 or signal.shape[1] < 2:
+        return signal
+    keep = (torch.rand(signal.shape[0], 1, 1, generator=gen) >= p).to(signal.dtype)
+    return torch.cat([signal[:, :1], signal[:, 1:] * keep], dim=1)
+
+
 def to_tensors(data: TaskData, index: npt.NDArray[np.int64]) -> tuple[Tensor, Tensor, Tensor]:
     """(signal, features, labels) tensors of the examples at ``index``."""
     return (
@@ -153,6 +161,7 @@ def fit(
             signal, feats, labels = to_tensors(data, idx)
             if spec.augment:
                 signal = augment(signal, gen)
+            signal = drop_aux_channels(signal, spec.aux_channel_dropout, gen)
             logits, _ = net(signal, feats)
             loss = loss_fn(logits, labels, signal, idx) if loss_fn else ce(logits, labels)
             opt.zero_grad()

@@ -119,6 +119,10 @@ class TrainSpec:
     augment: bool = True
     steps_per_epoch: int = 0  # 0 = len(train) / batch_size
     label_smoothing: float = 0.0
+    # probability per example of zeroing the auxiliary signal channels (1:) during training, so
+    # the net cannot rely on them alone (e.g. an SVEB that matches the template of a patient
+    # whose usual beat is itself ectopic must still be caught by its RR features)
+    aux_channel_dropout: float = 0.0
 
 
 def patient_wise_split(
