@@ -83,6 +83,7 @@ class AgentStats:
     gaps: int = 0
     models_installed: int = 0
     models_rejected: int = 0
+    stopped_by_signal: bool = False
     processing_s: float = 0.0
     source: dict[str, int] = field(default_factory=dict)
 
@@ -189,15 +190,23 @@ class EdgeAgent:
 
     # -- main loop ---------------------------------------------------------------------------
 
-    async def run(self, source: ChunkSource, drain_timeout_s: float = 10.0) -> AgentStats:
-        """Process ``source`` to its end, then send what is buffered (up to the timeout)."""
+    async def run(
+        self,
+        source: ChunkSource,
+        drain_timeout_s: float = 10.0,
+        stop: asyncio.Event | None = None,
+    ) -> AgentStats:
+        """Process ``source`` to its end, or until ``stop`` is set (SIGTERM/SIGINT); either way
+        classify the beats the front end still holds, store them, then send what is buffered
+        (up to the timeout) and return the counters."""
         tasks = [asyncio.create_task(self._uplink_loop(), name="uplink")]
         if self.uplink is not None:
             tasks.append(asyncio.create_task(self._inbound_loop(), name="inbound"))
         try:
-            async for chunk in source.chunks():
-                self.handle_chunk(chunk)
-                await asyncio.sleep(0)  # let acks, labels and the uplink run between chunks
+            if stop is None:
+                await self._consume(source)
+            else:
+                await self._consume_until(source, stop)
             self._finish()
             await self._drain(drain_timeout_s)
         finally:
@@ -209,6 +218,26 @@ class EdgeAgent:
         self.stats.gaps = self.pipeline.gaps
         _LOGGER.info("agent finished: %s", self.stats.as_dict())
         return self.stats
+
+    async def _consume(self, source: ChunkSource) -> None:
+        async for chunk in source.chunks():
+            self.handle_chunk(chunk)
+            await asyncio.sleep(0)  # let acks, labels and the uplink run between chunks
+
+    async def _consume_until(self, source: ChunkSource, stop: asyncio.Event) -> None:
+        consumer = asyncio.create_task(self._consume(source), name="source")
+        stopper = asyncio.create_task(stop.wait(), name="stop")
+        try:
+            await asyncio.wait({consumer, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+            # chunks are handled synchronously, so the cancellation lands between chunks
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer  # a source error is raised here
+        if stop.is_set() and consumer.cancelled():
+            self.stats.stopped_by_signal = True
+            _LOGGER.warning("source %s stopped on request", getattr(source, "name", "?"))
 
     def handle_chunk(self, chunk: SignalChunk) -> None:
         """Process one chunk synchronously (CPU work only; network happens elsewhere)."""

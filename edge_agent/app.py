@@ -268,8 +268,10 @@ async def run_edge(
     participant_factory: ParticipantFactory | None = None,
     connect_timeout_s: float = 5.0,
     drain_timeout_s: float = 10.0,
+    stop: asyncio.Event | None = None,
 ) -> AgentStats:
-    """Run the agent on ``settings.source`` until the source ends (or the task is cancelled).
+    """Run the agent on ``settings.source`` until the source ends or ``stop`` is set (then it
+    flushes, stores and sends like at a normal end, and publishes its offline status).
 
     Raises
     ------
@@ -322,7 +324,7 @@ async def run_edge(
             if not await uplink.wait_connected(connect_timeout_s):
                 _LOGGER.warning("broker %s not reachable yet: buffering", settings.broker_url)
         try:
-            stats = await agent.run(source, drain_timeout_s if uplink else 0.0)
+            stats = await agent.run(source, drain_timeout_s if uplink else 0.0, stop)
         finally:
             if uplink is not None:
                 await asyncio.to_thread(uplink.stop, status(False, "stopped"))

@@ -110,16 +110,26 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     async def main() -> Any:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
-        if task is not None:
-            # systemd stops with SIGTERM: cancel so the agent flushes, publishes its offline
-            # status and closes the buffer instead of dying mid-write
-            loop.add_signal_handler(signal.SIGTERM, task.cancel)
-        return await run_edge(settings)
+        stop = asyncio.Event()
+
+        def on_signal(signum: int) -> None:
+            if stop.is_set() and task is not None:
+                _LOGGER.warning("second signal: stopping now without flushing")
+                task.cancel()
+                return
+            # systemd stops with SIGTERM, a terminal with SIGINT: end like a finished replay
+            # (classify what the front end holds, store, send, offline status, counters)
+            _LOGGER.warning("signal %d: stopping (flushing the buffer)", signum)
+            stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, int(sig))
+        return await run_edge(settings, stop=stop)
 
     try:
         stats = asyncio.run(main())
     except asyncio.CancelledError:
-        _LOGGER.info("stopped by signal")
-        return 0
+        _LOGGER.warning("stopped by a second signal: counters not available")
+        return 1
     print(json.dumps(stats.as_dict(), indent=1))
     return 0
