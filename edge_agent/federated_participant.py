@@ -169,6 +169,7 @@ class FederatedParticipant:
         emb, labels = self._embeddings(release, a.config.max_examples)
         if len(labels) == 0:
             self.stats.rounds_skipped += 1
+            _LOGGER.info("%s: round %s skipped: no labelled beats yet", self.client_id, a.round_id)
             return []
         update, fit = tr.head_update(
             round_id=a.round_id,
@@ -198,12 +199,21 @@ class FederatedParticipant:
     ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         onnx_bytes = release.files.get("model.onnx", b"")
         # In head mode only the head changes between rounds: embeddings stay valid while the
-        # backbone does (the aggregator names it; otherwise the whole ONNX is the key).
+        # backbone does (the aggregator names it; otherwise the whole ONNX is the key) AND the
+        # labelled beats are the same. A device keeps labelling beats between rounds, so the
+        # examples' fingerprint is part of the key (a first round with no data must not pin an
+        # empty cache for every later round).
         backbone = release.metrics.get("backbone_sha256")
-        key = backbone if isinstance(backbone, str) else hashlib.sha256(onnx_bytes).hexdigest()
-        if self._emb_cache is not None and self._emb_cache[:2] == (key, limit):
-            return self._emb_cache[2], self._emb_cache[3]
+        model_key = (
+            backbone if isinstance(backbone, str) else hashlib.sha256(onnx_bytes).hexdigest()
+        )
         data = self.examples.labelled_examples(limit)
+        digest = hashlib.sha256(np.ascontiguousarray(data.labels).tobytes())
+        for name in sorted(data.inputs):
+            digest.update(np.ascontiguousarray(data.inputs[name]).tobytes())
+        key = f"{model_key}:{limit}:{digest.hexdigest()}"
+        if self._emb_cache is not None and self._emb_cache[0] == key:
+            return self._emb_cache[2], self._emb_cache[3]
         emb = (
             self.embedder_factory(onnx_bytes).embed(data.inputs)
             if len(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -149,3 +150,36 @@ def test_agent_adapter_trains_off_the_loop_and_retries_when_offline(tmp_path: Pa
     assert len(whole) == 1 and adapter.acked == len(uplink.sent) > 1  # chunks of one update
     assert fl.decode_update(whole[0]).client_id == "sim-000"
     assert adapter.subscriptions() == FederatedParticipant.subscriptions()
+
+
+class _GrowingExamples:
+    """Labelled beats that arrive between rounds, as on a device replaying annotations."""
+
+    def __init__(self, full: NpzExamples) -> None:
+        self.full = full
+        self.available = 0
+
+    def labelled_examples(self, limit: int) -> object:
+        data = self.full.labelled_examples(limit)
+        n = min(self.available, len(data))
+        return type(data)({k: v[:n] for k, v in data.inputs.items()}, data.labels[:n])
+
+
+def test_device_with_no_labels_in_one_round_trains_in_the_next(tmp_path: Path) -> None:
+    # Prepare: round 12 comes before any beat is labelled; round 13 after 200 are.
+    write_client_data(tmp_path / "data", 1, n=200)
+    examples = _GrowingExamples(NpzExamples(tmp_path / "data" / "sim-000.npz"))
+    p = FederatedParticipant("sim-000", examples, tmp_path / "work")  # type: ignore[arg-type]
+    model, sha = _model()
+    p.on_message(proto.model_topic("v3"), model)
+    p.on_message(ROUND, _announce(("sim-000",), sha))
+    # Execute
+    first = p.poll()
+    examples.available = 200
+    later = fl.decode_round(_announce(("sim-000",), sha))
+    p.on_message(ROUND, fl.encode_round(dataclasses.replace(later, round_id="13")))
+    second = p.poll()
+    # Assert
+    assert first == [] and p.stats.rounds_skipped == 1
+    (update,) = [fl.decode_update(payload) for _, payload in second]
+    assert (update.round_id, update.n_examples) == ("13", 200)
