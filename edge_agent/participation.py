@@ -13,11 +13,18 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common.errors import MedchainError
 from edge_agent.inference import OnnxBeatClassifier
-from edge_agent.ports import Participant
+from edge_agent.ports import Participant, Uplink
 from edge_agent.trainer import PERSONAL_HEAD_FILE, load_personal_head
+
+if TYPE_CHECKING:
+    from common.fl_protocol import ModelRelease
+    from edge_agent.agent import EdgeAgent
+    from edge_agent.app import ParticipantFactory
+    from edge_agent.config import EdgeSettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -86,3 +93,53 @@ class PersonalisedParticipant:
             return False
         _LOGGER.info("personal head from %s (%d beats) in use", head.base_version, head.n_examples)
         return True
+
+
+def federated_participant(
+    settings: EdgeSettings, classifier: OnnxBeatClassifier
+) -> ParticipantFactory:
+    """The default participant: FEDERATED's ``AgentParticipant`` around its
+    ``FederatedParticipant`` on the agent's labelled beats (head-only training), with the
+    personal head it produces loaded into the running classifier, and every new global model
+    the aggregator publishes verified, persisted and hot-swapped in
+    (:class:`edge_agent.model_update.ReleaseInstaller`)."""
+    from edge_agent.app import activate_classifier
+    from edge_agent.examples import BufferExampleSource
+    from edge_agent.federated import AgentParticipant, FederatedParticipant
+    from edge_agent.model_update import ReleaseInstaller
+
+    def make(agent: EdgeAgent, uplink: Uplink) -> Participant:
+        personal: list[PersonalisedParticipant] = []
+
+        def activate(clf: OnnxBeatClassifier) -> None:
+            activate_classifier(agent, clf)
+            for p in personal:
+                p.use_classifier(clf)  # personal heads follow the running global model
+
+        def verify(release: ModelRelease) -> str | None:
+            a, got = inner.announcement, inner.models.get(release.version)
+            if a is None or got is None or a.model_version != release.version:
+                return None  # not announced yet: the broker's ACL vouches for model/#
+            if got[1] != a.model_sha256:
+                return f"sha256 {got[1][:12]} differs from the announced {a.model_sha256[:12]}"
+            return None
+
+        examples = BufferExampleSource(
+            agent.buffer.labelled_beats,
+            classifier.classes,  # releases keep the classes (the installer checks)
+            lambda windows, rr: installer.current.feeds(windows, rr),
+        )
+        inner = FederatedParticipant(settings.client_id, examples, settings.workdir)
+        installer = ReleaseInstaller(
+            classifier,
+            settings.workdir,
+            activate,
+            agent.stats,
+            settings.intra_op_threads,
+            verify,
+        )
+        outer = AgentParticipant(inner, uplink, on_release=installer)
+        personal.append(PersonalisedParticipant(outer, classifier, settings.workdir))
+        return personal[0]
+
+    return make

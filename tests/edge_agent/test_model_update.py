@@ -18,10 +18,11 @@ from common import fl_protocol as fl
 from common import protocol as proto
 from common.types import SignalChunk, StreamKind
 from edge_agent.agent import EdgeAgent
-from edge_agent.app import build_agent, federated_participant
+from edge_agent.app import build_agent
 from edge_agent.config import EdgeSettings
 from edge_agent.inference import OnnxBeatClassifier
 from edge_agent.model_update import CURRENT_FILE, MODELS_DIR, installed_model
+from edge_agent.participation import federated_participant
 from edge_agent.ports import Participant
 from edge_agent.trainer import PersonalHead, save_personal_head
 from tests.edge_agent.helpers import CLASSES, EMB, SPEC, FakeUplink, build_beat_model, synthetic_ecg

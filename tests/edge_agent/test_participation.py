@@ -69,8 +69,9 @@ def test_a_head_that_does_not_fit_is_ignored(tmp_path: Path) -> None:
 
 def test_default_federated_participant_wires_and_survives_junk(tmp_path: Path) -> None:
     # Prepare: the real FederatedParticipant behind the agent's port
-    from edge_agent.app import build_agent, federated_participant
+    from edge_agent.app import build_agent
     from edge_agent.config import EdgeSettings
+    from edge_agent.participation import federated_participant
     from tests.edge_agent.helpers import FakeUplink
 
     settings = EdgeSettings(client_id="dev", workdir=tmp_path / "fl", federated=True)
