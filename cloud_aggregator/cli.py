@@ -44,6 +44,7 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
         "dp_noise": getattr(args, "dp_noise", None),
         "worker": getattr(args, "worker", None),
         "distill_every": getattr(args, "distill_every", None),
+        "round_interval_s": getattr(args, "round_interval", None),
     }
     return load_settings(
         AggregatorSettings,
@@ -70,6 +71,11 @@ def _common(p: argparse.ArgumentParser) -> None:
         help="int8 beat ONNX (card + head npz beside it) seeded into an empty store",
     )
     p.add_argument("--deadline", type=float, help="round reporting window, s")
+    p.add_argument(
+        "--round-interval",
+        type=float,
+        help="least time between the end of a round and the next one, s (default 0)",
+    )
     p.add_argument("--dp-clip", type=float, help="client-level DP: L2 clip per update (0 = off)")
     p.add_argument("--dp-noise", type=float, help="client-level DP: noise multiplier z")
     p.add_argument(

@@ -51,6 +51,9 @@ class AggregatorSettings:
         CA bundle for ``mqtts://`` (empty = system default).
     seed : int
         Seed of the DP noise.
+    round_interval_s : float
+        Least time between the end of one round and the opening of the next, s. Devices
+        label new beats between rounds; 0 opens the next round at once.
     distill_every : int
         Distil the global model into a new int8 student every this many rounds (0 = never;
         needs the ``train`` extra and a transfer set).
@@ -79,6 +82,7 @@ class AggregatorSettings:
     ca_file: str = ""
     seed: int = 0
     distill_every: int = 0
+    round_interval_s: float = 0.0
 
     @property
     def worker_name(self) -> str:

@@ -263,6 +263,9 @@ class AggregatorService:
     def _open_next(self, control: TrainingControl) -> None:
         run = control.generation
         past = self._rounds_of_run(run)
+        ended = [r.closed_at for r in past if r.closed_at is not None]
+        if ended and self.clock() - max(ended) < self.s.round_interval_s:
+            return  # pacing: let devices label new beats before the next round
         closed = [int(r.config["round_no"]) for r in past if r.state == RoundState.CLOSED]
         round_no = rl.next_round_number(closed)
         total = max(1, control.rounds)

@@ -128,3 +128,24 @@ def test_dp_rounds_report_a_growing_epsilon(mosquitto: Mosquitto, tmp_path: Path
     assert 0 < eps[0] < eps[1] < float("inf")
     assert all(r.config["dp_z"] == 1.0 and 0 < r.config["dp_q"] <= 1 for r in rounds)
     store.close()
+
+
+def test_rounds_are_paced_by_the_round_interval(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    # Prepare
+    store = open_store(f"sqlite:///{tmp_path / 'paced.db'}")
+    seed_store(store, rounds=2)
+    interval = 3.0
+    # Execute
+    with (
+        aggregator(store, mosquitto.url, round_interval_s=interval),
+        fleet(mosquitto.url, tmp_path, 2),
+    ):
+        wait_for(
+            lambda: store.get_training_control().desired == DesiredTraining.STOPPED, 60, "2 rounds"
+        )
+    # Assert: the second round opened no sooner than the interval after the first closed
+    first, second = sorted(store.list_rounds(task="beat"), key=lambda r: r.round_id)
+    assert first.state == second.state == RoundState.CLOSED
+    assert first.closed_at is not None and second.opened_at is not None
+    assert second.opened_at - first.closed_at >= interval
+    store.close()
