@@ -45,6 +45,8 @@ class DemoSettings:
     rounds: int = 50
     strategy: str = "fedavg"
     deadline_s: float = 40.0
+    round_interval_s: float = 20.0
+    warmup_s: float = 20.0
     speed: str = "realtime"
     duration_s: float = 0.0
     simulated: bool = False
@@ -102,6 +104,7 @@ def build_components(
                 "aggregator", "--broker", broker_url, "--store", store_url,
                 "--initial-model", str(model), "--start", "--rounds", str(settings.rounds),
                 "--strategy", settings.strategy, "--deadline", str(settings.deadline_s),
+                "--round-interval", str(settings.round_interval_s),
                 "--dataset", "mitdb" if not patients[0][2] else "simulated",
                 "--set", "min_clients=2", "--set", "fraction=1.0",
             ),
@@ -186,7 +189,10 @@ def run_demo(settings: DemoSettings, env: Mapping[str, str]) -> int:
         patients = patient_sources(settings, env)
         if patients[0][2]:
             console.print("[yellow]![/] no dataset found: patients replay a SIMULATED ECG")
-        for comp in build_components(settings, broker_url, store_url, patients):
+        comps = build_components(settings, broker_url, store_url, patients)
+        # Web and edge agents first; the aggregator after a warm-up, so that the first round
+        # finds devices that already hold labelled beats.
+        for comp in comps[1:]:
             sup.start(comp)
         web_url = f"http://127.0.0.1:{settings.web_port}/"
         if not sup.wait_until(lambda: port_open(settings.web_port), timeout=60):
@@ -199,6 +205,12 @@ def run_demo(settings: DemoSettings, env: Mapping[str, str]) -> int:
         console.print(f"\n[bold]Open {web_url}[/]  log in as [bold]{settings.username}[/] / "
                       f"[bold]{password}[/]")  # fmt: skip
         console.print(f"logs: {settings.workdir / 'logs'}   stop: Ctrl-C\n")
+        with console.status(
+            f"edge agents labelling their first beats ({settings.warmup_s:.0f} s)…"
+        ):
+            sup.wait_until(lambda: False, timeout=settings.warmup_s)  # ends early if one dies
+        sup.start(comps[0])
+        console.print("[green]✓[/] aggregator started: federated rounds begin")
         store = open_store(store_url)
         started = time.monotonic()
         try:
