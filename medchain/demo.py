@@ -254,6 +254,9 @@ def _handler(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         strategy=args.strategy,
         speed=args.speed,
         duration_s=args.duration,
+        warmup_s=args.warmup,
+        round_interval_s=args.round_interval,
+        deadline_s=args.deadline,
         simulated=args.simulated,
         password=env.get("MEDCHAIN_DEMO_PASSWORD", ""),
     )
@@ -278,6 +281,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--rounds", type=int, default=50, help="federated rounds to run")
     p.add_argument(
         "--strategy", default="fedavg", help="fedavg|fedprox|fedadam|fedyogi|median|trimmed_mean"
+    )
+    p.add_argument("--deadline", type=float, default=40.0, help="round reporting window, s")
+    p.add_argument(
+        "--round-interval", type=float, default=20.0, help="pause between rounds, s (default 20)"
+    )
+    p.add_argument(
+        "--warmup", type=float, default=20.0, help="s of replay before the first round (default 20)"
     )
     p.add_argument("--speed", default="realtime", help="replay speed: realtime, max or a factor")
     p.add_argument(
