@@ -31,6 +31,24 @@ COMMAND_MODULES = (
     "medchain.demo",
 )
 
+# Which module registers each command: `medchain edge ...` imports only edge_agent.cli, which
+# keeps a device's agent free of the other packages' imports (memory on a Raspberry Pi).
+COMMAND_OWNERS = {
+    "data": "models.cli",
+    "train": "models.cli",
+    "export": "models.cli",
+    "quantize": "models.cli",
+    "evaluate": "models.cli",
+    "ble": "firmware_bridge.cli",
+    "edge": "edge_agent.cli",
+    "db": "cloud_aggregator.store.cli",
+    "aggregator": "cloud_aggregator.cli",
+    "simulate": "cloud_aggregator.cli",
+    "broker": "cloud_aggregator.cli",
+    "web": "web.cli",
+    "demo": "medchain.demo",
+}
+
 DESCRIPTION = """MedChain: personalised heart monitoring from wearables with federated learning.
 
 Main commands:
@@ -48,8 +66,14 @@ Main commands:
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Assemble the parser from every package's ``register`` function."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Assemble the parser from the packages' ``register`` functions.
+
+    Parameters
+    ----------
+    only : str, optional
+        A module of ``COMMAND_MODULES``: register just its commands (the one being run).
+    """
     parser = argparse.ArgumentParser(
         prog="medchain",
         description=DESCRIPTION,
@@ -59,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
+    for name in (only,) if only else COMMAND_MODULES:
         try:
             module = importlib.import_module(name)
         except ImportError as exc:  # a partial install (e.g. edge-only) lacks some packages
@@ -72,7 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(COMMAND_OWNERS.get(command or ""))
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
