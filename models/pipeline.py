@@ -32,7 +32,7 @@ from models.nets import SignalNet, build_net, count_parameters
 from models.predict import onnx_predictor
 from models.quantize import calibration_inputs, quantize
 from models.tasks.base import LoadOptions, NetSpec, Task, TaskData, TrainSpec
-from models.train import EpochCallback, fit, predict_logits
+from models.train import EpochCallback, fit, predict_logits, seed_everything
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -151,6 +151,7 @@ def train_task(
     def cb(stage: str) -> EpochCallback | None:
         return on_epoch(stage) if on_epoch is not None else None
 
+    seed_everything(request.seed)  # weight init is part of what the seed reproduces
     teacher = _net(task, task.teacher, fit_data)
     t_hist = fit(
         teacher,
@@ -163,6 +164,7 @@ def train_task(
     )
     save_checkpoint(teacher, out / "teacher.pt", _meta(task, task.teacher, teacher))
 
+    seed_everything(request.seed + 1)
     student = _net(task, task.student, fit_data)
     s_hist = distill(
         student,

@@ -228,7 +228,7 @@ TASK = Task(
     load=load,
     contract=contract,
     teacher=NetSpec("resnet", (32, 48, 64, 64), 7, 64, dropout=0.3, feature_dim=16),
-    student=NetSpec("cnn", (16, 24, 32, 32), 7, 32, dropout=0.2, feature_dim=16),
+    student=NetSpec("cnn", (16, 24, 32, 32), 7, 32, dropout=0.2, feature_dim=32),
     train=TrainSpec(
         epochs=8,
         batch_size=256,
