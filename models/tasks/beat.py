@@ -38,6 +38,7 @@ BEAT_SPEC = BeatSpec(
     rr_features=RR_FEATURES,
     rr_local_beats=10,
     rr_long_s=300.0,
+    align_window_s=0.05,
 )
 _LOADER_VERSION = 2
 # Channel 1 of the input is the beat minus the median of the previous TEMPLATE_BEATS windows
@@ -179,7 +180,11 @@ def contract(spec: BeatSpec = BEAT_SPEC) -> InputContract:
         alignment=(
             f"R peak at index {spec.before_samples} of a {spec.window_len}-sample window "
             f"({spec.before_samples / spec.sampling_rate_hz:.3f} s before, "
-            f"{spec.after_samples / spec.sampling_rate_hz:.3f} s from the R peak on)"
+            f"{spec.after_samples / spec.sampling_rate_hz:.3f} s from the R peak on); the given "
+            f"R peaks (annotated or detected) are first snapped to the largest deflection from "
+            f"the pre-QRS baseline within +-{spec.align_window_s * 1000:.0f} ms of the cleaned "
+            "signal (common.signals.align_r_peaks, done inside beat_windows); RR features use "
+            "the given (unsnapped) R peaks"
         ),
         lead="MLII (single lead; chest-strap lead I-like signals work best with personalisation)",
         units="µV before normalisation",
