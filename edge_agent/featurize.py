@@ -24,6 +24,7 @@ import numpy.typing as npt
 from common.signals.beats import BeatSpec, beat_windows
 from common.signals.filters import EcgFilter
 from common.signals.rr import RRTracker
+from common.signals.template import TemplateTracker as TemplateTracker  # bench/ imports it here
 from edge_agent.pipeline import BeatBatch, empty_batch
 
 _LOGGER = logging.getLogger(__name__)
@@ -50,28 +51,6 @@ DetectorFactory = Callable[[float], PeakDetector]
 
 # Input channels a beat card may ask for (``input_contract.parameters.channels``).
 CHANNELS = ("beat_zscore", "beat_minus_running_median_template")
-
-
-class TemplateTracker:
-    """Streaming running-median template channel: each window minus the median of the
-    previous ``n_prev`` windows of the stream (zeros for the first beat).
-
-    The definition of ``models.tasks.beat.template_channel`` (training), kept here because the
-    edge never imports ``models``; tests check both give the same numbers.
-    """
-
-    def __init__(self, n_prev: int = 16) -> None:
-        self.n_prev = n_prev
-        self._recent: deque[npt.NDArray[np.float64]] = deque(maxlen=n_prev)
-
-    def push(self, windows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Template channel of the next windows ``(n, L)``, shape ``(n, L)``."""
-        out = np.zeros_like(windows, dtype=np.float64)
-        for i, window in enumerate(np.asarray(windows, dtype=np.float64)):
-            if self._recent:
-                out[i] = window - np.median(np.stack(self._recent), axis=0)
-            self._recent.append(window)
-        return out
 
 
 class StreamingBeatFeaturizer:

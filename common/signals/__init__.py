@@ -2,7 +2,7 @@
 
 The ECG chain is ``EcgFilter``/``ecg_clean`` (causal, stateful) -> ``QRSDetector``/
 ``ecg_findpeaks`` (streaming R peaks) -> ``beat_windows`` + ``rr_features``/``RRTracker`` (the
-model input of a ``BeatSpec``). Every streaming class gives the same numbers as its batch
+model input of a ``BeatSpec``, with the running-median ``template_channel``/``TemplateTracker``). Every streaming class gives the same numbers as its batch
 function over the whole record, so a model sees on the device what it saw in training.
 See docs/signals.md.
 """
@@ -17,6 +17,7 @@ from common.signals.peaks import QRSDetector, ecg_findpeaks
 from common.signals.qrs_rules import QRSParams
 from common.signals.resample import map_indices, resample_signal, resampling_ratio
 from common.signals.rr import RRTracker, rr_features
+from common.signals.template import TEMPLATE_BEATS, TemplateTracker, template_channel
 
 __all__ = [
     "PeakMatch",
@@ -39,4 +40,7 @@ __all__ = [
     "resample_signal",
     "resampling_ratio",
     "rr_features",
+    "TEMPLATE_BEATS",
+    "TemplateTracker",
+    "template_channel",
 ]

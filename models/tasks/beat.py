@@ -23,6 +23,12 @@ from common.model_card import FeatureSpec, InputContract
 from common.signals import BeatSpec, FilterSpec, beat_windows, beats_in_bounds, ecg_clean
 from common.signals import rr_features as compute_rr
 from common.signals.beats import RR_FEATURES
+
+# Channel 1 of the input is the beat minus its running-median template (common.signals.template);
+# re-exported here because the card's contract names models.tasks.beat.template_channel.
+from common.signals.template import TEMPLATE_BEATS as TEMPLATE_BEATS
+from common.signals.template import TemplateTracker as TemplateTracker
+from common.signals.template import template_channel as template_channel
 from models.data.mitdb import AAMI_CLASSES, DS1, DS2, MitdbRecord, read_record
 from models.metrics import jk_index
 from models.tasks.base import LoadOptions, NetSpec, Task, TaskData, TrainSpec
@@ -41,10 +47,6 @@ BEAT_SPEC = BeatSpec(
     align_window_s=0.05,
 )
 _LOADER_VERSION = 2
-# Channel 1 of the input is the beat minus the median of the previous TEMPLATE_BEATS windows
-# of the same stream: it tells the net whether a beat looks like the wearer's usual beat, which
-# is what separates an aberrant-looking SVEB of a bundle-branch-block patient from a VEB.
-TEMPLATE_BEATS = 16
 _RR_DESCRIPTIONS = {
     "rr_pre": "interval from the previous R peak to this one",
     "rr_post": "interval from this R peak to the next one (one-beat delay on a stream)",
@@ -55,54 +57,6 @@ _RR_DESCRIPTIONS = {
     "rr_pre_long_ratio": "rr_pre / rr_long",
     "rr_local_long_ratio": "rr_local / rr_long",
 }
-
-
-def template_channel(
-    windows: npt.NDArray[np.float64], n_prev: int = TEMPLATE_BEATS
-) -> npt.NDArray[np.float64]:
-    """``windows[i] - median(windows[i - n_prev : i])`` per beat (causal; beat 0 gives zeros).
-
-    Parameters
-    ----------
-    windows : ndarray, shape (n_beats, L)
-        Normalised beat windows of one stream, in time order (every detected beat, any class).
-    n_prev : int
-        Number of previous windows in the running median template.
-
-    Returns
-    -------
-    ndarray, shape (n_beats, L)
-    """
-    out = np.zeros_like(windows)
-    for i in range(1, len(windows)):
-        out[i] = windows[i] - np.median(windows[max(0, i - n_prev) : i], axis=0)
-    return out
-
-
-class TemplateTracker:
-    """Streaming :func:`template_channel`: same numbers, fed beat windows as they come.
-
-    Pure numpy (no torch), so it can move to ``common.signals`` for the edge unchanged.
-
-    Examples
-    --------
-    >>> t = TemplateTracker(n_prev=2)
-    >>> t.push(np.ones((3, 4))).tolist()[0]
-    [0.0, 0.0, 0.0, 0.0]
-    """
-
-    def __init__(self, n_prev: int = TEMPLATE_BEATS) -> None:
-        self.n_prev = n_prev
-        self._recent: list[npt.NDArray[np.float64]] = []
-
-    def push(self, windows: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        """Channel 1 for the next windows ``(n, L)`` of the stream, shape ``(n, L)``."""
-        out = np.zeros_like(windows, dtype=np.float64)
-        for i, window in enumerate(np.asarray(windows, dtype=np.float64)):
-            if self._recent:
-                out[i] = window - np.median(np.stack(self._recent), axis=0)
-            self._recent = [*self._recent, window][-self.n_prev :]
-        return out
 
 
 def preprocess_record(

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["resample", "filters", "beats", "rr", "ecg", "peaks", "matching", "align"]
+MODULES = ["resample", "filters", "beats", "rr", "ecg", "peaks", "matching", "align", "template"]
 
 
 @pytest.mark.parametrize("name", MODULES)
