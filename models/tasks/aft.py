@@ -11,7 +11,7 @@ annotations shipped with the challenge data; ``common.signals.peaks.ecg_findpeak
 are missing), then the median of the dominant atrial frequency (DAF, Hz) over 10 s windows with
 a 2.5 s step (:mod:`common.signals.rhythm`). A lower DAF goes with imminent termination.
 
-The shipped model is a 3-class softmax regression (numpy, ``models.tasks.activity.fit_softmax``,
+The shipped model is a 3-class softmax regression (numpy, ``models.feature_model.fit_softmax``,
 ONNX + card). The challenge events use binary softmax models fit on the records of their two
 classes (event A: N vs T, event B: S vs T). Evaluation is leave-one-record-out on the 30
 learning records (the test answers are not available).
@@ -33,8 +33,8 @@ from common.datasets import dataset_dir
 from common.errors import CorruptInputError, DataNotFoundError
 from common.model_card import FeatureSpec, InputContract, TrainingInfo
 from common.signals.rhythm import atrial_spectrum_features, qrst_cancel
+from models.feature_model import fit_softmax, predict_proba, save_feature_model
 from models.metrics import classification_metrics
-from models.tasks.activity import fit_softmax, predict_proba, save_feature_model
 from models.tasks.base import LoadOptions, NetSpec, Task, TaskData, TrainSpec
 
 _LOGGER = logging.getLogger(__name__)

@@ -40,8 +40,8 @@ from common.signals.peaks import ecg_findpeaks
 from common.signals.resample import resample_signal
 from common.signals.rhythm import RHYTHM_FEATURES, rhythm_window_features
 from models.data.mitdb import ALL_RECORDS, DS1, DS2
+from models.feature_model import FeatureModel, fit_softmax, predict_proba, save_feature_model
 from models.metrics import classification_metrics
-from models.tasks.activity import FeatureModel, fit_softmax, predict_proba, save_feature_model
 from models.tasks.base import LoadOptions, NetSpec, Task, TaskData, TrainSpec
 
 _LOGGER = logging.getLogger(__name__)

@@ -13,18 +13,15 @@ import pytest
 from common.errors import CorruptInputError
 from common.model_card import load_card
 from common.signals.accel import FeatureClassifier
-from models.tasks import activity
-from models.tasks.activity import (
-    CLASSES,
+from models.feature_model import (
     feature_model_onnx_bytes,
     feature_model_to_json,
     fit_mlp,
     fit_softmax,
     predict_proba,
-    read_trial,
-    segment_windows,
-    trial_index,
 )
+from models.tasks import activity
+from models.tasks.activity import CLASSES, read_trial, segment_windows, trial_index
 from models.tasks.base import LoadOptions
 
 

@@ -73,6 +73,7 @@ def test_train_task_end_to_end(tmp_path: Path) -> None:
     ev = summary["evaluations"]
     assert ev["fp32"]["accuracy"] > 0.6
     assert abs(ev["fp32"]["macro_f1"] - ev["int8"]["macro_f1"]) < 0.1
+    assert card.head is not None
     head = np.load(tmp_path / card.head.file)
     assert head["W"].shape == (3, 8) and head["b"].shape == (3,)
 
