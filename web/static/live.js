@@ -60,6 +60,21 @@
     }
   }
 
+  // The edge agent's status detail is either free text or a JSON object of readings
+  // ({ecg_hr_bpm, beats, backlog, ppg_hr_bpm, activity}); show readings in words.
+  function describeDetail(detail) {
+    let d;
+    try { d = JSON.parse(detail); } catch (e) { return detail; }
+    if (d === null || typeof d !== 'object') return String(detail);
+    const out = [];
+    if (d.ecg_hr_bpm != null) out.push('ECG HR ' + Math.round(d.ecg_hr_bpm) + ' bpm');
+    if (d.ppg_hr_bpm != null) out.push('PPG HR ' + Math.round(d.ppg_hr_bpm) + ' bpm');
+    if (d.activity != null) out.push('activity ' + d.activity);
+    if (d.beats != null) out.push(d.beats + ' beats');
+    if (d.backlog) out.push(d.backlog + ' waiting to send');
+    return out.length ? out.join(', ') : detail;
+  }
+
   function onStatus(s) {
     stats.status = s;
     const badge = $('device-status');
@@ -68,7 +83,7 @@
     const parts = [];
     if (s.model_version) parts.push('model ' + s.model_version);
     if (s.battery_pct != null) parts.push('battery ' + Math.round(s.battery_pct) + ' %');
-    if (s.detail) parts.push(s.detail);
+    if (s.detail) parts.push(describeDetail(s.detail));
     parts.push('seen ' + new Date(s.t_ns / 1e6).toLocaleTimeString());
     $('device-detail').textContent = parts.join(' · ');
   }
