@@ -134,27 +134,71 @@ def cmd_quantize(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    """Per-class metrics of a model on a split; optional report folder."""
-    from models.evaluate import metrics_from_probs, metrics_markdown, write_report
+    """Per-class metrics of a model on a split, the task's own protocol, blind predictions."""
+    from models.evaluate import (
+        metrics_from_probs,
+        metrics_markdown,
+        predict_test_lines,
+        protocol_markdown,
+        protocol_of,
+        run_protocol,
+        write_report,
+    )
     from models.predict import load_predictor
-    from models.tasks import LoadOptions, get_task
+    from models.tasks import LoadOptions, get_task, require_labels
 
     task = get_task(args.task)
+    if args.model is None and args.predict_test is None:
+        raise MedchainError("medchain evaluate: give --model (and/or --predict-test OUT)")
     split = args.split or task.test_split
+    records = tuple(args.records.split(",")) if args.records else None
+    options = LoadOptions(env=env, records=records, cache_dir=_cache(env))
+    if args.predict_test is not None:
+        _write_predictions(predict_test_lines(task, options), args.predict_test)
+    if args.model is None:
+        return 0
     model = Path(args.model)
     if not model.is_file():
         raise DataNotFoundError(f"model {model.name!r}", str(model.parent.resolve()))
     predictor = load_predictor(model)
-    records = tuple(args.records.split(",")) if args.records else None
-    data = task.load(split, LoadOptions(env=env, records=records, cache_dir=_cache(env)))
+    data = require_labels(task.load(split, options), task.name, split)
     metrics = metrics_from_probs(task, data, predictor(data))
     metrics |= {"task": task.name, "split": split, "model": str(model)}
+    if split == task.train_split:
+        metrics["warning"] = (
+            f"{split!r} is the task's training split: the model has seen these examples"
+            + ("; see 'protocol' for held-out numbers" if protocol_of(task) else "")
+        )
     title = f"{task.name} on {split}: {model.name}"
+    protocol: dict[str, Any] = {}
+    if args.protocol and split == task.test_split:
+        protocol = run_protocol(task, options)
+        if protocol:
+            metrics["protocol"] = protocol
     if args.report:
         md, png = write_report(metrics, Path(args.report), title)
         print(f"report: {md} {png}", file=sys.stderr)
-    print(json.dumps(metrics) if args.json else metrics_markdown(metrics, title))
+    if args.json:
+        print(json.dumps(metrics))
+    else:
+        print(metrics_markdown(metrics, title))
+        if "warning" in metrics:
+            print(f"warning: {metrics['warning']}\n")
+        if protocol:
+            print(protocol_markdown(protocol, f"{task.name} protocol"))
     return 0
+
+
+def _write_predictions(lines: list[str], target: str) -> None:
+    """Write prediction lines to a file (``-`` = stdout), one per line."""
+    text = "".join(f"{line}\n" for line in lines)
+    if target == "-":
+        sys.stdout.write(text)
+        return
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    print(f"predictions: {len(lines)} lines -> {path}", file=sys.stderr)
 
 
 def register(subparsers: Any) -> None:
@@ -209,10 +253,34 @@ def register(subparsers: Any) -> None:
     qu.add_argument("--seed", type=int, default=0, help="calibration sampling seed")
     qu.set_defaults(func=cmd_quantize)
 
-    ev = subparsers.add_parser("evaluate", help="per-class Se/+P, macro-F1, confusion matrix")
+    ev = subparsers.add_parser(
+        "evaluate",
+        help="per-class Se/+P, macro-F1, confusion matrix; task protocol; blind predictions",
+        description=(
+            "Score a model on a labelled split. Tasks with their own held-out protocol (aft: "
+            "leave-one-record-out; rhythm: DS1 -> DS2) also report it under 'protocol' when the "
+            "task's test split is evaluated. Blind splits (labels -1, e.g. aft test-a/test-b) "
+            "are never scored: use --predict-test."
+        ),
+    )
     task_arg(ev)
-    ev.add_argument("--model", required=True, help=".onnx (onnxruntime) or .pt (torch) model")
+    ev.add_argument(
+        "--model", help=".onnx (onnxruntime) or .pt (torch) model (optional with --predict-test)"
+    )
     ev.add_argument("--split", help="split to evaluate (default: the task's test split)")
     ev.add_argument("--json", action="store_true", help="print metrics as JSON")
     ev.add_argument("--report", help="folder for report.md + report.png")
+    ev.add_argument(
+        "--protocol",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run the task's own held-out protocol (refits its feature model per fold; "
+        "default on, for the task's test split)",
+    )
+    ev.add_argument(
+        "--predict-test",
+        metavar="OUT",
+        help="write the task's blind test-set predictions (aft: 'aNN N|T' / 'bNN S|T' lines, "
+        "from models fit on the labelled learning set only) to OUT ('-' = stdout)",
+    )
     ev.set_defaults(func=cmd_evaluate)

@@ -3,6 +3,11 @@
 The metrics are those of ``models.metrics.classification_metrics`` plus the task's extras (the
 jk index for ``beat``). ``write_report`` draws the confusion matrix and per-class Se/+P with
 matplotlib (Agg backend, no display needed).
+
+Tasks whose shipped model is a feature model fit on few records also define their own held-out
+protocol, ``TASK.options["evaluate"]`` (``aft``: leave-one-record-out; ``rhythm``: DS1 -> DS2)
+and blind-set predictions, ``TASK.options["predict_test"]`` (``aft``: the challenge lines);
+:func:`run_protocol` and :func:`predict_test_lines` call them for ``medchain evaluate``.
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from common.errors import MedchainError
 from models.metrics import classification_metrics
-from models.tasks.base import Task, TaskData
+from models.tasks.base import LoadOptions, Task, TaskData
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -30,6 +36,62 @@ def metrics_from_probs(
     if task.metric_extras is not None:
         metrics.update(task.metric_extras(np.asarray(metrics["confusion"]), task.classes))
     return metrics
+
+
+class NoProtocolError(MedchainError):
+    """The task defines no blind-set prediction (``TASK.options["predict_test"]``)."""
+
+
+def protocol_of(task: Task) -> Any | None:
+    """The task's own held-out evaluation ``evaluate(options) -> dict`` or ``None``."""
+    return task.options.get("evaluate")
+
+
+def run_protocol(task: Task, options: LoadOptions) -> dict[str, Any]:
+    """Results of ``TASK.options["evaluate"]`` with a one-line description.
+
+    The protocol refits the task's feature model per fold on labelled data only, so its numbers
+    do not depend on a model file.
+
+    Returns
+    -------
+    dict
+        ``{"description": str, "results": dict}``; ``{}`` if the task has no protocol.
+    """
+    protocol = protocol_of(task)
+    if protocol is None:
+        return {}
+    doc = (protocol.__doc__ or protocol.__name__).strip().splitlines()[0]
+    _LOGGER.info("task %s: running its protocol (%s)", task.name, doc)
+    return {"description": doc, "results": protocol(options)}
+
+
+def predict_test_lines(task: Task, options: LoadOptions) -> list[str]:
+    """Blind-set prediction lines of ``TASK.options["predict_test"]`` (e.g. ``a01 N``).
+
+    Raises
+    ------
+    NoProtocolError
+        If the task defines none.
+    """
+    predict = task.options.get("predict_test")
+    if predict is None:
+        raise NoProtocolError(f"task {task.name} has no blind test-set prediction")
+    lines = [str(line) for line in predict(options)]
+    return lines
+
+
+def protocol_markdown(protocol: dict[str, Any], title: str) -> str:
+    """Markdown of :func:`run_protocol`'s output: metric tables plus the other numbers."""
+    parts = [f"## {title}: {protocol['description']}\n"]
+    for key, value in protocol["results"].items():
+        if isinstance(value, dict) and "confusion" in value:
+            parts.append(metrics_markdown(value, key))
+        elif isinstance(value, dict) and "overall" in value:
+            parts.append(metrics_markdown(value["overall"], f"{key} (overall)"))
+        else:
+            parts.append(f"- {key}: {json.dumps(value)}\n")
+    return "\n".join(parts)
 
 
 def _fmt(value: float | None) -> str:

@@ -31,7 +31,14 @@ from models.export import export_onnx, save_checkpoint, save_head
 from models.nets import SignalNet, build_net, count_parameters
 from models.predict import onnx_predictor
 from models.quantize import calibration_inputs, quantize
-from models.tasks.base import LoadOptions, NetSpec, Task, TaskData, TrainSpec
+from models.tasks.base import (
+    LoadOptions,
+    NetSpec,
+    Task,
+    TaskData,
+    TrainSpec,
+    require_labels,
+)
 from models.train import EpochCallback, fit, predict_logits, seed_everything
 
 _LOGGER = logging.getLogger(__name__)
@@ -138,8 +145,12 @@ def train_task(
     if request.steps_per_epoch is not None:
         spec = replace(spec, steps_per_epoch=request.steps_per_epoch)
     opts = LoadOptions(env=env, records=request.records, cache_dir=cache_dir)
-    train = task.load(task.train_split, opts)
-    test = task.load(task.test_split, replace(opts, records=request.test_records))
+    train = require_labels(task.load(task.train_split, opts), task.name, task.train_split)
+    test = require_labels(
+        task.load(task.test_split, replace(opts, records=request.test_records)),
+        task.name,
+        task.test_split,
+    )
     val = None
     fit_data = train
     if request.holdout:

@@ -38,9 +38,32 @@ def onnx_session(path: Path, threads: int = 1) -> Any:
 
 
 def onnx_feed(session: Any, data: TaskData) -> dict[str, npt.NDArray[np.float32]]:
-    """Map the graph's inputs to ``data`` (first = signal, second = features)."""
+    """Map the graph's inputs to ``data``.
+
+    An input named ``features`` gets ``data.features`` (N, K): the feature models of
+    ``models.feature_model`` have it as their only input. The other inputs are matched in order
+    to ``data.signal`` (N, C, L) then ``data.features`` (the beat model's ``beat``, ``rr``).
+
+    Raises
+    ------
+    CorruptInputError
+        If the graph has more inputs than the task provides or an input's rank or fixed sizes
+        differ from the task's arrays (a model made for another input contract).
+    """
     inputs = session.get_inputs()
-    arrays = [data.signal, data.features][: len(inputs)]
+    by_name = {"features": data.features}
+    positional = [a for a in (data.signal, data.features) if not _same(a, by_name, inputs)]
+    arrays: list[npt.NDArray[np.float32]] = []
+    for spec in inputs:
+        if spec.name in by_name:
+            arrays.append(by_name[spec.name])
+        elif positional:
+            arrays.append(positional.pop(0))
+        else:
+            raise CorruptInputError(
+                f"model input {spec.name!r} has no counterpart in the task's data (signal, "
+                "features): the model was made for another input contract"
+            )
     for spec, array in zip(inputs, arrays, strict=True):
         fixed = [(i, d) for i, d in enumerate(spec.shape) if isinstance(d, int)]
         if len(spec.shape) != array.ndim or any(array.shape[i] != d for i, d in fixed):
@@ -52,6 +75,11 @@ def onnx_feed(session: Any, data: TaskData) -> dict[str, npt.NDArray[np.float32]
         spec.name: np.ascontiguousarray(array, dtype=np.float32)
         for spec, array in zip(inputs, arrays, strict=True)
     }
+
+
+def _same(array: npt.NDArray[np.float32], by_name: dict[str, Any], inputs: list[Any]) -> bool:
+    """Whether ``array`` is already fed by name (so it is not matched by position again)."""
+    return any(spec.name in by_name and by_name[spec.name] is array for spec in inputs)
 
 
 def onnx_predictor(path: Path, batch_size: int = 4096) -> Predictor:

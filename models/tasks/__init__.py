@@ -13,9 +13,19 @@ import importlib
 import pkgutil
 
 from common.errors import MedchainError
-from models.tasks.base import LoadOptions, NetSpec, Task, TaskData, TrainSpec, patient_wise_split
+from models.tasks.base import (
+    BlindSplitError,
+    LoadOptions,
+    NetSpec,
+    Task,
+    TaskData,
+    TrainSpec,
+    patient_wise_split,
+    require_labels,
+)
 
 __all__ = [
+    "BlindSplitError",
     "LoadOptions",
     "NetSpec",
     "Task",
@@ -25,6 +35,7 @@ __all__ = [
     "available_tasks",
     "get_task",
     "patient_wise_split",
+    "require_labels",
 ]
 
 _INTERNAL = {"base"}

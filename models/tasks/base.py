@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from common.errors import MedchainError
 from common.model_card import InputContract
 
 IntArray = npt.NDArray[np.int64]
@@ -123,6 +124,27 @@ class TrainSpec:
     # the net cannot rely on them alone (e.g. an SVEB that matches the template of a patient
     # whose usual beat is itself ectopic must still be caught by its RR features)
     aux_channel_dropout: float = 0.0
+
+
+class BlindSplitError(MedchainError):
+    """A split without labels (a blind challenge test set) was used for training or metrics."""
+
+
+def require_labels(data: TaskData, task: str, split: str) -> TaskData:
+    """``data`` unchanged if every label is a class index; blind splits use label ``-1``.
+
+    Raises
+    ------
+    BlindSplitError
+        If any label is negative: such a split may be predicted, never trained or scored on.
+    """
+    blind = int(np.sum(data.labels < 0))
+    if blind:
+        raise BlindSplitError(
+            f"split {split!r} of task {task} has {blind} unlabelled (blind) examples: it cannot "
+            "be used for training or metrics (use `medchain evaluate --predict-test` for it)"
+        )
+    return data
 
 
 def patient_wise_split(
