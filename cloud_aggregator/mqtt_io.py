@@ -20,14 +20,14 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from common.errors import ConfigError, MedchainError
+from common.broker_url import BrokerAddress
+from common.errors import MedchainError
 
 _LOGGER = logging.getLogger(__name__)
 SESSION_EXPIRY_S = 3600
@@ -36,32 +36,6 @@ MAX_QUEUE = 100_000
 
 class BrokerUnavailableError(MedchainError):
     """The broker could not be reached within the timeout."""
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    """A parsed ``mqtt[s]://[user[:password]@]host[:port]`` URL."""
-
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerAddress:
-        """Parse a broker URL (raises ConfigError)."""
-        u = urlparse(url)
-        if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-            raise ConfigError(f"broker URL must look like mqtt://host:1883, got {url!r}")
-        tls = u.scheme == "mqtts"
-        return cls(
-            u.hostname,
-            u.port or (8883 if tls else 1883),
-            tls,
-            unquote(u.username) if u.username else None,
-            unquote(u.password) if u.password else None,
-        )
 
 
 @dataclass(frozen=True)

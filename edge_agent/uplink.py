@@ -19,7 +19,6 @@ import logging
 import ssl
 import threading
 from collections.abc import AsyncIterator, Callable
-from urllib.parse import unquote, urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -27,30 +26,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from common.errors import ConfigError
+from common.broker_url import parse_broker_url
 
 _LOGGER = logging.getLogger(__name__)
 
 SESSION_EXPIRY_S = 24 * 3600
 MAX_INBOUND = 1000  # messages queued for the agent before new ones are dropped
-
-
-def parse_broker_url(url: str) -> tuple[str, int, bool, str | None, str | None]:
-    """``mqtt[s]://[user[:password]@]host[:port]`` -> (host, port, tls, user, password).
-
-    Raises
-    ------
-    ConfigError
-        On another scheme or a missing host.
-    """
-    u = urlparse(url)
-    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-        raise ConfigError(f"broker URL must look like mqtt://host:1883, got {url!r}")
-    tls = u.scheme == "mqtts"
-    port = u.port or (8883 if tls else 1883)
-    user = unquote(u.username) if u.username else None
-    pw = unquote(u.password) if u.password else None
-    return u.hostname, port, tls, user, pw
 
 
 class MqttUplink:

@@ -15,9 +15,9 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Self
-from urllib.parse import unquote, urlparse
 
-from common.errors import ConfigError, MedchainError
+from common.broker_url import parse_broker_url
+from common.errors import MedchainError
 from common.payloads import decode_chunk, encode_chunk
 from common.protocol import Channel, ProtocolError, check_client_id, client_topic
 from common.types import SignalChunk
@@ -31,23 +31,6 @@ DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 
 class BrokerUnavailableError(MedchainError):
     """No MQTT session could be established in time."""
-
-
-def parse_broker_url(url: str) -> tuple[str, int, bool, str | None, str | None]:
-    """``mqtt[s]://[user[:password]@]host[:port]`` -> (host, port, tls, user, password).
-
-    Raises
-    ------
-    ConfigError
-        On another scheme or a missing host.
-    """
-    u = urlparse(url)
-    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-        raise ConfigError(f"broker URL must look like mqtt://host:1883, got {url!r}")
-    tls = u.scheme == "mqtts"
-    user = unquote(u.username) if u.username else None
-    password = unquote(u.password) if u.password else None
-    return u.hostname, u.port or (8883 if tls else 1883), tls, user, password
 
 
 def _client(url: str, name: str) -> Any:

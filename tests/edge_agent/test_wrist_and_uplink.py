@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from common.errors import ConfigError
 from common.types import SignalChunk, StreamKind
-from edge_agent.uplink import parse_broker_url
 from edge_agent.wrist import WristMonitor
 
 NS = 1_000_000_000
@@ -59,23 +56,6 @@ def test_fall_and_inactivity_events() -> None:
     fall = next(e for e in events if e.kind == "fall")
     assert abs(fall.t_start_ns - (5 * NS + int(10 * NS))) < 0.5 * NS
     assert fall.details["orientation_change_deg"] > 60
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("mqtt://127.0.0.1", ("127.0.0.1", 1883, False, None, None)),
-        ("mqtts://u:p%40ss@broker:8884", ("broker", 8884, True, "u", "p@ss")),
-    ],
-)
-def test_broker_urls(url: str, expected: tuple[object, ...]) -> None:
-    assert parse_broker_url(url) == expected
-
-
-@pytest.mark.parametrize("url", ["http://x", "mqtt://", "127.0.0.1:1883"])
-def test_bad_broker_urls(url: str) -> None:
-    with pytest.raises(ConfigError):
-        parse_broker_url(url)
 
 
 def test_heart_rate_service_values_raise_bradycardia() -> None:

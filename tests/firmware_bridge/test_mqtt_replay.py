@@ -11,14 +11,12 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from common.datasets import dataset_dir
-from common.errors import ConfigError
 from common.payloads import encode_chunk
 from common.types import SignalChunk, StreamKind
 from firmware_bridge.mqtt_replay import (
     BrokerUnavailableError,
     MqttReplayPublisher,
     MqttReplaySource,
-    parse_broker_url,
 )
 from firmware_bridge.replay import WfdbReplaySource
 from firmware_bridge.sources import open_source
@@ -122,19 +120,3 @@ def test_unreachable_broker_is_a_clear_error() -> None:
     # Execute / Assert
     with pytest.raises(BrokerUnavailableError, match="not subscribed"):
         asyncio.run(run())
-
-
-@pytest.mark.parametrize(
-    ("url", "expected"),
-    [
-        ("mqtt://127.0.0.1", ("127.0.0.1", 1883, False, None, None)),
-        ("mqtts://u:p%40ss@host:8884", ("host", 8884, True, "u", "p@ss")),
-    ],
-)
-def test_parse_broker_url(url: str, expected: tuple[object, ...]) -> None:
-    assert parse_broker_url(url) == expected
-
-
-def test_parse_broker_url_rejects_other_schemes() -> None:
-    with pytest.raises(ConfigError):
-        parse_broker_url("http://host")

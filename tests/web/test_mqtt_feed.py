@@ -9,13 +9,14 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from common.broker_url import BrokerAddress, parse_broker_url
 from common.errors import ConfigError
 from common.payloads import Label, Status, decode_label, encode_chunk, encode_status
 from tests.support.services import Mosquitto
 from tests.web.conftest import T0_NS, ecg_chunk
 from web.live.fanout import Fanout
 from web.live.hub import LiveHub
-from web.live.mqtt_feed import BrokerAddress, MqttLiveFeed, parse_broker_url
+from web.live.mqtt_feed import MqttLiveFeed
 
 
 @pytest.mark.parametrize("url", ["tcp://h:1", "mqtt://", "h:1883", "", "mqtt://h:port"])

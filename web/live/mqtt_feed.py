@@ -15,14 +15,12 @@ import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from common.errors import ConfigError
+from common.broker_url import parse_broker_url
 from common.payloads import Label, encode_label
 from common.protocol import Channel, client_topic
 from web.live.dispatch import FeedSink, dispatch, subscriptions
@@ -30,45 +28,6 @@ from web.live.dispatch import FeedSink, dispatch, subscriptions
 _LOGGER = logging.getLogger(__name__)
 
 _RECONNECTED = ("", b"")  # sentinel in the inbox: run the on_connected hook
-
-
-@dataclass(frozen=True, slots=True)
-class BrokerAddress:
-    """Where and how to connect (the password is never logged)."""
-
-    host: str
-    port: int
-    tls: bool = False
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-
-
-def parse_broker_url(url: str) -> BrokerAddress:
-    """``mqtt[s]://[user[:password]@]host[:port]`` (the edge's form) -> :class:`BrokerAddress`.
-
-    ``mqtts`` means TLS with certificate verification (default port 8883). In production the
-    web connects as the ``web`` user of the generated ACL (reads live/pred/status, writes label).
-
-    Raises
-    ------
-    ConfigError
-        If the scheme is not ``mqtt``/``mqtts`` or the host is missing.
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigError(f"broker URL must look like mqtt://host:port: {exc}") from exc
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ConfigError("broker URL must look like mqtt://host:port or mqtts://user:pw@host:8883")
-    tls = parts.scheme == "mqtts"
-    return BrokerAddress(
-        parts.hostname,
-        port or (8883 if tls else 1883),
-        tls,
-        unquote(parts.username) if parts.username else None,
-        unquote(parts.password) if parts.password else None,
-    )
 
 
 class MqttLiveFeed:
