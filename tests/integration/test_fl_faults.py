@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,13 +23,7 @@ from common import fl_protocol as fl
 from common import protocol as proto
 from common.payloads import Status, encode_status
 from tests.integration.fl_harness import aggregator, fleet, seed_store, wait_for
-from tests.support.services import (
-    PG_URL,
-    Mosquitto,
-    postgres_available,
-    require_service,
-    run_mosquitto,
-)
+from tests.support.services import Mosquitto, pg_schema_url, run_mosquitto
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,12 +31,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture()
 def pg_store() -> Iterator[tuple[Store, str]]:
-    if not postgres_available():
-        require_service("postgresql", "start PostgreSQL on 127.0.0.1:5432")
-    url = f"{PG_URL}?schema=flf_{uuid.uuid4().hex[:10]}"
-    s = open_store(url)
-    yield s, url
-    s.close()
+    with pg_schema_url("flf") as url:
+        s = open_store(url)
+        yield s, url
+        s.close()
 
 
 def _raw_client(url: str, cid: str, will: bool = True) -> mqtt.Client:

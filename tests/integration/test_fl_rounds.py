@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 
 from cloud_aggregator.store import DesiredTraining, RoundState, Store, open_store
 from tests.integration.fl_harness import aggregator, fleet, seed_store, wait_for
-from tests.support.services import PG_URL, Mosquitto, postgres_available, require_service
+from tests.support.services import Mosquitto, pg_schema_url
 
 pytestmark = pytest.mark.integration
 
@@ -20,12 +19,13 @@ pytestmark = pytest.mark.integration
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     if request.param == "sqlite":
         s = open_store(f"sqlite:///{tmp_path / 'fl.db'}")
-    else:
-        if not postgres_available():
-            require_service("postgresql", "start PostgreSQL on 127.0.0.1:5432")
-        s = open_store(f"{PG_URL}?schema=fl_{uuid.uuid4().hex[:10]}")
-    yield s
-    s.close()
+        yield s
+        s.close()
+        return
+    with pg_schema_url("fl") as url:
+        s = open_store(url)
+        yield s
+        s.close()
 
 
 def test_three_rounds_complete_and_publish_models(

@@ -117,3 +117,23 @@ def postgres_available(url: str = PG_URL) -> bool:
             return True
     except psycopg.Error:
         return False
+
+
+@contextlib.contextmanager
+def pg_schema_url(prefix: str) -> Iterator[str]:
+    """A PostgreSQL store URL with a fresh schema ``<prefix>_<random>``, dropped afterwards.
+
+    Fails (CI) or skips (developer machine) when PostgreSQL is not reachable.
+    """
+    import uuid
+
+    import psycopg
+
+    if not postgres_available():
+        require_service("postgresql", "start PostgreSQL on 127.0.0.1:5432 (see .ci/run)")
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        yield f"{PG_URL}?schema={schema}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
