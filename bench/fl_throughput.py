@@ -157,6 +157,8 @@ def main() -> None:
         broker.stop()
         pub.loop_stop()
         pub.disconnect()
+    if "schema=flbench_" in args.store:
+        store.drop_schema()  # type: ignore[attr-defined]  # our own throw-away schema
     store.close()
     print(
         json.dumps(
