@@ -65,7 +65,11 @@ def test_feed_receives_live_and_status_and_publishes_labels(mosquitto: Mosquitto
             "medchain/v1/status/p1", encode_status(Status("p1", True, T0_NS)), qos=1
         ).wait_for_publish(5)
         device.publish("medchain/v1/pred/p1", b"junk", qos=1).wait_for_publish(5)
+        # The live, status and pred messages may be delivered in any order across topics:
+        # wait for each effect, not just the last one published.
         assert _wait(lambda: (hub.snapshot("p1") or {}).get("status") is not None)
+        assert _wait(lambda: "ecg" in (hub.snapshot("p1") or {}).get("streams", {}))
+        assert _wait(lambda: feed.counters["rejected_pred"] == 1)
         sent = feed.publish_label(Label("L1", "p1", T0_NS, "S", "beat", "alice"))
         assert _wait(lambda: bool(got))
     finally:

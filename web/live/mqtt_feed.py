@@ -75,6 +75,8 @@ class MqttLiveFeed:
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
+        self._client.on_subscribe = self._on_subscribe
+        self._subscribe_mid: int | None = None
         self._client.reconnect_delay_set(1, 30)
         self._worker = threading.Thread(target=self._drain, name="web-live-feed", daemon=True)
 
@@ -125,8 +127,22 @@ class MqttLiveFeed:
         if rc.is_failure:
             _LOGGER.warning("broker %s:%d refused the connection: %s", self.host, self.port, rc)
             return
-        for flt in subscriptions():
-            client.subscribe(flt, qos=1)
+        # "Connected" means subscribed: a message published between CONNACK and SUBACK would be
+        # lost, so readiness waits for the broker's SUBACK (``_on_subscribe``).
+        rc_sub, mid = client.subscribe([(flt, 1) for flt in subscriptions()])
+        if rc_sub != mqtt.MQTT_ERR_SUCCESS:
+            _LOGGER.warning("subscribe to %s:%d failed: rc=%s", self.host, self.port, rc_sub)
+            return
+        self._subscribe_mid = mid
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, props: Any = None
+    ) -> None:
+        if mid != self._subscribe_mid:
+            return
+        refused = [rc for rc in reason_codes if rc.is_failure]
+        if refused:
+            _LOGGER.warning("broker refused %d subscription(s): %s", len(refused), refused)
         self._connected.set()
         self._enqueue(_RECONNECTED)
 
