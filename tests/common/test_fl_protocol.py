@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -162,7 +164,7 @@ def test_conflicting_chunks_and_bad_hash_are_rejected() -> None:
                 "seq": 1,
                 "total": 3,
                 "size": 3000,
-                "sha256": fl.hashlib.sha256(b"A" * 3000).hexdigest(),
+                "sha256": hashlib.sha256(b"A" * 3000).hexdigest(),
             },
             b"B" * 1000,
         ),

@@ -1,0 +1,96 @@
+"""Global model releases: the retained ``model/{version}`` message (chunked when large).
+
+Part of the federated wire API re-exported by :mod:`common.fl_protocol`. Tensors then
+deployable files travel in the envelope blob; the decoder takes untrusted bytes and raises
+:class:`~common.protocol.ProtocolError` (only).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.fl_tensors import MAX_MESSAGE, Tensors, pack_tensors, require_field, unpack_tensors
+from common.protocol import ProtocolError, check_client_id, decode, encode
+
+__all__ = ["ModelRelease", "decode_model", "encode_model"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRelease:
+    """A global model version as published on ``model/{version}``.
+
+    Attributes
+    ----------
+    version : str
+        Model version (topic level).
+    round_no : int
+        Round that produced it (0 = the initial model).
+    tensors : dict of str to ndarray float32
+        The federated weights (``head.weight`` (C, D), ``head.bias`` (C), or all weights).
+    files : dict of str to bytes
+        Deployable artifacts: ``model.onnx`` (int8), ``model.card.json``.
+    metrics : dict
+        Evaluation metrics of this version (JSON-compatible).
+    """
+
+    version: str
+    round_no: int
+    tensors: Tensors
+    files: dict[str, bytes] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the encoded release (what announcements refer to)."""
+        return hashlib.sha256(encode_model(self)).hexdigest()
+
+
+def encode_model(m: ModelRelease) -> bytes:
+    """Encode a model release; tensors then files in the blob."""
+    specs, blob = pack_tensors(m.tensors)
+    files = []
+    offset = len(blob)
+    for name, data in m.files.items():
+        files.append({"name": name, "offset": offset, "nbytes": len(data)})
+        offset += len(data)
+    body = {
+        "version": m.version,
+        "round_no": m.round_no,
+        "tensors": specs,
+        "files": files,
+        "metrics": m.metrics,
+    }
+    return encode("model", body, blob + b"".join(m.files.values()))
+
+
+def decode_model(payload: bytes) -> ModelRelease:
+    """Decode a model release (raises ProtocolError)."""
+    env = decode(payload, MAX_MESSAGE)
+    if env.kind != "model":
+        raise ProtocolError(f"expected a 'model' payload, got {env.kind!r}")
+    b = env.body
+    tensors = unpack_tensors(b.get("tensors"), env.blob)
+    files: dict[str, bytes] = {}
+    for f in require_field(b, "files", list):
+        if not isinstance(f, dict):
+            raise ProtocolError("file spec is not an object")
+        name, off, n = (
+            require_field(f, "name", str),
+            require_field(f, "offset", int),
+            require_field(f, "nbytes", int),
+        )
+        if off < 0 or n < 0 or off + n > len(env.blob):
+            raise ProtocolError(f"file {name}: {n} bytes at {off} outside the blob")
+        files[name] = env.blob[off : off + n]
+    metrics = b.get("metrics", {})
+    if not isinstance(metrics, dict):
+        raise ProtocolError("metrics is not an object")
+    return ModelRelease(
+        check_client_id(require_field(b, "version", str)),
+        require_field(b, "round_no", int),
+        tensors,
+        files,
+        metrics,
+    )

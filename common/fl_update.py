@@ -1,0 +1,112 @@
+"""Client updates: one device's delta for one round, on ``update/{client_id}``.
+
+Part of the federated wire API re-exported by :mod:`common.fl_protocol`. The delta travels in
+the envelope blob, compressed as the update says; the decoder takes untrusted bytes and raises
+:class:`~common.protocol.ProtocolError` (only). ``update_id`` is deterministic, so a
+redelivered update dedupes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+
+from common.fl_tensors import (
+    COMPRESSIONS,
+    MAX_MESSAGE,
+    Tensors,
+    pack_tensors,
+    require_field,
+    require_number,
+    unpack_tensors,
+)
+from common.protocol import ProtocolError, check_client_id, decode, encode
+
+__all__ = ["ClientUpdate", "decode_update", "encode_update", "update_id_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientUpdate:
+    """One client's contribution to one round.
+
+    Attributes
+    ----------
+    round_id, client_id : str
+        Which attempt and which device.
+    base_version : str
+        Model version the delta is relative to.
+    n_examples : int
+        Local labelled examples used (the FedAvg weight).
+    delta : dict of str to ndarray float32
+        ``local - global`` per tensor (dequantized on decode).
+    compression : str
+        How the delta travelled (``int8`` or ``none``).
+    compression_error : float
+        Relative L2 error the client measured for its compression (reported, bounded).
+    metrics : dict of str to float
+        Local training metrics (``loss``, ``accuracy``, ``train_s``...).
+    """
+
+    round_id: str
+    client_id: str
+    base_version: str
+    n_examples: int
+    delta: Tensors
+    compression: str = "int8"
+    compression_error: float = 0.0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def update_id(self) -> str:
+        """Deterministic id: a redelivered or re-sent update for the same round dedupes."""
+        return update_id_for(self.round_id, self.client_id)
+
+
+def update_id_for(round_id: str, client_id: str) -> str:
+    """``sha256(round_id|client_id)`` truncated to 32 hex digits."""
+    return hashlib.sha256(f"{round_id}|{client_id}".encode()).hexdigest()[:32]
+
+
+def encode_update(u: ClientUpdate) -> bytes:
+    """Encode an update, compressing the delta as ``u.compression`` says."""
+    specs, blob = pack_tensors(u.delta, u.compression)
+    body = {
+        "round_id": u.round_id,
+        "client_id": u.client_id,
+        "update_id": u.update_id,
+        "base_version": u.base_version,
+        "n_examples": u.n_examples,
+        "compression": u.compression,
+        "compression_error": u.compression_error,
+        "metrics": {k: float(v) for k, v in u.metrics.items() if math.isfinite(v)},
+        "tensors": specs,
+    }
+    return encode("update", body, blob)
+
+
+def decode_update(payload: bytes, max_size: int = MAX_MESSAGE) -> ClientUpdate:
+    """Decode an update (raises ProtocolError); values are not checked for finiteness here."""
+    env = decode(payload, max_size)
+    if env.kind != "update":
+        raise ProtocolError(f"expected an 'update' payload, got {env.kind!r}")
+    b = env.body
+    u = ClientUpdate(
+        round_id=check_client_id(require_field(b, "round_id", str)),
+        client_id=check_client_id(require_field(b, "client_id", str)),
+        base_version=require_field(b, "base_version", str),
+        n_examples=require_field(b, "n_examples", int),
+        delta=unpack_tensors(b.get("tensors"), env.blob),
+        compression=require_field(b, "compression", str),
+        compression_error=require_number(b, "compression_error", 0.0, 1e6),
+        metrics={
+            str(k): float(v)
+            for k, v in dict(require_field(b, "metrics", dict)).items()
+            if isinstance(v, (int, float))
+        },
+    )
+    if b.get("update_id") != u.update_id:
+        raise ProtocolError("update_id does not match round_id and client_id")
+    if u.compression not in COMPRESSIONS:
+        raise ProtocolError(f"unknown compression {u.compression!r}")
+    return u
