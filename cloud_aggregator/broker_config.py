@@ -2,10 +2,10 @@
 
 ``mosquitto_conf`` and ``acl_file`` are pure text generators; ``write_password_file`` runs
 Debian's ``mosquitto_passwd`` (PBKDF2-SHA512 hashes). The ACL gives every client (username =
-client id) write access to its own update/status/pred/live/raw topics and read access to the
-round and model topics and its own label and control topics; the aggregator user alone reads all
-updates and statuses and writes rounds and models; the web user reads predictions, live signals
-and statuses and writes labels and control messages.
+client id) write access to its own update/status/pred/live/raw/labelack topics and read access
+to the round and model topics and its own label and control topics; the aggregator user alone
+reads all updates and statuses and writes rounds and models; the web user reads predictions,
+live signals, statuses and label receipts, and writes labels and control messages.
 """
 
 from __future__ import annotations
@@ -42,6 +42,7 @@ def acl_file(aggregator_user: str = "aggregator", web_user: str = "web") -> str:
         f"pattern write {p}/{Channel.PRED}/%u",
         f"pattern write {p}/{Channel.LIVE}/%u",
         f"pattern write {p}/{Channel.RAW}/%u",
+        f"pattern write {p}/{Channel.LABEL_ACK}/%u",
         f"pattern read {p}/{Channel.LABEL}/%u",
         f"pattern read {p}/{Channel.CONTROL}/%u",
         f"pattern read {p}/{Channel.ROUND}/#",
@@ -57,6 +58,7 @@ def acl_file(aggregator_user: str = "aggregator", web_user: str = "web") -> str:
         f"topic read {p}/{Channel.STATUS}/#",
         f"topic read {p}/{Channel.PRED}/#",
         f"topic read {p}/{Channel.LIVE}/#",
+        f"topic read {p}/{Channel.LABEL_ACK}/#",
         f"topic read {p}/{Channel.ROUND}/#",
         f"topic write {p}/{Channel.LABEL}/#",
         f"topic write {p}/{Channel.CONTROL}/#",

@@ -1,4 +1,4 @@
-"""Typed payloads of the edge-facing channels (raw, live, pred, status, label).
+"""Typed payloads of the edge-facing channels (raw, live, pred, status, label, labelack).
 
 Each ``encode_*`` returns envelope bytes (see :mod:`common.protocol`); each ``decode_*`` takes
 untrusted bytes and returns a typed value or raises :class:`~common.protocol.ProtocolError`.
@@ -26,6 +26,8 @@ from common.types import BeatPrediction, Event, SignalChunk, StreamKind
 
 MAX_CHANNELS = 16
 MAX_SAMPLES = 65536
+MAX_ACK_IDS = 500  # label ids per ``labelack`` message (a device acks in batches)
+MAX_LABEL_ID_LEN = 128
 
 
 def _expect(env: Envelope, kind: str) -> Envelope:
@@ -222,3 +224,33 @@ def decode_label(payload: bytes) -> Label:
         target,
         str(b.get("author", "")),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class LabelAck:
+    """A device's receipt for clinician labels it has stored for local training."""
+
+    client_id: str
+    label_ids: tuple[str, ...]
+    t_ns: int
+
+
+def encode_label_ack(ack: LabelAck) -> bytes:
+    """Encode a ``label_ack`` payload for ``medchain/v1/labelack/{client_id}``."""
+    if not 0 < len(ack.label_ids) <= MAX_ACK_IDS:
+        raise ValueError(f"a label ack holds 1..{MAX_ACK_IDS} ids, got {len(ack.label_ids)}")
+    return encode(
+        "label_ack",
+        {"client_id": ack.client_id, "label_ids": list(ack.label_ids), "t_ns": ack.t_ns},
+    )
+
+
+def decode_label_ack(payload: bytes) -> LabelAck:
+    """Decode a ``label_ack`` payload (1..500 non-empty string ids of <= 128 characters)."""
+    b = _expect(decode(payload), "label_ack").body
+    ids = require_field(b, "label_ids", list)
+    if not 0 < len(ids) <= MAX_ACK_IDS:
+        raise ProtocolError(f"label_ids holds {len(ids)} ids (1..{MAX_ACK_IDS} allowed)")
+    if not all(isinstance(i, str) and 0 < len(i) <= MAX_LABEL_ID_LEN for i in ids):
+        raise ProtocolError("label_ids must be non-empty strings of at most 128 characters")
+    return LabelAck(require_field(b, "client_id", str), tuple(ids), require_field(b, "t_ns", int))

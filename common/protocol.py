@@ -49,6 +49,7 @@ class Channel(StrEnum):
     LIVE = "live"
     RAW = "raw"
     LABEL = "label"
+    LABEL_ACK = "labelack"
     CONTROL = "control"
 
 

@@ -7,9 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from common.datasets import data_roots
 from tests.support.services import Mosquitto, run_mosquitto
+
+# Property tests check correctness, not speed (speed lives in bench/): no per-example deadline,
+# so a loaded 2-core CI machine cannot turn a slow example into a failure.
+settings.register_profile("medchain", deadline=None, print_blob=True)
+settings.load_profile("medchain")
 
 
 @pytest.fixture(scope="session")

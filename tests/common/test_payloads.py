@@ -62,6 +62,24 @@ def test_status_and_label_round_trip() -> None:
     assert pl.decode_status(pl.encode_status(s)) == s
     lb = pl.Label("l1", "d", 99, "S", "beat", "dr-a")
     assert pl.decode_label(pl.encode_label(lb)) == lb
+    ack = pl.LabelAck("d", ("l1", "l2"), 7)
+    assert pl.decode_label_ack(pl.encode_label_ack(ack)) == ack
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [[], ["x"] * 501, [""], [1], ["x" * 129], "l1"],
+    ids=["empty", "too-many", "blank", "not-str", "too-long", "not-list"],
+)
+def test_label_ack_bounds(ids: object) -> None:
+    payload = encode("label_ack", {"client_id": "d", "label_ids": ids, "t_ns": 1})
+    with pytest.raises(ProtocolError):
+        pl.decode_label_ack(payload)
+
+
+def test_label_ack_encoder_refuses_unbounded_batches() -> None:
+    with pytest.raises(ValueError, match="1..500"):
+        pl.encode_label_ack(pl.LabelAck("d", (), 1))
 
 
 @settings(max_examples=300, derandomize=True)
@@ -79,6 +97,7 @@ def test_status_and_label_round_trip() -> None:
                 "events",
                 "online",
                 "t_ns",
+                "label_ids",
             ]
         ),
         st.one_of(
@@ -87,9 +106,10 @@ def test_status_and_label_round_trip() -> None:
             st.text(max_size=5),
             st.booleans(),
             st.lists(st.integers(-2, 70000), max_size=3),
+            st.lists(st.text(max_size=3), max_size=3),
         ),
     ),
-    st.sampled_from(["raw", "live", "pred", "status", "label"]),
+    st.sampled_from(["raw", "live", "pred", "status", "label", "label_ack"]),
     st.binary(max_size=64),
 )
 def test_decoders_raise_only_protocol_errors(
@@ -101,6 +121,7 @@ def test_decoders_raise_only_protocol_errors(
         pl.decode_predictions,
         pl.decode_status,
         pl.decode_label,
+        pl.decode_label_ack,
     ):
         try:
             decoder(payload)

@@ -8,7 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.payloads import Status, encode_chunk, encode_predictions, encode_status
+from common.payloads import (
+    LabelAck,
+    Status,
+    encode_chunk,
+    encode_label_ack,
+    encode_predictions,
+    encode_status,
+)
 from common.protocol import encode
 from tests.web.conftest import T0_NS, beat, ecg_chunk, event
 from web.live.dispatch import dispatch, subscriptions
@@ -20,7 +27,7 @@ class BrokenSink:
     def on_live(self, client_id, chunk):  # noqa: ANN001
         raise RuntimeError("store down")
 
-    on_predictions = on_status = on_live  # type: ignore[assignment]
+    on_predictions = on_status = on_label_ack = on_live  # type: ignore[assignment]
 
 
 @pytest.fixture()
@@ -28,8 +35,13 @@ def hub() -> LiveHub:
     return LiveHub(10.0, 10, Fanout(4, 16))
 
 
-def test_subscriptions_cover_live_pred_status() -> None:
-    assert subscriptions() == ["medchain/v1/live/#", "medchain/v1/pred/#", "medchain/v1/status/#"]
+def test_subscriptions_cover_live_pred_status_and_label_receipts() -> None:
+    assert subscriptions() == [
+        "medchain/v1/live/#",
+        "medchain/v1/pred/#",
+        "medchain/v1/status/#",
+        "medchain/v1/labelack/#",
+    ]
 
 
 def test_valid_messages_reach_every_sink(hub: LiveHub) -> None:
@@ -69,6 +81,11 @@ def test_valid_messages_reach_every_sink(hub: LiveHub) -> None:
         ),  # wrong kind
         ("medchain/v1/pred/p1", b"MC\x01garbage", "rejected_pred"),
         ("medchain/v1/status/p1", encode("status", {"client_id": "p1"}), "rejected_status"),
+        (
+            "medchain/v1/labelack/p2",
+            encode_label_ack(LabelAck("p1", ("L1",), T0_NS)),
+            "rejected_labelack",
+        ),  # a device may not acknowledge another patient's labels
         ("medchain/v1/round/current", b"", "rejected_round"),
         ("other/topic", b"x", "rejected_topic"),
         ("medchain/v1/live/bad id", b"", "rejected_live"),
@@ -88,7 +105,7 @@ def test_malformed_messages_are_counted_not_raised(
 
 @settings(derandomize=True, max_examples=300, deadline=None)
 @given(
-    channel=st.sampled_from(["live", "pred", "status", "label"]),
+    channel=st.sampled_from(["live", "pred", "status", "label", "labelack"]),
     payload=st.binary(max_size=512),
 )
 def test_fuzz_random_bytes_never_raise(channel: str, payload: bytes) -> None:

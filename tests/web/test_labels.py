@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from flask.testing import FlaskClient
 
 from cloud_aggregator.store.records import LabelState
+from common.payloads import LabelAck, encode_label_ack
 from tests.web.conftest import T0_NS, beat, csrf_of, ecg_chunk, event, login
 from web.delivery import redeliver_pending
+from web.live.dispatch import dispatch
+from web.live.recorder import StoreRecorder
 
 V_T = T0_NS + 1_000_000_000  # a V beat 1 s into the stream
 
@@ -152,3 +157,25 @@ def test_malformed_label_form_gives_error_page(client: FlaskClient) -> None:
     resp = client.post("/labels", data={"client_id": "p1", "csrf_token": csrf_of(client)})
     # Assert
     assert resp.status_code == 400 and b"Error 400" in resp.data and b"target" in resp.data
+
+
+def test_device_receipt_marks_label_acknowledged_only_for_its_owner(
+    client: FlaskClient, hub, store, feed
+) -> None:
+    # Prepare
+    login(client)
+    _stream_with_flagged_beat(hub)
+    client.post("/labels", data={"client_id": "p1", "target": "beat", "t_ns": str(V_T),
+                                  "label": "V", "csrf_token": csrf_of(client)})  # fmt: skip
+    [rec] = store.list_labels("p1")
+    recorder, counters = StoreRecorder(store), Counter[str]()
+    # Execute: another device names p1's label on its own topic, then p1 acknowledges it
+    other = LabelAck("p2", (rec.label_id,), T0_NS)
+    dispatch([recorder], "medchain/v1/labelack/p2", encode_label_ack(other), counters)
+    after_other = store.list_labels("p1")[0].state
+    own = LabelAck("p1", (rec.label_id, "unknown-id"), T0_NS)
+    dispatch([recorder], "medchain/v1/labelack/p1", encode_label_ack(own), counters)
+    # Assert
+    assert after_other is LabelState.DELIVERED
+    assert store.list_labels("p1")[0].state is LabelState.ACKNOWLEDGED
+    assert counters["accepted_labelack"] == 2

@@ -12,13 +12,20 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Protocol
 
-from common.payloads import Status, decode_chunk, decode_predictions, decode_status
+from common.payloads import (
+    LabelAck,
+    Status,
+    decode_chunk,
+    decode_label_ack,
+    decode_predictions,
+    decode_status,
+)
 from common.protocol import Channel, ProtocolError, parse_topic, subscription
 from common.types import BeatPrediction, Event, SignalChunk
 
 _LOGGER = logging.getLogger(__name__)
 
-CHANNELS = (Channel.LIVE, Channel.PRED, Channel.STATUS)
+CHANNELS = (Channel.LIVE, Channel.PRED, Channel.STATUS, Channel.LABEL_ACK)
 
 
 class FeedSink(Protocol):
@@ -36,6 +43,10 @@ class FeedSink(Protocol):
 
     def on_status(self, status: Status) -> None:
         """Take one decoded device status."""
+        ...
+
+    def on_label_ack(self, ack: LabelAck) -> None:
+        """Take a device's receipt for clinician labels it has stored."""
         ...
 
 
@@ -66,6 +77,10 @@ def dispatch(sinks: Sequence[FeedSink], topic: str, payload: bytes, counters: Co
             status = decode_status(payload)
             _check_owner(parsed.ident, status.client_id)
             deliver = partial(_status, status)
+        elif parsed.channel is Channel.LABEL_ACK:
+            ack = decode_label_ack(payload)
+            _check_owner(parsed.ident, ack.client_id)
+            deliver = partial(_label_ack, ack)
         else:
             raise ProtocolError(f"channel {parsed.channel} is not part of the live feed")
     except (ProtocolError, ValueError) as exc:
@@ -93,6 +108,10 @@ def _pred(cid: str, beats: list[BeatPrediction], events: list[Event], sink: Feed
 
 def _status(status: Status, sink: FeedSink) -> None:
     sink.on_status(status)
+
+
+def _label_ack(ack: LabelAck, sink: FeedSink) -> None:
+    sink.on_label_ack(ack)
 
 
 def _check_owner(topic_id: str, body_id: str) -> None:

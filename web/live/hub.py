@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from common.payloads import Status
+from common.payloads import LabelAck, Status
 from common.types import BeatPrediction, Event, SignalChunk, StreamKind
 from web.live.fanout import Fanout, Message
 from web.live.ring import StreamRing
@@ -124,6 +124,9 @@ class LiveHub:
         with self._lock:
             self._patient(status.client_id).status = status
         self.fanout.publish(status.client_id, Message("status", status_json(status)))
+
+    def on_label_ack(self, ack: LabelAck) -> None:
+        """Label receipts change only the store (the label review page reads the state there)."""
 
     def _cut_snippets(self, p: PatientLive, force: bool) -> list[FlaggedItem]:
         """Finish pending items whose window the ECG ring now covers.

@@ -1,4 +1,4 @@
-"""Store sink of the live feed: predictions, events and device status become durable.
+"""Store sink of the live feed: predictions, events, device status and label receipts.
 
 Every write is idempotent in the store (by (client, t_ns) and event id; status by time), so a
 QoS 1 redelivery, or the aggregator recording the same message, changes nothing.
@@ -6,9 +6,13 @@ QoS 1 redelivery, or the aggregator recording the same message, changes nothing.
 
 from __future__ import annotations
 
+import logging
+
 from cloud_aggregator.store.base import Store
-from common.payloads import Status
+from common.payloads import LabelAck, Status
 from common.types import BeatPrediction, Event, SignalChunk
+
+_LOGGER = logging.getLogger(__name__)
 
 
 class StoreRecorder:
@@ -36,4 +40,15 @@ class StoreRecorder:
             online=status.online,
             seen_at=status.t_ns / 1e9,
             model_version=status.model_version or None,
+        )
+
+    def on_label_ack(self, ack: LabelAck) -> None:
+        """``pending|delivered -> acknowledged`` for the labels the device says it stored.
+
+        Only that client's labels change (the store matches on client id too), so a device
+        cannot acknowledge another patient's labels.
+        """
+        changed = self.store.acknowledge_labels(ack.client_id, list(ack.label_ids))
+        _LOGGER.debug(
+            "%s acknowledged %d label(s), %d changed", ack.client_id, len(ack.label_ids), changed
         )
