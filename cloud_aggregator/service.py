@@ -33,19 +33,8 @@ from cloud_aggregator.releases import (
     version_name,
     wire_release,
 )
-from cloud_aggregator.round_closing import (
-    Distiller,
-    Evaluator,
-    close_round,
-    log_round,
-    run_info,
-    strategy_for,
-)
-from cloud_aggregator.round_opening import (
-    client_round_config,
-    round_policy,
-    stored_round_config,
-)
+from cloud_aggregator.round_closing import Distiller, Evaluator, close_round, log_round, run_info
+from cloud_aggregator.round_progression import open_next_round, round_progress
 from cloud_aggregator.store import (
     DesiredTraining,
     Round,
@@ -228,22 +217,16 @@ class AggregatorService:
         if active.state == RoundState.AGGREGATING:
             self._close(active, control)
             return
-        reported = frozenset(
-            u.client_id for u in self.store.list_updates(active.round_id, include_blobs=False)
-        )
-        offline = frozenset(c for c in active.selected_clients if self.online.get(c) is False)
-        refused = frozenset(r.client_id for r in self.store.list_rejected_updates(active.round_id))
-        progress = rl.RoundProgress(
-            active.selected_clients, reported, offline, active.quorum, active.deadline, refused
-        )
+        progress = round_progress(self.store, active, self.online)
         decision = rl.decide(progress, self.clock())
         if decision == rl.Decision.CLOSE:
             self._close(active, control)
         elif decision == rl.Decision.FAIL:
-            why = f"quorum not reached: {len(reported)} of {active.quorum} needed, {progress.failures} dropped out"
+            reported = len(progress.reported)
+            why = f"quorum not reached: {reported} of {active.quorum} needed, {progress.failures} dropped out"
             self._open_rounds.pop(active.round_id, None)
             if self.store.fail_round(active.round_id, why):
-                log_round(active, len(reported), progress.failures, extra=f"FAILED ({why})")
+                log_round(active, reported, progress.failures, extra=f"FAILED ({why})")
                 self.history.append(
                     {
                         "round_id": active.round_id,
@@ -253,84 +236,20 @@ class AggregatorService:
                     }
                 )
 
-    def _rounds_of_run(self, run: int) -> list[Round]:
-        return [
-            r
-            for r in self.store.list_rounds(task=self.s.task, limit=10_000)
-            if r.config.get("run") == run
-        ]
-
     def _open_next(self, control: TrainingControl) -> None:
-        run = control.generation
-        past = self._rounds_of_run(run)
-        ended = [r.closed_at for r in past if r.closed_at is not None]
-        if ended and self.clock() - max(ended) < self.s.round_interval_s:
-            return  # pacing: let devices label new beats before the next round
-        closed = [int(r.config["round_no"]) for r in past if r.state == RoundState.CLOSED]
-        round_no = rl.next_round_number(closed)
-        total = max(1, control.rounds)
-        if round_no > total:
-            _LOGGER.info("run %d finished: %d rounds closed", run, len(closed))
-            self.retained.clear_announcement()
-            self._stop_training(control)
-            return
-        policy = round_policy(control, self.s)
-        attempt = sum(
-            1 for r in past if r.state == RoundState.FAILED and r.config.get("round_no") == round_no
-        )
-        if attempt >= policy.max_attempts:
-            _LOGGER.error("round %d failed %d times: stopping the run", round_no, attempt)
-            self._stop_training(control)
-            self.store.audit(
-                f"aggregator:{self.worker}",
-                "training_stopped",
-                target=self.s.task,
-                details={"reason": f"round {round_no} failed {attempt} times"},
-            )
-            return
-        eligible = [c for c, up in self.online.items() if up]
-        eligible += [
-            c.client_id
-            for c in self.store.list_clients(online=True)
-            if c.task in ("", self.s.task) and c.client_id not in self.online
-        ]
-        selected = rl.select_clients(eligible, policy, f"{run}/{round_no}/{attempt}")
-        if selected is None:
-            return  # wait for clients to come online
-        strategy = strategy_for(control.strategy or "fedavg", control)
-        base = self.ensure_initial_model()
-        rel, _ = self.release(base)
-        _, sha = wire_release(rel, base)
-        cfg = stored_round_config(
+        rnd = open_next_round(
+            self.store,
             self.s,
-            run=run,
-            round_no=round_no,
-            total_rounds=total,
-            attempt=attempt,
-            client=client_round_config(control, self.s, strategy),
-            model_sha256=sha,
-            n_selected=len(selected),
-            population=len(set(eligible)),
+            control,
+            worker=self.worker,
+            online=self.online,
+            retained=self.retained,
+            release=self.release,
+            base_version=self.ensure_initial_model,
+            clock=self.clock,
         )
-        rnd = self.store.open_round(
-            task=self.s.task,
-            strategy=strategy.name,
-            base_version=base,
-            quorum=policy.quorum(len(selected)),
-            deadline=self.clock() + policy.deadline_s,
-            selected_clients=selected,
-            config=cfg,
-        )
-        _LOGGER.info(
-            "[ROUND %d/%d] opened (attempt %d): %d clients selected, quorum %d, deadline %.0f s",
-            round_no,
-            total,
-            attempt,
-            len(selected),
-            rnd.quorum,
-            policy.deadline_s,
-        )
-        self._announce(rnd)
+        if rnd is not None:
+            self._announce(rnd)
 
     # ------------------------------------------------------------------ publishing
     def _announce(self, rnd: Round) -> None:
@@ -366,18 +285,6 @@ class AggregatorService:
         self.history.append(closed.record)
         payload, _ = wire_release(closed.release, closed.version)
         self.retained.publish_model(closed.version, payload)
-
-    def _stop_training(self, control: TrainingControl) -> None:
-        """Set the desired state to STOPPED, keeping the rest of the operator's control."""
-        self.store.set_training_control(
-            desired=DesiredTraining.STOPPED,
-            task=control.task,
-            strategy=control.strategy,
-            dataset=control.dataset,
-            rounds=control.rounds,
-            config=control.config,
-            updated_by=f"aggregator:{self.worker}",
-        )
 
 
 def subscriptions(shared_group: str) -> list[str]:
