@@ -3,7 +3,8 @@
 One task consumes the signal source (ECG -> beats -> events -> buffer -> ``--out`` file, live
 signal to the web); one pushes the buffer's outbox to the broker whenever it is reachable; one
 handles inbound messages (clinician labels). Everything is injected, so tests run the whole
-agent with fakes or with a real private broker.
+agent with fakes or with a real private broker. Its parts: :mod:`edge_agent.outbox`,
+:mod:`edge_agent.live_sender`, :mod:`edge_agent.clinician_labels`, :mod:`edge_agent.agent_ports`.
 """
 
 from __future__ import annotations
@@ -13,82 +14,31 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
-from functools import partial
-from typing import Protocol
 
-from common.payloads import Status, decode_label, encode_chunk, encode_predictions, encode_status
-from common.protocol import Channel, ProtocolError, client_topic, parse_topic
+from common.payloads import Status, encode_status
+from common.protocol import Channel, ProtocolError, parse_topic
 from common.types import BeatPrediction, Event, SignalChunk, StreamKind
+from edge_agent.agent_ports import AgentStats, AuxMonitor, BeatLabeler, BeatSink, WindowMonitor
 from edge_agent.buffer import SqliteBuffer
+from edge_agent.clinician_labels import checked_label, store_label
 from edge_agent.config import EdgeSettings
 from edge_agent.events import BeatEventDetector
-from edge_agent.live import LiveDecimator
+from edge_agent.live_sender import LiveSender
+from edge_agent.outbox import MAX_INFLIGHT_BATCHES, OutboxPump
 from edge_agent.pipeline import BeatBatch, EcgPipeline
 from edge_agent.ports import ChunkSource, Clock, Participant, SystemClock, Uplink
 
 _LOGGER = logging.getLogger(__name__)
 
-MAX_INFLIGHT_BATCHES = 10  # pred payloads handed to MQTT and not yet acknowledged
-
-
-class BeatSink(Protocol):
-    """Where every beat and event is also written (the ``--out`` JSON-lines file)."""
-
-    def write(self, beats: list[BeatPrediction], events: list[Event]) -> None: ...
-
-    def close(self) -> None: ...
-
-
-class BeatLabeler(Protocol):
-    """Reference labels for detected beats (replay annotations), None where unknown."""
-
-    def labels_for(self, samples: list[int]) -> list[str | None]: ...
-
-
-class WindowMonitor(Protocol):
-    """ECG windows + the R peaks found in them -> events (the rhythm/AF model)."""
-
-    def process(self, chunk: SignalChunk, peaks: list[int], lead: int = 0) -> list[Event]: ...
-
-    def flush(self) -> list[Event]: ...
-
-
-class AuxMonitor(Protocol):
-    """Non-ECG streams (wrist PPG + ACC): heart rate, activity, falls, inactivity."""
-
-    def process(self, chunk: SignalChunk) -> list[Event]: ...
-
-    def flush(self) -> list[Event]: ...
-
-
-@dataclass
-class AgentStats:
-    """Counters of one run (logged at the end, printed by the CLI as JSON)."""
-
-    chunks: int = 0
-    ecg_chunks: int = 0
-    aux_chunks: int = 0
-    ignored_chunks: int = 0
-    beats: int = 0
-    events: int = 0
-    events_by_kind: dict[str, int] = field(default_factory=dict)
-    labels_annotation: int = 0
-    labels_clinician: int = 0
-    labels_unmatched: int = 0
-    bad_payloads: int = 0
-    live_payloads: int = 0
-    pred_payloads: int = 0
-    pred_refused: int = 0
-    gaps: int = 0
-    models_installed: int = 0
-    models_rejected: int = 0
-    stopped_by_signal: bool = False
-    processing_s: float = 0.0
-    source: dict[str, int] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
+__all__ = [
+    "MAX_INFLIGHT_BATCHES",
+    "AgentStats",
+    "AuxMonitor",
+    "BeatLabeler",
+    "BeatSink",
+    "EdgeAgent",
+    "WindowMonitor",
+]
 
 
 class EdgeAgent:
@@ -147,13 +97,9 @@ class EdgeAgent:
         self._participant_tasks: set[asyncio.Task[None]] = set()
         self.stats = AgentStats()
         self._cid = settings.client_id
-        self._pred_topic = client_topic(Channel.PRED, self._cid)
-        self._live_topic = client_topic(Channel.LIVE, self._cid)
-        self._live = LiveDecimator(settings.live_fs, settings.live_batch_s)
-        self._live_budget = 0.0
-        self._live_t = 0.0
-        self._inflight = 0
+        self._live = LiveSender(settings, uplink, self.clock, self.stats)
         self._wake = asyncio.Event()
+        self._outbox = OutboxPump(settings, buffer, uplink, self.stats, self._wake)
 
     def close(self) -> None:
         """Close the ``--out`` file and the buffer (after ``run``)."""
@@ -208,7 +154,7 @@ class EdgeAgent:
             else:
                 await self._consume_until(source, stop)
             self._finish()
-            await self._drain(drain_timeout_s)
+            await self._outbox.drain(drain_timeout_s)
         finally:
             for t in tasks:
                 t.cancel()
@@ -253,7 +199,7 @@ class EdgeAgent:
             if self.rhythm is not None:
                 events += self.rhythm.process(chunk, [b.sample for b in res.beats])
             self._store(res.beats, events, res.batch)
-            self._send_live(chunk)
+            self._live.send(chunk)
         elif self.aux is not None:  # PPG, ACC, HR
             self.stats.aux_chunks += 1
             self._store([], self.aux.process(chunk), None)
@@ -299,57 +245,11 @@ class EdgeAgent:
             _LOGGER.warning("event %s %s", e.kind, e.details)
         self._wake.set()
 
-    # -- live signal -------------------------------------------------------------------------
-
-    def _send_live(self, chunk: SignalChunk) -> None:
-        if self.uplink is None:
-            return
-        out = self._live.push(chunk)
-        if not out or not self.uplink.connected:
-            return
-        # Token bucket on wall time: a replay at --speed max must not flood the broker with a
-        # live plot nobody can watch; allow twice the real-time message rate.
-        now = self.clock.now_ns() / 1e9
-        rate = 2.0 / self.settings.live_batch_s
-        self._live_budget = min(rate, self._live_budget + (now - self._live_t) * rate)
-        self._live_t = now
-        for c in out:
-            if self._live_budget < 1.0:
-                return
-            self._live_budget -= 1.0
-            self.uplink.publish_live(self._live_topic, encode_chunk("live", self._cid, c))
-            self.stats.live_payloads += 1
-
     # -- outbox -> broker ----------------------------------------------------------------------
 
     def flush_outbox(self) -> int:
         """Hand pending rows to the uplink (if connected); returns the payloads handed over."""
-        if self.uplink is None or not self.uplink.connected:
-            return 0
-        handed = 0
-        while self._inflight < MAX_INFLIGHT_BATCHES:
-            batch = self.buffer.take_pending(self.settings.pred_batch_max)
-            if not batch.ids:
-                break
-            payload = encode_predictions(self._cid, batch.beats, batch.events)
-            if not self.uplink.publish_reliable(
-                self._pred_topic, payload, partial(self._on_ack, batch.ids)
-            ):
-                break
-            self.buffer.mark_inflight(batch.ids)
-            self._inflight += 1
-            handed += 1
-        return handed
-
-    def _on_ack(self, ids: list[str], ok: bool) -> None:
-        self._inflight -= 1
-        if ok:
-            self.buffer.mark_sent(ids)
-            self.stats.pred_payloads += 1
-        else:
-            self.buffer.mark_pending(ids)
-            self.stats.pred_refused += 1
-        self._wake.set()
+        return self._outbox.flush()
 
     async def _uplink_loop(self) -> None:
         next_status = time.monotonic() + min(5.0, self.settings.status_interval_s)
@@ -364,21 +264,6 @@ class EdgeAgent:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.flush_interval_s):
                     await self._wake.wait()
-
-    async def _drain(self, timeout_s: float) -> None:
-        """Wait until the outbox is empty (nothing pending or in flight) or the timeout."""
-        if self.uplink is None:
-            return
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            counts = self.buffer.counts()
-            if counts["pending"] == 0 and counts["inflight"] == 0:
-                return
-            self.flush_outbox()
-            await asyncio.sleep(0.05)
-        _LOGGER.warning(
-            "outbox not drained before stopping: %s (kept for the next run)", self.buffer.counts()
-        )
 
     # -- inbound -------------------------------------------------------------------------------
 
@@ -399,27 +284,12 @@ class EdgeAgent:
                 self._participant_tasks.add(task)
                 task.add_done_callback(self._participant_done)
                 return
-            if t.channel != Channel.LABEL or t.ident != self._cid:
-                raise ProtocolError(f"unexpected topic {topic!r}")
-            label = decode_label(payload)
-            if label.client_id != self._cid:
-                raise ProtocolError(f"label for {label.client_id!r} on {topic!r}")
-            if label.target == "beat" and label.label not in self.pipeline.classes:
-                raise ProtocolError(f"unknown beat class {label.label!r}")
+            label = checked_label(t, topic, payload, self._cid, self.pipeline.classes)
         except ProtocolError as exc:
             self.stats.bad_payloads += 1
             _LOGGER.warning("rejected message on %s (%d bytes): %s", topic, len(payload), exc)
             return
-        if label.target != "beat":
-            _LOGGER.info(
-                "event label %s=%s noted (not a training example)", label.label_id, label.label
-            )
-            return
-        if self.buffer.add_label(label.t_ns, label.label, "clinician", label.label_id):
-            self.stats.labels_clinician += 1
-        else:
-            self.stats.labels_unmatched += 1
-            _LOGGER.warning("label %s: no recent beat near t=%d ns", label.label_id, label.t_ns)
+        store_label(label, self.buffer, self.stats)
 
     def _participant_done(self, task: asyncio.Task[None]) -> None:
         self._participant_tasks.discard(task)

@@ -1,0 +1,74 @@
+"""The agent's processing ports (beat sink, labeler, rhythm and wrist monitors) and its counters.
+
+The network, buffer and clock ports are in :mod:`edge_agent.ports`; these are the ones only
+:class:`edge_agent.agent.EdgeAgent` plugs in. :class:`AgentStats` counts one run (logged at
+the end, printed by the CLI as JSON).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+from common.types import BeatPrediction, Event, SignalChunk
+
+__all__ = ["AgentStats", "AuxMonitor", "BeatLabeler", "BeatSink", "WindowMonitor"]
+
+
+class BeatSink(Protocol):
+    """Where every beat and event is also written (the ``--out`` JSON-lines file)."""
+
+    def write(self, beats: list[BeatPrediction], events: list[Event]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class BeatLabeler(Protocol):
+    """Reference labels for detected beats (replay annotations), None where unknown."""
+
+    def labels_for(self, samples: list[int]) -> list[str | None]: ...
+
+
+class WindowMonitor(Protocol):
+    """ECG windows + the R peaks found in them -> events (the rhythm/AF model)."""
+
+    def process(self, chunk: SignalChunk, peaks: list[int], lead: int = 0) -> list[Event]: ...
+
+    def flush(self) -> list[Event]: ...
+
+
+class AuxMonitor(Protocol):
+    """Non-ECG streams (wrist PPG + ACC): heart rate, activity, falls, inactivity."""
+
+    def process(self, chunk: SignalChunk) -> list[Event]: ...
+
+    def flush(self) -> list[Event]: ...
+
+
+@dataclass
+class AgentStats:
+    """Counters of one run (logged at the end, printed by the CLI as JSON)."""
+
+    chunks: int = 0
+    ecg_chunks: int = 0
+    aux_chunks: int = 0
+    ignored_chunks: int = 0
+    beats: int = 0
+    events: int = 0
+    events_by_kind: dict[str, int] = field(default_factory=dict)
+    labels_annotation: int = 0
+    labels_clinician: int = 0
+    labels_unmatched: int = 0
+    bad_payloads: int = 0
+    live_payloads: int = 0
+    pred_payloads: int = 0
+    pred_refused: int = 0
+    gaps: int = 0
+    models_installed: int = 0
+    models_rejected: int = 0
+    stopped_by_signal: bool = False
+    processing_s: float = 0.0
+    source: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)

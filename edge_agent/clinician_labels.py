@@ -1,0 +1,68 @@
+"""Clinician labels arriving on ``label/{client_id}``: checked, then matched to a stored beat.
+
+A beat label becomes a training example when a recent beat lies near its time; an event label
+is only noted. The payload is untrusted: :func:`checked_label` raises
+:class:`~common.protocol.ProtocolError` for a label that is malformed, addressed to another
+device or names a beat class the model does not know.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection
+
+from common.payloads import Label, decode_label
+from common.protocol import Channel, ProtocolError, Topic
+from edge_agent.agent_ports import AgentStats
+from edge_agent.buffer import SqliteBuffer
+
+_LOGGER = logging.getLogger(__name__)
+
+__all__ = ["checked_label", "store_label"]
+
+
+def checked_label(
+    t: Topic, topic: str, payload: bytes, client_id: str, classes: Collection[str]
+) -> Label:
+    """The label in ``payload``, received on ``topic`` (parsed as ``t``).
+
+    Parameters
+    ----------
+    t : Topic
+        ``topic`` parsed.
+    topic : str
+        The MQTT topic, for error messages.
+    payload : bytes
+        Untrusted ``label`` payload.
+    client_id : str
+        This device; the topic and the label must both name it.
+    classes : collection of str
+        Beat classes of the running model (a beat label must be one of them).
+
+    Raises
+    ------
+    ProtocolError
+        Wrong topic, malformed payload, other device, unknown beat class.
+    """
+    if t.channel != Channel.LABEL or t.ident != client_id:
+        raise ProtocolError(f"unexpected topic {topic!r}")
+    label = decode_label(payload)
+    if label.client_id != client_id:
+        raise ProtocolError(f"label for {label.client_id!r} on {topic!r}")
+    if label.target == "beat" and label.label not in classes:
+        raise ProtocolError(f"unknown beat class {label.label!r}")
+    return label
+
+
+def store_label(label: Label, buffer: SqliteBuffer, stats: AgentStats) -> None:
+    """Attach a checked beat label to the recent beat nearest its time (counted in ``stats``)."""
+    if label.target != "beat":
+        _LOGGER.info(
+            "event label %s=%s noted (not a training example)", label.label_id, label.label
+        )
+        return
+    if buffer.add_label(label.t_ns, label.label, "clinician", label.label_id):
+        stats.labels_clinician += 1
+    else:
+        stats.labels_unmatched += 1
+        _LOGGER.warning("label %s: no recent beat near t=%d ns", label.label_id, label.t_ns)
