@@ -1,7 +1,7 @@
 """What a new round is opened with: its policy, the clients' hyper-parameters and stored config.
 
 Pure functions of the training control (what the operator asked for, ``control.config``) and
-the service settings (defaults); :meth:`cloud_aggregator.service.AggregatorService.advance`
+the service settings (defaults); :func:`cloud_aggregator.round_progression.open_next_round`
 opens the round in the store with their results.
 """
 

@@ -59,6 +59,7 @@ class AgentStats:
     labels_annotation: int = 0
     labels_clinician: int = 0
     labels_unmatched: int = 0
+    label_receipts: int = 0  # label ids the broker acknowledged on labelack/{client_id}
     bad_payloads: int = 0
     live_payloads: int = 0
     pred_payloads: int = 0

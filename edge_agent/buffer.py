@@ -29,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from common.types import BeatPrediction, Event
+from edge_agent.label_receipts import ReceiptQueue
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ class SqliteBuffer:
         self._client_id = client_id
         self._keep_recent = keep_recent
         self._keep_labelled = keep_labelled
+        self.receipts = ReceiptQueue(self._db, self._lock)
         n = self._db.execute("UPDATE outbox SET state = ? WHERE state = ?", (PENDING, INFLIGHT))
         if n.rowcount:
             _LOGGER.info("%d rows left in flight by the last run will be sent again", n.rowcount)

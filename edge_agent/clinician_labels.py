@@ -55,7 +55,12 @@ def checked_label(
 
 
 def store_label(label: Label, buffer: SqliteBuffer, stats: AgentStats) -> None:
-    """Attach a checked beat label to the recent beat nearest its time (counted in ``stats``)."""
+    """Attach a checked beat label to the recent beat nearest its time (counted in ``stats``).
+
+    Every checked label (matched, unmatched or an event label) queues a durable receipt, so the
+    server learns that the device has it; the outbox pump sends receipts with predictions.
+    """
+    buffer.receipts.add(label.label_id)
     if label.target != "beat":
         _LOGGER.info(
             "event label %s=%s noted (not a training example)", label.label_id, label.label

@@ -1,4 +1,4 @@
-"""Outbox -> broker: the buffer's pending predictions handed to the uplink, acks handled.
+"""Outbox -> broker: pending predictions and label receipts handed to the uplink, acks handled.
 
 A batch of rows is marked in flight when the uplink takes it, sent when the broker acknowledges
 it and pending again when the broker refuses it, so nothing is lost across disconnects or
@@ -13,7 +13,7 @@ import logging
 import time
 from functools import partial
 
-from common.payloads import encode_predictions
+from common.payloads import MAX_ACK_IDS, LabelAck, encode_label_ack, encode_predictions
 from common.protocol import Channel, client_topic
 from edge_agent.agent_ports import AgentStats
 from edge_agent.buffer import SqliteBuffer
@@ -39,7 +39,7 @@ class OutboxPump:
     uplink : Uplink, optional
         MQTT connection; None keeps everything buffered.
     stats : AgentStats
-        Gets ``pred_payloads`` / ``pred_refused`` incremented.
+        Gets ``pred_payloads`` / ``pred_refused`` / ``label_receipts`` incremented.
     wake : asyncio.Event
         Set on every ack, so the agent's uplink loop hands over the next batch at once.
     """
@@ -59,13 +59,14 @@ class OutboxPump:
         self._wake = wake
         self._cid = settings.client_id
         self._pred_topic = client_topic(Channel.PRED, self._cid)
+        self._ack_topic = client_topic(Channel.LABEL_ACK, self._cid)
         self.inflight = 0
 
     def flush(self) -> int:
         """Hand pending rows to the uplink (if connected); returns the payloads handed over."""
         if self.uplink is None or not self.uplink.connected:
             return 0
-        handed = 0
+        handed = self._flush_receipts()
         while self.inflight < MAX_INFLIGHT_BATCHES:
             batch = self.buffer.take_pending(self.settings.pred_batch_max)
             if not batch.ids:
@@ -79,6 +80,26 @@ class OutboxPump:
             self.inflight += 1
             handed += 1
         return handed
+
+    def _flush_receipts(self) -> int:
+        """Hand pending label receipts over (they are few and small: one payload per flush)."""
+        assert self.uplink is not None
+        ids = self.buffer.receipts.take(MAX_ACK_IDS)
+        if not ids:
+            return 0
+        payload = encode_label_ack(LabelAck(self._cid, tuple(ids), time.time_ns()))
+        if not self.uplink.publish_reliable(
+            self._ack_topic, payload, partial(self._on_receipt_ack, ids)
+        ):
+            self.buffer.receipts.done(ids, ok=False)
+            return 0
+        return 1
+
+    def _on_receipt_ack(self, ids: list[str], ok: bool) -> None:
+        self.buffer.receipts.done(ids, ok)
+        if ok:
+            self.stats.label_receipts += len(ids)
+        self._wake.set()
 
     def _on_ack(self, ids: list[str], ok: bool) -> None:
         self.inflight -= 1
@@ -96,8 +117,11 @@ class OutboxPump:
             return
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            counts = self.buffer.counts()
-            if counts["pending"] == 0 and counts["inflight"] == 0:
+            counts, receipts = self.buffer.counts(), self.buffer.receipts.counts()
+            if (
+                counts["pending"] + counts["inflight"] + receipts["pending"] + receipts["inflight"]
+                == 0
+            ):
                 return
             self.flush()
             await asyncio.sleep(0.05)

@@ -83,6 +83,12 @@ PURE = [
     "edge_agent/wrist.py",
     "edge_agent/examples.py",
     "edge_agent/agent.py",
+    "edge_agent/agent_ports.py",
+    "edge_agent/outbox.py",
+    "edge_agent/live_sender.py",
+    "edge_agent/clinician_labels.py",
+    "edge_agent/label_receipts.py",
+    "cloud_aggregator/round_progression.py",
 ]
 # Modules of the edge allowed to import torch (the optional full-training mode).
 EDGE_TORCH_ALLOWED = {"edge_agent/trainer_torch.py"}

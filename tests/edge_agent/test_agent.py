@@ -10,7 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.payloads import Label, decode_chunk, decode_predictions, decode_status, encode_label
+from common.payloads import (
+    Label,
+    decode_chunk,
+    decode_label_ack,
+    decode_predictions,
+    decode_status,
+    encode_label,
+)
 from common.protocol import Channel, client_topic
 from edge_agent.agent import EdgeAgent
 from edge_agent.buffer import SqliteBuffer
@@ -209,6 +216,8 @@ def test_labels_from_clinician_and_bad_payloads(model: OnnxBeatClassifier, tmp_p
         agent.handle_inbound(topic, encode_label(Label("l3", "dev", first["t_ns"], "AFIB")))
         agent.handle_inbound(topic, encode_label(Label("l4", "dev", 5, "N")))
         agent.handle_inbound("not/a/topic", b"")
+        agent.flush_outbox()
+        await asyncio.sleep(0.01)  # the fake broker acknowledges on the loop
 
     # Execute
     asyncio.run(main())
@@ -216,6 +225,10 @@ def test_labels_from_clinician_and_bad_payloads(model: OnnxBeatClassifier, tmp_p
     assert agent.stats.labels_clinician == 1
     assert agent.stats.labels_unmatched == 1
     assert agent.stats.bad_payloads == 4
+    receipts = [decode_label_ack(p) for t, p in up.reliable if t == "medchain/v1/labelack/dev"]
+    assert [r.label_ids for r in receipts] == [("l1", "l4")]  # checked labels only, one payload
+    assert agent.stats.label_receipts == 2
+    assert agent.buffer.receipts.counts() == {"pending": 0, "inflight": 0, "sent": 2}
     kept = agent.buffer.labelled_beats()
     assert kept.labels == ["S"] and kept.windows.shape == (1, SPEC.window_len)
 

@@ -24,7 +24,15 @@ from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
 from cloud_aggregator.store.factory import open_store
-from common.payloads import Status, decode_label, encode_chunk, encode_predictions, encode_status
+from common.payloads import (
+    LabelAck,
+    Status,
+    decode_label,
+    encode_chunk,
+    encode_label_ack,
+    encode_predictions,
+    encode_status,
+)
 from common.types import BeatPrediction, Event, SignalChunk, StreamKind
 from tests.support.services import Mosquitto, free_port, require_service
 from web.app import create_app
@@ -318,6 +326,17 @@ def test_live_patient_page_predictions_and_labelling(served: tuple[str, object],
             )
             [rec] = store.list_labels("p1")
             assert rec.state == "delivered" and rec.note == "aberrated, not ventricular"
+
+            # The device's receipt (as the edge agent's outbox sends it) -> acknowledged
+            device.client.publish("medchain/v1/labelack/p1",
+                                  encode_label_ack(LabelAck("p1", (label.label_id,), time.time_ns())),
+                                  qos=1).wait_for_publish(5)  # fmt: skip
+            deadline = time.monotonic() + 10
+            while store.list_labels("p1")[0].state != "acknowledged":
+                assert time.monotonic() < deadline, "label receipt not recorded"
+                time.sleep(0.05)
+            page.goto(f"{base}/labels?client_id=p1&show=all")
+            page.wait_for_selector(".badge.state-acknowledged")
 
             # The federation page: rounds, one plot per round metric, model cards, controls
             seed_rounds(store)
