@@ -18,6 +18,7 @@ from cloud_aggregator.releases import wire_release
 from cloud_aggregator.round_closing import ReleaseLoader, strategy_for
 from cloud_aggregator.round_opening import client_round_config, round_policy, stored_round_config
 from cloud_aggregator.store import DesiredTraining, Round, RoundState, Store, TrainingControl
+from cloud_aggregator.store.errors import ConflictError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -158,15 +159,21 @@ def open_next_round(
         n_selected=len(selected),
         population=len(set(eligible)),
     )
-    rnd = store.open_round(
-        task=settings.task,
-        strategy=strategy.name,
-        base_version=base,
-        quorum=policy.quorum(len(selected)),
-        deadline=clock() + policy.deadline_s,
-        selected_clients=selected,
-        config=cfg,
-    )
+    try:
+        rnd = store.open_round(
+            task=settings.task,
+            strategy=strategy.name,
+            base_version=base,
+            quorum=policy.quorum(len(selected)),
+            deadline=clock() + policy.deadline_s,
+            selected_clients=selected,
+            config=cfg,
+        )
+    except ConflictError:
+        # Another replica opened the task's round first (one active round per task is a
+        # constraint of the store); this one follows it from the next tick.
+        _LOGGER.info("[ROUND %d/%d] opened by another replica", round_no, total)
+        return None
     _LOGGER.info(
         "[ROUND %d/%d] opened (attempt %d): %d clients selected, quorum %d, deadline %.0f s",
         round_no,

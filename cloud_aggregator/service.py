@@ -288,8 +288,10 @@ class AggregatorService:
 
 
 def subscriptions(shared_group: str) -> list[str]:
-    """What the aggregator subscribes: all updates (shared between replicas) and statuses."""
+    """What the aggregator subscribes: whole updates (shared between replicas), the chunks of
+    split updates (every replica: see :func:`common.protocol.chunk_subscription`), statuses."""
     return [
-        proto.subscription(proto.Channel.UPDATE, shared_group or None),
+        proto.client_subscription(proto.Channel.UPDATE, shared_group or None),
+        proto.chunk_subscription(proto.Channel.UPDATE),
         proto.subscription(proto.Channel.STATUS),
     ]

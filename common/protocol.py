@@ -89,6 +89,29 @@ def subscription(channel: Channel, shared_group: str | None = None) -> str:
     return f"$share/{shared_group}/{flt}" if shared_group else flt
 
 
+CHUNK_LEVEL = "chunk"  # last topic level of the chunks of a split message
+
+
+def client_subscription(channel: Channel, shared_group: str | None = None) -> str:
+    """Filter for every client's own topic of a channel (``.../{client_id}``, no sub-levels)."""
+    flt = f"{PREFIX}/{channel}/+"
+    return f"$share/{shared_group}/{flt}" if shared_group else flt
+
+
+def chunk_subscription(channel: Channel) -> str:
+    """Filter for the chunks of split messages of every client (``.../{client_id}/chunk``).
+
+    Never shared between replicas: all chunks of one message must reach the same reassembler,
+    so every replica gets every chunk and the store's idempotent insert keeps one copy.
+    """
+    return f"{PREFIX}/{channel}/+/{CHUNK_LEVEL}"
+
+
+def chunk_topic(channel: Channel, client_id: str) -> str:
+    """The topic the chunks of a client's split message are published on."""
+    return f"{client_topic(channel, client_id)}/{CHUNK_LEVEL}"
+
+
 @dataclass(frozen=True, slots=True)
 class Topic:
     """A parsed topic: its channel and the id that follows it (client id, model version...)."""

@@ -189,10 +189,13 @@ class FederatedParticipant:
         self.stats.rounds_trained += 1
         self.stats.uplink_bytes += len(payload)
         self.stats.train_seconds.append(fit.seconds)
-        topic = proto.client_topic(proto.Channel.UPDATE, self.client_id)
-        return [
-            (topic, part) for part in fl.split_message(payload, update.update_id, self.chunk_bytes)
-        ]
+        parts = fl.split_message(payload, update.update_id, self.chunk_bytes)
+        # Chunks go on their own sub-topic: aggregator replicas share the whole-update topic
+        # (load-balanced) but each gets every chunk, so a split update is never torn apart.
+        if len(parts) == 1:
+            return [(proto.client_topic(proto.Channel.UPDATE, self.client_id), parts[0])]
+        topic = proto.chunk_topic(proto.Channel.UPDATE, self.client_id)
+        return [(topic, part) for part in parts]
 
     def _embeddings(
         self, release: fl.ModelRelease, limit: int

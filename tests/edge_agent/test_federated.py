@@ -67,7 +67,8 @@ def test_selected_device_trains_once_and_sends_a_chunked_update(tmp_path: Path) 
     r = fl.Reassembler()
     whole = [w for _, part in out if (w := r.feed(part, 0.0)) is not None]
     u = fl.decode_update(whole[0])
-    assert {t for t, _ in out} == {proto.client_topic(proto.Channel.UPDATE, "sim-000")}
+    # chunks travel on their own sub-topic (every aggregator replica receives them all)
+    assert {t for t, _ in out} == {proto.chunk_topic(proto.Channel.UPDATE, "sim-000")}
     assert len(out) > 1 and again == []
     assert (u.round_id, u.client_id, u.base_version, u.n_examples) == ("12", "sim-000", "v3", 200)
     assert u.compression == "int8" and u.compression_error <= 0.02

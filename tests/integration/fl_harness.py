@@ -86,9 +86,12 @@ def fleet(url: str, tmp: Path, n: int, **opts: Any) -> Iterator[Fleet]:
     """``n`` simulated clients, each in its own thread with its own MQTT connection."""
     ids = write_client_data(tmp / "data", n)
     stop = threading.Event()
+    part_opts = {k: opts.pop(k) for k in ("chunk_bytes",) if k in opts}
     f = Fleet(
         [
-            FederatedParticipant(cid, NpzExamples(tmp / "data" / f"{cid}.npz"), tmp / "work" / cid)
+            FederatedParticipant(
+                cid, NpzExamples(tmp / "data" / f"{cid}.npz"), tmp / "work" / cid, **part_opts
+            )
             for cid in ids
         ],
         stop,
