@@ -1,10 +1,15 @@
-"""int8 onnxruntime vs torch fp32 eager on the same batches, side by side in one run.
+"""int8 onnxruntime vs torch fp32 eager on the same batches, side by side in one process.
 
-    python bench/models_speed.py --run runs/beat        # needs student.pt and beat.onnx
+    python bench/models_speed.py --run runs/beat          # student.pt, beat.onnx, beat_fp32.onnx
+    python bench/models_speed.py --run runs/beat --int8 old=a.onnx --int8 new=b.onnx
 
-onnxruntime runs with ``intra_op_num_threads=1`` (the edge setting); torch eager with 1 thread
-(same budget) and with 2 threads. Inputs are real MIT-BIH beats (record 100, DS2). Prints one
-JSON object: median latency per batch in ms and the speed ratio torch / int8 per batch size.
+Every contender gets one thread (``torch.set_num_threads(1)``; onnxruntime
+``intra_op_num_threads=1``, ``inter_op_num_threads=1``, sequential execution). The machine is
+shared, so load drifts during a run: the contenders are timed in interleaved rounds (one timed
+block of each per round, order rotated every round) after a warm-up, and the speed-up is
+reported both as the ratio of the median block times and as the 10th percentile of the
+per-round paired ratios (a robust lower bound: 90 % of rounds were at least that fast).
+Inputs are real MIT-BIH beats (DS2 record 100), tiled to the batch size. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import statistics
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,17 +30,89 @@ from common.datasets import default_cache_dir
 from models.predict import load_checkpoint, onnx_feed, onnx_session
 from models.tasks import LoadOptions, get_task
 
+TORCH = "torch_fp32"
+BLOCK_MS = 2.0  # a timed block repeats the call until the fastest contender needs ~2 ms
 
-def median_ms(fn: Callable[[], object], repeats: int) -> float:
-    """Median wall time in ms; runs interleave with other work on a shared machine, so the
-    median (not the mean) and several repeats keep the number stable."""
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+
+def _calls_per_block(fn: Callable[[], object]) -> int:
+    """How many calls of ``fn`` take about :data:`BLOCK_MS` (timer and scheduler noise on one
+    50 µs call are as large as the call)."""
+    start = time.perf_counter()
+    for _ in range(3):
         fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+    one_ms = (time.perf_counter() - start) * 1000 / 3
+    return max(1, int(BLOCK_MS / max(one_ms, 1e-3)))
+
+
+def interleaved(
+    fns: dict[str, Callable[[], object]], rounds: int, warmup: int = 5
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Per-call wall and CPU ms of every contender in ``rounds`` interleaved rounds.
+
+    Parameters
+    ----------
+    fns : dict
+        ``{name: zero-argument callable}`` doing the same work.
+    rounds : int
+        Timed rounds; each round times one block of every contender.
+    warmup : int
+        Untimed calls of every contender first (allocations, kernel selection, caches).
+
+    Returns
+    -------
+    wall, cpu : dict
+        ``{name: [ms per call, one value per round]}``: wall-clock time, and this thread's CPU
+        time (every contender computes in the calling thread with one thread, so CPU time
+        leaves out the time other processes hold the core).
+    """
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    calls = min(_calls_per_block(fn) for fn in fns.values())
+    names = list(fns)
+    wall: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
+    for r in range(rounds):
+        order = names[r % len(names) :] + names[: r % len(names)]  # nobody always goes first
+        for name in order:
+            fn = fns[name]
+            start, start_cpu = time.perf_counter(), time.thread_time()
+            for _ in range(calls):
+                fn()
+            cpu[name].append((time.thread_time() - start_cpu) * 1000 / calls)
+            wall[name].append((time.perf_counter() - start) * 1000 / calls)
+    return wall, cpu
+
+
+def summarise(times: dict[str, list[float]], baseline: str) -> dict[str, Any]:
+    """Median ms per contender and speed-ups ``baseline / contender`` (median, paired p10)."""
+    row: dict[str, Any] = {f"{n}_ms": statistics.median(t) for n, t in times.items()}
+    for name, t in times.items():
+        if name == baseline:
+            continue
+        paired = np.asarray(times[baseline]) / np.asarray(t)
+        row[f"speedup_{name}"] = statistics.median(times[baseline]) / statistics.median(t)
+        row[f"speedup_{name}_p10"] = float(np.percentile(paired, 10))
+    return row
+
+
+def _ort_call(session: Any, feed: dict[str, Any]) -> Callable[[], object]:
+    """Zero-argument call of ``session`` on ``feed`` (both outputs, as the edge agent uses)."""
+
+    def call() -> object:
+        return session.run(["probs", "embedding"], feed)
+
+    return call
+
+
+def _contenders(args: argparse.Namespace, run: Path, task_name: str) -> dict[str, Path]:
+    """``{label: onnx path}``: ``--int8 label=path`` entries, else the run's own models."""
+    if args.int8:
+        return {s.split("=", 1)[0]: Path(s.split("=", 1)[1]) for s in args.int8}
+    found = {"int8": run / f"{task_name}.onnx"}
+    if (run / f"{task_name}_fp32.onnx").is_file():
+        found["fp32_ort"] = run / f"{task_name}_fp32.onnx"
+    return found
 
 
 def main() -> None:
@@ -43,41 +121,54 @@ def main() -> None:
     parser.add_argument("--task", default="beat")
     parser.add_argument("--record", default="100")
     parser.add_argument("--batches", default="1,32,256,2048")
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=40)
+    parser.add_argument(
+        "--int8", action="append", default=[], help="LABEL=PATH of an ONNX model (repeatable)"
+    )
     args = parser.parse_args()
     run = Path(args.run)
     task = get_task(args.task)
-    opts = LoadOptions(
-        env=os.environ,
-        records=[args.record] if args.task == "beat" else None,
-        cache_dir=default_cache_dir(os.environ) / "preprocessed",
+    data = task.load(
+        task.test_split,
+        LoadOptions(
+            env=os.environ,
+            records=[args.record] if args.task == "beat" else None,
+            cache_dir=default_cache_dir(os.environ) / "preprocessed",
+        ),
     )
-    data = task.load(task.test_split, opts)
+    torch.set_num_threads(1)
     net = load_checkpoint(run / "student.pt")
-    fp32 = onnx_session(run / f"{task.name}_fp32.onnx", threads=1)
-    int8 = onnx_session(run / f"{task.name}.onnx", threads=1)
+    models = _contenders(args, run, task.name)
+    sessions = {label: onnx_session(path, threads=1) for label, path in models.items()}
     results = []
     for batch in (int(b) for b in args.batches.split(",")):
         part = data.subset(np.arange(batch) % len(data))
-        feed = onnx_feed(int8, part)
         signal, feats = torch.from_numpy(part.signal), torch.from_numpy(part.features)
 
         def run_torch(s: torch.Tensor = signal, f: torch.Tensor = feats) -> object:
-            with torch.no_grad():
+            with torch.inference_mode():
                 return net(s, f)
 
-        row: dict[str, float | int] = {"batch": batch}
-        row["int8_ort_1t_ms"] = median_ms(lambda f=feed: int8.run(["probs"], f), args.repeats)
-        row["fp32_ort_1t_ms"] = median_ms(lambda f=feed: fp32.run(["probs"], f), args.repeats)
-        for threads in (1, 2):
-            torch.set_num_threads(threads)
-            row[f"torch_fp32_{threads}t_ms"] = median_ms(run_torch, args.repeats)
-        row["speedup_int8_vs_torch_1t"] = row["torch_fp32_1t_ms"] / row["int8_ort_1t_ms"]
-        row["speedup_int8_vs_torch_2t"] = row["torch_fp32_2t_ms"] / row["int8_ort_1t_ms"]
-        results.append(row)
-    sizes = {p.name: p.stat().st_size for p in run.glob(f"{task.name}*.onnx")}
+        fns: dict[str, Callable[[], object]] = {TORCH: run_torch}
+        for label, sess in sessions.items():
+            fns[label] = _ort_call(sess, onnx_feed(sess, part))
+        wall, cpu = interleaved(fns, args.rounds)
+        results.append(
+            {"batch": batch, "wall": summarise(wall, TORCH), "cpu": summarise(cpu, TORCH)}
+        )
     print(
-        json.dumps({"task": task.name, "run": str(run), "sizes_bytes": sizes, "results": results})
+        json.dumps(
+            {
+                "task": task.name,
+                "student": str(run / "student.pt"),
+                "models": {k: str(v) for k, v in models.items()},
+                "sizes_bytes": {k: v.stat().st_size for k, v in models.items()},
+                "threads": 1,
+                "rounds": args.rounds,
+                "results": results,
+            },
+            indent=1,
+        )
     )
 
 

@@ -5,6 +5,16 @@ fp32 for these nets, see docs/models.md). Calibration examples are drawn from ev
 activation ranges cover rare-class morphology. The final head (the Gemm producing the logits) is
 kept fp32 by default: it is tiny, it is what devices retrain, and it keeps ``probs`` exact given
 the embedding.
+
+Activations are unsigned (QUInt8, asymmetric) and weights signed (QInt8, symmetric,
+per-channel): U8S8 is what onnxruntime's x86 int8 kernels are built for (VNNI ``vpdpbusd``;
+its symmetric indirect convolution and the fused ``QGemm`` have no S8S8 variant there, so with
+int8 activations the embedding Gemm ran in float). U8S8 can saturate on AVX2 CPUs without VNNI
+(onnxruntime docs: use ``reduce_range`` there); ARM runs U8S8 natively.
+
+``Max`` nodes (the polyphase export's MaxPool, see ``models.export``) are not quantized by
+onnxruntime's tool; max commutes with a monotone (de)quantization, so :func:`int8_max` runs them
+on the int8 tensors directly, exactly like onnxruntime runs a quantized MaxPool.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import onnx
+from onnx import numpy_helper
 
 from common.errors import CorruptInputError
 from models.tasks.base import TaskData
@@ -74,6 +85,60 @@ def head_node_names(model: onnx.ModelProto) -> list[str]:
     return heads
 
 
+def int8_max(model: onnx.ModelProto) -> int:
+    """Run ``DequantizeLinear -> Max -> QuantizeLinear`` on the int8 tensors, in place.
+
+    Applies where every input of a ``Max`` is the only use of a ``DequantizeLinear``, all with the
+    same scale and zero point, and the ``Max`` output only feeds one ``QuantizeLinear``: the
+    ``Max`` then takes the quantized inputs and the consumers of that ``QuantizeLinear`` read the
+    input scale and zero point. Exact: ``DQ`` is monotone, so ``max(DQ(a), DQ(b)) = DQ(max(a, b))``.
+
+    Returns
+    -------
+    int
+        Number of ``Max`` nodes rewritten.
+    """
+    graph = model.graph
+    values = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    producers = {out: node for node in graph.node for out in node.output}
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    dead: list[onnx.NodeProto] = []
+    rewritten = 0
+    for node in [n for n in graph.node if n.op_type == "Max"]:
+        dqs = [producers.get(name) for name in node.input]
+        outs = users.get(node.output[0], [])
+        if not all(d is not None and d.op_type == "DequantizeLinear" for d in dqs):
+            continue
+        deq = [d for d in dqs if d is not None]
+        params = {
+            tuple(values[n].tobytes() if n in values else n for n in d.input[1:]) for d in deq
+        }
+        if len(params) != 1 or any(len(users[d.output[0]]) != 1 for d in deq):
+            continue
+        if len(outs) != 1 or outs[0].op_type != "QuantizeLinear":
+            continue
+        quant = outs[0]
+        readers = users.get(quant.output[0], [])
+        if any(r.op_type != "DequantizeLinear" for r in readers):
+            continue
+        for reader in readers:
+            reader.input[1:] = deq[0].input[1:]
+        node.input[:] = [d.input[0] for d in deq]
+        node.output[0] = quant.output[0]
+        dead += [*deq, quant]
+        rewritten += 1
+    orphans = {name for node in dead for name in node.input[1:]}
+    for node in dead:
+        graph.node.remove(node)
+    used = {name for node in graph.node for name in node.input}
+    for init in [i for i in graph.initializer if i.name in orphans - used]:
+        graph.initializer.remove(init)
+    return rewritten
+
+
 def quantize(
     fp32_path: Path,
     out_path: Path,
@@ -116,6 +181,10 @@ def quantize(
         raise CorruptInputError(f"cannot read ONNX model {fp32_path}: {exc}") from exc
     exclude = head_node_names(model) if keep_head_fp32 else []
     exclude += [n.name for n in model.graph.node if n.op_type == "Softmax"]
+    # a Pad of a float graph input (the export's channel padding) stays float: quantizing the
+    # input first would cost a Q -> DQ -> Pad -> Q chain per inference instead of one Q
+    inputs = {i.name for i in model.graph.input}
+    exclude += [n.name for n in model.graph.node if n.op_type == "Pad" and n.input[0] in inputs]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         pre = Path(tmp) / "pre.onnx"
@@ -126,12 +195,15 @@ def quantize(
             _Reader(calibration),
             quant_format=QuantFormat.QDQ,
             per_channel=per_channel,
-            activation_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
             nodes_to_exclude=exclude,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
+    quantized = onnx.load(str(out_path))
+    if int8_max(quantized):
+        onnx.save(quantized, str(out_path))
     _LOGGER.info(
         "quantized %s -> %s (%d bytes, head fp32: %s)",
         fp32_path,
