@@ -212,8 +212,8 @@ def export_onnx(
     input_names : (str, str)
         Names of the signal and features inputs.
     polyphase : bool
-        Export ``cnn`` stages in the polyphase layout (module docstring); same outputs, about
-        1.5x faster int8 inference in onnxruntime.
+        Export ``cnn`` stages in the polyphase layout (module docstring); same outputs, int8
+        inference in onnxruntime 1.15x (1 beat) to 1.35x (256 beats) faster for ``beat``.
 
     Returns
     -------
