@@ -1,4 +1,4 @@
-"""On-device training of the classifier head in numpy (light mode) and personalisation.
+"""On-device training of the classifier head in numpy (light mode) for federated rounds.
 
 The backbone is the frozen int8 ONNX model; its ``embedding`` output (shape (n, E)) feeds a
 softmax head ``probs = softmax(embedding @ W.T + b)`` with ``W`` (C, E) and ``b`` (C,), the
@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -29,12 +29,43 @@ from common.fl_protocol import (
     pack_tensors,
     unpack_tensors,
 )
+from edge_agent.personal_head import (
+    F32,
+    HEAD_B,
+    HEAD_W,
+    PERSONAL_HEAD_FILE,
+    PersonalHead,
+    class_weights,
+    head_probs,
+    load_personal_head,
+    personalise,
+    save_personal_head,
+    softmax,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
-HEAD_W = "head.weight"
-HEAD_B = "head.bias"
-F32 = npt.NDArray[np.float32]
+# Personalisation lives in edge_agent.personal_head; re-exported here for the device's callers.
+__all__ = [
+    "HEAD_B",
+    "HEAD_W",
+    "PERSONAL_HEAD_FILE",
+    "Embedder",
+    "HeadFit",
+    "LabelledExampleSource",
+    "LabelledExamples",
+    "OnnxEmbedder",
+    "PersonalHead",
+    "class_weights",
+    "compress_delta",
+    "head_probs",
+    "head_update",
+    "load_personal_head",
+    "personalise",
+    "save_personal_head",
+    "softmax",
+    "train_head",
+]
 
 
 @dataclass(frozen=True)
@@ -83,28 +114,6 @@ class HeadFit:
     accuracy: float
     n_examples: int
     seconds: float
-
-
-def softmax(logits: npt.NDArray[np.floating[Any]]) -> F32:
-    """Row-wise softmax, numerically stable."""
-    z = logits - np.max(logits, axis=1, keepdims=True)
-    e = np.exp(z)
-    out: F32 = (e / np.sum(e, axis=1, keepdims=True)).astype(np.float32)
-    return out
-
-
-def head_probs(emb: npt.NDArray[Any], weight: npt.NDArray[Any], bias: npt.NDArray[Any]) -> F32:
-    """``softmax(emb @ W.T + b)``, shape (n, C)."""
-    logits: npt.NDArray[np.float64] = emb.astype(np.float64) @ weight.T.astype(np.float64) + bias
-    return softmax(logits)
-
-
-def class_weights(labels: npt.NDArray[np.int64], n_classes: int, power: float) -> F32:
-    """Per-class loss weights ``count^-power`` normalised to mean 1 over the examples."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    w = np.where(counts > 0, np.maximum(counts, 1.0) ** -power, 0.0)
-    mean = float(np.sum(w * counts) / max(1.0, counts.sum()))
-    return (w / mean if mean > 0 else w).astype(np.float32)
 
 
 def train_head(
@@ -233,87 +242,6 @@ def head_update(
         metrics={"loss": fit.loss, "accuracy": fit.accuracy, "train_s": fit.seconds},
     )
     return update, fit
-
-
-# --------------------------------------------------------------------------- personalisation
-PERSONAL_HEAD_FILE = "personal_head.npz"
-
-
-@dataclass(frozen=True)
-class PersonalHead:
-    """A device's own head, trained from a global model version on its labelled beats."""
-
-    weight: F32
-    bias: F32
-    base_version: str
-    n_examples: int
-
-    def predict(self, emb: F32) -> F32:
-        """Class probabilities (n, C) for embeddings (n, E)."""
-        return head_probs(emb, self.weight, self.bias)
-
-
-def personalise(
-    global_tensors: Tensors,
-    base_version: str,
-    emb: F32,
-    labels: npt.NDArray[np.int64],
-    *,
-    epochs: int = 30,
-    lr: float = 0.05,
-    mu: float = 0.01,
-    balance: float = 0.5,
-) -> PersonalHead:
-    """Fine-tune the global head on this patient's beats (kept near it by a proximal term)."""
-    fit = train_head(
-        emb,
-        labels,
-        global_tensors[HEAD_W],
-        global_tensors[HEAD_B],
-        epochs=epochs,
-        lr=lr,
-        batch_size=64,
-        mu=mu,
-        balance=balance,
-    )
-    return PersonalHead(fit.weight, fit.bias, base_version, fit.n_examples)
-
-
-def save_personal_head(head: PersonalHead, folder: Path) -> Path:
-    """Write the personal head atomically to ``folder/personal_head.npz``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / PERSONAL_HEAD_FILE
-    tmp = folder / (PERSONAL_HEAD_FILE + ".tmp.npz")
-    np.savez(
-        tmp,
-        W=head.weight,
-        b=head.bias,
-        base_version=np.str_(head.base_version),
-        n=np.int64(head.n_examples),
-    )
-    tmp.replace(path)
-    return path
-
-
-def load_personal_head(folder: Path) -> PersonalHead | None:
-    """The device's personal head for inference, or None if it has none (use the global head).
-
-    This is what the edge inference path calls: ``probs = head.predict(embedding)``.
-    """
-    path = folder / PERSONAL_HEAD_FILE
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path) as z:
-            return PersonalHead(
-                z["W"].astype(np.float32),
-                z["b"].astype(np.float32),
-                str(z["base_version"]),
-                int(z["n"]),
-            )
-    except (OSError, KeyError, ValueError) as exc:
-        _LOGGER.warning("personal head %s unreadable (%s): using the global head", path, exc)
-        return None
 
 
 class OnnxEmbedder:
