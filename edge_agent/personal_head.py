@@ -118,10 +118,20 @@ def fit_map_head(
         p = softmax(x @ theta.T).astype(np.float64)
         grad = ((p - onehot) * s[:, None]).T @ x + tau * (theta - t0)
         # Hessian of the weighted CE: sum_i s_i (diag p_i - p_i p_i^T) (x) x_i x_i^T
+        # block by block: no (n, E+1, E+1) temporary (thousands of beats on a Pi)
         a = (p[:, :, None] * eye - p[:, :, None] * p[:, None, :]) * s[:, None, None]
-        h = np.tensordot(a, x[:, :, None] * x[:, None, :], axes=([0], [0]))
         size = n_classes * (dim + 1)
-        hess = h.transpose(0, 2, 1, 3).reshape(size, size) + tau * np.eye(size)
+        hess = tau * np.eye(size)
+        for c in range(n_classes):
+            for d in range(c, n_classes):
+                blk = (x * a[:, c, d, None]).T @ x
+                hess[c * (dim + 1) : (c + 1) * (dim + 1), d * (dim + 1) : (d + 1) * (dim + 1)] += (
+                    blk
+                )
+                if d != c:
+                    hess[
+                        d * (dim + 1) : (d + 1) * (dim + 1), c * (dim + 1) : (c + 1) * (dim + 1)
+                    ] += blk.T
         step = np.linalg.solve(hess, grad.ravel()).reshape(theta.shape)
         decrement = float(np.sum(grad * step))
         if decrement < 1e-8:
