@@ -42,6 +42,19 @@ def _value(raw: str) -> Any:
         return raw
 
 
+def _sveb_by_record(
+    y: np.ndarray[Any, Any], p: np.ndarray[Any, Any], groups: np.ndarray[Any, Any]
+) -> dict[str, list[int]]:
+    """``record: [S found, S present, false S]`` for records with any S beat or S call."""
+    out = {}
+    for rec in np.unique(groups):
+        g = groups == rec
+        hit, true, false = (g & (y == 1) & (p == 1)), (g & (y == 1)), (g & (y != 1) & (p == 1))
+        if true.any() or false.any():
+            out[str(rec)] = [int(hit.sum()), int(true.sum()), int(false.sum())]
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--net", choices=["student", "teacher"], default="student")
@@ -49,8 +62,9 @@ def main() -> None:
     parser.add_argument("--spec", action="append", default=[], help="BeatSpec field=value")
     parser.add_argument("--netset", action="append", default=[], help="NetSpec field=value")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     task = get_task("beat")
     spec = replace(task.train, **{k: _value(v) for k, v in (s.split("=", 1) for s in args.set)})
     beat_spec: BeatSpec = replace(
@@ -65,7 +79,7 @@ def main() -> None:
     opts = LoadOptions(env=os.environ, cache_dir=default_cache_dir(os.environ) / "preprocessed")
     data = load_records(list(DS1), opts, beat_spec)
     started = time.monotonic()
-    labels, preds = [], []
+    labels, preds, records = [], [], []
     for fold in FOLDS:
         held = np.isin(data.groups, fold)
         train, test = data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
@@ -74,6 +88,7 @@ def main() -> None:
         fit(net, train, spec, seed=args.seed, n_classes=5)
         preds.append(predict_logits(net, test).argmax(axis=1))
         labels.append(test.labels)
+        records.append(test.groups)
     y, p = np.concatenate(labels), np.concatenate(preds)
     m = classification_metrics(y, p, task.classes)
     m.update(jk_index(np.asarray(m["confusion"]), task.classes))
@@ -92,6 +107,7 @@ def main() -> None:
                     for c, v in m["per_class"].items()
                 },
                 "confusion": m["confusion"],
+                "sveb_by_record": _sveb_by_record(y, p, np.concatenate(records)),
             }
         )
     )

@@ -5,14 +5,29 @@
 activation and ``logits = head(embedding)`` with ``head = Linear(E, n_classes)``. Keeping the
 head a separate Linear lets a device retrain only the head on embeddings of the frozen int8
 backbone.
+
+Kinds ``cnn_rr`` / ``resnet_rr`` add an RR expert: the extra features are log-transformed (so
+ratios are symmetric and ``log(post/pre)`` is linear in them) and, besides joining the
+convolutional path, feed a small MLP whose output is the last :data:`RR_EXPERT_DIM` units of the
+embedding. During training an auxiliary linear head on those units alone
+(:meth:`SignalNet.auxiliary_loss`) makes them classify by rhythm without morphology, so a
+premature beat of normal shape (an SVEB whose template is itself ectopic) still gets a voice in
+the shared linear head.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from models.tasks.base import NetSpec
+
+RR_EXPERT_DIM = 8  # embedding units reserved for the RR expert (kinds ``*_rr``)
+RR_EXPERT_HIDDEN = 32
+RR_AUX_WEIGHT = 0.5  # weight of the RR-only auxiliary cross-entropy in training
+_LOG_FLOOR = 1e-3  # s or ratio; RR features are positive, the floor only guards log(0)
+_KINDS = ("cnn", "resnet", "cnn_rr", "resnet_rr")
 
 
 class ConvStage(nn.Module):
@@ -76,9 +91,14 @@ class SignalNet(nn.Module):
         self, spec: NetSpec, in_channels: int, length: int, n_features: int, n_classes: int
     ) -> None:
         super().__init__()
-        if spec.kind not in ("cnn", "resnet"):
-            raise ValueError(f"unknown net kind {spec.kind!r}")
-        stage = ResStage if spec.kind == "resnet" else ConvStage
+        if spec.kind not in _KINDS:
+            raise ValueError(f"unknown net kind {spec.kind!r} (one of {_KINDS})")
+        self.rr_expert: nn.Module | None = None
+        self.rr_head: nn.Linear | None = None
+        expert = spec.kind.endswith("_rr") and n_features > 0
+        if expert and spec.embedding_dim <= RR_EXPERT_DIM:
+            raise ValueError(f"embedding_dim must exceed {RR_EXPERT_DIM} for kind {spec.kind}")
+        stage = ResStage if spec.kind.startswith("resnet") else ConvStage
         stages: list[nn.Module] = []
         c_in, out_len = in_channels, length
         for width in spec.widths:
@@ -93,9 +113,17 @@ class SignalNet(nn.Module):
         if n_features:
             self.features = nn.Sequential(nn.Linear(n_features, spec.feature_dim), nn.ReLU())
             flat += spec.feature_dim
-        self.embed = nn.Sequential(
-            nn.Dropout(spec.dropout), nn.Linear(flat, spec.embedding_dim), nn.ReLU()
-        )
+        conv_dim = spec.embedding_dim - (RR_EXPERT_DIM if expert else 0)
+        self.embed = nn.Sequential(nn.Dropout(spec.dropout), nn.Linear(flat, conv_dim), nn.ReLU())
+        if expert:
+            self.rr_expert = nn.Sequential(
+                nn.Linear(n_features, RR_EXPERT_HIDDEN),
+                nn.ReLU(),
+                nn.Linear(RR_EXPERT_HIDDEN, RR_EXPERT_DIM),
+                nn.ReLU(),
+            )
+            self.rr_head = nn.Linear(RR_EXPERT_DIM, n_classes)
+        self._rr_units: Tensor | None = None  # last forward's expert output, for the aux loss
         self.head = nn.Linear(spec.embedding_dim, n_classes)
         self.in_channels, self.length, self.n_classes = in_channels, length, n_classes
         self.embedding_dim = spec.embedding_dim
@@ -103,10 +131,41 @@ class SignalNet(nn.Module):
     def embedding(self, signal: Tensor, features: Tensor) -> Tensor:
         """Penultimate activations ``(N, E)``."""
         z = torch.flatten(self.stages(signal), 1)
+        if self.rr_expert is not None:
+            features = torch.log(torch.clamp(features, min=_LOG_FLOOR))
         if self.features is not None:
             z = torch.cat([z, self.features(features)], dim=1)
         out: Tensor = self.embed(z)
+        if self.rr_expert is not None:
+            units = self.rr_expert(features)
+            # kept for auxiliary_loss only while training (a graph tensor would block deepcopy)
+            self._rr_units = units if self.training else None
+            out = torch.cat([out, units], dim=1)
         return out
+
+    def train(self, mode: bool = True) -> SignalNet:
+        """Switch mode and drop any unconsumed expert output (it would block deepcopy/export)."""
+        self._rr_units = None
+        super().train(mode)
+        return self
+
+    def auxiliary_loss(self, labels: Tensor, weight: Tensor | None = None) -> Tensor | None:
+        """RR-only cross-entropy of the last training-mode forward pass, consumed once.
+
+        None without an RR expert, in eval mode, or when already taken.
+
+        Parameters
+        ----------
+        labels : Tensor, shape (B,)
+            Hard labels of the batch just passed through :meth:`forward`.
+        weight : Tensor, optional
+            Class weights of the cross-entropy.
+        """
+        units, self._rr_units = self._rr_units, None
+        if self.rr_head is None or units is None:
+            return None
+        aux = F.cross_entropy(self.rr_head(units), labels, weight=weight)
+        return RR_AUX_WEIGHT * aux
 
     def forward(self, signal: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
         emb = self.embedding(signal, features)

@@ -110,6 +110,19 @@ def predict_logits(net: nn.Module, data: TaskData, batch_size: int = 2048) -> np
     return np.concatenate(out) if out else np.zeros((0, n_classes), dtype=np.float32)
 
 
+def _auxiliary(net: nn.Module, labels: Tensor, weights: Tensor | None) -> Tensor | None:
+    """The net's own auxiliary loss of the last forward pass, if it defines one.
+
+    ``models.nets.SignalNet`` kinds ``*_rr`` train their RR expert with an RR-only head; plain
+    kinds (and other modules) return / have none.
+    """
+    aux = getattr(net, "auxiliary_loss", None)
+    if aux is None:
+        return None
+    out: Tensor | None = aux(labels, weights)
+    return out
+
+
 def fit(
     net: nn.Module,
     data: TaskData,
@@ -137,7 +150,9 @@ def fit(
         Number of output classes.
     loss_fn : callable, optional
         ``loss_fn(logits, labels, signal, index) -> scalar``; default (weighted) cross-entropy.
-        Distillation passes its own (see ``models.distill``).
+        Distillation passes its own (see ``models.distill``). A net's own
+        ``auxiliary_loss(labels, class_weights)`` (e.g. the RR expert of ``*_rr`` kinds) is
+        added to it.
     validate : callable, optional
         Called after every epoch with the net in eval mode; its dict goes to the history.
     on_epoch : callable, optional
@@ -164,6 +179,9 @@ def fit(
             signal = drop_aux_channels(signal, spec.aux_channel_dropout, gen)
             logits, _ = net(signal, feats)
             loss = loss_fn(logits, labels, signal, idx) if loss_fn else ce(logits, labels)
+            extra = _auxiliary(net, labels, weights)
+            if extra is not None:
+                loss = loss + extra
             opt.zero_grad()
             loss.backward()
             opt.step()
