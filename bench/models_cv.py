@@ -5,6 +5,7 @@ and predicts the held-out patients; the pooled confusion matrix over all folds g
 macro-F1 and the jk index. Prints one JSON line.
 
     python bench/models_cv.py --net student --set balance=0.6 --set epochs=8
+    python bench/models_cv.py --kd --netset kind=cnn_rr --teacherset kind=resnet_rr  # as shipped
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import argparse
 import json
 import os
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,11 +24,15 @@ import torch
 from common.datasets import default_cache_dir
 from common.signals import BeatSpec
 from models.data.mitdb import DS1
+from models.distill import distill
+from models.export import export_onnx, save_checkpoint, save_head
 from models.metrics import classification_metrics, jk_index
 from models.nets import build_net
+from models.pipeline import check_parity
 from models.tasks import LoadOptions, get_task
+from models.tasks.base import NetSpec, TaskData, TrainSpec
 from models.tasks.beat import BEAT_SPEC, load_records
-from models.train import fit, predict_logits
+from models.train import fit, predict_logits, seed_everything
 
 FOLDS = [  # fixed, spreading the S/V/F-rich records (209, 207, 208, 201, 118, 220, 223)
     ["101", "106", "112", "118", "201", "215", "223", "230"],
@@ -55,6 +61,30 @@ def _sveb_by_record(
     return out
 
 
+def _final(out: Path, data: TaskData, net_spec: NetSpec, spec: TrainSpec, seed: int) -> None:
+    """Train on all of ``data`` exactly as one CV fold does and export it (no DS2 involved)."""
+    task = get_task("beat")
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(seed)
+    _, channels, length = data.signal.shape
+    net = build_net(net_spec, channels, length, data.features.shape[1], 5)
+    fit(net, data, spec, seed=seed, n_classes=5)
+    meta = {
+        "task": task.name,
+        "net_spec": asdict(net_spec),
+        "in_channels": channels,
+        "length": length,
+        "n_features": net.n_features,
+        "n_classes": 5,
+        "classes": list(task.classes),
+    }
+    save_checkpoint(net, out / "student.pt", meta)
+    export_onnx(net, out / "beat_fp32.onnx", task.input_names)
+    save_head(net, out / "beat.head.npz")
+    parity = check_parity(net, out / "beat_fp32.onnx", data)
+    print(json.dumps({"final": str(out), "parity_max_abs": parity, "train_spec": asdict(spec)}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--net", choices=["student", "teacher"], default="student")
@@ -63,6 +93,18 @@ def main() -> None:
     parser.add_argument("--netset", action="append", default=[], help="NetSpec field=value")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--kd",
+        action="store_true",
+        help="as `medchain train`: train the teacher, then distil the student from it",
+    )
+    parser.add_argument("--teacherset", action="append", default=[], help="teacher NetSpec k=v")
+    parser.add_argument(
+        "--final",
+        type=Path,
+        help="skip CV: train the configuration on all of DS1 (seeded before init) and write "
+        "student.pt, beat_fp32.onnx, beat.head.npz here (then `medchain quantize`)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     task = get_task("beat")
@@ -76,16 +118,33 @@ def main() -> None:
         if "widths" in kv:
             kv["widths"] = tuple(kv["widths"])
         net_spec = replace(net_spec, **kv)
+    teacher_spec = task.teacher
+    if args.teacherset:
+        teacher_spec = replace(
+            teacher_spec, **{k: _value(v) for k, v in (s.split("=", 1) for s in args.teacherset)}
+        )
     opts = LoadOptions(env=os.environ, cache_dir=default_cache_dir(os.environ) / "preprocessed")
     data = load_records(list(DS1), opts, beat_spec)
+    if args.final is not None:
+        _final(args.final, data, net_spec, spec, args.seed)
+        return
     started = time.monotonic()
     labels, preds, records = [], [], []
     for fold in FOLDS:
         held = np.isin(data.groups, fold)
         train, test = data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
         _, channels, length = train.signal.shape
-        net = build_net(net_spec, channels, length, train.features.shape[1], 5)
-        fit(net, train, spec, seed=args.seed, n_classes=5)
+        n_feat = train.features.shape[1]
+        if args.kd:  # the pipeline's seeds: teacher seed, student seed + 1
+            torch.manual_seed(args.seed)
+            teacher = build_net(teacher_spec, channels, length, n_feat, 5)
+            fit(teacher, train, spec, seed=args.seed, n_classes=5)
+            torch.manual_seed(args.seed + 1)
+            net = build_net(net_spec, channels, length, n_feat, 5)
+            distill(net, train, spec, teacher=teacher, seed=args.seed + 1)
+        else:
+            net = build_net(net_spec, channels, length, n_feat, 5)
+            fit(net, train, spec, seed=args.seed, n_classes=5)
         preds.append(predict_logits(net, test).argmax(axis=1))
         labels.append(test.labels)
         records.append(test.groups)
@@ -99,6 +158,8 @@ def main() -> None:
                 "set": args.set,
                 "spec": args.spec,
                 "netset": args.netset,
+                "kd": args.kd,
+                "teacherset": args.teacherset,
                 "seconds": round(time.monotonic() - started),
                 "jk": round(m["jk"], 3),
                 "macro_f1": round(m["macro_f1"], 3),
