@@ -26,9 +26,10 @@ from models.tasks.base import Task
 
 _LOGGER = logging.getLogger(__name__)
 
-QUANTIZATION = "int8 static QDQ (onnxruntime), per-channel symmetric weights, "
+QUANTIZATION = "int8 static QDQ (onnxruntime), per-channel symmetric int8 weights, "
 QUANTIZATION += (
-    "MinMax activations calibrated on a class-stratified sample; head Gemm + Softmax fp32"
+    "unsigned int8 (U8) MinMax activations calibrated on a class-stratified sample; "
+    "head Gemm + Softmax fp32"
 )
 
 
