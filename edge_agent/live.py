@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal
 
+from common.signals.iir import butter_sos, sosfilt_zi
+from common.signals.sosblock import SosKernel
 from common.types import SignalChunk
 
 _NS = 1_000_000_000
@@ -31,7 +32,7 @@ class LiveDecimator:
         self._out_fs = out_fs
         self._batch_s = batch_s
         self._fs = 0.0
-        self._sos: npt.NDArray[np.float64] | None = None
+        self._sos: SosKernel | None = None
         self._zi: npt.NDArray[np.float64] | None = None
         self._next_t = 0.0  # next output time, in input samples since the anchor
         self._n_in = 0  # input samples consumed since the anchor
@@ -53,8 +54,9 @@ class LiveDecimator:
         self._fs = chunk.fs
         n_ch = chunk.samples.shape[1]
         if chunk.fs > self._out_fs:
-            self._sos = signal.butter(4, 0.4 * self._out_fs, fs=chunk.fs, output="sos")
-            zi = signal.sosfilt_zi(self._sos)  # (sections, 2)
+            sos = butter_sos(4, 0.4 * self._out_fs, "lowpass", chunk.fs)
+            self._sos = SosKernel(sos)
+            zi = sosfilt_zi(sos)  # (sections, 2)
             self._zi = np.repeat(zi[:, :, None], n_ch, axis=2) * chunk.samples[0][None, None, :]
         else:
             self._sos, self._zi = None, None
@@ -75,7 +77,7 @@ class LiveDecimator:
         self._expect_seq = chunk.seq + chunk.n_samples
         x = chunk.samples
         if self._sos is not None and self._zi is not None:
-            x, self._zi = signal.sosfilt(self._sos, x, axis=0, zi=self._zi)
+            x, self._zi = self._sos.run(x, self._zi)
         out_rows = self._resample(x) if self._sos is not None else x
         self._pending.append(out_rows)
         self._pending_n += out_rows.shape[0]

@@ -1,4 +1,4 @@
-"""Signal processing shared by training and the edge (pure numpy/scipy).
+"""Signal processing shared by training and the edge (numpy; SciPy only lazily, off the edge path).
 
 The ECG chain is ``EcgFilter``/``ecg_clean`` (causal, stateful) -> ``QRSDetector``/
 ``ecg_findpeaks`` (streaming R peaks) -> ``beat_windows`` + ``rr_features``/``RRTracker`` (the

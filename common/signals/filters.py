@@ -1,8 +1,10 @@
 """Causal, stateful IIR filtering: the same numbers in a stream and over a whole record.
 
 The edge filters ECG chunk by chunk as it arrives; training filters whole records. Both go
-through :class:`CausalSosFilter`, which carries the :func:`scipy.signal.sosfilt` state between
-calls, so any chunking of a signal gives the same output as one call over the whole array.
+through :class:`CausalSosFilter`, which carries the ``sosfilt`` state between calls, so any
+chunking of a signal gives the same output as one call over the whole array (up to rounding).
+Design and filtering use the numpy equivalents of :mod:`common.signals.iir` and
+:mod:`common.signals.sosblock`, so the edge never imports ``scipy.signal`` (~55 MB resident).
 Zero-phase filters (``filtfilt``) are deliberately not used: they need future samples and
 would make training inputs differ from what the device can compute.
 """
@@ -15,7 +17,9 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal as sps
+
+from common.signals.iir import butter_sos, sosfilt_zi
+from common.signals.sosblock import SosKernel
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -97,29 +101,16 @@ class FilterSpec:
                 f"highcut_hz={self.highcut_hz} must be below Nyquist ({nyq} Hz at {sampling_rate} Hz)"
             )
         if self.method == "bandpass":
-            parts.append(
-                sps.butter(
-                    self.order,
-                    [self.lowcut_hz, self.highcut_hz],
-                    btype="bandpass",
-                    fs=sampling_rate,
-                    output="sos",
-                )
-            )
+            band = (self.lowcut_hz, self.highcut_hz)
+            parts.append(butter_sos(self.order, band, "bandpass", sampling_rate))
         elif self.method == "highpass":
-            parts.append(
-                sps.butter(
-                    self.order, self.lowcut_hz, btype="highpass", fs=sampling_rate, output="sos"
-                )
-            )
+            parts.append(butter_sos(self.order, self.lowcut_hz, "highpass", sampling_rate))
         elif self.method == "lowpass":
-            parts.append(
-                sps.butter(
-                    self.order, self.highcut_hz, btype="lowpass", fs=sampling_rate, output="sos"
-                )
-            )
+            parts.append(butter_sos(self.order, self.highcut_hz, "lowpass", sampling_rate))
         if self.powerline_hz is not None:
             if self.powerline_hz < nyq * 0.98:
+                from scipy import signal as sps  # notch: not on the edge path (no card uses one)
+
                 b, a = sps.iirnotch(self.powerline_hz, self.powerline_q, fs=sampling_rate)
                 parts.append(sps.tf2sos(b, a))
             else:
@@ -148,40 +139,11 @@ def as_samples(chunk: npt.ArrayLike) -> FloatArray:
     return x.reshape(-1)
 
 
-def _load_fast_sosfilt() -> Any:
-    """SciPy's in-place C kernel behind ``sosfilt``, if present and verified, else None.
-
-    ``sosfilt`` spends ~45 µs per call validating and reshaping; a device feeding 50-ms chunks
-    through three filters would spend more time there than filtering. The kernel is private,
-    so it is used only after checking it gives ``sosfilt``'s exact output on a test signal.
-    """
-    try:
-        from scipy.signal._sosfilt import _sosfilt
-    except ImportError:  # pragma: no cover - depends on the SciPy build
-        return None
-    sos = sps.butter(2, [0.1, 0.3], btype="bandpass", output="sos")
-    x = np.sin(np.arange(64.0)) + np.arange(64.0) / 8
-    zi = sps.sosfilt_zi(sos) * x[0]
-    want, want_zi = sps.sosfilt(sos, x, zi=zi)
-    try:
-        got, got_zi = x[None, :].copy(), np.ascontiguousarray(zi[None, :, :])
-        _sosfilt(sos, got, got_zi)
-    except Exception:  # any signature change means "do not use"
-        _LOGGER.debug("scipy private _sosfilt unusable; using sosfilt")
-        return None
-    if np.array_equal(got[0], want) and np.array_equal(got_zi[0], want_zi):
-        return _sosfilt
-    return None  # pragma: no cover
-
-
-_FAST_SOSFILT = _load_fast_sosfilt()
-
-
 class CausalSosFilter:
     """Stream a signal through second-order sections, keeping the state between chunks.
 
     The state is initialised on the first sample as the steady state of a constant input
-    (:func:`scipy.signal.sosfilt_zi` times that sample), so a DC offset does not ring through a
+    (``sosfilt_zi`` times that sample), so a DC offset does not ring through a
     high-pass at start-up. Any split of the signal into chunks gives the same output as one call.
 
     Parameters
@@ -192,8 +154,9 @@ class CausalSosFilter:
 
     def __init__(self, sos: npt.ArrayLike) -> None:
         self._sos = np.ascontiguousarray(np.asarray(sos, dtype=np.float64).reshape(-1, 6))
-        self._zi_unit = sps.sosfilt_zi(self._sos) if len(self._sos) else np.zeros((0, 2))
-        self._zi: FloatArray | None = None  # shape (1, n_sections, 2), updated in place
+        self._zi_unit = sosfilt_zi(self._sos) if len(self._sos) else np.zeros((0, 2))
+        self._kernel = SosKernel(self._sos)
+        self._zi: FloatArray | None = None  # shape (n_sections, 2)
 
     def reset(self) -> None:
         """Forget the state; the next chunk starts a new stream."""
@@ -215,15 +178,9 @@ class CausalSosFilter:
         if x.size == 0 or len(self._sos) == 0:
             return x.copy()
         if self._zi is None:
-            self._zi = np.ascontiguousarray((self._zi_unit * x[0])[None, :, :])
-        if _FAST_SOSFILT is not None:
-            y = x[None, :].copy()
-            _FAST_SOSFILT(self._sos, y, self._zi)
-            out: FloatArray = y[0]
-            return out
-        filtered, zi = sps.sosfilt(self._sos, x, zi=self._zi[0])
-        self._zi = np.ascontiguousarray(zi[None, :, :])
-        return np.asarray(filtered, dtype=np.float64)
+            self._zi = self._zi_unit * x[0]
+        out, self._zi = self._kernel.run(x, self._zi)
+        return out
 
 
 class EcgFilter(CausalSosFilter):

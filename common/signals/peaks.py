@@ -32,10 +32,9 @@ import logging
 import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import signal as sps
-from scipy.ndimage import maximum_filter1d
 
 from common.signals.filters import CausalSosFilter, FilterSpec, as_samples
+from common.signals.iir import butter_sos, sos_group_delay
 from common.signals.qrs_rules import QRSParams, QRSRules
 
 _LOGGER = logging.getLogger(__name__)
@@ -91,7 +90,7 @@ class QRSDetector:
         self._w = max(1, round(p.refractory_s * fs))
         # Sample offset from the QRS energy maximum back to the R peak: half the integration
         # window plus the band-pass group delay at ~10 Hz.
-        band_sos = sps.butter(2, p.band_hz, btype="bandpass", fs=fs, output="sos")
+        band_sos = butter_sos(2, p.band_hz, "bandpass", fs)
         self._band = CausalSosFilter(band_sos)
         bp_delay = _group_delay_10hz(band_sos, fs)
         self._ma_delay = round(self._n_int / 2 + bp_delay)
@@ -182,7 +181,7 @@ class QRSDetector:
             return self._rules.advance([], final_upto, final)
         lo = max(self._next_cand - w, self._buf_start)
         seg = self._ma[lo - self._buf_start : min(final_upto + w, self._total) - self._buf_start]
-        peak_max = maximum_filter1d(seg, size=2 * w + 1, mode="nearest")
+        peak_max = _running_max(seg, w)
         start = self._next_cand - lo
         stop = final_upto - lo
         core = seg[start:stop]
@@ -258,8 +257,26 @@ def _median(values: FloatArray) -> float:
 
 def _group_delay_10hz(sos: FloatArray, fs: float) -> float:
     """Group delay in samples at 10 Hz (the centre of the QRS band)."""
-    b, a = sps.sos2tf(sos)
-    return float(sps.group_delay((b, a), w=[10.0], fs=fs)[1][0])
+    return sos_group_delay(sos, 10.0, fs)
+
+
+def _running_max(x: FloatArray, half: int) -> FloatArray:
+    """Maximum over ``x[i - half : i + half + 1]`` with edge samples repeated.
+
+    ``scipy.ndimage.maximum_filter1d(x, 2 * half + 1, mode="nearest")`` without importing
+    ``scipy.ndimage`` (~30 MB resident on the edge). Doubling windows: O(n log half).
+    """
+    if x.size == 0:
+        return x.copy()
+    padded = np.concatenate((np.full(half, x[0]), x, np.full(half, x[-1])))
+    out = padded.copy()  # out[k] = max(padded[k : k + span]) with span growing to 2 * half + 1
+    span = 1
+    while span < 2 * half + 1:
+        step = min(span, 2 * half + 1 - span)
+        out[: out.size - step] = np.maximum(out[: out.size - step], out[step:])
+        span += step
+    result: FloatArray = out[: x.size]
+    return result
 
 
 def ecg_findpeaks(

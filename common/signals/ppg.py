@@ -37,7 +37,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal as sps
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -134,6 +133,8 @@ def ppg_clean(
     x = np.nan_to_num(np.asarray(signal, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     if sampling_rate <= 2 * high_hz:
         raise ValueError(f"sampling_rate {sampling_rate} Hz too low for a {high_hz} Hz band edge")
+    from scipy import signal as sps  # lazy: keeps scipy.signal (~55 MB) off the edge path
+
     sos = sps.butter(4, [low_hz, high_hz], btype="bandpass", fs=sampling_rate, output="sos")
     if x.shape[0] == 0:
         return x
@@ -150,6 +151,8 @@ def _to_work_rate(x: FloatArray, sampling_rate: float) -> FloatArray:
     from fractions import Fraction
 
     frac = Fraction(WORK_RATE_HZ / sampling_rate).limit_denominator(1000)
+    from scipy import signal as sps  # lazy: keeps scipy.signal (~55 MB) off the edge path
+
     return np.asarray(sps.resample_poly(y, frac.numerator, frac.denominator, axis=0))
 
 

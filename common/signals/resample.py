@@ -15,7 +15,8 @@ from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal as sps
+
+from common.signals.polyphase import kaiser_lowpass, resample_poly
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def _polyphase_fir(up: int, down: int) -> FloatArray:
     coefficients as ``window`` gives bit-identical output.
     """
     max_rate = max(up, down)
-    fir: FloatArray = sps.firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=("kaiser", 5.0))
+    fir = kaiser_lowpass(2 * 10 * max_rate + 1, 1.0 / max_rate, 5.0)
     fir.setflags(write=False)
     return fir
 
@@ -121,7 +122,7 @@ def resample_signal(
         shape = list(arr.shape)
         shape[axis] = 0
         return np.zeros(shape, dtype=np.float64)
-    out: FloatArray = sps.resample_poly(arr, up, down, axis=axis, window=_polyphase_fir(up, down))
+    out = resample_poly(arr, up, down, _polyphase_fir(up, down), axis=axis)
     return out
 
 

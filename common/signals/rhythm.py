@@ -19,9 +19,10 @@ import logging
 
 import numpy as np
 import numpy.typing as npt
-from scipy import signal as sps
 
+from common.signals.iir import butter_sos
 from common.signals.resample import map_indices, resample_signal
+from common.signals.spectral import sosfiltfilt, welch
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -189,14 +190,8 @@ def qrst_cancel(
     x = np.nan_to_num(np.asarray(ecg, dtype=np.float64).ravel())
     if x.size < 3 * sampling_rate:
         return np.zeros_like(x)
-    sos = sps.butter(
-        2,
-        [0.5, 40.0 if sampling_rate > 90 else 0.45 * sampling_rate],
-        "bandpass",
-        fs=sampling_rate,
-        output="sos",
-    )
-    y = sps.sosfiltfilt(sos, x)
+    band = (0.5, 40.0 if sampling_rate > 90 else 0.45 * sampling_rate)
+    y = sosfiltfilt(butter_sos(2, band, "bandpass", sampling_rate), x)
     b, a = round(before_s * sampling_rate), round(after_s * sampling_rate)
     r = np.asarray(r_peaks, dtype=np.int64).ravel()
     r = r[(r - b >= 0) & (r + a <= y.size)]
@@ -242,7 +237,7 @@ def atrial_spectrum_features(
     if x.size < 2 * sampling_rate or not np.any(x):
         return np.zeros(3)
     nper = min(x.size, round(4 * sampling_rate))
-    f, p = sps.welch(x, fs=sampling_rate, nperseg=nper, nfft=max(4096, nper))
+    f, p = welch(x, sampling_rate, nper, max(4096, nper))
     band = (f >= band_hz[0]) & (f <= band_hz[1])
     if not np.any(band):
         return np.zeros(3)

@@ -93,8 +93,8 @@ def test_streaming_windows_equal_batch_windows(fs: float) -> None:
             if peak + after <= cleaned.size and peak + after > cleaned.size - chunk.size:
                 ctx = cleaned[peak - before : peak + after]
                 streamed.append(beat_windows(ctx, fs, [before], spec)[0])
-    # Assert
-    np.testing.assert_array_equal(np.array(streamed), batch[ok])
+    # Assert: equal up to rounding (the block filter kernel rounds differently per chunking)
+    np.testing.assert_allclose(np.array(streamed), batch[ok], rtol=1e-9, atol=1e-12)
 
 
 def test_spec_round_trips_through_json() -> None:
