@@ -11,6 +11,8 @@ Nothing is truncated: the result equals the recursion up to floating-point round
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import numpy.typing as npt
 
@@ -44,11 +46,14 @@ class _Section:
         nb, rest = divmod(n, BLOCK)
         y = np.empty_like(x)
         if nb:
-            xb = x[: nb * BLOCK].reshape(nb, BLOCK, -1)
-            forced = self.toeplitz @ xb  # (nb, B, ch)
+            ch = x.shape[1]
+            # all blocks side by side as the columns of one (B, nb * ch) matrix: one GEMM for
+            # every block instead of a stack of matrix-vector products
+            cols = x[: nb * BLOCK].reshape(nb, BLOCK, ch).transpose(1, 0, 2).reshape(BLOCK, -1)
+            forced = (self.toeplitz @ cols).reshape(BLOCK, nb, ch).transpose(1, 0, 2)
             # end-state contribution of each block's input: sum_k A^(B-1-k) g x[k]
-            pushed = self.impulse_state[::-1].T @ xb  # (nb, 2, ch)
-            starts = np.empty((nb, 2, x.shape[1]))
+            pushed = (self.impulse_state[::-1].T @ cols).reshape(2, nb, ch).transpose(1, 0, 2)
+            starts = np.empty((nb, 2, ch))
             step = self.powers[BLOCK]
             for j in range(nb):
                 starts[j] = z
@@ -62,6 +67,13 @@ class _Section:
         return y, z
 
 
+@functools.lru_cache(maxsize=64)
+def _section(coefficients: bytes) -> _Section:
+    """The precomputed section for 6 float64 coefficients (a stream re-creates the same few
+    filters per window, e.g. the rhythm scorer's zero-phase filter; read-only once built)."""
+    return _Section(np.frombuffer(coefficients, dtype=np.float64))
+
+
 class SosKernel:
     """Cascade of sections; :meth:`run` is ``scipy.signal.sosfilt(sos, x, axis=0, zi=zi)``.
 
@@ -71,7 +83,8 @@ class SosKernel:
     """
 
     def __init__(self, sos: npt.ArrayLike) -> None:
-        self._sections = [_Section(s) for s in np.asarray(sos, dtype=np.float64).reshape(-1, 6)]
+        rows = np.asarray(sos, dtype=np.float64).reshape(-1, 6)
+        self._sections = [_section(r.tobytes()) for r in rows]
 
     def run(self, x: npt.ArrayLike, zi: npt.ArrayLike) -> tuple[FloatArray, FloatArray]:
         """Filter along axis 0.
