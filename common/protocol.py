@@ -83,10 +83,14 @@ def client_topic(channel: Channel, client_id: str) -> str:
     return f"{PREFIX}/{channel}/{check_client_id(client_id)}"
 
 
+def _shared(flt: str, shared_group: str | None) -> str:
+    """``flt`` as an MQTT 5 shared subscription of ``shared_group`` (unchanged if None/empty)."""
+    return f"$share/{shared_group}/{flt}" if shared_group else flt
+
+
 def subscription(channel: Channel, shared_group: str | None = None) -> str:
     """Wildcard filter for all clients of a channel, optionally as an MQTT 5 shared subscription."""
-    flt = f"{PREFIX}/{channel}/#"
-    return f"$share/{shared_group}/{flt}" if shared_group else flt
+    return _shared(f"{PREFIX}/{channel}/#", shared_group)
 
 
 CHUNK_LEVEL = "chunk"  # last topic level of the chunks of a split message
@@ -94,8 +98,7 @@ CHUNK_LEVEL = "chunk"  # last topic level of the chunks of a split message
 
 def client_subscription(channel: Channel, shared_group: str | None = None) -> str:
     """Filter for every client's own topic of a channel (``.../{client_id}``, no sub-levels)."""
-    flt = f"{PREFIX}/{channel}/+"
-    return f"$share/{shared_group}/{flt}" if shared_group else flt
+    return _shared(f"{PREFIX}/{channel}/+", shared_group)
 
 
 def chunk_subscription(channel: Channel) -> str:
