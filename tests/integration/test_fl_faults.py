@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -18,23 +17,15 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_aggregator.releases import load_stored
-from cloud_aggregator.store import DesiredTraining, RoundState, Store, open_store
+from cloud_aggregator.store import DesiredTraining, RoundState, Store
 from common import fl_protocol as fl
 from common import protocol as proto
 from common.payloads import Status, encode_status
 from tests.integration.fl_harness import aggregator, fleet, seed_store, wait_for
-from tests.support.services import Mosquitto, pg_schema_url, run_mosquitto
+from tests.support.services import Mosquitto, run_mosquitto
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture()
-def pg_store() -> Iterator[tuple[Store, str]]:
-    with pg_schema_url("flf") as url:
-        s = open_store(url)
-        yield s, url
-        s.close()
 
 
 def _raw_client(url: str, cid: str, will: bool = True) -> mqtt.Client:
@@ -69,10 +60,10 @@ def _announcement(store: Store, round_no: int) -> fl.RoundAnnouncement:
 
 
 def test_poisoned_duplicated_reordered_and_late_updates(
-    pg_store: tuple[Store, str], mosquitto: Mosquitto
+    pg_store_url: tuple[Store, str], mosquitto: Mosquitto
 ) -> None:
     # Prepare: five devices online; every one is selected (fraction 1); quorum 2 of 5
-    store, _ = pg_store
+    store, _ = pg_store_url
     seed_store(store, rounds=1, deadline_s=4.0, min_clients=5, quorum_fraction=0.4)
     ids = [f"dev-{i}" for i in range(5)]
     clients = {cid: _raw_client(mosquitto.url, cid) for cid in ids}
@@ -150,10 +141,10 @@ def test_poisoned_duplicated_reordered_and_late_updates(
 
 
 def test_client_disconnecting_after_announcement_is_a_counted_failure(
-    pg_store: tuple[Store, str], mosquitto: Mosquitto, tmp_path: Path
+    pg_store_url: tuple[Store, str], mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     # Prepare: three simulated clients plus one that will vanish (Last Will) once selected
-    store, _ = pg_store
+    store, _ = pg_store_url
     seed_store(store, rounds=1, deadline_s=60.0, min_clients=4, quorum_fraction=0.5)
     script = textwrap.dedent(f"""
         import time, paho.mqtt.client as mqtt
@@ -195,11 +186,11 @@ def test_client_disconnecting_after_announcement_is_a_counted_failure(
         ghost.wait(5)
 
 
-def test_broker_restart_mid_round(pg_store: tuple[Store, str], tmp_path: Path) -> None:
+def test_broker_restart_mid_round(pg_store_url: tuple[Store, str], tmp_path: Path) -> None:
     # Prepare: slow clients so the restart lands inside round 1
     from tests.support.services import free_port
 
-    store, _ = pg_store
+    store, _ = pg_store_url
     seed_store(store, rounds=2, deadline_s=30.0, min_clients=3, quorum_fraction=1.0)
     port = free_port()
     broker = run_mosquitto(port=port)
@@ -227,10 +218,10 @@ def test_broker_restart_mid_round(pg_store: tuple[Store, str], tmp_path: Path) -
 
 
 def test_aggregator_kill9_mid_round_resumes_without_double_counting(
-    pg_store: tuple[Store, str], mosquitto: Mosquitto, tmp_path: Path
+    pg_store_url: tuple[Store, str], mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     # Prepare: the aggregator as a real process; slow clients make rounds last a few seconds
-    store, url = pg_store
+    store, url = pg_store_url
     seed_store(store, rounds=3, deadline_s=30.0, min_clients=3, quorum_fraction=1.0)
     cmd = [
         sys.executable,
@@ -281,10 +272,10 @@ def test_aggregator_kill9_mid_round_resumes_without_double_counting(
 
 
 def test_round_left_aggregating_by_a_crashed_replica_is_finalised_once(
-    pg_store: tuple[Store, str], mosquitto: Mosquitto, tmp_path: Path
+    pg_store_url: tuple[Store, str], mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     # Prepare: the first aggregator "dies" inside aggregation, after claiming the round
-    store, _ = pg_store
+    store, _ = pg_store_url
     seed_store(store, rounds=1, deadline_s=20.0, min_clients=3, quorum_fraction=1.0)
 
     class Crash(BaseException):

@@ -6,24 +6,15 @@ come together in one place, and every update must be counted exactly once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from cloud_aggregator.store import DesiredTraining, RoundState, Store, open_store
+from cloud_aggregator.store import DesiredTraining, RoundState, Store
 from tests.integration.fl_harness import aggregator, fleet, seed_store, wait_for
-from tests.support.services import Mosquitto, pg_schema_url
+from tests.support.services import Mosquitto
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture()
-def pg_store() -> Iterator[Store]:
-    with pg_schema_url("flr") as url:
-        s = open_store(url)
-        yield s
-        s.close()
 
 
 def test_chunked_updates_across_shared_subscription_replicas(

@@ -10,7 +10,7 @@ import pytest
 
 from cloud_aggregator.store import DesiredTraining, RoundState, Store, open_store
 from tests.integration.fl_harness import aggregator, fleet, seed_store, wait_for
-from tests.support.services import Mosquitto, pg_schema_url
+from tests.support.services import Mosquitto
 
 pytestmark = pytest.mark.integration
 
@@ -22,10 +22,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
         yield s
         s.close()
         return
-    with pg_schema_url("fl") as url:
-        s = open_store(url)
-        yield s
-        s.close()
+    yield request.getfixturevalue("pg_store")
 
 
 def test_three_rounds_complete_and_publish_models(

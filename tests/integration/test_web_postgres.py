@@ -2,38 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
 import pytest
 from werkzeug.security import generate_password_hash
 
 from cloud_aggregator.store.base import Store
-from cloud_aggregator.store.factory import open_store
 from cloud_aggregator.store.records import DesiredTraining, LabelState
-from tests.support.services import PG_URL, postgres_available, require_service
 from tests.web.conftest import T0_NS, FakeFeed, beat, event
 from web.app import create_app
 from web.settings import WebSettings
 
 pytestmark = pytest.mark.integration
 PASSWORD = "postgres web test"
-
-
-@pytest.fixture()
-def pg_store() -> Iterator[Store]:
-    if not postgres_available():
-        require_service("postgresql", "start PostgreSQL on 127.0.0.1:5432 (see .ci/run)")
-    import psycopg
-
-    schema = f"web_{uuid.uuid4().hex[:10]}"
-    store = open_store(f"{PG_URL}?schema={schema}")
-    try:
-        yield store
-    finally:
-        store.close()
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def test_pages_labels_and_controls_on_postgres(pg_store: Store) -> None:
