@@ -8,21 +8,18 @@ Design (after Pan & Tompkins 1985 and Hamilton & Tompkins 1986, re-derived for a
    ``refractory_s`` on both sides; a candidate is final once ``refractory_s`` of signal follows it
    (this sets the decision latency).
 3. Classification in time order: a candidate above ``noise + threshold_ratio * (qrs - noise)``
-   (mean of the last QRS peak heights, median of the last noise peak heights) is a QRS unless it is a T wave (close
-   to the previous QRS with a much lower slope). If no QRS is found for
-   ``searchback_rr_factor`` times the running RR, the largest earlier candidate above half the
-   threshold is taken (search-back).
+   (mean of the last QRS peak heights, median of the last noise peak heights) is a QRS unless
+   it is a T wave (close to the previous QRS, much lower slope). With no QRS for
+   ``searchback_rr_factor`` running RRs, the largest earlier candidate above half the threshold
+   is taken (search-back).
 4. Refinement: the R peak is the sample of largest magnitude of the cleaned ECG (0.5-40 Hz),
    whichever its polarity, in a window around the QRS energy; the band-pass delay is removed.
 
 Every decision uses only samples whose values are final, so any chunking of a record yields
 exactly the peaks of one pass over it (:func:`ecg_findpeaks` is that pass).
 
-References
-----------
-Pan J, Tompkins WJ (1985), A real-time QRS detection algorithm, IEEE Trans Biomed Eng 32(3):230-236.
-Hamilton PS, Tompkins WJ (1986), Quantitative investigation of QRS detection rules using the
-MIT/BIH arrhythmia database, IEEE Trans Biomed Eng 33(12):1157-1165.
+References: Pan & Tompkins (1985) IEEE TBME 32(3):230-236; Hamilton & Tompkins (1986)
+IEEE TBME 33(12):1157-1165.
 """
 
 from __future__ import annotations
