@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -58,6 +58,9 @@ class FederatedParticipant:
         Largest payload before an update is chunked.
     personalise : bool
         Refresh the personal head after every round.
+    classes : sequence of str, optional
+        The model's classes in card order: with ``V`` and ``Q`` among them the personal head
+        also carries the patient's VEB template gate (``edge_agent.beat_quality``).
     clock : callable
         Unix seconds.
     """
@@ -73,6 +76,7 @@ class FederatedParticipant:
         personalise: bool = True,
         max_compression_error: float = 0.02,
         clock: Callable[[], float] = time.time,
+        classes: Sequence[str] | None = None,
     ) -> None:
         self.client_id = proto.check_client_id(client_id)
         self.examples = examples
@@ -82,6 +86,7 @@ class FederatedParticipant:
         self.personalise = personalise
         self.max_compression_error = max_compression_error
         self.clock = clock
+        self.classes = tuple(classes) if classes is not None else None
         self.stats = ParticipantStats()
         self.announcement: fl.RoundAnnouncement | None = None
         self.models: dict[str, tuple[fl.ModelRelease, str]] = {}
@@ -91,6 +96,7 @@ class FederatedParticipant:
         self._emb_cache: tuple[str, int, npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = (
             None
         )
+        self._windows: npt.NDArray[np.float32] | None = None  # of the cached embeddings' beats
 
     @staticmethod
     def subscriptions() -> list[str]:
@@ -183,7 +189,14 @@ class FederatedParticipant:
             seed=int(hashlib.sha256(a.round_id.encode()).hexdigest()[:8], 16),
         )
         if self.personalise:
-            head = tr.personalise(release.tensors, a.model_version, emb, labels)
+            head = tr.personalise(
+                release.tensors,
+                a.model_version,
+                emb,
+                labels,
+                windows=self._windows,
+                classes=self.classes,
+            )
             tr.save_personal_head(head, self.workdir)
         payload = fl.encode_update(update)
         self.stats.rounds_trained += 1
@@ -223,6 +236,9 @@ class FederatedParticipant:
             else np.zeros((0, 0), np.float32)
         )
         self._emb_cache = (key, limit, emb, data.labels)
+        # channel 0 of the waveform input (n, C, L), the one rank-3 input, for the V gate
+        waves = [x for x in data.inputs.values() if x.ndim == 3 and len(x) == len(data)]
+        self._windows = waves[0][:, 0] if len(waves) == 1 else None
         return emb, data.labels
 
 

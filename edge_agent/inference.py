@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from common.errors import CorruptInputError, DataNotFoundError
 from common.model_card import ModelCard, card_path_for, file_sha256, load_card
+from edge_agent.beat_quality import VTemplateGate
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -87,6 +88,7 @@ class OnnxBeatClassifier:
         self._has_embedding = "embedding" in graph_outputs
         self._classes = tuple(self.card.classes)
         self._head: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
+        self._gate: VTemplateGate | None = None
         self.release = release
         base = self.card.version or self.card.artifact.sha256[:12]
         self._base_version = f"{base}@{release}" if release else base
@@ -132,17 +134,21 @@ class OnnxBeatClassifier:
         weight: npt.NDArray[np.float32] | None,
         bias: npt.NDArray[np.float32] | None,
         tag: str = "personal",
+        gate: VTemplateGate | None = None,
     ) -> None:
         """Use a personal linear head on the frozen backbone's embedding (``None`` restores the
-        model's own head): ``probs = softmax(embedding @ W.T + b)``, W (C, E), b (C,).
+        model's own head): ``probs = softmax(embedding @ W.T + b)``, W (C, E), b (C,), then the
+        patient's VEB template gate if given (``edge_agent.beat_quality``: on channel 0 of the
+        windows, a V call unlike the patient's labelled VEBs becomes Q).
 
         Raises
         ------
         CorruptInputError
-            If the model has no embedding output or the shapes do not fit.
+            If the model has no embedding output or the shapes (head, gate) do not fit.
         """
         if weight is None or bias is None:
             self._head = None
+            self._gate = None
             self._version = self._base_version
             return
         if not self._has_embedding:
@@ -153,7 +159,13 @@ class OnnxBeatClassifier:
                 f"personal head {weight.shape}/{bias.shape} does not fit "
                 f"{len(self._classes)} classes x {dim} embedding"
             )
+        length = self._signal.shape[-1] if self._signal.shape else None
+        if gate is not None and isinstance(length, int) and gate.templates.shape[1] != length:
+            raise CorruptInputError(
+                f"V gate templates of {gate.templates.shape[1]} samples vs {length}-sample windows"
+            )
         self._head = (weight.astype(np.float32), bias.astype(np.float32))
+        self._gate = gate
         self._version = f"{self._base_version}+{tag}"
 
     def predict(
@@ -168,6 +180,8 @@ class OnnxBeatClassifier:
             logits -= logits.max(axis=1, keepdims=True)
             e = np.exp(logits)
             out: npt.NDArray[np.float32] = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+            if self._gate is not None:
+                out = self._gate.apply(out, windows[:, 0] if windows.ndim == 3 else windows)
             return out
         (probs,) = self._session.run(["probs"], self.feeds(windows, rr))
         return np.asarray(probs, dtype=np.float32)

@@ -87,7 +87,9 @@ class PersonalisedParticipant:
             )
             return False
         try:
-            self._clf.set_head(head.weight, head.bias, f"personal-{head.base_version}")
+            self._clf.set_head(
+                head.weight, head.bias, f"personal-{head.base_version}", gate=head.v_gate
+            )
         except MedchainError as exc:
             _LOGGER.warning("personal head not used: %s", exc)
             return False
@@ -129,7 +131,9 @@ def federated_participant(
             classifier.classes,  # releases keep the classes (the installer checks)
             lambda windows, rr: installer.current.feeds(windows, rr),
         )
-        inner = FederatedParticipant(settings.client_id, examples, settings.workdir)
+        inner = FederatedParticipant(
+            settings.client_id, examples, settings.workdir, classes=classifier.classes
+        )
         installer = ReleaseInstaller(
             classifier,
             settings.workdir,

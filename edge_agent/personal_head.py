@@ -14,17 +14,23 @@ Hessian for the shipped model, a few ms per iteration in numpy on a Raspberry Pi
 fixed number of SGD epochs, the result does not depend on the learning rate or the number of
 examples seen per epoch; ``tau`` is the prior's precision in units of "weighted beats": with
 few local beats the global head dominates, with many the patient's data does.
+
+Given the labelled beats' windows, the head also carries the patient's VEB template gate
+(:mod:`edge_agent.beat_quality`): a V call unlike every labelled VEB is served as Q.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from edge_agent.beat_quality import VTemplateGate, fit_v_gate
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -149,16 +155,22 @@ def fit_map_head(
 
 @dataclass(frozen=True)
 class PersonalHead:
-    """A device's own head, trained from a global model version on its labelled beats."""
+    """A device's own head, trained from a global model version on its labelled beats, and
+    its VEB template gate (None: V calls are served as they are)."""
 
     weight: F32
     bias: F32
     base_version: str
     n_examples: int
+    v_gate: VTemplateGate | None = None
 
-    def predict(self, emb: F32) -> F32:
-        """Class probabilities (n, C) for embeddings (n, E)."""
-        return head_probs(emb, self.weight, self.bias)
+    def predict(self, emb: F32, windows: npt.NDArray[Any] | None = None) -> F32:
+        """Class probabilities (n, C) for embeddings (n, E); with the beats' channel-0
+        windows (n, L) the V gate is applied."""
+        probs = head_probs(emb, self.weight, self.bias)
+        if self.v_gate is None or windows is None:
+            return probs
+        return self.v_gate.apply(probs, windows)
 
 
 def personalise(
@@ -169,10 +181,14 @@ def personalise(
     *,
     tau: float = PRIOR_PRECISION,
     balance: float = BALANCE,
+    windows: npt.NDArray[Any] | None = None,
+    classes: Sequence[str] | None = None,
 ) -> PersonalHead:
     """The patient's MAP head with the global head as prior (:func:`fit_map_head`).
 
-    With no labelled beats the personal head is the global head.
+    With no labelled beats the personal head is the global head. With the labelled beats'
+    channel-0 windows (n, L) and the class names (``V`` and ``Q`` among them) it also carries
+    the patient's VEB template gate (:func:`edge_agent.beat_quality.fit_v_gate`).
     """
     w0 = np.asarray(global_tensors[HEAD_W], np.float32)
     b0 = np.asarray(global_tensors[HEAD_B], np.float32)
@@ -180,7 +196,11 @@ def personalise(
         return PersonalHead(w0.copy(), b0.copy(), base_version, 0)
     w, b, it = fit_map_head(emb, labels, w0, b0, tau=tau, balance=balance)
     _LOGGER.debug("personal head: %d beats, %d Newton iterations", len(labels), it)
-    return PersonalHead(w, b, base_version, int(len(labels)))
+    gate = None
+    if windows is not None and classes is not None and {"V", "Q"} <= set(classes):
+        names = list(classes)
+        gate = fit_v_gate(windows, labels, names.index("V"), names.index("Q"))
+    return PersonalHead(w, b, base_version, int(len(labels)), gate)
 
 
 def save_personal_head(head: PersonalHead, folder: Path) -> Path:
@@ -188,12 +208,21 @@ def save_personal_head(head: PersonalHead, folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / PERSONAL_HEAD_FILE
     tmp = folder / (PERSONAL_HEAD_FILE + ".tmp.npz")
+    gate: dict[str, Any] = {}
+    if head.v_gate is not None:
+        g = head.v_gate
+        gate = {
+            "gate_templates": g.templates,
+            "gate_threshold": np.float64(g.threshold),
+            "gate_classes": np.array([g.v, g.q], np.int64),
+        }
     np.savez(
         tmp,
         W=head.weight,
         b=head.bias,
         base_version=np.str_(head.base_version),
         n=np.int64(head.n_examples),
+        **gate,
     )
     tmp.replace(path)
     return path
@@ -209,11 +238,18 @@ def load_personal_head(folder: Path) -> PersonalHead | None:
         return None
     try:
         with np.load(path) as z:
+            gate = None
+            if "gate_templates" in z.files:
+                v, q = (int(i) for i in z["gate_classes"])
+                gate = VTemplateGate(
+                    z["gate_templates"].astype(np.float32), float(z["gate_threshold"]), v, q
+                )
             return PersonalHead(
                 z["W"].astype(np.float32),
                 z["b"].astype(np.float32),
                 str(z["base_version"]),
                 int(z["n"]),
+                gate,
             )
     except (OSError, KeyError, ValueError) as exc:
         _LOGGER.warning("personal head %s unreadable (%s): using the global head", path, exc)
