@@ -3,8 +3,9 @@
 One loop (``step``) drains inbound messages and advances the active round. Everything needed to
 continue lives in the store, so ``kill -9`` at any moment and a restart resume the round:
 
-- an update is acknowledged to the broker only after the store has it (idempotent by
-  ``update_id``), so an unacknowledged one is redelivered to the restarted aggregator;
+- an update, or each chunk of a split one, is acknowledged to the broker only after the
+  store has it (idempotent by ``update_id``; chunks in ``update_chunk``, see
+  :mod:`cloud_aggregator.update_chunks`), so nothing acknowledged is lost;
 - an open round keeps collecting after a restart (its announcement is re-published);
 - a round killed while aggregating is re-claimed (same worker at once, others after the lease)
   and aggregated again from the stored updates; ``finalize_round`` is one conditional
@@ -43,6 +44,7 @@ from cloud_aggregator.store import (
     TrainingControl,
     UpdateStatus,
 )
+from cloud_aggregator.update_chunks import DurableReassembler
 from cloud_aggregator.update_intake import admit_update
 from cloud_aggregator.validation import Reject, RejectCounter
 from common import fl_protocol as fl
@@ -94,7 +96,7 @@ class AggregatorService:
         self.worker = settings.worker_name
         self.online: dict[str, bool] = {}
         self.rejects = RejectCounter()
-        self.reassembler = fl.Reassembler(max_size=64 * 1024 * 1024)
+        self.chunks = DurableReassembler(store, max_size=64 * 1024 * 1024)
         self.republish = threading.Event()
         self.republish.set()
         self.history: list[dict[str, Any]] = []  # closed/failed rounds of this process (simulate)
@@ -173,9 +175,11 @@ class AggregatorService:
                     model_version=st.model_version or None,
                 )
             elif topic.channel == proto.Channel.UPDATE:
-                whole = self.reassembler.feed(msg.payload, time.monotonic(), self.s.chunk_bytes)
+                whole = self.chunks.feed(topic.ident, msg.payload, self.s.chunk_bytes)
                 if whole is not None:
-                    self.handle_update(topic.ident, whole)
+                    self.handle_update(topic.ident, whole.payload)
+                    if whole.key is not None:
+                        self.chunks.done(whole.key)
         except proto.ProtocolError as exc:
             self.rejects.add(Reject.SCHEMA)
             _LOGGER.warning(
@@ -227,14 +231,8 @@ class AggregatorService:
             self._open_rounds.pop(active.round_id, None)
             if self.store.fail_round(active.round_id, why):
                 log_round(active, reported, progress.failures, extra=f"FAILED ({why})")
-                self.history.append(
-                    {
-                        "round_id": active.round_id,
-                        "state": "failed",
-                        "reason": why,
-                        **run_info(active),
-                    }
-                )
+                failed = {"round_id": active.round_id, "state": "failed", "reason": why}
+                self.history.append({**failed, **run_info(active)})
 
     def _open_next(self, control: TrainingControl) -> None:
         rnd = open_next_round(

@@ -10,6 +10,7 @@ Every decoder takes untrusted bytes and raises :class:`~common.protocol.Protocol
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -44,6 +45,68 @@ def split_message(payload: bytes, message_id: str, limit: int) -> list[bytes]:
         )
         for i in range(total)
     ]
+
+
+# Message ids end up in database keys and log lines: a plain, short charset only.
+_MESSAGE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkHeader:
+    """The envelope fields of one chunk: the message it belongs to and how to check the whole.
+
+    ``size`` is the whole message's size in bytes, ``sha256`` its hex digest.
+    """
+
+    message_id: str
+    seq: int
+    total: int
+    size: int
+    sha256: str
+
+
+def parse_chunk(
+    payload: bytes, max_chunk: int = MAX_MESSAGE, max_size: int = MAX_MESSAGE
+) -> tuple[ChunkHeader, bytes] | None:
+    """Decode one received payload as a chunk: ``(header, blob)``, or ``None`` if it is whole.
+
+    ``max_chunk`` bounds the chunk's blob and ``max_size`` the whole message, in bytes.
+    Raises ProtocolError for a malformed envelope or fields out of range.
+    """
+    env = decode(payload, max_chunk + 65536 + 16)
+    if env.kind != "chunk":
+        return None
+    b = env.body
+    header = ChunkHeader(
+        require_field(b, "message_id", str),
+        require_field(b, "seq", int),
+        require_field(b, "total", int),
+        require_field(b, "size", int),
+        require_field(b, "sha256", str),
+    )
+    if not (_MESSAGE_ID.match(header.message_id) and _SHA256.match(header.sha256)):
+        raise ProtocolError("chunk message_id or sha256 malformed")
+    if not (
+        0 < header.total <= 100_000
+        and 0 <= header.seq < header.total
+        and 0 < header.size <= max_size
+    ):
+        raise ProtocolError(
+            f"chunk {header.seq}/{header.total} of {header.size} bytes out of range"
+        )
+    return header, env.blob
+
+
+def join_chunks(message_id: str, parts: list[bytes], size: int, sha256: str) -> bytes:
+    """The whole message from its blobs in ``seq`` order, checked against ``size``/``sha256``.
+
+    Raises ProtocolError when the result does not match (a forged or mixed-up chunk).
+    """
+    whole = b"".join(parts)
+    if len(whole) != size or hashlib.sha256(whole).hexdigest() != sha256:
+        raise ProtocolError(f"reassembled {message_id} fails its size/sha256 check")
+    return whole
 
 
 @dataclass
@@ -90,20 +153,15 @@ class Reassembler:
         Non-chunk payloads are returned unchanged. Raises ProtocolError for a malformed chunk.
         """
         self._expire(now_s)
-        env = decode(payload, max_chunk + 65536 + 16)
-        if env.kind != "chunk":
-            return payload
-        b = env.body
-        mid = require_field(b, "message_id", str)
-        seq, total, size = (
-            require_field(b, "seq", int),
-            require_field(b, "total", int),
-            require_field(b, "size", int),
-        )
-        digest = require_field(b, "sha256", str)
-        if not (0 < total <= 100_000 and 0 <= seq < total and 0 < size <= self.max_size):
+        try:
+            parsed = parse_chunk(payload, max_chunk, self.max_size)
+        except ProtocolError:
             self.rejected += 1
-            raise ProtocolError(f"chunk {seq}/{total} of {size} bytes out of range")
+            raise
+        if parsed is None:
+            return payload
+        head, blob = parsed
+        mid = head.message_id
         if mid in self._done:
             return None
         pend = self._pending.get(mid)
@@ -111,18 +169,21 @@ class Reassembler:
             while len(self._pending) >= self.max_pending:
                 self._pending.popitem(last=False)
                 self.expired += 1
-            pend = self._pending[mid] = _Pending(total, size, digest, now_s)
-        elif (pend.total, pend.size, pend.sha256) != (total, size, digest):
+            pend = self._pending[mid] = _Pending(head.total, head.size, head.sha256, now_s)
+        elif (pend.total, pend.size, pend.sha256) != (head.total, head.size, head.sha256):
             self.rejected += 1
             raise ProtocolError(f"chunk of {mid} disagrees with earlier chunks")
-        pend.parts.setdefault(seq, env.blob)
-        if len(pend.parts) < total:
+        pend.parts.setdefault(head.seq, blob)
+        if len(pend.parts) < head.total:
             return None
         del self._pending[mid]
-        whole = b"".join(pend.parts[i] for i in range(total))
-        if len(whole) != size or hashlib.sha256(whole).hexdigest() != digest:
+        try:
+            whole = join_chunks(
+                mid, [pend.parts[i] for i in range(head.total)], head.size, head.sha256
+            )
+        except ProtocolError:
             self.rejected += 1
-            raise ProtocolError(f"reassembled {mid} fails its size/sha256 check")
+            raise
         self._done[mid] = None
         while len(self._done) > 4 * self.max_pending:
             self._done.popitem(last=False)

@@ -21,7 +21,7 @@ Every decoder takes untrusted bytes and raises :class:`~common.protocol.Protocol
 
 from __future__ import annotations
 
-from common.fl_chunks import Reassembler, split_message
+from common.fl_chunks import ChunkHeader, Reassembler, join_chunks, parse_chunk, split_message
 from common.fl_release import ModelRelease, decode_model, encode_model
 from common.fl_round import (
     MODES,
@@ -54,6 +54,7 @@ __all__ = [
     "ClientUpdate",
     "FloatArray",
     "ModelRelease",
+    "ChunkHeader",
     "Reassembler",
     "RoundAnnouncement",
     "RoundConfig",
@@ -68,6 +69,8 @@ __all__ = [
     "make_round_id",
     "pack_tensors",
     "quantize_int8",
+    "join_chunks",
+    "parse_chunk",
     "split_message",
     "unpack_tensors",
     "update_id_for",

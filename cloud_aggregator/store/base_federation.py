@@ -16,6 +16,7 @@ from cloud_aggregator.store.records import (
     Round,
     UpdateReceipt,
 )
+from common.fl_chunks import ChunkHeader
 
 JsonMap = Mapping[str, Any]
 
@@ -172,6 +173,27 @@ class FederationStore(Protocol):
 
     def list_rejected_updates(self, round_id: int) -> list[RejectedUpdate]:
         """Rejected updates of a round, oldest first."""
+        ...
+
+    # -- chunks of split updates (durable reassembly) ----------------------------------------
+    def put_update_chunk(self, *, sender: str, header: ChunkHeader, blob: bytes) -> int:
+        """Keep one chunk of a split update (idempotent on ``(message_id, seq)``: a redelivered
+        chunk keeps the first copy); returns how many distinct chunks of that message are held.
+        """
+        ...
+
+    def update_chunk_blobs(self, message_id: str) -> list[bytes]:
+        """The held chunk blobs of a message in ``seq`` order (gaps are simply absent)."""
+        ...
+
+    def drop_update_chunks(self, message_id: str) -> int:
+        """Forget every chunk of a message (its update was admitted or refused); returns how
+        many were deleted."""
+        ...
+
+    def expire_update_chunks(self, max_age_s: float) -> int:
+        """Delete chunks received more than ``max_age_s`` seconds ago (updates that never
+        completed); returns how many were deleted."""
         ...
 
     # -- metrics -------------------------------------------------------------------------------

@@ -315,3 +315,70 @@ def test_round_left_aggregating_by_a_crashed_replica_is_finalised_once(
     assert rnd.state == RoundState.CLOSED and rnd.claimed_by == "agg-other" and rnd.claim_count == 2
     assert store.count_updates(rnd.round_id) == 3
     assert len(store.list_models()) == models_before + 1
+
+
+def test_aggregator_killed_between_chunks_of_an_update_loses_none(
+    pg_store_url: tuple[Store, str], mosquitto: Mosquitto
+) -> None:
+    # Prepare: a real aggregator process; two devices, both needed (quorum 2 of 2)
+    store, url = pg_store_url
+    seed_store(store, rounds=1, deadline_s=60.0, min_clients=2, quorum_fraction=1.0)
+    clients = {cid: _raw_client(mosquitto.url, cid) for cid in ("dev-0", "dev-1")}
+    cmd = [sys.executable, "-m", "medchain", "aggregator", "--broker", mosquitto.url]
+    cmd += ["--store", url]
+    env = {**os.environ, "MEDCHAIN_AGG_WORKER": "agg-chunks", "MEDCHAIN_AGG_POLL_S": "0.1"}
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)]
+    try:
+        wait_for(lambda: store.active_round("beat") is not None, 30, "round 1 to open")
+        ann = _announcement(store, 1)
+        base, _ = load_stored(store.get_model_bytes(1))
+        rng = np.random.default_rng(1)
+        payloads = {
+            cid: fl.encode_update(
+                fl.ClientUpdate(
+                    ann.round_id,
+                    cid,
+                    ann.model_version,
+                    100,
+                    {
+                        k: rng.normal(0, 0.01, v.shape).astype(np.float32)
+                        for k, v in base.tensors.items()
+                    },
+                    "none",
+                )
+            )
+            for cid in clients
+        }
+        chunks = fl.split_message(payloads["dev-0"], "u0", 64)
+        assert len(chunks) >= 3
+        chunk_topic = proto.chunk_topic(proto.Channel.UPDATE, "dev-0")
+        for part in chunks[:-1]:
+            clients["dev-0"].publish(chunk_topic, part, qos=1).wait_for_publish(5)
+        wait_for(
+            lambda: len(store.update_chunk_blobs("dev-0/u0")) == len(chunks) - 1,
+            20,
+            "all but the last chunk stored",
+        )
+        # Execute: kill -9 with a partial update acknowledged, restart, send the rest
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(10)
+        procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL))
+        clients["dev-0"].publish(chunk_topic, chunks[-1], qos=1).wait_for_publish(5)
+        topic1 = proto.client_topic(proto.Channel.UPDATE, "dev-1")
+        clients["dev-1"].publish(topic1, payloads["dev-1"], qos=1).wait_for_publish(5)
+        rid = int(ann.round_id)
+        wait_for(lambda: store.get_round(rid).state == RoundState.CLOSED, 60, "round 1 to close")
+        # Assert: both updates counted once, the chunk rows are gone
+        assert sorted(u.client_id for u in store.list_updates(rid, include_blobs=False)) == [
+            "dev-0",
+            "dev-1",
+        ]
+        assert store.update_chunk_blobs("dev-0/u0") == []
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGKILL)
+                p.wait(10)
+        for c in clients.values():
+            c.loop_stop()
+            c.disconnect()
