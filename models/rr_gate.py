@@ -1,0 +1,206 @@
+"""RR gate: the rhythm decides between N and S; the network keeps the rest of each beat's mass.
+
+Inter-patient, the convolutional net separates V, F and Q from the beat's shape but cannot tell
+an SVEB from a normal beat when SVEBs are the wearer's usual beat (MIT-BIH 232: 1,382 of DS2's
+1,837 SVEBs; the template channel then calls them "usual"). Their prematurity is the signal a
+cardiologist reads, so the gate re-splits the net's ``N + S`` probability by a class-balanced
+logistic regression over the log RR features alone, fitted on the training patients:
+
+    q       = sigmoid(log(max(rr, floor)) @ w + b)            (N, 1), rr in s / ratios
+    probs'  = probs with  probs'[:, N] = (probs[:, N] + probs[:, S]) * (1 - q)
+                          probs'[:, S] = (probs[:, N] + probs[:, S]) * q
+
+so rows still sum to 1 and the V/F/Q probabilities are the net's. ``w`` already holds the
+standardisation (``w = w_std / scale``, ``b = b_std - mean @ w``). :func:`add_rr_gate_to_onnx`
+appends exactly this to an exported graph (fp32 nodes after the head's softmax, also in the
+int8 model), :meth:`RRGate.apply` is the numpy reference. The head npz stays the head: a
+device's personal head (``edge_agent.personal_head``) replaces the whole decision, gate included,
+because it learns the wearer's own N/S boundary from labelled beats.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from models.feature_model import fit_softmax
+
+_LOGGER = logging.getLogger(__name__)
+
+F64 = npt.NDArray[np.float64]
+RR_FLOOR_S = 1e-3  # log(0) guard: RR features are > 0 s / ratios on real data
+PROBS = "probs"
+
+
+@dataclass(frozen=True)
+class RRGate:
+    """Logistic N-vs-S split over log RR features, applied to a net's probabilities.
+
+    Attributes
+    ----------
+    weight : ndarray, shape (K,)
+        Per log-feature weight (standardisation folded in).
+    bias : float
+        Intercept.
+    n_index, s_index : int
+        Columns of N and S in the probabilities.
+    floor : float
+        Features are clipped to at least this before the log (s or ratio).
+    """
+
+    weight: F64
+    bias: float
+    n_index: int
+    s_index: int
+    floor: float = RR_FLOOR_S
+
+    def s_probability(self, rr: npt.NDArray[Any]) -> F64:
+        """``q``: probability that a beat of the N/S pair is S, shape (N,)."""
+        z = np.log(np.maximum(np.asarray(rr, np.float64), self.floor)) @ self.weight + self.bias
+        out: F64 = 1.0 / (1.0 + np.exp(-z))
+        return out
+
+    def apply(self, probs: npt.NDArray[Any], rr: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """Re-split ``N + S`` of ``probs`` (N, C) by :meth:`s_probability` of ``rr`` (N, K)."""
+        p = np.asarray(probs, np.float64)
+        q = self.s_probability(rr)
+        ns = p[:, self.n_index] + p[:, self.s_index]
+        out = p.copy()
+        out[:, self.s_index] = ns * q
+        out[:, self.n_index] = ns - ns * q
+        return out.astype(np.float32)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready parameters (for the model card)."""
+        return {
+            "weight": [float(v) for v in self.weight],
+            "bias": float(self.bias),
+            "n_index": self.n_index,
+            "s_index": self.s_index,
+            "floor": self.floor,
+            "formula": "q = sigmoid(log(max(rr, floor)) @ weight + bias); "
+            "probs[n], probs[s] = (probs[n] + probs[s]) * (1 - q), (probs[n] + probs[s]) * q",
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RRGate:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            np.asarray(d["weight"], np.float64),
+            float(d["bias"]),
+            int(d["n_index"]),
+            int(d["s_index"]),
+            float(d.get("floor", RR_FLOOR_S)),
+        )
+
+
+def fit_rr_gate(
+    rr: npt.NDArray[Any],
+    labels: npt.NDArray[np.int64],
+    n_index: int,
+    s_index: int,
+    *,
+    l2: float = 1.0,
+    ns_only: bool = False,
+) -> RRGate:
+    """Fit the gate: class-balanced logistic regression S vs the rest on log RR features.
+
+    Parameters
+    ----------
+    rr : ndarray, shape (N, K)
+        RR features (s and ratios) of the training beats.
+    labels : ndarray, shape (N,)
+        Class indices.
+    n_index, s_index : int
+        Columns of N and S.
+    l2 : float
+        Ridge penalty of :func:`models.feature_model.fit_softmax`.
+    ns_only : bool
+        Fit on N and S beats only (default: S against every other class).
+    """
+    y = np.asarray(labels, np.int64)
+    x = np.log(np.maximum(np.asarray(rr, np.float64), RR_FLOOR_S))
+    keep = np.isin(y, [n_index, s_index]) if ns_only else np.ones(len(y), bool)
+    target = (y[keep] == s_index).astype(np.int64)
+    if target.min(initial=1) == target.max(initial=0):
+        raise ValueError("the RR gate needs S beats and other beats to fit")
+    model = fit_softmax(x[keep], target, 2, l2=l2, balanced=True)
+    ((w_layer, b_layer),) = model["layers"]
+    w_std = np.asarray(w_layer, np.float64)[:, 1] - np.asarray(w_layer, np.float64)[:, 0]
+    b_std = float(b_layer[1] - b_layer[0])
+    w = w_std / np.asarray(model["scale"], np.float64)
+    b = b_std - float(np.asarray(model["mean"], np.float64) @ w)
+    _LOGGER.info("RR gate fitted on %d beats (%d S)", int(keep.sum()), int(target.sum()))
+    return RRGate(w, b, n_index, s_index)
+
+
+def add_rr_gate_to_onnx(path: Path, gate: RRGate, features_input: str = "rr") -> None:
+    """Append the gate after the ``probs`` output of the ONNX model at ``path`` (in place).
+
+    Raises
+    ------
+    ValueError
+        If the model has no ``probs`` output or no ``features_input`` input of K features.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    g = model.graph
+    if features_input not in [i.name for i in g.input]:
+        raise ValueError(f"{path}: no input {features_input!r} for the RR gate")
+    producers = [n for n in g.node if PROBS in n.output]
+    outs = [o for o in g.output if o.name == PROBS]
+    if len(producers) != 1 or len(outs) != 1:
+        raise ValueError(f"{path}: expected one {PROBS!r} output")
+    n_classes = outs[0].type.tensor_type.shape.dim[1].dim_value or None
+    net_probs = "probs_net"
+    producers[0].output[list(producers[0].output).index(PROBS)] = net_probs
+    for node in g.node:  # any other reader of probs now reads the net's
+        for i, name in enumerate(node.input):
+            if name == PROBS:
+                node.input[i] = net_probs
+    c = int(n_classes) if n_classes else max(gate.n_index, gate.s_index) + 1
+    sel = np.zeros((c, 1), np.float32)
+    sel[[gate.n_index, gate.s_index], 0] = 1.0
+    keep = np.ones(c, np.float32)
+    keep[[gate.n_index, gate.s_index]] = 0.0
+    one_n, one_s = np.zeros(c, np.float32), np.zeros(c, np.float32)
+    one_n[gate.n_index], one_s[gate.s_index] = 1.0, 1.0
+    consts = {
+        "rrg_floor": np.array(gate.floor, np.float32),
+        "rrg_w": gate.weight.astype(np.float32).reshape(-1, 1),
+        "rrg_b": np.array([gate.bias], np.float32),
+        "rrg_sel": sel,
+        "rrg_keep": keep,
+        "rrg_one_n": one_n,
+        "rrg_one_s": one_s,
+    }
+    g.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    mk = helper.make_node
+    g.node.extend(
+        [
+            mk("Max", [features_input, "rrg_floor"], ["rrg_rr"]),
+            mk("Log", ["rrg_rr"], ["rrg_log"]),
+            mk("MatMul", ["rrg_log", "rrg_w"], ["rrg_z0"]),
+            mk("Add", ["rrg_z0", "rrg_b"], ["rrg_z"]),
+            mk("Sigmoid", ["rrg_z"], ["rrg_q"]),  # (N, 1)
+            mk("MatMul", [net_probs, "rrg_sel"], ["rrg_ns"]),  # N + S, (N, 1)
+            mk("Mul", ["rrg_ns", "rrg_q"], ["rrg_s"]),
+            mk("Sub", ["rrg_ns", "rrg_s"], ["rrg_n"]),
+            mk("Mul", [net_probs, "rrg_keep"], ["rrg_rest"]),
+            mk("Mul", ["rrg_n", "rrg_one_n"], ["rrg_n_col"]),
+            mk("Mul", ["rrg_s", "rrg_one_s"], ["rrg_s_col"]),
+            mk("Add", ["rrg_rest", "rrg_n_col"], ["rrg_sum"]),
+            mk("Add", ["rrg_sum", "rrg_s_col"], [PROBS]),
+        ]
+    )
+    del g.output[[o.name for o in g.output].index(PROBS)]
+    g.output.insert(0, helper.make_tensor_value_info(PROBS, TensorProto.FLOAT, ["N", c]))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
