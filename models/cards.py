@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -57,14 +58,22 @@ def build_card(
     command: str,
     train_counts: npt.NDArray[np.int64],
     notes: str,
+    rr_gate: dict[str, Any] | None = None,
 ) -> ModelCard:
-    """Assemble the card of ``model_path`` and write it beside the model."""
+    """Assemble the card of ``model_path`` and write it beside the model.
+
+    ``rr_gate`` (:meth:`models.rr_gate.RRGate.to_dict`) goes into the contract's parameters and
+    the head's ``activation``: ``probs`` are then the head's softmax re-split by the gate.
+    """
     sha = file_sha256(model_path)
+    contract = task.contract()
+    if rr_gate is not None:
+        contract = replace(contract, parameters={**contract.parameters, "rr_gate": rr_gate})
     card = ModelCard(
         task=task.name,
         classes=task.classes,
         description=task.description,
-        input_contract=task.contract(),
+        input_contract=contract,
         onnx=onnx_io(net, names),
         head=HeadInfo(
             file=head_path.name,
@@ -72,6 +81,9 @@ def build_card(
             bias_key=HEAD_BIAS_KEY,
             embedding_dim=net.embedding_dim,
             n_classes=net.n_classes,
+            activation="softmax"
+            if rr_gate is None
+            else "softmax, then the RR gate (input_contract.parameters.rr_gate)",
         ),
         training=TrainingInfo(
             data=task.data_description,

@@ -89,6 +89,7 @@ def cmd_train(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         holdout=args.holdout,
         command=_command_line(),
         threads=args.threads,
+        rr_gate=not args.no_rr_gate,
     )
     summary = train_task(task, request, dict(env), _cache(env), on_epoch=_progress)
     if args.json:
@@ -234,6 +235,11 @@ def register(subparsers: Any) -> None:
         "--holdout",
         action="store_true",
         help="hold out a patient-wise validation split of the training data and report it",
+    )
+    tr.add_argument(
+        "--no-rr-gate",
+        action="store_true",
+        help="ship the net alone (beat: no RR gate re-splitting N/S, see docs/models.md)",
     )
     tr.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     tr.add_argument("--json", action="store_true", help="print metrics as JSON")

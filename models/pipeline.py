@@ -6,6 +6,8 @@
     student.pt            fp32 student checkpoint
     <task>_fp32.onnx      fp32 student ONNX (probs + embedding)
     <task>.onnx           int8 static-QDQ student (head fp32)   <- the shipped model
+                          (tasks with N and S classes and an ``rr`` input: + the RR gate,
+                          models/rr_gate.py, in both ONNX files)
     <task>.head.npz       head weights W (C, E), b (C,)
     <task>.card.json      model card (contract, metrics fp32/int8/teacher, sha256, command)
     metrics.json          every evaluation, plus training history
@@ -31,6 +33,7 @@ from models.export import export_onnx, save_checkpoint, save_head
 from models.nets import SignalNet, build_net, count_parameters
 from models.predict import onnx_predictor
 from models.quantize import calibration_inputs, quantize
+from models.rr_gate import RRGate, add_rr_gate_to_onnx, fit_rr_gate
 from models.tasks.base import (
     LoadOptions,
     NetSpec,
@@ -60,6 +63,7 @@ class TrainRequest:
     calibration_per_class: int = 200
     command: str = ""
     threads: int = 2
+    rr_gate: bool = True  # where the task allows it (see gate_for)
 
 
 def _softmax(logits: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -95,6 +99,17 @@ def _validator(task: Task, val: TaskData | None) -> Callable[[Any], dict[str, An
         )
 
     return validate
+
+
+def gate_for(task: Task, data: TaskData, enabled: bool) -> RRGate | None:
+    """The RR gate fitted on ``data`` for tasks with N and S classes and an ``rr`` input."""
+    if not enabled or "rr" not in task.input_names or not {"N", "S"} <= set(task.classes):
+        return None
+    n, s = task.classes.index("N"), task.classes.index("S")
+    if not (np.any(data.labels == s) and np.any(data.labels != s)):
+        _LOGGER.warning("no RR gate: the training data lacks S beats or other beats")
+        return None
+    return fit_rr_gate(data.features, data.labels, n, s)
 
 
 def check_parity(net: SignalNet, onnx_path: Path, data: TaskData, n: int = 256) -> float:
@@ -196,9 +211,18 @@ def train_task(
     save_head(student, head_path)
     calib = calibration_inputs(fit_data, names, request.calibration_per_class, request.seed)
     quantize(fp32_path, int8_path, calib)
-
-    evaluations = {
-        "teacher_fp32": metrics_from_probs(task, test, _softmax(predict_logits(teacher, test))),
+    evaluations = {}
+    teacher_probs = _softmax(predict_logits(teacher, test))
+    gate = gate_for(task, fit_data, request.rr_gate)
+    if gate is not None:  # the net alone, for the record; then the gate joins both graphs
+        evaluations["int8_without_gate"] = metrics_from_probs(
+            task, test, onnx_predictor(int8_path)(test)
+        )
+        teacher_probs = gate.apply(teacher_probs, test.features)
+        for path in (fp32_path, int8_path):
+            add_rr_gate_to_onnx(path, gate)
+    evaluations |= {
+        "teacher_fp32": metrics_from_probs(task, test, teacher_probs),
         "fp32": metrics_from_probs(task, test, onnx_predictor(fp32_path)(test)),
         "int8": metrics_from_probs(task, test, onnx_predictor(int8_path)(test)),
     }
@@ -217,11 +241,17 @@ def train_task(
         seed=request.seed,
         command=request.command,
         train_counts=fit_data.class_counts(len(task.classes)),
+        rr_gate=None if gate is None else gate.to_dict(),
         notes=(
             f"teacher {count_parameters(teacher)} params, student {count_parameters(student)} "
             f"params; KD T={spec.kd_temperature} alpha={spec.kd_alpha}; {spec.epochs} epochs x "
             f"{spec.steps_per_epoch or 'full'} steps; trained in {elapsed:.0f} s; "
             f"torch/onnx parity {parity:.1e}"
+            + (
+                "; RR gate fitted on the training beats (teacher metrics include it)"
+                if gate
+                else ""
+            )
             + (f"; validation records held out: {sorted(set(val.groups.tolist()))}" if val else "")
         ),
     )

@@ -127,3 +127,31 @@ def test_distill_from_soft_targets_and_argument_checks() -> None:
         distill(net, data, TINY, seed=1)
     with pytest.raises(ValueError, match="soft_targets must be"):
         distill(net, data, TINY, soft_targets=soft[:5], seed=1)
+
+
+def test_task_with_n_and_s_classes_ships_the_rr_gate(tmp_path: Path) -> None:
+    # Prepare: the toy task's classes renamed so that the pipeline fits and adds the RR gate
+    from dataclasses import replace
+
+    from models.rr_gate import RRGate
+
+    task = replace(tiny_task(), name="toyrr", classes=("N", "S", "V"))
+    # Execute
+    summary = train_task(task, TrainRequest(seed=0, out_dir=tmp_path, command="pytest"), {}, None)
+    # Assert: card carries the gate; the int8 probs are the head's softmax re-split by it
+    card = load_card(tmp_path / "toyrr.card.json")
+    gate = RRGate.from_dict(card.input_contract.parameters["rr_gate"])
+    assert card.head is not None and "RR gate" in card.head.activation
+    assert {"int8", "int8_without_gate"} <= set(summary["evaluations"])
+    data = synthetic(100, 5)
+    sess = onnx_session(tmp_path / "toyrr.onnx")
+    probs, emb = sess.run(["probs", "embedding"], {"beat": data.signal, "rr": data.features})
+    head = np.load(tmp_path / card.head.file)
+    logits = emb @ head["W"].T + head["b"]
+    soft = np.exp(logits - logits.max(1, keepdims=True))
+    soft /= soft.sum(1, keepdims=True)
+    np.testing.assert_allclose(probs, gate.apply(soft, data.features), atol=1e-5)
+    # and it can be switched off
+    req = TrainRequest(seed=0, out_dir=tmp_path / "off", command="pytest", rr_gate=False)
+    off = train_task(task, req, {}, None)
+    assert "int8_without_gate" not in off["evaluations"]
