@@ -1,0 +1,106 @@
+"""DS1 patient-wise CV of the RR gate (models/rr_gate.py): the student with and without it.
+
+Each fold trains the beat student on two thirds of DS1's patients (as ``bench/models_cv.py``:
+cross-entropy, or teacher + KD with ``--kd``), fits the gate's logistic regression on the same
+patients' RR features, and predicts the held-out third. Pooled over the folds: per-class Se/+P,
+macro-F1 and jk for the net alone and for each gate variant. DS2 is not touched.
+
+    python bench/models_rr_gate.py --kd --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.models_cv import FOLDS  # noqa: E402
+from common.datasets import default_cache_dir  # noqa: E402
+from models.data.mitdb import DS1  # noqa: E402
+from models.distill import distill  # noqa: E402
+from models.metrics import classification_metrics, jk_index  # noqa: E402
+from models.nets import build_net  # noqa: E402
+from models.rr_gate import fit_rr_gate  # noqa: E402
+from models.tasks import LoadOptions, get_task  # noqa: E402
+from models.tasks.beat import BEAT_SPEC, load_records  # noqa: E402
+from models.train import fit, predict_logits  # noqa: E402
+
+VARIANTS = {"gate_all": False, "gate_ns": True}  # ns_only flag of fit_rr_gate
+
+
+def _summary(
+    y: np.ndarray[Any, Any], p: np.ndarray[Any, Any], classes: tuple[str, ...]
+) -> dict[str, Any]:
+    m = classification_metrics(y, p, classes)
+    m.update(jk_index(np.asarray(m["confusion"]), classes))
+    return {
+        "jk": round(m["jk"], 3),
+        "macro_f1": round(m["macro_f1"], 3),
+        "se_ppv": {
+            c: [round(v["se"] or 0, 3), round(v["ppv"] or 0, 3)] for c, v in m["per_class"].items()
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--kd", action="store_true", help="teacher + KD student, as shipped")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    task = get_task("beat")
+    n_idx, s_idx = task.classes.index("N"), task.classes.index("S")
+    opts = LoadOptions(env=os.environ, cache_dir=default_cache_dir(os.environ) / "preprocessed")
+    data = load_records(list(DS1), opts, BEAT_SPEC)
+    started = time.monotonic()
+    labels, probs, rr = [], [], []
+    gated: dict[str, list[np.ndarray[Any, Any]]] = {k: [] for k in VARIANTS}
+    for fold in FOLDS:
+        held = np.isin(data.groups, fold)
+        train, test = data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
+        _, channels, length = train.signal.shape
+        n_feat = train.features.shape[1]
+        if args.kd:  # the pipeline's seeds: teacher seed, student seed + 1
+            torch.manual_seed(args.seed)
+            teacher = build_net(task.teacher, channels, length, n_feat, 5)
+            fit(teacher, train, task.train, seed=args.seed, n_classes=5)
+            torch.manual_seed(args.seed + 1)
+            net = build_net(task.student, channels, length, n_feat, 5)
+            distill(net, train, task.train, teacher=teacher, seed=args.seed + 1)
+        else:
+            torch.manual_seed(args.seed)
+            net = build_net(task.student, channels, length, n_feat, 5)
+            fit(net, train, task.train, seed=args.seed, n_classes=5)
+        logits = predict_logits(net, test)
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        pr = e / e.sum(axis=1, keepdims=True)
+        for name, ns_only in VARIANTS.items():
+            gate = fit_rr_gate(train.features, train.labels, n_idx, s_idx, ns_only=ns_only)
+            gated[name].append(gate.apply(pr, test.features))
+        labels.append(test.labels)
+        probs.append(pr)
+        rr.append(test.features)
+    y = np.concatenate(labels)
+    out: dict[str, Any] = {
+        "kd": args.kd,
+        "seed": args.seed,
+        "seconds": round(time.monotonic() - started),
+        "net": _summary(y, np.concatenate(probs).argmax(axis=1), task.classes),
+    }
+    for name in VARIANTS:
+        out[name] = _summary(y, np.concatenate(gated[name]).argmax(axis=1), task.classes)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
