@@ -56,6 +56,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--kd", action="store_true", help="teacher + KD student, as shipped")
+    parser.add_argument(
+        "--save", type=Path, help="write the pooled CV probs/labels/rr/groups (npz)"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     task = get_task("beat")
@@ -63,7 +66,7 @@ def main() -> None:
     opts = LoadOptions(env=os.environ, cache_dir=default_cache_dir(os.environ) / "preprocessed")
     data = load_records(list(DS1), opts, BEAT_SPEC)
     started = time.monotonic()
-    labels, probs, rr = [], [], []
+    labels, probs, rr, groups = [], [], [], []
     gated: dict[str, list[np.ndarray[Any, Any]]] = {k: [] for k in VARIANTS}
     for fold in FOLDS:
         held = np.isin(data.groups, fold)
@@ -90,6 +93,7 @@ def main() -> None:
         labels.append(test.labels)
         probs.append(pr)
         rr.append(test.features)
+        groups.append(test.groups)
     y = np.concatenate(labels)
     out: dict[str, Any] = {
         "kd": args.kd,
@@ -100,6 +104,14 @@ def main() -> None:
     for name in VARIANTS:
         out[name] = _summary(y, np.concatenate(gated[name]).argmax(axis=1), task.classes)
     print(json.dumps(out))
+    if args.save is not None:
+        np.savez_compressed(
+            args.save,
+            probs=np.concatenate(probs),
+            labels=y,
+            rr=np.concatenate(rr),
+            groups=np.concatenate(groups),
+        )
 
 
 if __name__ == "__main__":

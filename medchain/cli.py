@@ -23,6 +23,7 @@ _LOGGER = logging.getLogger(__name__)
 # Modules that contribute subcommands, in --help order.
 COMMAND_MODULES = (
     "models.cli",
+    "models.rr_gate_cli",
     "firmware_bridge.cli",
     "edge_agent.cli",
     "cloud_aggregator.store.cli",
@@ -39,6 +40,7 @@ COMMAND_OWNERS = {
     "export": "models.cli",
     "quantize": "models.cli",
     "evaluate": "models.cli",
+    "rr-gate": "models.rr_gate_cli",
     "ble": "firmware_bridge.cli",
     "edge": "edge_agent.cli",
     "db": "cloud_aggregator.store.cli",
@@ -57,6 +59,7 @@ Main commands:
   train       train a task's teacher and distilled student (beat, ptb, aft, rhythm)
   export      export a trained student to ONNX        quantize   int8 static QDQ quantization
   evaluate    per-class metrics of an ONNX/torch model on a task's evaluation split
+  rr-gate     append the RR gate (N/S re-split by rhythm) to a trained beat model
   ble         scan / record / decode / replay Bluetooth LE wearables (Polar H10, HRS)
   edge        run the edge agent on a BLE device, a replay file or an MQTT replay stream
   aggregator  run the federated-learning aggregator service

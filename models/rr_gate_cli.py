@@ -1,0 +1,110 @@
+"""``medchain rr-gate``: append the RR gate to an already trained int8 model and update its card.
+
+``medchain train`` fits and appends the gate itself (models/pipeline.py). This command does the
+same for a model trained without it (an earlier release, ``--no-rr-gate``): it fits the gate on
+the task's *training* split, writes the gated copy and a card whose metrics are re-measured on
+the task's test split (the net's own metrics stay in the card as ``*_without_gate``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import shlex
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from common.datasets import default_cache_dir
+from common.errors import CorruptInputError, MedchainError
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def cmd_rr_gate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Fit the gate on the training split, append it to a copy of the model, re-card it."""
+    from common.model_card import card_path_for, file_sha256, load_card, save_card
+    from models.evaluate import metrics_from_probs
+    from models.pipeline import gate_for
+    from models.predict import onnx_predictor
+    from models.rr_gate import add_rr_gate_to_onnx
+    from models.tasks import LoadOptions, get_task
+    from models.tasks.base import require_labels
+
+    task = get_task(args.task)
+    src, out = Path(args.model), Path(args.out)
+    card = load_card(card_path_for(src))
+    if "rr_gate" in card.input_contract.parameters:
+        raise CorruptInputError(f"{src} already has an RR gate (its card says so)")
+    opts = LoadOptions(env=env, cache_dir=default_cache_dir(env) / "preprocessed")
+    records = tuple(args.records.split(",")) if args.records else None
+    tests = tuple(args.test_records.split(",")) if args.test_records else None
+    train = task.load(task.train_split, dataclasses.replace(opts, records=records))
+    train = require_labels(train, task.name, task.train_split)
+    test = task.load(task.test_split, dataclasses.replace(opts, records=tests))
+    test = require_labels(test, task.name, task.test_split)
+    gate = gate_for(task, train, enabled=True)
+    if gate is None:
+        raise MedchainError(f"task {task.name!r} has no N/S classes and rr input for a gate")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if src.resolve() != out.resolve():  # in place is allowed (models/pretrained)
+        shutil.copyfile(src, out)
+    add_rr_gate_to_onnx(out, gate)
+    if card.head is not None and src.parent.resolve() != out.parent.resolve():
+        shutil.copyfile(src.parent / card.head.file, out.parent / card.head.file)
+    gated = metrics_from_probs(task, test, onnx_predictor(out)(test))
+    metrics: dict[str, Any] = {f"{k}_without_gate": v for k, v in card.metrics.items()}
+    metrics["int8"] = {**gated, "split": task.test_split}
+    sha = file_sha256(out)
+    parts = ["rr-gate", "--task", task.name, "--model", str(src), "--out", str(out)]
+    if args.records:
+        parts += ["--records", args.records]
+    if args.test_records:
+        parts += ["--test-records", args.test_records]
+    command = "medchain " + " ".join(shlex.quote(a) for a in parts)
+    new = dataclasses.replace(
+        card,
+        input_contract=dataclasses.replace(
+            card.input_contract,
+            parameters={**card.input_contract.parameters, "rr_gate": gate.to_dict()},
+        ),
+        head=None
+        if card.head is None
+        else dataclasses.replace(
+            card.head, activation="softmax, then the RR gate (input_contract.parameters.rr_gate)"
+        ),
+        training=dataclasses.replace(
+            card.training,
+            command=f"{card.training.command} && {command}",
+            notes=f"{card.training.notes}; RR gate fitted on {task.train_split} and appended "
+            f"(net sha256 before the gate {card.artifact.sha256})",
+        ),
+        metrics=metrics,
+        artifact=dataclasses.replace(card.artifact, size_bytes=out.stat().st_size, sha256=sha),
+        version=f"{task.name}-{sha[:12]}",
+    )
+    save_card(new, card_path_for(out))
+    pc = gated["per_class"]
+    print(
+        f"{out}: macro-F1 {gated['macro_f1']:.4f}, "
+        + ", ".join(f"{c} Se/+P {pc[c]['se'] or 0:.3f}/{pc[c]['ppv'] or 0:.3f}" for c in pc)
+    )
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``rr-gate``."""
+    p = subparsers.add_parser(
+        "rr-gate",
+        help="append the RR gate (N/S re-split by rhythm) to a trained int8 beat model",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--task", default="beat", help="task (default beat)")
+    p.add_argument("--model", required=True, help="int8 .onnx with its card beside it")
+    p.add_argument("--out", required=True, help="gated .onnx (card and head npz beside it)")
+    p.add_argument("--records", help="restrict the training split's records (smoke runs)")
+    p.add_argument("--test-records", help="restrict the test split's records (smoke runs)")
+    p.set_defaults(func=cmd_rr_gate)
