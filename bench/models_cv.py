@@ -5,7 +5,13 @@ and predicts the held-out patients; the pooled confusion matrix over all folds g
 macro-F1 and the jk index. Prints one JSON line.
 
     python bench/models_cv.py --net student --set balance=0.6 --set epochs=8
-    python bench/models_cv.py --kd --netset kind=cnn_rr --teacherset kind=resnet_rr  # as shipped
+    python bench/models_cv.py --kd --netset kind=cnn_rr --teacherset kind=resnet_rr
+    python bench/models_cv.py --gate --netset kind=cnn_rr --set balance=0.8 \
+        --set aux_channel_swap=0.5 --set aux_swap_features=[4,6] --set aux_swap_below=0.8
+
+``--gate`` also scores the net followed by the RR gate (``models/rr_gate.py``) fitted on the
+training folds, as ``medchain train`` ships it; ``--two-view`` scores N vs S with the template
+channel zeroed (see ``_two_view``).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from models.export import export_onnx, save_checkpoint, save_head
 from models.metrics import classification_metrics, jk_index
 from models.nets import build_net
 from models.pipeline import check_parity
+from models.rr_gate import fit_rr_gate
 from models.tasks import LoadOptions, get_task
 from models.tasks.base import NetSpec, TaskData, TrainSpec
 from models.tasks.beat import BEAT_SPEC, load_records
@@ -59,6 +66,43 @@ def _sveb_by_record(
         if true.any() or false.any():
             out[str(rec)] = [int(hit.sum()), int(true.sum()), int(false.sum())]
     return out
+
+
+def _scores(
+    y: np.ndarray[Any, Any],
+    p: np.ndarray[Any, Any],
+    groups: np.ndarray[Any, Any],
+    classes: tuple[str, ...],
+) -> dict[str, Any]:
+    """jk, macro-F1, per-class Se/+P, confusion and per-record SVEB counts of predictions."""
+    m = classification_metrics(y, p, classes)
+    m.update(jk_index(np.asarray(m["confusion"]), classes))
+    return {
+        "jk": round(m["jk"], 3),
+        "macro_f1": round(m["macro_f1"], 3),
+        "se_ppv": {
+            c: [round(v["se"] or 0, 3), round(v["ppv"] or 0, 3)] for c, v in m["per_class"].items()
+        },
+        "confusion": m["confusion"],
+        "sveb_by_record": _sveb_by_record(y, p, groups),
+    }
+
+
+def _two_view(net: torch.nn.Module, test: TaskData) -> np.ndarray[Any, Any]:
+    """Classes of ``test``: V/F/Q from the full input, N vs S from the input without channels 1:.
+
+    Measures the "two-view" inference of a net trained with aux-channel dropout: the template
+    channel keeps bundle-branch-block N beats from being called V, while N vs S (where an
+    ectopic template misleads, MIT-BIH 232) is decided by the beat and its RR features alone.
+    """
+    full = predict_logits(net, test)
+    zeroed = test.signal.copy()
+    zeroed[:, 1:] = 0.0
+    blind = predict_logits(net, replace(test, signal=zeroed))
+    pred = full.argmax(axis=1)
+    ns = pred <= 1  # classes 0 = N, 1 = S
+    pred[ns] = (blind[ns, 1] > blind[ns, 0]).astype(pred.dtype)
+    return pred  # type: ignore[no-any-return]
 
 
 def _final(out: Path, data: TaskData, net_spec: NetSpec, spec: TrainSpec, seed: int) -> None:
@@ -98,6 +142,17 @@ def main() -> None:
         action="store_true",
         help="as `medchain train`: train the teacher, then distil the student from it",
     )
+    parser.add_argument(
+        "--two-view",
+        action="store_true",
+        help="predict N vs S with channels 1: zeroed, V/F/Q with all channels (see _two_view)",
+    )
+    parser.add_argument(
+        "--gate",
+        action="store_true",
+        help="also report the net followed by the RR gate fitted on the training folds "
+        "(models/rr_gate.py, S vs the rest, as `medchain train` ships it)",
+    )
     parser.add_argument("--teacherset", action="append", default=[], help="teacher NetSpec k=v")
     parser.add_argument(
         "--final",
@@ -129,7 +184,7 @@ def main() -> None:
         _final(args.final, data, net_spec, spec, args.seed)
         return
     started = time.monotonic()
-    labels, preds, records = [], [], []
+    labels, preds, records, gated = [], [], [], []
     for fold in FOLDS:
         held = np.isin(data.groups, fold)
         train, test = data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
@@ -145,33 +200,28 @@ def main() -> None:
         else:
             net = build_net(net_spec, channels, length, n_feat, 5)
             fit(net, train, spec, seed=args.seed, n_classes=5)
-        preds.append(predict_logits(net, test).argmax(axis=1))
+        logits = predict_logits(net, test)
+        preds.append(_two_view(net, test) if args.two_view else logits.argmax(axis=1))
         labels.append(test.labels)
         records.append(test.groups)
-    y, p = np.concatenate(labels), np.concatenate(preds)
-    m = classification_metrics(y, p, task.classes)
-    m.update(jk_index(np.asarray(m["confusion"]), task.classes))
-    print(
-        json.dumps(
-            {
-                "net": args.net,
-                "set": args.set,
-                "spec": args.spec,
-                "netset": args.netset,
-                "kd": args.kd,
-                "teacherset": args.teacherset,
-                "seconds": round(time.monotonic() - started),
-                "jk": round(m["jk"], 3),
-                "macro_f1": round(m["macro_f1"], 3),
-                "se_ppv": {
-                    c: [round(v["se"] or 0, 3), round(v["ppv"] or 0, 3)]
-                    for c, v in m["per_class"].items()
-                },
-                "confusion": m["confusion"],
-                "sveb_by_record": _sveb_by_record(y, p, np.concatenate(records)),
-            }
-        )
-    )
+        if args.gate:
+            gate = fit_rr_gate(train.features, train.labels, 0, 1)  # N = 0, S = 1
+            probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+            gated.append(gate.apply(probs / probs.sum(axis=1, keepdims=True), test.features))
+    y, groups = np.concatenate(labels), np.concatenate(records)
+    out = {
+        "net": args.net,
+        "set": args.set,
+        "spec": args.spec,
+        "netset": args.netset,
+        "kd": args.kd,
+        "two_view": args.two_view,
+        "teacherset": args.teacherset,
+        "seconds": round(time.monotonic() - started),
+    } | _scores(y, np.concatenate(preds), groups, task.classes)
+    if gated:
+        out["gate"] = _scores(y, np.concatenate(gated).argmax(axis=1), groups, task.classes)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -4,6 +4,10 @@ Class imbalance is handled by sampling: each epoch draws ``steps * batch`` examp
 probability proportional to ``count_class ** -balance`` (``balance = 0`` natural, ``1`` fully
 balanced), optionally plus a class-weighted loss. Light augmentation (amplitude scale, baseline
 offset, noise, +-2 sample shift) fights overfitting to the training patients' morphology.
+Two optional augmentations act on the auxiliary channels (``1:``, the beat task's template
+residual): dropout (``TrainSpec.aux_channel_dropout``) and the class swap
+(``TrainSpec.aux_channel_swap``, :func:`swap_aux_channels`), which gives premature SVEBs the
+residual of a usual beat so that the RR features must call them.
 """
 
 from __future__ import annotations
@@ -84,6 +88,62 @@ def drop_aux_channels(signal: Tensor, p: float, gen: torch.Generator) -> Tensor:
         return signal
     keep = (torch.rand(signal.shape[0], 1, 1, generator=gen) >= p).to(signal.dtype)
     return torch.cat([signal[:, :1], signal[:, 1:] * keep], dim=1)
+
+
+def swap_aux_channels(
+    signal: Tensor,
+    labels: Tensor,
+    p: float,
+    classes: tuple[int, int],
+    gen: torch.Generator,
+    eligible: Tensor | None = None,
+) -> Tensor:
+    """Give examples of ``classes[0]`` the auxiliary channels of random ``classes[1]`` examples.
+
+    Each example of the receiving class gets, with probability ``p``, channels ``1:`` of a
+    donor drawn uniformly (with replacement) from the donor-class examples of the same batch;
+    channel 0 is kept. For the beat task, (S, N): an SVEB whose template residual says "usual
+    beat", as in a patient whose usual beat is itself an SVEB.
+
+    Parameters
+    ----------
+    signal : Tensor, shape (B, C, L)
+    labels : Tensor, shape (B,)
+    p : float
+        Swap probability per receiving example (0 returns ``signal`` and draws no random number,
+        so runs without the swap are unchanged).
+    classes : (int, int)
+        (receiving class, donor class).
+    gen : torch.Generator
+    eligible : Tensor of bool, shape (B,), optional
+        Only these examples may receive (see :func:`swap_eligible`); default all.
+    """
+    if p <= 0 or signal.shape[1] < 2:
+        return signal
+    wanted = labels == classes[0]
+    if eligible is not None:
+        wanted = wanted & eligible
+    receivers = torch.nonzero(wanted).flatten()
+    donors = torch.nonzero(labels == classes[1]).flatten()
+    if len(receivers) == 0 or len(donors) == 0:
+        return signal
+    chosen = receivers[torch.rand(len(receivers), generator=gen) < p]
+    source = donors[torch.randint(len(donors), (len(chosen),), generator=gen)]
+    out = signal.clone()
+    out[chosen, 1:] = signal[source, 1:]
+    return out
+
+
+def swap_eligible(features: Tensor, spec: TrainSpec) -> Tensor | None:
+    """Examples whose smallest ``spec.aux_swap_features`` is below ``spec.aux_swap_below``.
+
+    None (everyone eligible) when no features are named. Beat task: premature beats by
+    ``rr_pre/rr_local`` and ``rr_pre/rr_long``.
+    """
+    if not spec.aux_swap_features:
+        return None
+    cols = features[:, list(spec.aux_swap_features)]
+    return cols.min(dim=1).values < spec.aux_swap_below
 
 
 def to_tensors(data: TaskData, index: npt.NDArray[np.int64]) -> tuple[Tensor, Tensor, Tensor]:
@@ -174,6 +234,14 @@ def fit(
         total = 0.0
         for idx in epoch_batches(data, spec, rng):
             signal, feats, labels = to_tensors(data, idx)
+            signal = swap_aux_channels(
+                signal,
+                labels,
+                spec.aux_channel_swap,
+                spec.aux_swap_classes,
+                gen,
+                swap_eligible(feats, spec),
+            )
             if spec.augment:
                 signal = augment(signal, gen)
             signal = drop_aux_channels(signal, spec.aux_channel_dropout, gen)

@@ -124,6 +124,17 @@ class TrainSpec:
     # the net cannot rely on them alone (e.g. an SVEB that matches the template of a patient
     # whose usual beat is itself ectopic must still be caught by its RR features)
     aux_channel_dropout: float = 0.0
+    # probability per example of class aux_swap_classes[0] (beat task: S) of replacing its
+    # auxiliary channels (1:) by those of a random class-aux_swap_classes[1] example (N) of the
+    # batch: teaches that an SVEB can look like the wearer's usual beat (a patient whose usual
+    # beat is itself an SVEB, MIT-BIH 232) and must then be called by its RR features
+    aux_channel_swap: float = 0.0
+    aux_swap_classes: tuple[int, int] = (1, 0)  # (receiving class, donor class)
+    # only receivers with min(features[aux_swap_features]) < aux_swap_below (none: all of them);
+    # beat task: rr_pre/rr_local and rr_pre/rr_long (4, 6) below 0.8, i.e. premature beats, so
+    # the net learns "usual-looking but premature = S" and not "usual-looking and fast = S"
+    aux_swap_features: tuple[int, ...] = ()
+    aux_swap_below: float = 0.0
 
 
 class BlindSplitError(MedchainError):
