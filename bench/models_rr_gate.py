@@ -34,7 +34,12 @@ from models.tasks import LoadOptions, get_task  # noqa: E402
 from models.tasks.beat import BEAT_SPEC, load_records  # noqa: E402
 from models.train import fit, predict_logits  # noqa: E402
 
-VARIANTS = {"gate_all": False, "gate_ns": True}  # ns_only flag of fit_rr_gate
+# fit_rr_gate options per variant (S split fitted on all beats or N/S only; V expert or not)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "gate_all": {"ns_only": False},
+    "gate_ns": {"ns_only": True},
+    "gate_all_v": {"ns_only": False, "v_index": 2},
+}
 
 
 def _summary(
@@ -87,8 +92,8 @@ def main() -> None:
         logits = predict_logits(net, test)
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         pr = e / e.sum(axis=1, keepdims=True)
-        for name, ns_only in VARIANTS.items():
-            gate = fit_rr_gate(train.features, train.labels, n_idx, s_idx, ns_only=ns_only)
+        for name, options in VARIANTS.items():
+            gate = fit_rr_gate(train.features, train.labels, n_idx, s_idx, **options)
             gated[name].append(gate.apply(pr, test.features))
         labels.append(test.labels)
         probs.append(pr)

@@ -51,6 +51,10 @@ class RRGate:
         Columns of N and S in the probabilities.
     floor : float
         Features are clipped to at least this before the log (s or ratio).
+    v_weight, v_bias, v_index : optional
+        The V rhythm expert (same form; None: no V expert): V's probability is multiplied by
+        ``v = sigmoid(log rr @ v_weight + v_bias)`` and every other class's by ``1 - v``, then
+        rows are renormalised (a product of two experts on the V / not-V split).
     """
 
     weight: F64
@@ -58,12 +62,22 @@ class RRGate:
     n_index: int
     s_index: int
     floor: float = RR_FLOOR_S
+    v_weight: F64 | None = None
+    v_bias: float = 0.0
+    v_index: int = -1
+
+    def _sigmoid(self, rr: npt.NDArray[Any], w: F64, b: float) -> F64:
+        z = np.log(np.maximum(np.asarray(rr, np.float64), self.floor)) @ w + b
+        out: F64 = 1.0 / (1.0 + np.exp(-z))
+        return out
 
     def s_probability(self, rr: npt.NDArray[Any]) -> F64:
         """``q``: probability that a beat of the N/S pair is S, shape (N,)."""
-        z = np.log(np.maximum(np.asarray(rr, np.float64), self.floor)) @ self.weight + self.bias
-        out: F64 = 1.0 / (1.0 + np.exp(-z))
-        return out
+        return self._sigmoid(rr, self.weight, self.bias)
+
+    def v_probability(self, rr: npt.NDArray[Any]) -> F64 | None:
+        """``v``: the V rhythm expert's probability of V, shape (N,) (None without it)."""
+        return None if self.v_weight is None else self._sigmoid(rr, self.v_weight, self.v_bias)
 
     def apply(self, probs: npt.NDArray[Any], rr: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         """Re-split ``N + S`` of ``probs`` (N, C) by :meth:`s_probability` of ``rr`` (N, K)."""
@@ -73,6 +87,12 @@ class RRGate:
         out = p.copy()
         out[:, self.s_index] = ns * q
         out[:, self.n_index] = ns - ns * q
+        v = self.v_probability(rr)
+        if v is not None:
+            factor = np.repeat((1.0 - v)[:, None], out.shape[1], axis=1)
+            factor[:, self.v_index] = v
+            out *= factor
+            out /= out.sum(axis=1, keepdims=True)
         return out.astype(np.float32)
 
     def to_dict(self) -> dict[str, Any]:
@@ -84,8 +104,22 @@ class RRGate:
             "s_index": self.s_index,
             "floor": self.floor,
             "formula": "q = sigmoid(log(max(rr, floor)) @ weight + bias); "
-            "probs[n], probs[s] = (probs[n] + probs[s]) * (1 - q), (probs[n] + probs[s]) * q",
-        }
+            "probs[n], probs[s] = (probs[n] + probs[s]) * (1 - q), (probs[n] + probs[s]) * q"
+            + (
+                "; v = sigmoid(log(max(rr, floor)) @ v_weight + v_bias); probs[v_index] *= v, "
+                "every other column *= 1 - v; rows renormalised"
+                if self.v_weight is not None
+                else ""
+            ),
+        } | (
+            {}
+            if self.v_weight is None
+            else {
+                "v_weight": [float(x) for x in self.v_weight],
+                "v_bias": float(self.v_bias),
+                "v_index": self.v_index,
+            }
+        )
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RRGate:
@@ -96,7 +130,23 @@ class RRGate:
             int(d["n_index"]),
             int(d["s_index"]),
             float(d.get("floor", RR_FLOOR_S)),
+            None if "v_weight" not in d else np.asarray(d["v_weight"], np.float64),
+            float(d.get("v_bias", 0.0)),
+            int(d.get("v_index", -1)),
         )
+
+
+def _fit_logistic(x: F64, target: npt.NDArray[np.int64], l2: float) -> tuple[F64, float]:
+    """Class-balanced logistic regression; (weight, bias) on the raw ``x`` (standardisation
+    folded in)."""
+    if target.min(initial=1) == target.max(initial=0):
+        raise ValueError("the RR gate needs beats of both sides of each split to fit")
+    model = fit_softmax(x, target, 2, l2=l2, balanced=True)
+    ((w_layer, b_layer),) = model["layers"]
+    w_std = np.asarray(w_layer, np.float64)[:, 1] - np.asarray(w_layer, np.float64)[:, 0]
+    w = w_std / np.asarray(model["scale"], np.float64)
+    b = float(b_layer[1] - b_layer[0]) - float(np.asarray(model["mean"], np.float64) @ w)
+    return w, b
 
 
 def fit_rr_gate(
@@ -107,8 +157,9 @@ def fit_rr_gate(
     *,
     l2: float = 1.0,
     ns_only: bool = False,
+    v_index: int | None = None,
 ) -> RRGate:
-    """Fit the gate: class-balanced logistic regression S vs the rest on log RR features.
+    """Fit the gate: class-balanced logistic regressions on log RR features.
 
     Parameters
     ----------
@@ -121,22 +172,21 @@ def fit_rr_gate(
     l2 : float
         Ridge penalty of :func:`models.feature_model.fit_softmax`.
     ns_only : bool
-        Fit on N and S beats only (default: S against every other class).
+        Fit the S split on N and S beats only (default: S against every other class).
+    v_index : int, optional
+        Also fit the V rhythm expert (V against N beats; see :class:`RRGate`).
     """
     y = np.asarray(labels, np.int64)
     x = np.log(np.maximum(np.asarray(rr, np.float64), RR_FLOOR_S))
     keep = np.isin(y, [n_index, s_index]) if ns_only else np.ones(len(y), bool)
-    target = (y[keep] == s_index).astype(np.int64)
-    if target.min(initial=1) == target.max(initial=0):
-        raise ValueError("the RR gate needs S beats and other beats to fit")
-    model = fit_softmax(x[keep], target, 2, l2=l2, balanced=True)
-    ((w_layer, b_layer),) = model["layers"]
-    w_std = np.asarray(w_layer, np.float64)[:, 1] - np.asarray(w_layer, np.float64)[:, 0]
-    b_std = float(b_layer[1] - b_layer[0])
-    w = w_std / np.asarray(model["scale"], np.float64)
-    b = b_std - float(np.asarray(model["mean"], np.float64) @ w)
-    _LOGGER.info("RR gate fitted on %d beats (%d S)", int(keep.sum()), int(target.sum()))
-    return RRGate(w, b, n_index, s_index)
+    w, b = _fit_logistic(x[keep], (y[keep] == s_index).astype(np.int64), l2)
+    gate = RRGate(w, b, n_index, s_index)
+    if v_index is not None:
+        nv = np.isin(y, [n_index, v_index])
+        wv, bv = _fit_logistic(x[nv], (y[nv] == v_index).astype(np.int64), l2)
+        gate = RRGate(w, b, n_index, s_index, v_weight=wv, v_bias=bv, v_index=v_index)
+    _LOGGER.info("RR gate fitted on %d beats (%d S)", len(y), int(np.sum(y == s_index)))
+    return gate
 
 
 def add_rr_gate_to_onnx(path: Path, gate: RRGate, features_input: str = "rr") -> None:
@@ -197,9 +247,35 @@ def add_rr_gate_to_onnx(path: Path, gate: RRGate, features_input: str = "rr") ->
             mk("Mul", ["rrg_n", "rrg_one_n"], ["rrg_n_col"]),
             mk("Mul", ["rrg_s", "rrg_one_s"], ["rrg_s_col"]),
             mk("Add", ["rrg_rest", "rrg_n_col"], ["rrg_sum"]),
-            mk("Add", ["rrg_sum", "rrg_s_col"], [PROBS]),
+            mk("Add", ["rrg_sum", "rrg_s_col"], [PROBS if gate.v_weight is None else "rrg_ns_out"]),
         ]
     )
+    if gate.v_weight is not None:  # V expert: V * v, the rest * (1 - v), renormalised
+        one_v = np.zeros(c, np.float32)
+        one_v[gate.v_index] = 1.0
+        vconsts = {
+            "rrg_vw": gate.v_weight.astype(np.float32).reshape(-1, 1),
+            "rrg_vb": np.array([gate.v_bias], np.float32),
+            "rrg_one_v": one_v,
+            "rrg_not_v": 1.0 - one_v,
+            "rrg_ones": np.ones((c, 1), np.float32),
+            "rrg_one": np.array(1.0, np.float32),
+        }
+        g.initializer.extend(numpy_helper.from_array(v, k) for k, v in vconsts.items())
+        g.node.extend(
+            [
+                mk("MatMul", ["rrg_log", "rrg_vw"], ["rrg_vz0"]),
+                mk("Add", ["rrg_vz0", "rrg_vb"], ["rrg_vz"]),
+                mk("Sigmoid", ["rrg_vz"], ["rrg_v"]),  # (N, 1)
+                mk("Sub", ["rrg_one", "rrg_v"], ["rrg_nv"]),
+                mk("Mul", ["rrg_v", "rrg_one_v"], ["rrg_fv"]),
+                mk("Mul", ["rrg_nv", "rrg_not_v"], ["rrg_fo"]),
+                mk("Add", ["rrg_fv", "rrg_fo"], ["rrg_factor"]),  # (N, C)
+                mk("Mul", ["rrg_ns_out", "rrg_factor"], ["rrg_un"]),
+                mk("MatMul", ["rrg_un", "rrg_ones"], ["rrg_total"]),
+                mk("Div", ["rrg_un", "rrg_total"], [PROBS]),
+            ]
+        )
     del g.output[[o.name for o in g.output].index(PROBS)]
     g.output.insert(0, helper.make_tensor_value_info(PROBS, TensorProto.FLOAT, ["N", c]))
     onnx.checker.check_model(model)

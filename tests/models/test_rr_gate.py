@@ -71,7 +71,7 @@ def test_fit_calls_premature_beats_s() -> None:
 
 def test_fit_refuses_data_without_s_beats() -> None:
     rng = np.random.default_rng(2)
-    with pytest.raises(ValueError, match="S beats"):
+    with pytest.raises(ValueError, match="both sides"):
         fit_rr_gate(_rr(rng, 50, np.zeros(50, bool)), np.zeros(50, np.int64), 0, 1)
 
 
@@ -91,7 +91,8 @@ def test_apply_keeps_row_sums_and_the_other_classes(logits: np.ndarray, rr: np.n
     assert np.all(out >= 0)
 
 
-def test_onnx_graph_matches_numpy_reference(tmp_path: Path) -> None:
+@pytest.mark.parametrize("v_expert", [False, True])
+def test_onnx_graph_matches_numpy_reference(tmp_path: Path, v_expert: bool) -> None:
     # Prepare
     rng = np.random.default_rng(3)
     path = tmp_path / "m.onnx"
@@ -103,12 +104,13 @@ def test_onnx_graph_matches_numpy_reference(tmp_path: Path) -> None:
     feeds["rr"][0, 0] = 0.0  # the floor guards log(0)
     before = _run(path, feeds)
     labels = rng.choice([0, 1, 2], 500, p=[0.8, 0.1, 0.1])
-    gate = fit_rr_gate(_rr(rng, 500, labels == 1), labels, 0, 1)
+    gate = fit_rr_gate(_rr(rng, 500, labels >= 1), labels, 0, 1, v_index=2 if v_expert else None)
+    assert (gate.v_weight is not None) == v_expert
     # Execute
     add_rr_gate_to_onnx(path, gate)
     after = _run(path, feeds)
     # Assert
-    np.testing.assert_allclose(after, gate.apply(before, feeds["rr"]), atol=2e-6)
+    np.testing.assert_allclose(after, gate.apply(before, feeds["rr"]), atol=1e-5)  # fp32 graph
     assert not np.allclose(after, before)
     assert [o.name for o in onnx.load(str(path)).graph.output] == ["probs"]
 
@@ -125,3 +127,8 @@ def test_dict_round_trip() -> None:
     back = RRGate.from_dict(gate.to_dict())
     np.testing.assert_array_equal(back.weight, gate.weight)
     assert (back.bias, back.n_index, back.s_index, back.floor) == (-0.75, 0, 1, gate.floor)
+    assert back.v_weight is None
+    with_v = RRGate(gate.weight, -0.75, 0, 1, v_weight=np.arange(4.0), v_bias=0.5, v_index=2)
+    back_v = RRGate.from_dict(with_v.to_dict())
+    assert back_v.v_weight is not None and back_v.v_weight.tolist() == [0.0, 1.0, 2.0, 3.0]
+    assert (back_v.v_bias, back_v.v_index) == (0.5, 2)
