@@ -23,11 +23,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.models_cv import FOLDS  # noqa: E402
+from bench.models_cv import FOLDS, _scores  # noqa: E402
 from common.datasets import default_cache_dir  # noqa: E402
 from models.data.mitdb import DS1  # noqa: E402
 from models.distill import distill  # noqa: E402
-from models.metrics import classification_metrics, jk_index  # noqa: E402
 from models.nets import build_net  # noqa: E402
 from models.rr_gate import fit_rr_gate  # noqa: E402
 from models.tasks import LoadOptions, get_task  # noqa: E402
@@ -40,20 +39,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "gate_ns": {"ns_only": True},
     "gate_all_v": {"ns_only": False, "v_index": 2},
 }
-
-
-def _summary(
-    y: np.ndarray[Any, Any], p: np.ndarray[Any, Any], classes: tuple[str, ...]
-) -> dict[str, Any]:
-    m = classification_metrics(y, p, classes)
-    m.update(jk_index(np.asarray(m["confusion"]), classes))
-    return {
-        "jk": round(m["jk"], 3),
-        "macro_f1": round(m["macro_f1"], 3),
-        "se_ppv": {
-            c: [round(v["se"] or 0, 3), round(v["ppv"] or 0, 3)] for c, v in m["per_class"].items()
-        },
-    }
 
 
 def main() -> None:
@@ -99,15 +84,15 @@ def main() -> None:
         probs.append(pr)
         rr.append(test.features)
         groups.append(test.groups)
-    y = np.concatenate(labels)
+    y, g = np.concatenate(labels), np.concatenate(groups)
     out: dict[str, Any] = {
         "kd": args.kd,
         "seed": args.seed,
         "seconds": round(time.monotonic() - started),
-        "net": _summary(y, np.concatenate(probs).argmax(axis=1), task.classes),
+        "net": _scores(y, np.concatenate(probs).argmax(axis=1), g, task.classes),
     }
     for name in VARIANTS:
-        out[name] = _summary(y, np.concatenate(gated[name]).argmax(axis=1), task.classes)
+        out[name] = _scores(y, np.concatenate(gated[name]).argmax(axis=1), g, task.classes)
     print(json.dumps(out))
     if args.save is not None:
         np.savez_compressed(
@@ -115,7 +100,7 @@ def main() -> None:
             probs=np.concatenate(probs),
             labels=y,
             rr=np.concatenate(rr),
-            groups=np.concatenate(groups),
+            groups=g,
         )
 
 
