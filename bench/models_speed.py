@@ -10,6 +10,10 @@ block of each per round, order rotated every round) after a warm-up, and the spe
 reported both as the ratio of the median block times and as the 10th percentile of the
 per-round paired ratios (a robust lower bound: 90 % of rounds were at least that fast).
 Inputs are real MIT-BIH beats (DS2 record 100), tiled to the batch size. Prints one JSON object.
+
+``torch_fp32`` runs the net alone (logits, embedding: the conservative baseline). When a
+contender's card carries the RR gate, ``torch_fp32_same_model`` also runs what the gated ONNX
+computes (net, softmax, gate) and ``cpu_vs_same_model`` gives the speed-ups against it.
 """
 
 from __future__ import annotations
@@ -27,10 +31,13 @@ import numpy as np
 import torch
 
 from common.datasets import default_cache_dir
+from common.model_card import card_path_for, load_card
 from models.predict import load_checkpoint, onnx_feed, onnx_session
+from models.rr_gate import RRGate
 from models.tasks import LoadOptions, get_task
 
 TORCH = "torch_fp32"
+TORCH_SAME = "torch_fp32_same_model"  # net + softmax + the card's RR gate, as the ONNX computes
 BLOCK_MS = 2.0  # a timed block repeats the call until the fastest contender needs ~2 ms
 
 
@@ -115,6 +122,37 @@ def _contenders(args: argparse.Namespace, run: Path, task_name: str) -> dict[str
     return found
 
 
+def _card_gate(models: dict[str, Path]) -> RRGate | None:
+    """The RR gate of the first contender whose card carries one (None: no gated contender)."""
+    for path in models.values():
+        card = card_path_for(path)
+        if card.is_file():
+            params = load_card(card).input_contract.parameters
+            if "rr_gate" in params:
+                return RRGate.from_dict(params["rr_gate"])
+    return None
+
+
+def _torch_same_model(
+    net: torch.nn.Module, gate: RRGate, signal: torch.Tensor, feats: torch.Tensor
+) -> Callable[[], object]:
+    """Torch eager doing what the gated ONNX does: net, softmax, RR gate (see models/rr_gate)."""
+    w = torch.from_numpy(gate.weight.astype(np.float32))
+    n, s = gate.n_index, gate.s_index
+
+    def call() -> object:
+        with torch.inference_mode():
+            logits, emb = net(signal, feats)
+            p = torch.softmax(logits, dim=1)
+            q = torch.sigmoid(torch.log(torch.clamp(feats, min=gate.floor)) @ w + gate.bias)
+            ns = p[:, n] + p[:, s]
+            out = p.clone()
+            out[:, s], out[:, n] = ns * q, ns * (1 - q)
+            return out, emb
+
+    return call
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run", required=True, help="folder of `medchain train` output")
@@ -140,6 +178,7 @@ def main() -> None:
     net = load_checkpoint(run / "student.pt")
     models = _contenders(args, run, task.name)
     sessions = {label: onnx_session(path, threads=1) for label, path in models.items()}
+    gate = _card_gate(models)
     results = []
     for batch in (int(b) for b in args.batches.split(",")):
         part = data.subset(np.arange(batch) % len(data))
@@ -150,12 +189,16 @@ def main() -> None:
                 return net(s, f)
 
         fns: dict[str, Callable[[], object]] = {TORCH: run_torch}
+        if gate is not None:
+            fns[TORCH_SAME] = _torch_same_model(net, gate, signal, feats)
         for label, sess in sessions.items():
             fns[label] = _ort_call(sess, onnx_feed(sess, part))
         wall, cpu = interleaved(fns, args.rounds)
-        results.append(
-            {"batch": batch, "wall": summarise(wall, TORCH), "cpu": summarise(cpu, TORCH)}
-        )
+        row = {"batch": batch, "wall": summarise(wall, TORCH), "cpu": summarise(cpu, TORCH)}
+        if gate is not None:  # the same model on both sides: gated ONNX vs torch net + gate
+            same = {k: v for k, v in cpu.items() if k != TORCH}
+            row["cpu_vs_same_model"] = summarise(same, TORCH_SAME)
+        results.append(row)
     print(
         json.dumps(
             {
