@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +22,26 @@ from cloud_aggregator.store.sql_store import SqlStore
 _LOGGER = logging.getLogger(__name__)
 
 MIN_SQLITE = (3, 35, 0)  # RETURNING and ON CONFLICT ... DO UPDATE ... WHERE
+
+
+def _set_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
+    """Switch to WAL, retrying while another connection holds the file.
+
+    SQLite can answer ``database is locked`` to the journal-mode change at once, without its
+    busy handler (seen when several processes or threads open a fresh database together and one
+    of them is already migrating it), so the wait is ours, bounded by ``timeout_s``.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.02)
+
+
 _UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "readonly", "not a database")
 
 
@@ -91,9 +112,9 @@ class SqliteStore(SqlStore):
             self._conn = sqlite3.connect(
                 str(path), timeout=busy_timeout_s, isolation_level=None, check_same_thread=False
             )
-            if not memory:
-                self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            if not memory:
+                _set_wal(self._conn, busy_timeout_s)
             self._conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
             self._conn.execute("PRAGMA foreign_keys = ON")
         except (OSError, sqlite3.Error) as exc:
