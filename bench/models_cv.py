@@ -105,6 +105,26 @@ def _two_view(net: torch.nn.Module, test: TaskData) -> np.ndarray[Any, Any]:
     return pred  # type: ignore[no-any-return]
 
 
+def train_fold(
+    train: TaskData, net_spec: NetSpec, spec: TrainSpec, seed: int, teacher: NetSpec | None
+) -> torch.nn.Module:
+    """The student of one CV fold: trained directly, or (``teacher`` given) distilled from a
+    teacher trained first, with the pipeline's seeds (teacher ``seed``, student ``seed + 1``)."""
+    _, channels, length = train.signal.shape
+    n_feat = train.features.shape[1]
+    if teacher is None:
+        net = build_net(net_spec, channels, length, n_feat, 5)
+        fit(net, train, spec, seed=seed, n_classes=5)
+        return net
+    torch.manual_seed(seed)
+    t_net = build_net(teacher, channels, length, n_feat, 5)
+    fit(t_net, train, spec, seed=seed, n_classes=5)
+    torch.manual_seed(seed + 1)
+    net = build_net(net_spec, channels, length, n_feat, 5)
+    distill(net, train, spec, teacher=t_net, seed=seed + 1)
+    return net
+
+
 def _final(out: Path, data: TaskData, net_spec: NetSpec, spec: TrainSpec, seed: int) -> None:
     """Train on all of ``data`` exactly as one CV fold does and export it (no DS2 involved)."""
     task = get_task("beat")
@@ -188,18 +208,7 @@ def main() -> None:
     for fold in FOLDS:
         held = np.isin(data.groups, fold)
         train, test = data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
-        _, channels, length = train.signal.shape
-        n_feat = train.features.shape[1]
-        if args.kd:  # the pipeline's seeds: teacher seed, student seed + 1
-            torch.manual_seed(args.seed)
-            teacher = build_net(teacher_spec, channels, length, n_feat, 5)
-            fit(teacher, train, spec, seed=args.seed, n_classes=5)
-            torch.manual_seed(args.seed + 1)
-            net = build_net(net_spec, channels, length, n_feat, 5)
-            distill(net, train, spec, teacher=teacher, seed=args.seed + 1)
-        else:
-            net = build_net(net_spec, channels, length, n_feat, 5)
-            fit(net, train, spec, seed=args.seed, n_classes=5)
+        net = train_fold(train, net_spec, spec, args.seed, teacher_spec if args.kd else None)
         logits = predict_logits(net, test)
         preds.append(_two_view(net, test) if args.two_view else logits.argmax(axis=1))
         labels.append(test.labels)

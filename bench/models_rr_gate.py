@@ -23,15 +23,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.models_cv import FOLDS, _scores  # noqa: E402
+from bench.models_cv import FOLDS, _scores, train_fold  # noqa: E402
 from common.datasets import default_cache_dir  # noqa: E402
 from models.data.mitdb import DS1  # noqa: E402
-from models.distill import distill  # noqa: E402
-from models.nets import build_net  # noqa: E402
 from models.rr_gate import fit_rr_gate  # noqa: E402
 from models.tasks import LoadOptions, get_task  # noqa: E402
 from models.tasks.beat import BEAT_SPEC, load_records  # noqa: E402
-from models.train import fit, predict_logits  # noqa: E402
+from models.train import predict_logits  # noqa: E402
 
 # fit_rr_gate options per variant (S split fitted on all beats or N/S only; V expert or not)
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -61,19 +59,8 @@ def main() -> None:
     for fold in FOLDS:
         held = np.isin(data.groups, fold)
         train, test = data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
-        _, channels, length = train.signal.shape
-        n_feat = train.features.shape[1]
-        if args.kd:  # the pipeline's seeds: teacher seed, student seed + 1
-            torch.manual_seed(args.seed)
-            teacher = build_net(task.teacher, channels, length, n_feat, 5)
-            fit(teacher, train, task.train, seed=args.seed, n_classes=5)
-            torch.manual_seed(args.seed + 1)
-            net = build_net(task.student, channels, length, n_feat, 5)
-            distill(net, train, task.train, teacher=teacher, seed=args.seed + 1)
-        else:
-            torch.manual_seed(args.seed)
-            net = build_net(task.student, channels, length, n_feat, 5)
-            fit(net, train, task.train, seed=args.seed, n_classes=5)
+        teacher = task.teacher if args.kd else None
+        net = train_fold(train, task.student, task.train, args.seed, teacher)
         logits = predict_logits(net, test)
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         pr = e / e.sum(axis=1, keepdims=True)
