@@ -23,6 +23,7 @@ from common.model_card import (
 )
 from models.export import HEAD_BIAS_KEY, HEAD_WEIGHT_KEY
 from models.nets import SignalNet
+from models.rr_gate import GATED_ACTIVATION
 from models.tasks.base import Task
 
 _LOGGER = logging.getLogger(__name__)
@@ -81,9 +82,7 @@ def build_card(
             bias_key=HEAD_BIAS_KEY,
             embedding_dim=net.embedding_dim,
             n_classes=net.n_classes,
-            activation="softmax"
-            if rr_gate is None
-            else "softmax, then the RR gate (input_contract.parameters.rr_gate)",
+            activation="softmax" if rr_gate is None else GATED_ACTIVATION,
         ),
         training=TrainingInfo(
             data=task.data_description,

@@ -29,7 +29,7 @@ def cmd_rr_gate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from models.evaluate import metrics_from_probs
     from models.pipeline import gate_for
     from models.predict import onnx_predictor
-    from models.rr_gate import add_rr_gate_to_onnx
+    from models.rr_gate import GATED_ACTIVATION, add_rr_gate_to_onnx
     from models.tasks import LoadOptions, get_task
     from models.tasks.base import require_labels
 
@@ -72,9 +72,7 @@ def cmd_rr_gate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         ),
         head=None
         if card.head is None
-        else dataclasses.replace(
-            card.head, activation="softmax, then the RR gate (input_contract.parameters.rr_gate)"
-        ),
+        else dataclasses.replace(card.head, activation=GATED_ACTIVATION),
         training=dataclasses.replace(
             card.training,
             command=f"{card.training.command} && {command}",
