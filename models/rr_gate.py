@@ -202,6 +202,8 @@ def add_rr_gate_to_onnx(path: Path, gate: RRGate, features_input: str = "rr") ->
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
+    from models.onnx_names import compact_names
+
     model = onnx.load(str(path))
     g = model.graph
     if features_input not in [i.name for i in g.input]:
@@ -276,5 +278,6 @@ def add_rr_gate_to_onnx(path: Path, gate: RRGate, features_input: str = "rr") ->
         )
     del g.output[[o.name for o in g.output].index(PROBS)]
     g.output.insert(0, helper.make_tensor_value_info(PROBS, TensorProto.FLOAT, ["N", c]))
+    compact_names(model)  # as every shipped graph (models.onnx_names)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
