@@ -2,14 +2,20 @@
 
     python bench/models_speed.py --run runs/beat          # student.pt, beat.onnx, beat_fp32.onnx
     python bench/models_speed.py --run runs/beat --int8 old=a.onnx --int8 new=b.onnx
+    python bench/models_speed.py --run runs/beat --phases 4,2,2,1 --phases 2,2,1,1
 
 Every contender gets one thread (``torch.set_num_threads(1)``; onnxruntime
 ``intra_op_num_threads=1``, ``inter_op_num_threads=1``, sequential execution). The machine is
 shared, so load drifts during a run: the contenders are timed in interleaved rounds (one timed
-block of each per round, order rotated every round) after a warm-up, and the speed-up is
+block of each per round, in a seeded random order each round, each block after one untimed call that
+brings the contender's weights back into the caches) after a warm-up, and the speed-up is
 reported both as the ratio of the median block times and as the 10th percentile of the
 per-round paired ratios (a robust lower bound: 90 % of rounds were at least that fast).
 Inputs are real MIT-BIH beats (DS2 record 100), tiled to the batch size. Prints one JSON object.
+
+``--phases P1,P2,...`` adds the run's ``student.pt`` exported in that polyphase layout
+(``models.export.polyphase_net``), quantized like ``medchain train`` (stratified DS1 calibration)
+and given the run's RR gate when its card has one: the layout's speed on this machine.
 
 ``torch_fp32`` runs the net alone (logits, embedding: the conservative baseline). When a
 contender's card carries the RR gate, ``torch_fp32_same_model`` also runs what the gated ONNX
@@ -21,7 +27,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -63,7 +71,8 @@ def interleaved(
     rounds : int
         Timed rounds; each round times one block of every contender.
     warmup : int
-        Untimed calls of every contender first (allocations, kernel selection, caches).
+        Untimed calls of every contender first (allocations, kernel selection, caches); every
+        timed block also starts with one untimed call (warm caches for everybody).
 
     Returns
     -------
@@ -80,9 +89,15 @@ def interleaved(
     wall: dict[str, list[float]] = {n: [] for n in names}
     cpu: dict[str, list[float]] = {n: [] for n in names}
     for r in range(rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]  # nobody always goes first
+        # a seeded shuffle, not a rotation: with a rotation the same contender always ran
+        # right after torch (whose block evicts the caches) and was measured slower
+        order = random.Random(r).sample(names, len(names))
         for name in order:
             fn = fns[name]
+            # one untimed call first: the previous block (torch above all) has evicted this
+            # contender's weights from the caches; without it the contender timed right after
+            # torch ran 15-25 % slower than an identical session timed later in the round
+            fn()
             start, start_cpu = time.perf_counter(), time.thread_time()
             for _ in range(calls):
                 fn()
@@ -153,6 +168,34 @@ def _torch_same_model(
     return call
 
 
+def _layout_contenders(
+    phases: list[str], run: Path, net: torch.nn.Module, out: Path
+) -> dict[str, Path]:
+    """``{"phases_4-2-2-1": int8 path}``: the student in each layout, quantized and gated as
+    ``medchain train`` ships it (same weights, so the outputs agree to float rounding)."""
+    from models.export import export_onnx
+    from models.quantize import calibration_inputs, quantize
+    from models.rr_gate import add_rr_gate_to_onnx
+
+    task = get_task("beat")
+    ds1 = task.load(
+        task.train_split,
+        LoadOptions(env=os.environ, cache_dir=default_cache_dir(os.environ) / "preprocessed"),
+    )
+    gate = _card_gate({"run": run / f"{task.name}.onnx"})
+    found = {}
+    for text in phases:
+        schedule = tuple(int(p) for p in text.split(","))
+        label = "phases_" + "-".join(map(str, schedule))
+        fp32, int8 = out / f"{label}_fp32.onnx", out / f"{label}.onnx"
+        names = export_onnx(net, fp32, task.input_names, phases=schedule)  # type: ignore[arg-type]
+        quantize(fp32, int8, calibration_inputs(ds1, names, 200, 0))
+        if gate is not None:
+            add_rr_gate_to_onnx(int8, gate)
+        found[label] = int8
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run", required=True, help="folder of `medchain train` output")
@@ -162,6 +205,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=40)
     parser.add_argument(
         "--int8", action="append", default=[], help="LABEL=PATH of an ONNX model (repeatable)"
+    )
+    parser.add_argument(
+        "--phases",
+        action="append",
+        default=[],
+        help="P1,P2,... polyphase output phases per stage: export student.pt in that layout "
+        "(beat task; repeatable)",
     )
     args = parser.parse_args()
     run = Path(args.run)
@@ -177,6 +227,9 @@ def main() -> None:
     torch.set_num_threads(1)
     net = load_checkpoint(run / "student.pt")
     models = _contenders(args, run, task.name)
+    tmp = tempfile.TemporaryDirectory()
+    if args.phases:
+        models.update(_layout_contenders(args.phases, run, net, Path(tmp.name)))
     sessions = {label: onnx_session(path, threads=1) for label, path in models.items()}
     gate = _card_gate(models)
     results = []
@@ -199,13 +252,15 @@ def main() -> None:
             same = {k: v for k, v in cpu.items() if k != TORCH}
             row["cpu_vs_same_model"] = summarise(same, TORCH_SAME)
         results.append(row)
+    sizes = {k: v.stat().st_size for k, v in models.items()}
+    tmp.cleanup()
     print(
         json.dumps(
             {
                 "task": task.name,
                 "student": str(run / "student.pt"),
                 "models": {k: str(v) for k, v in models.items()},
-                "sizes_bytes": {k: v.stat().st_size for k, v in models.items()},
+                "sizes_bytes": sizes,
                 "threads": 1,
                 "rounds": args.rounds,
                 "results": results,
