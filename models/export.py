@@ -42,12 +42,17 @@ PARITY_ATOL = 1e-4  # max |difference| of logits/embedding between polyphase and
 
 
 def phase_schedule(n_stages: int) -> tuple[int, ...]:
-    """Output phases per stage: 4 for the first (its 2-4 input channels are the costliest
-    layer per MAC), 2 in the middle, 1 (plain) for the last; measured in docs/models.md (Speed).
-    A stage's phases must be a multiple of its input phases (half the previous stage's)."""
+    """Output phases per stage: 2 for the first two stages, 1 (plain) for the rest.
+
+    A stage's phases must be a multiple of its input phases (half the previous stage's). The
+    fastest layout depends on the CPU's int8 kernels: on an AMD EPYC with AVX-512 VNNI (CI's
+    machine) (2, 2, 1, 1) beat (4, 2, 2, 1) -- an earlier Xeon's choice -- at every batch size,
+    by 1-30 %; docs/models.md (Speed) has both measurements and ``bench/models_speed.py
+    --phases`` measures any layout on the machine at hand.
+    """
     if n_stages == 1:
-        return (4,)
-    return (4, 2, *([2] * (n_stages - 3)), 1) if n_stages >= 3 else (4, 2)
+        return (2,)
+    return (2, 2, *([1] * (n_stages - 2)))
 
 
 def _conv_bn(stage: nn.Module) -> tuple[nn.Conv1d, nn.BatchNorm1d] | None:
@@ -125,20 +130,22 @@ class _PhaseStage(nn.Module):
         return torch.maximum(first, second)
 
 
-def polyphase_net(net: SignalNet) -> SignalNet | None:
+def polyphase_net(net: SignalNet, phases: tuple[int, ...] | None = None) -> SignalNet | None:
     """A copy of ``net`` computing the same function in the polyphase layout, or None if its
-    stages are not plain ``cnn`` stages (k odd, lengths divisible by the phases)."""
+    stages are not plain ``cnn`` stages (k odd, lengths divisible by the phases) or ``phases``
+    (output phases per stage, default :func:`phase_schedule`) is not a valid schedule."""
     stages = list(net.stages)
     parts = [_conv_bn(s) for s in stages]
     linear = next((m for m in net.embed if isinstance(m, nn.Linear)), None)
-    if not stages or linear is None:
+    schedule = phase_schedule(len(stages)) if phases is None else tuple(phases)
+    if not stages or linear is None or len(schedule) != len(stages):
         return None
     new: list[nn.Module] = []
     length, p_in, channels = net.length, 1, 0
-    for i, (stage, conv_bn, p_out) in enumerate(
-        zip(stages, parts, phase_schedule(len(stages)), strict=True)
-    ):
-        if conv_bn is None or length % p_out or p_out % p_in:
+    for i, (stage, conv_bn, p_out) in enumerate(zip(stages, parts, schedule, strict=True)):
+        # p_out > 1 must be even: MaxPool(2) becomes the Max of two halves of the phases
+        odd = p_out > 1 and p_out % 2
+        if conv_bn is None or p_out < 1 or odd or length % p_out or p_out % p_in:
             return None
         channels = conv_bn[0].out_channels
         if p_out == 1:
@@ -199,7 +206,12 @@ class _SignalOnly(nn.Module):
 
 
 def export_onnx(
-    net: SignalNet, path: Path, input_names: tuple[str, str], *, polyphase: bool = True
+    net: SignalNet,
+    path: Path,
+    input_names: tuple[str, str],
+    *,
+    polyphase: bool = True,
+    phases: tuple[int, ...] | None = None,
 ) -> list[str]:
     """Export ``net`` (eval mode) to ONNX opset 17 with a dynamic batch axis ``N``.
 
@@ -214,6 +226,9 @@ def export_onnx(
     polyphase : bool
         Export ``cnn`` stages in the polyphase layout (module docstring); same outputs, int8
         inference in onnxruntime 1.15x (1 beat) to 1.35x (256 beats) faster for ``beat``.
+    phases : tuple of int, optional
+        Output phases per stage (default :func:`phase_schedule`); an invalid schedule exports
+        the plain graph.
 
     Returns
     -------
@@ -223,7 +238,7 @@ def export_onnx(
     net.eval()
     trained = net
     if polyphase:
-        fast = polyphase_net(net)
+        fast = polyphase_net(net, phases)
         if fast is not None and _same_function(net, fast):
             net = fast
         else:

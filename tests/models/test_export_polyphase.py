@@ -37,22 +37,29 @@ def inputs(net: SignalNet, n: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    ("widths", "kernel", "channels", "length", "features"),
+    ("widths", "kernel", "channels", "length", "features", "phases"),
     [
-        ((16, 24, 32, 32), 7, 2, 96, 8),  # the beat student
-        ((8, 16, 16, 24, 24), 7, 1, 320, 16),  # five stages
-        ((4, 8), 5, 1, 32, 2),
-        ((6,), 3, 3, 40, 0),  # one stage, no features, 3 -> 4 padded input channels
+        ((16, 24, 32, 32), 7, 2, 96, 8, None),  # the beat student, default layout
+        ((16, 24, 32, 32), 7, 2, 96, 8, (4, 2, 2, 1)),  # the earlier default
+        ((16, 24, 32, 32), 7, 2, 96, 8, (4, 4, 4, 2)),
+        ((8, 16, 16, 24, 24), 7, 1, 320, 16, None),  # five stages
+        ((4, 8), 5, 1, 32, 2, None),
+        ((6,), 3, 3, 40, 0, None),  # one stage, no features, 3 -> 4 padded input channels
     ],
 )
 def test_polyphase_net_computes_the_same_function(
-    widths: tuple[int, ...], kernel: int, channels: int, length: int, features: int
+    widths: tuple[int, ...],
+    kernel: int,
+    channels: int,
+    length: int,
+    features: int,
+    phases: tuple[int, ...] | None,
 ) -> None:
     # Prepare
     net = trained_like(NetSpec("cnn", widths, kernel, 8), channels, length, features)
     signal, feats = inputs(net)
     # Execute
-    fast = polyphase_net(net)
+    fast = polyphase_net(net, phases)
     # Verify
     assert fast is not None
     with torch.no_grad():
@@ -85,9 +92,9 @@ def test_export_graph_is_polyphase_and_matches_torch(tmp_path: Path) -> None:
         for a in n.attribute
         if a.name == "strides"
     ]
-    assert ops.count("Max") == 3 and ops.count("MaxPool") == 1
-    assert strides == [4, 1, 2, 1]  # phase_schedule(4) == (4, 2, 2, 1)
-    assert phase_schedule(4) == (4, 2, 2, 1)
+    assert ops.count("Max") == 2 and ops.count("MaxPool") == 2
+    assert strides == [2, 2, 1, 1]  # phase_schedule(4) == (2, 2, 1, 1)
+    assert phase_schedule(4) == (2, 2, 1, 1)
 
 
 def test_nets_without_the_layout_export_plain(tmp_path: Path) -> None:
@@ -103,3 +110,14 @@ def test_nets_without_the_layout_export_plain(tmp_path: Path) -> None:
     # Verify
     assert polyphase_net(resnet) is None and polyphase_net(odd) is None
     assert all("Max" not in ops and "MaxPool" in ops for ops in exported.values())
+
+
+@pytest.mark.parametrize(
+    "phases", [(2, 2), (4, 1, 1, 1, 1), (2, 3, 1, 1), (4, 4, 1, 1), (0, 1, 1, 1)]
+)
+def test_invalid_phase_schedules_give_no_polyphase_net(phases: tuple[int, ...]) -> None:
+    # Prepare: a four-stage net; a schedule of the wrong length, phases not dividing the length
+    # (96 / 2 / 3), an output-phase count not a multiple of the input phases (4 -> 1), zero
+    net = trained_like(NetSpec("cnn", (4, 8, 8, 8), 5, 8), 1, 96, 2)
+    # Execute / Verify
+    assert polyphase_net(net, phases) is None
