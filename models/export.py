@@ -46,9 +46,9 @@ def phase_schedule(n_stages: int) -> tuple[int, ...]:
 
     A stage's phases must be a multiple of its input phases (half the previous stage's). The
     fastest layout depends on the CPU's int8 kernels: on an AMD EPYC with AVX-512 VNNI (CI's
-    machine) (2, 2, 1, 1) beat (4, 2, 2, 1) -- an earlier Xeon's choice -- at every batch size,
-    by 1-30 %; docs/models.md (Speed) has both measurements and ``bench/models_speed.py
-    --phases`` measures any layout on the machine at hand.
+    machine) (2, 2, 1, 1) and (4, 2, 2, 1), an earlier Xeon's choice, are equally fast within
+    the noise, and (2, 2, 1, 1) is 11 kB smaller for the beat student (docs/models.md, Speed).
+    ``bench/models_speed.py --phases`` measures any layout on the machine at hand.
     """
     if n_stages == 1:
         return (2,)
@@ -225,7 +225,8 @@ def export_onnx(
         Names of the signal and features inputs.
     polyphase : bool
         Export ``cnn`` stages in the polyphase layout (module docstring); same outputs, int8
-        inference in onnxruntime 1.15x (1 beat) to 1.35x (256 beats) faster for ``beat``.
+        inference in onnxruntime as fast at 1 beat and 1.1-1.2x faster from 32 beats up for
+        ``beat`` (AMD EPYC, docs/models.md Speed).
     phases : tuple of int, optional
         Output phases per stage (default :func:`phase_schedule`); an invalid schedule exports
         the plain graph.
