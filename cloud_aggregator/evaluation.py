@@ -1,19 +1,25 @@
 """Server-side evaluation of each round's global model on a held-out labelled set.
 
 In head mode the int8 backbone is frozen, so the evaluation embeddings are computed once with
-onnxruntime and each round only applies the new head in numpy (milliseconds per round).
+onnxruntime and each round only applies the new head in numpy (milliseconds per round). The
+scores are those of what a device serves from the release: the head's softmax, then the RR gate
+when the release's card carries one (``input_contract.parameters.rr_gate``, models/rr_gate.py),
+which re-splits N and S by the beats' RR features.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from cloud_aggregator.releases import CARD_FILE
 from common.fl_protocol import ModelRelease
 from models.metrics import classification_metrics
+from models.rr_gate import RRGate
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -121,5 +127,31 @@ class HeadEvaluator:
             self.backbone = current
         w = release.tensors["head.weight"].astype(np.float64)
         b = release.tensors["head.bias"].astype(np.float64)
-        predicted = np.argmax(self.embeddings @ w.T + b, axis=1).astype(np.int64)
-        return summary_metrics(self.labels, predicted, self.classes)
+        logits = self.embeddings @ w.T + b
+        gate = release_gate(release)
+        rr = None if self.inputs is None else self.inputs.get("rr")
+        if gate is not None and rr is not None:
+            z = np.exp(logits - logits.max(axis=1, keepdims=True))
+            predicted = np.argmax(gate.apply(z / z.sum(axis=1, keepdims=True), rr), axis=1)
+        else:
+            if gate is not None:
+                _LOGGER.warning(
+                    "release %s has an RR gate but no RR features: head only", release.version
+                )
+            predicted = np.argmax(logits, axis=1)
+        return summary_metrics(self.labels, predicted.astype(np.int64), self.classes)
+
+
+def release_gate(release: ModelRelease) -> RRGate | None:
+    """The RR gate of the release's model card, or None (no card, no gate, unreadable gate)."""
+    raw = release.files.get(CARD_FILE)
+    if raw is None:
+        return None
+    try:
+        params = json.loads(raw)["input_contract"]["parameters"]
+        return None if "rr_gate" not in params else RRGate.from_dict(params["rr_gate"])
+    except (ValueError, KeyError, TypeError) as exc:  # a card is data from a file: never crash
+        _LOGGER.warning(
+            "release %s: RR gate of the card unreadable (%s): head only", release.version, exc
+        )
+        return None

@@ -1,0 +1,74 @@
+"""Round evaluation scores what a device serves: the head's softmax, then the card's RR gate."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from cloud_aggregator.evaluation import HeadEvaluator, release_gate, summary_metrics
+from common.fl_protocol import ModelRelease
+from models.rr_gate import RRGate
+
+CLASSES = ["N", "S", "V", "F", "Q"]
+
+
+def _data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Embeddings (the head calls every beat N or V), labels, RR features (premature = S)."""
+    rng = np.random.default_rng(0)
+    n = 300
+    labels = rng.choice([0, 1, 2], size=n, p=[0.6, 0.2, 0.2]).astype(np.int64)
+    emb = np.zeros((n, 2), np.float32)
+    emb[:, 0] = np.where(labels == 2, -2.0, 2.0) + rng.normal(0, 0.3, n)
+    emb[:, 1] = rng.normal(0, 1, n)
+    rr = np.ones((n, 2), np.float32)
+    rr[labels == 1] = 0.6  # SVEBs come early: rr_pre / rr_local 0.6
+    return emb, labels, rr
+
+
+def _release(card: bytes | None) -> ModelRelease:
+    w = np.zeros((5, 2), np.float32)
+    w[0, 0], w[2, 0] = 2.0, -2.0  # N for emb[0] > 0, V below; never S
+    files = {} if card is None else {"model.card.json": card}
+    return ModelRelease("v1", 1, {"head.weight": w, "head.bias": np.zeros(5, np.float32)}, files)
+
+
+GATE = RRGate(np.array([-8.0, 0.0]), -1.0, 0, 1)  # S when log(rr_pre ratio) << 0
+
+
+def _card(gate: RRGate) -> bytes:
+    return json.dumps({"input_contract": {"parameters": {"rr_gate": gate.to_dict()}}}).encode()
+
+
+def test_round_metrics_apply_the_cards_rr_gate_like_the_served_model() -> None:
+    # Prepare
+    emb, labels, rr = _data()
+    evaluator = HeadEvaluator(
+        emb, labels, CLASSES, {"beat": np.zeros((len(labels), 1, 4), np.float32), "rr": rr}
+    )
+    release = _release(_card(GATE))
+    # Execute
+    metrics = evaluator(release)
+    # Verify: same as head -> softmax -> gate computed by hand; the gate finds the SVEBs
+    logits = emb.astype(np.float64) @ release.tensors["head.weight"].T.astype(np.float64)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    expected = np.argmax(GATE.apply(p / p.sum(1, keepdims=True), rr), axis=1).astype(np.int64)
+    np.testing.assert_equal(metrics, summary_metrics(labels, expected, CLASSES))  # NaN == NaN
+    assert metrics["se_S"] > 0.95 and metrics["ppv_S"] > 0.95
+    head_only = HeadEvaluator(emb, labels, CLASSES)(release)  # no RR features: head only
+    assert head_only["se_S"] == 0.0 and metrics["macro_f1"] > head_only["macro_f1"]
+
+
+def test_releases_without_a_readable_gate_are_scored_on_the_head_alone() -> None:
+    # Prepare
+    emb, labels, rr = _data()
+    evaluator = HeadEvaluator(emb, labels, CLASSES, {"rr": rr})
+    cards = [None, b"{}", b"not json", json.dumps({"input_contract": {"parameters": {}}}).encode()]
+    bad_gate = json.dumps({"input_contract": {"parameters": {"rr_gate": {"weight": [1]}}}})
+    # Execute
+    scored = [evaluator(_release(c)) for c in [*cards, bad_gate.encode()]]
+    # Verify
+    assert all(release_gate(_release(c)) is None for c in [*cards, bad_gate.encode()])
+    for m in scored[1:]:
+        np.testing.assert_equal(m, scored[0])
+    assert scored[0]["se_S"] == 0.0
