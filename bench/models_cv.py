@@ -20,6 +20,7 @@ import argparse
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -105,23 +106,47 @@ def _two_view(net: torch.nn.Module, test: TaskData) -> np.ndarray[Any, Any]:
     return pred  # type: ignore[no-any-return]
 
 
+class _Ensemble(torch.nn.Module):
+    """Teachers averaged in probability; ``forward`` returns log(mean softmax) as the logits
+    (what ``models.distill`` softens by its temperature) and no embedding."""
+
+    def __init__(self, nets: Sequence[torch.nn.Module]) -> None:
+        super().__init__()
+        self.nets = torch.nn.ModuleList(nets)
+
+    def forward(self, signal: torch.Tensor, feats: torch.Tensor) -> tuple[torch.Tensor, None]:
+        probs = torch.stack([torch.softmax(n(signal, feats)[0], dim=1) for n in self.nets])
+        return torch.log(probs.mean(dim=0).clamp_min(1e-12)), None
+
+
 def train_fold(
-    train: TaskData, net_spec: NetSpec, spec: TrainSpec, seed: int, teacher: NetSpec | None
+    train: TaskData,
+    net_spec: NetSpec,
+    spec: TrainSpec,
+    seed: int,
+    teacher: NetSpec | None,
+    n_teachers: int = 1,
 ) -> torch.nn.Module:
     """The student of one CV fold: trained directly, or (``teacher`` given) distilled from a
-    teacher trained first, with the pipeline's seeds (teacher ``seed``, student ``seed + 1``)."""
+    teacher trained first, with the pipeline's seeds (teacher ``seed``, student ``seed + 1``).
+    ``n_teachers > 1`` distils from the probability average of that many teachers (seeds
+    ``seed``, ``seed + 1000``, ...)."""
     _, channels, length = train.signal.shape
     n_feat = train.features.shape[1]
     if teacher is None:
         net = build_net(net_spec, channels, length, n_feat, 5)
         fit(net, train, spec, seed=seed, n_classes=5)
         return net
-    torch.manual_seed(seed)
-    t_net = build_net(teacher, channels, length, n_feat, 5)
-    fit(t_net, train, spec, seed=seed, n_classes=5)
+    teachers = []
+    for i in range(n_teachers):
+        torch.manual_seed(seed + 1000 * i)
+        t_net = build_net(teacher, channels, length, n_feat, 5)
+        fit(t_net, train, spec, seed=seed + 1000 * i, n_classes=5)
+        teachers.append(t_net.eval())
     torch.manual_seed(seed + 1)
     net = build_net(net_spec, channels, length, n_feat, 5)
-    distill(net, train, spec, teacher=t_net, seed=seed + 1)
+    t_all = teachers[0] if n_teachers == 1 else _Ensemble(teachers).eval()
+    distill(net, train, spec, teacher=t_all, seed=seed + 1)
     return net
 
 
@@ -175,6 +200,9 @@ def main() -> None:
     )
     parser.add_argument("--teacherset", action="append", default=[], help="teacher NetSpec k=v")
     parser.add_argument(
+        "--teachers", type=int, default=1, help="with --kd: distil from an average of N teachers"
+    )
+    parser.add_argument(
         "--final",
         type=Path,
         help="skip CV: train the configuration on all of DS1 (seeded before init) and write "
@@ -208,7 +236,9 @@ def main() -> None:
     for fold in FOLDS:
         held = np.isin(data.groups, fold)
         train, test = data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
-        net = train_fold(train, net_spec, spec, args.seed, teacher_spec if args.kd else None)
+        net = train_fold(
+            train, net_spec, spec, args.seed, teacher_spec if args.kd else None, args.teachers
+        )
         logits = predict_logits(net, test)
         preds.append(_two_view(net, test) if args.two_view else logits.argmax(axis=1))
         labels.append(test.labels)
@@ -226,6 +256,7 @@ def main() -> None:
         "kd": args.kd,
         "two_view": args.two_view,
         "teacherset": args.teacherset,
+        "teachers": args.teachers,
         "seconds": round(time.monotonic() - started),
     } | _scores(y, np.concatenate(preds), groups, task.classes)
     if gated:
