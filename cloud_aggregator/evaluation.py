@@ -128,30 +128,51 @@ class HeadEvaluator:
         w = release.tensors["head.weight"].astype(np.float64)
         b = release.tensors["head.bias"].astype(np.float64)
         logits = self.embeddings @ w.T + b
-        gate = release_gate(release)
         rr = None if self.inputs is None else self.inputs.get("rr")
+        gate = release_gate(release, logits.shape[1], None if rr is None else rr.shape[1])
         if gate is not None and rr is not None:
             z = np.exp(logits - logits.max(axis=1, keepdims=True))
             predicted = np.argmax(gate.apply(z / z.sum(axis=1, keepdims=True), rr), axis=1)
         else:
-            if gate is not None:
-                _LOGGER.warning(
-                    "release %s has an RR gate but no RR features: head only", release.version
-                )
             predicted = np.argmax(logits, axis=1)
         return summary_metrics(self.labels, predicted.astype(np.int64), self.classes)
 
 
-def release_gate(release: ModelRelease) -> RRGate | None:
-    """The RR gate of the release's model card, or None (no card, no gate, unreadable gate)."""
+def release_gate(release: ModelRelease, n_classes: int, n_features: int | None) -> RRGate | None:
+    """The RR gate of the release's model card if it fits the evaluation data, else None.
+
+    None when there is no card or no gate, and (with a warning: a card is data from a file and
+    must never stop a round) when the gate is unreadable, does not fit ``n_classes`` /
+    ``n_features`` (RR feature columns), or there are no RR features to apply it to.
+    """
     raw = release.files.get(CARD_FILE)
     if raw is None:
         return None
     try:
         params = json.loads(raw)["input_contract"]["parameters"]
-        return None if "rr_gate" not in params else RRGate.from_dict(params["rr_gate"])
-    except (ValueError, KeyError, TypeError) as exc:  # a card is data from a file: never crash
-        _LOGGER.warning(
-            "release %s: RR gate of the card unreadable (%s): head only", release.version, exc
-        )
+        if "rr_gate" not in params:
+            return None
+        gate = RRGate.from_dict(params["rr_gate"])
+        problem = _misfit(gate, n_classes, n_features)
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
+        problem = f"unreadable ({exc})"
+    if problem:
+        _LOGGER.warning("release %s: RR gate of the card %s: head only", release.version, problem)
         return None
+    return gate
+
+
+def _misfit(gate: RRGate, n_classes: int, n_features: int | None) -> str:
+    """Why ``gate`` cannot be applied to (N, n_classes) probabilities and (N, n_features) RR
+    features ("" when it can)."""
+    if n_features is None:
+        return "has no RR features to use"
+    indices = [gate.n_index, gate.s_index] + ([gate.v_index] if gate.v_weight is not None else [])
+    if any(not 0 <= i < n_classes for i in indices) or gate.n_index == gate.s_index:
+        return f"has class indices {indices} outside {n_classes} classes"
+    shapes = [gate.weight.shape] + ([gate.v_weight.shape] if gate.v_weight is not None else [])
+    if any(shape != (n_features,) for shape in shapes):
+        return f"has weights of shape {shapes}, not ({n_features},)"
+    if not all(np.isfinite(v).all() for v in (gate.weight, gate.bias, gate.floor)):
+        return "has non-finite parameters"
+    return ""

@@ -59,16 +59,33 @@ def test_round_metrics_apply_the_cards_rr_gate_like_the_served_model() -> None:
     assert head_only["se_S"] == 0.0 and metrics["macro_f1"] > head_only["macro_f1"]
 
 
-def test_releases_without_a_readable_gate_are_scored_on_the_head_alone() -> None:
-    # Prepare
+def test_releases_without_a_usable_gate_are_scored_on_the_head_alone() -> None:
+    # Prepare: no card, unparsable cards, and gates that parse but do not fit the data
     emb, labels, rr = _data()
     evaluator = HeadEvaluator(emb, labels, CLASSES, {"rr": rr})
-    cards = [None, b"{}", b"not json", json.dumps({"input_contract": {"parameters": {}}}).encode()]
-    bad_gate = json.dumps({"input_contract": {"parameters": {"rr_gate": {"weight": [1]}}}})
+    good = GATE.to_dict()
+    misfits = [
+        {"weight": [1.0]},  # missing fields
+        {**good, "weight": [1.0, 2.0, 3.0]},  # 3 weights for 2 RR features
+        {**good, "s_index": 9},  # no such class
+        {**good, "s_index": 0},  # N and S the same column
+        {**good, "bias": float("nan")},
+        {**good, "v_weight": [1.0], "v_index": 2, "v_bias": 0.0},  # V expert of the wrong size
+    ]
+    cards: list[bytes | None] = [None, b"{}", b"not json"]
+    cards += [json.dumps({"input_contract": {"parameters": {}}}).encode()]
+    cards += [_card_dict(m) for m in misfits]
+    cards += [_card_dict(good).replace(b'"s_index": 1', b'"s_index": 1e400')]  # int(inf)
     # Execute
-    scored = [evaluator(_release(c)) for c in [*cards, bad_gate.encode()]]
+    scored = [evaluator(_release(c)) for c in cards]
     # Verify
-    assert all(release_gate(_release(c)) is None for c in [*cards, bad_gate.encode()])
+    assert all(release_gate(_release(c), 5, 2) is None for c in cards)
+    assert release_gate(_release(_card(GATE)), 5, 2) is not None
+    assert release_gate(_release(_card(GATE)), 5, None) is None  # nothing to apply it to
     for m in scored[1:]:
         np.testing.assert_equal(m, scored[0])
     assert scored[0]["se_S"] == 0.0
+
+
+def _card_dict(gate: dict[str, object]) -> bytes:
+    return json.dumps({"input_contract": {"parameters": {"rr_gate": gate}}}).encode()
