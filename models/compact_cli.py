@@ -25,21 +25,28 @@ from common.errors import CorruptInputError
 _LOGGER = logging.getLogger(__name__)
 
 
-def _random_feed(session: Any, n: int = 16) -> dict[str, np.ndarray]:
-    """Inputs of the session's shapes (dynamic axes -> ``n``), positive like RR features."""
-    rng = np.random.default_rng(0)
-    return {
-        i.name: rng.uniform(0.2, 2.0, [d if isinstance(d, int) else n for d in i.shape]).astype(
-            np.float32
-        )
-        for i in session.get_inputs()
-    }
+def _outputs(
+    model: bytes, feed: dict[str, np.ndarray] | None
+) -> tuple[list[np.ndarray], dict[str, np.ndarray]]:
+    """The model's outputs on ``feed`` (default: random float inputs of its shapes, dynamic
+    axes 16, positive like RR features) and the feed used."""
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    if feed is None:
+        rng = np.random.default_rng(0)
+        feed = {
+            i.name: rng.uniform(
+                0.2, 2.0, [d if isinstance(d, int) else 16 for d in i.shape]
+            ).astype(np.float32)
+            for i in sess.get_inputs()
+        }
+    return [np.asarray(x) for x in sess.run(None, feed)], feed
 
 
 def cmd_compact(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Compact ``--model`` into ``--out`` (default in place) and update the card beside it."""
     import onnx
-    import onnxruntime as ort
 
     from common.model_card import card_path_for, file_sha256, load_card, save_card
     from models.onnx_names import compact_names
@@ -49,16 +56,22 @@ def cmd_compact(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     card = load_card(card_path_for(src))
     try:
         model = onnx.load(str(src))
-    except Exception as exc:  # onnx raises DecodeError / OSError variants
+        reference, feed = _outputs(model.SerializeToString(), None)
+    except Exception as exc:  # onnx / onnxruntime raise their own error types
         raise CorruptInputError(f"cannot read ONNX model {src}: {exc}") from exc
-    before = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    feed = _random_feed(before)
-    reference = before.run(None, feed)
     saved = compact_names(model)
-    after = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    for a, b in zip(reference, after.run(None, feed), strict=True):
-        if not np.array_equal(a, b):  # never expected: refuse rather than ship another model
-            raise CorruptInputError(f"{src}: outputs changed after compaction; nothing written")
+    if saved <= 0:
+        print(f"{src}: nothing to compact ({src.stat().st_size} bytes)")
+        return 0
+    try:
+        compacted, _ = _outputs(model.SerializeToString(), feed)
+    except Exception as exc:  # never expected: refuse rather than ship a broken model
+        raise CorruptInputError(
+            f"{src}: compacted model does not run ({exc}); nothing written"
+        ) from exc
+    if any(not np.array_equal(a, b) for a, b in zip(reference, compacted, strict=True)):
+        raise CorruptInputError(f"{src}: outputs changed after compaction; nothing written")
+    sha_before = file_sha256(src)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out))
     if card.head is not None and src.parent.resolve() != out.parent.resolve():
@@ -72,9 +85,11 @@ def cmd_compact(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             card.training,
             command=f"{card.training.command} && {command}",
             notes=f"{card.training.notes}; internal names compacted (sha256 before "
-            f"{card.artifact.sha256}, outputs bit-identical)",
+            f"{sha_before}, outputs bit-identical)",
         ),
-        artifact=dataclasses.replace(card.artifact, size_bytes=out.stat().st_size, sha256=sha),
+        artifact=dataclasses.replace(
+            card.artifact, file=out.name, size_bytes=out.stat().st_size, sha256=sha
+        ),
         version=f"{card.task}-{sha[:12]}",
     )
     save_card(new, card_path_for(out))

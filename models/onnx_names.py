@@ -74,10 +74,13 @@ def compact_names(model: onnx.ModelProto) -> int:
             node.input[j] = rename(name)
         for j, name in enumerate(node.output):
             node.output[j] = rename(name)
-        node.name = base36(i)  # nodes have their own namespace
+        if node.name:  # nodes have their own namespace; an unnamed node stays unnamed
+            node.name = base36(i)
         node.doc_string = ""
     for info in g.value_info:
         info.name = rename(info.name)
+    for note in g.quantization_annotation:
+        note.tensor_name = rename(note.tensor_name)
     g.doc_string = ""
     saved = before - int(model.ByteSize())
     _LOGGER.debug("compacted %d names: %d bytes saved", len(mapping), saved)

@@ -278,6 +278,8 @@ def add_rr_gate_to_onnx(path: Path, gate: RRGate, features_input: str = "rr") ->
         )
     del g.output[[o.name for o in g.output].index(PROBS)]
     g.output.insert(0, helper.make_tensor_value_info(PROBS, TensorProto.FLOAT, ["N", c]))
+    for node in g.node:  # named like the exported nodes (onnxruntime's errors cite names)
+        node.name = node.name or f"{node.op_type}_{node.output[0]}"
     compact_names(model)  # as every shipped graph (models.onnx_names)
     onnx.checker.check_model(model)
     onnx.save(model, str(path))

@@ -12,6 +12,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from common.model_card import file_sha256
 from medchain.cli import main
 from models.export import export_onnx
 from models.nets import build_net
@@ -60,7 +61,8 @@ def test_compact_rewrites_an_older_model_and_its_card(
         np.testing.assert_array_equal(a, b)
     card = json.loads((tmp_path / "out" / "ptb.card.json").read_text())
     assert card["artifact"]["size_bytes"] == out.stat().st_size
-    assert card["artifact"]["sha256"] != before["artifact"]["sha256"]
+    assert card["artifact"]["sha256"] == file_sha256(out)
+    assert file_sha256(src) in card["training"]["notes"]  # the sha256 of the file compacted
     assert card["version"] == "ptb-" + card["artifact"]["sha256"][:12]
     assert card["training"]["command"].endswith(f"&& medchain compact --model {src} --out {out}")
     assert card["metrics"] == before["metrics"]
@@ -79,3 +81,23 @@ def test_compact_of_a_corrupt_file_is_a_one_line_error(
     # Verify
     err = capsys.readouterr().err
     assert rc != 0 and "cannot read ONNX model" in err and "Traceback" not in err
+    # a file onnx parses but that holds no graph: onnxruntime refuses it, still one line
+    (tmp_path / "ptb.onnx").write_bytes(b"")
+    assert main(["compact", "--model", str(tmp_path / "ptb.onnx")]) != 0
+    err = capsys.readouterr().err
+    assert "cannot read ONNX model" in err and "Traceback" not in err
+
+
+def test_compacting_a_compact_model_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare
+    for name in ("ptb.onnx", "ptb.card.json"):
+        shutil.copyfile(PRETRAINED / name, tmp_path / name)
+    card_before = (tmp_path / "ptb.card.json").read_bytes()
+    # Execute
+    rc = main(["compact", "--model", str(tmp_path / "ptb.onnx")])
+    # Verify
+    assert rc == 0 and "nothing to compact" in capsys.readouterr().out
+    assert (tmp_path / "ptb.onnx").read_bytes() == (PRETRAINED / "ptb.onnx").read_bytes()
+    assert (tmp_path / "ptb.card.json").read_bytes() == card_before

@@ -113,3 +113,22 @@ def test_graph_with_a_subgraph_is_left_as_it_is() -> None:
     # Execute / Verify
     assert compact_names(model) == 0
     assert model.SerializeToString() == before
+
+
+def test_unnamed_nodes_stay_unnamed_and_quantization_annotations_follow() -> None:
+    # Prepare: a node without a name, a tensor annotated for quantization
+    nodes = [
+        helper.make_node("Relu", ["x"], ["a_long_intermediate_name"]),
+        helper.make_node("Neg", ["a_long_intermediate_name"], ["y"], name="a_named_node"),
+    ]
+    io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [3]) for n in ("x", "y")]
+    graph = helper.make_graph(nodes, "g", io[:1], io[1:])
+    note = onnx.TensorAnnotation(tensor_name="a_long_intermediate_name")
+    graph.quantization_annotation.append(note)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    # Execute
+    saved = compact_names(model)
+    # Verify
+    assert saved > 0
+    assert [n.name for n in model.graph.node] == ["", "1"]
+    assert model.graph.quantization_annotation[0].tensor_name == model.graph.node[0].output[0]
