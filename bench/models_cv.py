@@ -56,14 +56,16 @@ def _value(raw: str) -> Any:
         return raw
 
 
-def _sveb_by_record(
-    y: np.ndarray[Any, Any], p: np.ndarray[Any, Any], groups: np.ndarray[Any, Any]
+def _by_record(
+    y: np.ndarray[Any, Any], p: np.ndarray[Any, Any], groups: np.ndarray[Any, Any], cls: int
 ) -> dict[str, list[int]]:
-    """``record: [S found, S present, false S]`` for records with any S beat or S call."""
+    """``record: [found, present, false calls]`` of class ``cls`` for records with any such beat
+    or call (1 = S, 2 = V)."""
     out = {}
     for rec in np.unique(groups):
         g = groups == rec
-        hit, true, false = (g & (y == 1) & (p == 1)), (g & (y == 1)), (g & (y != 1) & (p == 1))
+        hit, true = (g & (y == cls) & (p == cls)), (g & (y == cls))
+        false = g & (y != cls) & (p == cls)
         if true.any() or false.any():
             out[str(rec)] = [int(hit.sum()), int(true.sum()), int(false.sum())]
     return out
@@ -75,7 +77,7 @@ def _scores(
     groups: np.ndarray[Any, Any],
     classes: tuple[str, ...],
 ) -> dict[str, Any]:
-    """jk, macro-F1, per-class Se/+P, confusion and per-record SVEB counts of predictions."""
+    """jk, macro-F1, per-class Se/+P, confusion and per-record SVEB and VEB counts."""
     m = classification_metrics(y, p, classes)
     m.update(jk_index(np.asarray(m["confusion"]), classes))
     return {
@@ -85,7 +87,8 @@ def _scores(
             c: [round(v["se"] or 0, 3), round(v["ppv"] or 0, 3)] for c, v in m["per_class"].items()
         },
         "confusion": m["confusion"],
-        "sveb_by_record": _sveb_by_record(y, p, groups),
+        "sveb_by_record": _by_record(y, p, groups, 1),
+        "veb_by_record": _by_record(y, p, groups, 2),
     }
 
 
@@ -209,6 +212,8 @@ def main() -> None:
         "student.pt, beat_fp32.onnx, beat.head.npz here (then `medchain quantize`)",
     )
     args = parser.parse_args()
+    if args.teachers < 1 or (args.teachers > 1 and not args.kd):
+        parser.error("--teachers N needs N >= 1, and N > 1 needs --kd")
     torch.set_num_threads(args.threads)
     task = get_task("beat")
     spec = replace(task.train, **{k: _value(v) for k, v in (s.split("=", 1) for s in args.set)})

@@ -40,6 +40,7 @@ import torch
 
 from common.datasets import default_cache_dir
 from common.model_card import card_path_for, load_card
+from models.export import polyphase_net
 from models.predict import load_checkpoint, onnx_feed, onnx_session
 from models.rr_gate import RRGate
 from models.tasks import LoadOptions, get_task
@@ -227,10 +228,20 @@ def main() -> None:
     torch.set_num_threads(1)
     net = load_checkpoint(run / "student.pt")
     models = _contenders(args, run, task.name)
-    tmp = tempfile.TemporaryDirectory()
-    if args.phases:
-        models.update(_layout_contenders(args.phases, run, net, Path(tmp.name)))
-    sessions = {label: onnx_session(path, threads=1) for label, path in models.items()}
+    if args.phases and args.task != "beat":
+        parser.error("--phases is for the beat task")
+    for text in args.phases:
+        try:
+            schedule = tuple(int(p) for p in text.split(","))
+        except ValueError:
+            parser.error(f"--phases {text}: comma-separated integers, e.g. 2,2,1,1")
+        if polyphase_net(net, schedule) is None:  # type: ignore[arg-type]
+            parser.error(f"--phases {text}: not a polyphase layout of this net (export_onnx)")
+    with tempfile.TemporaryDirectory() as tmp:  # onnxruntime keeps the models in memory
+        if args.phases:
+            models.update(_layout_contenders(args.phases, run, net, Path(tmp)))
+        sessions = {label: onnx_session(path, threads=1) for label, path in models.items()}
+        sizes = {k: v.stat().st_size for k, v in models.items()}
     gate = _card_gate(models)
     results = []
     for batch in (int(b) for b in args.batches.split(",")):
@@ -252,8 +263,6 @@ def main() -> None:
             same = {k: v for k, v in cpu.items() if k != TORCH}
             row["cpu_vs_same_model"] = summarise(same, TORCH_SAME)
         results.append(row)
-    sizes = {k: v.stat().st_size for k, v in models.items()}
-    tmp.cleanup()
     print(
         json.dumps(
             {

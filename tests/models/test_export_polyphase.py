@@ -113,11 +113,23 @@ def test_nets_without_the_layout_export_plain(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "phases", [(2, 2), (4, 1, 1, 1, 1), (2, 3, 1, 1), (4, 4, 1, 1), (0, 1, 1, 1)]
+    ("length", "phases"),
+    [
+        (96, (2, 2)),  # wrong length of schedule
+        (96, (4, 1, 1, 1, 1)),
+        (96, (2, 3, 1, 1)),  # odd phase count: MaxPool(2) needs two halves
+        (96, (4, 4, 1, 1)),  # 1 output phase from 2 input phases: not a multiple
+        (96, (0, 1, 1, 1)),  # zero
+        (90, (4, 2, 1, 1)),  # 4 phases do not divide 90 samples
+        (90, (2, 4, 1, 1)),  # 4 phases do not divide the second stage's 45
+    ],
 )
-def test_invalid_phase_schedules_give_no_polyphase_net(phases: tuple[int, ...]) -> None:
-    # Prepare: a four-stage net; a schedule of the wrong length, phases not dividing the length
-    # (96 / 2 / 3), an output-phase count not a multiple of the input phases (4 -> 1), zero
-    net = trained_like(NetSpec("cnn", (4, 8, 8, 8), 5, 8), 1, 96, 2)
+def test_invalid_phase_schedules_give_no_polyphase_net(
+    length: int, phases: tuple[int, ...]
+) -> None:
+    # Prepare: a four-stage net
+    net = trained_like(NetSpec("cnn", (4, 8, 8, 8), 5, 8), 1, length, 2)
     # Execute / Verify
     assert polyphase_net(net, phases) is None
+    if length == 90:  # the same net does have a layout: the rejection is the length's
+        assert polyphase_net(net, (2, 1, 1, 1)) is not None
