@@ -17,6 +17,11 @@ Inputs are real MIT-BIH beats (DS2 record 100), tiled to the batch size. Prints 
 (``models.export.polyphase_net``), quantized like ``medchain train`` (stratified DS1 calibration)
 and given the run's RR gate when its card has one: the layout's speed on this machine.
 
+Large allocations are served from the heap (:func:`heap_allocations`; ``--default-malloc``
+turns it off): with glibc's default, torch eager's per-call tensors above the mmap threshold
+fault their pages in on every call, which made torch 1.6-1.8x slower at 256-2048 beats
+depending on what the process had freed before.
+
 ``torch_fp32`` runs the net alone (logits, embedding: the conservative baseline). When a
 contender's card carries the RR gate, ``torch_fp32_same_model`` also runs what the gated ONNX
 computes (net, softmax, gate) and ``cpu_vs_same_model`` gives the speed-ups against it.
@@ -25,6 +30,7 @@ computes (net, softmax, gate) and ``cpu_vs_same_model`` gives the speed-ups agai
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import random
@@ -197,6 +203,30 @@ def _layout_contenders(
     return found
 
 
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc mallopt parameters (malloc.h)
+
+
+def heap_allocations() -> str:
+    """Serve large allocations from the heap instead of one mmap/munmap per call (glibc).
+
+    Torch eager allocates its intermediate tensors on every call; above glibc's mmap threshold
+    (128 kB, raised dynamically after large frees, at most 32 MB) each one is a fresh mmap whose
+    pages fault in again on every call. Measured here: torch at 256 beats took 6.1-7.9 ms per
+    call in a fresh process and 3.9 ms with the threshold at 32 MB; at 2048 beats 52 vs 32 ms;
+    onnxruntime (its own arena) did not change. Whether an earlier large free had raised the
+    threshold decided torch's speed, so the bench fixes it at the fast setting: the baseline is
+    torch at its best. Returns what was done (for the JSON).
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        ok = libc.mallopt(M_MMAP_THRESHOLD, 32 << 20) and libc.mallopt(M_TRIM_THRESHOLD, 256 << 20)
+    except (OSError, AttributeError):
+        return "default (not glibc)"
+    return (
+        "heap: mallopt mmap threshold 32 MiB, trim 256 MiB" if ok else "default (mallopt refused)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--run", required=True, help="folder of `medchain train` output")
@@ -214,7 +244,13 @@ def main() -> None:
         help="P1,P2,... polyphase output phases per stage: export student.pt in that layout "
         "(beat task; repeatable)",
     )
+    parser.add_argument(
+        "--default-malloc",
+        action="store_true",
+        help="leave glibc's mmap threshold alone (torch then pays page faults above 128 kB)",
+    )
     args = parser.parse_args()
+    allocator = "default" if args.default_malloc else heap_allocations()
     run = Path(args.run)
     task = get_task(args.task)
     data = task.load(
@@ -271,6 +307,7 @@ def main() -> None:
                 "models": {k: str(v) for k, v in models.items()},
                 "sizes_bytes": sizes,
                 "threads": 1,
+                "allocator": allocator,
                 "rounds": args.rounds,
                 "results": results,
             },
