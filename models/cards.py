@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import shlex
+import shutil
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -111,3 +113,32 @@ def build_card(
     )
     save_card(card, card_path_for(model_path))
     return card
+
+
+def save_rewritten_card(
+    card: ModelCard, src: Path, out: Path, parts: list[str], note: str, **changes: Any
+) -> ModelCard:
+    """Save and return the card of ``out``, which ``medchain <parts>`` wrote from ``src``.
+
+    ``card`` is ``src``'s card. The head npz is copied beside ``out`` when the folder differs;
+    the command is appended to the training command and ``note`` to its notes; the artifact
+    (file name, size, sha256) and version describe the new file; ``changes`` replace further
+    card fields (e.g. ``metrics``).
+    """
+    if card.head is not None and src.parent.resolve() != out.parent.resolve():
+        shutil.copyfile(src.parent / card.head.file, out.parent / card.head.file)
+    sha = file_sha256(out)
+    command = "medchain " + " ".join(shlex.quote(a) for a in parts)
+    new = replace(
+        card,
+        training=replace(
+            card.training,
+            command=f"{card.training.command} && {command}",
+            notes=f"{card.training.notes}; {note}",
+        ),
+        artifact=replace(card.artifact, file=out.name, size_bytes=out.stat().st_size, sha256=sha),
+        version=f"{card.task}-{sha[:12]}",
+        **changes,
+    )
+    save_card(new, card_path_for(out))
+    return new

@@ -10,10 +10,7 @@ version and training command follow.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
-import shlex
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -48,7 +45,8 @@ def cmd_compact(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Compact ``--model`` into ``--out`` (default in place) and update the card beside it."""
     import onnx
 
-    from common.model_card import card_path_for, file_sha256, load_card, save_card
+    from common.model_card import card_path_for, file_sha256, load_card
+    from models.cards import save_rewritten_card
     from models.onnx_names import compact_names
 
     src = Path(args.model)
@@ -74,25 +72,9 @@ def cmd_compact(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     sha_before = file_sha256(src)
     out.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, str(out))
-    if card.head is not None and src.parent.resolve() != out.parent.resolve():
-        shutil.copyfile(src.parent / card.head.file, out.parent / card.head.file)
-    sha = file_sha256(out)
     parts = ["compact", "--model", str(src)] + (["--out", str(out)] if args.out else [])
-    command = "medchain " + " ".join(shlex.quote(a) for a in parts)
-    new = dataclasses.replace(
-        card,
-        training=dataclasses.replace(
-            card.training,
-            command=f"{card.training.command} && {command}",
-            notes=f"{card.training.notes}; internal names compacted (sha256 before "
-            f"{sha_before}, outputs bit-identical)",
-        ),
-        artifact=dataclasses.replace(
-            card.artifact, file=out.name, size_bytes=out.stat().st_size, sha256=sha
-        ),
-        version=f"{card.task}-{sha[:12]}",
-    )
-    save_card(new, card_path_for(out))
+    note = f"internal names compacted (sha256 before {sha_before}, outputs bit-identical)"
+    sha = save_rewritten_card(card, src, out, parts, note).artifact.sha256
     print(f"{out}: {saved} bytes saved, {out.stat().st_size} bytes, sha256 {sha[:12]}")
     return 0
 

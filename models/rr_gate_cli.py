@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import shlex
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,7 +24,8 @@ _LOGGER = logging.getLogger(__name__)
 
 def cmd_rr_gate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Fit the gate on the training split, append it to a copy of the model, re-card it."""
-    from common.model_card import card_path_for, file_sha256, load_card, save_card
+    from common.model_card import card_path_for, load_card
+    from models.cards import save_rewritten_card
     from models.evaluate import metrics_from_probs
     from models.pipeline import gate_for
     from models.predict import onnx_predictor
@@ -52,20 +52,21 @@ def cmd_rr_gate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if src.resolve() != out.resolve():  # in place is allowed (models/pretrained)
         shutil.copyfile(src, out)
     add_rr_gate_to_onnx(out, gate)
-    if card.head is not None and src.parent.resolve() != out.parent.resolve():
-        shutil.copyfile(src.parent / card.head.file, out.parent / card.head.file)
     gated = metrics_from_probs(task, test, onnx_predictor(out)(test))
     metrics: dict[str, Any] = {f"{k}_without_gate": v for k, v in card.metrics.items()}
     metrics["int8"] = {**gated, "split": task.test_split}
-    sha = file_sha256(out)
     parts = ["rr-gate", "--task", task.name, "--model", str(src), "--out", str(out)]
     if args.records:
         parts += ["--records", args.records]
     if args.test_records:
         parts += ["--test-records", args.test_records]
-    command = "medchain " + " ".join(shlex.quote(a) for a in parts)
-    new = dataclasses.replace(
+    save_rewritten_card(
         card,
+        src,
+        out,
+        parts,
+        f"RR gate fitted on {task.train_split} and appended "
+        f"(net sha256 before the gate {card.artifact.sha256})",
         input_contract=dataclasses.replace(
             card.input_contract,
             parameters={**card.input_contract.parameters, "rr_gate": gate.to_dict()},
@@ -73,17 +74,8 @@ def cmd_rr_gate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         head=None
         if card.head is None
         else dataclasses.replace(card.head, activation=GATED_ACTIVATION),
-        training=dataclasses.replace(
-            card.training,
-            command=f"{card.training.command} && {command}",
-            notes=f"{card.training.notes}; RR gate fitted on {task.train_split} and appended "
-            f"(net sha256 before the gate {card.artifact.sha256})",
-        ),
         metrics=metrics,
-        artifact=dataclasses.replace(card.artifact, size_bytes=out.stat().st_size, sha256=sha),
-        version=f"{task.name}-{sha[:12]}",
     )
-    save_card(new, card_path_for(out))
     pc = gated["per_class"]
     print(
         f"{out}: macro-F1 {gated['macro_f1']:.4f}, "
