@@ -2,7 +2,7 @@
 
     python bench/models_speed.py --run runs/beat          # student.pt, beat.onnx, beat_fp32.onnx
     python bench/models_speed.py --run runs/beat --int8 old=a.onnx --int8 new=b.onnx
-    python bench/models_speed.py --run runs/beat --phases 4,2,2,1 --phases 2,2,1,1
+    python bench/models_speed.py --run runs/beat --phases 4,2,2,1 --phases i2:2,2,1,1
 
 Every contender gets one thread (``torch.set_num_threads(1)``; onnxruntime
 ``intra_op_num_threads=1``, ``inter_op_num_threads=1``, sequential execution). The machine is
@@ -175,6 +175,17 @@ def _torch_same_model(
     return call
 
 
+def parse_layout(text: str) -> tuple[tuple[int, ...], int]:
+    """``"[iQ:]P1,P2,..."`` -> (output phases per stage, input phases Q (default 1)).
+
+    Raises ValueError on anything else."""
+    head, _, body = text.rpartition(":")
+    if head and not head.startswith("i"):
+        raise ValueError(text)
+    split = int(head[1:]) if head else 1
+    return tuple(int(p) for p in body.split(",")), split
+
+
 def _layout_contenders(
     phases: list[str], run: Path, net: torch.nn.Module, out: Path
 ) -> dict[str, Path]:
@@ -192,10 +203,16 @@ def _layout_contenders(
     gate = _card_gate({"run": run / f"{task.name}.onnx"})
     found = {}
     for text in phases:
-        schedule = tuple(int(p) for p in text.split(","))
-        label = "phases_" + "-".join(map(str, schedule))
+        schedule, split = parse_layout(text)
+        label = "phases_" + (f"i{split}-" if split > 1 else "") + "-".join(map(str, schedule))
         fp32, int8 = out / f"{label}_fp32.onnx", out / f"{label}.onnx"
-        names = export_onnx(net, fp32, task.input_names, phases=schedule)  # type: ignore[arg-type]
+        names = export_onnx(
+            net,  # type: ignore[arg-type]
+            fp32,
+            task.input_names,
+            phases=schedule,
+            input_phases=split,
+        )
         quantize(fp32, int8, calibration_inputs(ds1, names, 200, 0))
         if gate is not None:
             add_rr_gate_to_onnx(int8, gate)
@@ -241,8 +258,8 @@ def main() -> None:
         "--phases",
         action="append",
         default=[],
-        help="P1,P2,... polyphase output phases per stage: export student.pt in that layout "
-        "(beat task; repeatable)",
+        help="[iQ:]P1,P2,... polyphase output phases per stage (iQ: the input split into Q "
+        "phases first): export student.pt in that layout (beat task; repeatable)",
     )
     parser.add_argument(
         "--default-malloc",
@@ -268,10 +285,10 @@ def main() -> None:
         parser.error("--phases is for the beat task")
     for text in args.phases:
         try:
-            schedule = tuple(int(p) for p in text.split(","))
+            schedule, split = parse_layout(text)
         except ValueError:
-            parser.error(f"--phases {text}: comma-separated integers, e.g. 2,2,1,1")
-        if polyphase_net(net, schedule) is None:  # type: ignore[arg-type]
+            parser.error(f"--phases {text}: comma-separated integers, e.g. 2,2,1,1 or i2:2,2,1,1")
+        if polyphase_net(net, schedule, split) is None:  # type: ignore[arg-type]
             parser.error(f"--phases {text}: not a polyphase layout of this net (export_onnx)")
     with tempfile.TemporaryDirectory() as tmp:  # onnxruntime keeps the models in memory
         if args.phases:

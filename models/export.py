@@ -12,9 +12,11 @@ cost per output position and kernel tap that dominates for these few-channel 1-D
 fewer, wider positions: the signal is held as ``P`` interleaved phases (channel ``q * C + c`` at
 position ``j`` is sample ``P * j + q`` of channel ``c``), one strided convolution (BN folded,
 weights placed at shifted taps, zeros elsewhere) yields ``2 P`` output phases, and MaxPool(2)
-becomes an element-wise ``Max`` of the two halves of the channels. The first layer's input
-channels are zero-padded to a multiple of 4 (onnxruntime's x86 symmetric-conv kernel needs it)
-and the embedding Linear's columns are permuted to the phase order. Same outputs as the torch net
+becomes an element-wise ``Max`` of the two halves of the channels. By default the input itself
+is first split into 4 phases (a channels-last reshape), so the first convolution is unstrided on
+8 channels instead of strided on 2; the first layer's input channels are zero-padded to a
+multiple of 4 where they are fewer (onnxruntime's x86 symmetric-conv kernel needs it). The
+embedding Linear's columns are permuted to the phase order. Same outputs as the torch net
 (checked at export; any other net, or a mismatch, falls back to the plain graph).
 """
 
@@ -41,18 +43,26 @@ CHANNEL_ALIGN = 4  # onnxruntime MLAS symmetric int8 conv (x86) needs input chan
 PARITY_ATOL = 1e-4  # max |difference| of logits/embedding between polyphase and plain net
 
 
-def phase_schedule(n_stages: int) -> tuple[int, ...]:
-    """Output phases per stage: 2 for the first two stages, 1 (plain) for the rest.
+Layout = tuple[tuple[int, ...], int]  # (output phases per stage, phases the input is split into)
 
-    A stage's phases must be a multiple of its input phases (half the previous stage's). The
-    fastest layout depends on the CPU's int8 kernels: on an AMD EPYC with AVX-512 VNNI (CI's
-    machine) (2, 2, 1, 1) and (4, 2, 2, 1), an earlier Xeon's choice, are equally fast within
-    the noise, and (2, 2, 1, 1) is 11 kB smaller for the beat student (docs/models.md, Speed).
+
+def default_layouts(n_stages: int) -> list[Layout]:
+    """Layouts tried in order when none is given: the first that fits the net is exported.
+
+    1. The input split into 4 phases, then (4, 2, 2, 1, 1, ...) output phases: the first
+       convolution runs unstrided on 8 channels at a quarter of the positions instead of
+       strided on 2 channels zero-padded to 4 (its int8 kernel was the least efficient per MAC).
+       On an AMD EPYC with AVX-512 VNNI (CI's machine) the beat student is 1.15-1.2x faster
+       than with 2. from 32 beats up (docs/models.md, Speed).
+    2. The previous default, (2, 2, 1, 1, ...) on the unsplit input, for lengths 1. does not
+       divide.
+
+    A stage's phases must be a multiple of its input phases (half the previous stage's).
     ``bench/models_speed.py --phases`` measures any layout on the machine at hand.
     """
-    if n_stages == 1:
-        return (2,)
-    return (2, 2, *([1] * (n_stages - 2)))
+    split = (4, 2, 2, *([1] * max(0, n_stages - 3)))[:n_stages]
+    legacy = (2,) if n_stages == 1 else (2, 2, *([1] * (n_stages - 2)))
+    return [(split, 4), (legacy, 1)]
 
 
 def _conv_bn(stage: nn.Module) -> tuple[nn.Conv1d, nn.BatchNorm1d] | None:
@@ -130,18 +140,56 @@ class _PhaseStage(nn.Module):
         return torch.maximum(first, second)
 
 
-def polyphase_net(net: SignalNet, phases: tuple[int, ...] | None = None) -> SignalNet | None:
+class _InputPhases(nn.Module):
+    """``(N, C, L) -> (N, P * C, L / P)``: channel ``q * C + c`` at position ``j`` is sample
+    ``P * j + q`` of channel ``c`` (a channels-last reshape, so onnxruntime's NHWC convolution
+    reads it without another Transpose)."""
+
+    def __init__(self, phases: int, channels: int, length: int) -> None:
+        super().__init__()
+        # constant target shape: a shape read from the input costs five more onnxruntime nodes
+        self.shape = (-1, length // phases, phases * channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x.transpose(1, 2).reshape(self.shape).transpose(1, 2)
+
+
+def polyphase_net(
+    net: SignalNet, phases: tuple[int, ...] | None = None, input_phases: int = 1
+) -> SignalNet | None:
     """A copy of ``net`` computing the same function in the polyphase layout, or None if its
-    stages are not plain ``cnn`` stages (k odd, lengths divisible by the phases) or ``phases``
-    (output phases per stage, default :func:`phase_schedule`) is not a valid schedule."""
+    stages are not plain ``cnn`` stages (k odd, lengths divisible by the phases) or the layout
+    is not valid for it.
+
+    Parameters
+    ----------
+    net : SignalNet
+        Trained net (eval mode).
+    phases : tuple of int, optional
+        Output phases per stage. None: the first of :func:`default_layouts` that fits (and
+        ``input_phases`` is ignored).
+    input_phases : int
+        Phases the input is split into before the first stage (:class:`_InputPhases`), so the
+        first convolution runs on wider, fewer positions.
+    """
+    if phases is None:
+        for layout in default_layouts(len(net.stages)):
+            fast = polyphase_net(net, *layout)
+            if fast is not None:
+                return fast
+        return None
     stages = list(net.stages)
     parts = [_conv_bn(s) for s in stages]
     linear = next((m for m in net.embed if isinstance(m, nn.Linear)), None)
-    schedule = phase_schedule(len(stages)) if phases is None else tuple(phases)
+    schedule = tuple(phases)
     if not stages or linear is None or len(schedule) != len(stages):
         return None
+    if input_phases < 1 or net.length % input_phases:
+        return None
     new: list[nn.Module] = []
-    length, p_in, channels = net.length, 1, 0
+    if input_phases > 1:
+        new.append(_InputPhases(input_phases, net.in_channels, net.length))
+    length, p_in, channels = net.length, input_phases, 0
     for i, (stage, conv_bn, p_out) in enumerate(zip(stages, parts, schedule, strict=True)):
         # p_out > 1 must be even: MaxPool(2) becomes the Max of two halves of the phases
         odd = p_out > 1 and p_out % 2
@@ -152,7 +200,7 @@ def polyphase_net(net: SignalNet, phases: tuple[int, ...] | None = None) -> Sign
             new.append(copy.deepcopy(stage))
         else:
             c_in = conv_bn[0].in_channels
-            pad_to = -(-c_in // CHANNEL_ALIGN) * CHANNEL_ALIGN if i == 0 else 0
+            pad_to = -(-(p_in * c_in) // CHANNEL_ALIGN) * CHANNEL_ALIGN if i == 0 else 0
             new.append(_PhaseStage(conv_bn, length, p_in, p_out, pad_to))
         length, p_in = length // 2, max(p_out // 2, 1)
     fast = copy.deepcopy(net).eval()
@@ -212,6 +260,7 @@ def export_onnx(
     *,
     polyphase: bool = True,
     phases: tuple[int, ...] | None = None,
+    input_phases: int = 1,
 ) -> list[str]:
     """Export ``net`` (eval mode) to ONNX opset 17 with a dynamic batch axis ``N``.
 
@@ -225,11 +274,14 @@ def export_onnx(
         Names of the signal and features inputs.
     polyphase : bool
         Export ``cnn`` stages in the polyphase layout (module docstring); same outputs, int8
-        inference in onnxruntime as fast at 1 beat and 1.1-1.2x faster from 32 beats up for
-        ``beat`` (AMD EPYC, docs/models.md Speed).
+        inference in onnxruntime as fast at 1 beat and 1.4-1.6x faster from 32 beats up for
+        ``beat`` than the plain graph (AMD EPYC, docs/models.md Speed).
     phases : tuple of int, optional
-        Output phases per stage (default :func:`phase_schedule`); an invalid schedule exports
+        Output phases per stage (default: :func:`default_layouts`); an invalid layout exports
         the plain graph.
+    input_phases : int
+        Phases the input is split into before the first stage, with ``phases``
+        (:func:`polyphase_net`).
 
     Returns
     -------
@@ -239,7 +291,7 @@ def export_onnx(
     net.eval()
     trained = net
     if polyphase:
-        fast = polyphase_net(net, phases)
+        fast = polyphase_net(net, phases, input_phases)
         if fast is not None and _same_function(net, fast):
             net = fast
         else:

@@ -86,13 +86,18 @@ def head_node_names(model: onnx.ModelProto) -> list[str]:
     return heads
 
 
+_LAYOUT_OPS = ("Flatten", "Reshape")  # move values without changing them: fine on int8
+
+
 def int8_max(model: onnx.ModelProto) -> int:
     """Run ``DequantizeLinear -> Max -> QuantizeLinear`` on the int8 tensors, in place.
 
     Applies where every input of a ``Max`` is the only use of a ``DequantizeLinear``, all with the
-    same scale and zero point, and the ``Max`` output only feeds one ``QuantizeLinear``: the
-    ``Max`` then takes the quantized inputs and the consumers of that ``QuantizeLinear`` read the
-    input scale and zero point. Exact: ``DQ`` is monotone, so ``max(DQ(a), DQ(b)) = DQ(max(a, b))``.
+    same scale and zero point, and the ``Max`` output only feeds one ``QuantizeLinear``, directly
+    or through one ``Flatten`` / ``Reshape`` (a polyphase last stage before the embedding): the
+    ``Max`` (and the reshape) then run on the quantized inputs and the consumers of that
+    ``QuantizeLinear`` read the input scale and zero point. Exact: ``DQ`` is monotone, so
+    ``max(DQ(a), DQ(b)) = DQ(max(a, b))``, and a reshape moves values without changing them.
 
     Returns
     -------
@@ -106,6 +111,7 @@ def int8_max(model: onnx.ModelProto) -> int:
     for node in graph.node:
         for name in node.input:
             users.setdefault(name, []).append(node)
+    graph_outputs = {o.name for o in graph.output}
     dead: list[onnx.NodeProto] = []
     rewritten = 0
     for node in [n for n in graph.node if n.op_type == "Max"]:
@@ -119,8 +125,13 @@ def int8_max(model: onnx.ModelProto) -> int:
         }
         if len(params) != 1 or any(len(users[d.output[0]]) != 1 for d in deq):
             continue
+        reshape = None
+        if len(outs) == 1 and outs[0].op_type in _LAYOUT_OPS and outs[0].input[0] == node.output[0]:
+            reshape, outs = outs[0], users.get(outs[0].output[0], [])
         if len(outs) != 1 or outs[0].op_type != "QuantizeLinear":
             continue
+        if node.output[0] in graph_outputs or (reshape and reshape.output[0] in graph_outputs):
+            continue  # a float output of the graph stays float
         quant = outs[0]
         readers = users.get(quant.output[0], [])
         if any(r.op_type != "DequantizeLinear" for r in readers):
@@ -128,7 +139,11 @@ def int8_max(model: onnx.ModelProto) -> int:
         for reader in readers:
             reader.input[1:] = deq[0].input[1:]
         node.input[:] = [d.input[0] for d in deq]
-        node.output[0] = quant.output[0]
+        last = reshape if reshape is not None else node
+        retyped = {node.output[0], last.output[0]}  # were float, now quantized: drop stale types
+        last.output[0] = quant.output[0]
+        for info in [v for v in graph.value_info if v.name in retyped]:
+            graph.value_info.remove(info)
         dead += [*deq, quant]
         rewritten += 1
     orphans = {name for node in dead for name in node.input[1:]}

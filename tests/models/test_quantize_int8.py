@@ -16,8 +16,9 @@ from models.quantize import int8_max, quantize
 from models.tasks.base import NetSpec
 
 
-def _max_graph(scale_b: float) -> onnx.ModelProto:
-    """``x, y`` float -> Q -> DQ -> Max -> Q -> DQ -> ``z``; ``y``'s scale is ``scale_b``."""
+def _max_graph(scale_b: float, via: str | None = None, max_out: bool = False) -> onnx.ModelProto:
+    """``x, y`` float -> Q -> DQ -> Max [-> ``via``] -> Q -> DQ -> ``z``; ``y``'s scale is
+    ``scale_b``; ``max_out`` also makes the Max output a graph output."""
     inits = [
         numpy_helper.from_array(np.array(0.05, np.float32), "sa"),
         numpy_helper.from_array(np.array(scale_b, np.float32), "sb"),
@@ -31,12 +32,15 @@ def _max_graph(scale_b: float) -> onnx.ModelProto:
         helper.make_node("QuantizeLinear", ["y", "sb", "zb"], ["yq"]),
         helper.make_node("DequantizeLinear", ["xq", "sa", "za"], ["xd"]),
         helper.make_node("DequantizeLinear", ["yq", "sb", "zb"], ["yd"]),
-        helper.make_node("Max", ["xd", "yd"], ["m"]),
+        helper.make_node("Max", ["xd", "yd"], ["m0" if via else "m"]),
         helper.make_node("QuantizeLinear", ["m", "so", "zo"], ["mq"]),
         helper.make_node("DequantizeLinear", ["mq", "so", "zo"], ["z"]),
     ]
+    if via:  # Flatten (N, C) -> (N, C): a layout op between the Max and its quantization
+        nodes.insert(5, helper.make_node(via, ["m0"], ["m"], axis=1))
     io = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [4, 6]) for n in ("x", "y", "z")]
-    graph = helper.make_graph(nodes, "g", io[:2], io[2:], inits)
+    outputs = io[2:] + ([helper.make_tensor_value_info("m0", TensorProto.FLOAT, [4, 6])] * max_out)
+    graph = helper.make_graph(nodes, "g", io[:2], outputs, inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
@@ -68,6 +72,28 @@ def test_int8_max_is_exact_and_needs_shared_parameters() -> None:
     np.testing.assert_allclose(after, expected, atol=1e-6)
     assert np.abs(after - before).max() <= 0.07 / 2 + 1e-6  # only the dropped requantization
     assert len(other.graph.node) == 7
+
+
+def test_int8_max_looks_through_a_flatten_but_keeps_float_graph_outputs() -> None:
+    # Prepare
+    rng = np.random.default_rng(1)
+    feed = {k: rng.uniform(-1, 8, (4, 6)).astype(np.float32) for k in ("x", "y")}
+    flat, exposed = _max_graph(0.05, "Flatten"), _max_graph(0.05, "Flatten", max_out=True)
+    # Execute
+    before = _run(flat, feed)
+    rewritten, untouched = int8_max(flat), int8_max(exposed)
+    after = _run(flat, feed)
+    # Verify: Max and Flatten run on the quantized tensors, the same values as the plain case
+    ops = [n.op_type for n in flat.graph.node]
+    assert (rewritten, untouched) == (1, 0)
+    assert ops == ["QuantizeLinear", "QuantizeLinear", "Max", "Flatten", "DequantizeLinear"]
+    expected = np.maximum(
+        (np.clip(np.round(feed["x"] / 0.05) + 10, 0, 255) - 10) * 0.05,
+        (np.clip(np.round(feed["y"] / 0.05) + 10, 0, 255) - 10) * 0.05,
+    )
+    np.testing.assert_allclose(after, expected, atol=1e-6)
+    assert np.abs(after - before).max() <= 0.07 / 2 + 1e-6
+    assert len(exposed.graph.node) == 8
 
 
 def test_quantized_polyphase_model_is_u8s8_per_channel_and_close_to_fp32(tmp_path: Path) -> None:
