@@ -45,7 +45,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--kd", action="store_true", help="teacher + KD student, as shipped")
     parser.add_argument(
-        "--save", type=Path, help="write the pooled CV probs/labels/rr/groups (npz)"
+        "--save",
+        type=Path,
+        help="write the pooled CV probs (net and each gate), labels, rr, groups and each "
+        "beat's index in DS1 as loaded (npz)",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -54,7 +57,7 @@ def main() -> None:
     opts = LoadOptions(env=os.environ, cache_dir=default_cache_dir(os.environ) / "preprocessed")
     data = load_records(list(DS1), opts, BEAT_SPEC)
     started = time.monotonic()
-    labels, probs, rr, groups = [], [], [], []
+    labels, probs, rr, groups, index = [], [], [], [], []
     gated: dict[str, list[np.ndarray[Any, Any]]] = {k: [] for k in VARIANTS}
     for fold in FOLDS:
         held = np.isin(data.groups, fold)
@@ -71,6 +74,7 @@ def main() -> None:
         probs.append(pr)
         rr.append(test.features)
         groups.append(test.groups)
+        index.append(np.flatnonzero(held))
     y, g = np.concatenate(labels), np.concatenate(groups)
     out: dict[str, Any] = {
         "kd": args.kd,
@@ -88,6 +92,8 @@ def main() -> None:
             labels=y,
             rr=np.concatenate(rr),
             groups=g,
+            index=np.concatenate(index),
+            **{f"probs_{name}": np.concatenate(gated[name]) for name in VARIANTS},
         )
 
 
