@@ -1,9 +1,11 @@
-"""DS1 patient-wise CV of the RR gate (models/rr_gate.py): the student with and without it.
+"""DS1 patient-wise CV of the RR gate (models/rr_gate.py) and the template veto
+(models/template_veto.py): the student with and without them.
 
 Each fold trains the beat student on two thirds of DS1's patients (as ``bench/models_cv.py``:
 cross-entropy, or teacher + KD with ``--kd``), fits the gate's logistic regression on the same
 patients' RR features, and predicts the held-out third. Pooled over the folds: per-class Se/+P,
-macro-F1 and jk for the net alone and for each gate variant. DS2 is not touched.
+macro-F1 and jk for the net alone, for each gate variant, and for the shipped gate followed by
+the template veto at each threshold of :data:`VETO_GRID` (``veto``). DS2 is not touched.
 
     python bench/models_rr_gate.py --kd --seed 0
 """
@@ -29,6 +31,7 @@ from models.data.mitdb import DS1  # noqa: E402
 from models.rr_gate import fit_rr_gate  # noqa: E402
 from models.tasks import LoadOptions, get_task  # noqa: E402
 from models.tasks.beat import BEAT_SPEC, load_records  # noqa: E402
+from models.template_veto import TemplateVeto  # noqa: E402
 from models.train import predict_logits  # noqa: E402
 
 # fit_rr_gate options per variant (S split fitted on all beats or N/S only; V expert or not)
@@ -37,6 +40,26 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "gate_ns": {"ns_only": True},
     "gate_all_v": {"ns_only": False, "v_index": 2},
 }
+
+
+VETO_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7)  # channel-1 RMS thresholds (z-score units)
+
+
+def veto_scores(
+    gated: np.ndarray[Any, Any],
+    signal: np.ndarray[Any, Any],
+    labels: np.ndarray[Any, Any],
+    groups: np.ndarray[Any, Any],
+    classes: tuple[str, ...],
+) -> dict[str, Any]:
+    """``{threshold: scores}`` of the gated probabilities followed by the template veto."""
+    v, q = classes.index("V"), classes.index("Q")
+    return {
+        str(t): _scores(
+            labels, TemplateVeto(t, v, q).apply(gated, signal).argmax(1), groups, classes
+        )
+        for t in VETO_GRID
+    }
 
 
 def main() -> None:
@@ -57,7 +80,7 @@ def main() -> None:
     opts = LoadOptions(env=os.environ, cache_dir=default_cache_dir(os.environ) / "preprocessed")
     data = load_records(list(DS1), opts, BEAT_SPEC)
     started = time.monotonic()
-    labels, probs, rr, groups, index = [], [], [], [], []
+    labels, probs, rr, groups, index, signal = [], [], [], [], [], []
     gated: dict[str, list[np.ndarray[Any, Any]]] = {k: [] for k in VARIANTS}
     for fold in FOLDS:
         held = np.isin(data.groups, fold)
@@ -75,6 +98,7 @@ def main() -> None:
         rr.append(test.features)
         groups.append(test.groups)
         index.append(np.flatnonzero(held))
+        signal.append(test.signal)
     y, g = np.concatenate(labels), np.concatenate(groups)
     out: dict[str, Any] = {
         "kd": args.kd,
@@ -84,6 +108,9 @@ def main() -> None:
     }
     for name in VARIANTS:
         out[name] = _scores(y, np.concatenate(gated[name]).argmax(axis=1), g, task.classes)
+    out["veto"] = veto_scores(
+        np.concatenate(gated["gate_all"]), np.concatenate(signal), y, g, task.classes
+    )
     print(json.dumps(out))
     if args.save is not None:
         np.savez_compressed(

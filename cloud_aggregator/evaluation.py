@@ -4,7 +4,9 @@ In head mode the int8 backbone is frozen, so the evaluation embeddings are compu
 onnxruntime and each round only applies the new head in numpy (milliseconds per round). The
 scores are those of what a device serves from the release: the head's softmax, then the RR gate
 when the release's card carries one (``input_contract.parameters.rr_gate``, models/rr_gate.py),
-which re-splits N and S by the beats' RR features.
+which re-splits N and S by the beats' RR features, then the template veto when the card carries
+one (``input_contract.parameters.template_veto``, models/template_veto.py), which serves V calls
+that look like the wearer's usual beat as Q.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from cloud_aggregator.releases import CARD_FILE
 from common.fl_protocol import ModelRelease
 from models.metrics import classification_metrics
 from models.rr_gate import RRGate
+from models.template_veto import TemplateVeto
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -129,12 +132,16 @@ class HeadEvaluator:
         b = release.tensors["head.bias"].astype(np.float64)
         logits = self.embeddings @ w.T + b
         rr = None if self.inputs is None else self.inputs.get("rr")
+        beat = None if self.inputs is None else self.inputs.get("beat")
         gate = release_gate(release, logits.shape[1], None if rr is None else rr.shape[1])
+        veto = release_veto(release, logits.shape[1], None if beat is None else beat.shape[1])
+        z = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs = z / z.sum(axis=1, keepdims=True)
         if gate is not None and rr is not None:
-            z = np.exp(logits - logits.max(axis=1, keepdims=True))
-            predicted = np.argmax(gate.apply(z / z.sum(axis=1, keepdims=True), rr), axis=1)
-        else:
-            predicted = np.argmax(logits, axis=1)
+            probs = gate.apply(probs, rr)
+        if veto is not None and beat is not None:
+            probs = veto.apply(probs, beat)
+        predicted = np.argmax(probs, axis=1)
         return summary_metrics(self.labels, predicted.astype(np.int64), self.classes)
 
 
@@ -160,6 +167,38 @@ def release_gate(release: ModelRelease, n_classes: int, n_features: int | None) 
         _LOGGER.warning("release %s: RR gate of the card %s: head only", release.version, problem)
         return None
     return gate
+
+
+def release_veto(
+    release: ModelRelease, n_classes: int, n_channels: int | None
+) -> TemplateVeto | None:
+    """The template veto of the release's model card if it fits the evaluation data, else None.
+
+    None when there is no card or no veto, and (with a warning, as :func:`release_gate`) when it
+    is unreadable, names classes outside ``n_classes`` or a channel the evaluation beats
+    (``n_channels``) do not have.
+    """
+    raw = release.files.get(CARD_FILE)
+    if raw is None:
+        return None
+    try:
+        params = json.loads(raw)["input_contract"]["parameters"]
+        if "template_veto" not in params:
+            return None
+        veto = TemplateVeto.from_dict(params["template_veto"])
+        problem = ""
+        if max(veto.v_index, veto.q_index) >= n_classes:
+            problem = f"has class indices {veto.v_index}, {veto.q_index} outside {n_classes}"
+        elif n_channels is None or veto.channel >= n_channels:
+            problem = f"needs beat channel {veto.channel}, the evaluation has {n_channels}"
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
+        problem = f"unreadable ({exc})"
+    if problem:
+        _LOGGER.warning(
+            "release %s: template veto of the card %s: not applied", release.version, problem
+        )
+        return None
+    return veto
 
 
 def _misfit(gate: RRGate, n_classes: int, n_features: int | None) -> str:

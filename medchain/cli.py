@@ -24,6 +24,7 @@ _LOGGER = logging.getLogger(__name__)
 COMMAND_MODULES = (
     "models.cli",
     "models.rr_gate_cli",
+    "models.template_veto_cli",
     "models.compact_cli",
     "firmware_bridge.cli",
     "edge_agent.cli",
@@ -42,6 +43,7 @@ COMMAND_OWNERS = {
     "quantize": "models.cli",
     "evaluate": "models.cli",
     "rr-gate": "models.rr_gate_cli",
+    "template-veto": "models.template_veto_cli",
     "compact": "models.compact_cli",
     "ble": "firmware_bridge.cli",
     "edge": "edge_agent.cli",
@@ -62,6 +64,7 @@ Main commands:
   export      export a trained student to ONNX        quantize   int8 static QDQ quantization
   evaluate    per-class metrics of an ONNX/torch model on a task's evaluation split
   rr-gate     append the RR gate (N/S re-split by rhythm) to a trained beat model
+  template-veto  serve V calls that look like the wearer's usual beat as Q (trained beat model)
   compact     short internal names for an older ONNX model (same outputs, smaller file)
   ble         scan / record / decode / replay Bluetooth LE wearables (Polar H10, HRS)
   edge        run the edge agent on a BLE device, a replay file or an MQTT replay stream

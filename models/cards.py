@@ -27,6 +27,7 @@ from models.export import HEAD_BIAS_KEY, HEAD_WEIGHT_KEY
 from models.nets import SignalNet
 from models.rr_gate import GATED_ACTIVATION
 from models.tasks.base import Task
+from models.template_veto import vetoed_activation
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -62,16 +63,23 @@ def build_card(
     train_counts: npt.NDArray[np.int64],
     notes: str,
     rr_gate: dict[str, Any] | None = None,
+    template_veto: dict[str, Any] | None = None,
 ) -> ModelCard:
     """Assemble the card of ``model_path`` and write it beside the model.
 
     ``rr_gate`` (:meth:`models.rr_gate.RRGate.to_dict`) goes into the contract's parameters and
-    the head's ``activation``: ``probs`` are then the head's softmax re-split by the gate.
+    the head's ``activation``: ``probs`` are then the head's softmax re-split by the gate; so
+    does ``template_veto`` (:meth:`models.template_veto.TemplateVeto.to_dict`), applied after it.
     """
     sha = file_sha256(model_path)
     contract = task.contract()
-    if rr_gate is not None:
-        contract = replace(contract, parameters={**contract.parameters, "rr_gate": rr_gate})
+    extra = {"rr_gate": rr_gate, "template_veto": template_veto}
+    extra = {k: v for k, v in extra.items() if v is not None}
+    if extra:
+        contract = replace(contract, parameters={**contract.parameters, **extra})
+    activation = "softmax" if rr_gate is None else GATED_ACTIVATION
+    if template_veto is not None:
+        activation = vetoed_activation(activation)
     card = ModelCard(
         task=task.name,
         classes=task.classes,
@@ -84,7 +92,7 @@ def build_card(
             bias_key=HEAD_BIAS_KEY,
             embedding_dim=net.embedding_dim,
             n_classes=net.n_classes,
-            activation="softmax" if rr_gate is None else GATED_ACTIVATION,
+            activation=activation,
         ),
         training=TrainingInfo(
             data=task.data_description,

@@ -90,6 +90,7 @@ def cmd_train(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         command=_command_line(),
         threads=args.threads,
         rr_gate=not args.no_rr_gate,
+        template_veto=not args.no_template_veto,
     )
     summary = train_task(task, request, dict(env), _cache(env), on_epoch=_progress)
     if args.json:
@@ -240,6 +241,12 @@ def register(subparsers: Any) -> None:
         "--no-rr-gate",
         action="store_true",
         help="ship the net alone (beat: no RR gate re-splitting N/S, see docs/models.md)",
+    )
+    tr.add_argument(
+        "--no-template-veto",
+        action="store_true",
+        help="beat: do not serve V calls that look like the wearer's usual beat as Q "
+        "(models/template_veto.py)",
     )
     tr.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     tr.add_argument("--json", action="store_true", help="print metrics as JSON")

@@ -42,6 +42,7 @@ from models.tasks.base import (
     TrainSpec,
     require_labels,
 )
+from models.template_veto import TemplateVeto, add_template_veto_to_onnx
 from models.train import EpochCallback, fit, predict_logits, seed_everything
 
 _LOGGER = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class TrainRequest:
     command: str = ""
     threads: int = 2
     rr_gate: bool = True  # where the task allows it (see gate_for)
+    template_veto: bool = True  # where the task has one (see veto_for)
 
 
 def _softmax(logits: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -110,6 +112,16 @@ def gate_for(task: Task, data: TaskData, enabled: bool) -> RRGate | None:
         _LOGGER.warning("no RR gate: the training data lacks S beats or other beats")
         return None
     return fit_rr_gate(data.features, data.labels, n, s)
+
+
+def veto_for(task: Task, channels: int, enabled: bool) -> TemplateVeto | None:
+    """The task's template veto (``Task.template_veto_rms``) for a signal of ``channels``."""
+    if not enabled or task.template_veto_rms is None:
+        return None
+    if not {"V", "Q"} <= set(task.classes) or channels < 2:
+        _LOGGER.warning("no template veto: needs V and Q classes and a template channel")
+        return None
+    return TemplateVeto(task.template_veto_rms, task.classes.index("V"), task.classes.index("Q"))
 
 
 def check_parity(net: SignalNet, onnx_path: Path, data: TaskData, n: int = 256) -> float:
@@ -221,6 +233,14 @@ def train_task(
         teacher_probs = gate.apply(teacher_probs, test.features)
         for path in (fp32_path, int8_path):
             add_rr_gate_to_onnx(path, gate)
+    veto = veto_for(task, test.signal.shape[1], request.template_veto)
+    if veto is not None:  # what the model served before the veto, for the record
+        evaluations["int8_without_veto"] = metrics_from_probs(
+            task, test, onnx_predictor(int8_path)(test)
+        )
+        teacher_probs = veto.apply(teacher_probs, test.signal)
+        for path in (fp32_path, int8_path):
+            add_template_veto_to_onnx(path, veto, names[0])
     evaluations |= {
         "teacher_fp32": metrics_from_probs(task, test, teacher_probs),
         "fp32": metrics_from_probs(task, test, onnx_predictor(fp32_path)(test)),
@@ -242,6 +262,7 @@ def train_task(
         command=request.command,
         train_counts=fit_data.class_counts(len(task.classes)),
         rr_gate=None if gate is None else gate.to_dict(),
+        template_veto=None if veto is None else veto.to_dict(),
         notes=(
             f"teacher {count_parameters(teacher)} params, student {count_parameters(student)} "
             f"params; KD T={spec.kd_temperature} alpha={spec.kd_alpha}; {spec.epochs} epochs x "

@@ -215,6 +215,10 @@ class Task:
         ``validation(data, seed) -> (train_idx, val_idx)``; default patient-wise.
     metric_extras : callable, optional
         ``extras(confusion, classes) -> dict`` added to the metrics (e.g. the jk index).
+    template_veto_rms : float, optional
+        Threshold of the template veto (``models.template_veto``) that ``medchain train``
+        appends, for tasks whose signal channel 1 is the window minus the wearer's running
+        template and whose classes include V and Q; None: no veto.
     """
 
     name: str
@@ -234,3 +238,4 @@ class Task:
     metric_extras: Callable[[IntArray, tuple[str, ...]], dict[str, Any]] | None = None
     notes: str = ""
     options: dict[str, Any] = field(default_factory=dict)
+    template_veto_rms: float | None = None

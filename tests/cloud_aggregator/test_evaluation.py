@@ -1,4 +1,5 @@
-"""Round evaluation scores what a device serves: the head's softmax, then the card's RR gate."""
+"""Round evaluation scores what a device serves: the head's softmax, the card's RR gate and
+template veto."""
 
 from __future__ import annotations
 
@@ -6,9 +7,15 @@ import json
 
 import numpy as np
 
-from cloud_aggregator.evaluation import HeadEvaluator, release_gate, summary_metrics
+from cloud_aggregator.evaluation import (
+    HeadEvaluator,
+    release_gate,
+    release_veto,
+    summary_metrics,
+)
 from common.fl_protocol import ModelRelease
 from models.rr_gate import RRGate
+from models.template_veto import TemplateVeto
 
 CLASSES = ["N", "S", "V", "F", "Q"]
 
@@ -89,3 +96,58 @@ def test_releases_without_a_usable_gate_are_scored_on_the_head_alone() -> None:
 
 def _card_dict(gate: dict[str, object]) -> bytes:
     return json.dumps({"input_contract": {"parameters": {"rr_gate": gate}}}).encode()
+
+
+VETO = TemplateVeto(0.5, 2, 4)
+
+
+def _veto_beats(labels: np.ndarray) -> np.ndarray:
+    """Beats whose template channel is flat for half of the VEBs (a VEB run become the template)."""
+    beat = np.zeros((len(labels), 2, 4), np.float32)
+    beat[:, 1] = 1.0
+    usual = (labels == 2) & (np.arange(len(labels)) % 2 == 0)
+    beat[usual, 1] = 0.1
+    return beat
+
+
+def test_round_metrics_apply_the_cards_template_veto_after_the_gate() -> None:
+    # Prepare
+    emb, labels, rr = _data()
+    beat = _veto_beats(labels)
+    evaluator = HeadEvaluator(emb, labels, CLASSES, {"beat": beat, "rr": rr})
+    params = {"rr_gate": GATE.to_dict(), "template_veto": VETO.to_dict()}
+    release = _release(json.dumps({"input_contract": {"parameters": params}}).encode())
+    # Execute
+    metrics = evaluator(release)
+    # Verify: head -> softmax -> gate -> veto by hand; the vetoed VEBs are served as Q
+    logits = emb.astype(np.float64) @ release.tensors["head.weight"].T.astype(np.float64)
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    served = VETO.apply(GATE.apply(p / p.sum(1, keepdims=True), rr), beat)
+    expected = np.argmax(served, axis=1).astype(np.int64)
+    np.testing.assert_equal(metrics, summary_metrics(labels, expected, CLASSES))
+    assert (expected == 4).sum() > 0 and metrics["se_V"] < 0.6
+
+
+def test_a_template_veto_that_does_not_fit_is_not_applied() -> None:
+    # Prepare: unreadable vetoes, classes or channels the data lacks
+    emb, labels, rr = _data()
+    beat = _veto_beats(labels)
+    good = VETO.to_dict()
+    bad: list[object] = [
+        {"rms_below": 0.5},
+        {**good, "q_index": 7},
+        {**good, "channel": 3},
+        {**good, "rms_below": "x"},
+        {**good, "v_index": 4},
+    ]
+    evaluator = HeadEvaluator(emb, labels, CLASSES, {"beat": beat, "rr": rr})
+    plain = evaluator(_release(None))
+    # Execute
+    for veto in bad:
+        card = json.dumps({"input_contract": {"parameters": {"template_veto": veto}}}).encode()
+        # Verify: scored as the head alone, no exception
+        assert release_veto(_release(card), 5, 2) is None
+        np.testing.assert_equal(evaluator(_release(card)), plain)
+    ok = json.dumps({"input_contract": {"parameters": {"template_veto": good}}}).encode()
+    assert release_veto(_release(ok), 5, 2) == VETO
+    assert release_veto(_release(ok), 5, 1) is None  # one-channel beats: no template channel

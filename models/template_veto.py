@@ -1,0 +1,183 @@
+"""Template veto: a "VEB" that looks like the wearer's usual beat is served as Q, not V.
+
+Inter-patient, most false VEBs are a patient's own usual beats when that beat is wide (bundle-
+branch block, MIT-BIH 207) or noisy (108): the net learned from other patients that such a shape
+is ventricular. The beat model's channel 1 is the window minus the wearer's running template
+(median of the last 16 windows, ``common.signals.template``), so its RMS says how far the beat
+is from the wearer's usual beat in z-score units (a VEB among normal beats: about 1). A V call
+whose channel-1 RMS is below ``rms_below`` is re-labelled Q ("unclassifiable, review"):
+
+    d       = sqrt(mean(beat[:, channel, :] ** 2))          (N,), z-score units
+    veto    = d < rms_below
+    probs'  = probs with  probs'[:, Q] = probs[:, Q] + veto * probs[:, V]
+                          probs'[:, V] = (1 - veto) * probs[:, V]
+
+so rows still sum to 1 and only the V mass of vetoed beats moves. A VEB run long enough to
+become the template (8 or more of the last 16 beats) is vetoed after its first beats; its onset,
+which a VT alarm needs, is not. The threshold was chosen on DS1 patient-wise CV
+(``bench/models_rr_gate.py``, docs/models.md "Template veto"). :func:`add_template_veto_to_onnx`
+appends exactly this after the model's ``probs`` (after the RR gate when there is one);
+:meth:`TemplateVeto.apply` is the numpy reference.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+_LOGGER = logging.getLogger(__name__)
+
+PROBS = "probs"
+VETO_ACTIVATION = ", then the template veto (input_contract.parameters.template_veto)"
+# the beat task's threshold, chosen on DS1 CV (docs/models.md "Template veto")
+BEAT_RMS_BELOW = 0.5
+
+
+def vetoed_activation(activation: str) -> str:
+    """The card's ``head.activation`` once the veto follows ``activation``."""
+    return activation + VETO_ACTIVATION
+
+
+@dataclass(frozen=True)
+class TemplateVeto:
+    """Move the V probability to Q where the template-difference channel is small.
+
+    Attributes
+    ----------
+    rms_below : float
+        Threshold on the RMS of input channel ``channel`` (z-score units).
+    v_index, q_index : int
+        Class indices of V and Q in the model's output.
+    channel : int
+        Input channel holding the window minus the running template.
+    """
+
+    rms_below: float
+    v_index: int
+    q_index: int
+    channel: int = 1
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.rms_below) and self.rms_below >= 0):
+            raise ValueError(f"rms_below must be finite and >= 0, got {self.rms_below}")
+        if min(self.v_index, self.q_index, self.channel) < 0 or self.v_index == self.q_index:
+            raise ValueError(
+                f"bad indices: v {self.v_index}, q {self.q_index}, channel {self.channel}"
+            )
+
+    def vetoed(self, signal: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
+        """Which beats of ``signal`` ``(N, C, L)`` look like the usual beat, shape (N,)."""
+        diff = np.asarray(signal, np.float32)[:, self.channel, :]
+        # mean square against the squared threshold: the graph does the same (no Sqrt node)
+        mean_square: npt.NDArray[np.float32] = np.mean(diff * diff, axis=1, dtype=np.float32)
+        return np.asarray(mean_square < np.float32(self.rms_below) ** 2)
+
+    def apply(self, probs: npt.NDArray[Any], signal: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+        """Vetoed probabilities ``(N, C)`` from ``probs`` ``(N, C)`` and the inputs ``signal``."""
+        out = np.array(probs, dtype=np.float32)
+        veto = self.vetoed(signal)
+        out[veto, self.q_index] += out[veto, self.v_index]
+        out[veto, self.v_index] = 0.0
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The card's ``input_contract.parameters.template_veto``."""
+        return {
+            "rms_below": float(self.rms_below),
+            "v_index": self.v_index,
+            "q_index": self.q_index,
+            "channel": self.channel,
+            "formula": (
+                "d = sqrt(mean(beat[:, channel, :]^2)); if d < rms_below the beat's V "
+                "probability is added to Q and V set to 0 (after the RR gate)"
+            ),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TemplateVeto:
+        """Inverse of :meth:`to_dict` (raises KeyError/TypeError/ValueError on bad input)."""
+        return cls(
+            rms_below=float(d["rms_below"]),
+            v_index=int(d["v_index"]),
+            q_index=int(d["q_index"]),
+            channel=int(d.get("channel", 1)),
+        )
+
+
+def add_template_veto_to_onnx(path: Path, veto: TemplateVeto, signal_input: str = "beat") -> None:
+    """Append the veto after the ``probs`` output of the ONNX model at ``path`` (in place).
+
+    Raises
+    ------
+    ValueError
+        If the model has no ``probs`` output, no ``signal_input`` input with the veto's channel,
+        or fewer classes than the veto's indices.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from models.onnx_names import compact_names
+
+    model = onnx.load(str(path))
+    g = model.graph
+    inputs = {i.name: i for i in g.input}
+    if signal_input not in inputs:
+        raise ValueError(f"{path}: no input {signal_input!r} for the template veto")
+    dims = inputs[signal_input].type.tensor_type.shape.dim
+    if len(dims) != 3 or (dims[1].dim_value and dims[1].dim_value <= veto.channel):
+        raise ValueError(f"{path}: input {signal_input!r} has no channel {veto.channel}")
+    producers = [n for n in g.node if PROBS in n.output]
+    outs = [o for o in g.output if o.name == PROBS]
+    if len(producers) != 1 or len(outs) != 1:
+        raise ValueError(f"{path}: expected one {PROBS!r} output")
+    c = outs[0].type.tensor_type.shape.dim[1].dim_value
+    if not c or max(veto.v_index, veto.q_index) >= c:
+        raise ValueError(f"{path}: {c or 'unknown'} classes, veto needs V and Q indices < it")
+    before = "probs_unvetoed"
+    producers[0].output[list(producers[0].output).index(PROBS)] = before
+    for node in g.node:  # any other reader of probs now reads the unvetoed ones
+        for i, name in enumerate(node.input):
+            if name == PROBS:
+                node.input[i] = before
+    move = np.zeros((c, c), np.float32)  # (probs * veto) @ move: -V in column V, +V in Q
+    move[veto.v_index, veto.v_index], move[veto.v_index, veto.q_index] = -1.0, 1.0
+    consts: dict[str, npt.NDArray[Any]] = {
+        "tv_start": np.array([veto.channel], np.int64),
+        "tv_end": np.array([veto.channel + 1], np.int64),
+        "tv_axis": np.array([1], np.int64),
+        "tv_limit": np.array(np.float32(veto.rms_below) ** 2, np.float32),
+        "tv_move": move,
+    }
+    mk = helper.make_node
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
+    if opset >= 18:  # ReduceMean's axes became an input in opset 18
+        consts["tv_raxes"] = np.array([2], np.int64)
+        mean = mk("ReduceMean", ["tv_sq", "tv_raxes"], ["tv_ms"], keepdims=0)
+    else:
+        mean = mk("ReduceMean", ["tv_sq"], ["tv_ms"], axes=[2], keepdims=0)
+    g.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    g.node.extend(
+        [
+            mk("Slice", [signal_input, "tv_start", "tv_end", "tv_axis"], ["tv_diff"]),
+            mk("Mul", ["tv_diff", "tv_diff"], ["tv_sq"]),
+            mean,  # (N, 1) mean square of the channel
+            mk("Less", ["tv_ms", "tv_limit"], ["tv_low"]),
+            mk("Cast", ["tv_low"], ["tv_veto"], to=TensorProto.FLOAT),
+            mk("Mul", [before, "tv_veto"], ["tv_pv"]),
+            mk("MatMul", ["tv_pv", "tv_move"], ["tv_shift"]),
+            mk("Add", [before, "tv_shift"], [PROBS]),
+        ]
+    )
+    del g.output[[o.name for o in g.output].index(PROBS)]
+    g.output.insert(0, helper.make_tensor_value_info(PROBS, TensorProto.FLOAT, ["N", c]))
+    for node in g.node:  # named like the exported nodes (onnxruntime's errors cite names)
+        node.name = node.name or f"{node.op_type}_{node.output[0]}"
+    compact_names(model)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    _LOGGER.info("template veto (RMS < %g) appended to %s", veto.rms_below, path)

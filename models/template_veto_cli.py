@@ -1,0 +1,108 @@
+"""``medchain template-veto``: append the template veto to a trained int8 beat model, re-card it.
+
+``medchain train`` appends the veto itself (models/pipeline.py, after the RR gate). This command
+does the same for a model trained before it (an earlier release, ``--no-template-veto``): it
+writes the vetoed copy and a card whose metrics are re-measured on the task's test split (the
+card's previous metrics stay as ``*_without_veto``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from common.datasets import default_cache_dir
+from common.errors import CorruptInputError, MedchainError
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def cmd_template_veto(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """Append the task's veto (or ``--rms-below``) to a copy of the model and re-card it."""
+    from common.model_card import card_path_for, load_card
+    from models.cards import save_rewritten_card
+    from models.evaluate import metrics_from_probs
+    from models.pipeline import veto_for
+    from models.predict import onnx_predictor
+    from models.tasks import LoadOptions, get_task
+    from models.tasks.base import require_labels
+    from models.template_veto import add_template_veto_to_onnx, vetoed_activation
+
+    task = get_task(args.task)
+    if args.rms_below is not None:
+        task = dataclasses.replace(task, template_veto_rms=args.rms_below)
+    src, out = Path(args.model), Path(args.out)
+    card = load_card(card_path_for(src))
+    if "template_veto" in card.input_contract.parameters:
+        raise CorruptInputError(f"{src} already has a template veto (its card says so)")
+    shape = card.onnx.inputs[0].shape if card.onnx.inputs else ()
+    channels = shape[1] if len(shape) == 3 and isinstance(shape[1], int) else 0
+    veto = veto_for(task, channels, enabled=True)
+    if veto is None:
+        raise MedchainError(
+            f"task {task.name!r} / model {src}: no template veto (needs a threshold, V and Q "
+            "classes and a template channel)"
+        )
+    opts = LoadOptions(env=env, cache_dir=default_cache_dir(env) / "preprocessed")
+    tests = tuple(args.test_records.split(",")) if args.test_records else None
+    test = task.load(task.test_split, dataclasses.replace(opts, records=tests))
+    test = require_labels(test, task.name, task.test_split)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if src.resolve() != out.resolve():  # in place is allowed (models/pretrained)
+        shutil.copyfile(src, out)
+    add_template_veto_to_onnx(out, veto, card.onnx.inputs[0].name)
+    vetoed = metrics_from_probs(task, test, onnx_predictor(out)(test))
+    metrics: dict[str, Any] = {f"{k}_without_veto": v for k, v in card.metrics.items()}
+    metrics["int8"] = {**vetoed, "split": task.test_split}
+    parts = ["template-veto", "--task", task.name, "--model", str(src), "--out", str(out)]
+    if args.rms_below is not None:
+        parts += ["--rms-below", str(args.rms_below)]
+    if args.test_records:
+        parts += ["--test-records", args.test_records]
+    save_rewritten_card(
+        card,
+        src,
+        out,
+        parts,
+        f"template veto (channel-1 RMS < {veto.rms_below:g}: V served as Q) appended "
+        f"(sha256 before the veto {card.artifact.sha256})",
+        input_contract=dataclasses.replace(
+            card.input_contract,
+            parameters={**card.input_contract.parameters, "template_veto": veto.to_dict()},
+        ),
+        head=None
+        if card.head is None
+        else dataclasses.replace(card.head, activation=vetoed_activation(card.head.activation)),
+        metrics=metrics,
+    )
+    pc = vetoed["per_class"]
+    print(
+        f"{out}: macro-F1 {vetoed['macro_f1']:.4f}, "
+        + ", ".join(f"{c} Se/+P {pc[c]['se'] or 0:.3f}/{pc[c]['ppv'] or 0:.3f}" for c in pc)
+    )
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    """Add ``template-veto``."""
+    p = subparsers.add_parser(
+        "template-veto",
+        help="serve V calls that look like the wearer's usual beat as Q (trained beat model)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--task", default="beat", help="task (default beat)")
+    p.add_argument("--model", required=True, help="int8 .onnx with its card beside it")
+    p.add_argument("--out", required=True, help="vetoed .onnx (card and head npz beside it)")
+    p.add_argument(
+        "--rms-below",
+        type=float,
+        help="threshold on channel 1's RMS, z-score units (default: the task's, chosen on DS1)",
+    )
+    p.add_argument("--test-records", help="restrict the test split's records (smoke runs)")
+    p.set_defaults(func=cmd_template_veto)
