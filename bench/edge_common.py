@@ -46,6 +46,8 @@ class RecordRun:
     annotations: tuple[np.ndarray, list[str]]
     fs: float
     events: dict[str, int] = field(default_factory=dict)
+    beat_predictions: list[BeatPrediction] = field(default_factory=list)
+    event_list: list[Event] = field(default_factory=list)
 
 
 def run_record(
@@ -86,6 +88,8 @@ def run_record(
                 ann,
                 float(src.fs),
                 dict(stats.events_by_kind),
+                sink.beats,
+                sink.events,
             )
 
     return asyncio.run(main())

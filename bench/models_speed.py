@@ -15,7 +15,8 @@ Inputs are real MIT-BIH beats (DS2 record 100), tiled to the batch size. Prints 
 
 ``--phases P1,P2,...`` adds the run's ``student.pt`` exported in that polyphase layout
 (``models.export.polyphase_net``), quantized like ``medchain train`` (stratified DS1 calibration)
-and given the run's RR gate when its card has one: the layout's speed on this machine.
+and given the run's RR gate (and template veto) when its card has them: the layout's speed on
+this machine.
 
 Large allocations are served from the heap (:func:`heap_allocations`; ``--default-malloc``
 turns it off): with glibc's default, torch eager's per-call tensors above the mmap threshold
@@ -24,7 +25,8 @@ depending on what the process had freed before.
 
 ``torch_fp32`` runs the net alone (logits, embedding: the conservative baseline). When a
 contender's card carries the RR gate, ``torch_fp32_same_model`` also runs what the gated ONNX
-computes (net, softmax, gate) and ``cpu_vs_same_model`` gives the speed-ups against it.
+computes (net, softmax, gate, and the template veto when the card has it) and
+``cpu_vs_same_model`` gives the speed-ups against it.
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ from models.export import polyphase_net
 from models.predict import load_checkpoint, onnx_feed, onnx_session
 from models.rr_gate import RRGate
 from models.tasks import LoadOptions, get_task
+from models.template_veto import TemplateVeto
 
 TORCH = "torch_fp32"
-TORCH_SAME = "torch_fp32_same_model"  # net + softmax + the card's RR gate, as the ONNX computes
+TORCH_SAME = "torch_fp32_same_model"  # net + softmax + the card's gate (+ veto), as the ONNX does
 BLOCK_MS = 2.0  # a timed block repeats the call until the fastest contender needs ~2 ms
 
 
@@ -144,21 +147,30 @@ def _contenders(args: argparse.Namespace, run: Path, task_name: str) -> dict[str
     return found
 
 
-def _card_gate(models: dict[str, Path]) -> RRGate | None:
-    """The RR gate of the first contender whose card carries one (None: no gated contender)."""
+def _card_gate(models: dict[str, Path]) -> tuple[RRGate | None, TemplateVeto | None]:
+    """The RR gate and template veto of the first contender whose card carries a gate."""
     for path in models.values():
         card = card_path_for(path)
         if card.is_file():
             params = load_card(card).input_contract.parameters
             if "rr_gate" in params:
-                return RRGate.from_dict(params["rr_gate"])
-    return None
+                veto = params.get("template_veto")
+                return (
+                    RRGate.from_dict(params["rr_gate"]),
+                    None if veto is None else TemplateVeto.from_dict(veto),
+                )
+    return None, None
 
 
 def _torch_same_model(
-    net: torch.nn.Module, gate: RRGate, signal: torch.Tensor, feats: torch.Tensor
+    net: torch.nn.Module,
+    gate: RRGate,
+    veto: TemplateVeto | None,
+    signal: torch.Tensor,
+    feats: torch.Tensor,
 ) -> Callable[[], object]:
-    """Torch eager doing what the gated ONNX does: net, softmax, RR gate (see models/rr_gate)."""
+    """Torch eager doing what the gated ONNX does: net, softmax, RR gate (see models/rr_gate)
+    and the template veto when there is one (models/template_veto)."""
     w = torch.from_numpy(gate.weight.astype(np.float32))
     n, s = gate.n_index, gate.s_index
 
@@ -170,6 +182,11 @@ def _torch_same_model(
             ns = p[:, n] + p[:, s]
             out = p.clone()
             out[:, s], out[:, n] = ns * q, ns * (1 - q)
+            if veto is not None:
+                low = signal[:, veto.channel].square().mean(dim=1) < veto.rms_below**2
+                moved = torch.where(low, out[:, veto.v_index], 0.0)
+                out[:, veto.q_index] += moved
+                out[:, veto.v_index] -= moved
             return out, emb
 
     return call
@@ -194,13 +211,14 @@ def _layout_contenders(
     from models.export import export_onnx
     from models.quantize import calibration_inputs, quantize
     from models.rr_gate import add_rr_gate_to_onnx
+    from models.template_veto import add_template_veto_to_onnx
 
     task = get_task("beat")
     ds1 = task.load(
         task.train_split,
         LoadOptions(env=os.environ, cache_dir=default_cache_dir(os.environ) / "preprocessed"),
     )
-    gate = _card_gate({"run": run / f"{task.name}.onnx"})
+    gate, veto = _card_gate({"run": run / f"{task.name}.onnx"})
     found = {}
     for text in phases:
         schedule, split = parse_layout(text)
@@ -216,6 +234,8 @@ def _layout_contenders(
         quantize(fp32, int8, calibration_inputs(ds1, names, 200, 0))
         if gate is not None:
             add_rr_gate_to_onnx(int8, gate)
+        if veto is not None:
+            add_template_veto_to_onnx(int8, veto, names[0])
         found[label] = int8
     return found
 
@@ -295,7 +315,7 @@ def main() -> None:
             models.update(_layout_contenders(args.phases, run, net, Path(tmp)))
         sessions = {label: onnx_session(path, threads=1) for label, path in models.items()}
         sizes = {k: v.stat().st_size for k, v in models.items()}
-    gate = _card_gate(models)
+    gate, veto = _card_gate(models)
     results = []
     for batch in (int(b) for b in args.batches.split(",")):
         part = data.subset(np.arange(batch) % len(data))
@@ -307,7 +327,7 @@ def main() -> None:
 
         fns: dict[str, Callable[[], object]] = {TORCH: run_torch}
         if gate is not None:
-            fns[TORCH_SAME] = _torch_same_model(net, gate, signal, feats)
+            fns[TORCH_SAME] = _torch_same_model(net, gate, veto, signal, feats)
         for label, sess in sessions.items():
             fns[label] = _ort_call(sess, onnx_feed(sess, part))
         wall, cpu = interleaved(fns, args.rounds)
