@@ -70,12 +70,16 @@ class TemplateVeto:
                 f"bad indices: v {self.v_index}, q {self.q_index}, channel {self.channel}"
             )
 
+    def sum_square_limit(self, length: int) -> np.float32:
+        """``rms_below ** 2 * length``: the sum of squares of a ``length``-sample channel below
+        which a beat is vetoed (the graph compares sums of squares: no Sqrt, no Div node)."""
+        return np.float32(self.rms_below**2 * length)
+
     def vetoed(self, signal: npt.NDArray[Any]) -> npt.NDArray[np.bool_]:
         """Which beats of ``signal`` ``(N, C, L)`` look like the usual beat, shape (N,)."""
         diff = np.asarray(signal, np.float32)[:, self.channel, :]
-        # mean square against the squared threshold: the graph does the same (no Sqrt node)
-        mean_square: npt.NDArray[np.float32] = np.mean(diff * diff, axis=1, dtype=np.float32)
-        return np.asarray(mean_square < np.float32(self.rms_below) ** 2)
+        total: npt.NDArray[np.float32] = np.sum(diff * diff, axis=1, dtype=np.float32)
+        return np.asarray(total < self.sum_square_limit(diff.shape[1]))
 
     def apply(self, probs: npt.NDArray[Any], signal: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
         """Vetoed probabilities ``(N, C)`` from ``probs`` ``(N, C)`` and the inputs ``signal``."""
@@ -144,33 +148,34 @@ def add_template_veto_to_onnx(path: Path, veto: TemplateVeto, signal_input: str 
         for i, name in enumerate(node.input):
             if name == PROBS:
                 node.input[i] = before
-    move = np.zeros((c, c), np.float32)  # (probs * veto) @ move: -V in column V, +V in Q
-    move[veto.v_index, veto.v_index], move[veto.v_index, veto.q_index] = -1.0, 1.0
+    length = dims[2].dim_value
+    if not length:
+        raise ValueError(f"{path}: input {signal_input!r} needs a fixed window length")
+    move = np.eye(c, dtype=np.float32)  # probs @ move: V's mass in column Q, none left in V
+    move[veto.v_index, veto.v_index], move[veto.v_index, veto.q_index] = 0.0, 1.0
     consts: dict[str, npt.NDArray[Any]] = {
         "tv_start": np.array([veto.channel], np.int64),
         "tv_end": np.array([veto.channel + 1], np.int64),
         "tv_axis": np.array([1], np.int64),
-        "tv_limit": np.array(np.float32(veto.rms_below) ** 2, np.float32),
+        "tv_limit": np.array(veto.sum_square_limit(length), np.float32),
         "tv_move": move,
     }
     mk = helper.make_node
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
-    if opset >= 18:  # ReduceMean's axes became an input in opset 18
+    if opset >= 18:  # the Reduce ops' axes became an input in opset 18
         consts["tv_raxes"] = np.array([2], np.int64)
-        mean = mk("ReduceMean", ["tv_sq", "tv_raxes"], ["tv_ms"], keepdims=0)
+        square = mk("ReduceSumSquare", ["tv_diff", "tv_raxes"], ["tv_ss"], keepdims=0)
     else:
-        mean = mk("ReduceMean", ["tv_sq"], ["tv_ms"], axes=[2], keepdims=0)
+        square = mk("ReduceSumSquare", ["tv_diff"], ["tv_ss"], axes=[2], keepdims=0)
     g.initializer.extend(numpy_helper.from_array(v, k) for k, v in consts.items())
+    # five nodes: each onnxruntime node costs about a microsecond at batch 1
     g.node.extend(
         [
             mk("Slice", [signal_input, "tv_start", "tv_end", "tv_axis"], ["tv_diff"]),
-            mk("Mul", ["tv_diff", "tv_diff"], ["tv_sq"]),
-            mean,  # (N, 1) mean square of the channel
-            mk("Less", ["tv_ms", "tv_limit"], ["tv_low"]),
-            mk("Cast", ["tv_low"], ["tv_veto"], to=TensorProto.FLOAT),
-            mk("Mul", [before, "tv_veto"], ["tv_pv"]),
-            mk("MatMul", ["tv_pv", "tv_move"], ["tv_shift"]),
-            mk("Add", [before, "tv_shift"], [PROBS]),
+            square,  # (N, 1) sum of squares of the channel
+            mk("Less", ["tv_ss", "tv_limit"], ["tv_low"]),
+            mk("MatMul", [before, "tv_move"], ["tv_moved"]),
+            mk("Where", ["tv_low", "tv_moved", before], [PROBS]),
         ]
     )
     del g.output[[o.name for o in g.output].index(PROBS)]

@@ -21,7 +21,9 @@ K, C, L = 4, 5, 8  # rr features, classes (N, S, V, F, Q), window samples
 V, Q = 2, 4
 
 
-def _tiny_onnx(path: Path, channels: int = 2, classes: int = C, opset: int = 17) -> None:
+def _tiny_onnx(
+    path: Path, channels: int = 2, classes: int = C, opset: int = 17, length: int | str = L
+) -> None:
     """``beat`` (N, channels, L), ``rr`` (N, K) -> softmax(linear) ``probs`` (N, classes)."""
     rng = np.random.default_rng(0)
     w = rng.normal(0, 1.5, (channels * L + K, classes)).astype(np.float32)
@@ -32,7 +34,7 @@ def _tiny_onnx(path: Path, channels: int = 2, classes: int = C, opset: int = 17)
         helper.make_node("Softmax", ["logits"], ["probs"], axis=1),
     ]
     inputs = [
-        helper.make_tensor_value_info("beat", TensorProto.FLOAT, ["N", channels, L]),
+        helper.make_tensor_value_info("beat", TensorProto.FLOAT, ["N", channels, length]),
         helper.make_tensor_value_info("rr", TensorProto.FLOAT, ["N", K]),
     ]
     graph = helper.make_graph(
@@ -118,18 +120,19 @@ def test_onnx_graph_matches_numpy_reference(tmp_path: Path, gate_first: bool, op
 
 
 @pytest.mark.parametrize(
-    ("channels", "classes", "signal_input", "message"),
+    ("channels", "classes", "signal_input", "length", "message"),
     [
-        (1, C, "beat", "no channel 1"),  # no template channel (beat_1ch)
-        (2, 3, "beat", "classes"),  # no Q class
-        (2, C, "ecg", "no input 'ecg'"),
+        (1, C, "beat", L, "no channel 1"),  # no template channel (beat_1ch)
+        (2, 3, "beat", L, "classes"),  # no Q class
+        (2, C, "ecg", L, "no input 'ecg'"),
+        (2, C, "beat", "L", "fixed window length"),  # the limit is a sum over L samples
     ],
 )
 def test_models_the_veto_cannot_fit_are_refused(
-    tmp_path: Path, channels: int, classes: int, signal_input: str, message: str
+    tmp_path: Path, channels: int, classes: int, signal_input: str, length: int | str, message: str
 ) -> None:
     path = tmp_path / "m.onnx"
-    _tiny_onnx(path, channels=channels, classes=classes)
+    _tiny_onnx(path, channels=channels, classes=classes, length=length)
     with pytest.raises(ValueError, match=message):
         add_template_veto_to_onnx(path, TemplateVeto(0.5, V, Q), signal_input)
 
