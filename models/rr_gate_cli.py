@@ -32,12 +32,14 @@ def cmd_rr_gate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from models.rr_gate import GATED_ACTIVATION, add_rr_gate_to_onnx
     from models.tasks import LoadOptions, get_task
     from models.tasks.base import require_labels
+    from models.template_veto import vetoed_activation
 
     task = get_task(args.task)
     src, out = Path(args.model), Path(args.out)
     card = load_card(card_path_for(src))
     if "rr_gate" in card.input_contract.parameters:
         raise CorruptInputError(f"{src} already has an RR gate (its card says so)")
+
     opts = LoadOptions(env=env, cache_dir=default_cache_dir(env) / "preprocessed")
     records = tuple(args.records.split(",")) if args.records else None
     tests = tuple(args.test_records.split(",")) if args.test_records else None
@@ -52,6 +54,11 @@ def cmd_rr_gate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if src.resolve() != out.resolve():  # in place is allowed (models/pretrained)
         shutil.copyfile(src, out)
     add_rr_gate_to_onnx(out, gate)
+    activation = GATED_ACTIVATION
+    if "template_veto" in card.input_contract.parameters:
+        # appended after a veto, the gate still gives the same probabilities: it moves mass
+        # between N and S only, the veto between V and Q only, on the inputs alone
+        activation = vetoed_activation(activation)
     gated = metrics_from_probs(task, test, onnx_predictor(out)(test))
     metrics: dict[str, Any] = {f"{k}_without_gate": v for k, v in card.metrics.items()}
     metrics["int8"] = {**gated, "split": task.test_split}
@@ -71,9 +78,7 @@ def cmd_rr_gate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             card.input_contract,
             parameters={**card.input_contract.parameters, "rr_gate": gate.to_dict()},
         ),
-        head=None
-        if card.head is None
-        else dataclasses.replace(card.head, activation=GATED_ACTIVATION),
+        head=None if card.head is None else dataclasses.replace(card.head, activation=activation),
         metrics=metrics,
     )
     pc = gated["per_class"]

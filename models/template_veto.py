@@ -36,6 +36,7 @@ PROBS = "probs"
 VETO_ACTIVATION = ", then the template veto (input_contract.parameters.template_veto)"
 # the beat task's threshold, chosen on DS1 CV (docs/models.md "Template veto")
 BEAT_RMS_BELOW = 0.5
+MAX_RMS_BELOW = 100.0  # z-score units
 
 
 def vetoed_activation(activation: str) -> str:
@@ -63,8 +64,10 @@ class TemplateVeto:
     channel: int = 1
 
     def __post_init__(self) -> None:
-        if not (np.isfinite(self.rms_below) and self.rms_below >= 0):
-            raise ValueError(f"rms_below must be finite and >= 0, got {self.rms_below}")
+        # z-scored windows: an RMS above a few units is not a threshold anyone means, and the
+        # bound keeps rms_below ** 2 * length finite in float32
+        if not (np.isfinite(self.rms_below) and 0 <= self.rms_below <= MAX_RMS_BELOW):
+            raise ValueError(f"rms_below must be in [0, {MAX_RMS_BELOW}], got {self.rms_below}")
         if min(self.v_index, self.q_index, self.channel) < 0 or self.v_index == self.q_index:
             raise ValueError(
                 f"bad indices: v {self.v_index}, q {self.q_index}, channel {self.channel}"
@@ -104,13 +107,25 @@ class TemplateVeto:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TemplateVeto:
-        """Inverse of :meth:`to_dict` (raises KeyError/TypeError/ValueError on bad input)."""
-        return cls(
-            rms_below=float(d["rms_below"]),
-            v_index=int(d["v_index"]),
-            q_index=int(d["q_index"]),
-            channel=int(d.get("channel", 1)),
-        )
+        """Inverse of :meth:`to_dict`.
+
+        A card is data from a file, so the types are checked, not coerced.
+
+        Raises
+        ------
+        KeyError, TypeError, ValueError
+            On a missing field, a field of the wrong type (indices must be JSON integers, the
+            threshold a number) or a value out of range.
+        """
+        if not isinstance(d, dict):
+            raise TypeError(f"template_veto must be an object, got {type(d).__name__}")
+        rms = d["rms_below"]
+        if isinstance(rms, bool) or not isinstance(rms, int | float):
+            raise TypeError(f"rms_below must be a number, got {rms!r}")
+        indices = [d["v_index"], d["q_index"], d.get("channel", 1)]
+        if any(isinstance(i, bool) or not isinstance(i, int) for i in indices):
+            raise TypeError(f"v_index, q_index and channel must be integers, got {indices}")
+        return cls(rms_below=float(rms), v_index=indices[0], q_index=indices[1], channel=indices[2])
 
 
 def add_template_veto_to_onnx(path: Path, veto: TemplateVeto, signal_input: str = "beat") -> None:
@@ -139,18 +154,21 @@ def add_template_veto_to_onnx(path: Path, veto: TemplateVeto, signal_input: str 
     outs = [o for o in g.output if o.name == PROBS]
     if len(producers) != 1 or len(outs) != 1:
         raise ValueError(f"{path}: expected one {PROBS!r} output")
-    c = outs[0].type.tensor_type.shape.dim[1].dim_value
+    probs_dims = outs[0].type.tensor_type.shape.dim
+    c = probs_dims[1].dim_value if len(probs_dims) == 2 else 0
     if not c or max(veto.v_index, veto.q_index) >= c:
-        raise ValueError(f"{path}: {c or 'unknown'} classes, veto needs V and Q indices < it")
-    before = "probs_unvetoed"
+        raise ValueError(
+            f"{path}: {PROBS!r} is not (N, classes) with classes > the veto's V and Q indices"
+        )
+    length = dims[2].dim_value
+    if not length:
+        raise ValueError(f"{path}: input {signal_input!r} needs a fixed window length")
+    before = "probs_unvetoed"  # every check passed: from here on the graph changes
     producers[0].output[list(producers[0].output).index(PROBS)] = before
     for node in g.node:  # any other reader of probs now reads the unvetoed ones
         for i, name in enumerate(node.input):
             if name == PROBS:
                 node.input[i] = before
-    length = dims[2].dim_value
-    if not length:
-        raise ValueError(f"{path}: input {signal_input!r} needs a fixed window length")
     move = np.eye(c, dtype=np.float32)  # probs @ move: V's mass in column Q, none left in V
     move[veto.v_index, veto.v_index], move[veto.v_index, veto.q_index] = 0.0, 1.0
     consts: dict[str, npt.NDArray[Any]] = {

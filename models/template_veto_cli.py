@@ -31,15 +31,23 @@ def cmd_template_veto(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from models.predict import onnx_predictor
     from models.tasks import LoadOptions, get_task
     from models.tasks.base import require_labels
-    from models.template_veto import add_template_veto_to_onnx, vetoed_activation
+    from models.template_veto import TemplateVeto, add_template_veto_to_onnx, vetoed_activation
 
     task = get_task(args.task)
     if args.rms_below is not None:
+        try:
+            TemplateVeto(args.rms_below, 0, 1)  # the same range check as a card's
+        except ValueError as exc:
+            raise MedchainError(f"--rms-below: {exc}") from exc
         task = dataclasses.replace(task, template_veto_rms=args.rms_below)
     src, out = Path(args.model), Path(args.out)
     card = load_card(card_path_for(src))
     if "template_veto" in card.input_contract.parameters:
         raise CorruptInputError(f"{src} already has a template veto (its card says so)")
+    if tuple(card.classes) != tuple(task.classes):
+        raise CorruptInputError(
+            f"{src} has classes {list(card.classes)}, task {task.name} {list(task.classes)}"
+        )
     shape = card.onnx.inputs[0].shape if card.onnx.inputs else ()
     channels = shape[1] if len(shape) == 3 and isinstance(shape[1], int) else 0
     veto = veto_for(task, channels, enabled=True)

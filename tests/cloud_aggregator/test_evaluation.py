@@ -139,6 +139,9 @@ def test_a_template_veto_that_does_not_fit_is_not_applied() -> None:
         {**good, "channel": 3},
         {**good, "rms_below": "x"},
         {**good, "v_index": 4},
+        {**good, "rms_below": 1e200},  # rms ** 2 * L would overflow
+        "not an object",
+        [0.5, 2, 4],
     ]
     evaluator = HeadEvaluator(emb, labels, CLASSES, {"beat": beat, "rr": rr})
     plain = evaluator(_release(None))

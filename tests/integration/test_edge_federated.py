@@ -71,6 +71,7 @@ def test_global_model_release_is_hot_swapped_mid_stream(data_root: Path, tmp_pat
     swapped = [b for b in beats if b["model_version"].endswith("@v1")]
     assert len(beats) == stats.beats > 5
     # every beat V from the new head; the card's template veto (models/template_veto.py) serves
-    # those that look like the wearer's usual beat as Q, so N/S/F would mean the old model
+    # those that look like the wearer's usual beat as Q (on record 100's normal rhythm: all of
+    # them once the template has formed), so N/S/F would mean the old model
     assert swapped and all(b["label"] in ("V", "Q") for b in swapped)
     assert all(b["label"] != "V" for b in beats if b not in swapped)  # record 100: no VEB early

@@ -27,6 +27,9 @@ def test_rr_gate_appends_the_gate_and_recards(
     assert rc == 0
     before = json.loads((tmp_path / "run" / "beat.card.json").read_text())
     assert "rr_gate" not in before["input_contract"]["parameters"]
+    # medchain train appends the template veto by default, and records what came before it
+    assert before["input_contract"]["parameters"]["template_veto"]["rms_below"] == 0.5
+    assert {"int8", "int8_without_veto"} <= set(before["metrics"])
     capsys.readouterr()
     # Execute
     gated = tmp_path / "gated" / "beat.onnx"
@@ -37,6 +40,7 @@ def test_rr_gate_appends_the_gate_and_recards(
     card = json.loads((tmp_path / "gated" / "beat.card.json").read_text())
     gate = card["input_contract"]["parameters"]["rr_gate"]
     assert len(gate["weight"]) == 8 and "RR gate" in card["head"]["activation"]
+    assert "template veto" in card["head"]["activation"]  # the veto stays on record
     assert {"int8", "int8_without_gate", "fp32_without_gate"} <= set(card["metrics"])
     assert card["artifact"]["sha256"] != before["artifact"]["sha256"]
     assert " && medchain rr-gate " in card["training"]["command"]

@@ -140,26 +140,46 @@ def test_models_the_veto_cannot_fit_are_refused(
 def test_dict_round_trip_and_bad_values() -> None:
     veto = TemplateVeto(0.45, V, Q)
     assert TemplateVeto.from_dict(veto.to_dict()) == veto
-    for bad in (
-        {"rms_below": -1, "v_index": 2, "q_index": 4},
-        {"rms_below": 0.5, "v_index": 2, "q_index": 2},
-    ):
-        with pytest.raises(ValueError):
-            TemplateVeto.from_dict(bad)
+    good = veto.to_dict()
+    bad: list[tuple[object, type[Exception]]] = [
+        ({**good, "rms_below": -1}, ValueError),
+        ({**good, "q_index": V}, ValueError),
+        ({**good, "rms_below": 1e200}, ValueError),  # rms ** 2 * L would overflow
+        ({**good, "rms_below": "0.5"}, TypeError),  # types are checked, not coerced
+        ({**good, "rms_below": True}, TypeError),
+        ({**good, "v_index": 2.9}, TypeError),
+        ({**good, "channel": True}, TypeError),
+        ([0.5, 2, 4], TypeError),
+        ({"v_index": 2, "q_index": 4}, KeyError),
+    ]
+    for value, error in bad:
+        with pytest.raises(error):
+            TemplateVeto.from_dict(value)  # type: ignore[arg-type]
 
 
 @settings(max_examples=200, derandomize=True)
 @given(
     st.dictionaries(
         st.sampled_from(["rms_below", "v_index", "q_index", "channel", "formula"]),
-        st.one_of(st.none(), st.floats(allow_nan=True), st.integers(-5, 10), st.text(max_size=3)),
+        st.one_of(
+            st.none(),
+            st.booleans(),
+            st.floats(allow_nan=True, allow_infinity=True),
+            st.integers(-5, 10),
+            st.text(max_size=3),
+        ),
     )
 )
 def test_from_dict_accepts_a_valid_veto_or_raises_a_clear_error(d: dict[str, Any]) -> None:
     # a card is data from a file: anything else than these errors would crash a reader
     try:
         veto = TemplateVeto.from_dict(d)
-    except (KeyError, TypeError, ValueError, OverflowError):
+    except (KeyError, TypeError, ValueError):
         return
     assert np.isfinite(veto.rms_below) and veto.rms_below >= 0
     assert veto.v_index != veto.q_index and min(veto.v_index, veto.q_index, veto.channel) >= 0
+    # and whatever parsed can be applied to beats that have its channel and classes
+    width = max(veto.v_index, veto.q_index) + 1
+    signal = np.ones((3, veto.channel + 1, L), np.float32)
+    out = veto.apply(np.full((3, width), 1.0 / width), signal)
+    np.testing.assert_allclose(out.sum(axis=1), 1.0, atol=1e-5)

@@ -42,5 +42,11 @@ def test_template_veto_appends_the_veto_and_recards(
     assert card["artifact"]["sha256"] != before["artifact"]["sha256"]
     assert " && medchain template-veto " in card["training"]["command"]
     assert (tmp_path / "vetoed" / "beat.head.npz").is_file()
-    # a second veto is refused with a one-line error
+    # a second veto, and an impossible threshold, are refused with a one-line error
+    capsys.readouterr()
     assert main(["template-veto", "--model", str(vetoed), "--out", str(vetoed), *smoke]) != 0
+    bad = ["--rms-below", "-1", "--out", str(tmp_path / "x.onnx")]
+    assert main(["template-veto", "--model", str(tmp_path / "run" / "beat.onnx"), *bad]) != 0
+    err = capsys.readouterr().err
+    assert "already has a template veto" in err and "rms_below must be in" in err
+    assert "Traceback" not in err and not (tmp_path / "x.onnx").exists()
