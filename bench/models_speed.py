@@ -14,7 +14,7 @@ per-round paired ratios (a robust lower bound: 90 % of rounds were at least that
 Inputs are real MIT-BIH beats (DS2 record 100), tiled to the batch size. Prints one JSON object.
 
 ``--phases P1,P2,...`` adds the run's ``student.pt`` exported in that polyphase layout
-(``models.export.polyphase_net``), quantized like ``medchain train`` (stratified DS1 calibration)
+(``models.polyphase.polyphase_net``), quantized like ``medchain train`` (stratified DS1 calibration)
 and given the run's RR gate (and template veto) when its card has them: the layout's speed on
 this machine.
 
@@ -48,7 +48,7 @@ import torch
 
 from common.datasets import default_cache_dir
 from common.model_card import card_path_for, load_card
-from models.export import polyphase_net
+from models.polyphase import polyphase_net
 from models.predict import load_checkpoint, onnx_feed, onnx_session
 from models.rr_gate import RRGate
 from models.tasks import LoadOptions, get_task

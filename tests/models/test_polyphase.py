@@ -9,8 +9,9 @@ import onnx
 import pytest
 import torch
 
-from models.export import _InputPhases, default_layouts, export_onnx, polyphase_net
+from models.export import export_onnx
 from models.nets import SignalNet, build_net
+from models.polyphase import _InputPhases, default_layouts, polyphase_net
 from models.predict import onnx_session
 from models.tasks.base import NetSpec
 
