@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -145,6 +146,20 @@ class HeadEvaluator:
         return summary_metrics(self.labels, predicted.astype(np.int64), self.classes)
 
 
+def _card_parameters(release: ModelRelease) -> dict[str, Any] | None:
+    """``input_contract.parameters`` of the release's card (None: no card).
+
+    Raises ValueError (not JSON), KeyError or TypeError (not a card) for the callers to report.
+    """
+    raw = release.files.get(CARD_FILE)
+    if raw is None:
+        return None
+    params = json.loads(raw)["input_contract"]["parameters"]
+    if not isinstance(params, dict):
+        raise TypeError(f"parameters is a {type(params).__name__}, not an object")
+    return params
+
+
 def release_gate(release: ModelRelease, n_classes: int, n_features: int | None) -> RRGate | None:
     """The RR gate of the release's model card if it fits the evaluation data, else None.
 
@@ -152,12 +167,9 @@ def release_gate(release: ModelRelease, n_classes: int, n_features: int | None) 
     must never stop a round) when the gate is unreadable, does not fit ``n_classes`` /
     ``n_features`` (RR feature columns), or there are no RR features to apply it to.
     """
-    raw = release.files.get(CARD_FILE)
-    if raw is None:
-        return None
     try:
-        params = json.loads(raw)["input_contract"]["parameters"]
-        if "rr_gate" not in params:
+        params = _card_parameters(release)
+        if params is None or "rr_gate" not in params:
             return None
         gate = RRGate.from_dict(params["rr_gate"])
         problem = _misfit(gate, n_classes, n_features)
@@ -178,12 +190,9 @@ def release_veto(
     is unreadable, names classes outside ``n_classes`` or a channel the evaluation beats
     (``n_channels``) do not have.
     """
-    raw = release.files.get(CARD_FILE)
-    if raw is None:
-        return None
     try:
-        params = json.loads(raw)["input_contract"]["parameters"]
-        if "template_veto" not in params:
+        params = _card_parameters(release)
+        if params is None or "template_veto" not in params:
             return None
         veto = TemplateVeto.from_dict(params["template_veto"])
         problem = ""

@@ -98,6 +98,14 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}"
 
 
+def metrics_line(metrics: dict[str, Any]) -> str:
+    """``macro-F1 0.4872, N Se/+P 0.923/0.987, ...``: one line of :func:`metrics_from_probs`."""
+    pc = metrics["per_class"]
+    return f"macro-F1 {metrics['macro_f1']:.4f}, " + ", ".join(
+        f"{c} Se/+P {pc[c]['se'] or 0:.3f}/{pc[c]['ppv'] or 0:.3f}" for c in pc
+    )
+
+
 def metrics_markdown(metrics: dict[str, Any], title: str) -> str:
     """A markdown table of per-class Se/+P/F1, the summary numbers and the confusion matrix."""
     classes = metrics["classes"]

@@ -26,7 +26,7 @@ def cmd_rr_gate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Fit the gate on the training split, append it to a copy of the model, re-card it."""
     from common.model_card import card_path_for, load_card
     from models.cards import save_rewritten_card
-    from models.evaluate import metrics_from_probs
+    from models.evaluate import metrics_from_probs, metrics_line
     from models.pipeline import gate_for
     from models.predict import onnx_predictor
     from models.rr_gate import GATED_ACTIVATION, add_rr_gate_to_onnx
@@ -81,11 +81,7 @@ def cmd_rr_gate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         head=None if card.head is None else dataclasses.replace(card.head, activation=activation),
         metrics=metrics,
     )
-    pc = gated["per_class"]
-    print(
-        f"{out}: macro-F1 {gated['macro_f1']:.4f}, "
-        + ", ".join(f"{c} Se/+P {pc[c]['se'] or 0:.3f}/{pc[c]['ppv'] or 0:.3f}" for c in pc)
-    )
+    print(f"{out}: {metrics_line(gated)}")
     return 0
 
 

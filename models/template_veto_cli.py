@@ -26,7 +26,7 @@ def cmd_template_veto(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Append the task's veto (or ``--rms-below``) to a copy of the model and re-card it."""
     from common.model_card import card_path_for, load_card
     from models.cards import save_rewritten_card
-    from models.evaluate import metrics_from_probs
+    from models.evaluate import metrics_from_probs, metrics_line
     from models.pipeline import veto_for
     from models.predict import onnx_predictor
     from models.tasks import LoadOptions, get_task
@@ -88,11 +88,7 @@ def cmd_template_veto(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         else dataclasses.replace(card.head, activation=vetoed_activation(card.head.activation)),
         metrics=metrics,
     )
-    pc = vetoed["per_class"]
-    print(
-        f"{out}: macro-F1 {vetoed['macro_f1']:.4f}, "
-        + ", ".join(f"{c} Se/+P {pc[c]['se'] or 0:.3f}/{pc[c]['ppv'] or 0:.3f}" for c in pc)
-    )
+    print(f"{out}: {metrics_line(vetoed)}")
     return 0
 
 
