@@ -19,6 +19,9 @@ from common.model_card import ModelCard, card_path_for, file_sha256, load_card
 from edge_agent.beat_quality import VTemplateGate
 
 _LOGGER = logging.getLogger(__name__)
+# uint8 Max (opset 13), which the int8 beat models' polyphase stages run (models.quantize.int8_max),
+# is in onnxruntime's CPU kernels from 1.24 on (1.23.2 refuses the shipped beat.onnx)
+ORT_MIN_VERSION = "1.24"
 
 
 class OnnxBeatClassifier:
@@ -71,9 +74,16 @@ class OnnxBeatClassifier:
         # a ~50 KB model needs no memory arena: keeps the agent's RSS low on a Pi
         opts.enable_cpu_mem_arena = False
         opts.enable_mem_pattern = False
-        self._session = ort.InferenceSession(
-            str(path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self._session = ort.InferenceSession(
+                str(path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises plain Exception subclasses on bad graphs
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CorruptInputError(
+                f"onnxruntime {ort.__version__} cannot load {path}: {detail} (the int8 beat "
+                f"models need onnxruntime >= {ORT_MIN_VERSION})"
+            ) from exc
         graph_inputs = [i.name for i in self._session.get_inputs()]
         graph_outputs = [o.name for o in self._session.get_outputs()]
         card_inputs = [t.name for t in self.card.onnx.inputs]
