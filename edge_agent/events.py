@@ -26,6 +26,8 @@ import numpy as np
 from common.types import BeatPrediction, Event
 
 VENTRICULAR = "V"
+UNCLASSIFIED = "Q"
+VT_RATE_BPM = 100.0  # ventricular tachycardia: consecutive ventricular beats faster than this
 _NS = 1_000_000_000
 
 
@@ -37,20 +39,36 @@ def event_id(client_id: str, kind: str, t_start_ns: int) -> str:
 class VtRunDetector:
     """Runs of consecutive ventricular beats.
 
+    A run that already has ``min_beats`` beats also continues through ``Q`` beats as fast as VT
+    (RR at most ``60 / continue_bpm`` s): the beat model's template veto serves a VEB as Q once
+    a sustained run has become the wearer's running template (models/template_veto.py), which
+    would otherwise cut a 100-beat VT to its first 10 beats. A Q beat never starts a run, and
+    a slower one ends it, so the wearer's own usual beats served as Q cannot make one.
+
     Parameters
     ----------
     min_beats : int
         Shortest run reported (3 = VT salvo).
+    continue_bpm : float
+        Rate (bpm) a Q beat must reach to continue a run (VT is faster than 100 bpm).
     """
 
-    def __init__(self, client_id: str, min_beats: int = 3) -> None:
+    def __init__(
+        self, client_id: str, min_beats: int = 3, continue_bpm: float = VT_RATE_BPM
+    ) -> None:
         self._client_id = client_id
         self._min = min_beats
+        self._max_rr_s = 60.0 / continue_bpm
         self._run: list[BeatPrediction] = []
 
     def update(self, beat: BeatPrediction) -> list[Event]:
         """Feed one beat; returns the run that this beat ended, if long enough."""
-        if beat.label == VENTRICULAR:
+        continues = (
+            beat.label == UNCLASSIFIED
+            and len(self._run) >= self._min
+            and beat.rr_s <= self._max_rr_s  # False for NaN
+        )
+        if beat.label == VENTRICULAR or continues:
             self._run.append(beat)
             return []
         return self.flush()
@@ -63,6 +81,9 @@ class VtRunDetector:
         span_s = (run[-1].t_ns - run[0].t_ns) / _NS
         rate = 60.0 * (len(run) - 1) / span_s if span_s > 0 else float("nan")
         details: dict[str, float | int | str] = {"beats": len(run)}
+        served_q = sum(b.label == UNCLASSIFIED for b in run)
+        if served_q:
+            details["q_beats"] = served_q
         if math.isfinite(rate):
             details["rate_bpm"] = round(rate, 1)
         t0 = run[0].t_ns

@@ -49,6 +49,27 @@ def test_vt_run_open_at_end_is_closed_by_flush() -> None:
     assert e.details["beats"] == 5
 
 
+def test_a_sustained_run_continues_through_fast_q_beats() -> None:
+    # Prepare: 4 V then 10 Q at 150 bpm (a VT the template veto serves as Q once it is the
+    # template), then N; a Q at 75 bpm after a salvo; Q before a run has 3 V; slow Q alone
+    sustained = beats_from(["V"] * 4 + ["Q"] * 10 + ["N"], [0.4] * 14 + [0.8])
+    slow_q = beats_from(["V", "V", "V", "Q", "Q"], [0.4, 0.4, 0.4, 0.8, 0.4])
+    early_q = beats_from(["V", "V", "Q", "V", "V", "N"], [0.4] * 5 + [0.8])
+    usual_q = beats_from(["N", "Q", "Q", "Q", "Q", "N"], [0.8] * 6)
+    # Execute
+    runs = []
+    for beats in (sustained, slow_q, early_q, usual_q):
+        det = VtRunDetector("d")
+        runs.append([e for b in beats for e in det.update(b)] + det.flush())
+    # Verify
+    (long_run,) = runs[0]
+    assert long_run.details["beats"] == 14 and long_run.details["q_beats"] == 10
+    assert long_run.t_end_ns == sustained[13].t_ns and long_run.details["rate_bpm"] == 150.0
+    (salvo,) = runs[1]
+    assert salvo.details["beats"] == 3 and "q_beats" not in salvo.details
+    assert runs[2] == [] and runs[3] == []
+
+
 def test_tachycardia_with_hysteresis_does_not_chatter() -> None:
     # Prepare: 20 s at 60 bpm, 110 bpm, a dip to 98 bpm (inside the hysteresis band), 110 bpm
     # again, then 20 s at 60 bpm
