@@ -128,3 +128,9 @@ class Event:
     t_start_ns: int
     t_end_ns: int
     details: dict[str, float | int | str] = field(default_factory=dict)
+
+
+def event_id(client_id: str, kind: str, t_start_ns: int) -> str:
+    """Stable id of an event: the same episode always gets the same id, so re-processing the
+    same data re-sends the same ids and the uplink stays idempotent."""
+    return f"{client_id}:{kind}:{t_start_ns}"

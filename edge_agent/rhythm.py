@@ -21,8 +21,7 @@ import numpy.typing as npt
 from common.errors import CorruptInputError, DataNotFoundError
 from common.model_card import card_path_for, load_card
 from common.signals.rhythm import RHYTHM_FEATURES, rhythm_window_features
-from common.types import Event, SignalChunk
-from edge_agent.events import event_id
+from common.types import Event, SignalChunk, event_id
 
 _LOGGER = logging.getLogger(__name__)
 _NS = 1_000_000_000

@@ -19,8 +19,8 @@ import numpy.typing as npt
 
 from common.signals.accel import FallDetector, InactivityMonitor, acc_activity_level
 from common.signals.ppg import HeartRateEstimate, PpgHeartRateTracker
-from common.types import BeatPrediction, Event, SignalChunk, StreamKind
-from edge_agent.events import HeartRateDetector, event_id
+from common.types import BeatPrediction, Event, SignalChunk, StreamKind, event_id
+from edge_agent.events import HeartRateDetector
 
 _LOGGER = logging.getLogger(__name__)
 _NS = 1_000_000_000

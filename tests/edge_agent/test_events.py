@@ -5,13 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from common.types import BeatPrediction
-from edge_agent.events import (
-    AfDetector,
-    BeatEventDetector,
-    HeartRateDetector,
-    VtRunDetector,
-    rr_irregularity,
-)
+from edge_agent.af_events import AfDetector, rr_irregularity
+from edge_agent.events import BeatEventDetector, HeartRateDetector, VtRunDetector
 
 NS = 1_000_000_000
 
