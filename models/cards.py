@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import shlex
 import shutil
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from common.model_card import (
 from models.export import HEAD_BIAS_KEY, HEAD_WEIGHT_KEY
 from models.nets import SignalNet
 from models.rr_gate import GATED_ACTIVATION
-from models.tasks.base import Task
+from models.tasks.base import Task, TaskData
 from models.template_veto import vetoed_activation
 
 _LOGGER = logging.getLogger(__name__)
@@ -123,6 +124,32 @@ def build_card(
     return card
 
 
+@dataclass(frozen=True)
+class AppendedStep:
+    """A post-processing step appended to a trained model's graph (RR gate, template veto).
+
+    Attributes
+    ----------
+    append : callable
+        Edits the ONNX file at the given path in place.
+    parameter : str
+        Key of ``input_contract.parameters`` that describes the step; ``value`` its content.
+    activation : str
+        The card's ``head.activation`` with the step.
+    suffix : str
+        Appended to the names of the card's previous metrics (``_without_gate``...).
+    note : str
+        What was appended, for the card's training notes.
+    """
+
+    append: Callable[[Path], None]
+    parameter: str
+    value: dict[str, Any]
+    activation: str
+    suffix: str
+    note: str
+
+
 def save_rewritten_card(
     card: ModelCard, src: Path, out: Path, parts: list[str], note: str, **changes: Any
 ) -> ModelCard:
@@ -150,3 +177,48 @@ def save_rewritten_card(
     )
     save_card(new, card_path_for(out))
     return new
+
+
+def append_step_and_recard(
+    card: ModelCard,
+    src: Path,
+    out: Path,
+    step: AppendedStep,
+    task: Task,
+    test: TaskData,
+    parts: list[str],
+) -> dict[str, Any]:
+    """Write ``out`` as ``src`` with a post-processing step appended to its graph, re-card it.
+
+    ``src`` is copied to ``out`` unless they are the same file (in place is allowed:
+    ``models/pretrained``), ``step.append(out)`` edits the graph, the metrics are re-measured on
+    ``test`` (the card's previous ones are kept with ``step.suffix``), and the card gets the step's
+    contract parameter and head activation (:func:`save_rewritten_card`).
+
+    Returns
+    -------
+    dict
+        The re-measured metrics (``models.evaluate.metrics_from_probs``).
+    """
+    from models.evaluate import metrics_from_probs
+    from models.predict import onnx_predictor
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if src.resolve() != out.resolve():
+        shutil.copyfile(src, out)
+    step.append(out)
+    measured = metrics_from_probs(task, test, onnx_predictor(out)(test))
+    metrics: dict[str, Any] = {f"{k}{step.suffix}": v for k, v in card.metrics.items()}
+    metrics["int8"] = {**measured, "split": task.test_split}
+    params = {**card.input_contract.parameters, step.parameter: step.value}
+    save_rewritten_card(
+        card,
+        src,
+        out,
+        parts,
+        f"{step.note} (sha256 before it {card.artifact.sha256})",
+        input_contract=replace(card.input_contract, parameters=params),
+        head=None if card.head is None else replace(card.head, activation=step.activation),
+        metrics=metrics,
+    )
+    return measured

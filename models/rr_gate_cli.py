@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,9 @@ _LOGGER = logging.getLogger(__name__)
 def cmd_rr_gate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Fit the gate on the training split, append it to a copy of the model, re-card it."""
     from common.model_card import card_path_for, load_card
-    from models.cards import save_rewritten_card
-    from models.evaluate import metrics_from_probs, metrics_line
+    from models.cards import AppendedStep, append_step_and_recard
+    from models.evaluate import metrics_line
     from models.pipeline import gate_for
-    from models.predict import onnx_predictor
     from models.rr_gate import GATED_ACTIVATION, add_rr_gate_to_onnx
     from models.tasks import LoadOptions, get_task
     from models.tasks.base import require_labels
@@ -50,37 +48,25 @@ def cmd_rr_gate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     gate = gate_for(task, train, enabled=True)
     if gate is None:
         raise MedchainError(f"task {task.name!r} has no N/S classes and rr input for a gate")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if src.resolve() != out.resolve():  # in place is allowed (models/pretrained)
-        shutil.copyfile(src, out)
-    add_rr_gate_to_onnx(out, gate)
     activation = GATED_ACTIVATION
     if "template_veto" in card.input_contract.parameters:
         # appended after a veto, the gate still gives the same probabilities: it moves mass
         # between N and S only, the veto between V and Q only, on the inputs alone
         activation = vetoed_activation(activation)
-    gated = metrics_from_probs(task, test, onnx_predictor(out)(test))
-    metrics: dict[str, Any] = {f"{k}_without_gate": v for k, v in card.metrics.items()}
-    metrics["int8"] = {**gated, "split": task.test_split}
+    step = AppendedStep(
+        lambda path: add_rr_gate_to_onnx(path, gate),
+        "rr_gate",
+        gate.to_dict(),
+        activation,
+        "_without_gate",
+        f"RR gate fitted on {task.train_split} and appended",
+    )
     parts = ["rr-gate", "--task", task.name, "--model", str(src), "--out", str(out)]
     if args.records:
         parts += ["--records", args.records]
     if args.test_records:
         parts += ["--test-records", args.test_records]
-    save_rewritten_card(
-        card,
-        src,
-        out,
-        parts,
-        f"RR gate fitted on {task.train_split} and appended "
-        f"(net sha256 before the gate {card.artifact.sha256})",
-        input_contract=dataclasses.replace(
-            card.input_contract,
-            parameters={**card.input_contract.parameters, "rr_gate": gate.to_dict()},
-        ),
-        head=None if card.head is None else dataclasses.replace(card.head, activation=activation),
-        metrics=metrics,
-    )
+    gated = append_step_and_recard(card, src, out, step, task, test, parts)
     print(f"{out}: {metrics_line(gated)}")
     return 0
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,10 +24,9 @@ _LOGGER = logging.getLogger(__name__)
 def cmd_template_veto(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Append the task's veto (or ``--rms-below``) to a copy of the model and re-card it."""
     from common.model_card import card_path_for, load_card
-    from models.cards import save_rewritten_card
-    from models.evaluate import metrics_from_probs, metrics_line
+    from models.cards import AppendedStep, append_step_and_recard
+    from models.evaluate import metrics_line
     from models.pipeline import veto_for
-    from models.predict import onnx_predictor
     from models.tasks import LoadOptions, get_task
     from models.tasks.base import require_labels
     from models.template_veto import TemplateVeto, add_template_veto_to_onnx, vetoed_activation
@@ -60,34 +58,20 @@ def cmd_template_veto(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     tests = tuple(args.test_records.split(",")) if args.test_records else None
     test = task.load(task.test_split, dataclasses.replace(opts, records=tests))
     test = require_labels(test, task.name, task.test_split)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if src.resolve() != out.resolve():  # in place is allowed (models/pretrained)
-        shutil.copyfile(src, out)
-    add_template_veto_to_onnx(out, veto, card.onnx.inputs[0].name)
-    vetoed = metrics_from_probs(task, test, onnx_predictor(out)(test))
-    metrics: dict[str, Any] = {f"{k}_without_veto": v for k, v in card.metrics.items()}
-    metrics["int8"] = {**vetoed, "split": task.test_split}
+    step = AppendedStep(
+        lambda path: add_template_veto_to_onnx(path, veto, card.onnx.inputs[0].name),
+        "template_veto",
+        veto.to_dict(),
+        vetoed_activation(card.head.activation if card.head else "softmax"),
+        "_without_veto",
+        f"template veto (channel-1 RMS < {veto.rms_below:g}: V served as Q) appended",
+    )
     parts = ["template-veto", "--task", task.name, "--model", str(src), "--out", str(out)]
     if args.rms_below is not None:
         parts += ["--rms-below", str(args.rms_below)]
     if args.test_records:
         parts += ["--test-records", args.test_records]
-    save_rewritten_card(
-        card,
-        src,
-        out,
-        parts,
-        f"template veto (channel-1 RMS < {veto.rms_below:g}: V served as Q) appended "
-        f"(sha256 before the veto {card.artifact.sha256})",
-        input_contract=dataclasses.replace(
-            card.input_contract,
-            parameters={**card.input_contract.parameters, "template_veto": veto.to_dict()},
-        ),
-        head=None
-        if card.head is None
-        else dataclasses.replace(card.head, activation=vetoed_activation(card.head.activation)),
-        metrics=metrics,
-    )
+    vetoed = append_step_and_recard(card, src, out, step, task, test, parts)
     print(f"{out}: {metrics_line(vetoed)}")
     return 0
 
