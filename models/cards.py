@@ -32,7 +32,11 @@ from models.template_veto import vetoed_activation
 
 _LOGGER = logging.getLogger(__name__)
 
-QUANTIZATION = "int8 static QDQ (onnxruntime), per-channel symmetric int8 weights, "
+WEIGHTS_7BIT = (
+    "per-channel symmetric int8 weights in [-64, 64] (7-bit: the same results on x86 with or "
+    "without VNNI and on ARM)"
+)
+QUANTIZATION = f"int8 static QDQ (onnxruntime), {WEIGHTS_7BIT}, "
 QUANTIZATION += (
     "unsigned int8 (U8) MinMax activations calibrated on a class-stratified sample; "
     "head Gemm + Softmax fp32"

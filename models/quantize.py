@@ -9,8 +9,10 @@ the embedding.
 Activations are unsigned (QUInt8, asymmetric) and weights signed (QInt8, symmetric,
 per-channel): U8S8 is what onnxruntime's x86 int8 kernels are built for (VNNI ``vpdpbusd``;
 its symmetric indirect convolution and the fused ``QGemm`` have no S8S8 variant there, so with
-int8 activations the embedding Gemm ran in float). U8S8 can saturate on AVX2 CPUs without VNNI
-(onnxruntime docs: use ``reduce_range`` there); ARM runs U8S8 natively.
+int8 activations the embedding Gemm ran in float). Weights are 7-bit (``reduce_range``, in
+[-64, 64]): on x86 CPUs without VNNI onnxruntime's U8S8 kernels add pairs of products in a
+saturating int16, and full 8-bit weights changed the shipped beat model's answers there
+(``models.weight_range``); with 7-bit weights every CPU computes the same integers.
 
 ``Max`` nodes (the polyphase export's MaxPool, see ``models.export``) are not quantized by
 onnxruntime's tool; max commutes with a monotone (de)quantization, so :func:`int8_max` runs them
@@ -32,6 +34,7 @@ from onnx import numpy_helper
 from common.errors import CorruptInputError
 from models.onnx_names import compact_names
 from models.tasks.base import TaskData
+from models.weight_range import narrow_weights
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -214,10 +217,13 @@ def quantize(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
+            reduce_range=True,  # weights in [-64, 64]: no int16 saturation on AVX2 (module doc)
             nodes_to_exclude=exclude,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
     quantized = onnx.load(str(out_path))
+    if narrow_weights(quantized):  # a no-op unless onnxruntime ignored reduce_range
+        _LOGGER.warning("onnxruntime wrote 8-bit weights despite reduce_range; narrowed them")
     int8_max(quantized)
     compact_names(quantized)  # ~14 kB of module-path names in the beat student
     onnx.save(quantized, str(out_path))

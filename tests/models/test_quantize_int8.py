@@ -14,6 +14,7 @@ from models.nets import build_net
 from models.predict import onnx_session
 from models.quantize import int8_max, quantize
 from models.tasks.base import NetSpec
+from models.weight_range import WEIGHT_QMAX, int8_weight_peak
 
 
 def _max_graph(scale_b: float, via: str | None = None, max_out: bool = False) -> onnx.ModelProto:
@@ -117,6 +118,7 @@ def test_quantized_polyphase_model_is_u8s8_per_channel_and_close_to_fp32(tmp_pat
         scale, zero = inits[weight_dq.input[1]], inits[weight_dq.input[2]]
         assert inits[weight_dq.input[0]].dtype == np.int8 and not zero.any()
         assert scale.shape == (inits[weight_dq.input[0]].shape[0],)  # one scale per channel
+    assert int8_weight_peak(model) == WEIGHT_QMAX  # 7-bit weights (models.weight_range)
     for node in (n for n in model.graph.node if n.op_type == "Max"):
         assert all(producers[i].op_type != "DequantizeLinear" for i in node.input)
     feed = {"beat": signal[200:], "rr": feats[200:]}
