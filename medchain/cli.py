@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "models.rr_gate_cli",
     "models.template_veto_cli",
     "models.compact_cli",
+    "models.narrow_cli",
     "firmware_bridge.cli",
     "edge_agent.cli",
     "cloud_aggregator.store.cli",
@@ -45,6 +46,7 @@ COMMAND_OWNERS = {
     "rr-gate": "models.rr_gate_cli",
     "template-veto": "models.template_veto_cli",
     "compact": "models.compact_cli",
+    "narrow-weights": "models.narrow_cli",
     "ble": "firmware_bridge.cli",
     "edge": "edge_agent.cli",
     "db": "cloud_aggregator.store.cli",
@@ -66,6 +68,7 @@ Main commands:
   rr-gate     append the RR gate (N/S re-split by rhythm) to a trained beat model
   template-veto  serve V calls that look like the wearer's usual beat as Q (trained beat model)
   compact     short internal names for an older ONNX model (same outputs, smaller file)
+  narrow-weights  7-bit weights for an older int8 model (same answers on CPUs without VNNI)
   ble         scan / record / decode / replay Bluetooth LE wearables (Polar H10, HRS)
   edge        run the edge agent on a BLE device, a replay file or an MQTT replay stream
   aggregator  run the federated-learning aggregator service
