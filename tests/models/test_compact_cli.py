@@ -27,8 +27,8 @@ def _run(path: Path, feed: dict[str, np.ndarray]) -> list[np.ndarray]:
 
 
 def test_committed_models_are_compact() -> None:
-    # every shipped graph has short internal names (beat, beat_1ch, ptb: the CNN students)
-    for name in ("beat.onnx", "beat_1ch.onnx", "ptb.onnx"):
+    # every shipped graph has short internal names (beat, ptb: the CNN students)
+    for name in ("beat.onnx", "ptb.onnx"):
         inits = onnx.load(str(PRETRAINED / name)).graph.initializer
         assert max(len(i.name) for i in inits) <= 2, name
 
