@@ -52,7 +52,7 @@ class _Graph:
         if node is None:
             return None
         weight = self.array(node.input[0])
-        if weight is None or weight.dtype != np.int8:
+        if weight is None or weight.dtype != np.int8 or node.input[1] not in self.inits:
             return None
         zero = self.array(node.input[2]) if len(node.input) > 2 and node.input[2] else None
         if zero is not None and np.any(zero != 0):
@@ -107,7 +107,8 @@ def narrow_weights(model: onnx.ModelProto) -> int:
         ``models.quantize`` or onnxruntime's QDQ quantizer wrote); nothing is changed then.
     """
     graph = _Graph(model)
-    plans = []
+    plans: dict[int, tuple[onnx.NodeProto, npt.NDArray[np.int8], npt.NDArray[np.float32]]] = {}
+    biases = []
     for consumer, dq, weight in _weights(graph):
         peak = np.abs(weight.astype(np.int32))
         scale = np.asarray(graph.array(dq.input[1]), dtype=np.float32)
@@ -123,14 +124,16 @@ def narrow_weights(model: onnx.ModelProto) -> int:
         narrow = np.clip(np.round(weight / factor.reshape(shape)), -WEIGHT_QMAX, WEIGHT_QMAX)
         new_scale = (scale.astype(np.float64) * factor).astype(np.float32)
         bias = _bias_plan(graph, consumer, scale, new_scale)
-        plans.append((dq, narrow.astype(np.int8), new_scale.reshape(scale.shape), bias))
-    for dq, narrow, new_scale, bias in plans:  # all checks passed: now edit
+        if bias is not None:
+            biases.append(bias)
+        # a weight shared by two consumers is narrowed once (each consumer's bias follows it)
+        plans[id(dq)] = (dq, narrow.astype(np.int8), new_scale.reshape(scale.shape))
+    for dq, narrow, new_scale in plans.values():  # all checks passed: now edit
         dq.input[0] = graph.add(narrow, dq.input[0])
         dq.input[1] = graph.add(new_scale, dq.input[1])
-        if bias is not None:
-            bias_dq, values, bias_scale = bias
-            bias_dq.input[0] = graph.add(values, bias_dq.input[0])
-            bias_dq.input[1] = graph.add(bias_scale, bias_dq.input[1])
+    for bias_dq, values, bias_scale in biases:
+        bias_dq.input[0] = graph.add(values, bias_dq.input[0])
+        bias_dq.input[1] = graph.add(bias_scale, bias_dq.input[1])
     _drop_unused(model)
     _LOGGER.info(
         "narrowed %d int8 weight tensors to [-%d, %d]", len(plans), WEIGHT_QMAX, WEIGHT_QMAX
