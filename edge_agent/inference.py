@@ -17,6 +17,7 @@ import numpy.typing as npt
 from common.errors import CorruptInputError, DataNotFoundError
 from common.model_card import ModelCard, card_path_for, file_sha256, load_card
 from edge_agent.beat_quality import VTemplateGate
+from edge_agent.kernel_check import kernel_gap
 
 _LOGGER = logging.getLogger(__name__)
 # uint8 Max (opset 13), which the int8 beat models' polyphase stages run (models.quantize.int8_max),
@@ -93,6 +94,10 @@ class OnnxBeatClassifier:
             )
         if "probs" not in graph_outputs:
             raise CorruptInputError(f"model has no 'probs' output (outputs {graph_outputs})")
+        try:  # this CPU's fused int8 kernels vs the model's reference arithmetic (warns)
+            self.kernel_gap = kernel_gap(path, self.card, self._session)
+        except Exception as exc:  # onnxruntime's own error types: the graph refuses the card
+            raise CorruptInputError(f"{path}: the card's input shapes do not fit: {exc}") from exc
         self._signal = self.card.onnx.inputs[0]
         self._features = self.card.onnx.inputs[1] if len(self.card.onnx.inputs) > 1 else None
         self._has_embedding = "embedding" in graph_outputs

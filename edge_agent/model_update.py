@@ -37,6 +37,7 @@ import numpy as np
 from common.errors import MedchainError
 from common.fl_protocol import ModelRelease
 from edge_agent.inference import OnnxBeatClassifier
+from edge_agent.kernel_check import KERNEL_GAP_LIMIT
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -173,6 +174,11 @@ class ReleaseInstaller:
         except Exception as exc:  # onnxruntime raises plain Exception subclasses on bad graphs
             raise ReleaseRejected(f"cannot load: {exc}") from exc
         card, old = clf.card, self.current.card
+        if clf.kernel_gap > KERNEL_GAP_LIMIT:  # keep the validated model rather than swap
+            raise ReleaseRejected(
+                f"this CPU's int8 kernels differ from the release's reference by "
+                f"{clf.kernel_gap:.2f} in probability (8-bit weights on x86 without VNNI)"
+            )
         if card.task != old.task:
             raise ReleaseRejected(f"task {card.task!r}, expected {old.task!r}")
         if clf.classes != self.current.classes:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 from onnx import numpy_helper
 
 from common import fl_protocol as fl
@@ -153,3 +154,28 @@ def test_bad_releases_are_rejected_and_the_agent_keeps_serving(tmp_path: Path) -
     models = settings.workdir / MODELS_DIR
     assert not models.exists() or [p.name for p in models.iterdir()] == []
     assert not (models / CURRENT_FILE).exists()
+
+
+def test_a_release_this_cpu_computes_differently_is_rejected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: the base model serving; then every model loaded looks like an 8-bit-weight
+    # model on an x86 CPU without VNNI (fused kernels 0.5 away from the reference)
+    settings, agent, part = _setup(tmp_path)
+    monkeypatch.setattr("edge_agent.inference.kernel_gap", lambda path, card, fused: 0.5)
+    payload = _release(tmp_path / "g", "v1", 1)
+
+    # Execute
+    async def main() -> None:
+        sha = hashlib.sha256(payload).hexdigest()
+        await part.handle(proto.round_current_topic(), _announce("v1", sha))
+        await part.handle(proto.model_topic("v1"), payload)
+
+    asyncio.run(main())
+    beats = agent.pipeline.process(_ecg_chunk(0)).beats
+    agent.close()
+
+    # Assert: rejected, the validated base model keeps serving, nothing installed
+    assert agent.stats.models_rejected == 1 and agent.stats.models_installed == 0
+    assert beats and all(b.model_version == "test-1" for b in beats)
+    assert installed_model(settings.workdir) is None
