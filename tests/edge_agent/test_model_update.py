@@ -57,6 +57,17 @@ def _announce(version: str, sha: str) -> bytes:
     )
 
 
+def _announce_and_publish(part: Participant, version: str, payload: bytes) -> None:
+    """The aggregator's round announcement naming ``payload``'s hash, then the release."""
+
+    async def main() -> None:
+        sha = hashlib.sha256(payload).hexdigest()
+        await part.handle(proto.round_current_topic(), _announce(version, sha))
+        await part.handle(proto.model_topic(version), payload)
+
+    asyncio.run(main())
+
+
 def _ecg_chunk(part: int) -> SignalChunk:
     """Half ``part`` of 24 regular beats (never premature: the base model says N)."""
     x, _ = synthetic_ecg([0.8] * 24, fs=SPEC.sampling_rate_hz)
@@ -86,12 +97,7 @@ def test_new_global_model_is_verified_persisted_and_hot_swapped(tmp_path: Path) 
     payload = _release(tmp_path / "g")
 
     # Execute: the aggregator announces and publishes v1
-    async def main() -> None:
-        sha = hashlib.sha256(payload).hexdigest()
-        await part.handle(proto.round_current_topic(), _announce("v1", sha))
-        await part.handle(proto.model_topic("v1"), payload)
-
-    asyncio.run(main())
+    _announce_and_publish(part, "v1", payload)
     after = agent.pipeline.process(_ecg_chunk(1)).beats
     agent.close()
 
@@ -166,12 +172,7 @@ def test_a_release_this_cpu_computes_differently_is_rejected(
     payload = _release(tmp_path / "g", "v1", 1)
 
     # Execute
-    async def main() -> None:
-        sha = hashlib.sha256(payload).hexdigest()
-        await part.handle(proto.round_current_topic(), _announce("v1", sha))
-        await part.handle(proto.model_topic("v1"), payload)
-
-    asyncio.run(main())
+    _announce_and_publish(part, "v1", payload)
     beats = agent.pipeline.process(_ecg_chunk(0)).beats
     agent.close()
 
