@@ -54,9 +54,10 @@ class _Graph:
         weight = self.array(node.input[0])
         if weight is None or weight.dtype != np.int8 or node.input[1] not in self.inits:
             return None
-        zero = self.array(node.input[2]) if len(node.input) > 2 and node.input[2] else None
-        if zero is not None and np.any(zero != 0):
-            return None  # asymmetric weights are not what models.quantize writes
+        has_zero = len(node.input) > 2 and bool(node.input[2])
+        zero = self.array(node.input[2]) if has_zero else None
+        if has_zero and (zero is None or np.any(zero != 0)):
+            return None  # asymmetric (or computed) zero points are not what models.quantize writes
         return node, weight.astype(np.int8)
 
     def add(self, array: npt.NDArray[np.generic], hint: str) -> str:
@@ -69,6 +70,26 @@ class _Graph:
         self.model.graph.initializer.append(init)
         self.inits[name] = init
         return name
+
+    def drop_if_unused(self, names: set[str]) -> None:
+        """Remove the initializers ``names`` that nothing reads any more: no node (subgraphs
+        included), graph input or output."""
+        used = {i.name for i in self.model.graph.input} | {o.name for o in self.model.graph.output}
+        used |= _node_inputs(self.model.graph)
+        keep = [i for i in self.model.graph.initializer if i.name not in names or i.name in used]
+        del self.model.graph.initializer[:]
+        self.model.graph.initializer.extend(keep)
+
+
+def _node_inputs(graph: onnx.GraphProto) -> set[str]:
+    """Every tensor name a node of ``graph`` or of its subgraphs (If/Loop bodies) reads."""
+    names: set[str] = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attr in node.attribute:
+            for sub in [attr.g, *attr.graphs] if attr.HasField("g") else attr.graphs:
+                names |= _node_inputs(sub)
+    return names
 
 
 def _axis(node: onnx.NodeProto) -> int:
@@ -103,8 +124,9 @@ def narrow_weights(model: onnx.ModelProto) -> int:
     Raises
     ------
     ValueError
-        If a bias's scale is not its input scale times its weight scale (not a graph
-        ``models.quantize`` or onnxruntime's QDQ quantizer wrote); nothing is changed then.
+        If an int32 bias is not a constant, or its scale is not its input scale times its
+        weight scale (not a graph ``models.quantize`` or onnxruntime's QDQ quantizer wrote);
+        nothing is changed then.
     """
     graph = _Graph(model)
     plans: dict[int, tuple[onnx.NodeProto, npt.NDArray[np.int8], npt.NDArray[np.float32]]] = {}
@@ -114,27 +136,31 @@ def narrow_weights(model: onnx.ModelProto) -> int:
         scale = np.asarray(graph.array(dq.input[1]), dtype=np.float32)
         axis = _axis(dq) % weight.ndim
         other = tuple(i for i in range(weight.ndim) if i != axis)
-        per = peak.max(axis=other) if scale.ndim else np.asarray(peak.max())
+        per_channel = scale.size > 1  # a one-element 1-D scale is per-tensor too
+        per = peak.max(axis=other) if per_channel else np.asarray(peak.max())
         if int(per.max(initial=0)) <= WEIGHT_QMAX:
             continue
         factor = np.maximum(per, WEIGHT_QMAX).astype(np.float64) / WEIGHT_QMAX  # >= 1
         shape = [1] * weight.ndim
-        if scale.ndim:
+        if per_channel:
             shape[axis] = -1
         narrow = np.clip(np.round(weight / factor.reshape(shape)), -WEIGHT_QMAX, WEIGHT_QMAX)
-        new_scale = (scale.astype(np.float64) * factor).astype(np.float32)
+        new_scale = (scale.astype(np.float64).reshape(per.shape) * factor).astype(np.float32)
         bias = _bias_plan(graph, consumer, scale, new_scale)
         if bias is not None:
             biases.append(bias)
         # a weight shared by two consumers is narrowed once (each consumer's bias follows it)
         plans[id(dq)] = (dq, narrow.astype(np.int8), new_scale.reshape(scale.shape))
+    replaced: set[str] = set()
     for dq, narrow, new_scale in plans.values():  # all checks passed: now edit
+        replaced.update(dq.input[:2])
         dq.input[0] = graph.add(narrow, dq.input[0])
         dq.input[1] = graph.add(new_scale, dq.input[1])
     for bias_dq, values, bias_scale in biases:
+        replaced.update(bias_dq.input[:2])
         bias_dq.input[0] = graph.add(values, bias_dq.input[0])
         bias_dq.input[1] = graph.add(bias_scale, bias_dq.input[1])
-    _drop_unused(model)
+    graph.drop_if_unused(replaced)
     _LOGGER.info(
         "narrowed %d int8 weight tensors to [-%d, %d]", len(plans), WEIGHT_QMAX, WEIGHT_QMAX
     )
@@ -152,30 +178,24 @@ def _bias_plan(
         return None
     bias_dq = graph.dq[consumer.input[2]]
     values, bias_scale = graph.array(bias_dq.input[0]), graph.array(bias_dq.input[1])
-    if values is None or values.dtype != np.int32 or bias_scale is None:
-        return None
+    if values is None or bias_scale is None:  # computed: cannot be re-expressed, so refuse
+        raise ValueError(f"{consumer.op_type} {consumer.name!r}: bias is not a constant")
+    if values.dtype != np.int32:
+        return None  # not an integer-kernel bias (onnxruntime adds it in float)
     x_dq = graph.dq.get(consumer.input[0])
     x_scale = None if x_dq is None else graph.array(x_dq.input[1])
     if x_scale is None or x_scale.size != 1:
         raise ValueError(
             f"{consumer.op_type} {consumer.name!r}: int32 bias without a quantized input"
         )
-    expected = float(x_scale) * scale.astype(np.float64)
+    x = float(x_scale.reshape(-1)[0])
+    expected = x * scale.astype(np.float64)
     if not np.allclose(bias_scale, expected, rtol=_BIAS_RTOL, atol=0):
         raise ValueError(
             f"{consumer.op_type} {consumer.name!r}: bias scale is not input scale x weight scale"
         )
-    target = (float(x_scale) * new_scale.astype(np.float64)).astype(np.float32)
+    target = (x * new_scale.astype(np.float64)).astype(np.float32)
     rescaled = np.round(values.astype(np.float64) * bias_scale.astype(np.float64) / target)
     limit = np.iinfo(np.int32)
     narrowed: npt.NDArray[np.int32] = np.clip(rescaled, limit.min, limit.max).astype(np.int32)
     return bias_dq, narrowed, target
-
-
-def _drop_unused(model: onnx.ModelProto) -> None:
-    """Remove initializers no node reads any more (the replaced 8-bit tensors)."""
-    used = {name for node in model.graph.node for name in node.input}
-    used |= {o.name for o in model.graph.output}
-    keep = [i for i in model.graph.initializer if i.name in used]
-    del model.graph.initializer[:]
-    model.graph.initializer.extend(keep)
