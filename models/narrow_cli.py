@@ -14,24 +14,32 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from common.datasets import default_cache_dir
 from common.errors import CorruptInputError
 
+if TYPE_CHECKING:
+    from models.tasks.base import TaskData
+
 _LOGGER = logging.getLogger(__name__)
 
-AGREE_ATOL = 0.02  # max |probability difference| fused vs reference (rounding, not saturation)
+_BATCH = 4096  # examples per onnxruntime call in the agreement check
 
 
-def fused_vs_reference(model: bytes, feed: dict[str, np.ndarray]) -> float:
-    """Max |difference| of the first output between onnxruntime's optimized graph (fused
-    integer kernels of this CPU) and the unoptimized QDQ graph (float arithmetic on the
-    dequantized values: what a CPU without int16 saturation computes)."""
+def fused_and_reference(
+    model: str | bytes, feed: dict[str, np.ndarray]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``probs`` (else the first output) of onnxruntime's optimized graph (this CPU's fused
+    integer kernels) and of the unoptimized QDQ graph (float arithmetic on the dequantized
+    values: what a CPU without int16 saturation computes)."""
     import onnxruntime as ort
 
     outs = []
@@ -41,19 +49,36 @@ def fused_vs_reference(model: bytes, feed: dict[str, np.ndarray]) -> float:
         opts.graph_optimization_level = level
         opts.intra_op_num_threads = 1
         sess = ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
-        outs.append(np.asarray(sess.run(None, feed)[0], dtype=np.float64))
-    return float(np.abs(outs[0] - outs[1]).max(initial=0.0))
+        names = [o.name for o in sess.get_outputs()]
+        name = "probs" if "probs" in names else names[0]
+        outs.append(np.asarray(sess.run([name], feed)[0], dtype=np.float64))
+    return outs[0], outs[1]
+
+
+def _agreement(path: Path, test: TaskData) -> tuple[float, int]:
+    """Max |probability difference| fused vs reference and beats whose class differs, over the
+    whole ``test`` split (batches of :data:`_BATCH`)."""
+    from models.predict import onnx_feed, onnx_session
+
+    feeder = onnx_session(path)
+    gap, changed = 0.0, 0
+    for start in range(0, len(test), _BATCH):
+        part = test.subset(np.arange(start, min(start + _BATCH, len(test))))
+        fused, reference = fused_and_reference(str(path), onnx_feed(feeder, part))
+        gap = max(gap, float(np.abs(fused - reference).max(initial=0.0)))
+        changed += int((fused.argmax(axis=1) != reference.argmax(axis=1)).sum())
+    return gap, changed
 
 
 def cmd_narrow_weights(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Narrow ``--model``'s weights into ``--out`` (default in place) and re-card it."""
     import onnx
 
-    from common.model_card import card_path_for, load_card
+    from common.model_card import FUSED_INT8_GAP_LIMIT, card_path_for, load_card
     from models.cards import QUANTIZATION, save_rewritten_card
     from models.evaluate import metrics_from_probs, metrics_line
     from models.onnx_names import compact_names
-    from models.predict import onnx_feed, onnx_predictor
+    from models.predict import onnx_predictor
     from models.tasks import LoadOptions, get_task
     from models.tasks.base import require_labels
     from models.weight_range import WEIGHT_QMAX, int8_weight_peak, narrow_weights
@@ -71,6 +96,10 @@ def cmd_narrow_weights(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     except Exception as exc:  # onnx raises DecodeError / OSError variants
         raise CorruptInputError(f"cannot read ONNX model {src}: {exc}") from exc
     peak = int8_weight_peak(model)
+    if peak == 0:
+        raise CorruptInputError(
+            f"{src}: no int8 QDQ weights found (a float or QOperator model); nothing written"
+        )
     if peak <= WEIGHT_QMAX:
         print(f"{src}: weights already in [-{WEIGHT_QMAX}, {WEIGHT_QMAX}] (peak {peak}); unchanged")
         return 0
@@ -83,16 +112,25 @@ def cmd_narrow_weights(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     tests = tuple(args.test_records.split(",")) if args.test_records else None
     test = task.load(task.test_split, dataclasses.replace(opts, records=tests))
     test = require_labels(test, task.name, task.test_split)
-    narrowed = model.SerializeToString()
-    probe = test.subset(np.arange(min(len(test), 4096)))
-    gap = fused_vs_reference(narrowed, onnx_feed(onnx_session_bytes(narrowed), probe))
-    if gap > AGREE_ATOL:  # never expected with 7-bit weights: refuse rather than ship
-        raise CorruptInputError(
-            f"{src}: fused kernels still differ from the reference by {gap:.3g}; nothing written"
-        )
     out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out))
-    measured = metrics_from_probs(task, test, onnx_predictor(out)(test))
+    # checked and measured from a temporary file beside ``out``; ``out`` (possibly ``src``
+    # itself) is replaced only when everything passed, then its card follows
+    fd, name = tempfile.mkstemp(suffix=".onnx", dir=out.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        onnx.save(model, str(tmp))
+        gap, changed = _agreement(tmp, test)
+        if gap > FUSED_INT8_GAP_LIMIT:  # never expected with 7-bit weights: refuse
+            raise CorruptInputError(
+                f"{src}: fused kernels still differ from the reference by {gap:.3g}; "
+                "nothing written"
+            )
+        measured = metrics_from_probs(task, test, onnx_predictor(tmp)(test))
+        os.chmod(tmp, src.stat().st_mode & 0o777)  # mkstemp made it owner-only
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
     metrics: dict[str, Any] = {
         (f"{k}_8bit_weights" if k.startswith("int8") else k): v for k, v in card.metrics.items()
     }
@@ -103,23 +141,16 @@ def cmd_narrow_weights(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     )
     note = (
         f"{count} int8 weight tensors rescaled from peak {peak} into [-{WEIGHT_QMAX}, "
-        f"{WEIGHT_QMAX}] (fused vs reference max |dp| {gap:.2g}; sha256 before it "
-        f"{card.artifact.sha256})"
+        f"{WEIGHT_QMAX}] (on the {len(test)} test examples fused vs unfused: max |dp| "
+        f"{gap:.2g}, {changed} classes differ; sha256 before it {card.artifact.sha256})"
     )
     card = dataclasses.replace(
         card, artifact=dataclasses.replace(card.artifact, quantization=QUANTIZATION)
     )
     save_rewritten_card(card, src, out, parts, note, metrics=metrics)
     print(f"{out}: {count} weight tensors narrowed; {metrics_line(measured)}")
-    _LOGGER.info("narrowed %s -> %s", src, out)
+    _LOGGER.info("narrowed %s -> %s (fused vs unfused max |dp| %.2g)", src, out, gap)
     return 0
-
-
-def onnx_session_bytes(model: bytes) -> Any:
-    """A plain onnxruntime session of serialized ``model`` (input names for ``onnx_feed``)."""
-    import onnxruntime as ort
-
-    return ort.InferenceSession(model, providers=["CPUExecutionProvider"])
 
 
 def register(subparsers: Any) -> None:

@@ -222,8 +222,11 @@ def quantize(
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
     quantized = onnx.load(str(out_path))
-    if narrow_weights(quantized):  # a no-op unless onnxruntime ignored reduce_range
-        _LOGGER.warning("onnxruntime wrote 8-bit weights despite reduce_range; narrowed them")
+    try:
+        if narrow_weights(quantized):  # a no-op unless onnxruntime ignored reduce_range
+            _LOGGER.warning("onnxruntime wrote 8-bit weights despite reduce_range; narrowed them")
+    except ValueError as exc:  # never expected from onnxruntime's own QDQ graph
+        raise CorruptInputError(f"quantized model {out_path}: {exc}") from exc
     int8_max(quantized)
     compact_names(quantized)  # ~14 kB of module-path names in the beat student
     onnx.save(quantized, str(out_path))

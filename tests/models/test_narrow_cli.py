@@ -1,0 +1,146 @@
+"""`medchain narrow-weights` and the committed models' 7-bit weights (real data, real CLI)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnx.helper
+import pytest
+from onnx import numpy_helper
+
+from common.model_card import FUSED_INT8_GAP_LIMIT
+from medchain.cli import main
+from models.narrow_cli import fused_and_reference
+from models.weight_range import WEIGHT_QMAX, int8_weight_peak
+
+PRETRAINED = Path(__file__).resolve().parents[2] / "models" / "pretrained"
+
+
+def test_committed_models_have_7bit_weights() -> None:
+    for name in ("beat.onnx", "ptb.onnx"):
+        assert 0 < int8_weight_peak(onnx.load(str(PRETRAINED / name))) <= WEIGHT_QMAX, name
+
+
+def test_committed_beat_model_answers_the_same_fused_and_unfused(data_root: Path) -> None:
+    # Prepare: real DS2 beats (232: the most SVEBs; 208: VEBs and fusion beats)
+    from common.datasets import default_cache_dir
+    from models.predict import onnx_feed, onnx_session
+    from models.tasks import LoadOptions, get_task
+
+    env = {**os.environ, "MEDCHAIN_DATA": str(data_root)}
+    task = get_task("beat")
+    opts = LoadOptions(env=env, records=["232", "208"], cache_dir=default_cache_dir(env) / "pre")
+    data = task.load(task.test_split, opts)
+    path = PRETRAINED / "beat.onnx"
+    feed = onnx_feed(onnx_session(path), data)
+    # Execute
+    fused, reference = fused_and_reference(str(path), feed)
+    # Verify: with the 8-bit weights an AVX2 CPU without VNNI moved probabilities by 0.63 here
+    assert np.abs(fused - reference).max() < FUSED_INT8_GAP_LIMIT
+    assert (fused.argmax(axis=1) == reference.argmax(axis=1)).mean() > 0.999
+
+
+def _widen(path: Path) -> None:
+    """Test helper: the inverse of narrowing, 8-bit weights as models had before it."""
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    dq = {n.output[0]: n for n in model.graph.node if n.op_type == "DequantizeLinear"}
+    for node in (n for n in model.graph.node if n.op_type in ("Conv", "Gemm")):
+        if node.input[1] not in dq:
+            continue
+        w_dq = dq[node.input[1]]
+        w = numpy_helper.to_array(inits[w_dq.input[0]])
+        s = numpy_helper.to_array(inits[w_dq.input[1]])
+        inits[w_dq.input[0]].CopyFrom(
+            numpy_helper.from_array(
+                np.clip(np.round(w.astype(np.float64) * 127 / 64), -127, 127).astype(np.int8),
+                w_dq.input[0],
+            )
+        )
+        inits[w_dq.input[1]].CopyFrom(
+            numpy_helper.from_array(s * np.float32(64 / 127), w_dq.input[1])
+        )
+        if len(node.input) > 2 and node.input[2] in dq:
+            b_dq = dq[node.input[2]]
+            b = numpy_helper.to_array(inits[b_dq.input[0]])
+            bs = numpy_helper.to_array(inits[b_dq.input[1]])
+            wide = np.round(b.astype(np.float64) * 127 / 64).astype(np.int32)
+            inits[b_dq.input[0]].CopyFrom(numpy_helper.from_array(wide, b_dq.input[0]))
+            inits[b_dq.input[1]].CopyFrom(
+                numpy_helper.from_array(bs * np.float32(64 / 127), b_dq.input[1])
+            )
+    onnx.save(model, str(path))
+
+
+def test_narrow_weights_cli_rewrites_an_8bit_model_and_its_card(
+    data_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: the committed PTB model with 8-bit weights, as it was shipped before
+    monkeypatch.setenv("MEDCHAIN_DATA", str(data_root))
+    monkeypatch.setenv("MEDCHAIN_CACHE", str(tmp_path / "cache"))
+    for name in ("ptb.onnx", "ptb.card.json", "ptb.head.npz"):
+        shutil.copyfile(PRETRAINED / name, tmp_path / name)
+    model = tmp_path / "ptb.onnx"
+    _widen(model)
+    assert int8_weight_peak(onnx.load(str(model))) == 127
+    # Execute
+    rc = main(["narrow-weights", "--task", "ptb", "--model", str(model)])
+    # Verify: 7-bit weights, card re-measured with the old int8 metrics kept
+    assert rc == 0 and "weight tensors narrowed" in capsys.readouterr().out
+    assert int8_weight_peak(onnx.load(str(model))) == WEIGHT_QMAX
+    card = json.loads((tmp_path / "ptb.card.json").read_text())
+    assert {"int8", "int8_8bit_weights", "fp32"} <= set(card["metrics"])
+    assert "[-64, 64]" in card["artifact"]["quantization"]
+    assert card["training"]["command"].endswith(
+        f"medchain narrow-weights --task ptb --model {model}"
+    )
+    assert card["artifact"]["size_bytes"] == model.stat().st_size
+    # a second run changes nothing; a card of other classes is a one-line error
+    assert main(["narrow-weights", "--task", "ptb", "--model", str(model)]) == 0
+    assert "already in [-64, 64]" in capsys.readouterr().out
+    assert main(["narrow-weights", "--task", "beat", "--model", str(model)]) != 0
+    err = capsys.readouterr().err
+    assert "has classes" in err and "Traceback" not in err
+
+
+def test_narrow_weights_cli_writes_nothing_when_a_check_fails(
+    data_root: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: an 8-bit PTB model; then the same agreement check failing, and a float model
+    monkeypatch.setenv("MEDCHAIN_DATA", str(data_root))
+    monkeypatch.setenv("MEDCHAIN_CACHE", str(tmp_path / "cache"))
+    for name in ("ptb.onnx", "ptb.card.json", "ptb.head.npz"):
+        shutil.copyfile(PRETRAINED / name, tmp_path / name)
+    model = tmp_path / "ptb.onnx"
+    _widen(model)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    monkeypatch.setattr("models.narrow_cli._agreement", lambda path, test: (0.5, 7))
+    # Execute
+    rc = main(["narrow-weights", "--task", "ptb", "--model", str(model)])
+    # Verify: a one-line error; the model, its card and the folder exactly as before
+    err = capsys.readouterr().err
+    assert rc != 0 and "still differ from the reference by 0.5" in err and "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    # a model without int8 weights (float, or QOperator) is refused the same way
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["probs"])],
+        "f",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["N", 2])],
+        [onnx.helper.make_tensor_value_info("probs", onnx.TensorProto.FLOAT, ["N", 2])],
+    )
+    onnx.save(onnx.helper.make_model(graph), str(tmp_path / "float.onnx"))
+    shutil.copyfile(tmp_path / "ptb.card.json", tmp_path / "float.card.json")
+    rc = main(["narrow-weights", "--task", "ptb", "--model", str(tmp_path / "float.onnx")])
+    err = capsys.readouterr().err
+    assert rc != 0 and "no int8 QDQ weights found" in err and "Traceback" not in err
