@@ -96,8 +96,9 @@ class OnnxBeatClassifier:
             raise CorruptInputError(f"model has no 'probs' output (outputs {graph_outputs})")
         try:  # this CPU's fused int8 kernels vs the model's reference arithmetic (warns)
             self.kernel_gap = kernel_gap(path, self.card, self._session)
-        except Exception as exc:  # onnxruntime's own error types: the graph refuses the card
-            raise CorruptInputError(f"{path}: the card's input shapes do not fit: {exc}") from exc
+        except Exception as exc:  # onnxruntime's own error types
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CorruptInputError(f"{path}: the load-time kernel check failed: {detail}") from exc
         self._signal = self.card.onnx.inputs[0]
         self._features = self.card.onnx.inputs[1] if len(self.card.onnx.inputs) > 1 else None
         self._has_embedding = "embedding" in graph_outputs

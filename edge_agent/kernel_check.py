@@ -23,19 +23,29 @@ from typing import Any
 
 import numpy as np
 
-from common.model_card import ModelCard
+from common.model_card import FUSED_INT8_GAP_LIMIT, ModelCard
 
 _LOGGER = logging.getLogger(__name__)
 
 PROBE_BEATS = 64
-KERNEL_GAP_LIMIT = 0.02  # max |probability difference| fused vs reference that is rounding
+KERNEL_GAP_LIMIT = FUSED_INT8_GAP_LIMIT  # max |probability difference| that is rounding
 _PROBE_SEED = 0
 
 
 def probe_feed(card: ModelCard) -> dict[str, np.ndarray]:
-    """Synthetic inputs of the card's shapes (dynamic axes -> :data:`PROBE_BEATS`): the
-    waveform input standard normal (z-scored units), any further input uniform in 0.4-1.6
-    (RR seconds and ratios)."""
+    """Synthetic inputs of the card's shapes.
+
+    Parameters
+    ----------
+    card : ModelCard
+        The model's card; dynamic axes become :data:`PROBE_BEATS`.
+
+    Returns
+    -------
+    dict
+        ``{input name: float32 array}``: the waveform input standard normal (z-scored units),
+        any further input uniform in 0.4-1.6 (RR seconds and ratios). The same on every call.
+    """
     rng = np.random.default_rng(_PROBE_SEED)
     feed: dict[str, np.ndarray] = {}
     for k, spec in enumerate(card.onnx.inputs):
@@ -46,14 +56,28 @@ def probe_feed(card: ModelCard) -> dict[str, np.ndarray]:
 
 
 def kernel_gap(path: Path, card: ModelCard, fused: Any) -> float:
-    """Max |difference| of ``probs`` between ``fused`` (the agent's session) and the unoptimized
-    graph of ``path`` on :func:`probe_feed`.
+    """How far this CPU's fused kernels are from the model's reference arithmetic.
+
+    Parameters
+    ----------
+    path : Path
+        The ONNX file (loaded again with graph optimizations off: the reference).
+    card : ModelCard
+        Its card (input names and shapes, :func:`probe_feed`).
+    fused : onnxruntime.InferenceSession
+        The agent's session of ``path`` (default optimizations: fused int8 kernels).
+
+    Returns
+    -------
+    float
+        Max |difference| of ``probs`` on the probe; logged as a WARNING above
+        :data:`KERNEL_GAP_LIMIT`.
 
     Raises
     ------
     Exception
-        Whatever onnxruntime raises for inputs the graph does not accept (the caller has
-        already checked the card's names against the graph).
+        Whatever onnxruntime raises when it cannot build the reference session or the graph
+        refuses the probe.
     """
     import onnxruntime as ort
 

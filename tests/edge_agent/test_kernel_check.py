@@ -9,9 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
+from common.errors import CorruptInputError
 from common.model_card import card_path_for, load_card
 from edge_agent.inference import OnnxBeatClassifier
 from edge_agent.kernel_check import KERNEL_GAP_LIMIT, kernel_gap, probe_feed
+from tests.edge_agent.helpers import build_beat_model
 
 SHIPPED = Path(__file__).resolve().parents[2] / "models" / "pretrained" / "beat.onnx"
 
@@ -31,11 +33,22 @@ class _Shifted:
         return [np.asarray(self._session.run(names, feed)[0]) + self._shift]
 
 
-def test_the_shipped_model_computes_the_same_fused_on_this_cpu() -> None:
-    # Execute: the agent's own load (7-bit weights: no int16 saturation on any x86 CPU)
+def test_the_shipped_model_computes_the_same_fused_on_this_cpu(tmp_path: Path) -> None:
+    # Execute: the agent's own load (7-bit weights: no int16 saturation on any x86 CPU), and a
+    # float model's
     clf = OnnxBeatClassifier(SHIPPED)
+    float_clf = OnnxBeatClassifier(build_beat_model(tmp_path))
     # Verify
-    assert clf.kernel_gap < 1e-3
+    assert clf.kernel_gap < KERNEL_GAP_LIMIT and float_clf.kernel_gap < KERNEL_GAP_LIMIT
+
+
+def test_a_failing_check_is_a_one_line_load_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(path: Path, card: object, fused: object) -> float:
+        raise RuntimeError("reference session failed\nsecond line")
+
+    monkeypatch.setattr("edge_agent.inference.kernel_gap", broken)
+    with pytest.raises(CorruptInputError, match="kernel check failed: reference session failed$"):
+        OnnxBeatClassifier(SHIPPED)
 
 
 def test_a_gap_beyond_rounding_is_measured_and_logged(caplog: pytest.LogCaptureFixture) -> None:
@@ -48,7 +61,7 @@ def test_a_gap_beyond_rounding_is_measured_and_logged(caplog: pytest.LogCaptureF
     # Verify: only the large one warns, and says what to do
     assert small == pytest.approx(0.001, abs=1e-6) and large == pytest.approx(0.3, abs=1e-6)
     assert small < KERNEL_GAP_LIMIT < large
-    warnings = [r.getMessage() for r in caplog.records]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "edge_agent.kernel_check"]
     assert len(warnings) == 1 and "medchain narrow-weights" in warnings[0]
 
 
