@@ -77,19 +77,24 @@ def _widen(path: Path) -> None:
     onnx.save(model, str(path))
 
 
-def test_narrow_weights_cli_rewrites_an_8bit_model_and_its_card(
-    data_root: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # Prepare: the committed PTB model with 8-bit weights, as it was shipped before
+@pytest.fixture()
+def eight_bit_ptb(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The committed PTB model, card and head in ``tmp_path`` with 8-bit weights (as shipped
+    before session 6); MEDCHAIN_DATA and a private cache set."""
     monkeypatch.setenv("MEDCHAIN_DATA", str(data_root))
     monkeypatch.setenv("MEDCHAIN_CACHE", str(tmp_path / "cache"))
     for name in ("ptb.onnx", "ptb.card.json", "ptb.head.npz"):
         shutil.copyfile(PRETRAINED / name, tmp_path / name)
     model = tmp_path / "ptb.onnx"
     _widen(model)
+    return model
+
+
+def test_narrow_weights_cli_rewrites_an_8bit_model_and_its_card(
+    eight_bit_ptb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Prepare: the committed PTB model with 8-bit weights, as it was shipped before
+    model = eight_bit_ptb
     assert int8_weight_peak(onnx.load(str(model))) == 127
     # Execute
     rc = main(["narrow-weights", "--task", "ptb", "--model", str(model)])
@@ -112,18 +117,13 @@ def test_narrow_weights_cli_rewrites_an_8bit_model_and_its_card(
 
 
 def test_narrow_weights_cli_writes_nothing_when_a_check_fails(
-    data_root: Path,
+    eight_bit_ptb: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Prepare: an 8-bit PTB model; then the same agreement check failing, and a float model
-    monkeypatch.setenv("MEDCHAIN_DATA", str(data_root))
-    monkeypatch.setenv("MEDCHAIN_CACHE", str(tmp_path / "cache"))
-    for name in ("ptb.onnx", "ptb.card.json", "ptb.head.npz"):
-        shutil.copyfile(PRETRAINED / name, tmp_path / name)
-    model = tmp_path / "ptb.onnx"
-    _widen(model)
+    # Prepare: an 8-bit PTB model whose agreement check fails; then a float model
+    model = eight_bit_ptb
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     monkeypatch.setattr("models.narrow_cli._agreement", lambda path, test: (0.5, 7))
     # Execute
