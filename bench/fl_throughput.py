@@ -26,10 +26,10 @@ from cloud_aggregator.config import AggregatorSettings  # noqa: E402
 from cloud_aggregator.mqtt_io import PahoBroker  # noqa: E402
 from cloud_aggregator.releases import RELEASE_FORMAT, stored_blob  # noqa: E402
 from cloud_aggregator.service import AggregatorService, subscriptions  # noqa: E402
-from cloud_aggregator.store import DesiredTraining, RoundState, open_store  # noqa: E402
 from common import fl_protocol as fl  # noqa: E402
 from common import protocol as proto  # noqa: E402
 from common.payloads import Status, encode_status  # noqa: E402
+from store import DesiredTraining, RoundState, open_store  # noqa: E402
 from tests.support.services import PG_URL, run_mosquitto  # noqa: E402
 
 

@@ -31,8 +31,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from cloud_aggregator.store import Store, open_store  # noqa: E402
 from common.types import BeatPrediction  # noqa: E402
+from store import Store, open_store  # noqa: E402
 
 SEC = 1_000_000_000
 LABELS = "NNNNNNNNSVF"

@@ -25,9 +25,9 @@ from collections import Counter
 import numpy as np
 from werkzeug.serving import make_server
 
-from cloud_aggregator.store.factory import open_store
 from common.payloads import encode_chunk
 from common.types import SignalChunk, StreamKind
+from store.factory import open_store
 from web.app import create_app
 from web.live.dispatch import dispatch
 from web.live.fanout import Fanout

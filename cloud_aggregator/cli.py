@@ -93,7 +93,7 @@ def _aggregator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     from cloud_aggregator.mqtt_io import PahoBroker
     from cloud_aggregator.service import AggregatorService, subscriptions
-    from cloud_aggregator.store import DesiredTraining, open_store
+    from store import DesiredTraining, open_store
 
     s = _settings(args, env)
     store = open_store(s.store_url)
@@ -143,8 +143,8 @@ def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from rich.console import Console
 
     from cloud_aggregator.simulate import SimulationPlan, resolve_records, run_simulation
-    from cloud_aggregator.store import open_store
     from common.datasets import default_cache_dir
+    from store import open_store
 
     s = _settings(args, env)
     plan = SimulationPlan(

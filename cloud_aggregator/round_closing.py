@@ -23,9 +23,9 @@ from cloud_aggregator.config import AggregatorSettings
 from cloud_aggregator.privacy import DpPolicy
 from cloud_aggregator.releases import RELEASE_FORMAT, next_release, stored_blob, version_name
 from cloud_aggregator.round_aggregation import StoredUpdate, aggregate_round
-from cloud_aggregator.store import Round, RoundState, Store, TrainingControl
 from cloud_aggregator.strategies import Strategy, make_strategy
 from common import fl_protocol as fl
+from store import Round, RoundState, Store, TrainingControl
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from cloud_aggregator import rounds as rl
 from cloud_aggregator.config import AggregatorSettings
-from cloud_aggregator.store import TrainingControl
 from cloud_aggregator.strategies import Strategy
 from common import fl_protocol as fl
+from store import TrainingControl
 
 # Keys of the control's config that travel to the clients as their RoundConfig.
 CLIENT_KEYS = (

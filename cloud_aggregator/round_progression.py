@@ -17,8 +17,8 @@ from cloud_aggregator.publisher import RetainedState
 from cloud_aggregator.releases import wire_release
 from cloud_aggregator.round_closing import ReleaseLoader, strategy_for
 from cloud_aggregator.round_opening import client_round_config, round_policy, stored_round_config
-from cloud_aggregator.store import DesiredTraining, Round, RoundState, Store, TrainingControl
-from cloud_aggregator.store.errors import ConflictError
+from store import DesiredTraining, Round, RoundState, Store, TrainingControl
+from store.errors import ConflictError
 
 _LOGGER = logging.getLogger(__name__)
 

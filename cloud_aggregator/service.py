@@ -36,14 +36,6 @@ from cloud_aggregator.releases import (
 )
 from cloud_aggregator.round_closing import Distiller, Evaluator, close_round, log_round, run_info
 from cloud_aggregator.round_progression import open_next_round, round_progress
-from cloud_aggregator.store import (
-    DesiredTraining,
-    Round,
-    RoundState,
-    Store,
-    TrainingControl,
-    UpdateStatus,
-)
 from cloud_aggregator.update_chunks import DurableReassembler
 from cloud_aggregator.update_intake import admit_update
 from cloud_aggregator.validation import Reject, RejectCounter
@@ -51,6 +43,14 @@ from common import fl_protocol as fl
 from common import protocol as proto
 from common.errors import ConfigError
 from common.payloads import decode_status
+from store import (
+    DesiredTraining,
+    Round,
+    RoundState,
+    Store,
+    TrainingControl,
+    UpdateStatus,
+)
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from cloud_aggregator.config import AggregatorSettings
 from cloud_aggregator.evaluation import fit_channels, input_channels
 from cloud_aggregator.mqtt_io import PahoBroker
 from cloud_aggregator.service import AggregatorService, subscriptions
-from cloud_aggregator.store import DesiredTraining, Store
 from common.errors import ConfigError
+from store import DesiredTraining, Store
 
 _LOGGER = logging.getLogger(__name__)
 CLASSES = ("N", "S", "V", "F", "Q")

@@ -24,7 +24,7 @@ _LOGGER = logging.getLogger(__name__)
 
 
 class ChunkStore(Protocol):
-    """The part of :class:`cloud_aggregator.store.Store` that holds chunks."""
+    """The part of :class:`store.Store` that holds chunks."""
 
     def put_update_chunk(self, *, sender: str, header: fl.ChunkHeader, blob: bytes) -> int: ...
 

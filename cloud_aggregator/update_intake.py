@@ -13,10 +13,10 @@ from collections.abc import Callable, Mapping
 
 from cloud_aggregator.config import AggregatorSettings
 from cloud_aggregator.releases import version_name
-from cloud_aggregator.store import NotFoundError, Round, RoundState, Store, UpdateStatus
 from cloud_aggregator.validation import Reject, RejectCounter, ValidationPolicy, validate_update
 from common import fl_protocol as fl
 from common import protocol as proto
+from store import NotFoundError, Round, RoundState, Store, UpdateStatus
 
 _LOGGER = logging.getLogger(__name__)
 

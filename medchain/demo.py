@@ -157,9 +157,9 @@ def run_demo(settings: DemoSettings, env: Mapping[str, str]) -> int:
     from rich.console import Console
     from rich.live import Live
 
-    from cloud_aggregator.store.factory import open_store
     from medchain.broker import free_port, port_open, start_broker
     from medchain.supervisor import Component, Supervisor
+    from store.factory import open_store
 
     console = Console()
     settings.workdir.mkdir(parents=True, exist_ok=True)

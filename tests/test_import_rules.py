@@ -15,7 +15,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-OURS = {"common", "firmware_bridge", "edge_agent", "cloud_aggregator", "models", "web", "medchain"}
+OURS = {
+    "common",
+    "store",
+    "firmware_bridge",
+    "edge_agent",
+    "cloud_aggregator",
+    "models",
+    "web",
+    "medchain",
+}
 ADAPTER_LIBS = {
     "bleak",
     "bleak_retry_connector",
@@ -43,20 +52,20 @@ PURE = [
     "cloud_aggregator/aggregation*.py",
     "cloud_aggregator/strategies/*.py",
     "cloud_aggregator/rounds.py",
-    "cloud_aggregator/store/base.py",
-    "cloud_aggregator/store/base_federation.py",
-    "cloud_aggregator/store/base_edge_web.py",
-    "cloud_aggregator/store/records.py",
-    "cloud_aggregator/store/errors.py",
-    "cloud_aggregator/store/migrate.py",
-    "cloud_aggregator/store/retry.py",
-    "cloud_aggregator/store/sql_base.py",
-    "cloud_aggregator/store/sql_models.py",
-    "cloud_aggregator/store/sql_rounds.py",
-    "cloud_aggregator/store/sql_updates.py",
-    "cloud_aggregator/store/sql_edge.py",
-    "cloud_aggregator/store/sql_admin.py",
-    "cloud_aggregator/store/sql_store.py",
+    "store/base.py",
+    "store/base_federation.py",
+    "store/base_edge_web.py",
+    "store/records.py",
+    "store/errors.py",
+    "store/migrate.py",
+    "store/retry.py",
+    "store/sql_base.py",
+    "store/sql_models.py",
+    "store/sql_rounds.py",
+    "store/sql_updates.py",
+    "store/sql_edge.py",
+    "store/sql_admin.py",
+    "store/sql_store.py",
     "cloud_aggregator/validation.py",
     "cloud_aggregator/privacy.py",
     "cloud_aggregator/round_aggregation.py",
@@ -132,6 +141,9 @@ def test_pure_modules_import_no_adapter_library(path: Path) -> None:
         ("edge_agent", "cloud_aggregator"),
         ("cloud_aggregator", "edge_agent"),
         ("firmware_bridge", "edge_agent"),
+        ("store", "cloud_aggregator"),
+        ("store", "web"),
+        ("store", "edge_agent"),
     ],
 )
 def test_edge_and_aggregator_never_import_each_other(package: str, forbidden: str) -> None:

@@ -14,7 +14,7 @@ from datetime import timedelta
 from flask import Flask, redirect, url_for
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
-from cloud_aggregator.store.base import Store
+from store.base import Store
 from web import auth, errors, security
 from web.delivery import LiveFeed, redeliver_pending
 from web.live.fanout import Fanout
@@ -64,7 +64,7 @@ def create_app(
         PERMANENT_SESSION_LIFETIME=timedelta(seconds=settings.session_lifetime_s),
     )
     if store is None:
-        from cloud_aggregator.store.factory import open_store
+        from store.factory import open_store
 
         store = open_store(settings.store_url)
     fanout = Fanout(settings.sse_max_clients, settings.sse_queue_size)

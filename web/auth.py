@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from flask import abort, current_app, g, request, session
 
-from cloud_aggregator.store.base import Store
+from store.base import Store
 from web.security import hash_patient_token
 
 CLINICIAN_ROLES = frozenset({"clinician", "admin"})

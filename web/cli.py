@@ -93,7 +93,7 @@ def serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def add_user(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Create a clinician account."""
-    from cloud_aggregator.store.factory import open_store
+    from store.factory import open_store
     from web.security import hash_password
 
     if args.password_stdin:
@@ -123,8 +123,8 @@ def add_user(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 def patient_token(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Mint an access token for one patient; print it once (only its hash is stored)."""
-    from cloud_aggregator.store.factory import open_store
     from common.protocol import ProtocolError, check_client_id
+    from store.factory import open_store
     from web.security import new_patient_token
 
     try:

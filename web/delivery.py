@@ -12,9 +12,9 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
-from cloud_aggregator.store.base import Store
-from cloud_aggregator.store.records import LabelRecord
 from common.payloads import Label
+from store.base import Store
+from store.records import LabelRecord
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from flask import Flask, Response, jsonify, redirect, render_template, request, 
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
-from cloud_aggregator.store.errors import (
+from store.errors import (
     ConflictError,
     NotFoundError,
     StoreError,

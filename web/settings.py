@@ -23,7 +23,7 @@ class WebSettings:
     Attributes
     ----------
     store_url : str
-        ``sqlite:///path`` or ``postgresql://...`` (see ``cloud_aggregator.store.open_store``).
+        ``sqlite:///path`` or ``postgresql://...`` (see ``store.open_store``).
     broker_url : str
         ``mqtt[s]://[user[:password]@]host[:port]`` of the broker carrying live/pred/status;
         empty disables the feed. ``mqtts`` = TLS with certificate verification.

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cloud_aggregator.store import Store, open_store
 from cloud_aggregator.update_chunks import DurableReassembler, Whole
 from common import fl_protocol as fl
 from common.protocol import ProtocolError, encode
+from store import Store, open_store
 
 PAYLOAD = encode("update", {"n": 1}, bytes(range(256)) * 3)  # any whole envelope
 

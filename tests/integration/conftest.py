@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from cloud_aggregator.store import Store, open_store
+from store import Store, open_store
 from tests.support.services import pg_schema_url
 
 

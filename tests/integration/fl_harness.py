@@ -14,8 +14,8 @@ from cloud_aggregator.config import AggregatorSettings
 from cloud_aggregator.mqtt_io import PahoBroker
 from cloud_aggregator.releases import RELEASE_FORMAT, stored_blob
 from cloud_aggregator.service import AggregatorService, subscriptions
-from cloud_aggregator.store import DesiredTraining, Store
 from edge_agent.federated import FederatedParticipant, NpzExamples, run_client
+from store import DesiredTraining, Store
 from tests.cloud_aggregator.fl_support import initial_release, write_client_data
 
 

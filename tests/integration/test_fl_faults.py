@@ -17,10 +17,10 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_aggregator.releases import load_stored
-from cloud_aggregator.store import DesiredTraining, RoundState, Store
 from common import fl_protocol as fl
 from common import protocol as proto
 from common.payloads import Status, encode_status
+from store import DesiredTraining, RoundState, Store
 from tests.integration.fl_harness import aggregator, fleet, seed_store, wait_for
 from tests.support.services import Mosquitto, run_mosquitto
 

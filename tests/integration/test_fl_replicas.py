@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cloud_aggregator.store import DesiredTraining, RoundState, Store
+from store import DesiredTraining, RoundState, Store
 from tests.integration.fl_harness import aggregator, fleet, seed_store, wait_for
 from tests.support.services import Mosquitto
 

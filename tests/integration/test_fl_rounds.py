@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cloud_aggregator.store import DesiredTraining, RoundState, Store, open_store
+from store import DesiredTraining, RoundState, Store, open_store
 from tests.integration.fl_harness import aggregator, fleet, seed_store, wait_for
 from tests.support.services import Mosquitto
 

@@ -23,7 +23,6 @@ from scipy.signal import resample_poly
 from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
-from cloud_aggregator.store.factory import open_store
 from common.payloads import (
     LabelAck,
     Status,
@@ -34,6 +33,7 @@ from common.payloads import (
     encode_status,
 )
 from common.types import BeatPrediction, Event, SignalChunk, StreamKind
+from store.factory import open_store
 from tests.support.services import Mosquitto, free_port, require_service
 from web.app import create_app
 from web.settings import WebSettings

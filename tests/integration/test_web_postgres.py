@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from werkzeug.security import generate_password_hash
 
-from cloud_aggregator.store.base import Store
-from cloud_aggregator.store.records import DesiredTraining, LabelState
+from store.base import Store
+from store.records import DesiredTraining, LabelState
 from tests.web.conftest import T0_NS, FakeFeed, beat, event
 from web.app import create_app
 from web.settings import WebSettings

@@ -12,10 +12,10 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.security import generate_password_hash
 
-from cloud_aggregator.store.base import Store
-from cloud_aggregator.store.factory import open_store
 from common.payloads import Label
 from common.types import BeatPrediction, Event, SignalChunk, StreamKind
+from store.base import Store
+from store.factory import open_store
 from web.app import create_app
 from web.live.hub import LiveHub
 from web.security import new_patient_token

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cloud_aggregator.store.factory import open_store
 from medchain.cli import main
+from store.factory import open_store
 from web.security import hash_patient_token, verify_password
 
 

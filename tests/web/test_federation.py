@@ -7,7 +7,7 @@ import time
 import pytest
 from flask.testing import FlaskClient
 
-from cloud_aggregator.store.records import DesiredTraining
+from store.records import DesiredTraining
 from tests.web.conftest import csrf_of, login
 
 CARD = {"task": "beat", "classes": ["N", "S", "V", "F", "Q"], "input": {"fs_hz": 360}}

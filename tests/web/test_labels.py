@@ -7,8 +7,8 @@ from collections import Counter
 import pytest
 from flask.testing import FlaskClient
 
-from cloud_aggregator.store.records import LabelState
 from common.payloads import LabelAck, encode_label_ack
+from store.records import LabelState
 from tests.web.conftest import T0_NS, beat, csrf_of, ecg_chunk, event, login
 from web.delivery import redeliver_pending
 from web.live.dispatch import dispatch

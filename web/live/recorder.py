@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 
-from cloud_aggregator.store.base import Store
 from common.payloads import LabelAck, Status
 from common.types import BeatPrediction, Event, SignalChunk
+from store.base import Store
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, url_for
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
-from cloud_aggregator.store.records import DesiredTraining, ModelVersion, Round, TrainingControl
+from store.records import DesiredTraining, ModelVersion, Round, TrainingControl
 from web import auth
 from web.views.context import settings, store
 from web.views.forms import choice, integer, payload, text

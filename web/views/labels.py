@@ -19,7 +19,7 @@ from flask import (
 )
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
-from cloud_aggregator.store.records import LabelRecord
+from store.records import LabelRecord
 from web import auth
 from web.delivery import deliver
 from web.live.hub import NORMAL_CLASSES

@@ -6,8 +6,8 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, render_template, request, stream_with_context
 
-from cloud_aggregator.store.records import Client
 from common.types import BeatPrediction, Event
+from store.records import Client
 from web import auth
 from web.live import sse
 from web.views.context import hub, settings, store

@@ -12,7 +12,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, url_for
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
-from cloud_aggregator.store.records import PatientToken
+from store.records import PatientToken
 from web import auth
 from web.security import new_patient_token
 from web.views.context import store

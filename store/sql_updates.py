@@ -1,0 +1,209 @@
+"""Client updates: idempotent by update_id, one per client per round, rejections logged."""
+
+# SQL here interpolates only module constants (column lists, lock clauses, ORDER direction);
+# every value is a bound ? parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from store.records import (
+    ClientUpdate,
+    RejectedUpdate,
+    UpdateReceipt,
+    UpdateStatus,
+)
+from store.sql_base import Row, Tx, dumps, loads
+from store.sql_rounds import RoundsMixin
+
+_LOGGER = logging.getLogger(__name__)
+
+_META_COLS = "update_id, round_id, client_id, sha256, size_bytes, n_samples, metrics, received_at"
+
+
+def update_from_row(row: Row, blob: bytes | None = None) -> ClientUpdate:
+    """Build a record from a ``_META_COLS`` row."""
+    uid, rid, cid, sha, size, n, metrics, received = row[:8]
+    return ClientUpdate(
+        str(uid),
+        int(rid),
+        str(cid),
+        str(sha),
+        int(size),
+        int(n),
+        loads(metrics),
+        float(received),
+        blob,
+    )
+
+
+class UpdatesMixin(RoundsMixin):
+    """Client updates of rounds."""
+
+    def _log_rejection(
+        self,
+        tx: Tx,
+        round_id: int,
+        client_id: str,
+        update_id: str,
+        reason: str,
+        sha256: str,
+        size_bytes: int,
+    ) -> UpdateReceipt:
+        tx.execute(
+            "INSERT INTO rejected_update (update_id, round_id, client_id, reason, sha256,"
+            " size_bytes, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (update_id, round_id, client_id, reason, sha256, size_bytes, self._clock()),
+        )
+        _LOGGER.warning(
+            "[ROUND %d] rejected update %s from %s: %s", round_id, update_id, client_id, reason
+        )
+        return UpdateReceipt(UpdateStatus.REJECTED, reason)
+
+    def _existing(self, tx: Tx, update_id: str) -> ClientUpdate | None:
+        tx.execute(f"SELECT {_META_COLS} FROM client_update WHERE update_id = ?", (update_id,))
+        row = tx.one()
+        return None if row is None else update_from_row(row)
+
+    def _classify_existing(
+        self, tx: Tx, old: ClientUpdate, round_id: int, client_id: str, sha: str, size: int
+    ) -> UpdateReceipt:
+        if (old.round_id, old.client_id, old.sha256) == (round_id, client_id, sha):
+            _LOGGER.debug(
+                "[ROUND %d] duplicate update %s from %s", round_id, old.update_id, client_id
+            )
+            return UpdateReceipt(UpdateStatus.DUPLICATE, "already stored", old)
+        return self._log_rejection(
+            tx, round_id, client_id, old.update_id, "update_id reused for other content", sha, size
+        )
+
+    def record_update(
+        self,
+        *,
+        round_id: int,
+        client_id: str,
+        update_id: str,
+        blob: bytes,
+        n_samples: int,
+        metrics: Mapping[str, Any] | None = None,
+    ) -> UpdateReceipt:
+        """Store an update idempotently (see :meth:`Store.record_update`)."""
+        if not update_id or not client_id:
+            raise ValueError("update_id and client_id must not be empty")
+        data = bytes(blob)
+        sha = hashlib.sha256(data).hexdigest()
+        size = len(data)
+        with self._tx(write=True) as tx:
+            old = self._existing(tx, update_id)
+            if old is not None:
+                return self._classify_existing(tx, old, round_id, client_id, sha, size)
+            # FOR SHARE (PostgreSQL) makes a concurrent claim wait until this update is stored,
+            # so the set of updates an aggregator reads after claiming is final.
+            tx.execute(
+                "SELECT state, selected_clients FROM fl_round WHERE round_id = ?"
+                + self.dialect.share_lock,
+                (round_id,),
+            )
+            rnd = tx.one()
+
+            def reject(reason: str) -> UpdateReceipt:
+                return self._log_rejection(tx, round_id, client_id, update_id, reason, sha, size)
+
+            if rnd is None:
+                return reject("unknown round")
+            if rnd[0] != "open":
+                return reject(f"round is {rnd[0]}")
+            selected = json.loads(rnd[1])
+            if selected and client_id not in selected:
+                return reject("client not selected for this round")
+            if int(n_samples) < 1:
+                return reject(f"n_samples must be >= 1, got {n_samples}")
+            now = self._clock()
+            tx.execute(
+                "INSERT INTO client_update (update_id, round_id, client_id, sha256, size_bytes,"
+                " n_samples, metrics, blob, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT DO NOTHING",
+                (
+                    update_id,
+                    round_id,
+                    client_id,
+                    sha,
+                    size,
+                    int(n_samples),
+                    dumps(metrics),
+                    data,
+                    now,
+                ),
+            )
+            if tx.rowcount != 1:
+                # Lost a race: the same update_id (redelivery) or another update of this client.
+                old = self._existing(tx, update_id)
+                if old is not None:
+                    return self._classify_existing(tx, old, round_id, client_id, sha, size)
+                return reject("client already sent an update for this round")
+            stored = ClientUpdate(
+                update_id, round_id, client_id, sha, size, int(n_samples), loads(dumps(metrics)),
+                now, None,
+            )  # fmt: skip
+        _LOGGER.debug("[ROUND %d] stored update %s from %s", round_id, update_id, client_id)
+        return UpdateReceipt(UpdateStatus.ACCEPTED, "", stored)
+
+    def reject_update(
+        self,
+        *,
+        round_id: int,
+        client_id: str,
+        update_id: str,
+        reason: str,
+        sha256: str = "",
+        size_bytes: int = 0,
+    ) -> None:
+        """Record an update the aggregator refused."""
+        with self._tx(write=True) as tx:
+            self._log_rejection(tx, round_id, client_id, update_id, reason, sha256, size_bytes)
+
+    def list_updates(self, round_id: int, *, include_blobs: bool = True) -> list[ClientUpdate]:
+        """Accepted updates of a round, ordered by client_id."""
+        cols = _META_COLS + (", blob" if include_blobs else "")
+        with self._tx(write=False) as tx:
+            tx.execute(
+                f"SELECT {cols} FROM client_update WHERE round_id = ? ORDER BY client_id",
+                (round_id,),
+            )
+            rows = tx.all()
+        return [update_from_row(r, bytes(r[8]) if include_blobs else None) for r in rows]
+
+    def count_updates(self, round_id: int) -> int:
+        """Number of accepted updates of a round."""
+        with self._tx(write=False) as tx:
+            tx.execute("SELECT COUNT(*) FROM client_update WHERE round_id = ?", (round_id,))
+            row = tx.one()
+        return int(row[0]) if row else 0
+
+    def list_rejected_updates(self, round_id: int) -> list[RejectedUpdate]:
+        """Rejected updates of a round, oldest first."""
+        with self._tx(write=False) as tx:
+            tx.execute(
+                "SELECT reject_id, update_id, round_id, client_id, reason, sha256, size_bytes,"
+                " received_at FROM rejected_update WHERE round_id = ? ORDER BY reject_id",
+                (round_id,),
+            )
+            rows = tx.all()
+        return [
+            RejectedUpdate(
+                int(r[0]),
+                str(r[1]),
+                int(r[2]),
+                str(r[3]),
+                str(r[4]),
+                str(r[5]),
+                int(r[6]),
+                float(r[7]),
+            )  # fmt: skip
+            for r in rows
+        ]
