@@ -155,7 +155,13 @@ class EdgeWebStore(Protocol):
         ...
 
     def set_user_password(self, username: str, password_hash: str) -> bool:
-        """Replace the hash; False if no such user."""
+        """Replace the hash and end the user's sessions (``session_generation`` + 1); False if
+        no such user."""
+        ...
+
+    def bump_user_session_generation(self, username: str) -> int | None:
+        """``session_generation`` + 1 (log-out ends every copy of the user's sessions); the new
+        generation, or None if no such user."""
         ...
 
     def set_user_active(self, username: str, active: bool) -> bool:
@@ -174,6 +180,11 @@ class EdgeWebStore(Protocol):
 
     def list_patient_tokens(self, client_id: str) -> list[PatientToken]:
         """Tokens of a client, newest first."""
+        ...
+
+    def bump_token_session_generation(self, token_hash: str) -> int | None:
+        """``session_generation`` + 1 of one access code (log-out of a patient session); the
+        new generation, or None if unknown."""
         ...
 
     def revoke_patient_token(self, token_hash: str) -> bool:

@@ -245,20 +245,26 @@ class LabelRecord:
 
 @dataclass(frozen=True, slots=True)
 class User:
-    """A clinician account. ``password_hash`` is produced and checked by the web app."""
+    """A clinician account. ``password_hash`` is produced and checked by the web app.
+
+    ``session_generation`` increases at every log-out and password change; the web refuses a
+    session cookie that carries an older one.
+    """
 
     username: str
     password_hash: str
     role: str
     active: bool
     created_at: float
+    session_generation: int = 0
 
 
 @dataclass(frozen=True, slots=True)
 class PatientToken:
     """A patient access token (only its hash is stored).
 
-    ``expires_at`` is Unix seconds or None (never expires).
+    ``expires_at`` is Unix seconds or None (never expires). ``session_generation`` increases
+    at every log-out of a session opened with this code (see :class:`User`).
     """
 
     token_hash: str
@@ -267,6 +273,7 @@ class PatientToken:
     created_at: float
     expires_at: float | None
     revoked: bool
+    session_generation: int = 0
 
     def is_valid(self, now: float) -> bool:
         """True if not revoked and not expired at ``now`` (Unix seconds)."""

@@ -19,8 +19,8 @@ from store.records import (
 )
 from store.sql_base import Row, SqlStoreBase, dumps, loads
 
-_USER_COLS = "username, password_hash, role, active, created_at"
-_PT_COLS = "token_hash, client_id, label, created_at, expires_at, revoked"
+_USER_COLS = "username, password_hash, role, active, created_at, session_generation"
+_PT_COLS = "token_hash, client_id, label, created_at, expires_at, revoked, session_generation"
 _CONTROL_COLS = (
     "desired, task, strategy, dataset, rounds, config, updated_by, updated_at, generation"
 )
@@ -28,12 +28,14 @@ _AUDIT_COLS = "entry_id, created_at, actor, action, target, details"
 
 
 def _user(r: Row) -> User:
-    return User(str(r[0]), str(r[1]), str(r[2]), bool(r[3]), float(r[4]))
+    return User(str(r[0]), str(r[1]), str(r[2]), bool(r[3]), float(r[4]), int(r[5]))
 
 
 def _token(r: Row) -> PatientToken:
     expires = None if r[4] is None else float(r[4])
-    return PatientToken(str(r[0]), str(r[1]), str(r[2]), float(r[3]), expires, bool(r[5]))
+    return PatientToken(
+        str(r[0]), str(r[1]), str(r[2]), float(r[3]), expires, bool(r[5]), int(r[6])
+    )
 
 
 def _control(r: Row) -> TrainingControl:
@@ -57,7 +59,7 @@ class AdminMixin(SqlStoreBase):
             raise ValueError("username and password hash must not be empty")
         with self._tx(write=True) as tx:
             tx.execute(
-                f"INSERT INTO app_user ({_USER_COLS}) VALUES (?, ?, ?, 1, ?)"
+                f"INSERT INTO app_user ({_USER_COLS}) VALUES (?, ?, ?, 1, ?, 0)"
                 f" ON CONFLICT DO NOTHING RETURNING {_USER_COLS}",
                 (username, password_hash, role, self._clock()),
             )
@@ -80,15 +82,27 @@ class AdminMixin(SqlStoreBase):
             return [_user(r) for r in tx.all()]
 
     def set_user_password(self, username: str, password_hash: str) -> bool:
-        """Replace the hash; False if no such user."""
+        """Replace the hash and end the user's sessions (generation + 1); False if no such user."""
         if not password_hash:
             raise ValueError("password hash must not be empty")
         with self._tx(write=True) as tx:
             tx.execute(
-                "UPDATE app_user SET password_hash = ? WHERE username = ?",
+                "UPDATE app_user SET password_hash = ?, session_generation = session_generation + 1"
+                " WHERE username = ?",
                 (password_hash, username),
             )
             return tx.rowcount == 1
+
+    def bump_user_session_generation(self, username: str) -> int | None:
+        """End every session of the user (log-out): the new generation, None if no such user."""
+        with self._tx(write=True) as tx:
+            tx.execute(
+                "UPDATE app_user SET session_generation = session_generation + 1"
+                " WHERE username = ? RETURNING session_generation",
+                (username,),
+            )
+            row = tx.one()
+        return None if row is None else int(row[0])
 
     def set_user_active(self, username: str, active: bool) -> bool:
         """Enable/disable; False if no such user."""
@@ -105,7 +119,7 @@ class AdminMixin(SqlStoreBase):
             raise ValueError("token hash and client_id must not be empty")
         with self._tx(write=True) as tx:
             tx.execute(
-                f"INSERT INTO patient_token ({_PT_COLS}) VALUES (?, ?, ?, ?, ?, 0)"
+                f"INSERT INTO patient_token ({_PT_COLS}) VALUES (?, ?, ?, ?, ?, 0, 0)"
                 f" ON CONFLICT DO NOTHING RETURNING {_PT_COLS}",
                 (token_hash, client_id, label, self._clock(), expires_at),
             )
@@ -130,6 +144,17 @@ class AdminMixin(SqlStoreBase):
                 (client_id,),
             )
             return [_token(r) for r in tx.all()]
+
+    def bump_token_session_generation(self, token_hash: str) -> int | None:
+        """End every session opened with this code: the new generation, None if unknown."""
+        with self._tx(write=True) as tx:
+            tx.execute(
+                "UPDATE patient_token SET session_generation = session_generation + 1"
+                " WHERE token_hash = ? RETURNING session_generation",
+                (token_hash,),
+            )
+            row = tx.one()
+        return None if row is None else int(row[0])
 
     def revoke_patient_token(self, token_hash: str) -> bool:
         """Revoke; False if unknown."""
