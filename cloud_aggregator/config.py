@@ -43,6 +43,9 @@ class AggregatorSettings:
         Client-level DP: L2 clip (0 = off), noise multiplier z, and the reported delta.
     chunk_bytes : int
         Largest MQTT payload before a model is chunked, bytes.
+    max_update_bytes : int
+        Largest whole client update, bytes; a device may hold twice this in incomplete chunked
+        updates in the store (a whole-model fp32 update of the beat student is ~94 KB).
     lease_s : float
         Aggregation claim lease, s (another replica takes over after it lapses).
     poll_s : float
@@ -77,6 +80,7 @@ class AggregatorSettings:
     dp_noise: float = 0.0
     dp_delta: float = 1e-5
     chunk_bytes: int = 256 * 1024
+    max_update_bytes: int = 8 * 1024 * 1024
     lease_s: float = 30.0
     poll_s: float = 0.2
     ca_file: str = ""

@@ -25,6 +25,7 @@ from cloud_aggregator.releases import RELEASE_FORMAT, next_release, stored_blob,
 from cloud_aggregator.round_aggregation import StoredUpdate, aggregate_round
 from cloud_aggregator.strategies import Strategy, make_strategy
 from common import fl_protocol as fl
+from common.errors import ConfigError
 from store import Round, RoundState, Store, TrainingControl
 
 _LOGGER = logging.getLogger(__name__)
@@ -54,9 +55,18 @@ class ClosedRound:
 
 
 def strategy_for(name: str, control: TrainingControl) -> Strategy:
-    """The named strategy with the control's numeric ``strategy_params``."""
+    """The named strategy with the control's numeric ``strategy_params`` (ConfigError if bad)."""
     params = control.config.get("strategy_params", {})
     return make_strategy(name, **{k: float(v) for k, v in params.items()})
+
+
+def round_strategy(rnd: Round, control: TrainingControl) -> Strategy:
+    """The strategy a round was opened with (its stored parameters; the control's for rounds
+    stored before they were kept)."""
+    params = rnd.config.get("strategy_params")
+    if not isinstance(params, dict):
+        return strategy_for(rnd.strategy, control)
+    return make_strategy(rnd.strategy, **{k: float(v) for k, v in params.items()})
 
 
 def run_info(rnd: Round) -> dict[str, Any]:
@@ -137,7 +147,11 @@ def close_round(
     t0 = time.perf_counter()
     base = int(rnd.base_version or 0)
     rel, state = release(base)
-    strategy = strategy_for(rnd.strategy, control)
+    try:
+        strategy = round_strategy(rnd, control)
+    except ConfigError as exc:
+        store.fail_round(rnd.round_id, f"invalid strategy: {exc}", worker=worker)
+        return None
     stored = [
         StoredUpdate(u.client_id, u.blob or b"", dict(u.metrics))
         for u in store.list_updates(rnd.round_id)

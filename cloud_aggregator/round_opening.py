@@ -67,10 +67,12 @@ def stored_round_config(
     model_sha256: str,
     n_selected: int,
     population: int,
+    strategy_params: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The round's config as stored with it (and announced from it after a restart).
 
-    With central DP it also keeps the sampling rate ``dp_q`` and noise multiplier ``dp_z`` the
+    It keeps the strategy's parameters, so the round is aggregated as it was opened even if the
+    operator changes them meanwhile. With central DP it also keeps the sampling rate ``dp_q`` and noise multiplier ``dp_z`` the
     privacy accountant needs for later rounds.
     """
     cfg: dict[str, Any] = {
@@ -81,6 +83,7 @@ def stored_round_config(
         "client": client.to_dict(),
         "model_sha256": model_sha256,
         "population": population,
+        "strategy_params": dict(strategy_params or {}),
     }
     if settings.dp_clip > 0:
         cfg.update(dp_q=min(1.0, n_selected / max(1, population)), dp_z=settings.dp_noise)

@@ -8,6 +8,7 @@ the round number and attempt come from the run's stored rounds, not from process
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 
@@ -17,6 +18,8 @@ from cloud_aggregator.publisher import RetainedState
 from cloud_aggregator.releases import wire_release
 from cloud_aggregator.round_closing import ReleaseLoader, strategy_for
 from cloud_aggregator.round_opening import client_round_config, round_policy, stored_round_config
+from common.errors import ConfigError
+from common.training_config import check_training_config
 from store import DesiredTraining, Round, RoundState, Store, TrainingControl
 from store.errors import ConflictError
 
@@ -108,6 +111,17 @@ def open_next_round(
     Round or None
         The opened round (to announce), or None when none was opened.
     """
+    try:
+        control = dataclasses.replace(control, config=check_training_config(control.config))
+        strategy = strategy_for(control.strategy or "fedavg", control)
+    except ConfigError as exc:
+        # Stored by something that skipped the web form's checks: stop with the reason rather
+        # than fail on every tick.
+        _LOGGER.error("training config refused, run stopped: %s", exc)
+        stop_training(store, control, worker)
+        store.audit(f"aggregator:{worker}", "training_stopped", target=settings.task,
+                    details={"reason": f"invalid training config: {exc}"})  # fmt: skip
+        return None
     run = control.generation
     past = rounds_of_run(store, settings.task, run)
     ended = [r.closed_at for r in past if r.closed_at is not None]
@@ -144,7 +158,6 @@ def open_next_round(
     selected = rl.select_clients(eligible, policy, f"{run}/{round_no}/{attempt}")
     if selected is None:
         return None  # wait for clients to come online
-    strategy = strategy_for(control.strategy or "fedavg", control)
     base = base_version()
     rel, _ = release(base)
     _, sha = wire_release(rel, base)
@@ -158,6 +171,7 @@ def open_next_round(
         model_sha256=sha,
         n_selected=len(selected),
         population=len(set(eligible)),
+        strategy_params=control.config.get("strategy_params", {}),
     )
     try:
         rnd = store.open_round(

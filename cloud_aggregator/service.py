@@ -48,15 +48,18 @@ from store import (
     Round,
     RoundState,
     Store,
+    StoreUnavailableError,
     TrainingControl,
     UpdateStatus,
 )
+from store.retry import Backoff
 
 _LOGGER = logging.getLogger(__name__)
 
 __all__ = ["ADVANCE_EVERY_S", "AggregatorService", "Distiller", "Evaluator", "subscriptions"]
 
 ADVANCE_EVERY_S = 0.5
+STORE_BACKOFF_MAX_S = 15.0
 
 
 class AggregatorService:
@@ -96,7 +99,7 @@ class AggregatorService:
         self.worker = settings.worker_name
         self.online: dict[str, bool] = {}
         self.rejects = RejectCounter()
-        self.chunks = DurableReassembler(store, max_size=64 * 1024 * 1024)
+        self.chunks = DurableReassembler(store, max_size=settings.max_update_bytes)
         self.republish = threading.Event()
         self.republish.set()
         self.history: list[dict[str, Any]] = []  # closed/failed rounds of this process (simulate)
@@ -105,6 +108,8 @@ class AggregatorService:
         self._rng = np.random.default_rng(settings.seed)
         self._open_rounds: dict[int, Round] = {}  # the store still refuses updates to closed rounds
         self._next_advance = 0.0
+        self._in_hand: Inbound | None = None  # a message whose handling met a store outage
+        self._backoff = Backoff(base_s=0.5, max_s=STORE_BACKOFF_MAX_S)
 
     # ------------------------------------------------------------------ setup
     def ensure_initial_model(self) -> int:
@@ -135,57 +140,94 @@ class AggregatorService:
 
     # ------------------------------------------------------------------ main loop
     def run(self, stop: threading.Event, max_seconds: float | None = None) -> None:
-        """Step until ``stop`` is set (or ``max_seconds`` passed)."""
+        """Step until ``stop`` is set (or ``max_seconds`` passed).
+
+        A store outage never ends the service: the step is retried with exponential back-off
+        (full jitter, at most :data:`STORE_BACKOFF_MAX_S`), the message in hand kept unacknowledged.
+        """
         t_end = None if max_seconds is None else time.monotonic() + max_seconds
         while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
-            self.step()
+            try:
+                self.step()
+                self._backoff.reset()
+            except StoreUnavailableError as exc:
+                delay = self._backoff.next_delay()
+                _LOGGER.warning("store unavailable (%s): retrying in %.1f s", exc.cause, delay)
+                stop.wait(delay)
 
     def step(self) -> None:
         """Drain inbound messages for up to ``poll_s``, then advance the round.
 
         While updates stream in, the round is re-examined at most every
         :data:`ADVANCE_EVERY_S` (each look is a few store queries over the round's updates).
+        Raises StoreUnavailableError when the store is down; the message being handled is kept
+        and handled first on the next step.
         """
         deadline = time.monotonic() + self.s.poll_s
         busy = False
         while True:
-            msg = self.broker.get(max(0.0, deadline - time.monotonic()))
+            msg = self._in_hand or self.broker.get(max(0.0, deadline - time.monotonic()))
             if msg is None:
                 break
             busy = True
+            self._in_hand = msg
             self.handle(msg)
+            self._in_hand = None
             if time.monotonic() >= deadline:
                 break
         if not busy or time.monotonic() >= self._next_advance:
             self._next_advance = time.monotonic() + ADVANCE_EVERY_S
-            self.advance()
+            try:
+                self.advance()
+            except StoreUnavailableError:
+                raise
+            except Exception:  # keep ingesting; the round is looked at again next tick
+                _LOGGER.exception("advancing the %s round failed", self.s.task)
 
     # ------------------------------------------------------------------ inbound
     def handle(self, msg: Inbound) -> None:
-        """Handle one message, then acknowledge it (after it is stored)."""
+        """Handle one message, then acknowledge it (after it is stored).
+
+        Whatever a message holds, it costs the service at most this message: a malformed one
+        is counted and logged with its sender and acknowledged (a redelivery would fail the
+        same way). Only a store outage propagates (StoreUnavailableError), unacknowledged, so
+        the message is handled again once the store is back.
+        """
         try:
-            topic = proto.parse_topic(msg.topic)
-            if topic.channel == proto.Channel.STATUS and msg.payload:
-                st = decode_status(msg.payload)
-                self.online[topic.ident] = st.online
-                self.store.set_client_status(
-                    topic.ident,
-                    online=st.online,
-                    seen_at=st.t_ns / 1e9,
-                    model_version=st.model_version or None,
-                )
-            elif topic.channel == proto.Channel.UPDATE:
-                whole = self.chunks.feed(topic.ident, msg.payload, self.s.chunk_bytes)
-                if whole is not None:
-                    self.handle_update(topic.ident, whole.payload)
-                    if whole.key is not None:
-                        self.chunks.done(whole.key)
+            self._dispatch(msg)
+        except StoreUnavailableError:
+            raise
         except proto.ProtocolError as exc:
             self.rejects.add(Reject.SCHEMA)
             _LOGGER.warning(
-                "rejected message on %s (%d bytes): %s", msg.topic, len(msg.payload), exc
+                "rejected message on %s (%d bytes): %s", msg.topic[:200], len(msg.payload), exc
+            )
+        except Exception:  # a bug must cost one message, not a crash loop on redelivery
+            self.rejects.add(Reject.INTERNAL)
+            _LOGGER.exception(
+                "message on %s (%d bytes) failed; dropped", msg.topic[:200], len(msg.payload)
             )
         self.broker.ack(msg)
+
+    def _dispatch(self, msg: Inbound) -> None:
+        topic = proto.parse_topic(msg.topic)
+        if topic.channel == proto.Channel.STATUS and msg.payload:
+            st = decode_status(msg.payload)
+            if st.client_id != topic.ident:
+                raise proto.ProtocolError(f"status of {st.client_id} on {topic.ident}'s topic")
+            self.online[topic.ident] = st.online
+            self.store.set_client_status(
+                topic.ident,
+                online=st.online,
+                seen_at=st.t_ns / 1e9,
+                model_version=st.model_version or None,
+            )
+        elif topic.channel == proto.Channel.UPDATE:
+            whole = self.chunks.feed(topic.ident, msg.payload, self.s.chunk_bytes)
+            if whole is not None:
+                self.handle_update(topic.ident, whole.payload)
+                if whole.key is not None:
+                    self.chunks.done(whole.key)
 
     def handle_update(self, sender: str, payload: bytes) -> UpdateStatus | None:
         """Validate and store one whole update; returns the store's verdict (None if refused)."""

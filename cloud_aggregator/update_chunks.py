@@ -19,6 +19,7 @@ from typing import NamedTuple, Protocol
 
 from common import fl_protocol as fl
 from common.protocol import ProtocolError
+from store.errors import QuotaExceededError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -26,7 +27,9 @@ _LOGGER = logging.getLogger(__name__)
 class ChunkStore(Protocol):
     """The part of :class:`store.Store` that holds chunks."""
 
-    def put_update_chunk(self, *, sender: str, header: fl.ChunkHeader, blob: bytes) -> int: ...
+    def put_update_chunk(
+        self, *, sender: str, header: fl.ChunkHeader, blob: bytes, quota_bytes: int | None = None
+    ) -> int: ...
 
     def update_chunk_blobs(self, message_id: str) -> list[bytes]: ...
 
@@ -51,6 +54,9 @@ class DurableReassembler:
         Where chunks wait; shared by replicas and restarts.
     max_size : int
         Largest whole update accepted, bytes.
+    quota_bytes : int, optional
+        Most chunk bytes one sender may hold in the store (its incomplete updates); a chunk
+        beyond it is refused. Default ``2 * max_size``.
     ttl_s : float
         Chunks of an update still incomplete after this many seconds are dropped (checked at
         most every ``ttl_s / 10`` s, when chunks arrive).
@@ -70,12 +76,14 @@ class DurableReassembler:
         store: ChunkStore,
         max_size: int,
         ttl_s: float = 600.0,
+        quota_bytes: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.clock = clock
         self._next_expiry = clock()
         self.max_size = max_size
+        self.quota_bytes = 2 * max_size if quota_bytes is None else quota_bytes
         self.ttl_s = ttl_s
         self.rejected = 0
         self.expired = 0
@@ -108,7 +116,13 @@ class DurableReassembler:
         head = dataclasses.replace(head, message_id=f"{sender}/{head.message_id}")
         if head.message_id in self._done:
             return None
-        held = self.store.put_update_chunk(sender=sender, header=head, blob=blob)
+        try:
+            held = self.store.put_update_chunk(
+                sender=sender, header=head, blob=blob, quota_bytes=self.quota_bytes
+            )
+        except QuotaExceededError as exc:
+            self.rejected += 1
+            raise ProtocolError(f"chunk refused: {exc}") from exc
         if held < head.total:
             return None
         parts = self.store.update_chunk_blobs(head.message_id)

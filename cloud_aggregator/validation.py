@@ -32,6 +32,7 @@ class Reject(StrEnum):
     NORM = "norm"  # L2 norm above the bound
     EXAMPLES = "examples"  # n_examples out of range
     COMPRESSION = "compression"  # reported compression error above the bound
+    INTERNAL = "internal"  # handling failed on a bug (logged with a traceback)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from common.fl_tensors import MAX_MESSAGE
-from common.protocol import ProtocolError, decode, encode, require_field
+from common.protocol import ProtocolError, decode, encode
+from common.wire_fields import int_field, text_field
 
 
 def split_message(payload: bytes, message_id: str, limit: int) -> list[bytes]:
@@ -78,23 +79,14 @@ def parse_chunk(
     if env.kind != "chunk":
         return None
     b = env.body
+    total = int_field(b, "total", 1, 100_000)
     header = ChunkHeader(
-        require_field(b, "message_id", str),
-        require_field(b, "seq", int),
-        require_field(b, "total", int),
-        require_field(b, "size", int),
-        require_field(b, "sha256", str),
+        text_field(b, "message_id", 128, _MESSAGE_ID),
+        int_field(b, "seq", 0, total - 1),
+        total,
+        int_field(b, "size", 1, max_size),
+        text_field(b, "sha256", 64, _SHA256),
     )
-    if not (_MESSAGE_ID.match(header.message_id) and _SHA256.match(header.sha256)):
-        raise ProtocolError("chunk message_id or sha256 malformed")
-    if not (
-        0 < header.total <= 100_000
-        and 0 <= header.seq < header.total
-        and 0 < header.size <= max_size
-    ):
-        raise ProtocolError(
-            f"chunk {header.seq}/{header.total} of {header.size} bytes out of range"
-        )
     return header, env.blob
 
 

@@ -29,7 +29,6 @@ from common.fl_round import (
     RoundConfig,
     decode_round,
     encode_round,
-    make_round_id,
 )
 from common.fl_tensors import (
     COMPRESSIONS,
@@ -66,7 +65,6 @@ __all__ = [
     "encode_model",
     "encode_round",
     "encode_update",
-    "make_round_id",
     "pack_tensors",
     "quantize_int8",
     "join_chunks",

@@ -11,8 +11,11 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.fl_tensors import MAX_MESSAGE, Tensors, pack_tensors, require_field, unpack_tensors
+from common.fl_tensors import MAX_MESSAGE, Tensors, pack_tensors, unpack_tensors
 from common.protocol import ProtocolError, check_client_id, decode, encode
+from common.wire_fields import int_field, json_field, list_field, text_field
+
+MAX_FILES = 16  # deployable files per release (model, card, head...)
 
 __all__ = ["ModelRelease", "decode_model", "encode_model"]
 
@@ -73,24 +76,18 @@ def decode_model(payload: bytes) -> ModelRelease:
     b = env.body
     tensors = unpack_tensors(b.get("tensors"), env.blob)
     files: dict[str, bytes] = {}
-    for f in require_field(b, "files", list):
+    for f in list_field(b, "files", MAX_FILES):
         if not isinstance(f, dict):
             raise ProtocolError("file spec is not an object")
-        name, off, n = (
-            require_field(f, "name", str),
-            require_field(f, "offset", int),
-            require_field(f, "nbytes", int),
-        )
-        if off < 0 or n < 0 or off + n > len(env.blob):
-            raise ProtocolError(f"file {name}: {n} bytes at {off} outside the blob")
+        name = text_field(f, "name", 128)
+        off, n = int_field(f, "offset", 0, MAX_MESSAGE), int_field(f, "nbytes", 0, MAX_MESSAGE)
+        if off + n > len(env.blob) or not name or name in files:
+            raise ProtocolError(f"file {name!r}: {n} bytes at {off} outside the blob or repeated")
         files[name] = env.blob[off : off + n]
-    metrics = b.get("metrics", {})
-    if not isinstance(metrics, dict):
-        raise ProtocolError("metrics is not an object")
     return ModelRelease(
-        check_client_id(require_field(b, "version", str)),
-        require_field(b, "round_no", int),
+        check_client_id(text_field(b, "version", 64)),
+        int_field(b, "round_no", 0, 10**9),
         tensors,
         files,
-        metrics,
+        json_field(b, "metrics", max_items=256, default={}),
     )

@@ -7,12 +7,18 @@ bytes and raises :class:`~common.protocol.ProtocolError` (only).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.fl_tensors import COMPRESSIONS, MAX_MESSAGE, require_field, require_number
+from common.fl_tensors import COMPRESSIONS, MAX_MESSAGE
 from common.protocol import ProtocolError, check_client_id, decode, encode
+from common.wire_fields import MAX_NS, int_field, number_field, require_field, text_field
+
+MAX_SELECTED = 1_000_000  # client ids listed in one announcement
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_ROUND_ID = re.compile(r"^[0-9]{1,18}$")
 
 __all__ = [
     "MODES",
@@ -20,7 +26,6 @@ __all__ = [
     "RoundConfig",
     "decode_round",
     "encode_round",
-    "make_round_id",
 ]
 
 MODES = ("head", "full")
@@ -66,19 +71,19 @@ class RoundConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RoundConfig:
         """Parse and range-check (raises ProtocolError)."""
-        mode = require_field(d, "mode", str)
-        comp = require_field(d, "compression", str)
+        mode = text_field(d, "mode", 16)
+        comp = text_field(d, "compression", 16)
         if mode not in MODES or comp not in COMPRESSIONS:
             raise ProtocolError(f"bad mode/compression {mode!r}/{comp!r}")
         return cls(
             mode=mode,
-            local_epochs=int(require_number(d, "local_epochs", 1, 1000)),
-            lr=require_number(d, "lr", 0.0, 100.0),
-            batch_size=int(require_number(d, "batch_size", 1, 1_000_000)),
-            mu=require_number(d, "mu", 0.0, 1e6),
-            clip_norm=require_number(d, "clip_norm", 0.0, 1e12),
+            local_epochs=int(number_field(d, "local_epochs", 1, 1000)),
+            lr=number_field(d, "lr", 0.0, 100.0),
+            batch_size=int(number_field(d, "batch_size", 1, 1_000_000)),
+            mu=number_field(d, "mu", 0.0, 1e6),
+            clip_norm=number_field(d, "clip_norm", 0.0, 1e12),
             compression=comp,
-            max_examples=int(require_number(d, "max_examples", 1, 1e9)),
+            max_examples=int(number_field(d, "max_examples", 1, 1e9)),
         )
 
 
@@ -89,7 +94,7 @@ class RoundAnnouncement:
     Attributes
     ----------
     round_id : str
-        Unique per attempt: ``{run_id}-r{round_no:04d}-a{attempt}``.
+        The store's id of this attempt of the round (a decimal, unique per attempt).
     run_id : str
         The training run (one press of "start training").
     round_no, total_rounds, attempt : int
@@ -115,11 +120,6 @@ class RoundAnnouncement:
     issued_ns: int
     selected: tuple[str, ...]
     config: RoundConfig = field(default_factory=RoundConfig)
-
-
-def make_round_id(run_id: str, round_no: int, attempt: int) -> str:
-    """The id of one attempt of one round (safe as a topic level)."""
-    return check_client_id(f"{run_id}-r{round_no:04d}-a{attempt}")
 
 
 def encode_round(a: RoundAnnouncement) -> bytes:
@@ -149,23 +149,23 @@ def decode_round(payload: bytes) -> RoundAnnouncement:
         selected = tuple(env.blob.decode().split("\n")) if env.blob else ()
     except UnicodeDecodeError as exc:
         raise ProtocolError("selected client list is not UTF-8") from exc
+    if len(selected) > MAX_SELECTED:
+        raise ProtocolError(f"{len(selected)} selected clients, limit {MAX_SELECTED}")
     for cid in selected:
         check_client_id(cid)
     cfg = require_field(b, "config", dict)
-    round_no = require_field(b, "round_no", int)
-    total = require_field(b, "total_rounds", int)
-    if not (1 <= round_no <= total):
-        raise ProtocolError(f"round {round_no} of {total} out of range")
+    total = int_field(b, "total_rounds", 1, 1_000_000)
+    round_no = int_field(b, "round_no", 1, total)
     return RoundAnnouncement(
-        round_id=check_client_id(require_field(b, "round_id", str)),
-        run_id=require_field(b, "run_id", str),
+        round_id=text_field(b, "round_id", 18, _ROUND_ID),
+        run_id=check_client_id(text_field(b, "run_id", 64)),
         round_no=round_no,
         total_rounds=total,
-        attempt=require_field(b, "attempt", int),
-        model_version=check_client_id(require_field(b, "model_version", str)),
-        model_sha256=require_field(b, "model_sha256", str),
-        deadline_ns=require_field(b, "deadline_ns", int),
-        issued_ns=require_field(b, "issued_ns", int),
+        attempt=int_field(b, "attempt", 0, 1_000_000),
+        model_version=check_client_id(text_field(b, "model_version", 64)),
+        model_sha256=text_field(b, "model_sha256", 64, _SHA256),
+        deadline_ns=int_field(b, "deadline_ns", 0, MAX_NS),
+        issued_ns=int_field(b, "issued_ns", 0, MAX_NS),
         selected=selected,
         config=RoundConfig.from_dict(cfg),
     )

@@ -2,8 +2,7 @@
 
 Tensors travel in the envelope blob of :mod:`common.protocol`, never as JSON lists: the body holds
 one spec per tensor (name, dtype, shape, byte offset and, for int8-compressed tensors, the
-per-tensor scale). :func:`require_number` (with :func:`common.protocol.require_field`) validates
-untrusted body fields for every federated decoder (:mod:`common.fl_protocol`).
+per-tensor scale). Untrusted body fields are read through :mod:`common.wire_fields`.
 
 Every decoder takes untrusted bytes and raises :class:`~common.protocol.ProtocolError` (only).
 """
@@ -17,7 +16,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from common.protocol import ProtocolError, require_field
+from common.protocol import ProtocolError
+from common.wire_fields import int_field, number_field, require_field, text_field
 
 FloatArray = npt.NDArray[np.float32]
 Tensors = dict[str, FloatArray]
@@ -36,20 +36,10 @@ __all__ = [
     "compression_error",
     "pack_tensors",
     "quantize_int8",
-    "require_field",
-    "require_number",
     "unpack_tensors",
 ]
 
 _DTYPES: dict[str, np.dtype[Any]] = {"float32": np.dtype("<f4"), "int8": np.dtype("i1")}
-
-
-def require_number(body: Mapping[str, Any], key: str, lo: float, hi: float) -> float:
-    """Return ``body[key]`` as a finite float in ``[lo, hi]`` (same unit as the field); else ProtocolError."""
-    val = float(require_field(body, key, (int, float)))
-    if not (math.isfinite(val) and lo <= val <= hi):
-        raise ProtocolError(f"field {key!r}={val} outside [{lo}, {hi}]")
-    return val
 
 
 def quantize_int8(arr: npt.NDArray[Any]) -> tuple[npt.NDArray[np.int8], float]:
@@ -112,8 +102,8 @@ def unpack_tensors(specs: Any, blob: bytes, *, blob_offset: int = 0) -> Tensors:
     for spec in specs:
         if not isinstance(spec, dict):
             raise ProtocolError("tensor spec is not an object")
-        name = require_field(spec, "name", str)
-        if name in out or not name or len(name) > 128:
+        name = text_field(spec, "name", 128)
+        if name in out or not name:
             raise ProtocolError(f"bad or duplicate tensor name {name!r}")
         dtype = _DTYPES.get(require_field(spec, "dtype", str))
         if dtype is None:
@@ -127,15 +117,15 @@ def unpack_tensors(specs: Any, blob: bytes, *, blob_offset: int = 0) -> Tensors:
         total += count
         if total > MAX_ELEMENTS:
             raise ProtocolError(f"more than {MAX_ELEMENTS} tensor elements")
-        offset = require_field(spec, "offset", int) + blob_offset
-        nbytes = require_field(spec, "nbytes", int)
+        offset = int_field(spec, "offset", 0, MAX_MESSAGE) + blob_offset
+        nbytes = int_field(spec, "nbytes", 0, MAX_MESSAGE)
         if nbytes != count * dtype.itemsize or offset < 0 or offset + nbytes > len(blob):
             raise ProtocolError(
                 f"tensor {name}: {nbytes} bytes at {offset} do not fit shape {shape}"
             )
         arr = np.frombuffer(blob, dtype=dtype, count=count, offset=offset).reshape(shape)
         if dtype == _DTYPES["int8"]:
-            scale = require_number(spec, "scale", 0.0, 1e30)
+            scale = number_field(spec, "scale", 0.0, 1e30)
             out[name] = (arr.astype(np.float32) * np.float32(scale)).astype(np.float32)
         else:
             out[name] = arr.astype(np.float32)

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
 from dataclasses import dataclass, field
 
-from common.fl_tensors import (
-    COMPRESSIONS,
-    MAX_MESSAGE,
-    Tensors,
-    pack_tensors,
-    require_field,
-    require_number,
-    unpack_tensors,
-)
+from common.fl_tensors import COMPRESSIONS, MAX_MESSAGE, Tensors, pack_tensors, unpack_tensors
 from common.protocol import ProtocolError, check_client_id, decode, encode
+from common.wire_fields import int_field, metrics_field, number_field, text_field
+
+MAX_EXAMPLES = 10_000_000  # local examples a device may claim (the server caps weights lower)
+_ROUND_ID = re.compile(r"^[0-9]{1,18}$")  # the store's round id: a positive 64-bit integer
 
 __all__ = ["ClientUpdate", "decode_update", "encode_update", "update_id_for"]
 
@@ -86,24 +83,25 @@ def encode_update(u: ClientUpdate) -> bytes:
 
 
 def decode_update(payload: bytes, max_size: int = MAX_MESSAGE) -> ClientUpdate:
-    """Decode an update (raises ProtocolError); values are not checked for finiteness here."""
+    """Decode an update (raises ProtocolError only).
+
+    Every body field is bounded: ``round_id`` a decimal of at most 18 digits, ``n_examples`` in
+    [0, :data:`MAX_EXAMPLES`], metrics finite. Tensor values are not checked for finiteness
+    here: that is the aggregator's validation policy (so poisoned updates are counted).
+    """
     env = decode(payload, max_size)
     if env.kind != "update":
         raise ProtocolError(f"expected an 'update' payload, got {env.kind!r}")
     b = env.body
     u = ClientUpdate(
-        round_id=check_client_id(require_field(b, "round_id", str)),
-        client_id=check_client_id(require_field(b, "client_id", str)),
-        base_version=require_field(b, "base_version", str),
-        n_examples=require_field(b, "n_examples", int),
+        round_id=text_field(b, "round_id", 18, _ROUND_ID),
+        client_id=check_client_id(text_field(b, "client_id", 64)),
+        base_version=check_client_id(text_field(b, "base_version", 64)),
+        n_examples=int_field(b, "n_examples", 0, MAX_EXAMPLES),
         delta=unpack_tensors(b.get("tensors"), env.blob),
-        compression=require_field(b, "compression", str),
-        compression_error=require_number(b, "compression_error", 0.0, 1e6),
-        metrics={
-            str(k): float(v)
-            for k, v in dict(require_field(b, "metrics", dict)).items()
-            if isinstance(v, (int, float))
-        },
+        compression=text_field(b, "compression", 16),
+        compression_error=number_field(b, "compression_error", 0.0, 1e6),
+        metrics=metrics_field(b, "metrics"),
     )
     if b.get("update_id") != u.update_id:
         raise ProtocolError("update_id does not match round_id and client_id")

@@ -18,16 +18,33 @@ from common.protocol import (
     DEFAULT_MAX_PAYLOAD,
     Envelope,
     ProtocolError,
+    check_client_id,
     decode,
     encode,
-    require_field,
 )
 from common.types import BeatPrediction, Event, SignalChunk, StreamKind
+from common.wire_fields import (
+    MAX_NS,
+    bool_field,
+    check_text,
+    int_field,
+    json_field,
+    list_field,
+    name_field,
+    number_field,
+    optional_number,
+    require_field,
+    text_field,
+)
 
 MAX_CHANNELS = 16
 MAX_SAMPLES = 65536
 MAX_ACK_IDS = 500  # label ids per ``labelack`` message (a device acks in batches)
 MAX_LABEL_ID_LEN = 128
+MAX_BEATS = 2000  # beats per ``pred`` payload (a device batches a few hundred)
+MAX_EVENTS = 200  # events per ``pred`` payload
+MAX_CLASSES = 16  # entries of a beat's probability map
+MAX_RR_S = 60.0  # longest credible RR interval, s
 
 
 def _expect(env: Envelope, kind: str) -> Envelope:
@@ -54,13 +71,13 @@ def decode_chunk(payload: bytes, kind: str) -> tuple[str, SignalChunk]:
     """Decode a ``raw`` or ``live`` payload into (client_id, chunk)."""
     env = _expect(decode(payload, DEFAULT_MAX_PAYLOAD), kind)
     b = env.body
-    client_id = require_field(b, "client_id", str)
+    client_id = check_client_id(text_field(b, "client_id", 64))
     try:
-        stream = StreamKind(require_field(b, "stream", str))
+        stream = StreamKind(text_field(b, "stream", 16))
     except ValueError as exc:
         raise ProtocolError(f"unknown stream {b.get('stream')!r}") from exc
-    fs = float(require_field(b, "fs", (int, float)))
-    if not (0 < fs <= 10_000) or not math.isfinite(fs):
+    fs = number_field(b, "fs", 0.0, 10_000.0)
+    if fs <= 0:
         raise ProtocolError(f"sampling rate {fs} Hz out of range")
     shape = require_field(b, "shape", list)
     if len(shape) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
@@ -73,8 +90,8 @@ def decode_chunk(payload: bytes, kind: str) -> tuple[str, SignalChunk]:
     samples = np.frombuffer(env.blob, dtype="<f4").reshape(n, ch).astype(np.float64)
     if not np.all(np.isfinite(samples)):
         raise ProtocolError("non-finite samples")
-    t0 = require_field(b, "t0_ns", int)
-    seq = require_field(b, "seq", int)
+    t0 = int_field(b, "t0_ns", 0, MAX_NS)
+    seq = int_field(b, "seq", 0)
     return client_id, SignalChunk(stream, fs, t0, samples, seq)
 
 
@@ -108,36 +125,51 @@ def encode_predictions(client_id: str, beats: list[BeatPrediction], events: list
 
 
 def decode_predictions(payload: bytes) -> tuple[str, list[BeatPrediction], list[Event]]:
-    """Decode a ``pred`` payload."""
+    """Decode a ``pred`` payload: at most :data:`MAX_BEATS` beats and :data:`MAX_EVENTS`
+    events, every field bounded (times int64 ns, probabilities in [0, 1], RR in s)."""
     b = _expect(decode(payload), "pred").body
-    client_id = require_field(b, "client_id", str)
-    try:
-        beats = [
-            BeatPrediction(
-                client_id,
-                int(x["t_ns"]),
-                int(x["sample"]),
-                str(x["label"]),
-                {str(k): float(v) for k, v in dict(x["probs"]).items()},
-                str(x["model_version"]),
-                float("nan") if x.get("rr_s") is None else float(x["rr_s"]),
-            )
-            for x in require_field(b, "beats", list)
-        ]
-        events = [
-            Event(
-                str(x["event_id"]),
-                client_id,
-                str(x["kind"]),
-                int(x["t_start_ns"]),
-                int(x["t_end_ns"]),
-                dict(x.get("details", {})),
-            )
-            for x in require_field(b, "events", list)
-        ]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProtocolError(f"malformed pred payload: {exc}") from exc
+    client_id = check_client_id(text_field(b, "client_id", 64))
+    beats = [_beat(client_id, x) for x in list_field(b, "beats", MAX_BEATS)]
+    events = [_event(client_id, x) for x in list_field(b, "events", MAX_EVENTS)]
     return client_id, beats, events
+
+
+def _object(x: object, what: str) -> dict[str, object]:
+    if not isinstance(x, dict):
+        raise ProtocolError(f"{what} is not an object")
+    return x
+
+
+def _beat(client_id: str, x: object) -> BeatPrediction:
+    d = _object(x, "beat")
+    probs = _object(d.get("probs"), "beat probs")
+    if len(probs) > MAX_CLASSES:
+        raise ProtocolError(f"beat probs hold {len(probs)} classes, limit {MAX_CLASSES}")
+    rr = optional_number(d, "rr_s", 0.0, MAX_RR_S)
+    return BeatPrediction(
+        client_id,
+        int_field(d, "t_ns", 0, MAX_NS),
+        int_field(d, "sample", 0),
+        name_field(d, "label"),
+        {check_text(k, "class name", 16): number_field(probs, k, 0.0, 1.0) for k in probs},
+        text_field(d, "model_version", 64),
+        float("nan") if rr is None else rr,
+    )
+
+
+def _event(client_id: str, x: object) -> Event:
+    d = _object(x, "event")
+    start, end = int_field(d, "t_start_ns", 0, MAX_NS), int_field(d, "t_end_ns", 0, MAX_NS)
+    if end < start:
+        raise ProtocolError("event ends before it starts")
+    return Event(
+        text_field(d, "event_id", 160),
+        client_id,
+        name_field(d, "kind"),
+        start,
+        end,
+        json_field(d, "details", default={}),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,16 +202,13 @@ def encode_status(s: Status) -> bytes:
 def decode_status(payload: bytes) -> Status:
     """Decode a ``status`` payload."""
     b = _expect(decode(payload), "status").body
-    bat = b.get("battery_pct")
-    if bat is not None and not isinstance(bat, (int, float)):
-        raise ProtocolError("battery_pct is not a number")
     return Status(
-        require_field(b, "client_id", str),
-        require_field(b, "online", bool),
-        require_field(b, "t_ns", int),
-        str(b.get("model_version", "")),
-        None if bat is None else float(bat),
-        str(b.get("detail", "")),
+        check_client_id(text_field(b, "client_id", 64)),
+        bool_field(b, "online"),
+        int_field(b, "t_ns", 0, MAX_NS),
+        text_field(b, "model_version", 64, default=""),
+        optional_number(b, "battery_pct", 0.0, 100.0),
+        text_field(b, "detail", default=""),
     )
 
 
@@ -213,16 +242,16 @@ def encode_label(lb: Label) -> bytes:
 def decode_label(payload: bytes) -> Label:
     """Decode a ``label`` payload."""
     b = _expect(decode(payload), "label").body
-    target = require_field(b, "target", str)
+    target = text_field(b, "target", 8)
     if target not in ("beat", "event"):
         raise ProtocolError(f"bad label target {target!r}")
     return Label(
-        require_field(b, "label_id", str),
-        require_field(b, "client_id", str),
-        require_field(b, "t_ns", int),
-        require_field(b, "label", str),
+        text_field(b, "label_id", MAX_LABEL_ID_LEN),
+        check_client_id(text_field(b, "client_id", 64)),
+        int_field(b, "t_ns", 0, MAX_NS),
+        name_field(b, "label"),
         target,
-        str(b.get("author", "")),
+        text_field(b, "author", 128, default=""),
     )
 
 
@@ -248,9 +277,11 @@ def encode_label_ack(ack: LabelAck) -> bytes:
 def decode_label_ack(payload: bytes) -> LabelAck:
     """Decode a ``label_ack`` payload (1..500 non-empty string ids of <= 128 characters)."""
     b = _expect(decode(payload), "label_ack").body
-    ids = require_field(b, "label_ids", list)
-    if not 0 < len(ids) <= MAX_ACK_IDS:
-        raise ProtocolError(f"label_ids holds {len(ids)} ids (1..{MAX_ACK_IDS} allowed)")
-    if not all(isinstance(i, str) and 0 < len(i) <= MAX_LABEL_ID_LEN for i in ids):
-        raise ProtocolError("label_ids must be non-empty strings of at most 128 characters")
-    return LabelAck(require_field(b, "client_id", str), tuple(ids), require_field(b, "t_ns", int))
+    ids = list_field(b, "label_ids", MAX_ACK_IDS)
+    if not ids or not all(
+        isinstance(i, str) and i and check_text(i, "label id", MAX_LABEL_ID_LEN) for i in ids
+    ):
+        raise ProtocolError("label_ids must be 1..500 non-empty strings of <= 128 characters")
+    return LabelAck(
+        check_client_id(text_field(b, "client_id", 64)), tuple(ids), int_field(b, "t_ns", 0, MAX_NS)
+    )

@@ -16,12 +16,11 @@ import hashlib
 import json
 import re
 import struct
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from common.errors import MedchainError
+from common.wire_fields import ProtocolError as ProtocolError  # re-exported: the wire error
 
 PREFIX = "medchain/v1"
 SCHEMA_VERSION = 1
@@ -32,10 +31,6 @@ MAX_HEADER = 64 * 1024  # bytes; a JSON header is small by design
 
 # Client ids become topic levels and MQTT usernames: keep them to a safe alphabet.
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-class ProtocolError(MedchainError):
-    """A topic or payload that does not follow the wire protocol."""
 
 
 class Channel(StrEnum):
@@ -62,7 +57,7 @@ def check_client_id(client_id: str) -> str:
         If it is empty, too long, or holds characters other than ``[A-Za-z0-9_.-]``.
     """
     if not _CLIENT_ID.match(client_id):
-        raise ProtocolError(f"invalid client id {client_id!r}: use 1-64 of [A-Za-z0-9_.-]")
+        raise ProtocolError(f"invalid client id {client_id[:80]!r}: use 1-64 of [A-Za-z0-9_.-]")
     return client_id
 
 
@@ -176,6 +171,44 @@ def encode(kind: str, body: dict[str, Any], blob: bytes = b"") -> bytes:
     return _HEAD.pack(MAGIC, SCHEMA_VERSION, len(raw)) + raw + blob
 
 
+MAX_INT_DIGITS = 19  # a JSON integer longer than this cannot fit a 64-bit column
+
+
+def _bounded_int(text: str) -> int:
+    """JSON integer hook: refuse huge literals before Python converts them (5000 digits)."""
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ProtocolError(f"integer of {len(text)} characters in the header")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    """JSON number hook: ``1e999`` parses as infinity; refuse it."""
+    val = float(text)
+    if val != val or val in (float("inf"), float("-inf")):
+        raise ProtocolError(f"non-finite number {text[:40]!r} in the header")
+    return val
+
+
+def _no_constant(name: str) -> Any:
+    """JSON hook for the non-standard literals ``NaN``, ``Infinity`` and ``-Infinity``."""
+    raise ProtocolError(f"non-finite literal {name} in the header")
+
+
+def _parse_header(raw: bytes) -> Any:
+    """The header's JSON, with integers bounded and no non-finite numbers (ProtocolError)."""
+    try:
+        return json.loads(
+            raw.decode(),
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+            parse_constant=_no_constant,
+        )
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"header is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise ProtocolError("header JSON nested too deep") from exc
+
+
 def decode(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> Envelope:
     """Decode and verify an envelope.
 
@@ -204,10 +237,7 @@ def decode(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> Envelope:
         )
     if hlen > MAX_HEADER or _HEAD.size + hlen > len(payload):
         raise ProtocolError(f"header length {hlen} does not fit a {len(payload)}-byte payload")
-    try:
-        header = json.loads(payload[_HEAD.size : _HEAD.size + hlen].decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"header is not JSON: {exc}") from exc
+    header = _parse_header(payload[_HEAD.size : _HEAD.size + hlen])
     if not isinstance(header, dict) or not isinstance(header.get("kind"), str):
         raise ProtocolError("header lacks a 'kind' string")
     body = header.get("body", {})
@@ -222,16 +252,3 @@ def decode(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> Envelope:
         if digest != header.get("blob_sha256"):
             raise ProtocolError("blob sha256 mismatch")
     return Envelope(header["kind"], body, blob)
-
-
-def require_field(body: Mapping[str, Any], key: str, typ: type | tuple[type, ...]) -> Any:
-    """Return ``body[key]`` if it is a ``typ``, else raise :class:`ProtocolError`.
-
-    A JSON ``true``/``false`` never passes as a number (``bool`` is an ``int`` in Python).
-    """
-    val = body.get(key)
-    if isinstance(val, bool) and typ is not bool:
-        raise ProtocolError(f"field {key!r} has type bool")
-    if not isinstance(val, typ):
-        raise ProtocolError(f"field {key!r} missing or not {typ}")
-    return val

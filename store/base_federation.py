@@ -176,9 +176,14 @@ class FederationStore(Protocol):
         ...
 
     # -- chunks of split updates (durable reassembly) ----------------------------------------
-    def put_update_chunk(self, *, sender: str, header: ChunkHeader, blob: bytes) -> int:
+    def put_update_chunk(
+        self, *, sender: str, header: ChunkHeader, blob: bytes, quota_bytes: int | None = None
+    ) -> int:
         """Keep one chunk of a split update (idempotent on ``(message_id, seq)``: a redelivered
         chunk keeps the first copy); returns how many distinct chunks of that message are held.
+
+        With ``quota_bytes``, a new chunk that would bring the sender's held chunk bytes above
+        it is not stored and :class:`~.errors.QuotaExceededError` is raised.
         """
         ...
 

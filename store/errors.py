@@ -100,5 +100,9 @@ class ClaimLostError(StateError):
         super().__init__(f"worker {worker!r} does not hold round {round_id}: {detail}")
 
 
+class QuotaExceededError(StoreError):
+    """A sender would hold more than its quota (of chunk bytes); nothing was written."""
+
+
 class CorruptStoreError(StoreError):
     """Stored bytes do not match their recorded SHA-256."""

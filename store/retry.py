@@ -15,12 +15,35 @@ _LOGGER = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+class Backoff:
+    """Exponential back-off with full jitter for a loop that retries without end.
+
+    The i-th delay (s) is uniform in ``[0, min(max_s, base_s * 2**i)]`` ("full jitter", so
+    replicas that failed together do not retry together); :meth:`reset` after a success.
+    """
+
+    def __init__(self, base_s: float, max_s: float, rng: random.Random | None = None) -> None:
+        self.base_s, self.max_s = base_s, max_s
+        self.failures = 0
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not crypto
+
+    def next_delay(self) -> float:
+        """The delay before the next try (s); counts one more failure."""
+        cap = min(self.max_s, self.base_s * 2 ** min(self.failures, 32))
+        self.failures += 1
+        return self._rng.uniform(0.0, cap)
+
+    def reset(self) -> None:
+        """A try succeeded: start again from ``base_s``."""
+        self.failures = 0
+
+
 def backoff_delays(
     attempts: int, base_delay_s: float, max_delay_s: float, rng: random.Random
 ) -> list[float]:
-    """Sleep times (s) between ``attempts`` tries: uniform in ``[0, min(max, base * 2**i)]``
-    ("full jitter", so replicas that failed together do not retry together)."""
-    return [rng.uniform(0.0, min(max_delay_s, base_delay_s * 2**i)) for i in range(attempts - 1)]
+    """Sleep times (s) between ``attempts`` tries (see :class:`Backoff`)."""
+    b = Backoff(base_delay_s, max_delay_s, rng)
+    return [b.next_delay() for _ in range(attempts - 1)]
 
 
 def retry_with_backoff(

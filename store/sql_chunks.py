@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from common.fl_chunks import ChunkHeader
+from store.errors import QuotaExceededError
 from store.sql_base import SqlStoreBase
 
 _LOGGER = logging.getLogger(__name__)
@@ -18,8 +19,22 @@ _LOGGER = logging.getLogger(__name__)
 class ChunksMixin(SqlStoreBase):
     """``update_chunk`` rows: put (idempotent), read in order, drop, expire."""
 
-    def put_update_chunk(self, *, sender: str, header: ChunkHeader, blob: bytes) -> int:
+    def put_update_chunk(
+        self, *, sender: str, header: ChunkHeader, blob: bytes, quota_bytes: int | None = None
+    ) -> int:
         with self._tx(write=True) as tx:
+            if quota_bytes is not None:
+                tx.execute(
+                    "SELECT COALESCE(SUM(LENGTH(blob)), 0) FROM update_chunk WHERE sender = ?"
+                    " AND NOT (message_id = ? AND seq = ?)",
+                    (sender, header.message_id, header.seq),
+                )
+                row = tx.one()
+                held = 0 if row is None else int(row[0])
+                if held + len(blob) > quota_bytes:
+                    raise QuotaExceededError(
+                        f"{sender} holds {held} bytes of incomplete updates; quota {quota_bytes}"
+                    )
             tx.execute(
                 "INSERT INTO update_chunk (message_id, seq, total, size_bytes, sha256, sender,"
                 " blob, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"

@@ -15,6 +15,8 @@ from typing import Any
 from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, url_for
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
+from common.errors import ConfigError
+from common.training_config import CHOICE_FIELDS, NUMERIC_FIELDS, check_training_config
 from store.records import DesiredTraining, ModelVersion, Round, TrainingControl
 from web import auth
 from web.views.context import settings, store
@@ -26,27 +28,9 @@ bp = Blueprint("federation", __name__)
 
 _DATASET = re.compile(r"^[A-Za-z0-9_.:/-]{0,64}$")
 MAX_CONFIG_BYTES = 4096
-# Numeric run settings: name -> (type, lo, hi). The names are the keys the aggregator reads
-# from TrainingControl.config (docs/federated.md): client selection and quorum, the deadline, and
-# common.fl_protocol.RoundConfig fields; "strategy_params" and anything else go in advanced JSON.
-CONFIG_FIELDS: dict[str, tuple[type, float, float]] = {
-    "fraction": (float, 0.0, 1.0),
-    "min_clients": (int, 1, 10_000),
-    "quorum_fraction": (float, 0.0, 1.0),
-    "min_quorum": (int, 1, 10_000),
-    "deadline_s": (float, 1, 86_400),
-    "max_attempts": (int, 1, 100),
-    "local_epochs": (int, 1, 100),
-    "lr": (float, 1e-6, 10.0),
-    "batch_size": (int, 1, 4096),
-    "mu": (float, 0.0, 10.0),
-    "clip_norm": (float, 0.0, 1e6),
-    "max_examples": (int, 1, 10_000_000),
-}
-CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
-    "mode": ("head", "full"),
-    "compression": ("int8", "none"),
-}
+# The numeric and choice fields of the form are the keys of common.training_config, which
+# also checks the whole config (advanced JSON included) as the aggregator will read it.
+CONFIG_FIELDS = NUMERIC_FIELDS
 
 
 def round_json(r: Round, now: float) -> dict[str, Any]:
@@ -153,7 +137,10 @@ def _config(data: dict[str, Any]) -> dict[str, Any]:
             config[name] = choice(data, name, options)
     if len(json.dumps(config)) > MAX_CONFIG_BYTES:
         abort(400, description="The training config is too large.")
-    return config
+    try:
+        return check_training_config(config)
+    except ConfigError as exc:
+        abort(400, description=f"Training config: {exc}.")
 
 
 def apply_assignment(cid: str, data: dict[str, Any], actor: str) -> dict[str, Any]:

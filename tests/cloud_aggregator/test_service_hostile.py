@@ -1,0 +1,236 @@
+"""The aggregator service against hostile devices and a failing store, on both store backends.
+
+One message must never cost more than itself: the six payloads that crash-looped the
+aggregator (and every other hostile payload of tests/common/test_wire_hostile.py) are counted,
+acknowledged and logged; nothing unvalidated reaches the store, so a restart on the same
+database runs; a store outage is waited out, the message in hand handled once it is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cloud_aggregator.config import AggregatorSettings
+from cloud_aggregator.mqtt_io import Inbound
+from cloud_aggregator.releases import RELEASE_FORMAT, stored_blob
+from cloud_aggregator.service import AggregatorService
+from common import fl_protocol as fl
+from common import protocol as proto
+from common.payloads import Status, encode_status
+from store import DesiredTraining, RoundState, Store, StoreUnavailableError
+from tests.cloud_aggregator.fl_support import initial_release
+from tests.common.test_wire_hostile import HOSTILE, envelope, update_body
+from tests.store.conftest import Backend, make_backend
+
+CLIENTS = ("dev-1", "dev-2", "dev-3")
+
+
+class FakeBroker:
+    """The broker port of the service: a queue in, acks and publishes recorded."""
+
+    def __init__(self) -> None:
+        self.inbound: queue.Queue[Inbound] = queue.Queue()
+        self.acked: list[int] = []
+        self.published: list[tuple[str, bytes]] = []
+        self._mid = 0
+
+    def put(self, topic: str, payload: bytes) -> int:
+        self._mid += 1
+        self.inbound.put(Inbound(topic, payload, self._mid, 1, False))
+        return self._mid
+
+    def get(self, timeout_s: float) -> Inbound | None:
+        try:
+            return self.inbound.get(timeout=min(timeout_s, 0.01))
+        except queue.Empty:
+            return None
+
+    def ack(self, msg: Inbound) -> None:
+        self.acked.append(msg.mid)
+
+    def publish(self, topic: str, payload: bytes, **_: Any) -> bool:
+        self.published.append((topic, payload))
+        return True
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
+    yield from make_backend(request.param, tmp_path)
+
+
+def seeded(backend: Backend) -> Store:
+    store = backend.open()
+    store.put_model(stored_blob(initial_release(), {}), format=RELEASE_FORMAT)
+    store.set_training_control(desired=DesiredTraining.RUNNING, task="beat", strategy="fedavg",
+                               rounds=3, config={"deadline_s": 60.0, "min_clients": 2},
+                               updated_by="test")  # fmt: skip
+    return store
+
+
+def service_on(store: Store, backend: Backend) -> tuple[AggregatorService, FakeBroker]:
+    broker = FakeBroker()
+    s = AggregatorSettings(worker="agg-test", poll_s=0.05)
+    return AggregatorService(store, broker, s, clock=backend.clock), broker  # type: ignore[arg-type]
+
+
+def online(broker: FakeBroker) -> None:
+    for cid in CLIENTS:
+        broker.put(proto.client_topic(proto.Channel.STATUS, cid),
+                   encode_status(Status(cid, True, 1_000)))  # fmt: skip
+
+
+def drain(service: AggregatorService, broker: FakeBroker) -> None:
+    while not broker.inbound.empty():
+        service.step()
+
+
+def channel_of(decoder_name: str) -> proto.Channel | None:
+    return {"status": proto.Channel.STATUS, "update": proto.Channel.UPDATE}.get(decoder_name)
+
+
+def test_hostile_messages_cost_one_message_each_and_a_restart_runs(
+    backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: three devices online, a round open
+    store = seeded(backend)
+    service, broker = service_on(store, backend)
+    online(broker)
+    drain(service, broker)
+    service.advance()
+    rnd = store.active_round("beat")
+    assert rnd is not None and rnd.state == RoundState.OPEN
+    # Execute: every hostile payload, on the update topic and the retained status topic of a
+    # selected device, plus updates for the open round that are hostile only in their body
+    mids = []
+    for _, _, payload in HOSTILE:
+        for channel in (proto.Channel.UPDATE, proto.Channel.STATUS):
+            mids.append(broker.put(proto.client_topic(channel, "dev-1"), payload))
+    w = np.zeros(2, "<f4").tobytes()
+    rid = f'"{rnd.round_id}"'
+    for over in ({"metrics": '{"loss":Infinity}'}, {"metrics": '{"x":' + "9" * 400 + "}"},
+                 {"n_examples": "9" * 5000}, {"round_id": '"99999999999999999999"'}):  # fmt: skip
+        body = update_body(**{"round_id": rid, "client_id": '"dev-2"', **over})
+        mids.append(broker.put(proto.client_topic(proto.Channel.UPDATE, "dev-2"),
+                               envelope("update", body, w)))  # fmt: skip
+    mids.append(broker.put("medchain/v1/status/" + "x" * 5000, b"\x00" * 10))
+    with caplog.at_level(logging.WARNING, logger="cloud_aggregator"):
+        drain(service, broker)
+    # Assert: all acknowledged and counted, one log line per message, nothing stored
+    assert set(mids) <= set(broker.acked)
+    assert service.rejects.total >= len(mids)
+    assert "internal" not in service.rejects.as_dict()
+    assert sum(r.levelno == logging.WARNING for r in caplog.records) >= len(mids)
+    assert store.count_updates(rnd.round_id) == 0
+    assert {c.client_id for c in store.list_clients()} == set(CLIENTS)
+    # Assert: a second service on the same database (a restart, a fresh replica) runs
+    again, broker2 = service_on(store, backend)
+    online(broker2)
+    for _ in range(5):
+        again.step()
+
+
+def test_a_bug_in_handling_costs_one_message_not_the_service(backend: Backend) -> None:
+    # Prepare: a store whose status write fails with an unexpected error once
+    store = seeded(backend)
+    service, broker = service_on(store, backend)
+    real = store.set_client_status
+    calls = {"n": 0}
+
+    def flaky(*args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("a bug")
+        real(*args, **kwargs)
+
+    store.set_client_status = flaky  # type: ignore[method-assign]
+    # Execute
+    online(broker)
+    drain(service, broker)
+    # Assert: the first message is counted as internal and acknowledged; the others stored
+    assert service.rejects.as_dict() == {"internal": 1}
+    assert len(broker.acked) == len(CLIENTS)
+    assert len(store.list_clients()) == len(CLIENTS) - 1
+
+
+def test_store_outage_is_waited_out_and_the_message_in_hand_kept(backend: Backend) -> None:
+    # Prepare: the store refuses the first three writes as unavailable
+    store = seeded(backend)
+    service, broker = service_on(store, backend)
+    service._backoff.base_s = 0.01  # noqa: SLF001 - keep the test fast
+    real = store.set_client_status
+    failures = {"left": 3}
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        if failures["left"] > 0:
+            failures["left"] -= 1
+            raise StoreUnavailableError(backend.url, "connection refused")
+        real(*args, **kwargs)
+
+    store.set_client_status = down  # type: ignore[method-assign]
+    online(broker)
+    stop = threading.Event()
+    # Execute: run() until all statuses are stored (it must not return or raise meanwhile)
+    t = threading.Thread(target=service.run, args=(stop,), kwargs={"max_seconds": 20})
+    t.start()
+    for _ in range(400):
+        if len(store.list_clients()) == len(CLIENTS):
+            break
+        threading.Event().wait(0.05)
+    stop.set()
+    t.join(10)
+    # Assert: every message stored once and acknowledged once, after the outage
+    assert failures["left"] == 0
+    assert len(store.list_clients()) == len(CLIENTS)
+    assert sorted(broker.acked) == [1, 2, 3]
+
+
+def test_oversized_chunked_updates_of_one_device_are_refused_at_its_quota(
+    backend: Backend,
+) -> None:
+    # Prepare: a device streams chunks of many never-completed 1 MB "updates"
+    store = seeded(backend)
+    service, broker = service_on(store, backend)
+    service.chunks.quota_bytes = 2 * 1024 * 1024
+    blob = bytes(1024 * 1024)
+    for i in range(8):
+        parts = fl.split_message(proto.encode("update", {}, blob), f"m{i}", 256 * 1024)
+        for part in parts[:-1]:  # never the last one
+            broker.put(proto.chunk_topic(proto.Channel.UPDATE, "dev-1"), part)
+    # Execute
+    drain(service, broker)
+    # Assert: no more than the quota is held for the device; the rest refused and counted
+    from store.sql_base import SqlStoreBase
+
+    assert isinstance(store, SqlStoreBase)
+    with store._tx(write=False) as tx:  # noqa: SLF001 - the test reads the table directly
+        tx.execute("SELECT COALESCE(SUM(LENGTH(blob)), 0) FROM update_chunk WHERE sender = ?",
+                   ("dev-1",))  # fmt: skip
+        row = tx.one()
+    assert row is not None and int(row[0]) <= 2 * 1024 * 1024
+    assert service.rejects.as_dict().get("schema", 0) > 0
+
+
+def test_bad_training_config_stops_the_run_instead_of_crashing(backend: Backend) -> None:
+    # Prepare: a config stored by something that skipped the web form's checks
+    store = seeded(backend)
+    store.set_training_control(desired=DesiredTraining.RUNNING, task="beat", strategy="fedavg",
+                               rounds=3, config={"deadline_s": "soon", "min_clients": -3},
+                               updated_by="admin-json")  # fmt: skip
+    service, broker = service_on(store, backend)
+    online(broker)
+    # Execute
+    drain(service, broker)
+    for _ in range(3):
+        service.step()
+    # Assert: no round, the run stopped with the reason in the audit log
+    assert store.active_round("beat") is None
+    assert store.get_training_control().desired == DesiredTraining.STOPPED
+    reasons = [a.details.get("reason", "") for a in store.list_audit(limit=10)]
+    assert any("invalid training config" in str(r) for r in reasons)
