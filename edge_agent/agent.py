@@ -23,6 +23,7 @@ from edge_agent.buffer import SqliteBuffer
 from edge_agent.clinician_labels import checked_label, store_label
 from edge_agent.config import EdgeSettings
 from edge_agent.events import BeatEventDetector
+from edge_agent.inbound import reject_line
 from edge_agent.live_sender import LiveSender
 from edge_agent.outbox import MAX_INFLIGHT_BATCHES, OutboxPump
 from edge_agent.pipeline import BeatBatch, EcgPipeline
@@ -156,6 +157,7 @@ class EdgeAgent:
             self._finish()
             await self._outbox.drain(drain_timeout_s)
         finally:
+            tasks += self._participant_tasks  # a round still training is abandoned
             for t in tasks:
                 t.cancel()
             for t in tasks:
@@ -270,28 +272,42 @@ class EdgeAgent:
     async def _inbound_loop(self) -> None:
         assert self.uplink is not None
         async for topic, payload in self.uplink.inbound():
-            self.handle_inbound(topic, payload)
+            self.handle_inbound(topic, payload)  # never raises: see its docstring
 
     def handle_inbound(self, topic: str, payload: bytes) -> None:
         """A message on a subscribed topic: clinician labels, or federated-learning traffic
-        for the participant; anything malformed is counted and logged."""
+        for the participant (handled in its own task).
+
+        Untrusted: whatever handling it raises (a decoder, the buffer, the participant) is
+        caught here, counted in ``bad_payloads`` and logged on one line with the topic and the
+        size, so one message never ends the inbound loop.
+        """
         try:
             t = parse_topic(topic)
             if t.channel != Channel.LABEL and self.participant is not None:
                 task = asyncio.get_running_loop().create_task(
-                    self.participant.handle(topic, payload)
+                    self._to_participant(self.participant, topic, payload)
                 )
                 self._participant_tasks.add(task)
-                task.add_done_callback(self._participant_done)
+                task.add_done_callback(self._participant_tasks.discard)
                 return
             label = checked_label(t, topic, payload, self._cid, self.pipeline.classes)
-        except ProtocolError as exc:
-            self.stats.bad_payloads += 1
-            _LOGGER.warning("rejected message on %s (%d bytes): %s", topic, len(payload), exc)
-            return
-        store_label(label, self.buffer, self.stats)
+            store_label(label, self.buffer, self.stats)
+        except Exception as exc:  # untrusted input: anything a handler raises is one reject
+            self._rejected(topic, payload, exc)
 
-    def _participant_done(self, task: asyncio.Task[None]) -> None:
-        self._participant_tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _LOGGER.error("federated participant failed: %r", task.exception())
+    async def _to_participant(self, participant: Participant, topic: str, payload: bytes) -> None:
+        try:
+            await participant.handle(topic, payload)
+        except Exception as exc:  # the participant must not raise; if it does, one reject
+            self._rejected(topic, payload, exc)
+
+    def _rejected(self, topic: str, payload: bytes, exc: Exception) -> None:
+        self.stats.bad_payloads += 1
+        level = logging.WARNING if isinstance(exc, ProtocolError) else logging.ERROR
+        _LOGGER.log(level, "%s", reject_line(topic, len(payload), exc))
+
+    async def inbound_settled(self) -> None:
+        """Wait until every message handed to the participant has been handled."""
+        while self._participant_tasks:
+            await asyncio.wait(set(self._participant_tasks))

@@ -67,6 +67,7 @@ class AgentStats:
     gaps: int = 0
     models_installed: int = 0
     models_rejected: int = 0
+    models_unannounced: int = 0  # releases dropped because no announcement named them
     stopped_by_signal: bool = False
     processing_s: float = 0.0
     source: dict[str, int] = field(default_factory=dict)

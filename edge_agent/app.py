@@ -93,7 +93,7 @@ def load_classifier(settings: EdgeSettings) -> OnnxBeatClassifier:
     if settings.federated and settings.model_path is None:
         from edge_agent.model_update import installed_model
 
-        model = installed_model(settings.workdir)
+        model = installed_model(settings.federated_dir)
         if model is not None:
             try:
                 return OnnxBeatClassifier(
@@ -137,7 +137,7 @@ def build_agent(
         rr_af=rhythm is None,
     )
     buffer = SqliteBuffer(
-        buffer_path or settings.buffer_path,
+        buffer_path or settings.buffer_file,
         settings.client_id,
         keep_labelled=settings.keep_labelled_beats,
     )

@@ -11,14 +11,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 
-from common.payloads import Label, decode_label
+from common.payloads import MAX_LABEL_ID_LEN, Label, decode_label
 from common.protocol import Channel, ProtocolError, Topic
 from edge_agent.agent_ports import AgentStats
 from edge_agent.buffer import SqliteBuffer
+from edge_agent.inbound import short
 
 _LOGGER = logging.getLogger(__name__)
 
-__all__ = ["checked_label", "store_label"]
+__all__ = ["MAX_LABEL_T_NS", "checked_label", "store_label"]
+
+MAX_LABEL_T_NS = 2**62  # ns since the epoch (year 2116); beyond it a label time is garbage
 
 
 def checked_label(
@@ -51,6 +54,12 @@ def checked_label(
         raise ProtocolError(f"label for {label.client_id!r} on {topic!r}")
     if label.target == "beat" and label.label not in classes:
         raise ProtocolError(f"unknown beat class {label.label!r}")
+    # the device's own bounds, whatever the decoder let through: the buffer searches
+    # t_ns +- 150 ms in a signed 64-bit column, the label id is stored and sent back
+    if not (isinstance(label.t_ns, int) and 0 <= label.t_ns <= MAX_LABEL_T_NS):
+        raise ProtocolError(f"label time {short(label.t_ns, 40)} ns out of range")
+    if not (0 < len(label.label_id) <= MAX_LABEL_ID_LEN and len(label.label) <= 16):
+        raise ProtocolError("label id or class name of a bad length")
     return label
 
 

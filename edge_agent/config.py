@@ -6,8 +6,13 @@ and ``MEDCHAIN_EDGE_*`` environment variables (read only in the CLI), then CLI f
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+BUFFER_FILE = "edge_buffer.sqlite"
+FEDERATED_DIR = "federated"
+_SHA256_CHARS = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +34,13 @@ class EdgeSettings:
         Beat model ONNX file (its card beside it); None uses the packaged pretrained model.
     rhythm_model_path : Path | None
         Optional rhythm (AF) model ONNX file.
-    buffer_path : Path
-        SQLite buffer file (predictions/events outbox, labelled beats).
+    state_dir : Path, optional
+        Folder of this device's state: the buffer and the federated folder go there unless
+        ``buffer_path`` / ``workdir`` say otherwise. The CLI defaults it to
+        :func:`default_state_dir`; None (library use) means ``./edge_state``.
+    buffer_path : Path, optional
+        SQLite buffer file (predictions/events outbox, labelled beats); default
+        ``state_dir/edge_buffer.sqlite`` (:attr:`buffer_file`).
     out_path : Path | None
         JSON-lines file receiving every beat and event.
     live_fs : float
@@ -58,8 +68,12 @@ class EdgeSettings:
         Most labelled beats kept for local training (oldest dropped first).
     federated : bool
         Take part in federated rounds (needs a broker): head training on the labelled beats.
-    workdir : Path
-        Folder of the federated participant (its personal head).
+    workdir : Path, optional
+        Folder of the federated participant (installed global models, personal head);
+        default ``state_dir/federated`` (:attr:`federated_dir`).
+    pinned_releases : tuple of str
+        sha256 (hex) of global-model release payloads this device installs without a round
+        announcement naming them (releases are otherwise installed only when announced).
     """
 
     client_id: str = "edge-1"
@@ -68,7 +82,8 @@ class EdgeSettings:
     broker_url: str = ""
     model_path: Path | None = None
     rhythm_model_path: Path | None = None
-    buffer_path: Path = Path("edge_buffer.sqlite")
+    state_dir: Path | None = None
+    buffer_path: Path | None = None
     out_path: Path | None = None
     live_fs: float = 125.0
     live_batch_s: float = 0.04
@@ -83,7 +98,8 @@ class EdgeSettings:
     intra_op_threads: int = 1
     keep_labelled_beats: int = 20000
     federated: bool = False
-    workdir: Path = Path("edge_state")
+    workdir: Path | None = None
+    pinned_releases: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.speed not in ("realtime", "max"):
@@ -94,3 +110,26 @@ class EdgeSettings:
             raise ValueError("need 0 < brady_bpm < tachy_bpm")
         if self.vt_min_beats < 2 or self.af_window_beats < 8:
             raise ValueError("vt_min_beats must be >= 2 and af_window_beats >= 8")
+        for sha in self.pinned_releases:
+            if len(sha) != 64 or not set(sha) <= _SHA256_CHARS:
+                raise ValueError(f"pinned_releases: {sha!r} is not a lower-case sha256 hex digest")
+
+    @property
+    def buffer_file(self) -> Path:
+        """The SQLite buffer: ``buffer_path``, else ``edge_buffer.sqlite`` in the state folder."""
+        return self.buffer_path or (self.state_dir or Path("edge_state")) / BUFFER_FILE
+
+    @property
+    def federated_dir(self) -> Path:
+        """The federated participant's folder: ``workdir``, else ``federated`` in the state
+        folder."""
+        return self.workdir or (self.state_dir or Path("edge_state")) / FEDERATED_DIR
+
+
+def default_state_dir(env: Mapping[str, str], client_id: str) -> Path:
+    """This device's state folder: ``$XDG_STATE_HOME/medchain/edge/<client_id>``, with
+    ``~/.local/state`` when ``XDG_STATE_HOME`` is unset or not absolute (XDG Base Directory
+    specification)."""
+    xdg = env.get("XDG_STATE_HOME", "")
+    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
+    return base / "medchain" / "edge" / client_id

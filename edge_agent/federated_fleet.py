@@ -93,7 +93,7 @@ def run_client(
             for topic, payload in batch:
                 participant.on_message(topic, payload)
             a = participant.pending_round()
-            if a is not None and a.model_version in participant.models:
+            if a is not None and participant.announced_release() is not None:
                 if rng.random() < drop_prob:
                     participant.done.add(a.round_id)
                     client.publish(status_topic, _status(cid, False, "dropped"), qos=1, retain=True)

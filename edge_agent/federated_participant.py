@@ -13,7 +13,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +24,9 @@ import numpy.typing as npt
 from common import fl_protocol as fl
 from common import protocol as proto
 from edge_agent import trainer as tr
+from edge_agent.agent_ports import AgentStats
+from edge_agent.inbound import reject_line
+from edge_agent.release_cache import ReleaseCache, ReleaseKey
 
 _LOGGER = logging.getLogger(__name__)
 EmbedderFactory = Callable[[bytes], tr.Embedder]
@@ -36,6 +39,7 @@ class ParticipantStats:
     rounds_trained: int = 0
     rounds_skipped: int = 0
     bad_messages: int = 0
+    releases_unannounced: int = 0
     uplink_bytes: int = 0
     last_error: str = ""
     train_seconds: list[float] = field(default_factory=list)
@@ -63,6 +67,8 @@ class FederatedParticipant:
         also carries the patient's VEB template gate (``edge_agent.beat_quality``).
     clock : callable
         Unix seconds.
+    pinned : collection of str
+        sha256 of release payloads used without a round announcement naming them.
     """
 
     def __init__(
@@ -77,6 +83,7 @@ class FederatedParticipant:
         max_compression_error: float = 0.02,
         clock: Callable[[], float] = time.time,
         classes: Sequence[str] | None = None,
+        pinned: Collection[str] = (),
     ) -> None:
         self.client_id = proto.check_client_id(client_id)
         self.examples = examples
@@ -89,10 +96,8 @@ class FederatedParticipant:
         self.classes = tuple(classes) if classes is not None else None
         self.stats = ParticipantStats()
         self.announcement: fl.RoundAnnouncement | None = None
-        self.models: dict[str, tuple[fl.ModelRelease, str]] = {}
+        self.releases = ReleaseCache(pinned)
         self.done: set[str] = set()
-        self._model_parts: dict[str, dict[int, bytes]] = {}
-        self._reassembler = fl.Reassembler(max_pending=16, ttl_s=900)
         self._emb_cache: tuple[str, int, npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = (
             None
         )
@@ -101,7 +106,9 @@ class FederatedParticipant:
     @staticmethod
     def subscriptions() -> list[str]:
         """Topic filters the transport must subscribe (QoS 1)."""
-        return [proto.round_current_topic(), f"{proto.PREFIX}/{proto.Channel.MODEL}/#"]
+        # models first: on (re)connect the broker sends the retained releases before the
+        # retained announcement that names one of them
+        return [f"{proto.PREFIX}/{proto.Channel.MODEL}/#", proto.round_current_topic()]
 
     # ------------------------------------------------------------------ inbound
     def on_message(self, topic: str, payload: bytes) -> None:
@@ -110,22 +117,20 @@ class FederatedParticipant:
             t = proto.parse_topic(topic)
             if t.channel == proto.Channel.ROUND:
                 self.announcement = fl.decode_round(payload) if payload else None
+                a = self.announcement
+                self.releases.announce(None if a is None else (a.model_version, a.model_sha256))
             elif t.channel == proto.Channel.MODEL and payload:
-                self._on_model(t, payload)
-        except proto.ProtocolError as exc:
+                self.releases.feed(t.ident, payload, self.clock())
+        except Exception as exc:  # untrusted bytes: whatever a decoder raises is one reject
             self.stats.bad_messages += 1
-            _LOGGER.warning("%s: bad message on %s: %s", self.client_id, topic, exc)
+            level = logging.WARNING if isinstance(exc, proto.ProtocolError) else logging.ERROR
+            _LOGGER.log(level, "%s: %s", self.client_id, reject_line(topic, len(payload), exc))
+        self.stats.releases_unannounced = self.releases.unannounced
 
-    def _on_model(self, t: proto.Topic, payload: bytes) -> None:
-        if t.ident in self.models:
-            return
-        whole = self._reassembler.feed(payload, self.clock())
-        if whole is None:
-            return
-        rel = fl.decode_model(whole)
-        self.models[t.ident] = (rel, hashlib.sha256(whole).hexdigest())
-        while len(self.models) > 3:
-            self.models.pop(next(iter(self.models)))
+    def announced_release(self) -> fl.ModelRelease | None:
+        """The release the current announcement names (version and sha256), if it is here."""
+        a = self.announcement
+        return None if a is None else self.releases.get((a.model_version, a.model_sha256))
 
     # ------------------------------------------------------------------ work
     def pending_round(self) -> fl.RoundAnnouncement | None:
@@ -142,17 +147,9 @@ class FederatedParticipant:
         a = self.pending_round()
         if a is None:
             return []
-        got = self.models.get(a.model_version)
-        if got is None:
-            return []  # the model is still arriving
-        release, sha = got
-        if sha != a.model_sha256:
-            self.stats.last_error = f"model {a.model_version} sha256 mismatch"
-            _LOGGER.warning(
-                "%s: %s; waiting for the right one", self.client_id, self.stats.last_error
-            )
-            del self.models[a.model_version]
-            return []
+        release = self.announced_release()
+        if release is None:
+            return []  # the announced release (that version with that sha256) is not here yet
         self.done.add(a.round_id)
         if a.config.mode != "head":
             self.stats.rounds_skipped += 1
@@ -256,7 +253,12 @@ class AgentParticipant:
     ``handle`` feeds every round/model message to the participant; when a round is pending it
     trains in a worker thread (never on the signal path) and publishes the update through the
     agent's uplink, re-trying messages the uplink could not queue on the next call.
-    ``on_release`` is told about every newly assembled global model (to hot-swap inference).
+    ``on_release`` is told about every global model a round announcement (or a pin) names,
+    once (to hot-swap inference); a release nobody announced is never handed to it. When an
+    announced release is not here, an uplink that can ``resubscribe`` is asked once to
+    subscribe its topics again (the broker then resends the retained release). ``stats``
+    (``AgentStats``) counts rejected messages (``bad_payloads``) and releases dropped
+    unannounced.
     """
 
     def __init__(
@@ -264,14 +266,17 @@ class AgentParticipant:
         participant: FederatedParticipant,
         uplink: ReliablePublisher,
         on_release: Callable[[fl.ModelRelease], None] | None = None,
+        stats: AgentStats | None = None,
     ) -> None:
         self.participant = participant
         self.uplink = uplink
         self.on_release = on_release
+        self.stats = stats
         self.acked = 0
         self.failed = 0
         self._outbox: list[tuple[str, bytes]] = []
         self._busy = asyncio.Lock()
+        self._refetched: ReleaseKey | None = None
 
     def subscriptions(self) -> list[str]:
         """Round and model topics."""
@@ -279,15 +284,34 @@ class AgentParticipant:
 
     async def handle(self, topic: str, payload: bytes) -> None:
         """One inbound message (never raises on malformed input)."""
-        known = set(self.participant.models)
+        own = self.participant.stats
+        bad = own.bad_messages
         self.participant.on_message(topic, payload)
-        if self.on_release is not None:
-            for version in set(self.participant.models) - known:
-                self.on_release(self.participant.models[version][0])
+        for release in self.participant.releases.to_install():
+            if self.on_release is not None:
+                self.on_release(release)
+        if self.stats is not None:  # one count of rejected inbound messages for the device
+            self.stats.bad_payloads += own.bad_messages - bad
+            self.stats.models_unannounced = own.releases_unannounced
+        self._refetch()
         if self.participant.pending_round() is not None and not self._busy.locked():
             async with self._busy:
                 self._outbox += await asyncio.to_thread(self.participant.poll)
         self._flush()
+
+    def _refetch(self) -> None:
+        missing = self.participant.releases.missing()
+        resubscribe = getattr(self.uplink, "resubscribe", None)
+        if missing is None or missing == self._refetched or resubscribe is None:
+            return
+        self._refetched = missing
+        _LOGGER.info(
+            "%s: announced release %s (sha256 %s) not here: asking the broker again",
+            self.participant.client_id,
+            missing[0],
+            missing[1][:12],
+        )
+        resubscribe(f"{proto.model_topic(missing[0])}/#")
 
     def _flush(self) -> None:
         while self._outbox:

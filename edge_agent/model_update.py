@@ -1,8 +1,9 @@
 """Federated global model releases on the device: verify, persist, hot-swap, survive bad ones.
 
 When the aggregator publishes a new global model (``common.fl_protocol.ModelRelease`` with
-``files["model.onnx"]`` and ``files["model.card.json"]``; FEDERATED's participant has already
-checked the release's sha256 against the round announcement), :class:`ReleaseInstaller`
+``files["model.onnx"]`` and ``files["model.card.json"]``), the participant hands it over only
+once a round announcement names its sha256 (or the device pins it:
+:mod:`edge_agent.release_cache`); then :class:`ReleaseInstaller`
 
 1. checks the files (present, bounded size, card readable, task ``beat``, the running model's
    classes and embedding size, so labelled beats and personal heads keep their meaning);
@@ -110,7 +111,7 @@ class ReleaseInstaller:
         """Install ``release``; True if the agent now runs it. Never raises on a bad model."""
         try:
             clf = self._install(release)
-        except ReleaseRejected as exc:
+        except Exception as exc:  # ReleaseRejected, or a disk/IO error: keep serving
             self._count("models_rejected")
             self.rejected += 1
             _LOGGER.error(
@@ -118,7 +119,7 @@ class ReleaseInstaller:
                 release.version,
                 release.round_no,
                 self.current.version,
-                exc,
+                exc if isinstance(exc, ReleaseRejected) else f"{type(exc).__name__}: {exc}",
             )
             return False
         if clf is None:
@@ -127,7 +128,7 @@ class ReleaseInstaller:
         self._round = release.round_no
         self.installed += 1
         self._count("models_installed")
-        _LOGGER.warning("global model %s (round %d) in use", clf.version, release.round_no)
+        _LOGGER.info("global model %s (round %d) in use", clf.version, release.round_no)
         return True
 
     def _count(self, name: str) -> None:

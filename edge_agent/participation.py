@@ -21,7 +21,6 @@ from edge_agent.ports import Participant, Uplink
 from edge_agent.trainer import PERSONAL_HEAD_FILE, load_personal_head
 
 if TYPE_CHECKING:
-    from common.fl_protocol import ModelRelease
     from edge_agent.agent import EdgeAgent
     from edge_agent.app import ParticipantFactory
     from edge_agent.config import EdgeSettings
@@ -103,8 +102,8 @@ def federated_participant(
     """The default participant: FEDERATED's ``AgentParticipant`` around its
     ``FederatedParticipant`` on the agent's labelled beats (head-only training), with the
     personal head it produces loaded into the running classifier, and every new global model
-    the aggregator publishes verified, persisted and hot-swapped in
-    (:class:`edge_agent.model_update.ReleaseInstaller`)."""
+    a round announcement names (by sha256; or ``settings.pinned_releases``) verified,
+    persisted and hot-swapped in (:class:`edge_agent.model_update.ReleaseInstaller`)."""
     from edge_agent.app import activate_classifier
     from edge_agent.examples import BufferExampleSource
     from edge_agent.federated import AgentParticipant, FederatedParticipant
@@ -118,32 +117,24 @@ def federated_participant(
             for p in personal:
                 p.use_classifier(clf)  # personal heads follow the running global model
 
-        def verify(release: ModelRelease) -> str | None:
-            a, got = inner.announcement, inner.models.get(release.version)
-            if a is None or got is None or a.model_version != release.version:
-                return None  # not announced yet: the broker's ACL vouches for model/#
-            if got[1] != a.model_sha256:
-                return f"sha256 {got[1][:12]} differs from the announced {a.model_sha256[:12]}"
-            return None
-
         examples = BufferExampleSource(
             agent.buffer.labelled_beats,
             classifier.classes,  # releases keep the classes (the installer checks)
             lambda windows, rr: installer.current.feeds(windows, rr),
         )
         inner = FederatedParticipant(
-            settings.client_id, examples, settings.workdir, classes=classifier.classes
+            settings.client_id,
+            examples,
+            settings.federated_dir,
+            classes=classifier.classes,
+            pinned=settings.pinned_releases,
         )
+        # the participant hands over only releases an announcement (or a pin) names by sha256
         installer = ReleaseInstaller(
-            classifier,
-            settings.workdir,
-            activate,
-            agent.stats,
-            settings.intra_op_threads,
-            verify,
+            classifier, settings.federated_dir, activate, agent.stats, settings.intra_op_threads
         )
-        outer = AgentParticipant(inner, uplink, on_release=installer)
-        personal.append(PersonalisedParticipant(outer, classifier, settings.workdir))
+        outer = AgentParticipant(inner, uplink, on_release=installer, stats=agent.stats)
+        personal.append(PersonalisedParticipant(outer, classifier, settings.federated_dir))
         return personal[0]
 
     return make

@@ -184,3 +184,57 @@ def test_device_with_no_labels_in_one_round_trains_in_the_next(tmp_path: Path) -
     assert first == [] and p.stats.rounds_skipped == 1
     (update,) = [fl.decode_update(payload) for _, payload in second]
     assert (update.round_id, update.n_examples) == ("13", 200)
+
+
+def test_a_stale_release_of_the_announced_version_gives_way_to_the_real_one(
+    tmp_path: Path,
+) -> None:
+    # Prepare: a stale v3 (another deployment's, other content) arrives first, chunked under
+    # the same message id as the real one; then the announcement and the real v3
+    p = _participant(tmp_path)
+    model, sha = _model()
+    stale = fl.encode_model(dataclasses.replace(fl.decode_model(model), metrics={"deployment": 1}))
+    for i, part in enumerate(fl.split_message(stale, "model-3", 500)):
+        p.on_message(f"{proto.model_topic('v3')}/{i}", part)
+
+    # Execute
+    p.on_message(ROUND, _announce(("sim-000",), sha))
+    before = p.poll()
+    for i, part in enumerate(fl.split_message(model, "model-3", 500)):
+        p.on_message(f"{proto.model_topic('v3')}/{i}", part)
+    after = p.poll()
+
+    # Assert: nothing trained on the stale release; the real one was used once it arrived
+    assert before == [] and after and p.stats.rounds_trained == 1
+    assert p.stats.releases_unannounced == 1
+
+
+def test_an_announced_release_that_is_missing_is_asked_for_again(tmp_path: Path) -> None:
+    # Prepare: an uplink that can re-subscribe (the broker then resends retained messages)
+    import asyncio
+
+    from edge_agent.federated import AgentParticipant
+
+    class ResubscribingUplink(FakeUplink):
+        def __init__(self) -> None:
+            super().__init__()
+            self.resubscribed: list[str] = []
+
+        def resubscribe(self, topic_filter: str) -> None:
+            self.resubscribed.append(topic_filter)
+
+    uplink = ResubscribingUplink()
+    adapter = AgentParticipant(_participant(tmp_path), uplink)
+    stale = fl.encode_model(dataclasses.replace(fl.decode_model(_model()[0]), metrics={"x": 1}))
+    _, sha = _model()
+
+    async def scenario() -> None:
+        await adapter.handle(proto.model_topic("v3"), stale)
+        await adapter.handle(ROUND, _announce(("sim-000",), sha))
+        await adapter.handle(ROUND, _announce(("sim-000",), sha))  # retained, delivered again
+
+    # Execute
+    asyncio.run(scenario())
+
+    # Assert: asked once for the announced version's topics
+    assert uplink.resubscribed == [f"{proto.model_topic('v3')}/#"]

@@ -52,7 +52,7 @@ def _announce(version: str, sha: str) -> bytes:
     now = time.time_ns()
     return fl.encode_round(
         fl.RoundAnnouncement(
-            "r1", "g1", 1, 5, 0, version, sha, now + 60 * 10**9, now, ("other",), fl.RoundConfig()
+            "1", "g1", 1, 5, 0, version, sha, now + 60 * 10**9, now, ("other",), fl.RoundConfig()
         )
     )
 
@@ -139,27 +139,84 @@ def test_bad_releases_are_rejected_and_the_agent_keeps_serving(tmp_path: Path) -
     )
     no_files = fl.encode_model(dataclasses.replace(other_classes, version="v5", files={}))
 
-    # Execute: a garbage ONNX, a class change, a release without files, one that contradicts
-    # the announcement's hash
+    # Execute: announced releases with a garbage ONNX, a class change, no files; then one
+    # that contradicts the announcement's hash
+    for version, payload in (("v2", garbage), ("v4", wrong_classes), ("v5", no_files)):
+        _announce_and_publish(part, version, payload)
+
     async def main() -> None:
-        h = part.handle
-        await h(proto.model_topic("v2"), garbage)
-        await h(proto.model_topic("v4"), wrong_classes)
-        await h(proto.model_topic("v5"), no_files)
-        await h(proto.round_current_topic(), _announce("v3", "0" * 64))
-        await h(proto.model_topic("v3"), good)
+        await part.handle(proto.round_current_topic(), _announce("v3", "0" * 64))
+        await part.handle(proto.model_topic("v3"), good)
 
     asyncio.run(main())
     beats = agent.pipeline.process(_ecg_chunk(0)).beats
     agent.close()
 
-    # Assert: four rejections, the base model still classifies, nothing left installed
-    assert agent.stats.models_rejected == 4 and agent.stats.models_installed == 0
+    # Assert: three rejections, the hash mismatch never reaches the installer, the base model
+    # still classifies, nothing left installed
+    assert agent.stats.models_rejected == 3 and agent.stats.models_installed == 0
     assert beats and all(b.label == "N" and b.model_version == "test-1" for b in beats)
     assert installed_model(settings.workdir) is None
     models = settings.workdir / MODELS_DIR
     assert not models.exists() or [p.name for p in models.iterdir()] == []
     assert not (models / CURRENT_FILE).exists()
+
+
+def test_an_unannounced_release_is_ignored_and_never_blocks_the_real_one(tmp_path: Path) -> None:
+    # Prepare: a release of v1 nobody announced (a forged one, or a stale retained message of
+    # an earlier deployment), then the real v1 with other content
+    settings, agent, part = _setup(tmp_path)
+    stale = _release(tmp_path / "stale", "v1", 1)
+    stale = fl.encode_model(dataclasses.replace(fl.decode_model(stale), metrics={"old": 1}))
+    real = _release(tmp_path / "real", "v1", 1)
+    assert stale != real
+
+    async def main() -> list[int]:
+        seen = []
+        await part.handle(proto.model_topic("v1"), stale)  # arrives first: held, not used
+        seen.append(agent.stats.models_installed)
+        sha = hashlib.sha256(real).hexdigest()
+        await part.handle(proto.round_current_topic(), _announce("v1", sha))
+        seen.append(agent.stats.models_installed)
+        await part.handle(proto.model_topic("v1"), real)  # same version, the announced hash
+        seen.append(agent.stats.models_installed)
+        await part.handle(proto.model_topic("v1"), stale)  # delivered again: still ignored
+        return seen
+
+    # Execute
+    installed_after = asyncio.run(main())
+    agent.close()
+
+    # Assert: nothing installed until the announced release arrived; the stale one counted
+    assert installed_after == [0, 0, 1]
+    assert agent.stats.models_installed == 1 and agent.stats.models_rejected == 0
+    assert agent.stats.models_unannounced >= 1
+    model = installed_model(settings.workdir)
+    assert (
+        model is not None and model.path.read_bytes() == fl.decode_model(real).files["model.onnx"]
+    )
+
+
+def test_a_pinned_release_is_installed_without_an_announcement(tmp_path: Path) -> None:
+    # Prepare: the device pins the release's hash (e.g. its operator's rollout list)
+    payload = _release(tmp_path / "g", "v1", 1)
+    settings = EdgeSettings(
+        client_id="dev",
+        workdir=tmp_path / "fl",
+        federated=True,
+        pinned_releases=(hashlib.sha256(payload).hexdigest(),),
+    )
+    clf = OnnxBeatClassifier(build_beat_model(tmp_path / "m"))
+    up = FakeUplink()
+    agent = build_agent(settings, clf, uplink=up, buffer_path=tmp_path / "b.sqlite")
+    part = federated_participant(settings, clf)(agent, up)
+
+    # Execute
+    asyncio.run(part.handle(proto.model_topic("v1"), payload))
+    agent.close()
+
+    # Assert
+    assert agent.stats.models_installed == 1
 
 
 def test_a_release_this_cpu_computes_differently_is_rejected(
