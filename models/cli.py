@@ -11,20 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from common.datasets import data_roots, default_cache_dir
+from common.datasets import default_cache_dir
 from common.errors import DataNotFoundError, MedchainError
+from models.data_cli import register_data
 
 _LOGGER = logging.getLogger(__name__)
-
-DOWNLOADABLE = {"mitdb": "mitdb", "aftdb": "aftdb"}  # our name -> PhysioNet database id
-KNOWN_DATASETS = (
-    "mitdb",
-    "aftdb",
-    "kaggle_heartbeat_samples",
-    "spc2015_wrist_ppg_acc",
-    "hmp_wrist_adl",
-    "polar_h10_ble_captures",
-)
 
 
 def _cache(env: Mapping[str, str]) -> Path:
@@ -33,36 +24,6 @@ def _cache(env: Mapping[str, str]) -> Path:
 
 def _command_line() -> str:
     return "medchain " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-
-
-def cmd_data_download(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    """Fetch a PhysioNet database with wfdb into ``<cache>/data/<db>``."""
-    import wfdb
-
-    target = default_cache_dir(env) / "data" / args.db
-    target.mkdir(parents=True, exist_ok=True)
-    print(f"downloading PhysioNet {DOWNLOADABLE[args.db]} into {target} ...")
-    try:
-        wfdb.dl_database(DOWNLOADABLE[args.db], dl_dir=str(target), keep_subdirs=True)
-    except Exception as exc:  # network errors come as requests/OSError/ValueError
-        raise MedchainError(f"download of {args.db} failed: {exc}") from exc
-    print(f"done: {target}")
-    return 0
-
-
-def cmd_data_list(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    """Show which datasets are found in which root."""
-    rows = []
-    for name in KNOWN_DATASETS:
-        where = next((str(r / name) for r in data_roots(env) if (r / name).is_dir()), None)
-        rows.append({"dataset": name, "path": where})
-    if args.json:
-        print(json.dumps({"roots": [str(r) for r in data_roots(env)], "datasets": rows}))
-        return 0
-    print("search roots: " + ", ".join(str(r) for r in data_roots(env)))
-    for row in rows:
-        print(f"  {row['dataset']:<26} {row['path'] or '- (missing)'}")
-    return 0
 
 
 def _progress(stage: str) -> Any:
@@ -208,14 +169,7 @@ def register(subparsers: Any) -> None:
     from models.tasks import available_tasks
 
     tasks = available_tasks()
-    data = subparsers.add_parser("data", help="download PhysioNet datasets / list datasets")
-    dsub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
-    dl = dsub.add_parser("download", help="fetch a PhysioNet database with wfdb into the cache")
-    dl.add_argument("db", choices=sorted(DOWNLOADABLE), help="PhysioNet database")
-    dl.set_defaults(func=cmd_data_download)
-    ls = dsub.add_parser("list", help="show which datasets are found where")
-    ls.add_argument("--json", action="store_true", help="machine-readable output")
-    ls.set_defaults(func=cmd_data_list)
+    register_data(subparsers)
 
     def task_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--task", required=True, help=f"task: {', '.join(tasks)}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
-from common.datasets import data_roots
+from tests.support.datasets import require_data
 from tests.support.services import Mosquitto, run_mosquitto
 
 # Property tests check correctness, not speed (speed lives in bench/): no per-example deadline,
@@ -18,14 +17,19 @@ settings.register_profile("medchain", deadline=None, print_blob=True)
 settings.load_profile("medchain")
 
 
-@pytest.fixture(scope="session")
-def data_root() -> Path:
-    """The folder holding the real datasets (``MEDCHAIN_DATA`` or ../shared/data)."""
-    for root in data_roots(os.environ):
-        if (root / "mitdb").is_dir():
-            return root
-    pytest.fail("real datasets not found: set MEDCHAIN_DATA (see README)")
-    raise AssertionError("unreachable")
+@pytest.fixture()
+def data_root(request: pytest.FixtureRequest) -> Path:
+    """The data root holding the datasets named by the test's ``@pytest.mark.datasets(...)``.
+
+    Skips the test (fails it under ``MEDCHAIN_REQUIRE_DATA=1``) when one is missing, saying
+    how to get it; see tests/support/datasets.py.
+    """
+    names = tuple(n for mark in request.node.iter_markers("datasets") for n in mark.args)
+    if not names:
+        pytest.fail(
+            f"{request.node.nodeid} uses data_root: name its datasets with @pytest.mark.datasets"
+        )
+    return require_data(*names)
 
 
 @pytest.fixture()

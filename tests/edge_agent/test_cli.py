@@ -17,6 +17,7 @@ from edge_agent.cli import _default_client_id
 from medchain.cli import build_parser, main
 
 
+@pytest.mark.datasets("mitdb")
 def test_edge_replay_writes_beats_and_prints_stats(
     data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -70,6 +71,7 @@ def test_default_client_ids() -> None:
     assert _default_client_id("replay:/x") is None
 
 
+@pytest.mark.datasets("mitdb")
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_signal_stops_like_a_normal_end(data_root: Path, tmp_path: Path, signum: int) -> None:
     # Prepare: a real-time replay in a child process (the way systemd runs the agent)

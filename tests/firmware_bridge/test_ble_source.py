@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import struct
 from pathlib import Path
@@ -11,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.datasets import dataset_dir
 from common.types import SignalChunk, StreamKind
 from firmware_bridge.ble_source import (
     BleSource,
@@ -36,6 +34,7 @@ from firmware_bridge.pmd_data import decode_pmd_data
 from firmware_bridge.sources import Source, open_source
 from firmware_bridge.transport import BluetoothUnavailableError
 from tests.firmware_bridge.vectors import sdk
+from tests.support.datasets import dataset_path
 
 FAST = ReconnectPolicy(initial_s=0.001, max_s=0.004, response_timeout_s=2.0)
 ECG = MeasurementType.ECG
@@ -45,7 +44,7 @@ H10_ECG_SETTINGS = bytes.fromhex("00 01 82 00 01 01 0e 00")
 @pytest.fixture(scope="module")
 def demo_frames() -> list[bytes]:
     """The 52 real ECG notifications of ecg2_demo.txt (read in place)."""
-    text = (dataset_dir("polar_h10_ble_captures", os.environ) / "ecg2_demo.txt").read_text()
+    text = (dataset_path("polar_h10_ble_captures") / "ecg2_demo.txt").read_text()
     return [
         bytes(int(h, 16) for h in re.findall(r"'([0-9a-fA-F]{2})'", line))
         for line in text.splitlines()
@@ -325,7 +324,7 @@ def test_record_type_is_plain_data() -> None:
 
 def test_fake_device_from_a_capture_spec() -> None:
     # Prepare
-    path = dataset_dir("polar_h10_ble_captures", os.environ) / "hr_data_2023-01-13_11-40-07.bin"
+    path = dataset_path("polar_h10_ble_captures") / "hr_data_2023-01-13_11-40-07.bin"
 
     # Execute
     source = open_source(f"ble:fake?capture={path}&speed=max")

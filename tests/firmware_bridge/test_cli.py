@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from pathlib import Path
 
 import pytest
 
-from common.datasets import dataset_dir
 from firmware_bridge.capture import CaptureRecord, CaptureWriter
 from firmware_bridge.gatt import PMD_CONTROL_POINT_UUID, PMD_DATA_UUID
 from firmware_bridge.mqtt_replay import MqttReplaySource
 from medchain.cli import main
 from tests.firmware_bridge.vectors import sdk
+from tests.support.datasets import dataset_path
 from tests.support.services import Mosquitto
 
 
@@ -76,7 +75,7 @@ def test_decode_bad_arguments_exit_2(argv: list[str], capsys: pytest.CaptureFixt
 
 def test_replay_bin_summary(capsys: pytest.CaptureFixture[str]) -> None:
     # Prepare
-    path = dataset_dir("polar_h10_ble_captures", os.environ) / "hr_data_2023-01-13_11-40-07.bin"
+    path = dataset_path("polar_h10_ble_captures") / "hr_data_2023-01-13_11-40-07.bin"
 
     # Execute
     rc = main(["ble", "replay", str(path)])
@@ -133,7 +132,7 @@ def test_publish_replays_a_wfdb_record_onto_the_raw_topic(
     mosquitto: Mosquitto, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Prepare
-    record = dataset_dir("mitdb", os.environ) / "100"
+    record = dataset_path("mitdb") / "100"
     argv = ["ble", "publish", str(record), "--broker", mosquitto.url, "--client-id", "cli-1"]
     argv += ["--speed", "max", "--duration", "5", "--channel", "MLII"]
 
@@ -155,7 +154,7 @@ def test_publish_replays_a_wfdb_record_onto_the_raw_topic(
 
 def test_record_then_replay_round_trip(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Prepare: a simulated strap streaming the real .bin capture
-    capture = dataset_dir("polar_h10_ble_captures", os.environ) / "hr_data_2023-01-13_11-40-07.bin"
+    capture = dataset_path("polar_h10_ble_captures") / "hr_data_2023-01-13_11-40-07.bin"
     out = tmp_path / "session.jsonl"
 
     # Execute

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from common.datasets import dataset_dir
 from common.payloads import encode_chunk
 from common.types import SignalChunk, StreamKind
 from firmware_bridge.mqtt_replay import (
@@ -20,13 +18,14 @@ from firmware_bridge.mqtt_replay import (
 )
 from firmware_bridge.replay import WfdbReplaySource
 from firmware_bridge.sources import open_source
+from tests.support.datasets import dataset_path
 from tests.support.services import Mosquitto, free_port
 
 pytestmark = pytest.mark.integration
 
 
 def _record() -> WfdbReplaySource:
-    path = dataset_dir("mitdb", os.environ) / "100"
+    path = dataset_path("mitdb") / "100"
     return WfdbReplaySource(path, channels=["MLII"], speed=None, duration_s=20.0, t0_ns=0)
 
 
@@ -52,7 +51,7 @@ def test_wfdb_record_round_trips_through_the_broker(mosquitto: Mosquitto) -> Non
     # Assert: sample-exact at float32 precision, contiguous, same timing
     import wfdb
 
-    ref = wfdb.rdrecord(str(dataset_dir("mitdb", os.environ) / "100"), channels=[0], sampto=7200)
+    ref = wfdb.rdrecord(str(dataset_path("mitdb") / "100"), channels=[0], sampto=7200)
     got = np.concatenate([c.samples for c in chunks])[:, 0]
     np.testing.assert_allclose(got, ref.p_signal[:, 0] * 1000, rtol=1e-6, atol=1e-3)
     assert [c.seq for c in chunks] == list(range(0, 7200, 360))

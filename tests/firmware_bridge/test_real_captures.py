@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from common.datasets import dataset_dir
 from common.types import StreamKind
 from firmware_bridge.capture import CaptureReader
 from firmware_bridge.capture_replay import CaptureReplaySource
@@ -18,13 +16,14 @@ from firmware_bridge.frames import ControlPointResponse, EcgFrame
 from firmware_bridge.gatt import ControlPointOp, ResponseStatus
 from firmware_bridge.pmd import parse_control_point
 from firmware_bridge.pmd_data import decode_pmd_data
+from tests.support.datasets import dataset_path
 
 BIN_NAME = "hr_data_2023-01-13_11-40-07.bin"
 
 
 @pytest.fixture(scope="module")
 def captures() -> Path:
-    return dataset_dir("polar_h10_ble_captures", os.environ)
+    return dataset_path("polar_h10_ble_captures")
 
 
 def _demo_lines(path: Path, tag: str) -> list[bytes]:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from common.datasets import dataset_dir
 from common.errors import ConfigError, CorruptInputError, DataNotFoundError
 from common.types import SignalChunk, StreamKind
 from firmware_bridge.replay import CsvReplaySource, WfdbReplaySource
 from firmware_bridge.sources import Source, open_source, parse_speed
+from tests.support.datasets import dataset_path
 
 
 async def _collect(source: Source, limit: int | None = None) -> list[SignalChunk]:
@@ -28,7 +27,7 @@ async def _collect(source: Source, limit: int | None = None) -> list[SignalChunk
 
 
 def _mitdb_100() -> Path:
-    return dataset_dir("mitdb", os.environ) / "100"
+    return dataset_path("mitdb") / "100"
 
 
 def test_wfdb_replay_yields_contiguous_ecg_in_microvolt() -> None:

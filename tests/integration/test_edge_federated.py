@@ -40,6 +40,7 @@ pytestmark = pytest.mark.integration
 CID = "dev-fl"
 
 
+@pytest.mark.datasets("mitdb")
 def test_global_model_release_is_hot_swapped_mid_stream(data_root: Path, tmp_path: Path) -> None:
     # Prepare: round 1's release whose head says V for every beat, retained on model/v1
     base = release_from_model_dir(DEFAULT_MODEL)

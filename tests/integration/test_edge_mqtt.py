@@ -106,6 +106,7 @@ def beat_times(watcher: Watcher) -> list[int]:
     ]
 
 
+@pytest.mark.datasets("mitdb")
 def test_mqtt_replay_end_to_end(record_100: np.ndarray, tmp_path: Path) -> None:
     # Prepare
     with run_mosquitto() as broker:
@@ -172,6 +173,7 @@ def test_mqtt_replay_end_to_end(record_100: np.ndarray, tmp_path: Path) -> None:
     assert out_beats == stats.beats
 
 
+@pytest.mark.datasets("mitdb")
 def test_broker_down_then_up_nothing_lost_nothing_twice(
     record_100: np.ndarray, tmp_path: Path
 ) -> None:

@@ -217,6 +217,7 @@ def served(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[tuple[str, object]]
         store.close()
 
 
+@pytest.mark.datasets("mitdb")
 def test_live_patient_page_predictions_and_labelling(served: tuple[str, object], mosquitto: Mosquitto,
                                                      data_root: Path) -> None:  # fmt: skip
     if not CHROMIUM.exists():

@@ -32,6 +32,7 @@ def _leftovers(marker: str) -> list[str]:
     return [line for line in out.stdout.splitlines() if marker in line and "ps -eo" not in line]
 
 
+@pytest.mark.datasets("mitdb")
 def test_demo_runs_the_whole_system_and_stops_cleanly(tmp_path: Path, data_root: Path) -> None:
     # Prepare
     port = free_port()

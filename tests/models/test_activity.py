@@ -74,6 +74,7 @@ def test_read_trial_converts_codes_to_mg(tmp_path: Path) -> None:
     assert segment_windows(np.zeros((50, 3)))[0].shape == (50, 3)
 
 
+@pytest.mark.datasets("hmp_wrist_adl")
 def test_real_hmp_index_and_one_volunteer(data_root: Path) -> None:
     # Prepare / Execute
     index = trial_index(data_root / "hmp_wrist_adl")

@@ -19,6 +19,7 @@ def _options(data_root: Path, records: list[str] | None = None) -> LoadOptions:
     return LoadOptions(env={**os.environ, "MEDCHAIN_DATA": str(data_root)}, records=records)
 
 
+@pytest.mark.datasets("aftdb")
 def test_registered_and_loads_labels_from_names(data_root: Path) -> None:
     # Execute
     data = aft.load("learning", _options(data_root, ["n01", "s05", "t10"]))
@@ -29,11 +30,13 @@ def test_registered_and_loads_labels_from_names(data_root: Path) -> None:
     assert np.all((data.features >= 3.0) & (data.features <= 12.0))  # DAF in Hz
 
 
+@pytest.mark.datasets("aftdb")
 def test_unknown_split_is_a_clear_error(data_root: Path) -> None:
     with pytest.raises(DataNotFoundError, match="split"):
         aft.load("validation", _options(data_root))
 
 
+@pytest.mark.datasets("aftdb")
 def test_loo_separates_n_from_t_and_predicts_blind_sets(data_root: Path) -> None:
     # Execute
     res = aft.evaluate_loo(_options(data_root))

@@ -21,6 +21,7 @@ def test_split_is_de_chazal_and_excludes_paced() -> None:
     assert {k for k, v in AAMI_MAP.items() if v == 1} == set("AaJS")
 
 
+@pytest.mark.datasets("mitdb")
 def test_load_one_record_gives_the_contract_shapes(data_root: Path, tmp_path: Path) -> None:
     # Prepare
     task = get_task("beat")
@@ -51,6 +52,7 @@ def test_beat_task_uses_the_shared_template_channel() -> None:
     assert beat.TEMPLATE_BEATS == 16
 
 
+@pytest.mark.datasets("mitdb")
 def test_unknown_record_is_a_clear_error(data_root: Path) -> None:
     options = LoadOptions(env={"MEDCHAIN_DATA": str(data_root)}, records=["999"])
     with pytest.raises(DataNotFoundError, match=r"record\(s\) \['999'\]"):

@@ -12,6 +12,7 @@ from medchain.cli import main
 PRETRAINED = Path(__file__).resolve().parents[2] / "models" / "pretrained"
 
 
+@pytest.mark.datasets("mitdb")
 def test_evaluate_json_and_report(
     data_root: Path,
     tmp_path: Path,
@@ -76,6 +77,7 @@ def test_evaluate_errors_are_one_line(
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.datasets("mitdb")
 def test_data_list_json(capsys: pytest.CaptureFixture[str], data_root: Path) -> None:
     rc = main(["data", "list", "--json"])
     listing = json.loads(capsys.readouterr().out)
@@ -84,6 +86,7 @@ def test_data_list_json(capsys: pytest.CaptureFixture[str], data_root: Path) -> 
     assert found["mitdb"] and Path(found["mitdb"]).is_dir()
 
 
+@pytest.mark.datasets("mitdb")
 def test_train_tiny_beat_run(
     data_root: Path,
     tmp_path: Path,

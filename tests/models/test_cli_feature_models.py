@@ -58,6 +58,7 @@ def test_onnx_feed_rejects_a_feature_model_of_another_width() -> None:
         onnx_feed(_session(3), _data(4))
 
 
+@pytest.mark.datasets("aftdb")
 def test_evaluate_aft_model_and_leave_one_record_out(
     env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -79,6 +80,7 @@ def test_evaluate_aft_model_and_leave_one_record_out(
         assert results[event]["n"] == 20 and 0 <= results[event]["correct"] <= 20
 
 
+@pytest.mark.datasets("aftdb")
 def test_evaluate_aft_markdown_shows_protocol_tables(
     env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -93,6 +95,7 @@ def test_evaluate_aft_markdown_shows_protocol_tables(
     assert "warning: 'learning' is the task's training split" in out
 
 
+@pytest.mark.datasets("aftdb")
 def test_predict_test_writes_the_challenge_lines(
     env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -123,6 +126,7 @@ def test_predict_test_writes_the_challenge_lines(
         (["--task", "aft"], "give --model (and/or --predict-test OUT)"),
     ],
 )
+@pytest.mark.datasets("aftdb")
 def test_evaluate_usage_errors_are_one_line(
     env: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -136,6 +140,7 @@ def test_evaluate_usage_errors_are_one_line(
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
 
 
+@pytest.mark.datasets("mitdb", "aftdb")
 def test_evaluate_rhythm_model_and_protocol(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Prepare: two DS2 records with AF (smoke size; the full run is in docs/models.md)
     model = PRETRAINED / "rhythm_softmax.onnx"
@@ -153,6 +158,7 @@ def test_evaluate_rhythm_model_and_protocol(env: Path, capsys: pytest.CaptureFix
     assert results["by_group"]["200-series"]["windows"] == out["n"]
 
 
+@pytest.mark.datasets("mitdb")
 def test_no_protocol_flag_skips_it(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # Prepare
     model = PRETRAINED / "rhythm_softmax.onnx"
@@ -166,6 +172,7 @@ def test_no_protocol_flag_skips_it(env: Path, capsys: pytest.CaptureFixture[str]
     assert rc == 0 and "protocol" not in out and out["n"] > 0
 
 
+@pytest.mark.datasets("hmp_wrist_adl")
 def test_evaluate_activity_reports_leave_one_volunteer_out(
     env: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

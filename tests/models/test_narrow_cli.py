@@ -26,6 +26,7 @@ def test_committed_models_have_7bit_weights() -> None:
         assert 0 < int8_weight_peak(onnx.load(str(PRETRAINED / name))) <= WEIGHT_QMAX, name
 
 
+@pytest.mark.datasets("mitdb")
 def test_committed_beat_model_answers_the_same_fused_and_unfused(data_root: Path) -> None:
     # Prepare: real DS2 beats (232: the most SVEBs; 208: VEBs and fusion beats)
     from common.datasets import default_cache_dir
@@ -90,6 +91,7 @@ def eight_bit_ptb(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     return model
 
 
+@pytest.mark.datasets("kaggle_heartbeat_samples")
 def test_narrow_weights_cli_rewrites_an_8bit_model_and_its_card(
     eight_bit_ptb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -116,6 +118,7 @@ def test_narrow_weights_cli_rewrites_an_8bit_model_and_its_card(
     assert "has classes" in err and "Traceback" not in err
 
 
+@pytest.mark.datasets("kaggle_heartbeat_samples")
 def test_narrow_weights_cli_writes_nothing_when_a_check_fails(
     eight_bit_ptb: Path,
     tmp_path: Path,

@@ -25,6 +25,7 @@ def test_rhythm_annotation_mapping(aux: str, label: int) -> None:
     assert rhythm.rhythm_of(aux) == label
 
 
+@pytest.mark.datasets("mitdb")
 def test_real_record_windows_carry_af_labels(data_root: Path) -> None:
     # Execute: record 202 starts in sinus rhythm and has AF/AFL later
     data = rhythm.load_mitdb(

@@ -10,6 +10,7 @@ import pytest
 from medchain.cli import main
 
 
+@pytest.mark.datasets("mitdb")
 def test_rr_gate_appends_the_gate_and_recards(
     data_root: Path,
     tmp_path: Path,

@@ -10,6 +10,7 @@ import pytest
 from medchain.cli import main
 
 
+@pytest.mark.datasets("mitdb")
 def test_template_veto_appends_the_veto_and_recards(
     data_root: Path,
     tmp_path: Path,

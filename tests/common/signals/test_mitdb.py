@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
-from common.datasets import dataset_dir
-from common.errors import DataNotFoundError
 from common.signals.beats import BeatSpec
 from common.signals.ecg import ecg_beats
 from common.signals.matching import match_peaks
 from common.signals.peaks import ecg_findpeaks
+from tests.support.datasets import dataset_path
 
 BEATS = set("NLRBAaJSVrFejnE/fQ?")
 FIVE_MIN = 5 * 60 * 360
@@ -21,10 +18,7 @@ FIVE_MIN = 5 * 60 * 360
 def read(record: str) -> tuple[np.ndarray, np.ndarray]:
     import wfdb  # a dev dependency: a missing one must fail, not skip
 
-    try:
-        folder = dataset_dir("mitdb", os.environ)
-    except DataNotFoundError:
-        pytest.fail("MIT-BIH data missing: set MEDCHAIN_DATA (tests read ../shared/data)")
+    folder = dataset_path("mitdb")
     rec = wfdb.rdrecord(str(folder / record), channels=[0], sampto=FIVE_MIN)
     ann = wfdb.rdann(str(folder / record), "atr", sampto=FIVE_MIN)
     beats = np.array([s for s, sym in zip(ann.sample, ann.symbol, strict=True) if sym in BEATS])

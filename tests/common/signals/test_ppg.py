@@ -137,6 +137,7 @@ def test_docstring_examples() -> None:
     assert doctest.testmod(ppg).failed == 0
 
 
+@pytest.mark.datasets("spc2015_wrist_ppg_acc")
 def test_real_spc2015_recording_below_troika(data_root: Path) -> None:
     # Prepare: one training recording with its ECG reference (window k covers [2k, 2k+8) s)
     folder = data_root / "spc2015_wrist_ppg_acc" / "training"
