@@ -229,17 +229,18 @@ class BleSource:
         if char == PMD_CONTROL_POINT_UUID:
             try:
                 value = parse_control_point(data)
-            except DecodeError as exc:
+                if isinstance(value, ControlPointResponse):
+                    self.control.on_response(value)
+            except Exception as exc:  # one bad notification, never the stream
                 self.assembler.counters.rejected += 1
-                _LOGGER.warning("bad control-point notification: %s", exc)
+                shown = "" if isinstance(exc, DecodeError) else f" [{bytes(data[:64]).hex(' ')}]"
+                _LOGGER.warning("bad control-point notification: %s%s", exc, shown)
                 return
-            if isinstance(value, ControlPointResponse):
-                self.control.on_response(value)
-            elif isinstance(value, MeasurementStopped):
+            if isinstance(value, MeasurementStopped):
                 _LOGGER.warning("device stopped streams %s by itself", value.measurements)
                 self._link_down.set()  # restart the session
             return
-        for chunk in self.assembler.feed(char, data):
+        for chunk in self.assembler.feed(char, data):  # never raises on bad bytes
             self._out.put_nowait(chunk)
 
     def _record_write(self, command: bytes, t_ns: int) -> None:

@@ -3,13 +3,17 @@
 Pure and stateful: per measurement it remembers the previous frame's sensor timestamp (for the
 SDK's per-sample timestamps) and the next sample index (``seq``). Lost frames are detected from
 the timestamps (``seq`` jumps by the estimated number of missing samples, so consumers see the
-gap); repeated frames are dropped; malformed bytes are logged with their hex, counted and
-skipped, never raised.
+gap); repeated frames are dropped. Malformed bytes are logged with their hex, counted and
+skipped, never raised: whatever decoding one notification raises ends only that notification.
+A frame stamped more than ``MAX_JUMP_S`` before or after the previous one of its stream is held
+back as suspect (a corrupted timestamp byte) unless the next frame continues from it (the
+sensor's clock really moved).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,16 +21,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from common.types import SignalChunk, StreamKind
-from firmware_bridge.decode import (
-    UnknownCharacteristicError,
-    decode_notification,
-    normalize_uuid,
-)
+from firmware_bridge.decode import decode_notification, normalize_uuid
 from firmware_bridge.frames import (
     ControlPointResponse,
     DecodeError,
     Frame,
     HeartRateMeasurement,
+    InvalidFieldError,
     PmdFrame,
 )
 from firmware_bridge.gatt import PMD_DATA_UUID, MeasurementType
@@ -42,6 +43,8 @@ DEFAULT_FS: dict[MeasurementType, float] = {
 
 
 MAX_CLOCK_SKEW_S = 5.0  # "auto" time base: trust the sensor clock within this of the host's
+MAX_JUMP_S = 10.0  # s; a frame this far from the previous one of its link is suspect
+MAX_FS = 10_000.0  # Hz; a stream rate above it (or <= 0) is not a sensor's
 
 
 @dataclass(slots=True)
@@ -53,6 +56,7 @@ class AssemblerCounters:
     gaps: int = 0
     missing_samples: int = 0
     duplicates: int = 0
+    suspect: int = 0  # frames held back for a timestamp far off (also counted in rejected)
     by_error: dict[str, int] = field(default_factory=dict)
 
 
@@ -62,6 +66,7 @@ class _Track:
     factor: float = 1.0
     prev_ts: int | None = None
     next_seq: int = 0
+    suspect_ts: int | None = None  # a held-back frame's timestamp, confirmed by the next one
 
 
 class StreamAssembler:
@@ -98,7 +103,15 @@ class StreamAssembler:
         self.responses: list[ControlPointResponse] = []
 
     def configure(self, measurement: MeasurementType, fs: float, factor: float = 1.0) -> None:
-        """Set the rate (Hz) and FACTOR of a stream, e.g. from its START settings."""
+        """Set the rate (Hz) and FACTOR of a stream, e.g. from its START settings.
+
+        Raises
+        ------
+        ValueError
+            If ``fs`` is not in (0, ``MAX_FS``] Hz or ``factor`` is not positive and finite.
+        """
+        if not (0 < fs <= MAX_FS and 0 < factor < math.inf):
+            raise ValueError(f"stream rate {fs!r} Hz / factor {factor!r} out of range")
         track = self._tracks.setdefault(measurement, _Track(fs))
         track.fs, track.factor = fs, factor
 
@@ -108,35 +121,64 @@ class StreamAssembler:
         ``seq`` keeps counting, so consumers see one stream across reconnects.
         """
         for track in self._tracks.values():
-            track.prev_ts = None
+            track.prev_ts = track.suspect_ts = None
         self._offset_ns = None
 
     def feed(self, uuid: str, data: bytes) -> list[SignalChunk]:
         """Decode one notification; return the chunks it produced (zero or one).
 
-        Control-point responses are kept in ``responses``; malformed bytes are counted.
+        Control-point responses are kept in ``responses``; malformed bytes (whatever decoding
+        them raises) are counted, logged with their hex and skipped.
         """
         try:
             full = normalize_uuid(uuid)
-        except UnknownCharacteristicError as exc:
-            self._reject("UnknownCharacteristicError", uuid, exc)
-            return []
-        factor = 1.0
-        if data and full == PMD_DATA_UUID:
-            measurement = _measurement_or_none(data[0] & 0x3F)
-            track = self._tracks.get(measurement) if measurement is not None else None
-            factor = track.factor if track else 1.0
-        try:
+            factor = 1.0
+            if data and full == PMD_DATA_UUID:
+                measurement = _measurement_or_none(data[0] & 0x3F)
+                track = self._tracks.get(measurement) if measurement is not None else None
+                factor = track.factor if track else 1.0
             frame = decode_notification(full, data, factor=factor)
-        except (DecodeError, UnknownCharacteristicError) as exc:
-            self._reject(type(exc).__name__, uuid, exc)
+            if isinstance(frame, PmdFrame) and self._suspect(frame):
+                raise InvalidFieldError(
+                    f"timestamp more than {MAX_JUMP_S:g} s from the previous frame's",
+                    data,
+                )
+            return self.feed_frame(frame)
+        except Exception as exc:  # untrusted bytes: one bad notification, never the stream
+            self._reject(type(exc).__name__, uuid, data, exc)
             return []
-        return self.feed_frame(frame)
 
-    def _reject(self, name: str, uuid: str, exc: Exception) -> None:
+    def _reject(self, name: str, uuid: str, data: bytes, exc: Exception) -> None:
         self.counters.rejected += 1
         self.counters.by_error[name] = self.counters.by_error.get(name, 0) + 1
-        _LOGGER.warning("rejected notification on %s: %s", uuid, exc)
+        if isinstance(exc, DecodeError):  # its message holds the bytes as hex
+            _LOGGER.warning("rejected notification on %s: %s", uuid, exc)
+        else:
+            _LOGGER.error(
+                "rejected notification on %s: %s: %s [%d B: %s]",
+                uuid,
+                name,
+                exc,
+                len(data),
+                bytes(data[:64]).hex(" "),
+            )
+
+    def _suspect(self, frame: PmdFrame) -> bool:
+        """True if ``frame`` jumps far from its stream's time (either way) and no next frame has
+        confirmed the jump yet."""
+        track = self._tracks.get(frame.measurement)
+        if track is None or track.prev_ts is None:
+            return False
+        limit = MAX_JUMP_S * 1e9
+        suspect, track.suspect_ts = track.suspect_ts, None
+        if abs(frame.timestamp_ns - track.prev_ts) <= limit:
+            return False
+        if suspect is not None and 0 < frame.timestamp_ns - suspect <= limit:
+            _LOGGER.info("%s clock moved: new timing", frame.measurement.name)
+            return False  # two frames agree: the sensor's clock moved; the first one is lost
+        track.suspect_ts = frame.timestamp_ns
+        self.counters.suspect += 1
+        return True
 
     def feed_frame(self, frame: Frame) -> list[SignalChunk]:
         """Turn an already decoded frame into chunks."""

@@ -34,10 +34,18 @@ from firmware_bridge.frames import (
     UnsupportedFrameTypeError,
     UnsupportedMeasurementError,
 )
-from firmware_bridge.gatt import PMD_COMPRESSED_BIT, PMD_MEASUREMENT_MASK, MeasurementType
+from firmware_bridge.gatt import (
+    PMD_COMPRESSED_BIT,
+    PMD_EPOCH_OFFSET_NS,
+    PMD_MEASUREMENT_MASK,
+    MeasurementType,
+)
 from firmware_bridge.pmd_delta import decode_delta_frames
 
 HEADER = struct.Struct("<BQB")  # measurement type, timestamp (ns since 2000), frame type
+# Latest sensor time whose Unix ns still fits a signed 64-bit integer (year 2262); a u64 above it
+# is a corrupted frame, and would overflow every int64 time computed from it.
+MAX_TIMESTAMP_NS = 2**63 - 1 - PMD_EPOCH_OFFSET_NS
 _Scale = Callable[[float], float]
 
 
@@ -113,7 +121,8 @@ def decode_pmd_data(data: bytes, *, factor: float = 1.0) -> PmdFrame:
     UnsupportedMeasurementError, UnsupportedFrameTypeError
         Measurement or frame type this decoder does not handle.
     InvalidFieldError
-        Sample bytes that do not divide into whole samples, bad delta widths.
+        Sample bytes that do not divide into whole samples, bad delta widths, a timestamp
+        beyond ``MAX_TIMESTAMP_NS``.
     """
     data = bytes(data)
     if not (math.isfinite(factor) and factor > 0):
@@ -121,6 +130,8 @@ def decode_pmd_data(data: bytes, *, factor: float = 1.0) -> PmdFrame:
     if len(data) < HEADER.size + 1:
         raise TruncatedFrameError("PMD data frame", data, HEADER.size + 1, len(data))
     type_byte, timestamp, frame_byte = HEADER.unpack_from(data)
+    if timestamp > MAX_TIMESTAMP_NS:
+        raise InvalidFieldError(f"timestamp {timestamp} ns is beyond the year 2262", data)
     code = type_byte & PMD_MEASUREMENT_MASK
     try:
         measurement = MeasurementType(code)
