@@ -45,6 +45,7 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
         "worker": getattr(args, "worker", None),
         "distill_every": getattr(args, "distill_every", None),
         "round_interval_s": getattr(args, "round_interval", None),
+        "validation": getattr(args, "validation", None),
     }
     return load_settings(
         AggregatorSettings,
@@ -54,6 +55,23 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
         table="aggregator" if args.settings else None,
         overrides=overrides,
     )
+
+
+def _evaluator(spec: str, release: Any, env: Mapping[str, str]) -> Any:
+    """The server's validation evaluator, or None (logged: rounds then have no release gate)."""
+    if not spec:
+        _LOGGER.warning(
+            "no validation set (--validation): rounds are published without the release gate"
+        )
+        return None
+    from cloud_aggregator.evaluation import validation_evaluator
+    from common.datasets import default_cache_dir
+
+    evaluator = validation_evaluator(
+        spec, release.files["model.onnx"], env, default_cache_dir(env) / "beat-cache"
+    )
+    _LOGGER.info("release gate on: %d validation beats (%s)", len(evaluator.labels), spec)
+    return evaluator
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -86,6 +104,11 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--transfer", default="ds1", help="records of the server's transfer set for distillation"
     )
+    p.add_argument(
+        "--validation",
+        help="held-out labelled set for the release gate and per-round metrics: ds1, MIT-BIH"
+        " records (101,106,...) or an .npz with beat, rr, labels (default: none, gate off)",
+    )
 
 
 def _aggregator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -117,7 +140,8 @@ def _aggregator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 list(resolve_records(args.transfer)), env, default_cache_dir(env) / "beat-cache"
             )
         service = AggregatorService(store, broker, s, distiller=distiller)
-        service.ensure_initial_model()
+        base = service.ensure_initial_model()
+        service.evaluator = _evaluator(s.validation, service.release(base)[0], env)
         if args.start:
             store.set_training_control(
                 desired=DesiredTraining.RUNNING,

@@ -39,6 +39,17 @@ class AggregatorSettings:
         Round policy (see ``cloud_aggregator.rounds.RoundPolicy``).
     norm_bound, max_compression_error : float
         Validation bounds on the update L2 norm and the reported relative compression error.
+    weight_cap, norm_mult : float
+        Robust bounds of every round (``cloud_aggregator.robust``): a device's weight is at most
+        ``weight_cap`` times the median claimed example count, its delta norm at most
+        ``norm_mult`` times the cohort's median norm (0 turns a bound off).
+    validation : str
+        The server's held-out labelled set for the release gate and the per-round metrics:
+        ``ds1``, a comma-separated list of MIT-BIH records, or an ``.npz`` file with ``beat``,
+        ``rr`` and ``labels`` (empty = no server-side evaluation, no gate).
+    gate_margin, gate_class_margin : float
+        The release gate (``cloud_aggregator.release_gate``): the largest accepted fall of
+        macro-F1 and of any class's sensitivity against the current model (absolute, 0..1).
     dp_clip, dp_noise, dp_delta : float
         Client-level DP: L2 clip (0 = off), noise multiplier z, and the reported delta.
     chunk_bytes : int
@@ -76,6 +87,11 @@ class AggregatorSettings:
     max_attempts: int = 3
     norm_bound: float = 10.0
     max_compression_error: float = 0.05
+    weight_cap: float = 3.0
+    norm_mult: float = 3.0
+    validation: str = ""
+    gate_margin: float = 0.05
+    gate_class_margin: float = 0.15
     dp_clip: float = 0.0
     dp_noise: float = 0.0
     dp_delta: float = 1e-5

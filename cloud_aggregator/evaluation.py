@@ -11,15 +11,18 @@ that look like the wearer's usual beat as Q.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from cloud_aggregator.releases import CARD_FILE
+from common.errors import ConfigError
 from common.fl_protocol import ModelRelease
 from models.metrics import classification_metrics
 from models.rr_gate import RRGate
@@ -134,7 +137,7 @@ class HeadEvaluator:
         logits = self.embeddings @ w.T + b
         rr = None if self.inputs is None else self.inputs.get("rr")
         beat = None if self.inputs is None else self.inputs.get("beat")
-        gate = release_gate(release, logits.shape[1], None if rr is None else rr.shape[1])
+        gate = card_rr_gate(release, logits.shape[1], None if rr is None else rr.shape[1])
         veto = release_veto(release, logits.shape[1], None if beat is None else beat.shape[1])
         z = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs = z / z.sum(axis=1, keepdims=True)
@@ -160,7 +163,7 @@ def _card_parameters(release: ModelRelease) -> dict[str, Any] | None:
     return params
 
 
-def release_gate(release: ModelRelease, n_classes: int, n_features: int | None) -> RRGate | None:
+def card_rr_gate(release: ModelRelease, n_classes: int, n_features: int | None) -> RRGate | None:
     """The RR gate of the release's model card if it fits the evaluation data, else None.
 
     None when there is no card or no gate, and (with a warning: a card is data from a file and
@@ -186,7 +189,7 @@ def release_veto(
 ) -> TemplateVeto | None:
     """The template veto of the release's model card if it fits the evaluation data, else None.
 
-    None when there is no card or no veto, and (with a warning, as :func:`release_gate`) when it
+    None when there is no card or no veto, and (with a warning, as :func:`card_rr_gate`) when it
     is unreadable, names classes outside ``n_classes`` or a channel the evaluation beats
     (``n_channels``) do not have.
     """
@@ -224,3 +227,60 @@ def _misfit(gate: RRGate, n_classes: int, n_features: int | None) -> str:
     if not all(np.isfinite(v).all() for v in (gate.weight, gate.bias, gate.floor)):
         return "has non-finite parameters"
     return ""
+
+
+def validation_evaluator(
+    spec: str, onnx_bytes: bytes, env: Mapping[str, str], cache: Path | None
+) -> HeadEvaluator:
+    """The server's held-out evaluator for the beat task.
+
+    Parameters
+    ----------
+    spec : str
+        ``ds1``, ``ds2``, comma-separated MIT-BIH records (read from ``MEDCHAIN_DATA`` or the
+        cache), or an ``.npz`` file with ``beat`` (N, C, L), ``rr`` (N, K) and ``labels`` (N,)
+        indexing the AAMI classes ``N S V F Q``.
+    onnx_bytes : bytes
+        The current model (its embeddings of the validation beats are computed once).
+    env : mapping
+        Environment (dataset location).
+    cache : Path, optional
+        Beat-window cache folder.
+
+    Raises
+    ------
+    ConfigError
+        Unknown records, a missing dataset or a malformed ``.npz``.
+    """
+    from models.data.mitdb import AAMI_CLASSES
+
+    beat, rr, labels = _validation_set(spec, env, cache)
+    signal = fit_channels(beat, input_channels(onnx_bytes))
+    emb = embed_with_onnx(onnx_bytes, {"beat": signal, "rr": rr})
+    backbone = hashlib.sha256(onnx_bytes).hexdigest()
+    return HeadEvaluator(emb, labels, AAMI_CLASSES, {"beat": beat, "rr": rr}, backbone)
+
+
+def _validation_set(
+    spec: str, env: Mapping[str, str], cache: Path | None
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    if spec.endswith(".npz"):
+        try:
+            with np.load(spec) as z:
+                beat, rr, labels = z["beat"], z["rr"], z["labels"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise ConfigError(f"validation set {spec}: {exc}") from exc
+        if not (beat.ndim == 3 and rr.ndim == 2 and len(beat) == len(rr) == len(labels) > 0):
+            raise ConfigError(f"validation set {spec}: beat (N, C, L), rr (N, K), labels (N,)")
+        return beat.astype(np.float32), rr.astype(np.float32), labels.astype(np.int64)
+    from models.data.mitdb import DS1, DS2
+    from models.tasks.base import LoadOptions
+    from models.tasks.beat import load_records
+
+    named = {"ds1": DS1, "ds2": DS2}
+    records = named.get(spec.lower()) or [r.strip() for r in spec.split(",") if r.strip()]
+    unknown = [r for r in records if r not in (*DS1, *DS2)]
+    if not records or unknown:
+        raise ConfigError(f"unknown validation records {unknown or spec!r}: ds1, a list, or .npz")
+    data = load_records(list(records), LoadOptions(env=env, cache_dir=cache))
+    return data.signal, data.features, data.labels

@@ -10,9 +10,11 @@ committed exactly once even when a killed aggregator's round is re-claimed.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +23,10 @@ import numpy as np
 from cloud_aggregator import rounds as rl
 from cloud_aggregator.config import AggregatorSettings
 from cloud_aggregator.privacy import DpPolicy
+from cloud_aggregator.release_gate import ReleaseGate
 from cloud_aggregator.releases import RELEASE_FORMAT, next_release, stored_blob, version_name
-from cloud_aggregator.round_aggregation import StoredUpdate, aggregate_round
+from cloud_aggregator.robust import RobustPolicy
+from cloud_aggregator.round_aggregation import RoundResult, StoredUpdate, aggregate_round
 from cloud_aggregator.strategies import Strategy, make_strategy
 from common import fl_protocol as fl
 from common.errors import ConfigError
@@ -37,21 +41,83 @@ ReleaseLoader = Callable[[int], tuple[fl.ModelRelease, fl.Tensors]]
 
 @dataclass(frozen=True, slots=True)
 class ClosedRound:
-    """A committed round.
+    """A committed round, or one the release gate refused.
 
     Attributes
     ----------
-    version : int
-        Store version of the new global model.
-    release : ModelRelease
-        The new global model (with its finite round metrics).
+    version : int or None
+        Store version of the new global model (None: refused, the round failed).
+    release : ModelRelease or None
+        The new global model (with its finite round metrics); None when refused.
     record : dict
-        History entry (``round_id``, ``state``, ``version``, run info and metrics).
+        History entry (``round_id``, ``state``, ``version`` or ``reason``, run info, metrics).
     """
 
-    version: int
-    release: fl.ModelRelease
+    version: int | None
+    release: fl.ModelRelease | None
     record: dict[str, Any]
+
+
+Judged = tuple[RoundResult, fl.ModelRelease, dict[str, float], tuple[str, ...], str | None]
+
+
+def _judge(
+    result: RoundResult,
+    aggregate: Callable[..., RoundResult | None],
+    rel: fl.ModelRelease,
+    round_no: int,
+    gate: ReleaseGate,
+    evaluator: Evaluator | None,
+    current: dict[str, float] | None,
+) -> Judged:
+    """The round's candidate, chosen and passed through the release gate.
+
+    Returns (result, candidate, scores, excluded clients, refusal or None). When robust bounds
+    had to change some updates (an inflated claim or an outlying norm: updates the server cannot
+    verify), the candidate without those clients is scored too and the better of the two on the
+    validation set is kept (server-side validation of suspect updates, as in Zeno, Xie et al.
+    2019, and FLTrust, Cao et al. 2021). The kept candidate must then pass the gate.
+    """
+    candidate = next_release(rel, result.weights, round_no, {})
+    if evaluator is None or current is None:
+        return result, candidate, {}, (), None
+    scores = evaluator(candidate)
+    excluded: tuple[str, ...] = ()
+    retry = aggregate(exclude=frozenset(result.suspects)) if result.suspects else None
+    if retry is not None:
+        retry_candidate = next_release(rel, retry.weights, round_no, {})
+        retry_scores = evaluator(retry_candidate)
+        if _better(retry_scores, scores):
+            _LOGGER.warning("round %d: left out %s (macro_f1 %.3f with them, %.3f without)",
+                            round_no, ", ".join(result.suspects), scores.get("macro_f1", math.nan),
+                            retry_scores.get("macro_f1", math.nan))  # fmt: skip
+            excluded = result.suspects
+            result, candidate, scores = retry, retry_candidate, retry_scores
+    return result, candidate, scores, excluded, gate.refusal(scores, current)
+
+
+def _better(a: Mapping[str, float], b: Mapping[str, float]) -> bool:
+    """True when ``a`` has the higher macro-F1 (a NaN loses)."""
+    fa, fb = a.get("macro_f1", math.nan), b.get("macro_f1", math.nan)
+    return math.isfinite(fa) and (not math.isfinite(fb) or fa > fb)
+
+
+def _distil(
+    candidate: fl.ModelRelease, distiller: Distiller, metrics: dict[str, float], round_no: int
+) -> fl.ModelRelease | None:
+    """The distilled student of ``candidate``, or None when distillation failed (logged)."""
+    try:
+        distilled = distiller(candidate)  # new int8 student backbone + its head
+    except Exception:  # the round's aggregate is still good: publish it undistilled
+        _LOGGER.exception("round %d: distillation failed; publishing the aggregate", round_no)
+        metrics["distill_failed"] = 1.0
+        return None
+    metrics["distill_s"] = float(distilled.metrics.get("distill_s", 0.0))
+    return distilled
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if np.isfinite(v)}
 
 
 def strategy_for(name: str, control: TrainingControl) -> Strategy:
@@ -138,8 +204,10 @@ def close_round(
     Returns
     -------
     ClosedRound or None
-        The committed round; None when another replica holds the claim or no update was
-        readable (the round is then failed).
+        The committed round, or the refused one (``version`` None: the release gate found the
+        candidate worse than the current model on the validation set; the round is failed with
+        the reason). None when another replica holds the claim or no update was readable (the
+        round is then failed).
     """
     claimed = store.claim_round(rnd.round_id, worker, lease_s=settings.lease_s)
     if claimed is None:
@@ -157,7 +225,8 @@ def close_round(
         for u in store.list_updates(rnd.round_id)
     ]
     dp, history = _dp_setup(store, settings)
-    result = aggregate_round(
+    aggregate = functools.partial(
+        aggregate_round,
         rel.tensors,
         state,
         stored,
@@ -166,41 +235,54 @@ def close_round(
         dp_history=history,
         dp_q=float(rnd.config.get("dp_q", 1.0)),
         rng=rng,
+        robust=RobustPolicy(settings.weight_cap, settings.norm_mult),
+        max_examples=int(rnd.config.get("client", {}).get("max_examples", 1_000_000)),
     )
+    result = aggregate()
     if result is None:
         store.fail_round(rnd.round_id, "no readable updates", worker=worker)
         return None
-    new_w, new_state, client_metrics = result.weights, result.state, result.client_metrics
-    metrics = dict(result.metrics)
     round_no = int(rnd.config["round_no"])
+    gate = ReleaseGate(settings.gate_margin, settings.gate_class_margin)
+    current = None if evaluator is None else evaluator(rel)
+    judged = _judge(result, aggregate, rel, round_no, gate, evaluator, current)
+    result, candidate, scores, excluded, refusal = judged
+    new_state, client_metrics = result.state, result.client_metrics
+    metrics = {**result.metrics, **scores, "excluded": float(len(excluded))}
     rejects = store.list_rejected_updates(rnd.round_id)
-    rejected = len(rejects)
+    rejected = len(rejects) + len(excluded)
     # Failures: selected clients that sent nothing usable (dropped out, too slow, offline).
-    offline = len(set(rnd.selected_clients) - set(client_metrics) - {r.client_id for r in rejects})
+    offline = len(
+        set(rnd.selected_clients) - set(client_metrics) - {r.client_id for r in rejects}
+        - set(excluded)
+    )  # fmt: skip
     metrics.update(
         selected=float(len(rnd.selected_clients)),
         failures=float(offline),
         rejected=float(rejected),
         quorum=float(rnd.quorum),
     )
-    candidate = next_release(rel, new_w, round_no, {})
+    if refusal is not None:
+        store.fail_round(rnd.round_id, refusal, worker=worker)
+        log_round(rnd, len(client_metrics), offline, rejected, extra=f"REFUSED ({refusal})")
+        failed = {"round_id": rnd.round_id, "state": "failed", "reason": refusal}
+        return ClosedRound(None, None, {**failed, **run_info(rnd), **_finite(metrics)})
     if (
         distiller is not None
         and settings.distill_every > 0
         and round_no % settings.distill_every == 0
     ):
-        try:
-            candidate = distiller(candidate)  # new int8 student backbone + its head
-            new_state = {}  # server-optimiser moments belonged to the previous head
-            metrics["distill_s"] = float(candidate.metrics.get("distill_s", 0.0))
-        except Exception:  # the round's aggregate is still good: publish it undistilled
-            _LOGGER.exception("round %d: distillation failed; publishing the aggregate", round_no)
-            metrics["distill_failed"] = 1.0
+        distilled = _distil(candidate, distiller, metrics, round_no)
         store.claim_round(rnd.round_id, worker, lease_s=settings.lease_s)  # renew
-    if evaluator is not None:
-        metrics.update(evaluator(candidate))
+        if distilled is not None:
+            distilled_scores = evaluator(distilled) if evaluator is not None else {}
+            if current is not None and gate.refusal(distilled_scores, current) is not None:
+                metrics["distill_refused"] = 1.0  # publish the (gated) aggregate instead
+            else:
+                candidate, new_state = distilled, {}  # moments belonged to the previous head
+                metrics.update(distilled_scores)
     metrics["aggregate_s"] = time.perf_counter() - t0
-    finite = {k: v for k, v in metrics.items() if np.isfinite(v)}
+    finite = _finite(metrics)
     new_release = dataclasses.replace(candidate, metrics={**candidate.metrics, **finite})
     mv = store.finalize_round(
         rnd.round_id,

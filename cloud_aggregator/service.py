@@ -323,6 +323,8 @@ class AggregatorService:
         if closed is None:
             return
         self.history.append(closed.record)
+        if closed.release is None or closed.version is None:
+            return  # refused by the release gate: the current model stays published
         payload, _ = wire_release(closed.release, closed.version)
         self.retained.publish_model(closed.version, payload)
 

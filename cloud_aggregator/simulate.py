@@ -9,7 +9,6 @@ this process; per-round metrics come from the store and an optional held-out eva
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -27,14 +26,13 @@ from typing import Any
 import numpy as np
 
 from cloud_aggregator.config import AggregatorSettings
-from cloud_aggregator.evaluation import fit_channels, input_channels
+from cloud_aggregator.evaluation import validation_evaluator
 from cloud_aggregator.mqtt_io import PahoBroker
 from cloud_aggregator.service import AggregatorService, subscriptions
 from common.errors import ConfigError
 from store import DesiredTraining, Store
 
 _LOGGER = logging.getLogger(__name__)
-CLASSES = ("N", "S", "V", "F", "Q")
 
 
 @dataclass(frozen=True)
@@ -110,23 +108,6 @@ def write_client_npz(
     return counts
 
 
-def build_evaluator(
-    records: Sequence[str], onnx_bytes: bytes, env: Mapping[str, str], cache: Path | None
-) -> Any:
-    """A :class:`~cloud_aggregator.evaluation.HeadEvaluator` on the given records."""
-    from cloud_aggregator.evaluation import HeadEvaluator, embed_with_onnx
-    from models.tasks.base import LoadOptions
-    from models.tasks.beat import load_records
-
-    data = load_records(list(records), LoadOptions(env=env, cache_dir=cache))
-    signal = fit_channels(data.signal, input_channels(onnx_bytes))
-    emb = embed_with_onnx(onnx_bytes, {"beat": signal, "rr": data.features})
-    backbone = hashlib.sha256(onnx_bytes).hexdigest()
-    return HeadEvaluator(
-        emb, data.labels, CLASSES, {"beat": data.signal, "rr": data.features}, backbone
-    )
-
-
 def run_simulation(
     store: Store,
     settings: AggregatorSettings,
@@ -154,8 +135,8 @@ def run_simulation(
         counts = write_client_npz(plan.records, data_dir, env, cache)
         if plan.eval_records:
             rel, _ = service.release(base)
-            service.evaluator = build_evaluator(
-                plan.eval_records, rel.files["model.onnx"], env, cache
+            service.evaluator = validation_evaluator(
+                ",".join(plan.eval_records), rel.files["model.onnx"], env, cache
             )
         stats_file = Path(tmp) / "fleet.json"
         cmd = [

@@ -10,6 +10,7 @@ a real Mosquitto and PostgreSQL instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import secrets
 import sys
@@ -29,6 +30,8 @@ _LOGGER = logging.getLogger(__name__)
 # fusion beats, 232 SVEBs and long pauses, 201 atrial fibrillation, 119 ventricular bigeminy,
 # 100 mostly normal, 203 multiform VEBs with AF.
 DEFAULT_RECORDS = ("208", "232", "201", "119", "100", "203")
+# The aggregator's held-out set for its release gate: DS1 records no demo patient replays.
+VALIDATION_RECORDS = "106,209,223"
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,7 @@ def build_components(
                 "--round-interval", str(settings.round_interval_s),
                 "--dataset", "mitdb" if not patients[0][2] else "simulated",
                 "--set", "min_clients=2", "--set", "fraction=1.0",
+                *([] if patients[0][2] else ["--validation", VALIDATION_RECORDS]),
             ),
         ),
         Component(
@@ -153,7 +157,10 @@ def _status_table(store: Any, sup: Any, started: float) -> Any:
 
 
 def run_demo(settings: DemoSettings, env: Mapping[str, str]) -> int:
-    """Run the demo until Ctrl-C (or ``duration_s``); returns the exit code."""
+    """Run the demo until Ctrl-C, SIGTERM or SIGHUP (or ``duration_s``); returns the exit code.
+
+    Every process it started is stopped in each case (see :mod:`medchain.supervisor`).
+    """
     from rich.console import Console
     from rich.live import Live
 
@@ -170,72 +177,78 @@ def run_demo(settings: DemoSettings, env: Mapping[str, str]) -> int:
     # One secret per run: the web's sessions survive its restarts within the run, not beyond.
     child_env = {**env, "PYTHONUNBUFFERED": "1", "MEDCHAIN_WEB_SECRET_KEY": secrets.token_hex(32)}
     sup = Supervisor(settings.workdir / "logs", child_env)
-    try:
-        if settings.broker_url:
-            broker_url = settings.broker_url
-        else:
-            port = settings.mqtt_port or free_port()
-            broker = start_broker(port, log_file=settings.workdir / "logs" / "broker.log")
-            broker_url = broker.url
-            console.print(f"[green]✓[/] MQTT broker: {broker.kind} on {broker_url}")
-        sup.run_once(Component("db-upgrade", _py("db", "upgrade", "--store", store_url)))
-        console.print(f"[green]✓[/] store: {store_url}")
-        password = settings.password or secrets.token_urlsafe(9)
-        sup.run_once(
-            Component("add-user", _py("web", "--store", store_url, "add-user", settings.username,
-                                      "--role", "admin", "--password-stdin", "--update")),
-            stdin_text=password + "\n",
-        )  # fmt: skip
-        patients = patient_sources(settings, env)
-        if patients[0][2]:
-            console.print("[yellow]![/] no dataset found: patients replay a SIMULATED ECG")
-        comps = build_components(settings, broker_url, store_url, patients)
-        # Web and edge agents first; the aggregator after a warm-up, so that the first round
-        # finds devices that already hold labelled beats.
-        for comp in comps[1:]:
-            sup.start(comp)
-        web_url = f"http://127.0.0.1:{settings.web_port}/"
-        if not sup.wait_until(lambda: port_open(settings.web_port), timeout=60):
-            dead = "\n".join(
-                f"--- {r.component.name}:\n{sup.tail(r.log_path)}" for r in sup.failed()
-            )
-            raise DemoError(f"the system did not come up:\n{dead}")
-        console.print(f"[green]✓[/] {len(patients)} edge agents replaying: "
-                      + ", ".join(c for c, _, _ in patients))  # fmt: skip
-        console.print(f"\n[bold]Open {web_url}[/]  log in as [bold]{settings.username}[/] / "
-                      f"[bold]{password}[/]")  # fmt: skip
-        console.print(f"logs: {settings.workdir / 'logs'}   stop: Ctrl-C\n")
-        with console.status(
-            f"edge agents labelling their first beats ({settings.warmup_s:.0f} s)…"
-        ):
-            sup.wait_until(lambda: False, timeout=settings.warmup_s)  # ends early if one dies
-        sup.start(comps[0])
-        console.print("[green]✓[/] aggregator started: federated rounds begin")
-        store = open_store(store_url)
-        started = time.monotonic()
+    with sup.signals:  # Ctrl-C, SIGTERM (kill, systemd) and SIGHUP stop alike
         try:
-            with Live(
-                _status_table(store, sup, started), console=console, refresh_per_second=1
-            ) as live:
-                while not settings.duration_s or time.monotonic() - started < settings.duration_s:
-                    stopped = sup.failed()
-                    if stopped:
-                        names = ", ".join(r.component.name for r in stopped)
-                        log = stopped[0].log_path
-                        raise DemoError(f"{names} stopped; see {log}:\n{sup.tail(log)}")
-                    live.update(_status_table(store, sup, started))
-                    time.sleep(1.0)
+            if settings.broker_url:
+                broker_url = settings.broker_url
+            else:
+                port = settings.mqtt_port or free_port()
+                with sup.signals.held():  # a stop signal waits until ``broker`` is set
+                    broker = start_broker(port, log_file=settings.workdir / "logs" / "broker.log")
+                broker_url = broker.url
+                console.print(f"[green]✓[/] MQTT broker: {broker.kind} on {broker_url}")
+            sup.run_once(Component("db-upgrade", _py("db", "upgrade", "--store", store_url)))
+            console.print(f"[green]✓[/] store: {store_url}")
+            password = settings.password or secrets.token_urlsafe(9)
+            sup.run_once(
+                Component("add-user", _py("web", "--store", store_url, "add-user", settings.username,
+                                          "--role", "admin", "--password-stdin", "--update")),
+                stdin_text=password + "\n",
+            )  # fmt: skip
+            patients = patient_sources(settings, env)
+            if patients[0][2]:
+                console.print("[yellow]![/] no dataset found: patients replay a SIMULATED ECG")
+            comps = build_components(settings, broker_url, store_url, patients)
+            # Web and edge agents first; the aggregator after a warm-up, so that the first round
+            # finds devices that already hold labelled beats.
+            for comp in comps[1:]:
+                sup.start(comp)
+            web_url = f"http://127.0.0.1:{settings.web_port}/"
+            if not sup.wait_until(lambda: port_open(settings.web_port), timeout=60):
+                dead = "\n".join(
+                    f"--- {r.component.name}:\n{sup.tail(r.log_path)}" for r in sup.failed()
+                )
+                raise DemoError(f"the system did not come up:\n{dead}")
+            console.print(f"[green]✓[/] {len(patients)} edge agents replaying: "
+                          + ", ".join(c for c, _, _ in patients))  # fmt: skip
+            console.print(f"\n[bold]Open {web_url}[/]  log in as [bold]{settings.username}[/] / "
+                          f"[bold]{password}[/]")  # fmt: skip
+            console.print(f"logs: {settings.workdir / 'logs'}   stop: Ctrl-C\n")
+            with console.status(
+                f"edge agents labelling their first beats ({settings.warmup_s:.0f} s)…"
+            ):
+                sup.wait_until(lambda: False, timeout=settings.warmup_s)  # ends early if one dies
+            sup.start(comps[0])
+            console.print("[green]✓[/] aggregator started: federated rounds begin")
+            store = open_store(store_url)
+            started = time.monotonic()
+            try:
+                with Live(
+                    _status_table(store, sup, started), console=console, refresh_per_second=1
+                ) as live:
+                    while (
+                        not settings.duration_s or time.monotonic() - started < settings.duration_s
+                    ):
+                        stopped = sup.failed()
+                        if stopped:
+                            names = ", ".join(r.component.name for r in stopped)
+                            log = stopped[0].log_path
+                            raise DemoError(f"{names} stopped; see {log}:\n{sup.tail(log)}")
+                        live.update(_status_table(store, sup, started))
+                        time.sleep(1.0)
+            finally:
+                store.close()
+        except KeyboardInterrupt:  # also supervisor.StopSignal (SIGTERM, SIGHUP)
+            with contextlib.suppress(OSError):  # after SIGHUP the terminal may be gone
+                console.print("\nstopping…")
+        except RuntimeError as exc:
+            raise DemoError(str(exc)) from exc
         finally:
-            store.close()
-    except KeyboardInterrupt:
-        console.print("\nstopping…")
-    except RuntimeError as exc:
-        raise DemoError(str(exc)) from exc
-    finally:
-        sup.stop_all()
-        if broker is not None:
-            broker.stop()
-    console.print("stopped; nothing left running.")
+            sup.stop_all()
+            if broker is not None:
+                broker.stop()
+    with contextlib.suppress(OSError):
+        console.print("stopped; nothing left running.")
     return 0
 
 

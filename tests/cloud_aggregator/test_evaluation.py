@@ -9,7 +9,7 @@ import numpy as np
 
 from cloud_aggregator.evaluation import (
     HeadEvaluator,
-    release_gate,
+    card_rr_gate,
     release_veto,
     summary_metrics,
 )
@@ -86,9 +86,9 @@ def test_releases_without_a_usable_gate_are_scored_on_the_head_alone() -> None:
     # Execute
     scored = [evaluator(_release(c)) for c in cards]
     # Verify
-    assert all(release_gate(_release(c), 5, 2) is None for c in cards)
-    assert release_gate(_release(_card(GATE)), 5, 2) is not None
-    assert release_gate(_release(_card(GATE)), 5, None) is None  # nothing to apply it to
+    assert all(card_rr_gate(_release(c), 5, 2) is None for c in cards)
+    assert card_rr_gate(_release(_card(GATE)), 5, 2) is not None
+    assert card_rr_gate(_release(_card(GATE)), 5, None) is None  # nothing to apply it to
     for m in scored[1:]:
         np.testing.assert_equal(m, scored[0])
     assert scored[0]["se_S"] == 0.0

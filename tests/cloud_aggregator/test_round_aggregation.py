@@ -25,7 +25,12 @@ def test_fedavg_of_stored_updates_skips_unreadable_ones() -> None:
     # Assert
     assert result is not None
     np.testing.assert_allclose(result.weights["w"], 3.25)
-    assert result.metrics == {"received": 2.0, "uplink_bytes_mean": 300.0}
+    assert result.metrics == {
+        "weights_capped": 0.0,
+        "norms_clipped": 0.0,
+        "received": 2.0,
+        "uplink_bytes_mean": 300.0,
+    }
     assert result.client_metrics == {
         "a": {"loss": 0.5, "bytes": 300.0},
         "b": {"loss": 0.5, "bytes": 300.0},

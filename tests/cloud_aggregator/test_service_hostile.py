@@ -9,90 +9,18 @@ database runs; a store outage is waited out, the message in hand handled once it
 from __future__ import annotations
 
 import logging
-import queue
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 
-from cloud_aggregator.config import AggregatorSettings
-from cloud_aggregator.mqtt_io import Inbound
-from cloud_aggregator.releases import RELEASE_FORMAT, stored_blob
-from cloud_aggregator.service import AggregatorService
 from common import fl_protocol as fl
 from common import protocol as proto
-from common.payloads import Status, encode_status
-from store import DesiredTraining, RoundState, Store, StoreUnavailableError
-from tests.cloud_aggregator.fl_support import initial_release
+from store import DesiredTraining, RoundState, StoreUnavailableError
+from tests.cloud_aggregator.service_support import CLIENTS, drain, online, seeded, service_on
 from tests.common.test_wire_hostile import HOSTILE, envelope, update_body
-from tests.store.conftest import Backend, make_backend
-
-CLIENTS = ("dev-1", "dev-2", "dev-3")
-
-
-class FakeBroker:
-    """The broker port of the service: a queue in, acks and publishes recorded."""
-
-    def __init__(self) -> None:
-        self.inbound: queue.Queue[Inbound] = queue.Queue()
-        self.acked: list[int] = []
-        self.published: list[tuple[str, bytes]] = []
-        self._mid = 0
-
-    def put(self, topic: str, payload: bytes) -> int:
-        self._mid += 1
-        self.inbound.put(Inbound(topic, payload, self._mid, 1, False))
-        return self._mid
-
-    def get(self, timeout_s: float) -> Inbound | None:
-        try:
-            return self.inbound.get(timeout=min(timeout_s, 0.01))
-        except queue.Empty:
-            return None
-
-    def ack(self, msg: Inbound) -> None:
-        self.acked.append(msg.mid)
-
-    def publish(self, topic: str, payload: bytes, **_: Any) -> bool:
-        self.published.append((topic, payload))
-        return True
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def backend(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[Backend]:
-    yield from make_backend(request.param, tmp_path)
-
-
-def seeded(backend: Backend) -> Store:
-    store = backend.open()
-    store.put_model(stored_blob(initial_release(), {}), format=RELEASE_FORMAT)
-    store.set_training_control(desired=DesiredTraining.RUNNING, task="beat", strategy="fedavg",
-                               rounds=3, config={"deadline_s": 60.0, "min_clients": 2},
-                               updated_by="test")  # fmt: skip
-    return store
-
-
-def service_on(store: Store, backend: Backend) -> tuple[AggregatorService, FakeBroker]:
-    broker = FakeBroker()
-    s = AggregatorSettings(worker="agg-test", poll_s=0.05)
-    return AggregatorService(store, broker, s, clock=backend.clock), broker  # type: ignore[arg-type]
-
-
-def online(broker: FakeBroker) -> None:
-    for cid in CLIENTS:
-        broker.put(proto.client_topic(proto.Channel.STATUS, cid),
-                   encode_status(Status(cid, True, 1_000)))  # fmt: skip
-
-
-def drain(service: AggregatorService, broker: FakeBroker) -> None:
-    while not broker.inbound.empty():
-        service.step()
-
-
-def channel_of(decoder_name: str) -> proto.Channel | None:
-    return {"status": proto.Channel.STATUS, "update": proto.Channel.UPDATE}.get(decoder_name)
+from tests.store.conftest import Backend
 
 
 def test_hostile_messages_cost_one_message_each_and_a_restart_runs(
