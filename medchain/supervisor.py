@@ -1,8 +1,10 @@
 """Run a set of child processes as one system and stop them all cleanly.
 
 Each component runs in its own session (process group) with its output in a log file, so
-Ctrl-C on ``medchain demo`` terminates every group — the children's own children (a broker, a
-web server's reloader) included — and leaves no process behind.
+stopping ``medchain demo`` terminates every group — the children's own children (a broker, a
+web server's reloader) included — and leaves no process behind. Being in their own sessions,
+the children never see the terminal's Ctrl-C or hang-up, nor a ``kill`` of the parent: the
+parent catches SIGINT, SIGTERM and SIGHUP (:class:`StopSignals`) and stops them itself.
 """
 
 from __future__ import annotations
@@ -12,12 +14,92 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType, TracebackType
 
 _LOGGER = logging.getLogger(__name__)
+
+
+class StopSignal(KeyboardInterrupt):
+    """SIGINT, SIGTERM or SIGHUP arrived: stop the system as Ctrl-C does.
+
+    A ``KeyboardInterrupt``, so code that already stops on Ctrl-C stops on each of them, and
+    ``except Exception`` clauses do not swallow it.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class StopSignals:
+    """While entered, SIGINT, SIGTERM and SIGHUP raise :class:`StopSignal` in the main thread.
+
+    - :meth:`held` defers them while a child is being started and recorded, so no signal can
+      fall between ``Popen`` and the bookkeeping that stops the child later;
+    - after the first one (or :meth:`stopping`), further signals are ignored, so a second
+      Ctrl-C or a service manager's repeated SIGTERM cannot cut the shutdown short (its time
+      is bounded: a child that ignores SIGTERM is killed);
+    - a signal that was ignored when entering (``nohup``, a background job's SIGINT) stays so.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self._previous: dict[int, object] = {}
+        self._held = 0
+        self._pending: int | None = None
+        self._stopping = False
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is not threading.main_thread():
+            return self  # Python sets signal handlers in the main thread only
+        for signum in self.SIGNALS:
+            previous = signal.getsignal(signum)
+            if previous is not signal.SIG_IGN:
+                self._previous[signum] = previous
+                signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)  # type: ignore[arg-type]
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self._stopping:
+            _LOGGER.info("%s ignored: already stopping", signal.Signals(signum).name)
+        elif self._held:
+            self._pending = signum
+        else:
+            self._stopping = True
+            raise StopSignal(signum)
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Defer stop signals until the block ends (then raise the one that arrived)."""
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+            if not self._held and self._pending is not None and not self._stopping:
+                signum, self._pending = self._pending, None
+                self._stopping = True
+                raise StopSignal(signum)
+
+    def stopping(self) -> None:
+        """The system is being stopped: ignore further stop signals."""
+        self._stopping = True
 
 
 @dataclass(frozen=True)
@@ -66,13 +148,14 @@ class Supervisor:
         self.log_dir = log_dir
         self.base_env = dict(base_env)
         self.running: list[Running] = []
+        self.signals = StopSignals()
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self, comp: Component, *, stdin: bool = False) -> Running:
         """Start one component with its output in ``log_dir/<name>.log``."""
         log_path = self.log_dir / f"{comp.name}.log"
         env = {**self.base_env, **comp.env}
-        with open(log_path, "ab") as out:
+        with self.signals.held(), open(log_path, "ab") as out:
             proc = subprocess.Popen(  # noqa: S603
                 list(comp.argv),
                 stdout=out,
@@ -81,8 +164,8 @@ class Supervisor:
                 env=env,
                 start_new_session=True,
             )
-        run = Running(comp, proc, log_path)
-        self.running.append(run)
+            run = Running(comp, proc, log_path)
+            self.running.append(run)
         _LOGGER.info("started %s (pid %d): %s", comp.name, proc.pid, " ".join(comp.argv))
         return run
 
@@ -97,15 +180,16 @@ class Supervisor:
             With the tail of its log, if it exits non-zero or times out.
         """
         run = self.start(comp, stdin=bool(stdin_text))
-        self.running.remove(run)
-        try:
+        try:  # until it ends it stays in ``running``: a stop signal meanwhile stops it too
             if stdin_text and run.process.stdin is not None:
                 run.process.stdin.write(stdin_text.encode())
                 run.process.stdin.close()
             code = run.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self._stop(run)
+            self.running.remove(run)
             raise RuntimeError(f"{comp.name} did not finish within {timeout:.0f} s") from None
+        self.running.remove(run)
         if code != 0:
             raise RuntimeError(f"{comp.name} failed (exit {code}):\n{self.tail(run.log_path)}")
 
@@ -138,7 +222,8 @@ class Supervisor:
             os.killpg(proc.pid, signal.SIGKILL)
 
     def stop_all(self) -> None:
-        """Stop every component, last started first."""
+        """Stop every component, last started first (further stop signals are ignored)."""
+        self.signals.stopping()
         for run in reversed(self.running):
             self._stop(run)
         self.running.clear()
