@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import secrets
 import statistics
 import threading
 import time
@@ -93,9 +94,10 @@ def bench_sse(clients: int, messages: int) -> dict[str, float]:
     store.register_client("p1")
     token, token_hash = new_patient_token()
     store.create_patient_token(token_hash, "p1", expires_at=None)
-    settings = WebSettings(
-        secret_key="bench", broker_url="", sse_max_clients=clients + 1, sse_keepalive_s=1.0
-    )
+    settings = WebSettings(  # one patient code watched by every client: lift the per-code cap
+        secret_key=secrets.token_hex(32), broker_url="", sse_max_clients=clients + 1,
+        sse_max_per_principal=clients, sse_keepalive_s=1.0,
+    )  # fmt: skip
     app = create_app(settings, store=store)
     hub: LiveHub = app.extensions["medchain.hub"]
     server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -1,7 +1,7 @@
 """The web app factory: ``create_app(settings, store=..., feed=...)``.
 
 Resources live in ``app.extensions`` under ``medchain.*``: the store, the live hub and its
-fan-out, the live feed (MQTT adapter, or a fake in tests) and the log-in throttle. Views get
+fan-out, the live feed (MQTT adapter, or a fake in tests) and the log-in limiter. Views get
 them through small accessors so tests can inject fakes.
 """
 
@@ -12,14 +12,16 @@ import secrets
 from datetime import timedelta
 
 from flask import Flask, redirect, url_for
+from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from store.base import Store
-from web import auth, errors, security
+from web import auth, errors, limits, security
 from web.delivery import LiveFeed, redeliver_pending
 from web.live.fanout import Fanout
 from web.live.hub import LiveHub
 from web.settings import WebSettings
+from web.views.forms import Int64Converter
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -33,6 +35,11 @@ def create_app(
     start_feed: bool = True,
 ) -> Flask:
     """Build the Flask app.
+
+    Raises
+    ------
+    ConfigError
+        A weak ``secret_key`` or an unusable ``ratelimit_storage_uri``.
 
     Parameters
     ----------
@@ -50,10 +57,17 @@ def create_app(
     """
     settings = settings or WebSettings()
     app = Flask(__name__)
+    app.url_map.converters["int"] = Int64Converter
     secret = settings.secret_key
-    if not secret:
+    if secret:
+        security.check_secret_key(secret)
+    else:
         _LOGGER.warning("no secret key set (MEDCHAIN_WEB_SECRET_KEY): sessions end on restart")
         secret = secrets.token_hex(32)
+    limits.check_storage_uri(settings.ratelimit_storage_uri)
+    if settings.trusted_proxies > 0:
+        n = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n)  # type: ignore[method-assign]
     app.config.update(
         SECRET_KEY=secret,
         MAX_CONTENT_LENGTH=settings.max_content_length,
@@ -67,7 +81,9 @@ def create_app(
         from store.factory import open_store
 
         store = open_store(settings.store_url)
-    fanout = Fanout(settings.sse_max_clients, settings.sse_queue_size)
+    fanout = Fanout(
+        settings.sse_max_clients, settings.sse_queue_size, settings.sse_max_per_principal
+    )
     hub = hub or LiveHub(settings.ring_seconds, settings.recent_events, fanout)
     if feed is None and settings.broker_url:
         feed = _mqtt_feed(settings, store, hub, start_feed)
@@ -76,19 +92,19 @@ def create_app(
         "medchain.store": store,
         "medchain.hub": hub,
         "medchain.feed": feed,
-        "medchain.throttle": auth.LoginThrottle(),
     })  # fmt: skip
 
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     security.install(app)
     errors.install(app)
     app.before_request(auth.load_principal)
-    app.context_processor(lambda: {"principal": auth.current(), "settings": settings})
+    app.context_processor(lambda: _page_context(settings))
 
-    from web.views import account, federation, labels, patients, tokens
+    from web.views import account, federation, labels, mine, patients, tokens
 
-    for bp in (account.bp, patients.bp, labels.bp, federation.bp, tokens.bp):
+    for bp in (account.bp, patients.bp, mine.bp, labels.bp, federation.bp, tokens.bp):
         app.register_blueprint(bp)
+    app.extensions["medchain.limiter"] = limits.install(app, settings)
     app.add_url_rule("/", "index", _index)
     app.add_url_rule("/healthz", "healthz", _healthz)
     return app
@@ -112,6 +128,18 @@ def _mqtt_feed(settings: WebSettings, store: Store, hub: LiveHub, start: bool) -
     if start:
         mqtt_feed.start()
     return mqtt_feed
+
+
+def _page_context(settings: WebSettings) -> dict[str, object]:
+    """Template globals: the caller, the settings, and for a patient whether their data is
+    simulated (every page they see then says so; views pass ``simulated`` for clinicians)."""
+    p = auth.current()
+    out: dict[str, object] = {"principal": p, "settings": settings}
+    if p is not None and not p.is_clinician:
+        from web.views.patients import simulated
+
+        out["simulated"] = simulated(p.client_id, auth.store().get_client(p.client_id))
+    return out
 
 
 def _index() -> WerkzeugResponse:

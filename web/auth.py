@@ -6,18 +6,21 @@
   ``medchain web patient-token CLIENT_ID``: typed once into ``/patient/login`` (then a session),
   or sent as ``Authorization: Bearer <token>`` to the JSON API. Tokens are re-checked on every
   request, so revoking one takes effect at once.
+- A session cookie also carries the store's *session generation* of its user or code; log-out
+  and a password change bump it, which ends every copy of the session (signed cookies cannot be
+  revoked otherwise). Open live streams re-check the same with :func:`credential_valid`.
+- Log-in attempts are limited by Flask-Limiter (``web.limits``).
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from dataclasses import dataclass
 
 from flask import abort, current_app, g, request, session
 
 from store.base import Store
-from web.security import hash_patient_token
+from web.access_codes import hash_patient_token
 
 CLINICIAN_ROLES = frozenset({"clinician", "admin"})
 
@@ -58,79 +61,96 @@ class Principal:
         return self.is_clinician or self.client_id == client_id
 
 
-class LoginThrottle:
-    """Refuse log-ins after ``max_failures`` failures within ``window_s`` s for a key.
-
-    Keys are (username, remote address); state is per process (enough for a single server;
-    a shared limiter belongs in the reverse proxy for several workers).
-    """
-
-    def __init__(self, max_failures: int = 5, window_s: float = 300.0) -> None:
-        self.max_failures = max_failures
-        self.window_s = window_s
-        self._failures: dict[str, deque[float]] = {}
-
-    def blocked(self, key: str, now: float) -> bool:
-        """Whether ``key`` has ``max_failures`` failures within the window ending at ``now`` (s)."""
-        q = self._failures.get(key)
-        while q and now - q[0] > self.window_s:
-            q.popleft()
-        return q is not None and len(q) >= self.max_failures
-
-    def failed(self, key: str, now: float) -> None:
-        """Count a failed log-in of ``key`` at ``now`` (Unix s)."""
-        if len(self._failures) >= 10_000:  # bound memory: forget keys whose window lapsed
-            stale = [k for k, q in self._failures.items() if not q or now - q[-1] > self.window_s]
-            for k in stale:
-                del self._failures[k]
-        self._failures.setdefault(key, deque(maxlen=self.max_failures)).append(now)
-
-    def succeeded(self, key: str) -> None:
-        """Forget ``key``'s failures after a successful log-in."""
-        self._failures.pop(key, None)
-
-
 def store() -> Store:
     """The app's store."""
     st: Store = current_app.extensions["medchain.store"]
     return st
 
 
+@dataclass(frozen=True, slots=True)
+class Credential:
+    """What authenticated a request, to re-check later (an open live stream).
+
+    Attributes
+    ----------
+    kind : str
+        ``"user"`` (clinician session), ``"token"`` (patient session) or ``"bearer"``.
+    key : str
+        The username, or the SHA-256 hex of the access code.
+    generation : int or None
+        The session generation the cookie carried (None for bearer requests).
+    """
+
+    kind: str
+    key: str
+    generation: int | None = None
+
+
 def load_principal() -> None:
     """``before_request`` hook: set ``g.principal`` from a bearer token or the session."""
     g.principal = None
+    g.credential = None
     if request.endpoint == "static":
         return  # public files: no store lookups
     auth = request.headers.get("Authorization", "")
     if auth.startswith("Bearer "):
-        g.principal = _patient_from_token(auth[len("Bearer ") :].strip())
+        token = auth[len("Bearer ") :].strip()
+        if token and len(token) <= 256:
+            g.credential = Credential("bearer", hash_patient_token(token))
+            g.principal = principal_of(store(), g.credential)
         if g.principal is None:
             abort(401, description="The access token is invalid, expired or revoked.")
         return
-    username = session.get("user")
-    if isinstance(username, str):
-        user = store().get_user(username)
-        if user is not None and user.active and user.role in CLINICIAN_ROLES:
-            g.principal = Principal("clinician", user.username, user.role)
-        else:
+    cred = session_credential()
+    if cred is not None:
+        g.principal = principal_of(store(), cred)
+        if g.principal is None:
             session.clear()
-        return
-    token_hash = session.get("patient_token")
-    if isinstance(token_hash, str):
-        tok = store().get_patient_token(token_hash)
-        if tok is not None and tok.is_valid(time.time()):
-            g.principal = Principal("patient", f"patient:{tok.client_id}", "patient", tok.client_id)
         else:
-            session.clear()
+            g.credential = cred
 
 
-def _patient_from_token(token: str) -> Principal | None:
-    if not token or len(token) > 256:
+def session_credential() -> Credential | None:
+    """The credential the session cookie holds (None if anonymous or malformed)."""
+    gen = session.get("gen")
+    if not isinstance(gen, int):
         return None
-    tok = store().get_patient_token(hash_patient_token(token))
-    if tok is None or not tok.is_valid(time.time()):
+    username, token_hash = session.get("user"), session.get("patient_token")
+    if isinstance(username, str):
+        return Credential("user", username, gen)
+    if isinstance(token_hash, str):
+        return Credential("token", token_hash, gen)
+    return None
+
+
+def principal_of(st: Store, cred: Credential, now: float | None = None) -> Principal | None:
+    """Who ``cred`` authenticates now (``now`` in Unix s), or None if it no longer does: a
+    disabled or deleted user, a revoked or expired code, or a session generation the store
+    has moved past (log-out, password change)."""
+    if cred.kind == "user":
+        user = st.get_user(cred.key)
+        if user is None or not user.active or user.role not in CLINICIAN_ROLES:
+            return None
+        if cred.generation != user.session_generation:
+            return None
+        return Principal("clinician", user.username, user.role)
+    tok = st.get_patient_token(cred.key)
+    if tok is None or not tok.is_valid(time.time() if now is None else now):
+        return None
+    if cred.kind == "token" and cred.generation != tok.session_generation:
         return None
     return Principal("patient", f"patient:{tok.client_id}", "patient", tok.client_id)
+
+
+def credential_valid(st: Store, cred: Credential | None) -> bool:
+    """True while ``cred`` still authenticates someone (see :func:`principal_of`)."""
+    return cred is not None and principal_of(st, cred) is not None
+
+
+def current_credential() -> Credential | None:
+    """The credential of this request (None if anonymous)."""
+    cred: Credential | None = g.get("credential")
+    return cred
 
 
 def current() -> Principal | None:

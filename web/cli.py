@@ -48,6 +48,9 @@ def register(subparsers: Any) -> None:
     t.add_argument("client_id", help="the patient's device/client id")
     t.add_argument("--days", type=float, default=365.0, help="validity in days (0: never expires)")
     t.add_argument("--label", default="", help="a note kept with the token (e.g. who received it)")
+    t.add_argument("--url", default="", metavar="BASE",
+                   help="also print the patient's link on the web app at BASE "
+                        "(e.g. http://127.0.0.1:8080/) and the link as a QR code")  # fmt: skip
     t.set_defaults(func=patient_token)
 
 
@@ -67,27 +70,26 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
 
 
 def serve(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    """Run the app on a threaded WSGI server until interrupted."""
-    from werkzeug.serving import make_server
+    """Run the app under gunicorn (one process, ``threads`` threads) until SIGINT/SIGTERM.
 
+    Settings, the secret key, the limiter storage and the store (migrations included) are
+    checked here first, so a mistake is one clear line instead of a worker that fails to boot.
+    """
+    from store.factory import open_store
+    from web import limits, security, serve
     from web.app import create_app
 
     settings = _settings(args, env)
-    app = create_app(settings)
-    server = make_server(settings.host, settings.port, app, threaded=True)
-    print(f"MedChain web on http://{settings.host}:{server.server_port}/ "
-          f"(store {app.extensions['medchain.store'].url}, broker {settings.broker_url or 'none'})")  # fmt: skip
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        app.extensions["medchain.hub"].fanout.close_all()
-        feed = app.extensions["medchain.feed"]
-        if feed is not None:
-            feed.stop()
-        app.extensions["medchain.store"].close()
+    if settings.secret_key:
+        security.check_secret_key(settings.secret_key)
+    limits.check_storage_uri(settings.ratelimit_storage_uri)
+    store = open_store(settings.store_url)
+    store_url = store.url
+    store.close()
+    print(f"MedChain web on http://{settings.host}:{settings.port}/ "
+          f"(store {store_url}, broker {settings.broker_url or 'none'}; "
+          f"gunicorn, {settings.threads} threads)", flush=True)  # fmt: skip
+    serve.run(lambda: create_app(settings), settings)
     return 0
 
 
@@ -122,9 +124,11 @@ def add_user(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def patient_token(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    """Mint an access token for one patient; print it once (only its hash is stored)."""
+    """Mint an access token for one patient; print it once (only its hash is stored), and with
+    ``--url`` the link that opens it and that link as a QR code."""
     from common.protocol import ProtocolError, check_client_id
     from store.factory import open_store
+    from web.patient_link import PatientLink, login_url
     from web.security import new_patient_token
 
     try:
@@ -146,4 +150,8 @@ def patient_token(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     print(token)
     print(f"(access code for {args.client_id}: enter it at /patient/login; "
           f"or send 'Authorization: Bearer <token>' to the JSON API)", file=sys.stderr)  # fmt: skip
+    if args.url:
+        link = PatientLink(args.client_id, token, login_url(args.url, token))
+        print(link.qr_terminal(), end="")
+        print(link.url)
     return 0

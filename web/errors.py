@@ -30,6 +30,8 @@ MESSAGES = {
     405: "This method is not allowed here.",
     409: "This conflicts with existing data.",
     413: "The upload is too large.",
+    415: "Send this request as JSON.",
+    429: "Too many requests: wait a little and retry.",
     503: "A service this page needs is unavailable; retry shortly.",
 }
 

@@ -1,63 +1,115 @@
-"""CSRF tokens, security headers and password/token hashing for the web app.
+"""CSRF (Flask-WTF), session cookies that errors never mint, the secret-key check, security
+headers, and password/token hashing for the web app.
 
-CSRF: a random token per session (``secrets.token_urlsafe``), rendered into every form as
-``csrf_token`` and sent by scripts in the ``X-CSRF-Token`` header; every state-changing request
-that authenticates with the session cookie must carry it (compared in constant time). Requests
-authenticated with a patient bearer token carry no cookie credentials and need none.
+CSRF: Flask-WTF's ``CSRFProtect`` (a signed token bound to the session), rendered into every
+form as ``csrf_token`` and sent by scripts in the ``X-CSRF-Token`` header. Every state-changing
+request that authenticates with the session cookie must carry it. Requests authenticated with a
+patient bearer token carry no cookie credentials and need none; ``POST /api/login`` takes JSON
+only (a cross-site page cannot send JSON without a CORS preflight, which this app never grants).
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
-import secrets
+import re
+from typing import Any
 
-from flask import Flask, Response, request, session
-from werkzeug.exceptions import BadRequest, RequestEntityTooLarge
+from flask import Flask, Response, g, request
+from flask.sessions import SecureCookieSessionInterface, SessionMixin
+from flask_wtf.csrf import CSRFError, CSRFProtect, generate_csrf
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.security import check_password_hash, generate_password_hash
+
+from common.errors import ConfigError
+from web.access_codes import hash_patient_token, new_patient_token
 
 _LOGGER = logging.getLogger(__name__)
 
+__all__ = [
+    "CSRF_HEADER",
+    "check_secret_key",
+    "csrf_token",
+    "hash_password",
+    "hash_patient_token",
+    "install",
+    "new_patient_token",
+    "verify_password",
+]
+
 CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
+CSRF_MESSAGE = "The form expired or did not come from this site: reload the page and retry."
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-# JSON log-in is exempt: a cross-site page cannot send application/json without a CORS
-# preflight, which this app never grants; other endpoints require the token regardless.
-CSRF_EXEMPT_ENDPOINTS = frozenset({"auth.api_login"})
+CSRF_EXEMPT_ENDPOINTS = frozenset({"auth.api_login"})  # JSON only: see the module docstring
 MIN_PASSWORD_LENGTH = 10
+MIN_SECRET_LENGTH = 32
+MIN_SECRET_DISTINCT = 10
+_PLACEHOLDER = re.compile(r"change.?me|secret|password|example|default|insecure|replace", re.I)
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 
+csrf = CSRFProtect()
 
-class CsrfError(BadRequest):
-    """A state-changing request without a valid CSRF token (HTTP 400)."""
 
-    description = "The form expired or did not come from this site: reload the page and retry."
+def check_secret_key(key: str) -> None:
+    """Refuse a key an attacker could guess (it signs the session cookies and CSRF tokens).
+
+    Raises
+    ------
+    ConfigError
+        If ``key`` is shorter than 32 characters, has fewer than 10 distinct characters or
+        reads like a placeholder (``changeme``, ``secret``, ...).
+    """
+    hint = "use e.g. python -c 'import secrets; print(secrets.token_hex(32))'"
+    if len(key) < MIN_SECRET_LENGTH:
+        raise ConfigError(f"MEDCHAIN_WEB_SECRET_KEY is too short (at least {MIN_SECRET_LENGTH} "
+                          f"random characters): {hint}")  # fmt: skip
+    if len(set(key)) < MIN_SECRET_DISTINCT or _PLACEHOLDER.search(key):
+        raise ConfigError(f"MEDCHAIN_WEB_SECRET_KEY is too easy to guess: {hint}")
+
+
+class ErrorSafeSessionInterface(SecureCookieSessionInterface):
+    """Signed-cookie sessions that an error answer to a cookie-less request never creates.
+
+    A cross-site POST arrives without the victim's cookie (SameSite=Lax); were its error page to
+    mint a fresh session, the browser would store that cookie over the victim's and log them out.
+    """
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:  # type: ignore[override]
+        """Skip the cookie for a >= 400 answer to a request that sent none."""
+        if response.status_code >= 400 and self.get_cookie_name(app) not in request.cookies:
+            return
+        super().save_session(app, session, response)
 
 
 def csrf_token() -> str:
-    """The session's CSRF token (created on first use)."""
-    token = session.get(CSRF_FIELD)
-    if not isinstance(token, str):
-        token = secrets.token_urlsafe(32)
-        session[CSRF_FIELD] = token
+    """The session's CSRF token (Flask-WTF; created on first use)."""
+    token: str = generate_csrf()
     return token
 
 
+def new_csrf_token() -> str:
+    """A CSRF token for a session that was just cleared (log-in: new identity, new token)."""
+    g.pop(CSRF_FIELD, None)  # Flask-WTF caches the request's token in g
+    return csrf_token()
+
+
 def check_csrf() -> None:
-    """``before_request`` hook: reject unsafe requests lacking the session's token."""
+    """``before_request`` hook: unsafe cookie-authenticated requests need a valid token."""
     if request.method in SAFE_METHODS or request.endpoint in CSRF_EXEMPT_ENDPOINTS:
         return
     if request.headers.get("Authorization", "").startswith("Bearer "):
         return  # bearer-token requests carry no ambient (cookie) credentials
-    expected = session.get(CSRF_FIELD)
-    sent = request.headers.get(CSRF_HEADER) or request.form.get(CSRF_FIELD, "")
-    if not isinstance(expected, str) or not hmac.compare_digest(expected, sent):
-        _LOGGER.info("CSRF check failed on %s %s", request.method, request.path)
-        raise CsrfError()
+    csrf.protect()
+
+
+def _csrf_failed(exc: CSRFError) -> Any:
+    from web.errors import error_response
+
+    _LOGGER.info("CSRF check failed on %s %s: %s", request.method, request.path, exc.description)
+    return error_response(400, CSRF_MESSAGE)
 
 
 def set_security_headers(resp: Response) -> Response:
@@ -80,10 +132,19 @@ def check_size() -> None:
 
 
 def install(app: Flask) -> None:
-    """Register the size and CSRF checks, the headers and the ``csrf_token`` template global."""
+    """Sessions, the size and CSRF checks, the headers and the ``csrf_token`` template global."""
+    app.session_interface = ErrorSafeSessionInterface()
+    app.config.update(
+        WTF_CSRF_CHECK_DEFAULT=False,  # check_csrf decides (bearer requests are exempt)
+        WTF_CSRF_TIME_LIMIT=None,  # valid as long as the session (itself limited)
+        WTF_CSRF_HEADERS=[CSRF_HEADER, "X-CSRFToken"],
+        WTF_CSRF_FIELD_NAME=CSRF_FIELD,
+    )
+    csrf.init_app(app)
     app.before_request(check_size)
     app.before_request(check_csrf)
     app.after_request(set_security_headers)
+    app.register_error_handler(CSRFError, _csrf_failed)
     app.jinja_env.globals["csrf_token"] = csrf_token
 
 
@@ -103,18 +164,3 @@ def hash_password(password: str) -> str:
 def verify_password(password_hash: str, password: str) -> bool:
     """True if ``password`` matches the stored hash."""
     return check_password_hash(password_hash, password)
-
-
-def new_patient_token() -> tuple[str, str]:
-    """A fresh patient access token and its hash: (token shown once, sha256 hex to store).
-
-    The token has 256 random bits, so an unsalted SHA-256 is safe to store and lets the app look
-    a presented token up by its hash.
-    """
-    token = secrets.token_urlsafe(32)
-    return token, hash_patient_token(token)
-
-
-def hash_patient_token(token: str) -> str:
-    """SHA-256 hex of a presented patient token."""
-    return hashlib.sha256(token.encode()).hexdigest()

@@ -32,8 +32,9 @@ class WebSettings:
     host, port : str, int
         Where ``medchain web`` listens.
     secret_key : str
-        Signs the session cookie. Empty means a random key per process (sessions end on restart);
-        set it in production so that several workers share sessions.
+        Signs the session cookie and the CSRF tokens. Empty means a random key per process
+        (sessions end on restart); set it in production (at least 32 random characters: a
+        short or common key is refused).
     session_cookie_secure : bool
         Send the session cookie over HTTPS only (set behind a TLS proxy).
     session_lifetime_s : int
@@ -54,6 +55,27 @@ class WebSettings:
         Reconnect delay the browser's EventSource is told to use, in ms.
     sse_max_stream_s : float
         A stream ends after this many s (the browser reconnects); frees threads of dead clients.
+    sse_max_per_principal : int
+        Concurrent SSE streams of one clinician or one patient (429 beyond), so that one
+        account or access code cannot take every slot.
+    sse_auth_recheck_s : float
+        Interval in s at which an open stream re-checks its credentials (a revoked code, a
+        disabled account or a log-out ends the stream within it).
+    threads : int
+        Worker threads of ``medchain web`` (gunicorn, one process); each SSE stream holds one,
+        so keep it above ``sse_max_clients``.
+    trusted_proxies : int
+        Reverse proxies in front of the app whose ``X-Forwarded-For``/``-Proto``/``-Host`` are
+        believed (werkzeug ``ProxyFix``); 0 = the socket peer is the client. Behind the
+        documented TLS proxy set 1, or every client shares the proxy's address.
+    ratelimit_storage_uri : str
+        Flask-Limiter storage of the log-in counters: ``memory://`` (one process) or
+        ``redis://host:6379`` (shared by several workers or hosts).
+    login_limit_account : str
+        Log-in attempts allowed per username (Flask-Limiter notation), counted at the start of
+        each attempt, so parallel guesses are counted too.
+    login_limit_address : str
+        Log-in attempts (clinician or patient code) allowed per client address.
     label_qos : int
         MQTT QoS of label delivery.
     record_feed : bool
@@ -79,6 +101,13 @@ class WebSettings:
     sse_max_clients: int = 64
     sse_retry_ms: int = 2000
     sse_max_stream_s: float = 300.0
+    sse_max_per_principal: int = 4
+    sse_auth_recheck_s: float = 5.0
+    threads: int = 96
+    trusted_proxies: int = 0
+    ratelimit_storage_uri: str = "memory://"
+    login_limit_account: str = "5 per 5 minutes"
+    login_limit_address: str = "20 per 5 minutes"
     label_qos: int = 1
     record_feed: bool = True
     tasks: tuple[str, ...] = ("beat", "ptb", "aft", "rhythm", "ppg_hr", "activity")

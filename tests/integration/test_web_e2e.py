@@ -45,6 +45,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "web"
 PASSWORD = "e2e password 123"
+SECRET = "e2e-key-8b4f2c6a1d3e5f7a9c0b2d4e6f8a1c3e0d"
 FS = 125.0  # Hz, the edge's live-stream rate
 CHUNK = 10  # samples per live message (80 ms)
 ACC_FS = 50.0  # Hz
@@ -197,7 +198,7 @@ def served(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[tuple[str, object]]
     )
     store.register_client("p1", task="beat", dataset="mitdb")
     settings = WebSettings(
-        secret_key="e2e", broker_url=mosquitto.url, sse_keepalive_s=1.0, sse_max_stream_s=120.0
+        secret_key=SECRET, broker_url=mosquitto.url, sse_keepalive_s=1.0, sse_max_stream_s=120.0
     )
     app = create_app(settings, store=store)
     feed = app.extensions["medchain.feed"]
@@ -350,3 +351,95 @@ def test_live_patient_page_predictions_and_labelling(served: tuple[str, object],
         finally:
             browser.close()
             device.stop()
+
+
+@pytest.fixture()
+def served_offline(tmp_path: Path) -> Iterator[tuple[str, object, object]]:
+    """The app without a broker on a free port; yields (base URL, store, live hub)."""
+    store = open_store(f"sqlite:///{tmp_path / 'mine.db'}")
+    store.create_user(
+        "root", generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000"), role="admin"
+    )
+    store.register_client("sim-patient-1", task="beat", dataset="simulated")
+    app = create_app(WebSettings(secret_key=SECRET, broker_url=""), store=store)
+    port = free_port()
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{port}", store, app.extensions["medchain.hub"]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+        store.close()
+
+
+def test_patient_view_on_a_phone_from_the_qr_link(
+    served_offline: tuple[str, object, object],
+) -> None:
+    if not CHROMIUM.exists():
+        require_service("chromium", "apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    # Prepare: 40 beats at 75 bpm (4 ventricular), an AF episode still going on
+    base, store, hub = served_offline
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    cid, t0 = "sim-patient-1", time.time_ns() - 60 * 10**9
+    beats = [BeatPrediction(cid, t0 + i * 800_000_000, i, "V" if i % 10 == 9 else "N",
+                            {"N": 0.9, "V": 0.1}, "sha256:feedfacecafe", 0.8) for i in range(40)]  # fmt: skip
+    store.insert_predictions(beats)  # type: ignore[attr-defined]
+    hub.on_predictions(cid, beats, [Event(f"{cid}:af:{t0}", cid, "af_episode", beats[-5].t_ns,  # type: ignore[attr-defined]
+                                          beats[-1].t_ns, {"max_score": 0.9})])  # fmt: skip
+    hub.on_status(Status(cid, True, time.time_ns(), "sha256:feedfacecafe", 80.0))  # type: ignore[attr-defined]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            errors: list[str] = []
+            desk = browser.new_page(viewport={"width": 1280, "height": 900})
+            desk.on("pageerror", lambda e: errors.append(str(e)))
+            # Execute: a clinician creates an access code; the page shows it with a QR code
+            desk.goto(f"{base}/login")
+            desk.fill("input[name=username]", "root")
+            desk.fill("input[name=password]", PASSWORD)
+            desk.click("button[type=submit]")
+            desk.wait_for_url(f"{base}/patients")
+            desk.goto(f"{base}/patients/{cid}")
+            assert desk.is_visible("#simulated-banner")
+            desk.click("#access-codes button[type=submit]")
+            desk.wait_for_selector("#access-qr")
+            link = desk.text_content("#new-link") or ""
+            code = desk.text_content("#new-token") or ""
+            qr_width = desk.evaluate("document.getElementById('access-qr').naturalWidth")
+            desk.screenshot(path=str(ARTIFACTS / "access_code.png"), full_page=True)
+
+            # Execute: the patient opens the link on a phone (what the QR code holds)
+            phone_ctx = browser.new_context(viewport={"width": 390, "height": 844},
+                                            device_scale_factor=2, is_mobile=True, has_touch=True)  # fmt: skip
+            phone = phone_ctx.new_page()
+            phone.on("pageerror", lambda e: errors.append(str(e)))
+            phone.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            phone.goto(link)
+            assert phone.input_value("#access-code") == code
+            assert "#code=" not in phone.url  # dropped from the address bar
+            phone.click("#patient-login button[type=submit]")
+            phone.wait_for_url(f"{base}/patients/{cid}")
+            wait_js(phone, "window.medchainMine && window.medchainMine.updates > 0")
+            phone.screenshot(path=str(ARTIFACTS / "patient_mine_phone.png"), full_page=True)
+
+            # Assert: plain words, no model details, simulated said, fits the phone
+            text = phone.inner_text("body")
+            assert link.startswith(f"{base}/patient/login#code=") and qr_width > 100
+            assert phone.text_content("#verdict") == (
+                "possible atrial fibrillation — your care team has been told"
+            )
+            assert phone.text_content("#my-hr") == "75"
+            assert phone.text_content("#flagged-count") == "4"
+            assert phone.text_content("#my-device") == "connected"
+            assert phone.is_visible("#simulated-banner")
+            for hidden in ("p=", "sha256", "feedface", "model", "%"):
+                assert hidden not in text, hidden
+            assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+            assert not errors, errors
+        finally:
+            browser.close()

@@ -25,7 +25,9 @@ def test_pages_labels_and_controls_on_postgres(pg_store: Store) -> None:
     pg_store.insert_events([event(T0_NS + 10**9)])
     feed = FakeFeed()
     client = create_app(
-        WebSettings(secret_key="pg", broker_url=""), store=pg_store, feed=feed
+        WebSettings(secret_key="pg-key-" + "9f3b7d1c5a2e4f6b8d0c" * 2, broker_url=""),
+        store=pg_store,
+        feed=feed,
     ).test_client()
     token = client.post("/api/login", json={"username": "root", "password": PASSWORD}).get_json()[
         "csrf_token"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,7 @@ from web.security import new_patient_token
 from web.settings import WebSettings
 
 PASSWORD = "correct horse battery"
+SECRET = "web-tests-3f9c1a7e5b2d4c6e8a0f1b3d5e7c9a2b"  # strong enough for create_app's check
 # A cheap hash for fixtures (scrypt costs ~0.2 s per call); the real hashing has its own test.
 FAST_HASH = generate_password_hash(PASSWORD, method="pbkdf2:sha256:1000")
 T0_NS = 1_700_000_000_000_000_000
@@ -65,7 +67,7 @@ def feed() -> FakeFeed:
 
 @pytest.fixture()
 def settings() -> WebSettings:
-    return WebSettings(secret_key="test-secret", broker_url="", max_content_length=64 * 1024,
+    return WebSettings(secret_key=SECRET, broker_url="", max_content_length=64 * 1024,
                        sse_keepalive_s=0.05, sse_max_stream_s=0.3)  # fmt: skip
 
 
@@ -99,14 +101,11 @@ def patient_token(store: Store) -> str:
 
 
 def csrf_of(client: FlaskClient) -> str:
-    """The CSRF token of the client's session (creates one via /api/me or the login page)."""
-    with client.session_transaction() as sess:
-        token = sess.get("csrf_token")
-    if token is None:
-        client.get("/login")
-        with client.session_transaction() as sess:
-            token = sess["csrf_token"]
-    return str(token)
+    """The CSRF token a page of the client's session carries (``<meta name="csrf-token">``)."""
+    page = client.get("/login").get_data(as_text=True)
+    match = re.search(r'<meta name="csrf-token" content="([^"]+)"', page)
+    assert match, page[:300]
+    return match.group(1)
 
 
 def login(client: FlaskClient, username: str = "alice") -> None:

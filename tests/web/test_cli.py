@@ -102,3 +102,16 @@ def test_web_help_lists_options(capsys: pytest.CaptureFixture[str]) -> None:
     # Assert
     out = capsys.readouterr().out
     assert "--store" in out and "--broker" in out and "add-user" in out and "patient-token" in out
+
+
+def test_patient_token_with_url_prints_the_link_and_its_qr_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Execute
+    rc = main(["web", "--store", f"sqlite:///{tmp_path / 'cli.db'}", "patient-token", "p9",
+               "--url", "http://127.0.0.1:8080/"])  # fmt: skip
+    # Assert
+    lines = capsys.readouterr().out.splitlines()
+    code, link = lines[0], lines[-1]
+    assert rc == 0 and link == f"http://127.0.0.1:8080/patient/login#code={code}"
+    assert sum("█" in line or "▀" in line for line in lines[1:-1]) > 10  # the QR code

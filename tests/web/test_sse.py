@@ -116,3 +116,89 @@ def test_too_many_streams_is_503(app: Flask, client: FlaskClient, hub) -> None:
     assert (
         resp.status_code == 503 and "Too many live streams" in resp.get_json()["error"]["message"]
     )
+
+
+def _hold_stream(client: FlaskClient, opened: list[int], release: threading.Event) -> None:
+    """Open a live stream in this thread, keep it open until ``release``."""
+    resp = client.get("/api/patients/p1/stream", buffered=False)
+    opened.append(resp.status_code)
+    if resp.status_code == 200:
+        next(iter(resp.response))  # the retry frame: subscribed
+        release.wait(10)
+    resp.close()
+
+
+def test_one_principal_cannot_take_every_stream_slot(
+    app: Flask, client: FlaskClient, patient_token: str
+) -> None:
+    # Prepare: one patient code opens as many streams as it may (each in its own thread)
+    import time
+
+    from tests.web.conftest import login_patient
+
+    login_patient(client, patient_token)
+    cap = app.extensions["medchain.settings"].sse_max_per_principal
+    opened: list[int] = []
+    release = threading.Event()
+    holders = [
+        threading.Thread(target=_hold_stream, args=(client, opened, release)) for _ in range(cap)
+    ]
+    for t in holders:
+        t.start()
+    deadline = time.monotonic() + 10
+    while app.extensions["medchain.hub"].fanout.count() < cap and time.monotonic() < deadline:
+        time.sleep(0.01)
+    try:
+        # Execute
+        refused = client.get("/api/patients/p1/stream")
+        clinician = app.test_client()
+        login(clinician)
+        other: list[int] = []
+        done = threading.Event()
+        done.set()
+        _hold_stream(clinician, other, done)
+    finally:
+        release.set()
+        for t in holders:
+            t.join(10)
+    # Assert
+    assert opened == [200] * cap
+    assert refused.status_code == 429
+    assert "live streams" in refused.get_json()["error"]["message"]
+    assert other == [200]
+
+
+def test_revoked_code_stream_ends_within_the_recheck_interval(
+    store, patient_token: str, feed
+) -> None:
+    # Prepare: long streams (30 s), revocation re-checked every 0.1 s
+    import time
+
+    from tests.web.conftest import SECRET, login_patient
+    from web.app import create_app
+    from web.security import hash_patient_token
+    from web.settings import WebSettings
+
+    settings = WebSettings(secret_key=SECRET, broker_url="", sse_keepalive_s=0.05,
+                           sse_max_stream_s=30.0, sse_auth_recheck_s=0.1)  # fmt: skip
+    app = create_app(settings, store=store, feed=feed)
+    store.register_client("p1")
+    client = app.test_client()
+    login_patient(client, patient_token)
+    revoked_at: list[float] = []
+
+    def revoke() -> None:
+        revoked_at.append(time.monotonic())
+        store.revoke_patient_token(hash_patient_token(patient_token))
+
+    timer = threading.Timer(0.3, revoke)
+    # Execute: read the stream to its end; revoke the code while it is open
+    timer.start()
+    resp = client.get("/api/patients/p1/stream")  # returns when the stream ends
+    ended_at = time.monotonic()
+    timer.join()
+    # Assert
+    assert resp.status_code == 200
+    assert ended_at - revoked_at[0] < 1.0
+    assert ("revoked", {"reason": "access ended"}) in parse_frames(resp.get_data(as_text=True))
+    assert app.extensions["medchain.hub"].fanout.count() == 0

@@ -2,7 +2,8 @@
 
 Each SSE client owns a :class:`Subscription`. Publishing never blocks: when a slow client's
 queue is full the oldest message is dropped and counted, so one stalled phone cannot hold up
-the MQTT thread or grow memory without bound.
+the MQTT thread or grow memory without bound. Streams are capped in total and per *owner* (the
+clinician or patient who opened them), so one account or access code cannot take every slot.
 """
 
 from __future__ import annotations
@@ -32,10 +33,11 @@ class Subscription:
         Messages kept before the oldest are dropped.
     """
 
-    def __init__(self, client_id: str, maxsize: int) -> None:
+    def __init__(self, client_id: str, maxsize: int, owner: str = "") -> None:
         if maxsize <= 0:
             raise ValueError("maxsize must be positive")
         self.client_id = client_id
+        self.owner = owner
         self._queue: deque[Message] = deque(maxlen=maxsize)
         self._cond = threading.Condition()
         self.dropped = 0
@@ -66,22 +68,49 @@ class Subscription:
             self._cond.notify_all()
 
 
-class Fanout:
-    """Subscriptions per patient, with a cap on concurrent subscribers."""
+class OwnerLimitError(Exception):
+    """The owner already holds ``max_per_owner`` streams."""
 
-    def __init__(self, max_clients: int, queue_size: int) -> None:
+
+class Fanout:
+    """Subscriptions per patient, with caps on concurrent subscribers in total and per owner.
+
+    Parameters
+    ----------
+    max_clients : int
+        Streams in total.
+    queue_size : int
+        Messages buffered per stream.
+    max_per_owner : int
+        Streams one owner may hold at once (0: no per-owner cap).
+    """
+
+    def __init__(self, max_clients: int, queue_size: int, max_per_owner: int = 0) -> None:
         self._max = max_clients
+        self._max_per_owner = max_per_owner
         self._queue_size = queue_size
         self._subs: dict[str, set[Subscription]] = {}
+        self._owners: dict[str, int] = {}
         self._lock = threading.Lock()
 
-    def subscribe(self, client_id: str) -> Subscription | None:
-        """A new subscription, or ``None`` when ``max_clients`` are already connected."""
+    def subscribe(self, client_id: str, owner: str = "") -> Subscription | None:
+        """A new subscription, or ``None`` when ``max_clients`` are already connected.
+
+        Raises
+        ------
+        OwnerLimitError
+            If ``owner`` (non-empty) already holds ``max_per_owner`` streams.
+        """
         with self._lock:
             if sum(len(s) for s in self._subs.values()) >= self._max:
                 return None
-            sub = Subscription(client_id, self._queue_size)
+            held = self._owners.get(owner, 0)
+            if owner and self._max_per_owner and held >= self._max_per_owner:
+                raise OwnerLimitError(owner)
+            sub = Subscription(client_id, self._queue_size, owner)
             self._subs.setdefault(client_id, set()).add(sub)
+            if owner:
+                self._owners[owner] = held + 1
             return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -89,10 +118,17 @@ class Fanout:
         sub.close()
         with self._lock:
             subs = self._subs.get(sub.client_id)
-            if subs is not None:
-                subs.discard(sub)
-                if not subs:
-                    del self._subs[sub.client_id]
+            if subs is None or sub not in subs:
+                return
+            subs.discard(sub)
+            if not subs:
+                del self._subs[sub.client_id]
+            if sub.owner:
+                left = self._owners.get(sub.owner, 1) - 1
+                if left > 0:
+                    self._owners[sub.owner] = left
+                else:
+                    self._owners.pop(sub.owner, None)
 
     def publish(self, client_id: str, msg: Message) -> int:
         """Send ``msg`` to every subscriber of ``client_id``; return how many got it."""
@@ -117,5 +153,6 @@ class Fanout:
         with self._lock:
             subs = [s for group in self._subs.values() for s in group]
             self._subs.clear()
+            self._owners.clear()
         for sub in subs:
             sub.close()

@@ -93,6 +93,7 @@ class LiveHub:
             for b in sorted(beats, key=lambda x: x.t_ns):
                 if p.latest_beat is None or b.t_ns > p.latest_beat.t_ns:  # not a redelivery
                     p.latest_beat = b
+                    p.recent_labels.append(b.label)
                     if math.isfinite(b.rr_s) and 0.2 <= b.rr_s <= 3.0:  # 20-300 bpm
                         p.rr_s.append(b.rr_s)
                 if b.label not in NORMAL_CLASSES:
@@ -211,6 +212,12 @@ class LiveHub:
             out["streams"] = streams
             out["flagged"] = [i.to_json() for i in reversed(p.flagged)]
             return out
+
+    def recent_labels(self, client_id: str) -> list[str]:
+        """Classes of the patient's latest beats (up to ``state.RECENT_BEATS``), oldest first."""
+        with self._lock:
+            p = self._patients.get(client_id)
+            return [] if p is None else list(p.recent_labels)
 
     def flagged(self, client_id: str) -> list[FlaggedItem]:
         """Flagged items of a patient, newest first."""

@@ -5,6 +5,9 @@ event (the ring buffers, latest prediction, status and flagged items), then rela
 subscription's messages in batches. When nothing happens for ``keepalive_s`` it sends a
 comment line so that proxies keep the connection open; after ``max_stream_s`` the stream
 ends and the browser reconnects, which frees the worker thread of clients that vanished.
+Every ``recheck_s`` the stream asks ``still_allowed`` whether its caller may still watch (a
+revoked access code, a disabled account, a log-out); if not it sends ``revoked`` and ends, and
+the browser's reconnect is refused.
 """
 
 from __future__ import annotations
@@ -39,8 +42,11 @@ def stream(
     max_stream_s: float,
     on_close: Callable[[], None],
     clock: Callable[[], float] = time.monotonic,
+    still_allowed: Callable[[], bool] | None = None,
+    recheck_s: float = 5.0,
 ) -> Iterator[str]:
-    """Yield SSE frames for one client until ``max_stream_s`` or the subscription closes.
+    """Yield SSE frames for one client until ``max_stream_s``, the subscription closes or
+    ``still_allowed`` (asked every ``recheck_s`` s) turns false.
 
     ``retry_ms`` is the browser's reconnect delay (ms), ``keepalive_s`` the comment-frame
     interval (s) and ``clock`` a monotonic clock (s).
@@ -51,13 +57,23 @@ def stream(
     try:
         yield f"retry: {int(retry_ms)}\n\n"
         yield format_event("snapshot", snapshot or {"streams": {}})
-        end = clock() + max_stream_s
+        start = clock()
+        end, next_check = start + max_stream_s, start + recheck_s
         seq = 0
         while not sub.closed:
-            remaining = end - clock()
+            now = clock()
+            remaining = end - now
             if remaining <= 0:
                 break
-            batch = sub.get_batch(timeout=min(keepalive_s, remaining))
+            if still_allowed is not None and now >= next_check:
+                if not still_allowed():
+                    yield format_event("revoked", {"reason": "access ended"})
+                    break
+                next_check = now + recheck_s
+            wait = min(keepalive_s, remaining)
+            if still_allowed is not None:
+                wait = min(wait, max(next_check - now, 0.0))
+            batch = sub.get_batch(timeout=wait)
             if not batch:
                 yield keepalive()
                 continue

@@ -13,6 +13,7 @@ from common.types import BeatPrediction, SignalChunk, StreamKind
 from web.live.ring import StreamRing
 
 HR_BEATS = 8  # RR intervals in the heart-rate median
+RECENT_BEATS = 30  # beat classes kept for the patient's plain-words verdict
 
 
 def round_list(values: np.ndarray[Any, Any], digits: int = 2) -> list[float]:
@@ -75,6 +76,7 @@ class PatientLive:
     status: Status | None = None
     latest_beat: BeatPrediction | None = None
     rr_s: deque[float] = field(default_factory=lambda: deque(maxlen=HR_BEATS))
+    recent_labels: deque[str] = field(default_factory=lambda: deque(maxlen=RECENT_BEATS))
     hr_stream_bpm: float | None = None
     rhythm: dict[str, Any] | None = None
     flagged: deque[FlaggedItem] = field(default_factory=deque)

@@ -25,7 +25,7 @@ from web.delivery import deliver
 from web.live.hub import NORMAL_CLASSES
 from web.views.context import feed, hub, store
 from web.views.forms import choice, integer, payload, text
-from web.views.patients import known_patient, patient_rows
+from web.views.patients import known_patient, patient_rows, simulated
 
 bp = Blueprint("labels", __name__)
 
@@ -127,8 +127,10 @@ def create_label(data: dict[str, Any]) -> tuple[LabelRecord, bool]:
 def review() -> str:
     """Label review page."""
     cids, show_all = _review_scope()
+    one = cids[0] if request.args.get("client_id") else None
+    sim = one is not None and simulated(one, store().get_client(one))
     return render_template("labels.html", items=review_items(cids, show_all), show_all=show_all,
-                           client_filter=request.args.get("client_id", ""),
+                           client_filter=request.args.get("client_id", ""), simulated=sim,
                            beat_classes=BEAT_CLASSES, event_labels=EVENT_LABELS)  # fmt: skip
 
 

@@ -10,7 +10,10 @@ from common.types import BeatPrediction, Event
 from store.records import Client
 from web import auth
 from web.live import sse
+from web.live.fanout import OwnerLimitError
+from web.patient_view import is_simulated
 from web.views.context import hub, settings, store
+from web.views.forms import INT64_MAX, INT64_MIN
 from web.views.forms import client_id as valid_client_id
 
 bp = Blueprint("patients", __name__)
@@ -60,7 +63,14 @@ def patient_rows() -> list[dict[str, Any]]:
         row["latest_beat"] = snap.get("latest_beat")
         if snap.get("status"):
             row["online"] = snap["status"]["online"]
+        row["simulated"] = is_simulated(row.get("dataset", ""), snap.get("status"))
     return [rows[k] for k in sorted(rows)]
+
+
+def simulated(cid: str, client: Client | None) -> bool:
+    """Whether patient ``cid`` replays simulated data (see ``web.patient_view.is_simulated``)."""
+    snap = hub().summary(cid) or {}
+    return is_simulated(client.dataset if client else "", snap.get("status"))
 
 
 def summary(cid: str, client: Client | None) -> dict[str, Any]:
@@ -72,6 +82,7 @@ def summary(cid: str, client: Client | None) -> dict[str, Any]:
     if out["latest_beat"] is None:
         latest = store().latest_predictions(cid, 1)
         out["latest_beat"] = beat_json(latest[-1]) if latest else None
+    out["simulated"] = is_simulated(client.dataset if client else "", out["status"])
     return out
 
 
@@ -84,12 +95,15 @@ def index() -> str:
 
 @bp.get("/patients/<client_id>")
 def patient(client_id: str) -> str:
-    """The live patient page."""
+    """The live patient page for clinicians; the patient's own plain view for the patient."""
     client = known_patient(client_id)
     p = auth.require_login()
-    codes = store().list_patient_tokens(client_id) if p.is_clinician else []
+    sim = simulated(client_id, client)
+    if not p.is_clinician:
+        return render_template("my_heart.html", client_id=client_id, simulated=sim)
+    codes = store().list_patient_tokens(client_id)
     return render_template("patient.html", client_id=client_id, client=client, codes=codes,
-                           window_s=settings().ring_seconds)  # fmt: skip
+                           window_s=settings().ring_seconds, simulated=sim)  # fmt: skip
 
 
 @bp.get("/api/patients")
@@ -122,6 +136,8 @@ def _range_args() -> dict[str, Any]:
         args["limit"] = min(max(int(request.args.get("limit", 200)), 1), 5000)
     except ValueError:
         abort(400, description="since_ns, until_ns and limit must be whole numbers.")
+    if any(not INT64_MIN <= v <= INT64_MAX for v in args.values()):
+        abort(400, description="since_ns and until_ns must fit in 64 bits.")
     return args
 
 
@@ -153,15 +169,22 @@ def api_flagged(client_id: str) -> Response:
 def api_stream(client_id: str) -> Response:
     """Server-sent events: ``snapshot`` then ``live``, ``pred``, ``status``, ``flagged``."""
     known_patient(client_id)
+    p = auth.require_login()
     s = settings()
     fan = hub().fanout
-    sub = fan.subscribe(client_id)
+    try:
+        sub = fan.subscribe(client_id, owner=p.name)
+    except OwnerLimitError:
+        abort(429, description=f"You have {s.sse_max_per_principal} live streams open already; "
+                               "close other tabs and retry.")  # fmt: skip
     if sub is None:
         abort(503, description="Too many live streams are open; close other tabs and retry.")
     snapshot = hub().snapshot(client_id)  # taken after subscribing: nothing falls in between
+    st, cred = store(), auth.current_credential()
     gen = sse.stream(sub, snapshot, retry_ms=s.sse_retry_ms, keepalive_s=s.sse_keepalive_s,
-                     max_stream_s=s.sse_max_stream_s,
-                     on_close=lambda: fan.unsubscribe(sub))  # fmt: skip
+                     max_stream_s=s.sse_max_stream_s, on_close=lambda: fan.unsubscribe(sub),
+                     still_allowed=lambda: auth.credential_valid(st, cred),
+                     recheck_s=s.sse_auth_recheck_s)  # fmt: skip
     resp = Response(stream_with_context(gen), mimetype="text/event-stream")
     resp.headers["Cache-Control"] = "no-cache"
     resp.headers["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream

@@ -9,15 +9,26 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Blueprint, Response, abort, flash, jsonify, redirect, render_template, url_for
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from store.records import PatientToken
 from web import auth
-from web.security import new_patient_token
+from web.access_codes import new_patient_token
+from web.patient_link import PatientLink, login_url
 from web.views.context import store
 from web.views.forms import payload, text
-from web.views.patients import known_patient
+from web.views.patients import known_patient, simulated
 
 bp = Blueprint("tokens", __name__)
 
@@ -81,9 +92,11 @@ def revoke(client_id: str, token_id: str) -> PatientToken:
 
 @bp.post("/patients/<client_id>/tokens")
 def create_form(client_id: str) -> str:
-    """Create a code and show it once."""
+    """Create a code and show it once, with its link and the link as a QR code."""
     token, rec = mint(client_id, payload())
-    return render_template("token_created.html", client_id=client_id, token=token, rec=rec)
+    link = PatientLink(client_id, token, login_url(request.url_root, token))
+    return render_template("token_created.html", client_id=client_id, token=token, rec=rec,
+                           link=link, simulated=simulated(client_id, store().get_client(client_id)))  # fmt: skip
 
 
 @bp.post("/patients/<client_id>/tokens/<token_id>/revoke")
@@ -107,7 +120,8 @@ def api_list(client_id: str) -> Response:
 def api_create(client_id: str) -> tuple[Response, int]:
     """``{days?: 365, label?}`` -> 201 ``{token, id, expires_at, ...}`` (the code, shown once)."""
     token, rec = mint(client_id, payload())
-    return jsonify(token_json(rec, time.time()) | {"token": token}), 201
+    url = login_url(request.url_root, token)
+    return jsonify(token_json(rec, time.time()) | {"token": token, "url": url}), 201
 
 
 @bp.post("/api/patients/<client_id>/tokens/<token_id>/revoke")
