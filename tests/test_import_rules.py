@@ -5,6 +5,9 @@
 - Pure core modules (decoders, DSP, aggregation, round state machines) import no adapter library.
 - The edge inference path (``edge_agent``, ``firmware_bridge``) never imports torch or ``models``,
   except the torch training mode of the trainer.
+- Nothing the edge imports (``edge_agent``, ``firmware_bridge`` and every module of ours they
+  import) imports a library the ``edge`` extra leaves out (scipy, pandas, matplotlib, wfdb,
+  rich, tqdm), except the few lazy imports listed with the reason an edge never runs them.
 """
 
 from __future__ import annotations
@@ -101,6 +104,14 @@ PURE = [
 ]
 # Modules of the edge allowed to import torch (the optional full-training mode).
 EDGE_TORCH_ALLOWED = {"edge_agent/trainer_torch.py"}
+# Libraries an edge-only install (`pip install medchain[edge]`) does not have.
+NOT_ON_THE_EDGE = {"scipy", "pandas", "matplotlib", "wfdb", "rich", "tqdm"}
+# Lazy imports of those on the edge path that an edge install never runs: (module, library).
+EDGE_LAZY_ALLOWED = {
+    ("common/signals/iir.py", "scipy"),  # odd-order low/high-pass designs: no model card has one
+    ("common/signals/filters.py", "scipy"),  # power-line notch: no model card asks for one
+    ("firmware_bridge/replay.py", "wfdb"),  # WFDB replay: the `wfdb` extra, one-line error without
+}
 
 
 def imports_of(path: Path) -> set[str]:
@@ -113,6 +124,51 @@ def imports_of(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module.split(".")[0])
     return names
+
+
+def module_imports(path: Path) -> set[str]:
+    """Dotted names ``path`` imports anywhere (``from a.b import c`` gives a.b and a.b.c)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def module_file(dotted: str) -> Path | None:
+    """Our source file of a dotted module name (None: not ours, or a name inside a module)."""
+    base = ROOT.joinpath(*dotted.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def edge_modules() -> list[Path]:
+    """``edge_agent`` and ``firmware_bridge`` and every module of ours they import, transitively
+    (with the packages' ``__init__`` files, which importing a submodule runs)."""
+    todo = [
+        p
+        for pkg in ("edge_agent", "firmware_bridge")
+        for p in files(f"{pkg}/**/*.py")
+        if rel(p) not in EDGE_TORCH_ALLOWED
+    ]
+    seen: set[Path] = set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for name in module_imports(path):
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):
+                found = module_file(".".join(parts[:i]))
+                if found is not None and found not in seen:
+                    todo.append(found)
+    return sorted(seen)
 
 
 def files(pattern: str) -> list[Path]:
@@ -159,3 +215,15 @@ def test_edge_inference_path_never_imports_torch() -> None:
         if rel(p) not in EDGE_TORCH_ALLOWED and imports_of(p) & {"torch", "models"}
     ]
     assert not offenders, f"{offenders} import torch/models on the edge"
+
+
+def test_edge_imports_no_library_the_edge_extra_leaves_out() -> None:
+    modules = edge_modules()
+    offenders = sorted(
+        (rel(p), lib)
+        for p in modules
+        for lib in imports_of(p) & NOT_ON_THE_EDGE
+        if (rel(p), lib) not in EDGE_LAZY_ALLOWED
+    )
+    assert "common/signals/ppg.py" in map(rel, modules)  # the walk reaches common's modules
+    assert not offenders, f"the edge would import {offenders}: not in `pip install medchain[edge]`"

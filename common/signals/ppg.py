@@ -38,6 +38,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+# numpy-only filters and resampling: the edge runs this (wrist PPG) without scipy installed
+from common.signals.iir import butter_sos
+from common.signals.resample import resample_signal
+from common.signals.spectral import sosfiltfilt
+
 _LOGGER = logging.getLogger(__name__)
 
 FloatArray = npt.NDArray[np.float64]
@@ -133,14 +138,14 @@ def ppg_clean(
     x = np.nan_to_num(np.asarray(signal, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
     if sampling_rate <= 2 * high_hz:
         raise ValueError(f"sampling_rate {sampling_rate} Hz too low for a {high_hz} Hz band edge")
-    from scipy import signal as sps  # lazy: keeps scipy.signal (~55 MB) off the edge path
-
-    sos = sps.butter(4, [low_hz, high_hz], btype="bandpass", fs=sampling_rate, output="sos")
+    sos = butter_sos(4, (low_hz, high_hz), "bandpass", sampling_rate)
     if x.shape[0] == 0:
         return x
     if x.shape[0] <= 3 * (2 * sos.shape[0] + 1):  # too short for filtfilt's edge padding
         return np.asarray(x - x.mean(axis=0), dtype=np.float64)
-    return np.asarray(sps.sosfiltfilt(sos, x, axis=0), dtype=np.float64)
+    if x.ndim == 1:
+        return sosfiltfilt(sos, x)
+    return np.stack([sosfiltfilt(sos, x[:, j]) for j in range(x.shape[1])], axis=1)
 
 
 def _to_work_rate(x: FloatArray, sampling_rate: float) -> FloatArray:
@@ -148,12 +153,7 @@ def _to_work_rate(x: FloatArray, sampling_rate: float) -> FloatArray:
     y = ppg_clean(x, sampling_rate)
     if abs(sampling_rate - WORK_RATE_HZ) < 1e-9:
         return y
-    from fractions import Fraction
-
-    frac = Fraction(WORK_RATE_HZ / sampling_rate).limit_denominator(1000)
-    from scipy import signal as sps  # lazy: keeps scipy.signal (~55 MB) off the edge path
-
-    return np.asarray(sps.resample_poly(y, frac.numerator, frac.denominator, axis=0))
+    return resample_signal(y, sampling_rate, WORK_RATE_HZ, axis=0)
 
 
 def _norm_power_spectra(x: FloatArray) -> FloatArray:
