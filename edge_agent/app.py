@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from common.errors import ConfigError, DataNotFoundError
+from common.errors import ConfigError, CorruptInputError, DataNotFoundError
 from common.model_card import ModelCard
 from common.payloads import Status, encode_status
 from common.protocol import Channel, client_topic
@@ -202,6 +202,9 @@ def replay_labeler(source: Any) -> AnnotationLabeler | None:
     try:
         samples, symbols = annotations()
     except DataNotFoundError:
+        return None
+    except CorruptInputError as exc:  # the signal is still usable without reference labels
+        _LOGGER.warning("replay annotations unreadable, replaying without them: %s", exc)
         return None
     labeler = AnnotationLabeler(samples, symbols, float(source.fs))
     _LOGGER.info("replay annotations: %d labelled beats available for training", len(labeler))

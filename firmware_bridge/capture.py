@@ -32,6 +32,7 @@ JSONL_FORMAT = "medchain-ble-capture"
 JSONL_VERSION = 1
 _LEN = struct.Struct("<I")
 MAX_RECORD_BYTES = 4096  # a BLE notification is at most 512 B; larger means a corrupt container
+MAX_LINE_BYTES = 64 * 1024  # a JSONL event holds one notification (~1 KB of hex)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,21 +129,35 @@ class CaptureReader:
     def _jsonl(self) -> Iterator[CaptureRecord]:
         # Binary lines: records end with "\n" only (a stray "\r" must not split a record).
         with self.path.open("rb") as fh:
-            for lineno, raw in enumerate(fh, 1):
+            for lineno, raw in enumerate(_lines(fh), 1):
                 line = raw.decode("utf-8", errors="replace")
                 if not line.strip():
                     continue
                 try:
+                    if len(raw) > MAX_LINE_BYTES:
+                        raise ValueError(f"line longer than {MAX_LINE_BYTES} bytes")
                     obj = json.loads(line)
                     if lineno == 1 and isinstance(obj, dict) and obj.get("format") == JSONL_FORMAT:
                         self.header = obj
                         continue
                     yield _record(obj)
-                except (ValueError, TypeError, KeyError) as exc:
+                except (ValueError, TypeError, KeyError, RecursionError) as exc:
+                    # RecursionError: JSON nested deeper than the parser's recursion limit
+                    why = f"{type(exc).__name__}: {' '.join(str(exc).split())[:160]}"
                     if lineno == 1:
-                        raise CorruptInputError(f"{self.path}: bad capture header ({exc})") from exc
+                        raise CorruptInputError(f"{self.path}: bad capture header ({why})") from exc
                     self.rejected += 1
-                    _LOGGER.warning("%s:%d: bad capture line skipped (%s)", self.path, lineno, exc)
+                    _LOGGER.warning("%s:%d: bad capture line skipped (%s)", self.path, lineno, why)
+
+
+def _lines(fh: IO[bytes]) -> Iterator[bytes]:
+    """The file's lines, each cut at ``MAX_LINE_BYTES + 1`` bytes (the rest of a longer line is
+    read and dropped, so a file without newlines never sits in memory whole)."""
+    while line := fh.readline(MAX_LINE_BYTES + 1):
+        if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+            while (more := fh.readline(MAX_LINE_BYTES)) and not more.endswith(b"\n"):
+                pass
+        yield line
 
 
 def _record(obj: Any) -> CaptureRecord:

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from common.errors import DataNotFoundError
+from common.errors import CorruptInputError, DataNotFoundError
 from common.types import SignalChunk
 from firmware_bridge.capture import CaptureReader
 from firmware_bridge.decode_stream import StreamAssembler
@@ -70,7 +70,13 @@ class CaptureReplaySource:
         _LOGGER.info("%s: %s", self.name, self.stats.as_dict())
 
     async def chunks(self) -> AsyncIterator[SignalChunk]:
-        """Decode every notification record in order and yield the chunks."""
+        """Decode every notification record in order and yield the chunks.
+
+        Raises
+        ------
+        CorruptInputError
+            If the file is not a capture, or not one notification in it decodes.
+        """
         start_wall: float | None = None
         start_t0 = 0
         for i, record in enumerate(self.reader):
@@ -87,3 +93,9 @@ class CaptureReplaySource:
                     await asyncio.sleep(0)
                 self._stats.count_chunk(chunk)
                 yield chunk
+        if self.assembler.counters.frames == 0:
+            s = self.stats
+            raise CorruptInputError(
+                f"{self.path.name}: no notification could be decoded "
+                f"({s.rejected} rejected, {s.truncated} truncated)"
+            )

@@ -153,16 +153,13 @@ def _replay(args: argparse.Namespace) -> int:
             continue
         try:
             frame = decode_notification(record.char, record.data)
-        except DecodeError as exc:
+        except Exception as exc:  # one bad record (typed DecodeError, or anything) is counted
             counts["rejected"] += 1
             if args.json:
+                reason = exc.reason if isinstance(exc, DecodeError) else str(exc)
                 out.write(
                     json.dumps(
-                        {
-                            "error": type(exc).__name__,
-                            "message": exc.reason,
-                            "hex": record.data.hex(),
-                        }
+                        {"error": type(exc).__name__, "message": reason, "hex": record.data.hex()}
                     )
                     + "\n"
                 )
@@ -176,6 +173,8 @@ def _replay(args: argparse.Namespace) -> int:
             out.write(json.dumps(obj) + "\n")
     summary = {**counts, "truncated": reader.truncated, "bad_lines": reader.rejected}
     print(json.dumps(summary), file=sys.stderr if args.json else sys.stdout)
+    if counts["frames"] == 0:
+        raise CorruptInputError(f"{args.file.name}: no notification could be decoded")
     return 0
 
 

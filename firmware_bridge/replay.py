@@ -10,10 +10,11 @@ wall clock when the source is entered), so a replay looks like a device streamin
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import csv
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -23,7 +24,8 @@ import numpy.typing as npt
 
 from common.errors import CorruptInputError, DataNotFoundError
 from common.types import SignalChunk, StreamKind
-from firmware_bridge.sources import SourceStats
+from firmware_bridge.sources import SourceStats, check_rate
+from firmware_bridge.wfdb_header import MAX_FS, check_wfdb_header
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -70,6 +72,12 @@ class ArrayReplay:
         return self._label
 
     @property
+    def length_s(self) -> float | None:
+        """Length of the loaded segment in s (None before ``async with``): what a progress
+        display counts ``SignalChunk`` durations against."""
+        return None if self._samples is None else self._samples.shape[0] / self.fs
+
+    @property
     def stats(self) -> SourceStats:
         """Counters."""
         return self._stats
@@ -79,10 +87,18 @@ class ArrayReplay:
 
     async def __aenter__(self) -> Self:
         samples, fs = await asyncio.to_thread(self._load)
+        check_rate(self.kind, fs, str(self))
         first = round(self.start_s * fs)
         last = None if self.duration_s is None else first + round(self.duration_s * fs)
         samples = samples[first:last]
+        if samples.ndim != 2 or samples.size == 0:
+            raise CorruptInputError(
+                f"{self}: no samples between {self.start_s:g} s and "
+                f"{'the end' if self.duration_s is None else f'{self.duration_s:g} s later'}"
+            )
         bad = ~np.isfinite(samples)
+        if bad.all():
+            raise CorruptInputError(f"{self}: no valid sample (all {bad.size} are missing or NaN)")
         if bad.any():
             # Gaps in a recording (NaN in WFDB) would be rejected downstream: hold the last value.
             _LOGGER.warning("%s: %d non-finite samples held at the previous value", self, bad.sum())
@@ -188,8 +204,11 @@ class WfdbReplaySource(ArrayReplay):
 
         if not self.record.with_suffix(".hea").is_file():
             raise DataNotFoundError(f"WFDB record {self.record.name}", str(self.record.parent))
-        header = wfdb.rdheader(str(self.record))
-        names = list(header.sig_name or [])
+        header = check_wfdb_header(self.record)
+        if header.fs is None:
+            _LOGGER.warning("%s: header gives no sampling frequency: WFDB's default 250 Hz", self)
+        with _wfdb_errors(self.record):
+            names = list(wfdb.rdheader(str(self.record)).sig_name or [])
         idx: list[int] = []
         for ch in self.channels:
             if isinstance(ch, int):
@@ -200,7 +219,12 @@ class WfdbReplaySource(ArrayReplay):
                 idx.append(names.index(ch))
             else:
                 raise CorruptInputError(f"{self.record.name} has no channel {ch!r} ({names})")
-        rec = wfdb.rdrecord(str(self.record), channels=idx)
+        with _wfdb_errors(self.record):
+            rec = wfdb.rdrecord(str(self.record), channels=idx)
+        if rec.p_signal is None or float(rec.fs) != (header.fs or float(rec.fs)):
+            raise CorruptInputError(
+                f"{self.record.name}: wfdb read {rec.fs} Hz, header {header.fs}"
+            )
         signal = np.asarray(rec.p_signal, dtype=np.float64)
         units = [str(u).lower() for u in (rec.units or ["mV"] * len(idx))]
         if self.kind is StreamKind.ECG:
@@ -225,14 +249,19 @@ class WfdbReplaySource(ArrayReplay):
         ------
         DataNotFoundError
             If the record has no such annotation file.
+        CorruptInputError
+            If it cannot be read.
         """
         import wfdb
 
         path = self.record.with_suffix(f".{extension}")
         if not path.is_file():
             raise DataNotFoundError(f"annotations {path.name}", str(path.parent))
-        ann = wfdb.rdann(str(self.record), extension)
-        fs = float(ann.fs or wfdb.rdheader(str(self.record)).fs)
+        with _wfdb_errors(path):
+            ann = wfdb.rdann(str(self.record), extension)
+            fs = float(ann.fs or wfdb.rdheader(str(self.record)).fs)
+        if not 0 < fs <= MAX_FS:
+            raise CorruptInputError(f"{path.name}: sampling frequency {fs} Hz out of range")
         first = round(self.start_s * fs)
         last = None if self.duration_s is None else first + round(self.duration_s * fs)
         pos = np.asarray(ann.sample, dtype=np.int64) - first
@@ -289,8 +318,11 @@ class CsvReplaySource(ArrayReplay):
     def _load(self) -> tuple[npt.NDArray[np.float64], float]:
         if not self.path.is_file():
             raise DataNotFoundError(f"CSV file {self.path.name}", str(self.path.parent))
-        with self.path.open(newline="") as fh:
-            rows = list(csv.reader(fh))
+        try:
+            with self.path.open(newline="", encoding="utf-8") as fh:
+                rows = list(csv.reader(fh))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise CorruptInputError(f"{self.path.name}: not a CSV text file ({exc})") from exc
         if len(rows) < 2:
             raise CorruptInputError(f"{self.path}: needs a header row and at least one data row")
         header = [h.strip() for h in rows[0]]
@@ -307,8 +339,11 @@ class CsvReplaySource(ArrayReplay):
                 raise CorruptInputError(f"{self.path}: no time column; pass fs (Hz)")
             dt = float(np.median(np.diff(data[:, tcol])))
             if not dt > 0:
-                raise CorruptInputError(f"{self.path}: time column is not increasing")
+                raise CorruptInputError(f"{self.path.name}: time column is not increasing")
             fs = 1.0 / dt
+        check_rate(
+            self.kind, fs, f"{self.path.name} ({'time column' if self._fs is None else 'fs'})"
+        )
         value_idx = [i for i in range(len(header)) if i != tcol]
         names = [header[i] for i in value_idx]
         if self.columns:
@@ -324,3 +359,19 @@ class CsvReplaySource(ArrayReplay):
         self.channel_names = [header[i] for i in value_idx]
         self._label = f"csv:{self.path.name} {','.join(self.channel_names)} @ {fs:g} Hz"
         return data[:, value_idx] * self.scale, float(fs)
+
+
+@contextlib.contextmanager
+def _wfdb_errors(path: Path) -> Iterator[None]:
+    """Whatever the ``wfdb`` package raises on a malformed record (``HeaderSyntaxError``,
+    ``IndexError``, ``KeyError``, ``MemoryError``...: it has no error type of its own) becomes
+    one ``CorruptInputError`` line naming the record."""
+    try:
+        yield
+    except (DataNotFoundError, CorruptInputError):
+        raise
+    except Exception as exc:  # the wfdb package's errors are not a typed family
+        detail = " ".join(str(exc).split())[:200]
+        raise CorruptInputError(
+            f"{path.name}: unreadable WFDB record ({type(exc).__name__}: {detail})"
+        ) from exc

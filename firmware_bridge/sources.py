@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import Any, Protocol, Self, runtime_checkable
 from urllib.parse import parse_qsl
 
-from common.errors import ConfigError
+from common.errors import ConfigError, CorruptInputError
 from common.types import SignalChunk, StreamKind
 
 _LOGGER = logging.getLogger(__name__)
@@ -161,6 +161,46 @@ def split_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     return scheme.lower(), target, dict(parse_qsl(query, keep_blank_values=True))
 
 
+# Sampling rates a replayed stream may have, Hz: an ECG below 50 Hz cannot show a QRS complex;
+# nothing worn on the body is sampled faster than 10 kHz.
+RATE_RANGES: dict[StreamKind, tuple[float, float]] = {
+    StreamKind.ECG: (50.0, 10_000.0),
+    StreamKind.PPG: (1.0, 10_000.0),
+    StreamKind.ACC: (1.0, 10_000.0),
+    StreamKind.HR: (0.01, 100.0),
+}
+
+
+def check_rate(kind: StreamKind, fs: float, what: str) -> float:
+    """``fs`` (Hz) if it is a plausible sampling rate for ``kind``.
+
+    Raises
+    ------
+    CorruptInputError
+        With ``what`` (the file) and the rate, e.g. fs 0, -360, 1e10 or NaN.
+    """
+    lo, hi = RATE_RANGES.get(kind, (0.01, 10_000.0))
+    if not lo <= fs <= hi:  # also False for NaN
+        raise CorruptInputError(
+            f"{what}: sampling rate {fs:g} Hz is outside [{lo:g}, {hi:g}] Hz for {kind}"
+        )
+    return fs
+
+
+def _number(opts: Mapping[str, Any], key: str, default: float | None, lo: float, hi: float) -> Any:
+    """Option ``key`` as a float in ``[lo, hi]`` (its unit), ``default`` when absent."""
+    raw = opts.get(key)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except (TypeError, ValueError):
+        raise ConfigError(f"source option {key}={raw!r} is not a number") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"source option {key}={raw!r} is outside [{lo:g}, {hi:g}]")
+    return value
+
+
 def _kind(value: str | StreamKind) -> StreamKind:
     try:
         return StreamKind(str(value).lower())
@@ -229,23 +269,24 @@ def _open_replay(scheme: str, target: str, opts: dict[str, Any]) -> Source:
         from firmware_bridge.capture_replay import CaptureReplaySource
 
         return CaptureReplaySource(path, speed=speed)
-    chunk_s = float(opts.get("chunk_s", 1.0))
-    segment: dict[str, Any] = {"start_s": float(opts.get("start_s", 0.0))}
-    if opts.get("duration_s") not in (None, ""):
-        segment["duration_s"] = float(opts["duration_s"])
-    if opts.get("t0_ns") not in (None, ""):
-        segment["t0_ns"] = int(opts["t0_ns"])
+    day = 86_400.0
+    chunk_s = _number(opts, "chunk_s", 1.0, 1e-3, 3600.0)
+    segment: dict[str, Any] = {"start_s": _number(opts, "start_s", 0.0, 0.0, 366 * day)}
+    segment["duration_s"] = _number(opts, "duration_s", None, 1e-3, 366 * day)
+    t0 = _number(opts, "t0_ns", None, 0.0, 2.0**62)
+    if t0 is not None:
+        segment["t0_ns"] = int(t0)
     kind = _kind(opts.get("kind", StreamKind.ECG))
     if scheme == "csv" or (scheme == "replay" and suffix == ".csv"):
         from firmware_bridge.replay import CsvReplaySource
 
-        fs = opts.get("fs")
+        fs = _number(opts, "fs", None, 1e-3, 1e6)  # the stream kind's range is checked on load
         return CsvReplaySource(
             path,
-            fs=None if fs in (None, "") else float(fs),
+            fs=fs,
             kind=kind,
             columns=_channels(opts),
-            scale=float(opts.get("scale", 1.0)),
+            scale=_number(opts, "scale", 1.0, -1e9, 1e9),
             speed=speed,
             chunk_s=chunk_s,
             **segment,

@@ -108,12 +108,12 @@ def test_csv_replay_fills_gaps_and_rejects_garbage(tmp_path: Path) -> None:
     bad.write_text("a\n1\nx\n")
 
     # Execute
-    chunks = asyncio.run(_collect(CsvReplaySource(good, fs=10, speed=None)))
+    chunks = asyncio.run(_collect(CsvReplaySource(good, fs=100, speed=None)))
 
     # Assert
     np.testing.assert_array_equal(chunks[0].samples[:, 0], [1, 1, 3])
     with pytest.raises(CorruptInputError, match="non-numeric"):
-        asyncio.run(_collect(CsvReplaySource(bad, fs=10)))
+        asyncio.run(_collect(CsvReplaySource(bad, fs=100)))
     with pytest.raises(CorruptInputError, match="no time column"):
         asyncio.run(_collect(CsvReplaySource(good)))
 
