@@ -17,12 +17,12 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
 
-from common.errors import CorruptInputError, DataNotFoundError
+from common.errors import CorruptInputError, DataNotFoundError, MedchainError
 from common.types import SignalChunk, StreamKind
 from firmware_bridge.sources import SourceStats, check_rate
 from firmware_bridge.wfdb_header import MAX_FS, check_wfdb_header
@@ -32,6 +32,17 @@ _LOGGER = logging.getLogger(__name__)
 # Scale factors from a WFDB physical unit to the unit of the stream kind (ECG µV).
 _TO_MICROVOLT = {"mv": 1000.0, "uv": 1.0, "µv": 1.0, "v": 1e6}
 _TIME_COLUMNS = ("time", "time_s", "t", "t_s", "timestamp_s", "seconds")
+
+
+def _wfdb() -> Any:
+    """The ``wfdb`` package: an extra of its own (it pulls scipy, pandas and matplotlib)."""
+    try:
+        import wfdb
+    except ImportError as exc:
+        raise MedchainError(
+            "replaying a WFDB record needs wfdb: pip install 'medchain[wfdb]'"
+        ) from exc
+    return wfdb
 
 
 class ArrayReplay:
@@ -200,7 +211,7 @@ class WfdbReplaySource(ArrayReplay):
         )
 
     def _load(self) -> tuple[npt.NDArray[np.float64], float]:
-        import wfdb
+        wfdb = _wfdb()
 
         if not self.record.with_suffix(".hea").is_file():
             raise DataNotFoundError(f"WFDB record {self.record.name}", str(self.record.parent))
@@ -252,7 +263,7 @@ class WfdbReplaySource(ArrayReplay):
         CorruptInputError
             If it cannot be read.
         """
-        import wfdb
+        wfdb = _wfdb()
 
         path = self.record.with_suffix(f".{extension}")
         if not path.is_file():
