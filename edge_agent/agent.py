@@ -185,7 +185,7 @@ class EdgeAgent:
                 await consumer  # a source error is raised here
         if stop.is_set() and consumer.cancelled():
             self.stats.stopped_by_signal = True
-            _LOGGER.warning("source %s stopped on request", getattr(source, "name", "?"))
+            _LOGGER.info("source %s stopped on request", getattr(source, "name", "?"))
 
     def handle_chunk(self, chunk: SignalChunk) -> None:
         """Process one chunk synchronously (CPU work only; network happens elsewhere)."""
@@ -193,6 +193,7 @@ class EdgeAgent:
         self.stats.chunks += 1
         if chunk.kind == StreamKind.ECG:
             self.stats.ecg_chunks += 1
+            self.stats.ecg_s += chunk.duration_s
             res = self.pipeline.process(chunk)
             events: list[Event] = []
             if res.reset:
@@ -230,21 +231,25 @@ class EdgeAgent:
             batch.windows if have_features and batch is not None else None,
             batch.rr if have_features and batch is not None else None,
         )
-        if self.labeler is not None and beats:
-            for b, lab in zip(
-                beats, self.labeler.labels_for([b.sample for b in beats]), strict=True
-            ):
+        refs: list[str | None] | None = None
+        if self.labeler is not None:
+            refs = self.labeler.labels_for([b.sample for b in beats]) if beats else []
+            for b, lab in zip(beats, refs, strict=True):
                 if lab is not None and self.buffer.add_label(
                     b.t_ns, lab, "annotation", f"ann:{b.sample}", 0
                 ):
                     self.stats.labels_annotation += 1
-        if self.sink is not None:
+        if self.sink is not None and refs is None:  # two-argument sinks keep working
             self.sink.write(beats, events)
+        elif self.sink is not None:
+            self.sink.write(beats, events, refs)
         self.stats.beats += len(beats)
+        for b in beats:
+            self.stats.beats_by_class[b.label] = self.stats.beats_by_class.get(b.label, 0) + 1
         self.stats.events += len(events)
         for e in events:
             self.stats.events_by_kind[e.kind] = self.stats.events_by_kind.get(e.kind, 0) + 1
-            _LOGGER.warning("event %s %s", e.kind, e.details)
+            _LOGGER.info("event %s %s", e.kind, e.details)
         self._wake.set()
 
     # -- outbox -> broker ----------------------------------------------------------------------

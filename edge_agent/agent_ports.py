@@ -7,6 +7,7 @@ the end, printed by the CLI as JSON).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -16,9 +17,18 @@ __all__ = ["AgentStats", "AuxMonitor", "BeatLabeler", "BeatSink", "WindowMonitor
 
 
 class BeatSink(Protocol):
-    """Where every beat and event is also written (the ``--out`` JSON-lines file)."""
+    """Where every beat and event is also written (the ``--out`` JSON-lines file).
 
-    def write(self, beats: list[BeatPrediction], events: list[Event]) -> None: ...
+    ``refs`` (one per beat, None where no annotated beat is near) are the replay's reference
+    classes, given only when the replay has annotations.
+    """
+
+    def write(
+        self,
+        beats: list[BeatPrediction],
+        events: list[Event],
+        refs: Sequence[str | None] | None = None,
+    ) -> None: ...
 
     def close(self) -> None: ...
 
@@ -49,11 +59,14 @@ class AuxMonitor(Protocol):
 class AgentStats:
     """Counters of one run (logged at the end, printed by the CLI as JSON)."""
 
+    source_name: str = ""
     chunks: int = 0
     ecg_chunks: int = 0
+    ecg_s: float = 0.0  # seconds of ECG processed
     aux_chunks: int = 0
     ignored_chunks: int = 0
     beats: int = 0
+    beats_by_class: dict[str, int] = field(default_factory=dict)
     events: int = 0
     events_by_kind: dict[str, int] = field(default_factory=dict)
     labels_annotation: int = 0

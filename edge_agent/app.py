@@ -29,7 +29,8 @@ from edge_agent.featurize import CHANNELS, StreamingBeatFeaturizer
 from edge_agent.inference import OnnxBeatClassifier
 from edge_agent.output import JsonlSink
 from edge_agent.pipeline import EcgPipeline
-from edge_agent.ports import Participant, Uplink
+from edge_agent.ports import ChunkSource, Participant, Uplink
+from edge_agent.progress import ProgressSource, ReplayProgress
 from edge_agent.rhythm import OnnxRhythmScorer, RhythmMonitor
 from edge_agent.wrist import WristMonitor
 
@@ -221,9 +222,11 @@ async def run_edge(
     connect_timeout_s: float = 5.0,
     drain_timeout_s: float = 10.0,
     stop: asyncio.Event | None = None,
+    progress: ReplayProgress | None = None,
 ) -> AgentStats:
     """Run the agent on ``settings.source`` until the source ends or ``stop`` is set (then it
     flushes, stores and sends like at a normal end, and publishes its offline status).
+    ``progress`` is shown the seconds of signal processed (``medchain edge`` on a replay).
 
     Raises
     ------
@@ -265,7 +268,11 @@ async def run_edge(
                 subs,
                 asyncio.get_running_loop(),
             )
+        buffer_file = settings.buffer_file
+        if str(buffer_file) != ":memory:":
+            buffer_file.parent.mkdir(parents=True, exist_ok=True)
         agent = build_agent(settings, classifier, uplink=uplink, labeler=replay_labeler(source))
+        agent.stats.source_name = source.name
         if participant_factory is None and settings.federated:
             from edge_agent.participation import federated_participant
 
@@ -276,10 +283,16 @@ async def run_edge(
                 uplink.add_subscriptions(agent.participant.subscriptions())
             uplink.start()
             if not await uplink.wait_connected(connect_timeout_s):
-                _LOGGER.warning("broker %s not reachable yet: buffering", settings.broker_url)
+                _LOGGER.info("broker %s not reachable yet: buffering", settings.broker_url)
+        shown: ChunkSource = source
+        if progress is not None:
+            progress.start(source.name, getattr(source, "length_s", None))
+            shown = ProgressSource(source, progress, lambda: agent.stats.beats)
         try:
-            stats = await agent.run(source, drain_timeout_s if uplink else 0.0, stop)
+            stats = await agent.run(shown, drain_timeout_s if uplink else 0.0, stop)
         finally:
+            if progress is not None:
+                progress.close()
             if uplink is not None:
                 await asyncio.to_thread(uplink.stop, status(False, "stopped"))
             agent.close()

@@ -79,4 +79,4 @@ def store_label(label: Label, buffer: SqliteBuffer, stats: AgentStats) -> None:
         stats.labels_clinician += 1
     else:
         stats.labels_unmatched += 1
-        _LOGGER.warning("label %s: no recent beat near t=%d ns", label.label_id, label.t_ns)
+        _LOGGER.info("label %s: no recent beat near t=%d ns", label.label_id, label.t_ns)

@@ -37,7 +37,8 @@ class EdgeSettings:
     state_dir : Path, optional
         Folder of this device's state: the buffer and the federated folder go there unless
         ``buffer_path`` / ``workdir`` say otherwise. The CLI defaults it to
-        :func:`default_state_dir`; None (library use) means ``./edge_state``.
+        :func:`default_state_dir` (``~/.local/state/medchain/edge/<client_id>``); None
+        (library use) means ``./edge_state``.
     buffer_path : Path, optional
         SQLite buffer file (predictions/events outbox, labelled beats); default
         ``state_dir/edge_buffer.sqlite`` (:attr:`buffer_file`).
@@ -127,9 +128,18 @@ class EdgeSettings:
 
 
 def default_state_dir(env: Mapping[str, str], client_id: str) -> Path:
-    """This device's state folder: ``$XDG_STATE_HOME/medchain/edge/<client_id>``, with
-    ``~/.local/state`` when ``XDG_STATE_HOME`` is unset or not absolute (XDG Base Directory
-    specification)."""
+    """This device's state folder, ``<base>/edge/<client_id>``.
+
+    ``<base>`` is systemd's ``$STATE_DIRECTORY`` when the service sets one (``StateDirectory=``),
+    else ``$XDG_STATE_HOME/medchain``, else ``~/.local/state/medchain`` (XDG Base Directory
+    specification: a relative ``XDG_STATE_HOME`` is ignored).
+    """
+    systemd = env.get("STATE_DIRECTORY", "").split(":")[0]
     xdg = env.get("XDG_STATE_HOME", "")
-    base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".local" / "state"
-    return base / "medchain" / "edge" / client_id
+    if systemd and Path(systemd).is_absolute():
+        base = Path(systemd)
+    elif xdg and Path(xdg).is_absolute():
+        base = Path(xdg) / "medchain"
+    else:
+        base = Path.home() / ".local" / "state" / "medchain"
+    return base / "edge" / client_id

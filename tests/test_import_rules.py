@@ -111,6 +111,8 @@ EDGE_LAZY_ALLOWED = {
     ("common/signals/iir.py", "scipy"),  # odd-order low/high-pass designs: no model card has one
     ("common/signals/filters.py", "scipy"),  # power-line notch: no model card asks for one
     ("firmware_bridge/replay.py", "wfdb"),  # WFDB replay: the `wfdb` extra, one-line error without
+    ("edge_agent/progress.py", "tqdm"),  # replay progress bar where tqdm is; plain lines without
+    ("edge_agent/cli.py", "tqdm"),  # log lines above that bar (same condition)
 }
 
 

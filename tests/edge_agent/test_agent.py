@@ -108,8 +108,8 @@ def test_offline_agent_buffers_everything_and_writes_jsonl(
     assert pending == peaks.size + 1
     lines = [json.loads(s) for s in (tmp_path / "out.jsonl").read_text().splitlines()]
     beats = [r for r in lines if r["type"] == "beat"]
-    assert [r["label"] for r in beats].count("V") == 3
-    assert set(beats[0]) >= {"t_ns", "sample", "label", "probs", "rr_s"}
+    assert [r["pred"] for r in beats].count("V") == 3
+    assert set(beats[0]) >= {"t_ns", "sample", "pred", "probs", "rr_s"}
     (event,) = [r for r in lines if r["type"] == "event"]
     assert event["kind"] == "vt_run" and event["details"]["beats"] == 3
 

@@ -45,7 +45,7 @@ def test_edge_replay_writes_beats_and_prints_stats(
     beats = [r for r in lines if r["type"] == "beat"]
     assert len(beats) == stats["beats"]
     assert 120 < len(beats) < 250  # ~80-100 bpm over 2 min
-    assert sum(r["label"] == "V" for r in beats) > 10  # record 119 is rich in VEBs
+    assert sum(r["pred"] == "V" for r in beats) > 10  # record 119 is rich in VEBs
     assert stats["labels_annotation"] >= len(beats) - 2  # annotations kept for training
     assert all(abs(sum(r["probs"].values()) - 1) < 1e-3 for r in beats)
 

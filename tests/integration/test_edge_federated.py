@@ -79,8 +79,8 @@ def test_global_model_release_is_hot_swapped_mid_stream(data_root: Path, tmp_pat
     # every beat V from the new head; the card's template veto (models/template_veto.py) serves
     # those that look like the wearer's usual beat as Q (on record 100's normal rhythm: all of
     # them once the template has formed), so N/S/F would mean the old model
-    assert swapped and all(b["label"] in ("V", "Q") for b in swapped)
-    assert all(b["label"] != "V" for b in beats if b not in swapped)  # record 100: no VEB early
+    assert swapped and all(b["pred"] in ("V", "Q") for b in swapped)
+    assert all(b["pred"] != "V" for b in beats if b not in swapped)  # record 100: no VEB early
 
 
 def _retain(port: int, topic: str, payload: bytes) -> None:
