@@ -62,6 +62,7 @@ class ReleaseCache:
         self.unannounced = 0
         self._held: OrderedDict[ReleaseKey, fl.ModelRelease] = OrderedDict()
         self._handed: set[ReleaseKey] = set()
+        self._announced: set[ReleaseKey] = set()  # of the held releases
         self._wanted: ReleaseKey | None = None
         self._reassemblers: OrderedDict[str, fl.Reassembler] = OrderedDict()
 
@@ -89,6 +90,8 @@ class ReleaseCache:
         if release.version != version:
             raise ProtocolError(f"release {release.version!r} on the topic of {version!r}")
         self._held[key] = release
+        if key == self._wanted:
+            self._announced.add(key)
         self._evict()
         return key
 
@@ -103,6 +106,8 @@ class ReleaseCache:
             return False
         for other in [k for k in self._held if k[0] == key[0] and k != key]:
             self._drop(other, "another release of that version is announced")
+        if key in self._held:
+            self._announced.add(key)
         return key in self._held
 
     def missing(self) -> ReleaseKey | None:
@@ -143,7 +148,8 @@ class ReleaseCache:
 
     def _drop(self, key: ReleaseKey, why: str) -> None:
         del self._held[key]
-        if key not in self._handed:
+        if key not in self._announced and key[1] not in self.pinned:
             self.unannounced += 1
             _LOGGER.warning("release %s (sha256 %s) dropped unused: %s", key[0], key[1][:12], why)
         self._handed.discard(key)
+        self._announced.discard(key)

@@ -238,3 +238,23 @@ def test_an_announced_release_that_is_missing_is_asked_for_again(tmp_path: Path)
 
     # Assert: asked once for the announced version's topics
     assert uplink.resubscribed == [f"{proto.model_topic('v3')}/#"]
+
+
+def test_only_releases_no_announcement_named_are_counted_when_dropped(tmp_path: Path) -> None:
+    # Prepare: v3 announced and used; then more releases than a device keeps arrive, none
+    # announced (as in the fleet, which never installs)
+    p = _participant(tmp_path)
+    model, sha = _model()
+    p.on_message(proto.model_topic("v3"), model)
+    p.on_message(ROUND, _announce(("sim-000",), sha))
+    p.poll()
+    p.on_message(ROUND, b"")  # the run ended
+
+    # Execute
+    for i in range(6):
+        other = fl.encode_model(dataclasses.replace(fl.decode_model(model), version=f"w{i}"))
+        p.on_message(proto.model_topic(f"w{i}"), other)
+
+    # Assert: v3 and two unannounced ones were pushed out; only those two are counted
+    assert p.stats.rounds_trained == 1
+    assert p.stats.releases_unannounced == 2
