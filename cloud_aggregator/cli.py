@@ -225,6 +225,7 @@ def _broker_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from cloud_aggregator.broker_config import (
         TlsFiles,
         acl_file,
+        check_device_names,
         generate_credentials,
         mosquitto_conf,
         write_password_file,
@@ -237,9 +238,12 @@ def _broker_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         clients += [
             line.strip() for line in args.clients_file.read_text().splitlines() if line.strip()
         ]
+    aggregators = [u for u in args.aggregator_user.split(",") if u]
+    webs = [u for u in args.web_user.split(",") if u]
+    check_device_names(clients, [*aggregators, *webs])
     creds_path = out / "credentials.json"
     existing = json.loads(creds_path.read_text()) if creds_path.is_file() else {}
-    creds = generate_credentials([args.aggregator_user, args.web_user, *clients], existing)
+    creds = generate_credentials([*aggregators, *webs, *clients], existing)
     tls = None
     if args.certfile or args.keyfile:
         if not (args.certfile and args.keyfile):
@@ -254,7 +258,7 @@ def _broker_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             out.resolve(), port=args.port, bind=args.bind, tls=tls, local_port=args.local_port
         )
     )
-    (out / "acl").write_text(acl_file(args.aggregator_user, args.web_user))
+    (out / "acl").write_text(acl_file(aggregators, webs))
     write_password_file(out / "passwd", creds)
     creds_path.touch(mode=0o600, exist_ok=True)
     creds_path.write_text(json.dumps(creds, indent=1))
@@ -350,8 +354,12 @@ def register(subparsers: Any) -> None:
     c.add_argument("--out", type=Path, required=True, help="output folder")
     c.add_argument("--clients", help="comma-separated client ids (= MQTT usernames)")
     c.add_argument("--clients-file", type=Path, help="file with one client id per line")
-    c.add_argument("--aggregator-user", default="aggregator")
-    c.add_argument("--web-user", default="web")
+    c.add_argument(
+        "--aggregator-user",
+        default="aggregator",
+        help="aggregator login(s), one per replica, comma-separated (the login is the client id)",
+    )
+    c.add_argument("--web-user", default="web", help="web login(s), comma-separated")
     c.add_argument("--certfile", type=Path, help="server certificate (PEM)")
     c.add_argument("--keyfile", type=Path, help="server private key (PEM)")
     c.add_argument("--cafile", type=Path, help="CA certificate (PEM)")

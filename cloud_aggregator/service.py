@@ -24,6 +24,8 @@ import numpy as np
 
 from cloud_aggregator import rounds as rl
 from cloud_aggregator.config import AggregatorSettings
+from cloud_aggregator.ingest import CHANNELS as INGESTED
+from cloud_aggregator.ingest import Ingestor
 from cloud_aggregator.mqtt_io import Inbound, PahoBroker
 from cloud_aggregator.publisher import RetainedState, announcement_for
 from cloud_aggregator.releases import (
@@ -42,7 +44,6 @@ from cloud_aggregator.validation import Reject, RejectCounter
 from common import fl_protocol as fl
 from common import protocol as proto
 from common.errors import ConfigError
-from common.payloads import decode_status
 from store import (
     DesiredTraining,
     Round,
@@ -97,7 +98,8 @@ class AggregatorService:
         self.distiller = distiller
         self.clock = clock
         self.worker = settings.worker_name
-        self.online: dict[str, bool] = {}
+        self.ingest = Ingestor(store)
+        self.online = self.ingest.online  # last status per device (round selection)
         self.rejects = RejectCounter()
         self.chunks = DurableReassembler(store, max_size=settings.max_update_bytes)
         self.republish = threading.Event()
@@ -211,17 +213,10 @@ class AggregatorService:
 
     def _dispatch(self, msg: Inbound) -> None:
         topic = proto.parse_topic(msg.topic)
-        if topic.channel == proto.Channel.STATUS and msg.payload:
-            st = decode_status(msg.payload)
-            if st.client_id != topic.ident:
-                raise proto.ProtocolError(f"status of {st.client_id} on {topic.ident}'s topic")
-            self.online[topic.ident] = st.online
-            self.store.set_client_status(
-                topic.ident,
-                online=st.online,
-                seen_at=st.t_ns / 1e9,
-                model_version=st.model_version or None,
-            )
+        if topic.channel in INGESTED:
+            receipt = self.ingest.handle(topic, msg.payload)
+            if receipt is not None:  # not awaited: a lost receipt only makes the device resend
+                self.broker.publish(receipt.topic, receipt.payload, timeout_s=0.0)
         elif topic.channel == proto.Channel.UPDATE:
             whole = self.chunks.feed(topic.ident, msg.payload, self.s.chunk_bytes)
             if whole is not None:
@@ -330,10 +325,15 @@ class AggregatorService:
 
 
 def subscriptions(shared_group: str) -> list[str]:
-    """What the aggregator subscribes: whole updates (shared between replicas), the chunks of
-    split updates (every replica: see :func:`common.protocol.chunk_subscription`), statuses."""
+    """What the aggregator subscribes: whole updates, predictions and label receipts (shared
+    between replicas: each message to one of them), the chunks of split updates (every replica:
+    see :func:`common.protocol.chunk_subscription`), statuses (every replica: each keeps its
+    own view of who is online)."""
+    shared = shared_group or None
     return [
-        proto.client_subscription(proto.Channel.UPDATE, shared_group or None),
+        proto.client_subscription(proto.Channel.UPDATE, shared),
         proto.chunk_subscription(proto.Channel.UPDATE),
+        proto.client_subscription(proto.Channel.PRED, shared),
+        proto.client_subscription(proto.Channel.LABEL_ACK, shared),
         proto.subscription(proto.Channel.STATUS),
     ]

@@ -95,10 +95,17 @@ def decode_chunk(payload: bytes, kind: str) -> tuple[str, SignalChunk]:
     return client_id, SignalChunk(stream, fs, t0, samples, seq)
 
 
-def encode_predictions(client_id: str, beats: list[BeatPrediction], events: list[Event]) -> bytes:
-    """Encode a batch of beat predictions and events for ``medchain/v1/pred/{client_id}``."""
+def encode_predictions(
+    client_id: str, beats: list[BeatPrediction], events: list[Event], batch_id: str = ""
+) -> bytes:
+    """Encode a batch of beat predictions and events for ``medchain/v1/pred/{client_id}``.
+
+    ``batch_id`` (short name, unique per batch on the device) comes back in the store's
+    receipt (:class:`PredAck`), so the device keeps the batch until the store has it.
+    """
     body = {
         "client_id": client_id,
+        "batch_id": batch_id,
         "beats": [
             {
                 "t_ns": b.t_ns,
@@ -124,14 +131,58 @@ def encode_predictions(client_id: str, beats: list[BeatPrediction], events: list
     return encode("pred", body)
 
 
-def decode_predictions(payload: bytes) -> tuple[str, list[BeatPrediction], list[Event]]:
+@dataclass(frozen=True, slots=True)
+class Predictions:
+    """A decoded ``pred`` payload: one device's batch (``batch_id`` "" when it wants no receipt)."""
+
+    client_id: str
+    beats: list[BeatPrediction]
+    events: list[Event]
+    batch_id: str = ""
+
+
+def decode_predictions(payload: bytes) -> Predictions:
     """Decode a ``pred`` payload: at most :data:`MAX_BEATS` beats and :data:`MAX_EVENTS`
     events, every field bounded (times int64 ns, probabilities in [0, 1], RR in s)."""
     b = _expect(decode(payload), "pred").body
     client_id = check_client_id(text_field(b, "client_id", 64))
     beats = [_beat(client_id, x) for x in list_field(b, "beats", MAX_BEATS)]
     events = [_event(client_id, x) for x in list_field(b, "events", MAX_EVENTS)]
-    return client_id, beats, events
+    batch = "" if b.get("batch_id", "") == "" else name_field(b, "batch_id")
+    return Predictions(client_id, beats, events, batch)
+
+
+@dataclass(frozen=True, slots=True)
+class PredAck:
+    """The store's receipt for batches of predictions it has committed (the device may then
+    forget them); on ``medchain/v1/predack/{client_id}``."""
+
+    client_id: str
+    batch_ids: tuple[str, ...]
+    t_ns: int
+
+
+def encode_pred_ack(ack: PredAck) -> bytes:
+    """Encode a ``pred_ack`` payload (1..500 batch ids)."""
+    if not 0 < len(ack.batch_ids) <= MAX_ACK_IDS:
+        raise ValueError(f"a pred ack holds 1..{MAX_ACK_IDS} ids, got {len(ack.batch_ids)}")
+    return encode(
+        "pred_ack",
+        {"client_id": ack.client_id, "batch_ids": list(ack.batch_ids), "t_ns": ack.t_ns},
+    )
+
+
+def decode_pred_ack(payload: bytes) -> PredAck:
+    """Decode a ``pred_ack`` payload."""
+    b = _expect(decode(payload), "pred_ack").body
+    ids = list_field(b, "batch_ids", MAX_ACK_IDS)
+    if not ids:
+        raise ProtocolError("batch_ids is empty")
+    return PredAck(
+        check_client_id(text_field(b, "client_id", 64)),
+        tuple(name_field({"id": i}, "id") for i in ids),
+        int_field(b, "t_ns", 0, MAX_NS),
+    )
 
 
 def _object(x: object, what: str) -> dict[str, object]:

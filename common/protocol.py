@@ -45,6 +45,7 @@ class Channel(StrEnum):
     RAW = "raw"
     LABEL = "label"
     LABEL_ACK = "labelack"
+    PRED_ACK = "predack"  # the store's receipt for a device's batch of predictions
     CONTROL = "control"
 
 

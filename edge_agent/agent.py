@@ -100,7 +100,9 @@ class EdgeAgent:
         self._cid = settings.client_id
         self._live = LiveSender(settings, uplink, self.clock, self.stats)
         self._wake = asyncio.Event()
-        self._outbox = OutboxPump(settings, buffer, uplink, self.stats, self._wake)
+        self._outbox = OutboxPump(
+            settings, buffer, uplink, self.stats, self._wake, settings.resend_after_s
+        )
 
     def close(self) -> None:
         """Close the ``--out`` file and the buffer (after ``run``)."""
@@ -289,6 +291,9 @@ class EdgeAgent:
         """
         try:
             t = parse_topic(topic)
+            if t.channel == Channel.PRED_ACK:
+                self._outbox.on_receipt(payload)
+                return
             if t.channel != Channel.LABEL and self.participant is not None:
                 task = asyncio.get_running_loop().create_task(
                     self._to_participant(self.participant, topic, payload)

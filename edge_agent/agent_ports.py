@@ -77,6 +77,8 @@ class AgentStats:
     live_payloads: int = 0
     pred_payloads: int = 0
     pred_refused: int = 0
+    pred_stored: int = 0  # rows the store confirmed (predack/{client_id})
+    pred_resent: int = 0  # rows sent again: acknowledged by the broker, never confirmed
     gaps: int = 0
     models_installed: int = 0
     models_rejected: int = 0

@@ -258,7 +258,7 @@ async def run_edge(
             # paho only when there is a broker: an offline agent spares its ~2 MB
             from edge_agent.uplink import MqttUplink
 
-            subs = [client_topic(Channel.LABEL, cid)]
+            subs = [client_topic(Channel.LABEL, cid), client_topic(Channel.PRED_ACK, cid)]
             uplink = MqttUplink(
                 settings.broker_url,
                 cid,

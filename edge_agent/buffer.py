@@ -1,11 +1,15 @@
 """Local SQLite buffer: the outbox of predictions/events and the labelled beats.
 
 Everything the agent concludes is written here *before* any network I/O. A row is
-``pending`` until handed to the MQTT client, ``inflight`` until the broker acknowledges it
-(QoS 1 PUBACK), then ``sent``. Handed-over rows are retransmitted by the MQTT client itself
-after a reconnect, so they are not handed over twice; rows left ``inflight`` by a crash go
-back to ``pending`` when the buffer is reopened. Ids are derived from the data (client, kind,
-time), so a row written twice is stored once and consumers can upsert.
+``pending`` until handed to the MQTT client (in a batch with an id), ``inflight`` until the
+broker acknowledges it (QoS 1 PUBACK), ``sent`` until the store's receipt for its batch arrives
+(``predack/{client_id}``), then ``stored``. A broker's PUBACK only means the broker has it: a
+broker restart or an ingestion outage can still lose it, so a ``sent`` row without a receipt
+goes back to ``pending`` after a timeout and is sent again. Handed-over rows are retransmitted
+by the MQTT client itself after a reconnect, so they are not handed over twice; rows left
+``inflight`` or ``sent`` by a crash go back to ``pending`` when the buffer is reopened. Ids are
+derived from the data (client, kind, time), so a row written twice is stored once and the store
+upserts, so a row sent twice is stored once.
 
 Beat features (window + RR features) of the most recent beats are kept in a bounded table so a
 clinician label that arrives later (``label/{client_id}``) can be joined to its beat and kept,
@@ -33,7 +37,8 @@ from edge_agent.label_receipts import ReceiptQueue
 
 _LOGGER = logging.getLogger(__name__)
 
-PENDING, INFLIGHT, SENT = 0, 1, 2
+PENDING, INFLIGHT, SENT, STORED = 0, 1, 2, 3
+_STATES = {PENDING: "pending", INFLIGHT: "inflight", SENT: "sent", STORED: "stored"}
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -163,13 +168,25 @@ class SqliteBuffer:
         # newest rows, and resident memory on a Pi is the scarce resource
         self._db.execute("PRAGMA cache_size=-512")
         self._db.executescript(_SCHEMA)
+        self._add_batch_columns()
         self._client_id = client_id
         self._keep_recent = keep_recent
         self._keep_labelled = keep_labelled
         self.receipts = ReceiptQueue(self._db, self._lock)
-        n = self._db.execute("UPDATE outbox SET state = ? WHERE state = ?", (PENDING, INFLIGHT))
+        n = self._db.execute(
+            "UPDATE outbox SET state = ?, batch = NULL WHERE state IN (?, ?)",
+            (PENDING, INFLIGHT, SENT),
+        )
         if n.rowcount:
-            _LOGGER.info("%d rows left in flight by the last run will be sent again", n.rowcount)
+            _LOGGER.info("%d rows the store did not confirm will be sent again", n.rowcount)
+
+    def _add_batch_columns(self) -> None:
+        """Buffers written before receipts existed lack the batch columns: add them."""
+        have = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
+        for column, kind in (("batch", "TEXT"), ("sent_at", "REAL")):
+            if column not in have:
+                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
+        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_batch ON outbox (batch)")
 
     @_locked
     def close(self) -> None:
@@ -250,34 +267,70 @@ class SqliteBuffer:
     def _set_state(self, ids: Sequence[str], state: int) -> None:
         self._db.executemany("UPDATE outbox SET state = ? WHERE id = ?", [(state, i) for i in ids])
 
-    def mark_inflight(self, ids: Sequence[str]) -> None:
-        """Rows handed to the MQTT client (it retransmits them across reconnects)."""
-        self._set_state(ids, INFLIGHT)
+    @_locked
+    def mark_inflight(self, ids: Sequence[str], batch: str) -> None:
+        """Rows handed to the MQTT client as batch ``batch`` (it retransmits them across
+        reconnects); the store's receipt names the batch."""
+        self._db.executemany(
+            "UPDATE outbox SET state = ?, batch = ? WHERE id = ?",
+            [(INFLIGHT, batch, i) for i in ids],
+        )
 
-    def mark_sent(self, ids: Sequence[str]) -> None:
-        """Rows acknowledged by the broker."""
-        self._set_state(ids, SENT)
+    @_locked
+    def mark_sent(self, ids: Sequence[str], now_s: float) -> None:
+        """Rows the broker acknowledged at ``now_s`` (Unix s): they wait for the store.
 
+        A receipt may overtake the PUBACK: rows already stored stay stored.
+        """
+        self._db.executemany(
+            "UPDATE outbox SET state = ?, sent_at = ? WHERE id = ? AND state = ?",
+            [(SENT, now_s, i, INFLIGHT) for i in ids],
+        )
+
+    @_locked
     def mark_pending(self, ids: Sequence[str]) -> None:
         """Rows the MQTT client gave up on (sent again by the next flush)."""
-        self._set_state(ids, PENDING)
+        self._db.executemany(
+            "UPDATE outbox SET state = ?, batch = NULL WHERE id = ? AND state <> ?",
+            [(PENDING, i, STORED) for i in ids],
+        )
+
+    @_locked
+    def mark_stored(self, batches: Sequence[str]) -> int:
+        """The store committed these batches: their rows are done. Returns the rows."""
+        n = 0
+        for batch in batches:
+            n += self._db.execute(
+                "UPDATE outbox SET state = ? WHERE batch = ? AND state IN (?, ?)",
+                (STORED, batch, INFLIGHT, SENT),
+            ).rowcount
+        return n
+
+    @_locked
+    def requeue_unconfirmed(self, older_than_s: float, now_s: float) -> int:
+        """Rows the broker acknowledged more than ``older_than_s`` s before ``now_s`` (Unix s)
+        without a receipt from the store go back to pending, to be sent again. Returns them."""
+        return int(self._db.execute(
+            "UPDATE outbox SET state = ?, batch = NULL WHERE state = ? AND sent_at < ?",
+            (PENDING, SENT, now_s - older_than_s),
+        ).rowcount)  # fmt: skip
 
     @_locked
     def counts(self) -> dict[str, int]:
-        """Rows per state: ``pending``, ``inflight``, ``sent``."""
-        names = {PENDING: "pending", INFLIGHT: "inflight", SENT: "sent"}
-        out = dict.fromkeys(names.values(), 0)
+        """Rows per state: ``pending``, ``inflight``, ``sent`` (awaiting the store's receipt),
+        ``stored``."""
+        out = dict.fromkeys(_STATES.values(), 0)
         for state, n in self._db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"):
-            out[names[state]] = n
+            out[_STATES[state]] = n
         return out
 
     @_locked
-    def prune_sent(self, keep: int) -> int:
-        """Delete all but the newest ``keep`` sent rows; returns how many were deleted."""
+    def prune_stored(self, keep: int) -> int:
+        """Delete all but the newest ``keep`` stored rows; returns how many were deleted."""
         cur = self._db.execute(
             "DELETE FROM outbox WHERE state = ? AND id NOT IN "
             "(SELECT id FROM outbox WHERE state = ? ORDER BY t_ns DESC LIMIT ?)",
-            (SENT, SENT, keep),
+            (STORED, STORED, keep),
         )
         return cur.rowcount
 

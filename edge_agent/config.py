@@ -52,6 +52,9 @@ class EdgeSettings:
         Most beats/events sent in one ``pred`` payload.
     flush_interval_s : float
         How often buffered rows are pushed to the broker, s.
+    resend_after_s : float
+        A batch the broker acknowledged but the store never confirmed (``predack``) is sent
+        again after this many seconds (a broker restart or an ingestion outage lost it).
     status_interval_s : float
         How often the retained status is refreshed with the current state (heart rate,
         activity, backlog), s.
@@ -90,6 +93,7 @@ class EdgeSettings:
     live_batch_s: float = 0.04
     pred_batch_max: int = 200
     flush_interval_s: float = 1.0
+    resend_after_s: float = 60.0
     status_interval_s: float = 60.0
     brady_bpm: float = 50.0
     tachy_bpm: float = 100.0
@@ -105,8 +109,10 @@ class EdgeSettings:
     def __post_init__(self) -> None:
         if self.speed not in ("realtime", "max"):
             raise ValueError(f"speed must be 'realtime' or 'max', got {self.speed!r}")
-        if self.live_fs <= 0 or self.live_batch_s <= 0 or self.flush_interval_s <= 0:
-            raise ValueError("live_fs, live_batch_s and flush_interval_s must be positive")
+        if min(self.live_fs, self.live_batch_s, self.flush_interval_s, self.resend_after_s) <= 0:
+            raise ValueError(
+                "live_fs, live_batch_s, flush_interval_s and resend_after_s must be positive"
+            )
         if not 0 < self.brady_bpm < self.tachy_bpm:
             raise ValueError("need 0 < brady_bpm < tachy_bpm")
         if self.vt_min_beats < 2 or self.af_window_beats < 8:

@@ -1,9 +1,12 @@
 """Outbox -> broker: pending predictions and label receipts handed to the uplink, acks handled.
 
-A batch of rows is marked in flight when the uplink takes it, sent when the broker acknowledges
-it and pending again when the broker refuses it, so nothing is lost across disconnects or
-restarts (the buffer is durable). At most :data:`MAX_INFLIGHT_BATCHES` payloads are
-unacknowledged at a time.
+A batch of rows gets an id and is marked in flight when the uplink takes it, sent when the
+broker acknowledges it (pending again when the broker refuses it) and stored when the store's
+receipt for the batch arrives on ``predack/{client_id}`` (:meth:`OutboxPump.on_receipt`). A
+batch the broker acknowledged but the store never confirmed (broker restart, ingestion down) is
+sent again after :data:`RESEND_AFTER_S`; the store's writes are idempotent. So nothing is lost
+across disconnects, outages or restarts (the buffer is durable). At most
+:data:`MAX_INFLIGHT_BATCHES` payloads are unacknowledged at a time.
 """
 
 from __future__ import annotations
@@ -11,10 +14,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
+from collections.abc import Callable
 from functools import partial
 
-from common.payloads import MAX_ACK_IDS, LabelAck, encode_label_ack, encode_predictions
-from common.protocol import Channel, client_topic
+from common.payloads import (
+    MAX_ACK_IDS,
+    LabelAck,
+    decode_pred_ack,
+    encode_label_ack,
+    encode_predictions,
+)
+from common.protocol import Channel, ProtocolError, client_topic
 from edge_agent.agent_ports import AgentStats
 from edge_agent.buffer import SqliteBuffer
 from edge_agent.config import EdgeSettings
@@ -22,9 +33,10 @@ from edge_agent.ports import Uplink
 
 _LOGGER = logging.getLogger(__name__)
 
-__all__ = ["MAX_INFLIGHT_BATCHES", "OutboxPump"]
+__all__ = ["MAX_INFLIGHT_BATCHES", "RESEND_AFTER_S", "OutboxPump"]
 
 MAX_INFLIGHT_BATCHES = 10  # pred payloads handed to MQTT and not yet acknowledged
+RESEND_AFTER_S = 60.0  # a batch the broker acknowledged but the store did not confirm, s
 
 
 class OutboxPump:
@@ -42,6 +54,11 @@ class OutboxPump:
         Gets ``pred_payloads`` / ``pred_refused`` / ``label_receipts`` incremented.
     wake : asyncio.Event
         Set on every ack, so the agent's uplink loop hands over the next batch at once.
+    resend_after_s : float
+        Seconds after the broker's acknowledgement when a batch without the store's receipt
+        is sent again.
+    clock : callable
+        Unix seconds.
     """
 
     def __init__(
@@ -51,6 +68,8 @@ class OutboxPump:
         uplink: Uplink | None,
         stats: AgentStats,
         wake: asyncio.Event,
+        resend_after_s: float = RESEND_AFTER_S,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
         self.buffer = buffer
@@ -61,25 +80,53 @@ class OutboxPump:
         self._pred_topic = client_topic(Channel.PRED, self._cid)
         self._ack_topic = client_topic(Channel.LABEL_ACK, self._cid)
         self.inflight = 0
+        self.resend_after_s = resend_after_s
+        self.clock = clock
+        self._next_requeue = 0.0
 
     def flush(self) -> int:
         """Hand pending rows to the uplink (if connected); returns the payloads handed over."""
         if self.uplink is None or not self.uplink.connected:
             return 0
+        self._requeue_unconfirmed()
         handed = self._flush_receipts()
         while self.inflight < MAX_INFLIGHT_BATCHES:
             batch = self.buffer.take_pending(self.settings.pred_batch_max)
             if not batch.ids:
                 break
-            payload = encode_predictions(self._cid, batch.beats, batch.events)
+            batch_id = uuid.uuid4().hex[:16]
+            payload = encode_predictions(self._cid, batch.beats, batch.events, batch_id)
             if not self.uplink.publish_reliable(
                 self._pred_topic, payload, partial(self._on_ack, batch.ids)
             ):
                 break
-            self.buffer.mark_inflight(batch.ids)
+            self.buffer.mark_inflight(batch.ids, batch_id)
             self.inflight += 1
             handed += 1
         return handed
+
+    def on_receipt(self, payload: bytes) -> int:
+        """The store's receipt (``predack/{client_id}``): its batches are done. Returns the rows.
+
+        Raises ProtocolError for a malformed receipt or one naming another device.
+        """
+        ack = decode_pred_ack(payload)
+        if ack.client_id != self._cid:
+            raise ProtocolError(f"receipt for {ack.client_id} reached {self._cid}")
+        rows = self.buffer.mark_stored(ack.batch_ids)
+        self.stats.pred_stored += rows
+        return rows
+
+    def _requeue_unconfirmed(self) -> None:
+        """At most every tenth of the timeout: batches without a receipt go out again."""
+        now = self.clock()
+        if now < self._next_requeue:
+            return
+        self._next_requeue = now + self.resend_after_s / 10
+        n = self.buffer.requeue_unconfirmed(self.resend_after_s, now)
+        if n:
+            self.stats.pred_resent += n
+            _LOGGER.info("%d predictions without the store's receipt will be sent again", n)
 
     def _flush_receipts(self) -> int:
         """Hand pending label receipts over (they are few and small: one payload per flush)."""
@@ -104,7 +151,7 @@ class OutboxPump:
     def _on_ack(self, ids: list[str], ok: bool) -> None:
         self.inflight -= 1
         if ok:
-            self.buffer.mark_sent(ids)
+            self.buffer.mark_sent(ids, self.clock())
             self.stats.pred_payloads += 1
         else:
             self.buffer.mark_pending(ids)
@@ -112,16 +159,19 @@ class OutboxPump:
         self._wake.set()
 
     async def drain(self, timeout_s: float) -> None:
-        """Wait until the outbox is empty (nothing pending or in flight) or the timeout (s)."""
+        """Wait until the outbox is empty or the timeout (s): nothing pending or in flight and,
+        when the store's receipts arrive at all in this run, nothing awaiting one (rows left
+        unconfirmed are sent again by the next run)."""
         if self.uplink is None:
             return
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             counts, receipts = self.buffer.counts(), self.buffer.receipts.counts()
-            if (
-                counts["pending"] + counts["inflight"] + receipts["pending"] + receipts["inflight"]
-                == 0
-            ):
+            waiting = counts["pending"] + counts["inflight"]
+            waiting += receipts["pending"] + receipts["inflight"]
+            if self.stats.pred_stored > 0:
+                waiting += counts["sent"]
+            if waiting == 0:
                 return
             self.flush()
             await asyncio.sleep(0.05)

@@ -127,8 +127,16 @@ class EdgeWebStore(Protocol):
         """Labels not yet delivered to the device, oldest first."""
         ...
 
+    def labels_to_send(
+        self, client_id: str, *, resend_before: float, limit: int = 100
+    ) -> list[LabelRecord]:
+        """Pending labels, and delivered ones last sent before ``resend_before`` (Unix s) that
+        the device has not acknowledged; oldest first."""
+        ...
+
     def mark_labels_delivered(self, label_ids: Sequence[str]) -> int:
-        """``pending -> delivered``; returns how many changed."""
+        """``pending -> delivered`` (a delivered label sent again gets its time refreshed);
+        returns how many changed state."""
         ...
 
     def acknowledge_labels(self, client_id: str, label_ids: Sequence[str]) -> int:

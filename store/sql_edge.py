@@ -345,8 +345,23 @@ class EdgeMixin(SqlStoreBase):
             )
             return [_label(r) for r in tx.all()]
 
+    def labels_to_send(
+        self, client_id: str, *, resend_before: float, limit: int = 100
+    ) -> list[LabelRecord]:
+        """Pending labels, and delivered ones last sent before ``resend_before`` (Unix s) that
+        the device has not acknowledged; oldest first."""
+        with self._tx(write=False) as tx:
+            tx.execute(
+                f"SELECT {_LABEL_COLS} FROM clinician_label WHERE client_id = ? AND"
+                " (state = 'pending' OR (state = 'delivered' AND updated_at < ?))"
+                " ORDER BY updated_at ASC, label_id ASC LIMIT ?",
+                (client_id, resend_before, int(limit)),
+            )
+            return [_label(r) for r in tx.all()]
+
     def mark_labels_delivered(self, label_ids: Sequence[str]) -> int:
-        """``pending -> delivered``; returns how many changed."""
+        """``pending -> delivered`` (a delivered label sent again gets its time refreshed);
+        returns how many changed state."""
         now = self._clock()
         with self._tx(write=True) as tx:
             tx.executemany(
@@ -354,7 +369,13 @@ class EdgeMixin(SqlStoreBase):
                 " WHERE label_id = ? AND state = 'pending'",
                 [(now, lid) for lid in label_ids],
             )
-            return max(tx.rowcount, 0)
+            changed = max(tx.rowcount, 0)
+            tx.executemany(
+                "UPDATE clinician_label SET updated_at = ?"
+                " WHERE label_id = ? AND state = 'delivered' AND updated_at < ?",
+                [(now, lid, now) for lid in label_ids],
+            )
+            return changed
 
     def acknowledge_labels(self, client_id: str, label_ids: Sequence[str]) -> int:
         """``pending|delivered -> acknowledged`` for that client's labels."""

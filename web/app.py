@@ -17,7 +17,7 @@ from werkzeug.wrappers.response import Response as WerkzeugResponse
 
 from store.base import Store
 from web import auth, errors, limits, security
-from web.delivery import LiveFeed, redeliver_pending
+from web.delivery import LiveFeed, redeliver
 from web.live.fanout import Fanout
 from web.live.hub import LiveHub
 from web.settings import WebSettings
@@ -49,7 +49,7 @@ def create_app(
         Opened from ``settings.store_url`` when omitted (the app then owns it).
     feed : LiveFeed, optional
         The live feed; when omitted and ``settings.broker_url`` is set, an MQTT feed feeding
-        ``hub`` (and the store, if ``record_feed``) is created.
+        ``hub`` is created (the aggregator's ingestion writes reports into the store).
     hub : LiveHub, optional
         The in-memory live state; a new one when omitted.
     start_feed : bool
@@ -111,20 +111,16 @@ def create_app(
 
 
 def _mqtt_feed(settings: WebSettings, store: Store, hub: LiveHub, start: bool) -> LiveFeed:
-    from web.live.dispatch import FeedSink
     from web.live.mqtt_feed import MqttLiveFeed
-    from web.live.recorder import StoreRecorder
 
-    sinks: list[FeedSink] = [hub]
-    if settings.record_feed:
-        sinks.append(StoreRecorder(store))
-    mqtt_feed = MqttLiveFeed(settings.broker_url, sinks, label_qos=settings.label_qos,
+    mqtt_feed = MqttLiveFeed(settings.broker_url, [hub], label_qos=settings.label_qos,
                              ca_file=settings.broker_ca_file or None)  # fmt: skip
 
-    def redeliver() -> None:
-        redeliver_pending(store, mqtt_feed)
+    def resend() -> None:
+        redeliver(store, mqtt_feed)
 
-    mqtt_feed.on_connected = redeliver
+    mqtt_feed.on_connected = resend
+    mqtt_feed.on_tick = resend
     if start:
         mqtt_feed.start()
     return mqtt_feed

@@ -1,15 +1,18 @@
 """Label delivery: a clinician's label is stored ``pending``, published to the device on
 ``medchain/v1/label/{client_id}`` (QoS 1) and marked ``delivered`` once the broker has it.
 
-Labels that could not be published (broker down) stay pending and are re-sent after the next
-(re)connect, so none is lost. The device acknowledges labels it applied
-(``Store.acknowledge_labels``), which the label review page shows.
+The broker having it is not the device having it (a broker restart without persistence, an
+expired session): a label counts as done only when the device's receipt (``labelack``, stored
+by the aggregator's ingestion) marks it ``acknowledged``. Until then it is published again:
+pending labels after every (re)connect, and pending or delivered ones every
+:data:`RESEND_AFTER_S` (:func:`redeliver`). The device's handling is idempotent (same label id).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from common.payloads import Label
@@ -17,6 +20,8 @@ from store.base import Store
 from store.records import LabelRecord
 
 _LOGGER = logging.getLogger(__name__)
+
+RESEND_AFTER_S = 60.0  # a delivered label the device has not acknowledged is sent again, s
 
 
 class LiveFeed(Protocol):
@@ -62,11 +67,21 @@ def deliver(store: Store, feed: LiveFeed | None, records: Sequence[LabelRecord])
     return sent
 
 
-def redeliver_pending(store: Store, feed: LiveFeed | None) -> int:
-    """Publish every pending label of every client (after a broker (re)connect)."""
+def redeliver(
+    store: Store,
+    feed: LiveFeed | None,
+    resend_after_s: float = RESEND_AFTER_S,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    """Publish every label not yet acknowledged: pending ones, and delivered ones sent more
+    than ``resend_after_s`` s ago (after a (re)connect and periodically)."""
+    if feed is None or not feed.connected:
+        return 0
+    cutoff = clock() - resend_after_s
     total = 0
     for client in store.list_clients():
-        total += len(deliver(store, feed, store.pending_labels(client.client_id)))
+        todo = store.labels_to_send(client.client_id, resend_before=cutoff)
+        total += len(deliver(store, feed, todo))
     if total:
-        _LOGGER.info("re-delivered %d pending labels", total)
+        _LOGGER.info("re-delivered %d unacknowledged labels", total)
     return total

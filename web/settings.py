@@ -78,9 +78,6 @@ class WebSettings:
         Log-in attempts (clinician or patient code) allowed per client address.
     label_qos : int
         MQTT QoS of label delivery.
-    record_feed : bool
-        Write predictions, events and device status from the live feed into the store
-        (idempotent; turn off when another service records them).
     tasks, strategies : tuple of str
         Choices offered by the training controls.
     """
@@ -109,7 +106,6 @@ class WebSettings:
     login_limit_account: str = "5 per 5 minutes"
     login_limit_address: str = "20 per 5 minutes"
     label_qos: int = 1
-    record_feed: bool = True
     tasks: tuple[str, ...] = ("beat", "ptb", "aft", "rhythm", "ppg_hr", "activity")
     strategies: tuple[str, ...] = (
         "fedavg",

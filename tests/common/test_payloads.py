@@ -50,7 +50,9 @@ def test_predictions_round_trip() -> None:
         BeatPrediction("d", 20, 9, "N", {"N": 1.0}, "v3"),
     ]
     events = [Event("e1", "d", "vt_run", 1, 2, {"beats": 4})]
-    cid, b2, e2 = pl.decode_predictions(pl.encode_predictions("d", beats, events))
+    batch = pl.decode_predictions(pl.encode_predictions("d", beats, events, "b-1"))
+    cid, b2, e2 = batch.client_id, batch.beats, batch.events
+    assert batch.batch_id == "b-1"
     assert cid == "d"
     assert b2[0] == beats[0]
     assert math.isnan(b2[1].rr_s)

@@ -87,7 +87,7 @@ def sent_beats(uplink: FakeUplink) -> list[int]:
     out = []
     for topic, payload in uplink.reliable:
         assert topic == client_topic(Channel.PRED, "dev")
-        _, beats, _ = decode_predictions(payload)
+        beats = decode_predictions(payload).beats
         out += [b.t_ns for b in beats]
     return out
 
@@ -123,9 +123,10 @@ def test_connected_agent_sends_every_row_exactly_once(
     stats = asyncio.run(agent.run(ListSource(chunks_of(x, FS, 360), pause_s=0.01)))
     times = sent_beats(up)
     assert len(times) == len(set(times)) == peaks.size
-    assert agent.buffer.counts() == {"pending": 0, "inflight": 0, "sent": peaks.size + 1}
+    counts = agent.buffer.counts()
+    assert counts == {"pending": 0, "inflight": 0, "sent": peaks.size + 1, "stored": 0}
     assert stats.pred_payloads == len(up.reliable)
-    events = [e for _, p in up.reliable for e in decode_predictions(p)[2]]
+    events = [e for _, p in up.reliable for e in decode_predictions(p).events]
     assert [e.kind for e in events] == ["vt_run"]
     status = decode_status(up.status[-1])
     assert status.online and status.model_version == "test-1"
@@ -194,7 +195,7 @@ def test_restart_resends_rows_left_in_flight(model: OnnxBeatClassifier, tmp_path
     # Assert
     counts = again.counts()
     again.close()
-    assert counts == {"pending": peaks.size, "inflight": 0, "sent": 0}
+    assert counts == {"pending": peaks.size, "inflight": 0, "sent": 0, "stored": 0}
 
 
 def test_labels_from_clinician_and_bad_payloads(model: OnnxBeatClassifier, tmp_path: Path) -> None:

@@ -52,12 +52,19 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
 class Client:
     """A paho client that records deliveries and the connection result."""
 
-    def __init__(self, port: int, cert: Path, user: str | None, password: str | None) -> None:
+    def __init__(
+        self,
+        port: int,
+        cert: Path,
+        user: str | None,
+        password: str | None,
+        client_id: str | None = None,
+    ) -> None:
         self.messages: queue.Queue[tuple[str, bytes]] = queue.Queue()
         self.result: queue.Queue[str] = queue.Queue()
         self.c = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"{user}-{time.monotonic_ns()}",
+            client_id=client_id or f"{user}-{time.monotonic_ns()}",
             protocol=mqtt.MQTTv5,
         )
         if user:
@@ -159,3 +166,59 @@ def test_generated_config_enforces_per_client_acl_over_tls(tmp_path: Path) -> No
         finally:
             for c in (agg, a, b, anon, wrong):
                 c.close()
+
+
+def _config(tmp_path: Path, port: int, clients: str) -> tuple[str, dict[str, str], Path]:
+    import json
+
+    cert, key = _self_signed(tmp_path)
+    out = tmp_path / "broker"
+    rc = medchain_main(["broker", "config", "--out", str(out), "--clients", clients,
+                        "--certfile", str(cert), "--keyfile", str(key), "--port", str(port),
+                        "--bind", "127.0.0.1"])  # fmt: skip
+    assert rc == 0
+    conf = (out / "mosquitto.conf").read_text().replace(
+        "persistence true", "persistence false"
+    ) + "user root\n"
+    return conf, json.loads((out / "credentials.json").read_text()), cert
+
+
+def test_a_device_cannot_take_over_another_devices_session(tmp_path: Path) -> None:
+    # Prepare: B connected with a persistent session and subscribed to its labels
+    port = free_port()
+    conf, creds, cert = _config(tmp_path, port, "dev-a,dev-b")
+    with run_mosquitto(extra_conf=conf, port=port):
+        b = Client(port, cert, "dev-b", creds["dev-b"], client_id="dev-b")
+        assert b.connected() == "Success"
+        b.sub("medchain/v1/label/dev-b")
+        drops: list[object] = []
+        b.c.on_disconnect = lambda c, u, f, rc, p: drops.append(rc)
+        # Execute: A logs in with its own password but asks for B's client id
+        a = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="dev-b", protocol=mqtt.MQTTv5)
+        a.username_pw_set("dev-a", creds["dev-a"])
+        a.tls_set(ca_certs=str(cert), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        a.connect("127.0.0.1", port, keepalive=10)
+        a.loop_start()
+        time.sleep(1.0)
+        web = Client(port, cert, "web", creds["web"])
+        try:
+            assert web.connected() == "Success"
+            web.pub("medchain/v1/label/dev-b", b"label for b")
+            # Assert: B was never disconnected and still gets its label
+            assert drops == [] and b.c.is_connected()
+            assert ("medchain/v1/label/dev-b", b"label for b") in b.drain()
+        finally:
+            a.loop_stop()
+            a.disconnect()
+            for c in (b, web):
+                c.close()
+
+
+@pytest.mark.parametrize("name", ["web", "aggregator"])
+def test_broker_config_refuses_devices_named_like_services(tmp_path: Path, name: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    rc = medchain_main(["broker", "config", "--out", str(tmp_path / "b"), "--clients",
+                        f"dev-a,{name}"])  # fmt: skip
+    assert rc != 0
+    assert "collide with service accounts" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "acl").exists()

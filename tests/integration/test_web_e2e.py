@@ -23,6 +23,9 @@ from scipy.signal import resample_poly
 from werkzeug.security import generate_password_hash
 from werkzeug.serving import make_server
 
+from cloud_aggregator.config import AggregatorSettings
+from cloud_aggregator.mqtt_io import PahoBroker
+from cloud_aggregator.service import AggregatorService, subscriptions
 from common.payloads import (
     LabelAck,
     Status,
@@ -207,9 +210,19 @@ def served(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[tuple[str, object]]
     server = make_server("127.0.0.1", port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
+    # The aggregator's ingestion writes what devices report (predictions, label receipts)
+    agg = PahoBroker(mosquitto.url, "agg-e2e", subscriptions("agg"))
+    agg.start(10.0)
+    service = AggregatorService(store, agg, AggregatorSettings(worker="agg-e2e", poll_s=0.1))  # type: ignore[arg-type]
+    stop = threading.Event()
+    ingest = threading.Thread(target=service.run, args=(stop,), daemon=True)
+    ingest.start()
     try:
         yield f"http://127.0.0.1:{port}", store
     finally:
+        stop.set()
+        ingest.join(10)
+        agg.stop()
         app.extensions["medchain.hub"].fanout.close_all()
         server.shutdown()
         server.server_close()

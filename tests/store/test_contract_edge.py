@@ -125,7 +125,14 @@ def test_label_lifecycle(store: Store, clock: FakeClock) -> None:
     # Execute / Assert: pending -> delivered -> acknowledged
     assert [lb.label_id for lb in store.pending_labels("p1")] == [a.label_id, "L-b"]
     assert store.mark_labels_delivered([a.label_id, "L-b", "missing"]) == 2
-    assert store.mark_labels_delivered([a.label_id]) == 0
+    assert store.labels_to_send("p1", resend_before=clock.now) == []  # just sent
+    clock.advance(60)
+    resend = [lb.label_id for lb in store.labels_to_send("p1", resend_before=clock.now - 30)]
+    assert sorted(resend) == sorted([a.label_id, "L-b"])  # delivered, not acknowledged: again
+    assert store.mark_labels_delivered([a.label_id]) == 0  # still delivered; time refreshed
+    assert [lb.label_id for lb in store.labels_to_send("p1", resend_before=clock.now - 30)] == [
+        "L-b"
+    ]
     assert store.pending_labels("p1") == []
     assert store.acknowledge_labels("p2", [a.label_id]) == 0  # not that client's label
     assert store.acknowledge_labels("p1", [a.label_id]) == 1
@@ -136,7 +143,7 @@ def test_label_lifecycle(store: Store, clock: FakeClock) -> None:
     again = store.add_label(client_id="p1", target="beat", t_ns=5 * SEC, label="S", author="dr_b")
     assert again.label_id == a.label_id and again.label == "S" and again.author == "dr_b"
     assert again.state is LabelState.PENDING and again.created_at == T0
-    assert again.updated_at == T0 + 2
+    assert again.updated_at == T0 + 62
     assert [lb.label_id for lb in store.list_labels("p1", state=LabelState.PENDING)] == [a.label_id]
     with pytest.raises(ValueError, match="target"):
         store.add_label(client_id="p1", target="window", t_ns=0, label="N", author="x")

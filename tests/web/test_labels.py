@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pytest
 from flask.testing import FlaskClient
 
-from common.payloads import LabelAck, encode_label_ack
 from store.records import LabelState
 from tests.web.conftest import T0_NS, beat, csrf_of, ecg_chunk, event, login
-from web.delivery import redeliver_pending
-from web.live.dispatch import dispatch
-from web.live.recorder import StoreRecorder
+from web.delivery import redeliver
 
 V_T = T0_NS + 1_000_000_000  # a V beat 1 s into the stream
 
@@ -93,7 +88,7 @@ def test_label_waits_while_broker_is_down_then_is_redelivered(
                        headers={"X-CSRF-Token": csrf_of(client)})  # fmt: skip
     pending = [lb.state for lb in store.list_labels("p1")]
     feed.up = True
-    sent = redeliver_pending(store, feed)
+    sent = redeliver(store, feed)
     # Assert
     assert resp.status_code == 201 and resp.get_json()["delivered"] is False
     assert pending == [LabelState.PENDING]
@@ -159,23 +154,22 @@ def test_malformed_label_form_gives_error_page(client: FlaskClient) -> None:
     assert resp.status_code == 400 and b"Error 400" in resp.data and b"target" in resp.data
 
 
-def test_device_receipt_marks_label_acknowledged_only_for_its_owner(
+def test_delivered_label_is_sent_again_until_the_device_acknowledges_it(
     client: FlaskClient, hub, store, feed
 ) -> None:
-    # Prepare
+    # Prepare: a label the broker took (delivered) but the device never acknowledged, e.g.
+    # the broker was killed before the device's session got it
     login(client)
-    _stream_with_flagged_beat(hub)
-    client.post("/labels", data={"client_id": "p1", "target": "beat", "t_ns": str(V_T),
-                                  "label": "V", "csrf_token": csrf_of(client)})  # fmt: skip
+    store.insert_events([event(T0_NS)])
+    client.post("/api/labels", json={"client_id": "p1", "target": "event", "t_ns": T0_NS,
+                                     "label": "false_alarm"},
+                headers={"X-CSRF-Token": csrf_of(client)})  # fmt: skip
     [rec] = store.list_labels("p1")
-    recorder, counters = StoreRecorder(store), Counter[str]()
-    # Execute: another device names p1's label on its own topic, then p1 acknowledges it
-    other = LabelAck("p2", (rec.label_id,), T0_NS)
-    dispatch([recorder], "medchain/v1/labelack/p2", encode_label_ack(other), counters)
-    after_other = store.list_labels("p1")[0].state
-    own = LabelAck("p1", (rec.label_id, "unknown-id"), T0_NS)
-    dispatch([recorder], "medchain/v1/labelack/p1", encode_label_ack(own), counters)
-    # Assert
-    assert after_other is LabelState.DELIVERED
-    assert store.list_labels("p1")[0].state is LabelState.ACKNOWLEDGED
-    assert counters["accepted_labelack"] == 2
+    now = rec.updated_at
+    # Execute / Assert: not again at once; again once the resend time passed
+    assert redeliver(store, feed, resend_after_s=60, clock=lambda: now + 1) == 0
+    assert redeliver(store, feed, resend_after_s=60, clock=lambda: now + 61) == 1
+    assert [lb.label_id for lb in feed.published] == [rec.label_id, rec.label_id]
+    # Assert: once acknowledged, never again
+    store.acknowledge_labels("p1", [rec.label_id])
+    assert redeliver(store, feed, resend_after_s=60, clock=lambda: now + 1000) == 0

@@ -70,9 +70,9 @@ def dispatch(sinks: Sequence[FeedSink], topic: str, payload: bytes, counters: Co
             _check_owner(parsed.ident, cid)
             deliver = partial(_live, cid, chunk)
         elif parsed.channel is Channel.PRED:
-            cid, beats, events = decode_predictions(payload)
-            _check_owner(parsed.ident, cid)
-            deliver = partial(_pred, cid, beats, events)
+            batch = decode_predictions(payload)
+            _check_owner(parsed.ident, batch.client_id)
+            deliver = partial(_pred, batch.client_id, batch.beats, batch.events)
         elif parsed.channel is Channel.STATUS:
             status = decode_status(payload)
             _check_owner(parsed.ident, status.client_id)

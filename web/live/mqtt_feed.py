@@ -3,7 +3,8 @@
 paho callbacks only enqueue; one worker thread drains the queue into the hub (see
 ``dispatch``), so decoding never runs on paho's network thread and a burst cannot block it.
 Subscriptions are made in ``on_connect`` so that a reconnect re-subscribes. After each
-(re)connect the ``on_connected`` hook runs on the worker (the app re-delivers pending labels).
+(re)connect the ``on_connected`` hook runs on the worker, and ``on_tick`` every ``tick_s``
+(the app re-delivers unacknowledged labels from both).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import queue
 import ssl
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -28,6 +30,7 @@ from web.live.dispatch import FeedSink, dispatch, subscriptions
 _LOGGER = logging.getLogger(__name__)
 
 _RECONNECTED = ("", b"")  # sentinel in the inbox: run the on_connected hook
+_TICK = ("tick", b"")  # no message within the tick: run the on_tick hook
 
 
 class MqttLiveFeed:
@@ -38,7 +41,8 @@ class MqttLiveFeed:
     broker_url : str
         ``mqtt://host:port``.
     sinks : sequence of FeedSink
-        Receive decoded messages (the hub, the store recorder).
+        Receive decoded messages (the hub). The store is written by the aggregator's
+        ingestion, whose session is durable, not by this ephemeral feed.
     label_qos : int
         QoS of label delivery (1: at least once; the device's consumer is idempotent).
     inbox_size : int
@@ -61,6 +65,8 @@ class MqttLiveFeed:
         self.label_qos = label_qos
         self.counters: Counter[str] = Counter()
         self.on_connected: Callable[[], None] | None = None
+        self.on_tick: Callable[[], None] | None = None
+        self.tick_s = 10.0
         self._inbox: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=inbox_size)
         self._connected = threading.Event()
         self._client = mqtt.Client(
@@ -155,6 +161,15 @@ class MqttLiveFeed:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         self._enqueue((msg.topic, bytes(msg.payload)))
 
+    @staticmethod
+    def _run_hook(hook: Callable[[], None] | None, name: str) -> None:
+        if hook is None:
+            return
+        try:
+            hook()
+        except Exception:  # keep the feed alive whatever the hook does (store down...)
+            _LOGGER.exception("%s hook failed", name)
+
     def _enqueue(self, item: tuple[str, bytes]) -> None:
         try:
             self._inbox.put_nowait(item)
@@ -162,16 +177,21 @@ class MqttLiveFeed:
             self.counters["dropped_inbox_full"] += 1
 
     def _drain(self) -> None:
+        next_tick = time.monotonic() + self.tick_s
         while True:
-            item = self._inbox.get()
+            try:
+                item = self._inbox.get(timeout=max(0.0, next_tick - time.monotonic()))
+            except queue.Empty:
+                item = _TICK
             if item is None:
                 return
+            if time.monotonic() >= next_tick:
+                next_tick = time.monotonic() + self.tick_s
+                self._run_hook(self.on_tick, "on_tick")
+            if item is _TICK:
+                continue
             if item is _RECONNECTED:
-                if self.on_connected is not None:
-                    try:
-                        self.on_connected()
-                    except Exception:  # keep the feed alive whatever the hook does
-                        _LOGGER.exception("on_connected hook failed")
+                self._run_hook(self.on_connected, "on_connected")
                 continue
             try:
                 dispatch(self.sinks, item[0], item[1], self.counters)

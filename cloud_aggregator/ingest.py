@@ -1,0 +1,113 @@
+"""Durable ingestion of what devices report: predictions, events, statuses and label receipts.
+
+The aggregator's MQTT session is persistent (fixed client id, shared subscription between
+replicas, manual acknowledgement), so whatever a device publishes while the service is down or
+the database is stopped waits on the broker. Each message is written to the store first and
+acknowledged to the broker afterwards; then, for a batch of predictions, the service publishes
+the store's receipt (``predack/{client_id}``) and only then does the device forget the batch.
+A device that gets no receipt sends the batch again; every write here is idempotent (beats by
+``(client, t_ns)``, events by id, label receipts by id), so a batch stored twice is stored once.
+
+Decoding is bounded (:mod:`common.payloads`); a payload whose body names another device than
+its topic is refused (the broker's ACL binds the topic to the login, this binds the body).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from common import protocol as proto
+from common.payloads import (
+    PredAck,
+    decode_label_ack,
+    decode_predictions,
+    decode_status,
+    encode_pred_ack,
+)
+from store import Store
+
+_LOGGER = logging.getLogger(__name__)
+
+CHANNELS = (proto.Channel.PRED, proto.Channel.LABEL_ACK, proto.Channel.STATUS)
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """A message to publish (QoS 1) once the inbound one is stored."""
+
+    topic: str
+    payload: bytes
+
+
+class Ingestor:
+    """Writes device reports into the store; returns the receipts to publish.
+
+    Parameters
+    ----------
+    store : Store
+        Where predictions, events, statuses and label receipts go.
+    clock_ns : callable
+        Nanoseconds since the epoch (the receipts' time).
+
+    Attributes
+    ----------
+    online : dict of str to bool
+        Last status seen per device in this process (round selection reads it).
+    beats, events : int
+        Rows written (including idempotent repeats).
+    """
+
+    def __init__(self, store: Store, clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self.store = store
+        self.clock_ns = clock_ns
+        self.online: dict[str, bool] = {}
+        self.beats = 0
+        self.events = 0
+
+    def handle(self, topic: proto.Topic, payload: bytes) -> Outbound | None:
+        """Store one report (raises ProtocolError when malformed; StoreUnavailableError when
+        the store is down, so the caller keeps the message unacknowledged)."""
+        if topic.channel == proto.Channel.PRED:
+            return self._predictions(topic.ident, payload)
+        if topic.channel == proto.Channel.LABEL_ACK:
+            ack = decode_label_ack(payload)
+            _check_owner(topic.ident, ack.client_id)
+            self.store.acknowledge_labels(ack.client_id, list(ack.label_ids))
+            return None
+        if topic.channel == proto.Channel.STATUS:
+            if payload:  # an empty retained payload only clears the topic
+                self._status(topic.ident, payload)
+            return None
+        raise proto.ProtocolError(f"channel {topic.channel} is not ingested")
+
+    def _predictions(self, sender: str, payload: bytes) -> Outbound | None:
+        batch = decode_predictions(payload)
+        _check_owner(sender, batch.client_id)
+        if batch.beats:
+            self.store.insert_predictions(batch.beats)
+        if batch.events:
+            self.store.insert_events(batch.events)
+        self.beats += len(batch.beats)
+        self.events += len(batch.events)
+        if not batch.batch_id:
+            return None
+        receipt = PredAck(sender, (batch.batch_id,), self.clock_ns())
+        return Outbound(
+            proto.client_topic(proto.Channel.PRED_ACK, sender), encode_pred_ack(receipt)
+        )
+
+    def _status(self, sender: str, payload: bytes) -> None:
+        st = decode_status(payload)
+        _check_owner(sender, st.client_id)
+        self.online[sender] = st.online
+        self.store.set_client_status(
+            sender, online=st.online, seen_at=st.t_ns / 1e9, model_version=st.model_version or None
+        )
+
+
+def _check_owner(topic_id: str, body_id: str) -> None:
+    if topic_id != body_id:
+        raise proto.ProtocolError(f"payload of client {body_id!r} on the topic of {topic_id!r}")

@@ -1,0 +1,80 @@
+"""Durable ingestion in the aggregator: predictions, events, statuses and label receipts are
+stored before the broker is acknowledged, receipts go back to the device, repeats change
+nothing, and a device speaks only for itself."""
+
+from __future__ import annotations
+
+import pytest
+
+from common import protocol as proto
+from common.payloads import (
+    LabelAck,
+    decode_pred_ack,
+    encode_label_ack,
+    encode_predictions,
+)
+from common.types import BeatPrediction, Event
+from store import LabelState
+from tests.cloud_aggregator.service_support import drain, seeded, service_on
+from tests.store.conftest import Backend
+
+SEC = 1_000_000_000
+
+
+def beats(cid: str, n: int, t0: int = 0) -> list[BeatPrediction]:
+    return [BeatPrediction(cid, t0 + i * SEC, i * 360, "N", {"N": 0.9}, "v1", 0.8)
+            for i in range(n)]  # fmt: skip
+
+
+def test_predictions_are_stored_then_acknowledged_with_a_receipt(backend: Backend) -> None:
+    # Prepare
+    store = seeded(backend)
+    service, broker = service_on(store, backend)
+    topic = proto.client_topic(proto.Channel.PRED, "dev-1")
+    ev = Event("dev-1:vt_run:5", "dev-1", "vt_run", 5 * SEC, 9 * SEC, {"beats": 4})
+    payload = encode_predictions("dev-1", beats("dev-1", 5), [ev], "batch-1")
+    # Execute: delivered twice (a QoS 1 redelivery, or the device resending without a receipt)
+    first = broker.put(topic, payload)
+    second = broker.put(topic, payload)
+    drain(service, broker)
+    # Assert: stored once, both acknowledged, a receipt naming the batch for each
+    assert len(store.list_predictions("dev-1", limit=100)) == 5
+    assert [e.event_id for e in store.list_events("dev-1")] == [ev.event_id]
+    assert {first, second} <= set(broker.acked)
+    receipts = [decode_pred_ack(p) for t, p in broker.published if t.endswith("predack/dev-1")]
+    assert [r.batch_ids for r in receipts] == [("batch-1",), ("batch-1",)]
+
+
+@pytest.mark.parametrize("channel", [proto.Channel.PRED, proto.Channel.LABEL_ACK])
+def test_a_device_cannot_report_for_another(backend: Backend, channel: proto.Channel) -> None:
+    # Prepare: p2 names p1 in the body of a message on its own topic
+    store = seeded(backend)
+    label = store.add_label(client_id="p1", target="beat", t_ns=SEC, label="V", author="dr")
+    store.mark_labels_delivered([label.label_id])
+    service, broker = service_on(store, backend)
+    body = (
+        encode_predictions("p1", beats("p1", 3), [], "b")
+        if channel == proto.Channel.PRED
+        else encode_label_ack(LabelAck("p1", (label.label_id,), 1))
+    )
+    # Execute
+    broker.put(proto.client_topic(channel, "p2"), body)
+    drain(service, broker)
+    # Assert
+    assert store.list_predictions("p1", limit=10) == []
+    assert store.list_labels("p1")[0].state is LabelState.DELIVERED
+    assert service.rejects.as_dict() == {"schema": 1}
+
+
+def test_label_receipt_acknowledges_only_the_devices_labels(backend: Backend) -> None:
+    # Prepare
+    store = seeded(backend)
+    label = store.add_label(client_id="p1", target="beat", t_ns=SEC, label="V", author="dr")
+    store.mark_labels_delivered([label.label_id])
+    service, broker = service_on(store, backend)
+    own = LabelAck("p1", (label.label_id, "unknown-id"), 1)
+    # Execute
+    broker.put(proto.client_topic(proto.Channel.LABEL_ACK, "p1"), encode_label_ack(own))
+    drain(service, broker)
+    # Assert
+    assert store.list_labels("p1")[0].state is LabelState.ACKNOWLEDGED
