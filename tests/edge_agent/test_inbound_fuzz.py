@@ -1,7 +1,7 @@
 """Untrusted inbound messages never stop the agent's inbound handling (hypothesis).
 
-Every topic the edge agent subscribes (its ``label`` topic, the participant's ``round/current``
-and ``model/#``) is driven with random bytes, hostile envelopes (huge integers, NaN, deep
+Every topic the edge agent subscribes (its ``label`` and ``predack`` topics, the participant's
+``round/current`` and ``model/#``) is driven with random bytes, hostile envelopes (huge integers, NaN, deep
 nesting, NUL, wrong types) and decoders that raise anything at all; after each, a good label
 must still be handled. The decoders in ``common/`` are not trusted to raise only
 ``ProtocolError``: the device loop survives whatever they raise.
@@ -44,8 +44,9 @@ from tests.edge_agent.test_model_update import _release
 
 CID = "dev"
 LABEL = proto.client_topic(proto.Channel.LABEL, CID)
+PRED_ACK = proto.client_topic(proto.Channel.PRED_ACK, CID)
 ROUND = proto.round_current_topic()
-TOPICS = [LABEL, ROUND, proto.model_topic("v1"), f"{proto.model_topic('v1')}/0"]
+TOPICS = [LABEL, PRED_ACK, ROUND, proto.model_topic("v1"), f"{proto.model_topic('v1')}/0"]
 HUGE = "9" * 5000  # a 5000-digit integer, spliced into the JSON text as is
 FUZZ = settings(
     derandomize=True,
@@ -104,6 +105,7 @@ _BASE = {
     },
     "model": {"version": "v1", "round_no": 1, "tensors": [], "files": [], "metrics": {}},
     "chunk": {"message_id": "m", "seq": 0, "total": 2, "size": 10, "sha256": "0" * 64},
+    "pred_ack": {"client_id": CID, "batch_ids": ["b1"], "t_ns": 1},
 }
 _HOSTILE_TOKENS = [
     HUGE,
@@ -198,7 +200,7 @@ _RAISED = [
 @given(
     topic=st.sampled_from(TOPICS),
     exc=st.sampled_from(_RAISED),
-    where=st.sampled_from(["label", "round", "model", "reassembly"]),
+    where=st.sampled_from(["label", "round", "model", "reassembly", "predack"]),
 )
 def test_decoders_raising_anything_never_stop_inbound_handling(
     model_path: Path,
@@ -220,6 +222,7 @@ def test_decoders_raising_anything_never_stop_inbound_handling(
         "round": ("common.fl_protocol", "decode_round"),
         "model": ("common.fl_protocol", "decode_model"),
         "reassembly": ("common.fl_protocol.Reassembler", "feed"),
+        "predack": ("edge_agent.outbox", "decode_pred_ack"),
     }
     module, name = targets[where]
     with pytest.MonkeyPatch.context() as mp:
