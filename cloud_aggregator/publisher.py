@@ -7,6 +7,7 @@ with an empty retained message); the announcement is cleared when no round is op
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Any, Protocol
 
@@ -67,7 +68,9 @@ class RetainedState:
     def publish_model(self, version: int, payload: bytes) -> None:
         """Retain one model version (chunked if large); clear versions older than the previous."""
         topic = proto.model_topic(version_name(version))
-        parts = fl.split_message(payload, f"model-{version}-{len(payload)}", self.chunk_bytes)
+        # the message id names the content: a re-seeded store's v1 is not the old v1
+        digest = hashlib.sha256(payload).hexdigest()[:16]
+        parts = fl.split_message(payload, f"model-{version}-{digest}", self.chunk_bytes)
         topics = [topic] if len(parts) == 1 else [f"{topic}/{i}" for i in range(len(parts))]
         for t, part in zip(topics, parts, strict=True):
             self.broker.publish(t, part, retain=True)

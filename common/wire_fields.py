@@ -17,7 +17,9 @@ from typing import Any, Final
 from common.errors import MedchainError
 
 INT64_MAX: Final = 2**63 - 1
-MAX_NS: Final = INT64_MAX  # a time in ns since the epoch fits a signed 64-bit column
+# A time in ns since the epoch: year 2116 at 2**62, with headroom for the arithmetic done on it
+# (windows of +-150 ms, durations) inside a signed 64-bit column.
+MAX_NS: Final = 2**62
 MAX_TEXT: Final = 256  # characters of a free-text field (status detail...)
 MAX_NAME: Final = 64  # characters of a metric or detail key
 MAX_METRICS: Final = 64  # entries of a metrics map

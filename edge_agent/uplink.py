@@ -141,6 +141,12 @@ class MqttUplink:
         self._acks[info.mid] = on_ack
         return True
 
+    def resubscribe(self, topic_filter: str) -> None:
+        """Subscribe ``topic_filter`` again: the broker re-sends its retained messages (a
+        release the device missed)."""
+        if self._connected.is_set():
+            self._client.subscribe(topic_filter, qos=1)
+
     def publish_live(self, topic: str, payload: bytes) -> None:
         """QoS 0, dropped while disconnected (a live plot has no use for old samples)."""
         if self._connected.is_set():

@@ -19,8 +19,8 @@ from common import fl_protocol as fl
 from common import protocol as proto
 from store import DesiredTraining, RoundState, StoreUnavailableError
 from tests.cloud_aggregator.service_support import CLIENTS, drain, online, seeded, service_on
-from tests.common.test_wire_hostile import HOSTILE, envelope, update_body
 from tests.store.conftest import Backend
+from tests.support.hostile import HOSTILE, envelope, update_body
 
 
 def test_hostile_messages_cost_one_message_each_and_a_restart_runs(

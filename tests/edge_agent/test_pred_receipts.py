@@ -30,5 +30,6 @@ def test_receipts_mark_batches_stored_and_foreign_ones_are_refused(
     agent.handle_inbound(topic, encode_pred_ack(PredAck("dev", tuple(batches), 1)))
     # Assert
     assert after_foreign == 0 and agent.stats.bad_payloads == 1
-    assert agent.buffer.counts()["stored"] == peaks.size
-    assert agent.stats.pred_stored == peaks.size
+    stored, counted = agent.buffer.counts()["stored"], agent.stats.pred_stored
+    agent.close()
+    assert stored == counted == peaks.size

@@ -11,21 +11,15 @@ robust bounds and release gate. What the devices get must still see record 119's
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from cloud_aggregator.config import AggregatorSettings
 from cloud_aggregator.evaluation import HeadEvaluator, validation_evaluator
 from cloud_aggregator.mqtt_io import PahoBroker
 from cloud_aggregator.releases import (
-    HEAD_B,
-    HEAD_W,
     RELEASE_FORMAT,
     load_stored,
     release_from_model_dir,
@@ -33,75 +27,18 @@ from cloud_aggregator.releases import (
 )
 from cloud_aggregator.service import AggregatorService, subscriptions
 from cloud_aggregator.simulate import write_client_npz
-from common import fl_protocol as fl
-from common import protocol as proto
-from common.payloads import Status, encode_status
 from edge_agent.app import DEFAULT_MODEL
 from edge_agent.federated import FederatedParticipant, NpzExamples, run_client
 from models.data.mitdb import AAMI_CLASSES
 from store import DesiredTraining, RoundState, Store
 from tests.integration.fl_harness import wait_for
+from tests.support.hostile_device import HostileDevice
 
 pytestmark = [pytest.mark.integration, pytest.mark.datasets("mitdb")]
 
 HONEST = ("119", "208")
 VALIDATION = "106,209,223"  # DS1, neither device's record
 N_, V_ = AAMI_CLASSES.index("N"), AAMI_CLASSES.index("V")
-
-
-class Attacker:
-    """A device that answers every round it is selected for with a poisoned update."""
-
-    def __init__(self, url: str, cid: str = "evil") -> None:
-        self.cid = cid
-        self.sent: list[str] = []
-        self.releases: dict[str, fl.ModelRelease] = {}
-        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid,
-                                   protocol=mqtt.MQTTv5)  # fmt: skip
-        self._client.on_connect = self._on_connect
-        self._client.on_message = self._on_message
-        host, port = url.split("://", 1)[1].rsplit(":", 1)
-        self._client.connect(host, int(port))
-        self._client.loop_start()
-
-    def _on_connect(self, c: mqtt.Client, *_: object) -> None:
-        c.subscribe([(f"{proto.PREFIX}/{proto.Channel.MODEL}/#", 1),
-                     (proto.round_current_topic(), 1)])  # fmt: skip
-        c.publish(proto.client_topic(proto.Channel.STATUS, self.cid),
-                  encode_status(Status(self.cid, True, time.time_ns())), qos=1, retain=True)  # fmt: skip
-
-    def _on_message(self, c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
-        if not msg.payload:
-            return
-        if "/model/" in msg.topic:
-            rel = fl.decode_model(bytes(msg.payload))
-            self.releases[rel.version] = rel
-            return
-        ann = fl.decode_round(bytes(msg.payload))
-        rel = self.releases.get(ann.model_version)
-        if self.cid not in ann.selected or ann.round_id in self.sent or rel is None:
-            return
-        delta = self.poison(rel, attack=len(self.sent))
-        update = fl.ClientUpdate(ann.round_id, self.cid, ann.model_version, 1_000_000, delta,
-                                 "none", 0.0, {"loss": 0.01})  # fmt: skip
-        c.publish(proto.client_topic(proto.Channel.UPDATE, self.cid), fl.encode_update(update),
-                  qos=1)  # fmt: skip
-        self.sent.append(ann.round_id)
-
-    @staticmethod
-    def poison(rel: fl.ModelRelease, attack: int) -> fl.Tensors:
-        w, b = rel.tensors[HEAD_W], rel.tensors[HEAD_B]
-        dw, db = np.zeros_like(w), np.zeros_like(b)
-        if attack % 2 == 0:  # bias V -7 / N +7: norm 9.9, under the bound of 10
-            db[V_], db[N_] = -7.0, 7.0
-        else:  # the N and V rows swapped
-            dw[[N_, V_]] = w[[V_, N_]] - w[[N_, V_]]
-            db[[N_, V_]] = b[[V_, N_]] - b[[N_, V_]]
-        return {HEAD_W: dw, HEAD_B: db}
-
-    def stop(self) -> None:
-        self._client.loop_stop()
-        self._client.disconnect()
 
 
 @pytest.fixture()
@@ -153,7 +90,7 @@ def test_one_poisoner_in_three_neither_takes_over_nor_stops_training(
                for d in devices]  # fmt: skip
     for t in threads:
         t.start()
-    attacker = Attacker(url)
+    attacker = HostileDevice(url)
     wait_for(lambda: sum(svc.online.get(c, False) for c in ("mitdb-119", "mitdb-208", "evil"))
              == 3, 30, "three devices online")  # fmt: skip
     store.set_training_control(desired=DesiredTraining.RUNNING, task="beat", strategy="fedavg",
@@ -169,7 +106,7 @@ def test_one_poisoner_in_three_neither_takes_over_nor_stops_training(
         for t in threads:
             t.join(10)
     # Assert: the attacker sent both attacks, each round was published without it
-    assert len(attacker.sent) >= 2
+    assert len(attacker.poisoned) >= 2
     rounds = store.list_rounds(task="beat", limit=20)
     closed = [r for r in rounds if r.state == RoundState.CLOSED]
     assert len(closed) == 2, [(r.state, r.failure_reason) for r in rounds]
