@@ -37,6 +37,9 @@ class AggregatorSettings:
         ONNX (with card and head npz beside it) seeded as version 1 into an empty store.
     fraction, min_clients, quorum_fraction, min_quorum, deadline_s, max_attempts
         Round policy (see ``cloud_aggregator.rounds.RoundPolicy``).
+    overselect, grace_fraction : float
+        Clients invited beyond the target (share) and the wait for stragglers once the quorum
+        is in (share of the time the quorum took): the closing rule of ``rounds.py``.
     norm_bound, max_compression_error : float
         Validation bounds on the update L2 norm and the reported relative compression error.
     weight_cap, norm_mult : float
@@ -85,6 +88,8 @@ class AggregatorSettings:
     min_quorum: int = 1
     deadline_s: float = 60.0
     max_attempts: int = 3
+    overselect: float = 0.3
+    grace_fraction: float = 0.5
     norm_bound: float = 10.0
     max_compression_error: float = 0.05
     weight_cap: float = 3.0

@@ -18,7 +18,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -26,6 +25,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from cloud_aggregator.grid import Inbound
 from common.broker_url import BrokerAddress
 from common.errors import MedchainError
 
@@ -38,19 +38,8 @@ class BrokerUnavailableError(MedchainError):
     """The broker could not be reached within the timeout."""
 
 
-@dataclass(frozen=True)
-class Inbound:
-    """One received message (``mid`` for the manual acknowledgement)."""
-
-    topic: str
-    payload: bytes
-    mid: int
-    qos: int
-    retain: bool
-
-
 class PahoBroker:
-    """A connected paho client with an inbound queue.
+    """A connected paho client with an inbound queue: the MQTT :class:`~cloud_aggregator.grid.Grid`.
 
     Parameters
     ----------

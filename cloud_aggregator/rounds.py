@@ -1,8 +1,20 @@
 """Pure round logic: client selection, quorum, when a round closes or fails, log lines.
 
-No clock, network or store here: the service passes ``now`` (Unix seconds) and the facts it
+No clock, network or store here: the engine passes ``now`` (Unix seconds) and the facts it
 knows (who reported, who went offline), and gets back a decision. Failed clients are data: they
 are counted, never raised.
+
+**The closing rule** (rounds never idle on a drop-out): a round asks for ``target`` updates and
+invites ``overselect`` more clients than that (devices drop out). It closes
+
+1. as soon as ``target`` valid updates are in;
+2. when nobody else can report (all answered, dropped out or were refused) and the quorum
+   ``k`` is met;
+3. when the quorum is met and a grace of ``grace_fraction`` times the time the quorum took has
+   passed since (stragglers are waited for a little, not until the deadline);
+4. at the deadline with the quorum.
+
+It fails at the deadline without the quorum, or as soon as the quorum is out of reach.
 """
 
 from __future__ import annotations
@@ -22,17 +34,23 @@ class RoundPolicy:
     Attributes
     ----------
     fraction : float
-        Share of the eligible online clients invited per round, in (0, 1].
+        Share of the eligible online clients whose updates a round asks for, in (0, 1].
     min_clients : int
         Fewest clients a round may be opened with (otherwise wait).
     quorum_fraction : float
-        k of n: share of the selected clients whose valid updates close the round.
+        k of n: share of the target whose valid updates let the round close.
     min_quorum : int
         Lower bound on k.
     deadline_s : float
         Reporting window, s.
     max_attempts : int
         Tries per round number before the run is stopped.
+    overselect : float
+        Extra share of clients invited beyond the target (0.3: 30 % more), so drop-outs do not
+        keep the round waiting.
+    grace_fraction : float
+        Once the quorum is in, stragglers are waited for this share of the time the quorum
+        took, then the round closes.
     """
 
     fraction: float = 1.0
@@ -41,22 +59,36 @@ class RoundPolicy:
     min_quorum: int = 1
     deadline_s: float = 60.0
     max_attempts: int = 3
+    overselect: float = 0.3
+    grace_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         if not 0 < self.fraction <= 1 or not 0 < self.quorum_fraction <= 1:
             raise ValueError("fraction and quorum_fraction must be in (0, 1]")
         if self.min_clients < 1 or self.min_quorum < 1 or self.deadline_s <= 0:
             raise ValueError("min_clients, min_quorum and deadline_s must be positive")
+        if self.overselect < 0 or self.grace_fraction < 0:
+            raise ValueError("overselect and grace_fraction must be >= 0")
 
-    def quorum(self, n_selected: int) -> int:
-        """k for ``n_selected`` invited clients (never more than n)."""
-        return min(n_selected, max(self.min_quorum, math.ceil(self.quorum_fraction * n_selected)))
+    def target(self, n_eligible: int) -> int:
+        """Updates a round asks for: ``max(min_clients, ceil(fraction * n))``, at most n."""
+        return min(n_eligible, max(self.min_clients, math.ceil(self.fraction * n_eligible)))
+
+    def quorum(self, target: int) -> int:
+        """k for a round asking for ``target`` updates (never more than the target)."""
+        return min(target, max(self.min_quorum, math.ceil(self.quorum_fraction * target)))
 
 
-def select_clients(
-    eligible: Collection[str], policy: RoundPolicy, seed: str
-) -> tuple[str, ...] | None:
-    """Sample ``max(min_clients, ceil(fraction * n))`` of the eligible clients.
+@dataclass(frozen=True)
+class Selection:
+    """Who is invited to a round and how many updates it asks for (``target`` <= invited)."""
+
+    clients: tuple[str, ...]
+    target: int
+
+
+def select_clients(eligible: Collection[str], policy: RoundPolicy, seed: str) -> Selection | None:
+    """Invite ``ceil(target * (1 + overselect))`` of the eligible clients (all, if fewer).
 
     Deterministic for a given seed (run, round, attempt) so a restarted aggregator would pick
     the same clients. Returns None when fewer than ``min_clients`` are eligible.
@@ -64,9 +96,10 @@ def select_clients(
     pool = sorted(set(eligible))
     if len(pool) < policy.min_clients:
         return None
-    k = min(len(pool), max(policy.min_clients, math.ceil(policy.fraction * len(pool))))
+    target = policy.target(len(pool))
+    k = min(len(pool), math.ceil(target * (1 + policy.overselect)))
     rng = random.Random(int(hashlib.sha256(seed.encode()).hexdigest()[:16], 16))  # noqa: S311 - not crypto
-    return tuple(sorted(rng.sample(pool, k)))
+    return Selection(tuple(sorted(rng.sample(pool, k))), target)
 
 
 class Decision(StrEnum):
@@ -74,7 +107,7 @@ class Decision(StrEnum):
 
     WAIT = "wait"
     CLOSE = "close"  # aggregate what was received
-    FAIL = "fail"  # deadline passed without quorum
+    FAIL = "fail"  # no quorum by the deadline, or out of reach
 
 
 @dataclass(frozen=True)
@@ -89,12 +122,20 @@ class RoundProgress:
         Clients with an accepted update.
     offline : frozenset of str
         Selected clients known to be offline now (Last Will / status), without an update.
-    refused : frozenset of str
-        Selected clients whose update was rejected (they will not send another one).
     quorum : int
         k.
     deadline : float
         Unix seconds.
+    refused : frozenset of str
+        Selected clients whose update was rejected (they will not send another one).
+    target : int, optional
+        Updates the round asks for (default: every selected client).
+    opened_at : float, optional
+        Unix seconds the round opened.
+    quorum_at : float, optional
+        Unix seconds the k-th accepted update arrived (None: not yet).
+    grace_fraction : float
+        See :class:`RoundPolicy`.
     """
 
     selected: tuple[str, ...]
@@ -103,6 +144,10 @@ class RoundProgress:
     quorum: int
     deadline: float
     refused: frozenset[str] = frozenset()
+    target: int | None = None
+    opened_at: float | None = None
+    quorum_at: float | None = None
+    grace_fraction: float = 0.5
 
     @property
     def failures(self) -> int:
@@ -116,19 +161,19 @@ class RoundProgress:
 
 
 def decide(progress: RoundProgress, now: float) -> Decision:
-    """Close when everyone answered (or dropped out) with quorum, or at the deadline.
-
-    ``now`` is in the clock of ``progress.deadline`` (Unix s).
-
-    - all selected reported, or nobody else can report and quorum is met -> CLOSE;
-    - deadline passed: CLOSE with quorum, FAIL without;
-    - nobody else can report and quorum is out of reach -> FAIL early (no pointless wait).
-    """
+    """The closing rule of the module docstring; ``now`` in Unix s like ``deadline``."""
     got = len(progress.reported)
-    if progress.outstanding == 0:
+    target = progress.target if progress.target is not None else len(progress.selected)
+    if got >= max(1, target):
+        return Decision.CLOSE
+    if progress.outstanding == 0 or now >= progress.deadline:
         return Decision.CLOSE if got >= progress.quorum else Decision.FAIL
-    if now >= progress.deadline:
-        return Decision.CLOSE if got >= progress.quorum else Decision.FAIL
+    if got + progress.outstanding < progress.quorum:
+        return Decision.FAIL  # the quorum is out of reach: no pointless wait
+    if got >= progress.quorum and progress.quorum_at is not None and progress.opened_at is not None:
+        grace = progress.grace_fraction * max(0.0, progress.quorum_at - progress.opened_at)
+        if now >= progress.quorum_at + grace:
+            return Decision.CLOSE
     return Decision.WAIT
 
 

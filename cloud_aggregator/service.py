@@ -1,15 +1,17 @@
-"""The aggregator service: rounds over MQTT with all state in the store.
+"""The aggregator service: the message loop around the round engine and ingestion.
 
-One loop (``step``) drains inbound messages and advances the active round. Everything needed to
-continue lives in the store, so ``kill -9`` at any moment and a restart resume the round:
+One loop (:meth:`AggregatorService.step`) drains inbound messages from the grid and ticks the
+:class:`~cloud_aggregator.engine.RoundEngine`. Everything needed to continue lives in the
+store, so ``kill -9`` at any moment and a restart resume:
 
-- an update, or each chunk of a split one, is acknowledged to the broker only after the
-  store has it (idempotent by ``update_id``; chunks in ``update_chunk``, see
+- an update, or each chunk of a split one, is acknowledged to the broker only after the store
+  has it (idempotent by ``update_id``; chunks in ``update_chunk``, see
   :mod:`cloud_aggregator.update_chunks`), so nothing acknowledged is lost;
+- device reports (predictions, label receipts, statuses) likewise (:mod:`cloud_aggregator.ingest`);
 - an open round keeps collecting after a restart (its announcement is re-published);
-- a round killed while aggregating is re-claimed (same worker at once, others after the lease)
-  and aggregated again from the stored updates; ``finalize_round`` is one conditional
-  transaction, so a round is committed exactly once.
+- a round killed while aggregating is re-claimed and finalised exactly once (the engine).
+
+Whatever a message holds, it costs at most itself; a store outage is waited out.
 """
 
 from __future__ import annotations
@@ -20,39 +22,17 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
-from cloud_aggregator import rounds as rl
+from cloud_aggregator.closing import Distiller, Evaluator
 from cloud_aggregator.config import AggregatorSettings
+from cloud_aggregator.engine import RoundEngine
+from cloud_aggregator.grid import Grid, Inbound
 from cloud_aggregator.ingest import CHANNELS as INGESTED
 from cloud_aggregator.ingest import Ingestor
-from cloud_aggregator.mqtt_io import Inbound, PahoBroker
-from cloud_aggregator.publisher import RetainedState, announcement_for
-from cloud_aggregator.releases import (
-    RELEASE_FORMAT,
-    load_stored,
-    release_from_model_dir,
-    stored_blob,
-    version_name,
-    wire_release,
-)
-from cloud_aggregator.round_closing import Distiller, Evaluator, close_round, log_round, run_info
-from cloud_aggregator.round_progression import open_next_round, round_progress
 from cloud_aggregator.update_chunks import DurableReassembler
-from cloud_aggregator.update_intake import admit_update
-from cloud_aggregator.validation import Reject, RejectCounter
+from cloud_aggregator.validation import Reject
 from common import fl_protocol as fl
 from common import protocol as proto
-from common.errors import ConfigError
-from store import (
-    DesiredTraining,
-    Round,
-    RoundState,
-    Store,
-    StoreUnavailableError,
-    TrainingControl,
-    UpdateStatus,
-)
+from store import Store, StoreUnavailableError, UpdateStatus
 from store.retry import Backoff
 
 _LOGGER = logging.getLogger(__name__)
@@ -64,21 +44,18 @@ STORE_BACKOFF_MAX_S = 15.0
 
 
 class AggregatorService:
-    """Runs federated rounds for one task.
+    """Runs federated rounds for one task and ingests device reports.
 
     Parameters
     ----------
     store : Store
-        Source of truth for rounds, updates and models.
-    broker : PahoBroker
-        Connected MQTT adapter (subscribed to updates and statuses).
+        Source of truth for rounds, updates, models and device reports.
+    broker : Grid
+        Connected transport (subscribed to updates, reports and statuses).
     settings : AggregatorSettings
         Service settings.
-    evaluator : callable, optional
-        ``release -> metrics`` run on each new global model (server-held evaluation set).
-    distiller : callable, optional
-        ``release -> release`` (``cloud_aggregator.distillation.distill_release`` bound to a
-        transfer set), run every ``settings.distill_every`` rounds.
+    evaluator, distiller : callable, optional
+        See :class:`~cloud_aggregator.engine.RoundEngine`.
     clock : callable
         Unix seconds (tests inject a fake).
     """
@@ -86,7 +63,7 @@ class AggregatorService:
     def __init__(
         self,
         store: Store,
-        broker: PahoBroker,
+        broker: Grid,
         settings: AggregatorSettings,
         *,
         evaluator: Evaluator | None = None,
@@ -94,58 +71,60 @@ class AggregatorService:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store, self.broker, self.s = store, broker, settings
-        self.evaluator = evaluator
-        self.distiller = distiller
-        self.clock = clock
-        self.worker = settings.worker_name
+        self.engine = RoundEngine(
+            store, broker, settings, evaluator=evaluator, distiller=distiller, clock=clock
+        )
         self.ingest = Ingestor(store)
-        self.online = self.ingest.online  # last status per device (round selection)
-        self.rejects = RejectCounter()
+        self.ingest.online = self.engine.online  # one view of who is online
         self.chunks = DurableReassembler(store, max_size=settings.max_update_bytes)
-        self.republish = threading.Event()
-        self.republish.set()
-        self.history: list[dict[str, Any]] = []  # closed/failed rounds of this process (simulate)
-        self._release_cache: dict[int, tuple[fl.ModelRelease, fl.Tensors]] = {}
-        self.retained = RetainedState(broker, settings.chunk_bytes)
-        self._rng = np.random.default_rng(settings.seed)
-        self._open_rounds: dict[int, Round] = {}  # the store still refuses updates to closed rounds
         self._next_advance = 0.0
         self._in_hand: Inbound | None = None  # a message whose handling met a store outage
         self._backoff = Backoff(base_s=0.5, max_s=STORE_BACKOFF_MAX_S)
 
-    # ------------------------------------------------------------------ setup
+    # The engine's state, as callers (CLI, simulations, tests) read and set it.
+    @property
+    def online(self) -> dict[str, bool]:
+        return self.engine.online
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        return self.engine.history
+
+    @property
+    def rejects(self) -> Any:
+        return self.engine.rejects
+
+    @property
+    def republish(self) -> threading.Event:
+        return self.engine.republish
+
+    @property
+    def evaluator(self) -> Evaluator | None:
+        return self.engine.evaluator
+
+    @evaluator.setter
+    def evaluator(self, value: Evaluator | None) -> None:
+        self.engine.evaluator = value
+
     def ensure_initial_model(self) -> int:
-        """The latest release version, seeding ``initial_model`` into an empty store."""
-        latest = self.store.latest_model(format=RELEASE_FORMAT)
-        if latest is not None:
-            return latest.version
-        if self.s.initial_model is None:
-            raise ConfigError(
-                "the store holds no model: pass --initial-model path/to/beat_int8.onnx"
-            )
-        rel = release_from_model_dir(self.s.initial_model)
-        mv = self.store.put_model(
-            stored_blob(rel, {}),
-            format=RELEASE_FORMAT,
-            metrics={"source": str(self.s.initial_model)},
-        )
-        _LOGGER.info("seeded model %s from %s", version_name(mv.version), self.s.initial_model)
-        return mv.version
+        """See :meth:`RoundEngine.ensure_initial_model`."""
+        return self.engine.ensure_initial_model()
 
     def release(self, version: int) -> tuple[fl.ModelRelease, fl.Tensors]:
-        """Decoded release and server state of a stored version (cached)."""
-        if version not in self._release_cache:
-            self._release_cache[version] = load_stored(self.store.get_model_bytes(version))
-            while len(self._release_cache) > 4:
-                self._release_cache.pop(next(iter(self._release_cache)))
-        return self._release_cache[version]
+        """See :meth:`RoundEngine.release`."""
+        return self.engine.release(version)
+
+    def advance(self) -> None:
+        """Tick the round engine once."""
+        self.engine.tick()
 
     # ------------------------------------------------------------------ main loop
     def run(self, stop: threading.Event, max_seconds: float | None = None) -> None:
         """Step until ``stop`` is set (or ``max_seconds`` passed).
 
         A store outage never ends the service: the step is retried with exponential back-off
-        (full jitter, at most :data:`STORE_BACKOFF_MAX_S`), the message in hand kept unacknowledged.
+        (full jitter, at most :data:`STORE_BACKOFF_MAX_S`), the message in hand kept
+        unacknowledged.
         """
         t_end = None if max_seconds is None else time.monotonic() + max_seconds
         while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
@@ -158,9 +137,9 @@ class AggregatorService:
                 stop.wait(delay)
 
     def step(self) -> None:
-        """Drain inbound messages for up to ``poll_s``, then advance the round.
+        """Drain inbound messages for up to ``poll_s``, then tick the engine.
 
-        While updates stream in, the round is re-examined at most every
+        While messages stream in, the round is re-examined at most every
         :data:`ADVANCE_EVERY_S` (each look is a few store queries over the round's updates).
         Raises StoreUnavailableError when the store is down; the message being handled is kept
         and handled first on the next step.
@@ -180,7 +159,7 @@ class AggregatorService:
         if not busy or time.monotonic() >= self._next_advance:
             self._next_advance = time.monotonic() + ADVANCE_EVERY_S
             try:
-                self.advance()
+                self.engine.tick()
             except StoreUnavailableError:
                 raise
             except Exception:  # keep ingesting; the round is looked at again next tick
@@ -190,10 +169,10 @@ class AggregatorService:
     def handle(self, msg: Inbound) -> None:
         """Handle one message, then acknowledge it (after it is stored).
 
-        Whatever a message holds, it costs the service at most this message: a malformed one
-        is counted and logged with its sender and acknowledged (a redelivery would fail the
-        same way). Only a store outage propagates (StoreUnavailableError), unacknowledged, so
-        the message is handled again once the store is back.
+        A malformed message is counted and logged with its topic and acknowledged (a
+        redelivery would fail the same way); a bug costs that one message. Only a store outage
+        propagates (StoreUnavailableError), unacknowledged, so the message is handled again
+        once the store is back.
         """
         try:
             self._dispatch(msg)
@@ -225,103 +204,8 @@ class AggregatorService:
                     self.chunks.done(whole.key)
 
     def handle_update(self, sender: str, payload: bytes) -> UpdateStatus | None:
-        """Validate and store one whole update; returns the store's verdict (None if refused)."""
-        return admit_update(
-            self.store,
-            self.s,
-            sender,
-            payload,
-            open_rounds=self._open_rounds,
-            release=self.release,
-            rejects=self.rejects,
-            clock=self.clock,
-        )
-
-    # ------------------------------------------------------------------ round progression
-    def advance(self) -> None:
-        """Open, close, fail or keep waiting on the active round, as the control says."""
-        control = self.store.get_training_control()
-        active = self.store.active_round(self.s.task)
-        self._open_rounds = (
-            {} if active is None or active.state != RoundState.OPEN else {active.round_id: active}
-        )
-        if control.desired != DesiredTraining.RUNNING or control.task not in ("", self.s.task):
-            if active is not None and active.state == RoundState.OPEN:
-                self.store.fail_round(active.round_id, "training stopped")
-                self.retained.clear_announcement()
-            return
-        if active is None:
-            self._open_next(control)
-            return
-        if self.republish.is_set() or self.retained.announced != active.round_id:
-            self._announce(active)
-        if active.state == RoundState.AGGREGATING:
-            self._close(active, control)
-            return
-        progress = round_progress(self.store, active, self.online)
-        decision = rl.decide(progress, self.clock())
-        if decision == rl.Decision.CLOSE:
-            self._close(active, control)
-        elif decision == rl.Decision.FAIL:
-            reported = len(progress.reported)
-            why = f"quorum not reached: {reported} of {active.quorum} needed, {progress.failures} dropped out"
-            self._open_rounds.pop(active.round_id, None)
-            if self.store.fail_round(active.round_id, why):
-                log_round(active, reported, progress.failures, extra=f"FAILED ({why})")
-                failed = {"round_id": active.round_id, "state": "failed", "reason": why}
-                self.history.append({**failed, **run_info(active)})
-
-    def _open_next(self, control: TrainingControl) -> None:
-        rnd = open_next_round(
-            self.store,
-            self.s,
-            control,
-            worker=self.worker,
-            online=self.online,
-            retained=self.retained,
-            release=self.release,
-            base_version=self.ensure_initial_model,
-            clock=self.clock,
-        )
-        if rnd is not None:
-            self._announce(rnd)
-
-    # ------------------------------------------------------------------ publishing
-    def _announce(self, rnd: Round) -> None:
-        base = int(rnd.base_version or 0)
-        rel, _ = self.release(base)
-        payload, sha = wire_release(rel, base)
-        if base not in self.retained.models or self.republish.is_set():
-            self.retained.publish_model(base, payload)
-        now = self.clock()
-        ann = announcement_for(
-            rnd.round_id, rnd.config, base, sha, rnd.deadline, now, rnd.selected_clients
-        )
-        self.republish.clear()
-        if not self.retained.announce(ann, rnd.deadline - now):
-            self.republish.set()  # retried on the next step
-
-    # ------------------------------------------------------------------ closing
-    def _close(self, rnd: Round, control: TrainingControl) -> None:
-        self._open_rounds.pop(rnd.round_id, None)  # from now on its updates are late
-        closed = close_round(
-            self.store,
-            self.s,
-            rnd,
-            control,
-            worker=self.worker,
-            release=self.release,
-            rng=self._rng,
-            evaluator=self.evaluator,
-            distiller=self.distiller,
-        )
-        if closed is None:
-            return
-        self.history.append(closed.record)
-        if closed.release is None or closed.version is None:
-            return  # refused by the release gate: the current model stays published
-        payload, _ = wire_release(closed.release, closed.version)
-        self.retained.publish_model(closed.version, payload)
+        """Validate and store one whole update (see :meth:`RoundEngine.admit`)."""
+        return self.engine.admit(sender, payload)
 
 
 def subscriptions(shared_group: str) -> list[str]:

@@ -73,9 +73,17 @@ PURE = [
     "cloud_aggregator/privacy.py",
     "cloud_aggregator/round_aggregation.py",
     "cloud_aggregator/publisher.py",
-    "cloud_aggregator/round_opening.py",
-    "cloud_aggregator/round_closing.py",
-    "cloud_aggregator/update_intake.py",
+    "cloud_aggregator/round_config.py",
+    "cloud_aggregator/closing.py",
+    "cloud_aggregator/engine.py",
+    "cloud_aggregator/engine_base.py",
+    "cloud_aggregator/engine_open.py",
+    "cloud_aggregator/engine_intake.py",
+    "cloud_aggregator/engine_close.py",
+    "cloud_aggregator/grid.py",
+    "cloud_aggregator/robust.py",
+    "cloud_aggregator/release_gate.py",
+    "cloud_aggregator/ingest.py",
     "firmware_bridge/ble_control.py",
     "web/live/ring.py",
     "web/live/state.py",
@@ -100,7 +108,6 @@ PURE = [
     "edge_agent/live_sender.py",
     "edge_agent/clinician_labels.py",
     "edge_agent/label_receipts.py",
-    "cloud_aggregator/round_progression.py",
 ]
 # Modules of the edge allowed to import torch (the optional full-training mode).
 EDGE_TORCH_ALLOWED = {"edge_agent/trainer_torch.py"}

@@ -21,13 +21,15 @@ def test_selection_is_deterministic_and_sized_by_fraction() -> None:
     policy = RoundPolicy(fraction=0.3, min_clients=2)
     a = select_clients(CLIENTS, policy, "run1/r1/a0")
     assert a == select_clients(list(reversed(CLIENTS)), policy, "run1/r1/a0")
-    assert a is not None and len(a) == 6 and set(a) <= set(CLIENTS)
+    assert a is not None and a.target == 6 and len(a.clients) == 8  # 30 % over-selected
+    assert set(a.clients) <= set(CLIENTS)
     assert select_clients(CLIENTS, policy, "run1/r1/a1") != a
 
 
 def test_selection_waits_for_the_minimum() -> None:
     assert select_clients(["a"], RoundPolicy(min_clients=2), "s") is None
-    assert select_clients(["a", "b"], RoundPolicy(fraction=0.1, min_clients=2), "s") == ("a", "b")
+    chosen = select_clients(["a", "b"], RoundPolicy(fraction=0.1, min_clients=2), "s")
+    assert chosen is not None and (chosen.clients, chosen.target) == (("a", "b"), 2)
 
 
 @pytest.mark.parametrize(("n", "k"), [(1, 1), (10, 5), (22, 11), (3, 2)])
@@ -77,3 +79,34 @@ def test_clients_with_refused_updates_are_not_waited_for() -> None:
     # Execute / Assert: nobody else can report, quorum met -> close before the deadline
     assert progress.outstanding == 0
     assert decide(progress, 10.0) == Decision.CLOSE
+
+
+def _overselected(
+    reported: str, offline: str = "", quorum_at: float | None = None
+) -> RoundProgress:
+    # 5 invited for a target of 4, quorum 2, opened at t=0, deadline at t=100
+    return RoundProgress(("a", "b", "c", "d", "e"), frozenset(reported), frozenset(offline), 2,
+                         100.0, target=4, opened_at=0.0, quorum_at=quorum_at,
+                         grace_fraction=0.5)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("progress", "now", "decision"),
+    [
+        # the target is in: close without waiting for the over-selected fifth client
+        (_overselected("abcd", quorum_at=10.0), 12.0, Decision.CLOSE),
+        # quorum at t=10 after opening at t=0: stragglers get 5 s more, then close
+        (_overselected("ab", quorum_at=10.0), 14.9, Decision.WAIT),
+        (_overselected("ab", quorum_at=10.0), 15.0, Decision.CLOSE),
+        # a drop-out no longer keeps the round waiting for its deadline
+        (_overselected("abc", "d", quorum_at=8.0), 12.0, Decision.CLOSE),
+        # the quorum is out of reach: fail at once
+        (_overselected("a", "bcde"), 5.0, Decision.FAIL),
+        (_overselected("a"), 50.0, Decision.WAIT),
+        (_overselected("a"), 100.0, Decision.FAIL),
+    ],
+)
+def test_closing_rule_with_target_and_grace(
+    progress: RoundProgress, now: float, decision: Decision
+) -> None:
+    assert decide(progress, now) == decision

@@ -292,7 +292,7 @@ def test_round_left_aggregating_by_a_crashed_replica_is_finalised_once(
 
     with fleet(mosquitto.url, tmp_path, 3):
         with aggregator(store, mosquitto.url, lease_s=2.0) as first:
-            first.store = CrashingStore()  # type: ignore[assignment]
+            first.engine.store = CrashingStore()  # type: ignore[assignment]
             wait_for(
                 lambda: any(
                     r.state == RoundState.AGGREGATING for r in store.list_rounds(task="beat")

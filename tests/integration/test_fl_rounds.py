@@ -86,7 +86,7 @@ def test_distillation_round_publishes_a_new_int8_backbone_and_training_continues
         aggregator(store, mosquitto.url, distill_every=1) as service,
         fleet(mosquitto.url, tmp_path, 3) as f,
     ):
-        service.distiller = distiller
+        service.engine.distiller = distiller
         wait_for(
             lambda: store.get_training_control().desired == DesiredTraining.STOPPED, 90, "2 rounds"
         )

@@ -1,8 +1,8 @@
 """What a new round is opened with: its policy, the clients' hyper-parameters and stored config.
 
 Pure functions of the training control (what the operator asked for, ``control.config``) and
-the service settings (defaults); :func:`cloud_aggregator.round_progression.open_next_round`
-opens the round in the store with their results.
+the service settings (defaults); :class:`cloud_aggregator.engine.RoundEngine` opens the round in
+the store with their results.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def round_policy(control: TrainingControl, settings: AggregatorSettings) -> rl.R
         min_quorum=int(c.get("min_quorum", settings.min_quorum)),
         deadline_s=float(c.get("deadline_s", settings.deadline_s)),
         max_attempts=int(c.get("max_attempts", settings.max_attempts)),
+        overselect=float(c.get("overselect", settings.overselect)),
+        grace_fraction=float(c.get("grace_fraction", settings.grace_fraction)),
     )
 
 
@@ -67,6 +69,8 @@ def stored_round_config(
     model_sha256: str,
     n_selected: int,
     population: int,
+    target: int,
+    grace_fraction: float = 0.5,
     strategy_params: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """The round's config as stored with it (and announced from it after a restart).
@@ -83,6 +87,8 @@ def stored_round_config(
         "client": client.to_dict(),
         "model_sha256": model_sha256,
         "population": population,
+        "target": target,
+        "grace_fraction": grace_fraction,
         "strategy_params": dict(strategy_params or {}),
     }
     if settings.dp_clip > 0:

@@ -1,0 +1,193 @@
+"""Closing a round: claim, aggregate, judge, release and finalise it exactly once."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import time
+
+from cloud_aggregator import closing
+from cloud_aggregator.closing import ClosedRound
+from cloud_aggregator.engine_base import EngineBase
+from cloud_aggregator.release_gate import ReleaseGate
+from cloud_aggregator.releases import RELEASE_FORMAT, stored_blob, version_name, wire_release
+from cloud_aggregator.robust import RobustPolicy
+from cloud_aggregator.round_aggregation import StoredUpdate, aggregate_round
+from common import fl_protocol as fl
+from common.errors import ConfigError
+from store import Round, TrainingControl
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class ClosingMixin(EngineBase):
+    """Turns a round's updates into its release (or its refusal)."""
+
+    def close(self, rnd: Round, control: TrainingControl) -> ClosedRound | None:
+        """Claim, aggregate, judge, release and finalise one round (exactly once).
+
+        Returns the committed round, or the refused one (``version`` None: the release gate
+        failed it with the reason; the current model stays published); None when another
+        replica holds the claim or nothing was readable.
+        """
+        self._open.pop(rnd.round_id, None)  # from now on its updates are late
+        if self.store.claim_round(rnd.round_id, self.worker, lease_s=self.s.lease_s) is None:
+            return None  # another replica aggregates it
+        t0 = time.perf_counter()
+        base = int(rnd.base_version or 0)
+        rel, state = self.release(base)
+        try:
+            strategy = closing.round_strategy(rnd, control)
+        except ConfigError as exc:
+            self.store.fail_round(rnd.round_id, f"invalid strategy: {exc}", worker=self.worker)
+            return None
+        stored = [
+            StoredUpdate(u.client_id, u.blob or b"", dict(u.metrics))
+            for u in self.store.list_updates(rnd.round_id)
+        ]
+        dp, history = closing.dp_setup(self.store, self.s)
+        aggregate = functools.partial(
+            aggregate_round,
+            rel.tensors,
+            state,
+            stored,
+            strategy,
+            dp=dp,
+            dp_history=history,
+            dp_q=float(rnd.config.get("dp_q", 1.0)),
+            rng=self._rng,
+            robust=RobustPolicy(self.s.weight_cap, self.s.norm_mult),
+            max_examples=int(rnd.config.get("client", {}).get("max_examples", 1_000_000)),
+        )
+        result = aggregate()
+        if result is None:
+            self.store.fail_round(rnd.round_id, "no readable updates", worker=self.worker)
+            return None
+        round_no = int(rnd.config["round_no"])
+        current = None if self.evaluator is None else self.evaluator(rel)
+        gate = ReleaseGate(self.s.gate_margin, self.s.gate_class_margin)
+        result, candidate, scores, excluded, refusal = closing.judge(
+            result, aggregate, rel, round_no, gate, self.evaluator, current
+        )
+        metrics = self._round_metrics(
+            rnd, result.metrics, scores, excluded, set(result.client_metrics)
+        )
+        if refusal is not None:
+            self.store.fail_round(rnd.round_id, refusal, worker=self.worker)
+            closing.log_round(
+                rnd,
+                len(result.client_metrics),
+                int(metrics["failures"]),
+                int(metrics["rejected"]),
+                extra=f"REFUSED ({refusal})",
+            )
+            record = {
+                "round_id": rnd.round_id,
+                "state": "failed",
+                "reason": refusal,
+                **closing.run_info(rnd),
+                **closing.finite(metrics),
+            }
+            self.history.append(record)
+            return ClosedRound(None, None, record)
+        new_state = result.state
+        if (
+            self.distiller is not None
+            and self.s.distill_every > 0
+            and round_no % self.s.distill_every == 0
+        ):
+            candidate, new_state = self._distilled(
+                rnd, candidate, new_state, current, gate, metrics
+            )
+        metrics["aggregate_s"] = time.perf_counter() - t0
+        return self._commit(rnd, candidate, new_state, metrics, result.client_metrics)
+
+    def _round_metrics(
+        self,
+        rnd: Round,
+        aggregated: dict[str, float],
+        scores: dict[str, float],
+        excluded: tuple[str, ...],
+        counted: set[str],
+    ) -> dict[str, float]:
+        """The round's metrics: aggregation, scores, and who took part, dropped out or was refused."""
+        rejects = {r.client_id for r in self.store.list_rejected_updates(rnd.round_id)}
+        offline = set(rnd.selected_clients) - counted - rejects - set(excluded)
+        return {
+            **aggregated,
+            **scores,
+            "excluded": float(len(excluded)),
+            "selected": float(len(rnd.selected_clients)),
+            "failures": float(len(offline)),
+            "rejected": float(len(rejects) + len(excluded)),
+            "quorum": float(rnd.quorum),
+        }
+
+    def _distilled(
+        self,
+        rnd: Round,
+        candidate: fl.ModelRelease,
+        state: fl.Tensors,
+        current: dict[str, float] | None,
+        gate: ReleaseGate,
+        metrics: dict[str, float],
+    ) -> tuple[fl.ModelRelease, fl.Tensors]:
+        """The distilled student when it passes the gate too, else the aggregate itself."""
+        assert self.distiller is not None
+        distilled = closing.distil(candidate, self.distiller, metrics, int(rnd.config["round_no"]))
+        self.store.claim_round(rnd.round_id, self.worker, lease_s=self.s.lease_s)  # renew
+        if distilled is None:
+            return candidate, state
+        scores = self.evaluator(distilled) if self.evaluator is not None else {}
+        if current is not None and gate.refusal(scores, current) is not None:
+            metrics["distill_refused"] = 1.0  # publish the (gated) aggregate instead
+            return candidate, state
+        metrics.update(scores)
+        return distilled, {}  # server-optimiser moments belonged to the previous head
+
+    def _commit(
+        self,
+        rnd: Round,
+        candidate: fl.ModelRelease,
+        state: fl.Tensors,
+        metrics: dict[str, float],
+        client_metrics: dict[str, dict[str, float]],
+    ) -> ClosedRound:
+        """Finalise the round in one transaction and publish its release."""
+        kept = closing.finite(metrics)
+        release = dataclasses.replace(candidate, metrics={**candidate.metrics, **kept})
+        round_no = int(rnd.config["round_no"])
+        mv = self.store.finalize_round(
+            rnd.round_id,
+            self.worker,
+            model_blob=stored_blob(release, state),
+            model_format=RELEASE_FORMAT,
+            model_metrics=kept,
+            model_card={"federated": {"round_no": round_no, "run": rnd.config.get("run")}},
+            round_metrics=kept,
+            client_metrics=client_metrics,
+        )
+        shown = " ".join(
+            f"{k}={v:.4g}"
+            for k, v in kept.items()
+            if k in ("macro_f1", "dp_epsilon", "aggregate_s")
+        )
+        closing.log_round(
+            rnd,
+            len(client_metrics),
+            int(kept["failures"]),
+            int(kept["rejected"]),
+            extra=f"-> model {version_name(mv.version)} {shown}",
+        )
+        record = {
+            "round_id": rnd.round_id,
+            "state": "closed",
+            "version": mv.version,
+            **closing.run_info(rnd),
+            **kept,
+        }
+        self.history.append(record)
+        payload, _ = wire_release(release, mv.version)
+        self.retained.publish_model(mv.version, payload)
+        return ClosedRound(mv.version, release, record)
