@@ -213,6 +213,7 @@ def run_demo(settings: DemoSettings, env: Mapping[str, str]) -> int:
                           + ", ".join(c for c, _, _ in patients))  # fmt: skip
             console.print(f"\n[bold]Open {web_url}[/]  log in as [bold]{settings.username}[/] / "
                           f"[bold]{password}[/]")  # fmt: skip
+            _print_patient_links(console, store_url, web_url, patients)
             console.print(f"logs: {settings.workdir / 'logs'}   stop: Ctrl-C\n")
             with console.status(
                 f"edge agents labelling their first beats ({settings.warmup_s:.0f} s)…"
@@ -250,6 +251,28 @@ def run_demo(settings: DemoSettings, env: Mapping[str, str]) -> int:
     with contextlib.suppress(OSError):
         console.print("stopped; nothing left running.")
     return 0
+
+
+def _print_patient_links(
+    console: Any, store_url: str, web_url: str, patients: list[tuple[str, Path, bool]]
+) -> None:
+    """A one-day link per patient (the patient's own page), with a QR code of the first."""
+    from store.factory import open_store
+    from web.patient_link import mint_patient_link
+
+    store = open_store(store_url)
+    try:
+        links = [mint_patient_link(store, cid, web_url, days=1, simulated=sim)
+                 for cid, _path, sim in patients]  # fmt: skip
+    finally:
+        store.close()
+    console.print("patients' own pages (valid one day):")
+    for link in links:
+        console.print(f"  {link.client_id}: {link.url}", soft_wrap=True)
+    console.print(
+        f"{links[0].client_id}'s link as a QR code (scan it with a phone on this network):"
+    )
+    console.print(links[0].qr_terminal(), highlight=False, markup=False)
 
 
 def _handler(args: argparse.Namespace, env: Mapping[str, str]) -> int:

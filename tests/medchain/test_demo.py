@@ -70,5 +70,7 @@ def test_demo_runs_the_whole_system_and_stops_cleanly(tmp_path: Path, data_root:
     assert clients and clients[0][0] >= 2, output[-3000:]
     assert closed and closed[0][0] >= 1, output[-3000:]
     assert "demo-password-1" in output and f"http://127.0.0.1:{port}/" in output
+    # a link per patient to their own page, the access code in the fragment
+    assert output.count(f"http://127.0.0.1:{port}/patient/login#code=") == 2
     assert proc.returncode == 0, output[-3000:]
     assert _leftovers(str(workdir)) == []
