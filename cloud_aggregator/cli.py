@@ -163,64 +163,6 @@ def _aggregator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
-def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from rich.console import Console
-
-    from cloud_aggregator.simulate import SimulationPlan, resolve_records, run_simulation
-    from common.datasets import default_cache_dir
-    from store import open_store
-
-    s = _settings(args, env)
-    plan = SimulationPlan(
-        records=resolve_records(args.clients),
-        rounds=args.rounds,
-        strategy=args.strategy,
-        client_config={"deadline_s": s.deadline_s, **_kv(args.set)},
-        drop=args.drop,
-        slow=args.slow,
-        slow_s=args.slow_s,
-        eval_records=resolve_records(args.eval) if args.eval else (),
-        max_seconds=args.max_seconds,
-    )
-    console = Console(stderr=True)
-
-    def progress(entries: list[dict[str, Any]]) -> None:
-        for h in entries:
-            f1 = h.get("macro_f1")
-            console.print(
-                f"[ROUND {h.get('round_no')}/{plan.rounds}] {h['state']} received={h.get('received', '-')} failures={h.get('failures', '-')} rejected={h.get('rejected', '-')}"
-                + (f" macro_f1={f1:.4f}" if isinstance(f1, float) else "")
-            )
-
-    store = open_store(s.store_url)
-    try:
-        distiller = None
-        if s.distill_every > 0:
-            from cloud_aggregator.distillation import transfer_distiller
-
-            distiller = transfer_distiller(
-                list(resolve_records(args.transfer)), env, default_cache_dir(env) / "beat-cache"
-            )
-        summary = run_simulation(
-            store,
-            s,
-            plan,
-            env,
-            cache=default_cache_dir(env) / "beat-cache",
-            progress=progress,
-            distiller=distiller,
-        )
-    finally:
-        store.close()
-    if args.json:
-        print(json.dumps(summary, indent=1, default=str))
-    else:
-        console.print(
-            f"{summary['rounds_closed']} rounds closed, {summary['rounds_failed']} failed; final: {summary['final']}"
-        )
-    return 0 if summary["rounds_closed"] == plan.rounds else 1
-
-
 def _broker_config(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from cloud_aggregator.broker_config import (
         TlsFiles,
@@ -304,43 +246,6 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--max-seconds", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=_aggregator)
-
-    p = subparsers.add_parser(
-        "simulate",
-        help="run MIT-BIH patients as edge clients against a real broker and store",
-        description="Each MIT-BIH record is one patient/device; runs the aggregator here and the clients in a child process.",
-    )
-    _common(p)
-    p.add_argument(
-        "--clients",
-        default="ds1",
-        help="ds1, ds2 or a comma list of records (default ds1 = 22 clients)",
-    )
-    p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--strategy", default="fedavg")
-    p.add_argument(
-        "--eval", default="ds2", help="held-out records evaluated every round ('' = none)"
-    )
-    p.add_argument(
-        "--drop",
-        type=float,
-        default=0.1,
-        help="per-round drop-out probability of a selected client",
-    )
-    p.add_argument(
-        "--slow", type=float, default=0.1, help="probability that a client is slow in a round"
-    )
-    p.add_argument("--slow-s", type=float, default=5.0, help="extra delay of a slow client, s")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="round config (see `aggregator --set`)",
-    )
-    p.add_argument("--max-seconds", type=float, default=1800.0)
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    p.set_defaults(func=_simulate)
 
     p = subparsers.add_parser(
         "broker", help="generate a production Mosquitto config (TLS, passwords, ACL)"

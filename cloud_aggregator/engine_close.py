@@ -101,6 +101,7 @@ class ClosingMixin(EngineBase):
                 rnd, candidate, new_state, current, gate, metrics
             )
         metrics["aggregate_s"] = time.perf_counter() - t0
+        metrics["round_s"] = self.clock() - (rnd.opened_at or self.clock())
         return self._commit(rnd, candidate, new_state, metrics, result.client_metrics)
 
     def _round_metrics(

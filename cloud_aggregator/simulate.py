@@ -1,10 +1,13 @@
-"""``medchain simulate``: MIT-BIH patients as edge clients against a real broker and store.
+"""``medchain simulate``: MIT-BIH patients as edge clients of the round engine.
 
 Each record becomes one client (``mitdb-<record>``) whose labelled beats are written, for the
-run only, to a temporary npz; the clients run in a child process
-(``python -m edge_agent.federated``; the aggregator package never imports the edge package),
-each with its own MQTT connection, random drop-outs and slow clients. The aggregator runs in
-this process; per-round metrics come from the store and an optional held-out evaluation split.
+run only, to an npz (:func:`write_client_npz`). The aggregator's service and round engine run in
+this process on a grid: over a real broker (:func:`run_over_broker`: the clients run in a child
+process, ``python -m edge_agent.federated``, each with its own MQTT connection, random
+drop-outs and slow clients; the aggregator package never imports the edge package) or in memory
+(:func:`drive`, with an :class:`~cloud_aggregator.grid_memory.InMemoryGrid` built by
+:mod:`medchain.simulation`). Both drive the same engine with the same loop and report the same
+summary (:func:`summary`, its fields documented in docs/federated.md, "simulate --json").
 """
 
 from __future__ import annotations
@@ -13,12 +16,11 @@ import json
 import logging
 import os
 import signal
+import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +29,15 @@ import numpy as np
 
 from cloud_aggregator.config import AggregatorSettings
 from cloud_aggregator.evaluation import validation_evaluator
+from cloud_aggregator.grid import Grid
 from cloud_aggregator.mqtt_io import PahoBroker
 from cloud_aggregator.service import AggregatorService, subscriptions
 from common.errors import ConfigError
 from store import DesiredTraining, Store
 
 _LOGGER = logging.getLogger(__name__)
+
+Progress = Callable[[list[dict[str, Any]]], None]
 
 
 @dataclass(frozen=True)
@@ -52,9 +57,9 @@ class SimulationPlan:
     drop : float
         Per-round drop-out probability of a selected client.
     slow, slow_s : float
-        Probability of a slow client and its extra delay, s.
+        Probability of a slow client and its extra delay, s (broker path).
     eval_records : tuple of str
-        Held-out records for the per-round evaluation (empty = none).
+        Held-out records for the per-round server-side evaluation (empty = none).
     max_seconds : float
         Wall-clock limit of the whole simulation, s.
     """
@@ -85,10 +90,7 @@ def resolve_records(spec: str) -> tuple[str, ...]:
 
 
 def write_client_npz(
-    records: Sequence[str],
-    folder: Path,
-    env: Mapping[str, str],
-    cache: Path | None,
+    records: Sequence[str], folder: Path, env: Mapping[str, str], cache: Path | None
 ) -> dict[str, int]:
     """One ``mitdb-<record>.npz`` (``beat``, ``rr``, ``labels``) per record; returns beat counts."""
     from models.tasks.base import LoadOptions
@@ -108,116 +110,193 @@ def write_client_npz(
     return counts
 
 
-def run_simulation(
+def start_run(store: Store, settings: AggregatorSettings, plan: SimulationPlan) -> None:
+    """Ask for the plan's run (what the web's "start training" writes)."""
+    cfg = dict(plan.client_config or {})
+    cfg.setdefault("min_clients", max(1, len(plan.records) // 2))
+    store.set_training_control(
+        desired=DesiredTraining.RUNNING,
+        task=settings.task,
+        strategy=plan.strategy,
+        dataset="mitdb",
+        rounds=plan.rounds,
+        config=cfg,
+        updated_by="simulate",
+    )
+
+
+def drive(
+    service: AggregatorService,
+    store: Store,
+    plan: SimulationPlan,
+    progress: Progress | None = None,
+    alive: Callable[[], bool] = lambda: True,
+) -> float:
+    """Step the service until the run stops (or ``plan.max_seconds``); returns the seconds."""
+    t0, seen = time.monotonic(), 0
+    while time.monotonic() - t0 < plan.max_seconds:
+        service.step()
+        if len(service.history) > seen and progress is not None:
+            progress(service.history[seen:])
+        seen = len(service.history)
+        if store.get_training_control().desired == DesiredTraining.STOPPED:
+            break
+        if not alive():
+            raise ConfigError("the simulated devices stopped before the run ended")
+    return time.monotonic() - t0
+
+
+def attach_evaluator(
+    service: AggregatorService, plan: SimulationPlan, env: Mapping[str, str], cache: Path | None
+) -> None:
+    """The server-side evaluator on ``plan.eval_records`` (none when empty)."""
+    if plan.eval_records:
+        rel, _ = service.release(service.ensure_initial_model())
+        service.evaluator = validation_evaluator(
+            ",".join(plan.eval_records), rel.files["model.onnx"], env, cache
+        )
+
+
+def summary(
+    service: AggregatorService,
+    plan: SimulationPlan,
+    counts: Mapping[str, int],
+    wall_s: float,
+    uplink_bytes_per_update: float,
+    downlink_bytes_per_round: float | None = None,
+) -> dict[str, Any]:
+    """The JSON summary of a simulation (fields documented in docs/federated.md)."""
+    history = service.history
+    closed = [h for h in history if h["state"] == "closed"]
+    durations = [h["round_s"] for h in closed if isinstance(h.get("round_s"), (int, float))]
+    return {
+        "clients": len(plan.records),
+        "beats_per_client": dict(counts),
+        "rounds_requested": plan.rounds,
+        "rounds_closed": len(closed),
+        "rounds_failed": sum(1 for h in history if h["state"] == "failed"),
+        "strategy": plan.strategy,
+        "drop": plan.drop,
+        "slow": plan.slow,
+        "round_s_median": statistics.median(durations) if durations else None,
+        "rounds": history,
+        "final": closed[-1] if closed else None,
+        "uplink_bytes_per_client_round": uplink_bytes_per_update,
+        "downlink_bytes_per_round": downlink_bytes_per_round,
+        "rejects": service.rejects.as_dict(),
+        "wall_s": wall_s,
+    }
+
+
+def run_over_broker(
     store: Store,
     settings: AggregatorSettings,
     plan: SimulationPlan,
     env: Mapping[str, str],
+    data_dir: Path,
+    work_dir: Path,
     *,
     cache: Path | None = None,
-    progress: Any = None,
+    progress: Progress | None = None,
     distiller: Any = None,
 ) -> dict[str, Any]:
-    """Run the plan; returns the JSON-compatible summary (per-round metrics, uplink bytes)."""
-    t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="medchain-sim-") as tmp:
-        data_dir = Path(tmp) / "data"
-        service: AggregatorService | None = None
-        broker = PahoBroker(
-            settings.broker_url,
-            settings.worker_name,
-            subscriptions(settings.shared_group),
-            on_reconnect=lambda: service.republish.set() if service else None,
-        )
-        broker.start(10.0)
-        service = AggregatorService(store, broker, settings, distiller=distiller)
-        base = service.ensure_initial_model()
-        counts = write_client_npz(plan.records, data_dir, env, cache)
-        if plan.eval_records:
-            rel, _ = service.release(base)
-            service.evaluator = validation_evaluator(
-                ",".join(plan.eval_records), rel.files["model.onnx"], env, cache
-            )
-        stats_file = Path(tmp) / "fleet.json"
-        cmd = [
-            sys.executable,
-            "-m",
-            "edge_agent.federated",
-            "--broker",
-            settings.broker_url,
-            "--data",
-            str(data_dir),
-            "--work",
-            str(Path(tmp) / "work"),
-            "--seconds",
-            str(plan.max_seconds),
-            "--drop",
-            str(plan.drop),
-            "--slow",
-            str(plan.slow),
-            "--slow-s",
-            str(plan.slow_s),
-            "--stats",
-            str(stats_file),
-        ]
-        fleet = subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})  # noqa: S603
-        ids = set(counts)
-        t_wait = time.monotonic()
-        while time.monotonic() - t_wait < 60 and sum(
-            service.online.get(c, False) for c in ids
-        ) < len(ids):
-            service.step()  # statuses only: training is not running yet
-        _LOGGER.info(
-            "%d of %d clients online", sum(service.online.get(c, False) for c in ids), len(ids)
-        )
-        cfg = dict(plan.client_config or {})
-        cfg.setdefault("min_clients", max(1, len(plan.records) // 2))
-        store.set_training_control(
-            desired=DesiredTraining.RUNNING,
-            task=settings.task,
-            strategy=plan.strategy,
-            dataset="mitdb",
-            rounds=plan.rounds,
-            config=cfg,
-            updated_by="simulate",
-        )
-        stop = threading.Event()
-        seen = 0
-        try:
-            while time.monotonic() - t0 < plan.max_seconds:
-                service.step()
-                if len(service.history) > seen and progress is not None:
-                    progress(service.history[seen:])
-                seen = len(service.history)
-                if store.get_training_control().desired == DesiredTraining.STOPPED:
-                    break
-                if fleet.poll() is not None:
-                    raise ConfigError(f"the client fleet exited early with code {fleet.returncode}")
-        finally:
-            stop.set()
-            fleet.send_signal(signal.SIGTERM)
-            try:
-                fleet.wait(30)
-            except subprocess.TimeoutExpired:
-                fleet.kill()
-                fleet.wait(10)
-            broker.stop()
-        fleet_stats = json.loads(stats_file.read_text()) if stats_file.is_file() else {}
-    closed = [h for h in service.history if h["state"] == "closed"]
+    """The plan over the broker of ``settings``: clients in a child process, one MQTT
+    connection each. The npz files must be in ``data_dir`` (:func:`write_client_npz`)."""
+    service: AggregatorService | None = None
+    broker = PahoBroker(
+        settings.broker_url,
+        settings.worker_name,
+        subscriptions(settings.shared_group),
+        on_reconnect=lambda: service.republish.set() if service else None,
+    )
+    broker.start(10.0)
+    service = AggregatorService(store, broker, settings, distiller=distiller)
+    counts = {p.stem: int(np.load(p)["labels"].shape[0]) for p in sorted(data_dir.glob("*.npz"))}
+    attach_evaluator(service, plan, env, cache)
+    stats_file = work_dir / "fleet.json"
+    fleet = _start_fleet(settings, plan, data_dir, work_dir, stats_file)
+    try:
+        _wait_online(service, set(counts))
+        start_run(store, settings, plan)
+        wall = drive(service, store, plan, progress, alive=lambda: fleet.poll() is None)
+    finally:
+        _stop(fleet)
+        broker.stop()
+    fleet_stats = json.loads(stats_file.read_text()) if stats_file.is_file() else {}
     trained = sum(int(v["rounds_trained"]) for v in fleet_stats.values()) or 1
-    return {
-        "clients": len(plan.records),
-        "beats_per_client": counts,
-        "rounds_requested": plan.rounds,
-        "rounds_closed": len(closed),
-        "rounds_failed": sum(1 for h in service.history if h["state"] == "failed"),
-        "strategy": plan.strategy,
-        "drop": plan.drop,
-        "slow": plan.slow,
-        "rounds": service.history,
-        "final": closed[-1] if closed else None,
-        "uplink_bytes_per_client_round": sum(int(v["uplink_bytes"]) for v in fleet_stats.values())
-        / trained,
-        "rejects": service.rejects.as_dict(),
-        "wall_s": time.monotonic() - t0,
-    }
+    up = sum(int(v["uplink_bytes"]) for v in fleet_stats.values()) / trained
+    return summary(service, plan, counts, wall, up)
+
+
+def _start_fleet(
+    settings: AggregatorSettings,
+    plan: SimulationPlan,
+    data_dir: Path,
+    work_dir: Path,
+    stats_file: Path,
+) -> subprocess.Popen[bytes]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "edge_agent.federated",
+        "--broker",
+        settings.broker_url,
+        "--data",
+        str(data_dir),
+        "--work",
+        str(work_dir / "work"),
+        "--seconds",
+        str(plan.max_seconds),
+        "--drop",
+        str(plan.drop),
+        "--slow",
+        str(plan.slow),
+        "--slow-s",
+        str(plan.slow_s),
+        "--stats",
+        str(stats_file),
+    ]
+    return subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})  # noqa: S603
+
+
+def _wait_online(service: AggregatorService, ids: set[str], timeout_s: float = 60.0) -> None:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout_s and sum(
+        service.online.get(c, False) for c in ids
+    ) < len(ids):
+        service.step()  # statuses only: training is not running yet
+    _LOGGER.info(
+        "%d of %d clients online", sum(service.online.get(c, False) for c in ids), len(ids)
+    )
+
+
+def _stop(fleet: subprocess.Popen[bytes]) -> None:
+    fleet.send_signal(signal.SIGTERM)
+    try:
+        fleet.wait(30)
+    except subprocess.TimeoutExpired:
+        fleet.kill()
+        fleet.wait(10)
+
+
+def run_on_grid(
+    store: Store,
+    settings: AggregatorSettings,
+    plan: SimulationPlan,
+    grid: Grid,
+    counts: Mapping[str, int],
+    env: Mapping[str, str],
+    *,
+    cache: Path | None = None,
+    progress: Progress | None = None,
+    distiller: Any = None,
+    uplink: Callable[[], float] = lambda: 0.0,
+    downlink: Callable[[], float | None] = lambda: None,
+) -> dict[str, Any]:
+    """The plan on an in-process grid whose devices are already attached (all online)."""
+    service = AggregatorService(store, grid, settings, distiller=distiller)
+    attach_evaluator(service, plan, env, cache)
+    service.step()  # the devices' online statuses
+    start_run(store, settings, plan)
+    wall = drive(service, store, plan, progress)
+    return summary(service, plan, counts, wall, uplink(), downlink())

@@ -46,7 +46,8 @@ class Channel(StrEnum):
     LABEL = "label"
     LABEL_ACK = "labelack"
     PRED_ACK = "predack"  # the store's receipt for a device's batch of predictions
-    CONTROL = "control"
+    CONTROL = "control"  # server -> device requests (``spot_check``: common.spot_payloads)
+    SPOT = "spot"  # device -> server: a spot check's verdict (``spot_result``)
 
 
 def check_client_id(client_id: str) -> str:
@@ -109,6 +110,25 @@ def chunk_subscription(channel: Channel) -> str:
 def chunk_topic(channel: Channel, client_id: str) -> str:
     """The topic the chunks of a client's split message are published on."""
     return f"{client_topic(channel, client_id)}/{CHUNK_LEVEL}"
+
+
+def topic_matches(topic_filter: str, topic: str) -> bool:
+    """MQTT topic matching: ``+`` one level, ``#`` the rest; ``$share/<group>/`` is stripped.
+
+    >>> topic_matches("medchain/v1/update/+", "medchain/v1/update/dev-1")
+    True
+    >>> topic_matches("medchain/v1/model/#", "medchain/v1/model/v3/0")
+    True
+    """
+    if topic_filter.startswith("$share/"):
+        topic_filter = topic_filter.split("/", 2)[2]
+    want, got = topic_filter.split("/"), topic.split("/")
+    for i, level in enumerate(want):
+        if level == "#":
+            return True
+        if i >= len(got) or (level != "+" and level != got[i]):
+            return False
+    return len(want) == len(got)
 
 
 @dataclass(frozen=True, slots=True)

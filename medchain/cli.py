@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "edge_agent.cli",
     "store.cli",
     "cloud_aggregator.cli",
+    "medchain.simulation",
     "web.cli",
     "medchain.demo",
 )
@@ -51,7 +52,7 @@ COMMAND_OWNERS = {
     "edge": "edge_agent.cli",
     "db": "store.cli",
     "aggregator": "cloud_aggregator.cli",
-    "simulate": "cloud_aggregator.cli",
+    "simulate": "medchain.simulation",
     "broker": "cloud_aggregator.cli",
     "web": "web.cli",
     "demo": "medchain.demo",
@@ -72,7 +73,7 @@ Main commands:
   ble         scan / record / decode / replay Bluetooth LE wearables (Polar H10, HRS)
   edge        run the edge agent on a BLE device, a replay file or an MQTT replay stream
   aggregator  run the federated-learning aggregator service
-  simulate    run many edge clients (MIT-BIH patients) against a real broker and store
+  simulate    MIT-BIH patients as devices of the round engine (real broker or in memory)
   web         serve the clinician/patient web app
   db          store schema migrations      broker   generate a production Mosquitto config
 """

@@ -1,0 +1,211 @@
+"""``medchain simulate``: MIT-BIH patients as devices of the round engine, over a broker or in
+memory.
+
+Wiring only (this package may import both the edge and the aggregator): each record becomes a
+device with its labelled beats; ``--grid mqtt`` runs them in a child process over the real
+broker of ``--broker`` (:func:`cloud_aggregator.simulate.run_over_broker`), ``--grid memory``
+as :class:`edge_agent.federated.FederatedParticipant` objects on an
+:class:`cloud_aggregator.grid_memory.InMemoryGrid` in this process. The aggregator's service and
+round engine are the production ones either way; the JSON summary is documented in
+docs/federated.md ("simulate --json").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+_LOGGER_NAME = __name__
+
+
+def memory_devices(data_dir: Path, work_dir: Path) -> list[Any]:
+    """One transport-free participant per ``*.npz`` of labelled beats in ``data_dir``."""
+    from edge_agent.federated import FederatedParticipant, NpzExamples
+
+    return [
+        FederatedParticipant(p.stem, NpzExamples(p), work_dir / p.stem, personalise=False)
+        for p in sorted(data_dir.glob("*.npz"))
+    ]
+
+
+def run_in_memory(
+    store: Any,
+    settings: Any,
+    plan: Any,
+    env: Mapping[str, str],
+    data_dir: Path,
+    work_dir: Path,
+    *,
+    seed: int = 0,
+    cache: Path | None = None,
+    progress: Any = None,
+    distiller: Any = None,
+) -> dict[str, Any]:
+    """The plan with every device in this process (see the module docstring)."""
+    import numpy as np
+
+    from cloud_aggregator.grid_memory import InMemoryGrid
+    from cloud_aggregator.simulate import run_on_grid
+
+    devices = memory_devices(data_dir, work_dir)
+    counts = {p.stem: int(np.load(p)["labels"].shape[0]) for p in sorted(data_dir.glob("*.npz"))}
+    grid = InMemoryGrid(devices, drop=plan.drop, seed=seed)
+
+    def uplink() -> float:
+        trained = sum(d.stats.rounds_trained for d in devices) or 1
+        return float(sum(d.stats.uplink_bytes for d in devices)) / trained
+
+    def downlink() -> float | None:
+        rounds = grid.stats.per_round_down
+        return float(np.mean(list(rounds.values()))) if rounds else None
+
+    return run_on_grid(
+        store,
+        settings,
+        plan,
+        grid,
+        counts,
+        env,
+        cache=cache,
+        progress=progress,
+        distiller=distiller,
+        uplink=uplink,
+        downlink=downlink,
+    )
+
+
+def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from rich.console import Console
+
+    from cloud_aggregator.cli import _kv, _settings
+    from cloud_aggregator.simulate import (
+        SimulationPlan,
+        resolve_records,
+        run_over_broker,
+        write_client_npz,
+    )
+    from common.datasets import default_cache_dir
+    from store import open_store
+
+    s = _settings(args, env)
+    plan = SimulationPlan(
+        records=resolve_records(args.clients),
+        rounds=args.rounds,
+        strategy=args.strategy,
+        client_config={"deadline_s": s.deadline_s, **_kv(args.set)},
+        drop=args.drop,
+        slow=args.slow,
+        slow_s=args.slow_s,
+        eval_records=resolve_records(args.eval) if args.eval else (),
+        max_seconds=args.max_seconds,
+    )
+    console = Console(stderr=True)
+    cache = default_cache_dir(env) / "beat-cache"
+    store = open_store(s.store_url)
+    try:
+        with tempfile.TemporaryDirectory(prefix="medchain-sim-") as tmp:
+            data_dir, work_dir = Path(tmp) / "data", Path(tmp) / "work"
+            write_client_npz(plan.records, data_dir, env, cache)
+            kw = {
+                "cache": cache,
+                "progress": _printer(console, plan.rounds),
+                "distiller": _distiller(s, args, env),
+            }
+            if args.grid == "memory":
+                result = run_in_memory(
+                    store, s, plan, env, data_dir, work_dir, seed=args.seed, **kw
+                )
+            else:
+                result = run_over_broker(store, s, plan, env, data_dir, work_dir, **kw)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(result, indent=1, default=str))
+    else:
+        console.print(
+            f"{result['rounds_closed']} rounds closed, {result['rounds_failed']} failed;"
+            f" final: {result['final']}"
+        )
+    return 0 if result["rounds_closed"] == plan.rounds else 1
+
+
+def _printer(console: Any, total: int) -> Any:
+    def progress(entries: Sequence[dict[str, Any]]) -> None:
+        for h in entries:
+            f1 = h.get("macro_f1")
+            console.print(
+                f"[ROUND {h.get('round_no')}/{total}] {h['state']} received={h.get('received', '-')}"
+                f" failures={h.get('failures', '-')} rejected={h.get('rejected', '-')}"
+                + (f" macro_f1={f1:.4f}" if isinstance(f1, float) else "")
+            )
+
+    return progress
+
+
+def _distiller(s: Any, args: argparse.Namespace, env: Mapping[str, str]) -> Any:
+    if s.distill_every <= 0:
+        return None
+    from cloud_aggregator.distillation import transfer_distiller
+    from cloud_aggregator.simulate import resolve_records
+    from common.datasets import default_cache_dir
+
+    return transfer_distiller(
+        list(resolve_records(args.transfer)), env, default_cache_dir(env) / "beat-cache"
+    )
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``simulate`` subcommand."""
+    from cloud_aggregator.cli import _common
+
+    p = subparsers.add_parser(
+        "simulate",
+        help="MIT-BIH patients as devices of the round engine (real broker or in memory)",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(p)
+    p.add_argument(
+        "--grid",
+        choices=("mqtt", "memory"),
+        default="mqtt",
+        help="devices over the broker of --broker (default) or in this process",
+    )
+    p.add_argument(
+        "--clients",
+        default="ds1",
+        help="ds1, ds2 or a comma list of records (default ds1 = 22 clients)",
+    )
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--strategy", default="fedavg")
+    p.add_argument(
+        "--eval", default="ds2", help="held-out records evaluated every round ('' = none)"
+    )
+    p.add_argument(
+        "--drop",
+        type=float,
+        default=0.1,
+        help="per-round drop-out probability of a selected client",
+    )
+    p.add_argument(
+        "--slow",
+        type=float,
+        default=0.1,
+        help="probability that a client is slow in a round (mqtt grid)",
+    )
+    p.add_argument("--slow-s", type=float, default=5.0, help="extra delay of a slow client, s")
+    p.add_argument("--seed", type=int, default=0, help="seed of the drop-outs (memory grid)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="round config (see `aggregator --set`)",
+    )
+    p.add_argument("--max-seconds", type=float, default=1800.0)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_simulate)

@@ -1,0 +1,93 @@
+"""The round engine in one process (InMemoryGrid) with the edge's real participants: the same
+engine as production, rounds that close at their target, drop-outs that do not stall a round."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from cloud_aggregator.config import AggregatorSettings
+from cloud_aggregator.grid_memory import InMemoryGrid
+from cloud_aggregator.releases import RELEASE_FORMAT, stored_blob
+from cloud_aggregator.simulate import SimulationPlan, run_on_grid
+from medchain.cli import main as medchain_main
+from medchain.simulation import memory_devices
+from store import open_store
+from tests.cloud_aggregator.fl_support import initial_release, write_client_data
+
+
+def _run(tmp_path: Path, n: int, drop: float, rounds: int = 3) -> tuple[dict, InMemoryGrid]:
+    ids = write_client_data(tmp_path / "data", n)
+    store = open_store(f"sqlite:///{tmp_path / 'sim.db'}")
+    store.put_model(stored_blob(initial_release(), {}), format=RELEASE_FORMAT)
+    devices = memory_devices(tmp_path / "data", tmp_path / "work")
+    grid = InMemoryGrid(devices, drop=drop, seed=1)
+    plan = SimulationPlan(tuple(ids), rounds, client_config={"deadline_s": 60.0, "lr": 0.05,
+                                                               "min_clients": 2, "fraction": 0.5})  # fmt: skip
+    settings = AggregatorSettings(worker="agg-sim", poll_s=0.01)
+    try:
+        return run_on_grid(store, settings, plan, grid, dict.fromkeys(ids, 300), {}), grid
+    finally:
+        store.close()
+
+
+def test_rounds_close_at_their_target_in_one_process(tmp_path: Path) -> None:
+    # Execute: 10 devices, each round asks for half of them and invites 30 % more
+    result, grid = _run(tmp_path, 10, drop=0.0)
+    # Assert: every round closed with at least its target of 5 updates (the over-selected ones
+    # that arrived before the close count too), well before the deadline
+    assert result["rounds_closed"] == 3 and result["rounds_failed"] == 0
+    assert all(5.0 <= h["received"] <= 7.0 for h in result["rounds"])
+    assert [h["selected"] for h in result["rounds"]] == [7.0, 7.0, 7.0]
+    assert all(h["round_s"] < 30 for h in result["rounds"])
+    assert grid.stats.up_messages > 15 and grid.stats.up_bytes > 0
+
+
+def test_drop_outs_do_not_stall_a_round(tmp_path: Path) -> None:
+    # Execute: a third of the invited devices drop out of each round
+    result, grid = _run(tmp_path, 12, drop=0.35, rounds=4)
+    # Assert: rounds close on the quorum (the drop-outs' Last Will), never at the deadline
+    assert grid.stats.dropped_rounds > 0
+    assert result["rounds_closed"] == 4
+    assert all(h["round_s"] < 30 for h in result["rounds"] if h["state"] == "closed")
+    assert sum(h["failures"] for h in result["rounds"]) == grid.stats.dropped_rounds
+
+
+@pytest.mark.datasets("mitdb")
+def test_simulate_cli_in_memory_on_mitdb(tmp_path: Path, data_root: Path,
+                                         capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # Prepare
+    monkeypatch.setenv("MEDCHAIN_DATA", str(data_root))
+    monkeypatch.setenv("MEDCHAIN_CACHE", str(tmp_path / "cache"))
+    # Execute
+    rc = medchain_main(["simulate", "--grid", "memory", "--clients", "101,106,119,208",
+                        "--rounds", "2", "--eval", "", "--drop", "0", "--json",
+                        "--store", f"sqlite:///{tmp_path / 's.db'}",
+                        "--initial-model", "models/pretrained/beat.onnx"])  # fmt: skip
+    # Assert
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["rounds_closed"] == 2 and out["clients"] == 4
+    assert 0 < out["uplink_bytes_per_client_round"] < 2000
+    assert out["downlink_bytes_per_round"] > 0
+
+
+@pytest.mark.integration
+@pytest.mark.datasets("mitdb")
+def test_simulate_cli_over_a_real_broker(tmp_path: Path, data_root: Path, mosquitto: object,
+                                         capsys: pytest.CaptureFixture[str],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # Prepare
+    monkeypatch.setenv("MEDCHAIN_DATA", str(data_root))
+    monkeypatch.setenv("MEDCHAIN_CACHE", str(tmp_path / "cache"))
+    url = mosquitto.url  # type: ignore[attr-defined]
+    # Execute: the same engine, devices in a child process over MQTT
+    rc = medchain_main(["simulate", "--grid", "mqtt", "--broker", url, "--clients", "101,106",
+                        "--rounds", "2", "--eval", "", "--drop", "0", "--slow", "0", "--json",
+                        "--store", f"sqlite:///{tmp_path / 's.db'}", "--max-seconds", "240",
+                        "--initial-model", "models/pretrained/beat.onnx"])  # fmt: skip
+    # Assert
+    out = json.loads(capsys.readouterr().out)
+    assert rc == 0 and out["rounds_closed"] == 2 and out["round_s_median"] < 60
