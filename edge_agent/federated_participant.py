@@ -102,6 +102,7 @@ class FederatedParticipant:
             None
         )
         self._windows: npt.NDArray[np.float32] | None = None  # of the cached embeddings' beats
+        self._rr: npt.NDArray[np.float32] | None = None  # their RR features (the RR gate's input)
 
     @staticmethod
     def subscriptions() -> list[str]:
@@ -193,6 +194,8 @@ class FederatedParticipant:
                 labels,
                 windows=self._windows,
                 classes=self.classes,
+                rr=self._rr,
+                rr_gate=tr.card_rr_gate(release.files.get("model.card.json", b"")),
             )
             tr.save_personal_head(head, self.workdir)
         payload = fl.encode_update(update)
@@ -236,6 +239,8 @@ class FederatedParticipant:
         # channel 0 of the waveform input (n, C, L), the one rank-3 input, for the V gate
         waves = [x for x in data.inputs.values() if x.ndim == 3 and len(x) == len(data)]
         self._windows = waves[0][:, 0] if len(waves) == 1 else None
+        rr = data.inputs.get("rr")  # the beat card's RR feature input
+        self._rr = rr if rr is not None and rr.ndim == 2 and len(rr) == len(data) else None
         return emb, data.labels
 
 

@@ -18,6 +18,7 @@ from common.errors import CorruptInputError, DataNotFoundError
 from common.model_card import ModelCard, card_path_for, file_sha256, load_card
 from edge_agent.beat_quality import VTemplateGate
 from edge_agent.kernel_check import kernel_gap
+from edge_agent.rr_split import RRSplit
 
 _LOGGER = logging.getLogger(__name__)
 # uint8 Max (opset 13), which the int8 beat models' polyphase stages run (models.quantize.int8_max),
@@ -105,6 +106,7 @@ class OnnxBeatClassifier:
         self._classes = tuple(self.card.classes)
         self._head: tuple[npt.NDArray[np.float32], npt.NDArray[np.float32]] | None = None
         self._gate: VTemplateGate | None = None
+        self._rr_split: RRSplit | None = None
         self.release = release
         base = self.card.version or self.card.artifact.sha256[:12]
         self._base_version = f"{base}@{release}" if release else base
@@ -151,11 +153,15 @@ class OnnxBeatClassifier:
         bias: npt.NDArray[np.float32] | None,
         tag: str = "personal",
         gate: VTemplateGate | None = None,
+        rr_split: RRSplit | None = None,
     ) -> None:
         """Use a personal linear head on the frozen backbone's embedding (``None`` restores the
         model's own head): ``probs = softmax(embedding @ W.T + b)``, W (C, E), b (C,), then the
-        patient's VEB template gate if given (``edge_agent.beat_quality``: on channel 0 of the
-        windows, a V call unlike the patient's labelled VEBs becomes Q).
+        global RR gate's rhythm evidence if given (``edge_agent.rr_split``: a beat whose RR
+        features are premature beyond the patient's threshold is S even if the head says N),
+        then the patient's VEB template gate if given
+        (``edge_agent.beat_quality``: on channel 0 of the windows, a V call unlike the
+        patient's labelled VEBs becomes Q).
 
         Raises
         ------
@@ -165,6 +171,7 @@ class OnnxBeatClassifier:
         if weight is None or bias is None:
             self._head = None
             self._gate = None
+            self._rr_split = None
             self._version = self._base_version
             return
         if not self._has_embedding:
@@ -180,8 +187,15 @@ class OnnxBeatClassifier:
             raise CorruptInputError(
                 f"V gate templates of {gate.templates.shape[1]} samples vs {length}-sample windows"
             )
+        if rr_split is not None:
+            k = self._features.shape[-1] if self._features and self._features.shape else None
+            if max(rr_split.n, rr_split.s) >= len(self._classes) or (
+                isinstance(k, int) and rr_split.weight.shape != (k,)
+            ):
+                raise CorruptInputError("the personal RR split does not fit this model")
         self._head = (weight.astype(np.float32), bias.astype(np.float32))
         self._gate = gate
+        self._rr_split = rr_split
         self._version = f"{self._base_version}+{tag}"
 
     def predict(
@@ -196,6 +210,8 @@ class OnnxBeatClassifier:
             logits -= logits.max(axis=1, keepdims=True)
             e = np.exp(logits)
             out: npt.NDArray[np.float32] = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+            if self._rr_split is not None:
+                out = self._rr_split.apply(out, rr)
             if self._gate is not None:
                 out = self._gate.apply(out, windows[:, 0] if windows.ndim == 3 else windows)
             return out

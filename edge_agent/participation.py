@@ -87,7 +87,11 @@ class PersonalisedParticipant:
             return False
         try:
             self._clf.set_head(
-                head.weight, head.bias, f"personal-{head.base_version}", gate=head.v_gate
+                head.weight,
+                head.bias,
+                f"personal-{head.base_version}",
+                gate=head.v_gate,
+                rr_split=head.rr_split,
             )
         except MedchainError as exc:
             _LOGGER.warning("personal head not used: %s", exc)

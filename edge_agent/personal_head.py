@@ -16,7 +16,10 @@ examples seen per epoch; ``tau`` is the prior's precision in units of "weighted 
 few local beats the global head dominates, with many the patient's data does.
 
 Given the labelled beats' windows, the head also carries the patient's VEB template gate
-(:mod:`edge_agent.beat_quality`): a V call unlike every labelled VEB is served as Q.
+(:mod:`edge_agent.beat_quality`): a V call unlike every labelled VEB is served as Q. Given their
+RR features and the global model's RR gate (the card's ``rr_gate``), it also keeps the gate's
+rhythm evidence (:mod:`edge_agent.rr_split`): a beat more premature than every labelled normal
+beat of the patient stays S even if the head, which saw no SVEB of this patient, says N.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.beat_quality import VTemplateGate, fit_v_gate
+from edge_agent.rr_split import RRSplit
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -163,11 +167,20 @@ class PersonalHead:
     base_version: str
     n_examples: int
     v_gate: VTemplateGate | None = None
+    rr_split: RRSplit | None = None
 
-    def predict(self, emb: F32, windows: npt.NDArray[Any] | None = None) -> F32:
-        """Class probabilities (n, C) for embeddings (n, E); with the beats' channel-0
-        windows (n, L) the V gate is applied."""
+    def predict(
+        self,
+        emb: F32,
+        windows: npt.NDArray[Any] | None = None,
+        rr: npt.NDArray[Any] | None = None,
+    ) -> F32:
+        """Class probabilities (n, C) for embeddings (n, E); with the beats' RR features
+        (n, K) the RR split re-splits N and S, with their channel-0 windows (n, L) the V gate
+        is applied (the order the serving classifier uses)."""
         probs = head_probs(emb, self.weight, self.bias)
+        if self.rr_split is not None and rr is not None:
+            probs = self.rr_split.apply(probs, rr)
         if self.v_gate is None or windows is None:
             return probs
         return self.v_gate.apply(probs, windows)
@@ -183,24 +196,51 @@ def personalise(
     balance: float = BALANCE,
     windows: npt.NDArray[Any] | None = None,
     classes: Sequence[str] | None = None,
+    rr: npt.NDArray[Any] | None = None,
+    rr_gate: Any = None,
 ) -> PersonalHead:
     """The patient's MAP head with the global head as prior (:func:`fit_map_head`).
 
     With no labelled beats the personal head is the global head. With the labelled beats'
     channel-0 windows (n, L) and the class names (``V`` and ``Q`` among them) it also carries
     the patient's VEB template gate (:func:`edge_agent.beat_quality.fit_v_gate`).
+
+    With their RR features (n, K) and the global model's RR gate (the card's ``rr_gate``
+    dict) it keeps the gate's rhythm evidence (:class:`edge_agent.rr_split.RRSplit`): a beat
+    is S when the head says so or when its rhythm is more premature than every labelled
+    normal beat of the patient (with the gate but no labelled beats, the gate's own boundary).
     """
     w0 = np.asarray(global_tensors[HEAD_W], np.float32)
     b0 = np.asarray(global_tensors[HEAD_B], np.float32)
+    split = RRSplit.from_card(rr_gate) if rr is not None else None
+    if split is not None and max(split.n, split.s) >= w0.shape[0]:
+        _LOGGER.warning("RR gate classes %d/%d not in the head: no rhythm expert", split.n, split.s)
+        split = None
     if len(labels) == 0:
-        return PersonalHead(w0.copy(), b0.copy(), base_version, 0)
+        return PersonalHead(w0.copy(), b0.copy(), base_version, 0, rr_split=split)
     w, b, it = fit_map_head(emb, labels, w0, b0, tau=tau, balance=balance)
     _LOGGER.debug("personal head: %d beats, %d Newton iterations", len(labels), it)
     gate = None
     if windows is not None and classes is not None and {"V", "Q"} <= set(classes):
         names = list(classes)
         gate = fit_v_gate(windows, labels, names.index("V"), names.index("Q"))
-    return PersonalHead(w, b, base_version, int(len(labels)), gate)
+    if split is not None and rr is not None:
+        split = split.personal(np.asarray(rr)[np.asarray(labels) == split.n])
+    return PersonalHead(w, b, base_version, int(len(labels)), gate, split)
+
+
+def card_rr_gate(card_json: bytes | str) -> dict[str, Any] | None:
+    """The RR gate (``input_contract.parameters.rr_gate``) of a model card's JSON, or None
+    (no gate, or a card that is not valid JSON: the head then serves without it)."""
+    import json
+
+    try:
+        card = json.loads(card_json) if card_json else None
+        gate = card["input_contract"]["parameters"].get("rr_gate") if card else None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        _LOGGER.warning("model card unreadable for the RR gate (%s): none", exc)
+        return None
+    return gate if isinstance(gate, dict) else None
 
 
 def save_personal_head(head: PersonalHead, folder: Path) -> Path:
@@ -216,6 +256,16 @@ def save_personal_head(head: PersonalHead, folder: Path) -> Path:
             "gate_threshold": np.float64(g.threshold),
             "gate_classes": np.array([g.v, g.q], np.int64),
         }
+    split: dict[str, Any] = {}
+    if head.rr_split is not None:
+        r = head.rr_split
+        split = {
+            "split_weight": r.weight,
+            "split_bias": np.float64(r.bias),
+            "split_classes": np.array([r.n, r.s], np.int64),
+            "split_floor": np.float64(r.floor),
+            "split_threshold": np.float64(r.threshold),
+        }
     np.savez(
         tmp,
         W=head.weight,
@@ -223,6 +273,7 @@ def save_personal_head(head: PersonalHead, folder: Path) -> Path:
         base_version=np.str_(head.base_version),
         n=np.int64(head.n_examples),
         **gate,
+        **split,
     )
     tmp.replace(path)
     return path
@@ -244,12 +295,24 @@ def load_personal_head(folder: Path) -> PersonalHead | None:
                 gate = VTemplateGate(
                     z["gate_templates"].astype(np.float32), float(z["gate_threshold"]), v, q
                 )
+            split = None
+            if "split_weight" in z.files:
+                n, s = (int(i) for i in z["split_classes"])
+                split = RRSplit(
+                    z["split_weight"].astype(np.float64),
+                    float(z["split_bias"]),
+                    n,
+                    s,
+                    float(z["split_floor"]),
+                    float(z["split_threshold"]),
+                )
             return PersonalHead(
                 z["W"].astype(np.float32),
                 z["b"].astype(np.float32),
                 str(z["base_version"]),
                 int(z["n"]),
                 gate,
+                split,
             )
     except (OSError, KeyError, ValueError) as exc:
         _LOGGER.warning("personal head %s unreadable (%s): using the global head", path, exc)
