@@ -110,6 +110,10 @@ def cmd_evaluate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from models.predict import load_predictor
     from models.tasks import LoadOptions, get_task, require_labels
 
+    if args.task == "beat" and args.records and Path(args.records).is_dir():
+        from models.record_eval_cli import run_records  # any WFDB folder, serving path
+
+        return run_records(args, env)
     task = get_task(args.task)
     if args.model is None and args.predict_test is None:
         raise MedchainError("medchain evaluate: give --model (and/or --predict-test OUT)")
@@ -250,4 +254,7 @@ def register(subparsers: Any) -> None:
         help="write the task's blind test-set predictions (aft: 'aNN N|T' / 'bNN S|T' lines, "
         "from models fit on the labelled learning set only) to OUT ('-' = stdout)",
     )
+    from models.record_eval_cli import add_arguments as beat_record_arguments
+
+    beat_record_arguments(ev)  # beat: --records DIR (any WFDB folder) --lead --personalise
     ev.set_defaults(func=cmd_evaluate)

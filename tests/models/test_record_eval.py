@@ -1,0 +1,166 @@
+"""`medchain evaluate --task beat --records DIR`: any WFDB folder through the serving path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from medchain.cli import main
+
+PRETRAINED = Path(__file__).resolve().parents[2] / "models" / "pretrained"
+MINUTES = 7.0
+
+
+def _write(folder: Path, name: str, signals: np.ndarray, fs: float, leads: list[str]) -> None:
+    import wfdb
+
+    wfdb.wrsamp(
+        name,
+        fs=fs,
+        units=["mV"] * len(leads),
+        sig_name=leads,
+        p_signal=signals,
+        fmt=["16"] * len(leads),
+        adc_gain=[1000.0] * len(leads),
+        baseline=[0] * len(leads),
+        write_dir=str(folder),
+    )
+
+
+def _write_ann(folder: Path, name: str, samples: np.ndarray, symbols: list[str], fs: float) -> None:
+    import wfdb
+
+    wfdb.wrann(name, "atr", samples.astype(np.int64), symbol=symbols, fs=fs, write_dir=str(folder))
+
+
+def _excerpt(mitdb: Path, name: str, minutes: float) -> tuple[np.ndarray, float, list[str], Any]:
+    import wfdb
+
+    rec = wfdb.rdrecord(str(mitdb / name), sampto=round(minutes * 60 * 360))
+    ann = wfdb.rdann(str(mitdb / name), "atr", sampto=round(minutes * 60 * 360))
+    return rec.p_signal, float(rec.fs), list(rec.sig_name), ann
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two 7-minute MIT-BIH excerpts (one at 250 Hz) and records with bad input."""
+    from common.signals.resample import map_indices, resample_signal
+    from tests.support.datasets import require_data
+
+    mitdb = require_data("mitdb") / "mitdb"
+    out = tmp_path_factory.mktemp("records")
+    sig, fs, leads, ann = _excerpt(mitdb, "208", MINUTES)
+    _write(out, "208", sig, fs, leads)
+    _write_ann(out, "208", ann.sample, ann.symbol, fs)
+    sig, fs, leads, ann = _excerpt(mitdb, "100", MINUTES)
+    res = np.stack([resample_signal(sig[:, i], fs, 250.0) for i in range(2)], axis=1)
+    _write(out, "100r", res, 250.0, leads)
+    _write_ann(out, "100r", map_indices(ann.sample, fs, 250.0), ann.symbol, 250.0)
+    flat = np.zeros_like(sig)  # a disconnected lead
+    _write(out, "flat", flat, fs, leads)
+    _write_ann(out, "flat", ann.sample, ann.symbol, fs)
+    sig208, _, _, ann208 = _excerpt(mitdb, "208", MINUTES)
+    _write(out, "swap", sig, fs, leads)  # 100's signal with 208's annotations
+    _write_ann(out, "swap", ann208.sample, ann208.symbol, fs)
+    _write(out, "long", sig[: 60 * 360], fs, leads)  # annotations beyond the signal's end
+    _write_ann(out, "long", ann.sample, ann.symbol, fs)
+    return out
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(["evaluate", "--task", "beat", *argv])
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err
+
+
+@pytest.mark.datasets("mitdb")
+def test_scores_any_rate_and_says_why_a_record_is_not_scored(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, _ = _run(capsys, "--records", str(folder), "--json", "--bootstrap", "200")
+    result = json.loads(out)
+    assert rc == 0
+    assert result["schema"] == "medchain.evaluate.beat.records/1"
+    assert set(result["per_record"]) == {"208", "100r"}
+    assert result["per_record"]["100r"]["fs"] == 250.0
+    assert result["per_record"]["208"]["lead"] == "MLII"
+    assert result["detection"]["se"] > 0.99 and result["detection"]["ppv"] > 0.99
+    gross = np.array(result["gross"]["confusion"])
+    per = sum(np.array(r["confusion"]) for r in result["per_record"].values())
+    np.testing.assert_array_equal(gross, per)
+    assert gross[2, 2] > 0.8 * gross[2].sum()  # 208's VEBs
+    not_scored = result["not_scored"]
+    assert "flat line" in not_scored["flat"]
+    assert "do not match" in not_scored["swap"]
+    assert "outside" in not_scored["long"]
+    ci = result["bootstrap"]["ci95"]
+    se_v = result["gross"]["per_class"]["V"]["se"]
+    assert ci["se_V"][0] - 1e-4 <= se_v <= ci["se_V"][1] + 1e-4  # CI rounded to 4 digits
+    assert result["carried_by"]["V"]["record"] == "208"  # 100 has one VEB
+    assert any("208" in n for n in result["notes"])
+
+
+@pytest.mark.datasets("mitdb")
+def test_same_beats_and_classes_as_the_edge_agent(folder: Path) -> None:
+    from bench.edge_common import run_record
+    from edge_agent.inference import OnnxBeatClassifier
+    from models.record_eval import stream_record
+
+    clf = OnnxBeatClassifier(PRETRAINED / "beat.onnx")
+    stream, _ = stream_record(folder / "208", "MLII", clf, 10.0)
+    agent = run_record(folder / "208", PRETRAINED / "beat.onnx")
+    np.testing.assert_array_equal(stream.samples, agent.samples)
+    assert [clf.classes[i] for i in stream.predicted] == agent.labels
+
+
+@pytest.mark.datasets("mitdb")
+def test_personalise_runs_the_devices_protocol(
+    folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, _ = _run(
+        capsys, "--records", str(folder), "--only", "208", "--personalise", "5", "--json"
+    )
+    p = json.loads(out)["personalised"]
+    assert rc == 0 and p["records"] == 1 and p["scored_from_min"] == 5
+    rec = p["per_record"]["208"]
+    assert rec["labelled_beats"] > 300 and rec["labelled_by_class"]["V"] > 2
+    assert rec["v_gate"]
+    scored = np.array(p["personal"]["gross"]["confusion"]).sum()
+    assert 0 < scored == np.array(p["global"]["gross"]["confusion"]).sum()
+
+
+@pytest.mark.datasets("mitdb")
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--lead", "V9"], "no lead V9"),
+        (["--only", "flat,swap"], "could be scored"),
+        (["--only", "nothere"], "record(s) nothere"),
+        (["--personalise", "-1"], "minutes must be in"),
+    ],
+)
+def test_bad_input_is_one_error_line(
+    folder: Path, argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, _, err = _run(capsys, "--records", str(folder), "--json", *argv)
+    assert rc == 2
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.datasets("mitdb")
+def test_clipping_is_flagged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.support.datasets import require_data
+
+    mitdb = require_data("mitdb") / "mitdb"
+    sig, fs, leads, ann = _excerpt(mitdb, "100", 3.0)
+    clipped = np.clip(sig, -0.3, 0.6)  # an amplifier saturating on every R wave
+    _write(tmp_path, "clip", clipped, fs, leads)
+    _write_ann(tmp_path, "clip", ann.sample, ann.symbol, fs)
+    rc, out, _ = _run(capsys, "--records", str(tmp_path), "--json", "--lead", "MLII")
+    result = json.loads(out)
+    assert rc == 0
+    assert result["flagged"]["clip"]["clipping"] > 0.001
