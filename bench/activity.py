@@ -12,12 +12,14 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import argparse  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import results as registry  # noqa: E402
 from common.signals.accel import ACC_FEATURE_NAMES  # noqa: E402
 from models.tasks.activity import evaluate_lovo  # noqa: E402
 from models.tasks.base import LoadOptions  # noqa: E402
@@ -36,6 +38,9 @@ def _short(m: dict) -> dict:
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    registry.add_record_argument(ap, "activity")
+    args = ap.parse_args()
     res = evaluate_lovo(LoadOptions(env=dict(os.environ)))
     out = {
         "protocol": "leave-one-volunteer-out, 16 volunteers, 14 classes, softmax over acc_features",
@@ -44,6 +49,8 @@ def main() -> int:
         "per_trial": _short(res["per_trial"]),
     }
     print(json.dumps(out, indent=2))
+    if args.record:
+        registry.record(args.record, out, sys.argv)
     return 0
 
 

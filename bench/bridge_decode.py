@@ -6,6 +6,7 @@ Run: ``python bench/bridge_decode.py``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import results as registry  # noqa: E402
 from common.datasets import dataset_dir  # noqa: E402
 from firmware_bridge.capture import CaptureReader  # noqa: E402
 from firmware_bridge.decode_stream import StreamAssembler  # noqa: E402
@@ -47,6 +49,9 @@ def best_us(fn: Callable[[], int]) -> tuple[float, int]:
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    registry.add_record_argument(ap, "bridge_decode")
+    args = ap.parse_args()
     path = dataset_dir("polar_h10_ble_captures", os.environ) / "hr_data_2023-01-13_11-40-07.bin"
     frames = [r.data for r in CaptureReader(path)]
 
@@ -81,6 +86,8 @@ def main() -> int:
         us, n = best_us(fn)
         out[name] = {"n": n, "us_per_notification": round(us, 2), "per_s": round(1e6 / us)}
     print(json.dumps(out))
+    if args.record:
+        registry.record(args.record, out, sys.argv)
     return 0
 
 

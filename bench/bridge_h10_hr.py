@@ -27,6 +27,7 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import results as registry  # noqa: E402
 from common.datasets import dataset_dir  # noqa: E402
 from firmware_bridge.capture import CaptureReader  # noqa: E402
 from firmware_bridge.pmd_data import decode_pmd_data  # noqa: E402
@@ -186,6 +187,7 @@ def main() -> int:
     parser.add_argument(
         "--method", choices=["ecg_findpeaks", "scipy", "all"], default="all", help="R-peak detector"
     )
+    registry.add_record_argument(parser, "bridge_h10_hr")
     parser.add_argument("--smooth", type=int, default=5, help="moving average of the ECG HR, s")
     args = parser.parse_args()
     folder = dataset_dir("polar_h10_ble_captures", os.environ)
@@ -222,6 +224,8 @@ def main() -> int:
         "elapsed_s": time.perf_counter() - start,
     }
     print(json.dumps(_rounded(result)))
+    if args.record:
+        registry.record(args.record, _rounded(result), sys.argv)
     return 0
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import results as registry  # noqa: E402
 from common.datasets import dataset_dir  # noqa: E402
 
 CHILD = r"""
@@ -38,6 +39,7 @@ print(json.dumps({"rc": rc, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--source", nargs="+", help="source specs (default: see module docstring)")
+    registry.add_record_argument(ap, "edge_memory")
     args = ap.parse_args()
     h10 = dataset_dir("polar_h10_ble_captures", os.environ) / "hr_data_2023-01-13_11-40-07.bin"
     sources = args.source or [
@@ -77,7 +79,10 @@ def main() -> int:
                 "ok": rss <= 150 and not child["torch_imported"],
             }
         )
-    print(json.dumps({"bench": "edge_memory", "target_mb": 150, "results": results}, indent=1))
+    out = {"bench": "edge_memory", "target_mb": 150, "results": results}
+    print(json.dumps(out, indent=1))
+    if args.record:
+        registry.record(args.record, out, sys.argv)
     return 0
 
 

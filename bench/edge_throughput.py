@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import results as registry  # noqa: E402
 from bench.edge_common import run_record  # noqa: E402
 from common.datasets import dataset_dir  # noqa: E402
 
@@ -28,6 +29,7 @@ def main() -> int:
     ap.add_argument("--record", default="100")
     ap.add_argument("--chunk-s", type=float, nargs="+", default=[1.0, 10.0])
     ap.add_argument("--repeat", type=int, default=3)
+    registry.add_record_argument(ap, "edge_throughput")
     args = ap.parse_args()
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
@@ -58,6 +60,8 @@ def main() -> int:
         "target_realtime_factor": 1000,
     }
     print(json.dumps(out, indent=1))
+    if args.record:
+        registry.record(args.record, out, sys.argv)
     return 0
 
 

@@ -14,6 +14,7 @@ Usage: python bench/edge_vt_gate.py
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -28,6 +29,7 @@ import numpy.typing as npt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import results as registry  # noqa: E402
 from bench.edge_common import ListSink  # noqa: E402
 from common.datasets import dataset_dir  # noqa: E402
 from common.model_card import card_path_for, load_card  # noqa: E402
@@ -94,6 +96,9 @@ async def capture_run(path: Path) -> tuple[npt.NDArray[np.float64], int, list[An
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    registry.add_record_argument(ap, "edge_vt_gate")
+    args = ap.parse_args()
     spec = beat_spec_from_card(load_card(card_path_for(DEFAULT_MODEL)))
     h10 = dataset_dir("polar_h10_ble_captures", os.environ) / "hr_data_2023-01-13_11-40-07.bin"
     x, seq0, beats, events = asyncio.run(capture_run(h10))
@@ -126,12 +131,10 @@ def main() -> int:
         true_runs["no_gate"] += runs(rlab, np.zeros(len(rlab), bool))
         for k in KURTOSIS:
             true_runs[f"kurtosis<{k}"] += runs(rlab, gate(rq, k))
-    print(
-        json.dumps(
-            {"bench": "edge_vt_gate", "h10_capture": capture, "mitdb_annotated_runs": true_runs},
-            indent=1,
-        )
-    )
+    out = {"bench": "edge_vt_gate", "h10_capture": capture, "mitdb_annotated_runs": true_runs}
+    print(json.dumps(out, indent=1))
+    if args.record:
+        registry.record(args.record, out, sys.argv)
     return 0
 
 

@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import results as registry  # noqa: E402
 from bench.edge_common import run_record  # noqa: E402
 from common.datasets import dataset_dir  # noqa: E402
 from common.types import BeatPrediction, Event  # noqa: E402
@@ -109,6 +110,7 @@ def main() -> int:
     )
     ap.add_argument("--records", default=",".join(DS2), help="comma list (default: DS2)")
     ap.add_argument("--tolerance-s", type=float, default=1.0, help="widening of runs, s")
+    registry.add_record_argument(ap, "edge_vt_runs")
     args = ap.parse_args()
     models: dict[str, Path] = {}
     for m in args.model:
@@ -146,6 +148,8 @@ def main() -> int:
         > 1
     ]
     print(json.dumps(result, indent=1))
+    if args.record:
+        registry.record(args.record, result, sys.argv)
     return 0
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import results as registry  # noqa: E402
 from tests.support.datasets import require_data  # noqa: E402
 from tests.support.fault_run import FaultRun  # noqa: E402
 
@@ -38,6 +39,7 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=10.0)
     ap.add_argument("--records", default="208,119,201,203", help="one device per record")
     ap.add_argument("--workdir", type=Path, default=None, help="keep logs here")
+    registry.add_record_argument(ap, "fault_run")
     args = ap.parse_args()
     # the clinician's store connection fails on purpose while PostgreSQL is down
     logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
@@ -47,6 +49,9 @@ def main() -> int:
                    schedule(args.minutes))  # fmt: skip
     report = run.run()
     print(json.dumps({"workdir": str(work), **report.as_dict()}, indent=1))
+    if args.record:
+        run_args = {"minutes": args.minutes, "records": args.records.split(",")}
+        registry.record(args.record, {**run_args, **report.as_dict()}, sys.argv)
     return 0 if report.ok else 1
 
 

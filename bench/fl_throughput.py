@@ -22,6 +22,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import results as registry  # noqa: E402
 from cloud_aggregator.config import AggregatorSettings  # noqa: E402
 from cloud_aggregator.mqtt_io import PahoBroker  # noqa: E402
 from cloud_aggregator.releases import RELEASE_FORMAT, stored_blob  # noqa: E402
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--store", default=f"{PG_URL}?schema=flbench_{uuid.uuid4().hex[:8]}")
+    registry.add_record_argument(ap, "fl_throughput")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     head = {
@@ -160,9 +162,7 @@ def main() -> None:
     if "schema=flbench_" in args.store:
         store.drop_schema()  # type: ignore[attr-defined]  # our own throw-away schema
     store.close()
-    print(
-        json.dumps(
-            {
+    out = {
                 "benchmark": "fl_throughput",
                 "clients": args.clients,
                 "store": args.store.split("?")[0].split("://")[0],
@@ -174,10 +174,10 @@ def main() -> None:
                 "round_latency_s_mean": round(
                     float(np.mean([x["round_latency_s"] for x in results])), 3
                 ),
-            },
-            indent=1,
-        )
-    )
+    }  # fmt: skip
+    print(json.dumps(out, indent=1))
+    if args.record:
+        registry.record(args.record, out, sys.argv)
 
 
 if __name__ == "__main__":

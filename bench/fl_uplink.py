@@ -7,6 +7,7 @@ JSON. Target: head mode <= 100 KB.
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import results as registry  # noqa: E402
 from bench.fl_data import DEFAULT_MODEL, load_embeddings  # noqa: E402
 from common import fl_protocol as fl  # noqa: E402
 from edge_agent import trainer as tr  # noqa: E402
@@ -25,6 +27,9 @@ from models.tasks import get_task  # noqa: E402
 
 
 def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    registry.add_record_argument(ap, "fl_uplink")
+    args = ap.parse_args()
     d = load_embeddings(["208"], DEFAULT_MODEL)["208"]
     with np.load(DEFAULT_MODEL.with_name("beat.head.npz")) as z:
         glob = {tr.HEAD_W: z["W"], tr.HEAD_B: z["b"]}
@@ -53,9 +58,7 @@ def main() -> None:
         c: len(fl.encode_update(fl.ClientUpdate("1", "mitdb-208", "v1", 1000, delta, c)))
         for c in ("int8", "none")
     }
-    print(
-        json.dumps(
-            {
+    out = {
                 "benchmark": "fl_uplink",
                 "head_mode_bytes": head_bytes,
                 "head_mode_compression": u.compression,
@@ -64,10 +67,10 @@ def main() -> None:
                 "full_mode_int8_bytes": full["int8"],
                 "full_mode_float32_bytes": full["none"],
                 "target_head_bytes": 100_000,
-            },
-            indent=1,
-        )
-    )
+    }  # fmt: skip
+    print(json.dumps(out, indent=1))
+    if args.record:
+        registry.record(args.record, out, sys.argv)
 
 
 if __name__ == "__main__":

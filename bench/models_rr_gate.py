@@ -25,6 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import results as registry  # noqa: E402
 from bench.models_cv import FOLDS, _scores, train_fold  # noqa: E402
 from common.datasets import default_cache_dir  # noqa: E402
 from models.data.mitdb import DS1  # noqa: E402
@@ -73,6 +74,7 @@ def main() -> None:
         help="write the pooled CV probs (net and each gate), labels, rr, groups and each "
         "beat's index in DS1 as loaded (npz)",
     )
+    registry.add_record_argument(parser, "models_rr_gate")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     task = get_task("beat")
@@ -112,6 +114,8 @@ def main() -> None:
         np.concatenate(gated["gate_all"]), np.concatenate(signal), y, g, task.classes
     )
     print(json.dumps(out))
+    if args.record:
+        registry.record(args.record, out, sys.argv)
     if args.save is not None:
         np.savez_compressed(
             args.save,

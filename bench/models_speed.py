@@ -45,6 +45,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import results as registry  # noqa: E402
 from bench.timing import cpu_int8, heap_allocations, interleaved, summarise  # noqa: E402
 from common.datasets import default_cache_dir  # noqa: E402
 from common.model_card import card_path_for, load_card  # noqa: E402
@@ -192,6 +193,7 @@ def main() -> None:
         action="store_true",
         help="leave glibc's mmap threshold alone (torch then pays page faults above 128 kB)",
     )
+    registry.add_record_argument(parser, "models_speed")
     args = parser.parse_args()
     allocator = "default" if args.default_malloc else heap_allocations()
     run = Path(args.run)
@@ -242,9 +244,7 @@ def main() -> None:
             same = {k: v for k, v in cpu.items() if k != TORCH}
             row["cpu_vs_same_model"] = summarise(same, TORCH_SAME)
         results.append(row)
-    print(
-        json.dumps(
-            {
+    out = {
                 "task": task.name,
                 "student": str(run / "student.pt"),
                 "models": {k: str(v) for k, v in models.items()},
@@ -254,10 +254,10 @@ def main() -> None:
                 "allocator": allocator,
                 "rounds": args.rounds,
                 "results": results,
-            },
-            indent=1,
-        )
-    )
+    }  # fmt: skip
+    print(json.dumps(out, indent=1))
+    if args.record:
+        registry.record(args.record, out, sys.argv)
 
 
 if __name__ == "__main__":

@@ -17,20 +17,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from common.datasets import dataset_dir, default_cache_dir
-from common.signals import beats_in_bounds, ecg_clean
-from common.signals import rr_features as compute_rr
-from edge_agent.af_events import rr_irregularity
-from models.data.mitdb import DS1, DS2, read_record
-from models.predict import onnx_predictor
-from models.tasks import LoadOptions, get_task
-from models.tasks.beat import BEAT_SPEC
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import results as registry  # noqa: E402
+from common.datasets import dataset_dir, default_cache_dir  # noqa: E402
+from common.signals import beats_in_bounds, ecg_clean  # noqa: E402
+from common.signals import rr_features as compute_rr  # noqa: E402
+from edge_agent.af_events import rr_irregularity  # noqa: E402
+from models.data.mitdb import DS1, DS2, read_record  # noqa: E402
+from models.predict import onnx_predictor  # noqa: E402
+from models.tasks import LoadOptions, get_task  # noqa: E402
+from models.tasks.beat import BEAT_SPEC  # noqa: E402
 
 AF_RHYTHMS = ("(AFIB", "(AFL")
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "pretrained" / "beat.onnx"
@@ -95,6 +99,7 @@ def main() -> None:
     ap.add_argument("--split", choices=("ds1", "ds2"), default="ds2")
     ap.add_argument("--window", type=int, default=32, help="RR intervals per irregularity value")
     ap.add_argument("--threshold", type=float, default=0.1, help="irregularity called high")
+    registry.add_record_argument(ap, "models_sveb_in_af")
     args = ap.parse_args()
     env = dict(os.environ)
     task = get_task("beat")
@@ -126,6 +131,8 @@ def main() -> None:
         "records": rows,
     }
     print(json.dumps(result, indent=1))
+    if args.record:
+        registry.record(args.record, result, sys.argv)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ on the 12 training recordings.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ import scipy.io as sio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import results as registry  # noqa: E402
 from common.datasets import dataset_dir  # noqa: E402
 from common.signals.ppg import ppg_rate  # noqa: E402
 
@@ -29,6 +31,9 @@ def _mae(est: np.ndarray, ref: np.ndarray) -> float:
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    registry.add_record_argument(ap, "ppg_hr")
+    args = ap.parse_args()
     root = dataset_dir("spc2015_wrist_ppg_acc", os.environ)
     result: dict[str, dict[str, float]] = {"training": {}, "test": {}}
     n_windows, busy_s = 0, 0.0
@@ -57,7 +62,10 @@ def main() -> int:
         "training_mean_mae_bpm_single_ppg_channel": round(float(np.mean(single)), 3),
         "ms_per_8s_window": round(1000 * busy_s / max(n_windows, 1), 3),
     }
-    print(json.dumps({"per_recording_mae_bpm": result, **summary}, indent=2))
+    out = {"per_recording_mae_bpm": result, **summary}
+    print(json.dumps(out, indent=2))
+    if args.record:
+        registry.record(args.record, out, sys.argv)
     return 0
 
 

@@ -25,6 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import results as registry  # noqa: E402
 from common.datasets import dataset_dir  # noqa: E402
 from common.signals.align import align_r_peaks  # noqa: E402
 from common.signals.filters import ecg_clean  # noqa: E402
@@ -193,6 +194,7 @@ def main() -> int:
         "before and after align_r_peaks with this window (s)",
     )
     parser.add_argument("--list-errors", action="store_true", help="list FN/FP sample indices")
+    registry.add_record_argument(parser, "qrs_detection")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args()
     data = dataset_dir("mitdb", os.environ)
@@ -251,7 +253,10 @@ def main() -> int:
         if not args.list_errors:
             r.pop("fn_samples")
             r.pop("fp_samples")
-    print(json.dumps({"summary": summary, "per_record": results}, indent=1))
+    out = {"summary": summary, "per_record": results}
+    print(json.dumps(out, indent=1))
+    if args.record:
+        registry.record(args.record, out, sys.argv)
     return 0
 
 

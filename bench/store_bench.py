@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import results as registry  # noqa: E402
 from common.types import BeatPrediction  # noqa: E402
 from store import Store, open_store  # noqa: E402
 
@@ -226,6 +227,7 @@ def main() -> int:
     parser.add_argument("--update-kb", type=int, default=64, help="size of one update (KiB)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here")
+    registry.add_record_argument(parser, "store_bench")
     args = parser.parse_args()
 
     results: dict[str, object] = {
@@ -263,6 +265,8 @@ def main() -> int:
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
+    if args.record:
+        registry.record(args.record, results, sys.argv)
     return 0
 
 

@@ -19,6 +19,7 @@ import http.client
 import json
 import secrets
 import statistics
+import sys
 import threading
 import time
 from collections import Counter
@@ -26,6 +27,7 @@ from collections import Counter
 import numpy as np
 from werkzeug.serving import make_server
 
+from bench import results as registry
 from common.payloads import encode_chunk
 from common.types import SignalChunk, StreamKind
 from store.factory import open_store
@@ -140,9 +142,13 @@ def main() -> None:
     )
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument("--messages", type=int, default=250)
+    registry.add_record_argument(parser, "web_sse")
     args = parser.parse_args()
-    print(json.dumps({"dispatch_viewed": bench_dispatch(), "dispatch_unviewed": bench_dispatch(viewers=False),
-                      "sse": bench_sse(args.clients, args.messages)}))  # fmt: skip
+    out = {"dispatch_viewed": bench_dispatch(), "dispatch_unviewed": bench_dispatch(viewers=False),
+           "sse": bench_sse(args.clients, args.messages)}  # fmt: skip
+    print(json.dumps(out))
+    if args.record:
+        registry.record(args.record, out, sys.argv)
 
 
 if __name__ == "__main__":

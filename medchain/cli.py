@@ -22,6 +22,7 @@ _LOGGER = logging.getLogger(__name__)
 
 # Modules that contribute subcommands, in --help order.
 COMMAND_MODULES = (
+    "medchain.demo",
     "models.cli",
     "models.rr_gate_cli",
     "models.template_veto_cli",
@@ -33,7 +34,6 @@ COMMAND_MODULES = (
     "cloud_aggregator.cli",
     "medchain.simulation",
     "web.cli",
-    "medchain.demo",
 )
 
 # Which module registers each command: `medchain edge ...` imports only edge_agent.cli, which
@@ -60,22 +60,8 @@ COMMAND_OWNERS = {
 
 DESCRIPTION = """MedChain: personalised heart monitoring from wearables with federated learning.
 
-Main commands:
-  demo        run the whole system on this machine (broker, store, aggregator, edge agents, web)
-  data        download PhysioNet datasets into the cache / list what is available
-  train       train a task's teacher and distilled student (beat, ptb, aft, rhythm)
-  export      export a trained student to ONNX        quantize   int8 static QDQ quantization
-  evaluate    per-class metrics of an ONNX/torch model on a task's evaluation split
-  rr-gate     append the RR gate (N/S re-split by rhythm) to a trained beat model
-  template-veto  serve V calls that look like the wearer's usual beat as Q (trained beat model)
-  compact     short internal names for an older ONNX model (same outputs, smaller file)
-  narrow-weights  7-bit weights for an older int8 model (same answers on CPUs without VNNI)
-  ble         scan / record / decode / replay Bluetooth LE wearables (Polar H10, HRS)
-  edge        run the edge agent on a BLE device, a replay file or an MQTT replay stream
-  aggregator  run the federated-learning aggregator service
-  simulate    MIT-BIH patients as devices of the round engine (real broker or in memory)
-  web         serve the clinician/patient web app
-  db          store schema migrations      broker   generate a production Mosquitto config
+Start with `medchain demo` (the whole system on one machine); `medchain COMMAND --help` tells
+more about each command.
 """
 
 

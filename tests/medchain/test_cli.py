@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import subprocess
 import sys
 
@@ -29,6 +30,16 @@ def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert all(cmd in out for cmd in COMMAND_OWNERS)
+
+
+def test_help_lists_each_command_once(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    listed = {
+        cmd: len(re.findall(rf"^ +{re.escape(cmd)}(?: |$)", out, re.M)) for cmd in COMMAND_OWNERS
+    }
+    assert listed == dict.fromkeys(COMMAND_OWNERS, 1)
 
 
 def test_edge_command_imports_only_its_own_package() -> None:

@@ -1,0 +1,162 @@
+"""The results registry (bench/results.py): records carry date, CPU, versions, commit and
+command; docs/results.md is what ``python -m bench.results`` makes of docs/results/*.json."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import results as registry
+from bench.results_render import RENDERERS, render
+
+ROOT = Path(__file__).resolve().parent.parent
+X86_VNNI = (
+    "processor\t: 0\nmodel name\t: AMD EPYC 9R14\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
+)
+X86_AVX2 = "processor\t: 0\nmodel name\t: AMD EPYC 7B13\nflags\t\t: fpu sse2 avx2 fma\n"
+ARM_DOT = (
+    "processor\t: 0\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd aes crc32 asimddp\nCPU part\t: 0xd0c\n"
+)
+# benches that print results but are not this registry's: helpers, and those owned elsewhere
+# that have not taken the flag yet
+HELPERS = {"edge_common", "fl_data", "timing", "results", "results_render"}
+NOT_YET = {"models_cv", "fl_personalised", "edge_beat_e2e", "fl_federated_vs_central",
+           "fl_full_model", "fl_distill"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("text", "model", "flags"),
+    [
+        (X86_VNNI, "AMD EPYC 9R14", "avx512_vnni"),
+        (X86_AVX2, "AMD EPYC 7B13", "none"),
+        (ARM_DOT, None, "asimddp"),
+        ("", None, "none"),
+    ],
+)
+def test_cpu_info_names_the_model_and_int8_dot_product(
+    text: str, model: str | None, flags: str
+) -> None:
+    info = registry.cpu_info(text)
+    assert info["int8_dot_product"] == flags
+    if model is not None:
+        assert info["model"] == model
+    else:  # no model line (ARM) or no file: the machine type, never the processor number
+        assert info["model"] and not info["model"].isdigit()
+
+
+def test_record_writes_the_result_with_its_metadata(tmp_path: Path) -> None:
+    # Prepare
+    argv = [str(ROOT / "bench" / "ppg_hr.py"), "--record"]
+    # Act
+    path = registry.record("ppg_hr", {"mae": 1.5}, argv, folder=tmp_path)
+    # Assert
+    entry = json.loads(path.read_text())
+    assert path == tmp_path / "ppg_hr.json"
+    assert entry["result"] == {"mae": 1.5}
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", entry["date"])
+    assert set(entry["cpu"]) == {"model", "int8_dot_product"}
+    assert entry["cores"] >= 1
+    assert {"python", "numpy"} <= set(entry["versions"])
+    assert re.fullmatch(r"[0-9a-f]{7,}(\+dirty)?", entry["git"])
+    assert entry["command"].endswith("python bench/ppg_hr.py --record")
+
+
+def test_command_line_keeps_thread_settings_and_quotes_arguments() -> None:
+    argv = [str(ROOT / "bench" / "fault_run.py"), "--records", "208,119", "--workdir", "a b"]
+    command = registry.command_line(argv, env={"OPENBLAS_NUM_THREADS": "1", "HOME": "/x"})
+    assert (
+        command
+        == "OPENBLAS_NUM_THREADS=1 python bench/fault_run.py --records 208,119 --workdir 'a b'"
+    )
+
+
+def test_a_bad_name_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="result name"):
+        registry.record("../x", {}, ["bench/x.py"], folder=tmp_path)
+
+
+def test_record_command_records_a_commands_json(tmp_path: Path) -> None:
+    code = "import json; print(json.dumps({'n': 3}))"
+    assert registry.main(["record", "--results", str(tmp_path), "probe", "--",
+                          sys.executable, "-c", code]) == 0  # fmt: skip
+    entry = json.loads((tmp_path / "probe.json").read_text())
+    assert entry["result"] == {"n": 3}
+    assert entry["command"] == shlex.join([sys.executable, "-c", code])
+
+
+def test_record_command_refuses_output_that_is_not_one_json_object(tmp_path: Path) -> None:
+    rc = registry.main(["record", "--results", str(tmp_path), "probe", "--",
+                        sys.executable, "-c", "print('{}'); print('x')"])  # fmt: skip
+    assert rc == 2
+    assert not list(tmp_path.iterdir())
+
+
+def _entry(name: str, result: dict[str, object]) -> dict[str, object]:
+    return {"name": name, "date": "2026-12-06", "git": "abc1234",
+            "cpu": {"model": "Test CPU", "int8_dot_product": "none"}, "cores": 2,
+            "versions": {"python": "3.11"}, "command": f"python bench/{name}.py --record",
+            "result": result}  # fmt: skip
+
+
+def test_render_rows_carry_date_cpu_and_command(tmp_path: Path) -> None:
+    # Prepare: one bench with a renderer, one without, and no record of a timing bench
+    fl = {"head_mode_bytes": 798, "head_mode_compression": "int8", "full_mode_parameters": 23000,
+          "full_mode_int8_bytes": 26800, "full_mode_float32_bytes": 96000,
+          "target_head_bytes": 100_000}  # fmt: skip
+    (tmp_path / "fl_uplink.json").write_text(json.dumps(_entry("fl_uplink", fl)))
+    (tmp_path / "mystery.json").write_text(json.dumps(_entry("mystery", {"x": 0.5, "s": "t"})))
+    # Act
+    text = render(tmp_path)
+    # Assert
+    row = next(line for line in text.splitlines() if "head mode 798 B" in line)
+    assert "2026-12-06, `abc1234`" in row and "Test CPU, int8 dot: none, 2 cores" in row
+    assert "`python bench/fl_uplink.py --record`" in row
+    assert "`mystery` (no renderer" in text and "x 0.5" in text
+    assert "to be re-measured" in next(line for line in text.splitlines() if "web_sse" in line)
+
+
+def test_a_recorded_bench_is_no_longer_listed_as_to_be_measured(tmp_path: Path) -> None:
+    web = {"dispatch_viewed": {"msgs_per_s": 18000},
+           "sse": {"clients": 20, "messages": 250, "delivered": 5000, "expected": 5000,
+                   "latency_ms_p50": 1.9, "latency_ms_p95": 6.7}}  # fmt: skip
+    (tmp_path / "web_sse.json").write_text(json.dumps(_entry("web_sse", web)))
+    text = render(tmp_path)
+    rows = [line for line in text.splitlines() if "web_sse" in line]
+    assert len(rows) == 1 and "5,000/5,000 delivered" in rows[0]
+
+
+def test_every_recorded_result_renders() -> None:
+    for path in sorted((ROOT / "docs" / "results").glob("*.json")):
+        entry = json.loads(path.read_text())
+        assert entry["name"] == path.stem
+        area, fn = RENDERERS.get(path.stem, ("other", None))
+        if fn is not None:
+            assert fn(entry["result"]), path.name
+
+
+def test_results_md_is_generated_from_the_json(tmp_path: Path) -> None:
+    out = tmp_path / "results.md"
+    subprocess.run([sys.executable, "-m", "bench.results", "--out", str(out)], cwd=ROOT,
+                   check=True, capture_output=True)  # fmt: skip
+    assert (ROOT / "docs" / "results.md").read_text() == out.read_text(), (
+        "docs/results.md is stale: run `python -m bench.results`"
+    )
+
+
+def test_every_bench_can_record() -> None:
+    benches = {p.stem for p in (ROOT / "bench").glob("*.py")} - HELPERS - NOT_YET
+    missing = [
+        b
+        for b in sorted(benches)
+        if "registry.add_record_argument(" not in (ROOT / "bench" / f"{b}.py").read_text()
+    ]
+    assert not missing, (
+        f"{missing}: give every bench `--record` (registry.add_record_argument and "
+        "registry.record from bench/results.py) so its numbers can reach docs/results.md"
+    )
