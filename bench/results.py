@@ -74,18 +74,19 @@ def cpu_info(cpuinfo: str) -> dict[str, str]:
     return {"model": model, "int8_dot_product": ", ".join(found) or "none"}
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout.strip()
+def git_version(root: Path = ROOT) -> str:
+    """Short commit of the working tree at ``root``, ``+dirty`` when it has changes other than
+    the registry's own files (docs/results*: recording one result must not taint the next);
+    ``unknown`` without git."""
 
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
 
-def git_version() -> str:
-    """Short commit of the working tree, ``+dirty`` when it has changes (``unknown`` without
-    git)."""
     try:
-        head = _git("rev-parse", "--short", "HEAD")
-        dirty = _git("status", "--porcelain")
+        head = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--", ".", ":(exclude)docs/results*")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return head + ("+dirty" if dirty else "")

@@ -67,6 +67,28 @@ def test_record_writes_the_result_with_its_metadata(tmp_path: Path) -> None:
     assert entry["command"].endswith("python bench/ppg_hr.py --record")
 
 
+def test_git_version_is_dirty_for_changes_but_not_for_the_registrys_own_files(
+    tmp_path: Path,
+) -> None:
+    # Prepare: a repository with one commit
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)  # fmt: skip
+
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("commit", "-q", "-m", "one")
+    # Act / Assert: a new record and docs/results.md keep it clean, a code change does not
+    (tmp_path / "docs" / "results").mkdir(parents=True)
+    (tmp_path / "docs" / "results" / "qrs.json").write_text("{}")
+    (tmp_path / "docs" / "results.md").write_text("# Results\n")
+    clean = registry.git_version(tmp_path)
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert re.fullmatch(r"[0-9a-f]{7,}", clean)
+    assert registry.git_version(tmp_path) == clean + "+dirty"
+
+
 def test_command_line_keeps_thread_settings_and_quotes_arguments() -> None:
     argv = [str(ROOT / "bench" / "fault_run.py"), "--records", "208,119", "--workdir", "a b"]
     command = registry.command_line(argv, env={"OPENBLAS_NUM_THREADS": "1", "HOME": "/x"})
