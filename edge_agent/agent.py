@@ -18,7 +18,15 @@ import time
 from common.payloads import Status, encode_status
 from common.protocol import Channel, ProtocolError, parse_topic
 from common.types import BeatPrediction, Event, SignalChunk, StreamKind
-from edge_agent.agent_ports import AgentStats, AuxMonitor, BeatLabeler, BeatSink, WindowMonitor
+from edge_agent.agent_ports import (
+    AgentStats,
+    AuxMonitor,
+    BeatGate,
+    BeatLabeler,
+    BeatSink,
+    SpotChecker,
+    WindowMonitor,
+)
 from edge_agent.buffer import SqliteBuffer
 from edge_agent.clinician_labels import checked_label, store_label
 from edge_agent.config import EdgeSettings
@@ -26,7 +34,7 @@ from edge_agent.events import BeatEventDetector
 from edge_agent.inbound import reject_line
 from edge_agent.live_sender import LiveSender
 from edge_agent.outbox import MAX_INFLIGHT_BATCHES, OutboxPump
-from edge_agent.pipeline import BeatBatch, EcgPipeline
+from edge_agent.pipeline import BeatBatch, EcgPipeline, concat_batches
 from edge_agent.ports import ChunkSource, Clock, Participant, SystemClock, Uplink
 
 _LOGGER = logging.getLogger(__name__)
@@ -35,9 +43,11 @@ __all__ = [
     "MAX_INFLIGHT_BATCHES",
     "AgentStats",
     "AuxMonitor",
+    "BeatGate",
     "BeatLabeler",
     "BeatSink",
     "EdgeAgent",
+    "SpotChecker",
     "WindowMonitor",
 ]
 
@@ -68,6 +78,11 @@ class EdgeAgent:
         Federated-learning participant; gets every inbound message that is not a label.
     rhythm : WindowMonitor, optional
         The rhythm (AF) model on 30 s windows (``edge_agent.rhythm.RhythmMonitor``).
+    gate : BeatGate, optional
+        Holds beats until the rhythm model has judged their signal; unreadable ones go on as Q
+        (``edge_agent.quality_gate``), before the event detectors see them.
+    spot : SpotChecker, optional
+        Spot checks requested on ``control/{client_id}`` (``edge_agent.spot_check``).
     """
 
     def __init__(
@@ -83,6 +98,8 @@ class EdgeAgent:
         aux: AuxMonitor | None = None,
         participant: Participant | None = None,
         rhythm: WindowMonitor | None = None,
+        gate: BeatGate | None = None,
+        spot: SpotChecker | None = None,
     ) -> None:
         self.settings = settings
         self.pipeline = pipeline
@@ -95,6 +112,8 @@ class EdgeAgent:
         self.aux = aux
         self.participant = participant
         self.rhythm = rhythm
+        self.gate = gate
+        self.spot = spot
         self._participant_tasks: set[asyncio.Task[None]] = set()
         self.stats = AgentStats()
         self._cid = settings.client_id
@@ -198,12 +217,18 @@ class EdgeAgent:
             self.stats.ecg_s += chunk.duration_s
             res = self.pipeline.process(chunk)
             events: list[Event] = []
+            judged = (
+                []
+                if self.rhythm is None
+                else self.rhythm.process(chunk, [b.sample for b in res.beats])
+            )
+            beats, batch = self._gated(res.beats, res.batch, res.reset)
             if res.reset:
                 events += self.detector.flush()
-            events += self.detector.update(res.beats)
-            if self.rhythm is not None:
-                events += self.rhythm.process(chunk, [b.sample for b in res.beats])
-            self._store(res.beats, events, res.batch)
+            events += self.detector.update(beats) + judged
+            if self.spot is not None:
+                events += self.spot.process(chunk)
+            self._store(beats, events, batch)
             self._live.send(chunk)
         elif self.aux is not None:  # PPG, ACC, HR
             self.stats.aux_chunks += 1
@@ -212,14 +237,28 @@ class EdgeAgent:
             self.stats.ignored_chunks += 1
         self.stats.processing_s += time.perf_counter() - t0
 
+    def _gated(
+        self, beats: list[BeatPrediction], batch: BeatBatch, release_all: bool
+    ) -> tuple[list[BeatPrediction], BeatBatch]:
+        """Beats the quality gate releases (all it holds when ``release_all``)."""
+        if self.gate is None:
+            return beats, batch
+        beats, batch = self.gate.hold(beats, batch)
+        if release_all:
+            more, more_batch = self.gate.flush()
+            beats, batch = beats + more, concat_batches(batch, more_batch)
+        return beats, batch
+
     def _finish(self) -> None:
         res = self.pipeline.flush()
-        events = self.detector.update(res.beats) + self.detector.flush()
-        if self.rhythm is not None:
-            events += self.rhythm.flush()
+        judged = [] if self.rhythm is None else self.rhythm.flush()
+        beats, batch = self._gated(res.beats, res.batch, True)
+        events = self.detector.update(beats) + self.detector.flush() + judged
+        if self.spot is not None:
+            events += self.spot.flush()
         if self.aux is not None:
             events += self.aux.flush()
-        self._store(res.beats, events, res.batch)
+        self._store(beats, events, batch)
 
     def _store(
         self, beats: list[BeatPrediction], events: list[Event], batch: BeatBatch | None
@@ -293,6 +332,9 @@ class EdgeAgent:
             t = parse_topic(topic)
             if t.channel == Channel.PRED_ACK:
                 self._outbox.on_receipt(payload)
+                return
+            if t.channel == Channel.CONTROL and self.spot is not None:
+                self.spot.request(payload)
                 return
             if t.channel != Channel.LABEL and self.participant is not None:
                 task = asyncio.get_running_loop().create_task(

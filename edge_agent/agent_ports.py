@@ -1,4 +1,5 @@
-"""The agent's processing ports (beat sink, labeler, rhythm and wrist monitors) and its counters.
+"""The agent's processing ports (beat sink, labeler, rhythm and wrist monitors, quality gate,
+spot checks) and its counters.
 
 The network, buffer and clock ports are in :mod:`edge_agent.ports`; these are the ones only
 :class:`edge_agent.agent.EdgeAgent` plugs in. :class:`AgentStats` counts one run (logged at
@@ -12,8 +13,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from common.types import BeatPrediction, Event, SignalChunk
+from edge_agent.pipeline import BeatBatch
 
-__all__ = ["AgentStats", "AuxMonitor", "BeatLabeler", "BeatSink", "WindowMonitor"]
+__all__ = [
+    "AgentStats",
+    "AuxMonitor",
+    "BeatGate",
+    "BeatLabeler",
+    "BeatSink",
+    "SpotChecker",
+    "WindowMonitor",
+]
 
 
 class BeatSink(Protocol):
@@ -43,6 +53,26 @@ class WindowMonitor(Protocol):
     """ECG windows + the R peaks found in them -> events (the rhythm/AF model)."""
 
     def process(self, chunk: SignalChunk, peaks: list[int], lead: int = 0) -> list[Event]: ...
+
+    def flush(self) -> list[Event]: ...
+
+
+class BeatGate(Protocol):
+    """Holds beats until their signal is judged readable (``edge_agent.quality_gate``)."""
+
+    def hold(
+        self, beats: list[BeatPrediction], batch: BeatBatch
+    ) -> tuple[list[BeatPrediction], BeatBatch]: ...
+
+    def flush(self) -> tuple[list[BeatPrediction], BeatBatch]: ...
+
+
+class SpotChecker(Protocol):
+    """Spot checks requested on the control topic (``edge_agent.spot_check``)."""
+
+    def request(self, payload: bytes) -> None: ...
+
+    def process(self, chunk: SignalChunk) -> list[Event]: ...
 
     def flush(self) -> list[Event]: ...
 

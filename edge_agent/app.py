@@ -31,7 +31,9 @@ from edge_agent.output import JsonlSink
 from edge_agent.pipeline import EcgPipeline
 from edge_agent.ports import ChunkSource, Participant, Uplink
 from edge_agent.progress import ProgressSource, ReplayProgress
+from edge_agent.quality_gate import QualityGate
 from edge_agent.rhythm import OnnxRhythmScorer, RhythmMonitor
+from edge_agent.spot_check import SpotCheckService
 from edge_agent.wrist import WristMonitor
 
 if TYPE_CHECKING:
@@ -41,7 +43,8 @@ _LOGGER = logging.getLogger(__name__)
 
 # The packaged beat model (MODELS ships it beside its card); a path, never an import of models.
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "pretrained" / "beat.onnx"
-DEFAULT_RHYTHM = DEFAULT_MODEL.with_name("rhythm_softmax.onnx")
+DEFAULT_RHYTHM = DEFAULT_MODEL.with_name("rhythm.onnx")  # v2: N / AF / O / noisy
+LEGACY_RHYTHM = DEFAULT_MODEL.with_name("rhythm_softmax.onnx")  # v1 feature softmax
 NOMINAL_FS = 130.0  # Hz; the featurizer re-reads the rate from the first chunk
 
 
@@ -126,6 +129,11 @@ def build_agent(
     """An agent with the real pipeline around ``classifier`` (``spec`` overrides the card's
     beat spec, for experiments only)."""
     rhythm = load_rhythm(settings)
+    spot = None
+    if rhythm is not None:
+        spot = SpotCheckService(
+            settings.client_id, rhythm.scorer, rhythm.scorer.version, _spot_publisher(uplink)
+        )
     featurizer = make_featurizer(classifier.card, spec)
     pipeline = EcgPipeline(settings.client_id, featurizer, classifier)
     detector = BeatEventDetector(
@@ -160,7 +168,21 @@ def build_agent(
         aux=aux,
         participant=participant,
         rhythm=rhythm,
+        gate=None if rhythm is None else rhythm.gate,
+        spot=spot,
     )
+
+
+def _spot_publisher(uplink: Uplink | None) -> Callable[[str, bytes], None] | None:
+    """``publish(topic, payload)`` of spot-check results (QoS 1; the event is the durable copy)."""
+    if uplink is None:
+        return None
+
+    def publish(topic: str, payload: bytes) -> None:
+        if not uplink.publish_reliable(topic, payload, lambda ok: None):
+            _LOGGER.info("spot check result not sent (offline): it goes out as an event")
+
+    return publish
 
 
 def activate_classifier(agent: EdgeAgent, clf: OnnxBeatClassifier) -> None:
@@ -185,14 +207,22 @@ def swap_model(agent: EdgeAgent, model_path: Path, intra_op_threads: int = 1) ->
     return clf
 
 
+def rhythm_model_path(settings: EdgeSettings) -> Path | None:
+    """``rhythm_model_path``, else the packaged v2 model, else the packaged v1 softmax."""
+    if settings.rhythm_model_path is not None:
+        return Path(settings.rhythm_model_path)
+    return next((p for p in (DEFAULT_RHYTHM, LEGACY_RHYTHM) if p.is_file()), None)
+
+
 def load_rhythm(settings: EdgeSettings) -> RhythmMonitor | None:
-    """The rhythm (AF) model: ``rhythm_model_path``, else the packaged one if present; None
-    (AF from RR irregularity) when there is none."""
-    path = settings.rhythm_model_path or (DEFAULT_RHYTHM if DEFAULT_RHYTHM.is_file() else None)
+    """The rhythm model's monitor (with the quality gate when the model has a noisy class);
+    None (AF from RR irregularity) when there is no model."""
+    path = rhythm_model_path(settings)
     if path is None:
         return None
     scorer = OnnxRhythmScorer(path)
-    return RhythmMonitor(settings.client_id, scorer, scorer.window_s)
+    gate = QualityGate() if "noisy" in scorer.classes else None
+    return RhythmMonitor(settings.client_id, scorer, scorer.window_s, gate=gate)
 
 
 def replay_labeler(source: Any) -> AnnotationLabeler | None:
@@ -258,7 +288,11 @@ async def run_edge(
             # paho only when there is a broker: an offline agent spares its ~2 MB
             from edge_agent.uplink import MqttUplink
 
-            subs = [client_topic(Channel.LABEL, cid), client_topic(Channel.PRED_ACK, cid)]
+            subs = [
+                client_topic(Channel.LABEL, cid),
+                client_topic(Channel.PRED_ACK, cid),
+                client_topic(Channel.CONTROL, cid),  # spot-check requests
+            ]
             uplink = MqttUplink(
                 settings.broker_url,
                 cid,

@@ -21,6 +21,7 @@ EPILOG = """examples:
   medchain edge --source replay:../shared/data/mitdb/100 --speed max --out beats.jsonl
   medchain edge --source ble:AA:BB:CC:DD:EE:FF --broker mqtt://127.0.0.1:1883 --client-id patient-7
   medchain edge --source mqtt:sim-101 --broker mqtt://127.0.0.1:1883
+  medchain edge --source replay:recording.csv --spot-check     # one 30 s rhythm verdict (JSON)
 
 A replay is paced in real time by default (a 30-min record takes 30 min, as from a device);
 --speed max processes it as fast as the CPU allows (a 30-min MIT-BIH record in seconds). On a
@@ -82,6 +83,18 @@ def register(subparsers: Any) -> None:
     p.add_argument(
         "--workdir", type=Path, help="federated state folder (default STATE_DIR/federated)"
     )
+    p.add_argument(
+        "--spot-check",
+        action="store_true",
+        help="record --spot-seconds of the source's ECG, print one rhythm verdict as JSON, exit "
+        "(a replay plays as fast as possible unless --speed realtime)",
+    )
+    p.add_argument(
+        "--spot-seconds",
+        type=float,
+        default=30.0,
+        help="spot-check length, 9-60 s (default 30, as a watch records)",
+    )
     p.set_defaults(func=run)
 
 
@@ -139,6 +152,8 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from edge_agent.app import run_edge
     from edge_agent.progress import ReplayProgress, summary_line
 
+    if getattr(args, "spot_check", False):
+        return spot_check(args, env)
     settings = settings_from_args(args, env)
     progress = (
         ReplayProgress(sys.stderr, realtime=settings.speed == "realtime")
@@ -181,6 +196,21 @@ def run(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 REPLAY_SCHEMES = ("replay", "wfdb", "csv", "capture")
+
+
+def spot_check(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``--spot-check``: one rhythm verdict of the source's first ``--spot-seconds``."""
+    from common.spot_payloads import MAX_SPOT_S, MIN_SPOT_S
+    from edge_agent.spot_cli import run_spot_check
+
+    if not MIN_SPOT_S <= args.spot_seconds <= MAX_SPOT_S:
+        raise ConfigError(
+            f"--spot-seconds {args.spot_seconds:g}: give {MIN_SPOT_S:g}-{MAX_SPOT_S:g} s"
+        )
+    if args.speed is None:
+        args.speed = "max"
+    print(json.dumps(run_spot_check(settings_from_args(args, env), args.spot_seconds)))
+    return 0
 
 
 @contextlib.contextmanager

@@ -1,46 +1,55 @@
-"""Rhythm (AF) model on the stream: 30 s windows of raw ECG + detected R peaks -> AF episodes.
+"""Rhythm model on the stream: AF episodes from 30 s windows, signal quality from 10 s segments.
 
-``RhythmMonitor`` (pure) cuts the ECG into the non-overlapping windows of the rhythm model's
-card, computes ``common.signals.rhythm.rhythm_window_features`` (RR irregularity + atrial
-activity after QRST cancellation) with the R peaks the beat pipeline already found, and asks a
-``RhythmScorer`` for P(AF). Consecutive windows with P(AF) >= ``enter`` (and staying above
-``leave``) form one ``af_episode`` event (``source: "rhythm"``). ``OnnxRhythmScorer`` is the
-onnxruntime adapter for ``models/pretrained/rhythm_softmax.onnx``.
+``RhythmMonitor`` (pure) keeps the recent ECG of the stream and, with a ``WindowScorer``
+(``edge_agent.rhythm_verdict``):
+
+- judges every ``quality_window_s`` segment readable or not (the model's noisy class, or a flat
+  line) and tells the :class:`~edge_agent.quality_gate.QualityGate`, which holds the beats until
+  then and passes unreadable ones on as Q;
+- scores every non-overlapping ``window_s`` window; consecutive windows with P(AF) >= ``enter``
+  (staying above ``leave``) form one ``af_episode`` event (``source: "rhythm"``). A window the
+  model calls noisy, or holding an unreadable segment, is no AF evidence;
+- at the end of the stream or a gap, scores what is left when it is at least 9 s long (the
+  model decides from 9 s up).
+
+``OnnxRhythmScorer`` is the onnxruntime adapter for a shipped rhythm model: v2
+(``models/pretrained/rhythm.onnx``: ``ecg`` + ``features`` in; N / AF / O / noisy) or the v1
+feature softmax (``rhythm_softmax.onnx``: ``features`` only; N / AF / O).
 """
 
 from __future__ import annotations
 
 import logging
-from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from common.errors import CorruptInputError, DataNotFoundError
-from common.model_card import card_path_for, load_card
-from common.signals.rhythm import RHYTHM_FEATURES, rhythm_window_features
+from common.model_card import ModelCard, card_path_for, load_card
+from common.signals.rhythm_input import (
+    FEATURE_NAMES,
+    MIN_S,
+    RhythmInput,
+    prepare_rhythm_input,
+    quality_flags,
+)
 from common.types import Event, SignalChunk, event_id
+from edge_agent.quality_gate import QualityGate
+from edge_agent.rhythm_verdict import UNREADABLE, RhythmVerdict, WindowScorer, windows_verdict
 
 _LOGGER = logging.getLogger(__name__)
 _NS = 1_000_000_000
-_LATE_S = 4.0  # s past a window's end before it is scored
-
-
-class RhythmScorer(Protocol):
-    """Rhythm features (n, n_features) -> P(AF) per window, shape (n,)."""
-
-    def af_probability(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]: ...
 
 
 class OnnxRhythmScorer:
-    """onnxruntime adapter of the rhythm model (card: ``features`` in, ``probs`` out).
+    """onnxruntime adapter of a rhythm model and its card (a :class:`WindowScorer`).
 
     Raises
     ------
     DataNotFoundError, CorruptInputError
-        Missing model/card, or a card whose features are not ``RHYTHM_FEATURES``.
+        Missing model/card, a card whose features are not ``RHYTHM_FEATURES``, no AF class.
     """
 
     def __init__(self, model_path: Path | str) -> None:
@@ -49,110 +58,155 @@ class OnnxRhythmScorer:
         path = Path(model_path)
         if not path.is_file():
             raise DataNotFoundError(f"rhythm model {path.name!r}", str(path.parent))
-        self.card = load_card(card_path_for(path))
+        self.card: ModelCard = load_card(card_path_for(path))
         names = tuple(self.card.input_contract.parameters.get("feature_names", ()))
-        if names != RHYTHM_FEATURES:
-            raise CorruptInputError(f"rhythm card features {names} differ from {RHYTHM_FEATURES}")
+        if names != FEATURE_NAMES:
+            raise CorruptInputError(f"rhythm card features {names} differ from {FEATURE_NAMES}")
         if "AF" not in self.card.classes:
             raise CorruptInputError(f"rhythm model has no AF class ({self.card.classes})")
+        self._inputs = tuple(i.name for i in self.card.onnx.inputs)
         self.window_s = float(self.card.input_contract.parameters.get("window_s", 30.0))
-        self._af = self.card.classes.index("AF")
-        self._input = self.card.onnx.inputs[0].name
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = 1
         opts.inter_op_num_threads = 1
-        opts.enable_cpu_mem_arena = False  # a 620-byte model: no arena
+        opts.enable_cpu_mem_arena = False  # small models, windows of varying length: no arena
         opts.enable_mem_pattern = False
         self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
-    def af_probability(self, features: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
-        """P(AF) per window."""
-        (probs,) = self._session.run(["probs"], {self._input: features.astype(np.float32)})
-        return np.asarray(probs, dtype=np.float32)[:, self._af]
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Output classes (card order)."""
+        return self.card.classes
+
+    @property
+    def version(self) -> str:
+        """The model's version (card)."""
+        return self.card.version
+
+    def probabilities(self, inputs: Sequence[RhythmInput]) -> npt.NDArray[np.float32]:
+        """Class probabilities ``(n, len(classes))`` of prepared windows."""
+        feats = np.stack([i.features for i in inputs]).astype(np.float32)
+        if "ecg" not in self._inputs:  # the v1 feature softmax
+            (probs,) = self._session.run(["probs"], {self._inputs[0]: feats})
+            return np.asarray(probs, dtype=np.float32)
+        out = np.zeros((len(inputs), len(self.classes)), dtype=np.float32)
+        lengths = np.array([i.signal.size for i in inputs])
+        for length in np.unique(lengths):  # one run per window length (the length axis is free)
+            rows = np.flatnonzero(lengths == length)
+            ecg = np.stack([inputs[int(r)].signal for r in rows])[:, None, :]
+            (probs,) = self._session.run(["probs"], {"ecg": ecg, "features": feats[rows]})
+            out[rows] = probs
+        return out
 
 
 class RhythmMonitor:
-    """AF episodes from windows of the ECG stream.
+    """AF episodes and signal quality from the ECG stream (module docstring).
 
     Parameters
     ----------
     client_id : str
-    scorer : RhythmScorer
+    scorer : WindowScorer
     window_s : float
-        Window length of the model, s.
+        AF window, s.
+    quality_window_s : float
+        Segment judged readable or not, s (>= 9 s: the model's shortest input).
     enter, leave : float
         P(AF) that opens / keeps an episode (hysteresis).
     close_after : int
-        Consecutive windows below ``leave`` that end an episode (one short non-AF-looking
-        window inside a long AF episode does not split it).
+        Consecutive windows below ``leave`` that end an episode.
+    gate : QualityGate, optional
+        Told every segment's judgement.
     """
 
     def __init__(
         self,
         client_id: str,
-        scorer: RhythmScorer,
+        scorer: WindowScorer,
         window_s: float = 30.0,
+        quality_window_s: float = 10.0,
         enter: float = 0.6,
         leave: float = 0.4,
         close_after: int = 2,
+        gate: QualityGate | None = None,
     ) -> None:
-        self._cid = client_id
-        self._scorer = scorer
-        self._window_s = window_s
-        self._enter, self._leave = enter, leave
-        self._close_after = close_after
+        self._cid, self.scorer, self.gate = client_id, scorer, gate
+        self._window_s, self._quality_s = window_s, max(quality_window_s, MIN_S)
+        self._enter, self._leave, self._close_after = enter, leave, close_after
+        self._noisy_class = UNREADABLE in scorer.classes
         self._below = 0
-        self._fs = 0.0
-        self._next: int | None = None
-        self._x: list[npt.NDArray[np.float64]] = []
-        self._n = 0
-        self._start = 0  # stream index of the window's first sample
-        self._t0 = 0  # its time, ns
-        self._peaks: list[int] = []
-        self._episode: tuple[int, int, float, int] | None = None  # start, end, max p, windows
-        self._ready: deque[tuple[npt.NDArray[np.float64], int, int]] = deque()
+        self._episode: tuple[int, int, float, int] | None = None  # start, end ns, max p, windows
+        self._reset(0.0, None, 0, 0)
         self.windows = 0
+        self.noisy_windows = 0
+        self.unreadable_segments = 0
         self.last_af_probability = float("nan")
+        self.last_verdict: RhythmVerdict | None = None
+
+    def _reset(self, fs: float, seq: int | None, start: int, t0_ns: int) -> None:
+        self._fs, self._next = fs, seq
+        self._x = np.zeros(0)
+        self._x0 = start  # stream index of self._x[0]
+        self._t0 = t0_ns  # its time, ns
+        self._af_at = self._q_at = start  # next AF window / quality segment start
+        self._noisy_until = start  # end of the last unreadable segment
 
     def process(self, chunk: SignalChunk, peaks: list[int], lead: int = 0) -> list[Event]:
-        """Feed an ECG chunk and the R peaks (stream indices) the pipeline found so far."""
+        """Feed an ECG chunk (``peaks``: the pipeline's R peaks, unused: the model detects its
+        own on each window, as in training)."""
+        del peaks
         events: list[Event] = []
         if chunk.fs != self._fs or chunk.seq != self._next:
-            events += self.flush()  # a gap ends the episode and the window
-            self._fs, self._x, self._n = chunk.fs, [], 0
-            self._start, self._t0, self._peaks = chunk.seq, chunk.t0_ns, []
-            self._ready.clear()
+            events += self.flush()  # a gap ends the episode and the windows
+            self._reset(chunk.fs, chunk.seq, chunk.seq, chunk.t0_ns)
         self._next = chunk.seq + chunk.n_samples
-        self._peaks += peaks
         x = chunk.samples[:, min(lead, chunk.samples.shape[1] - 1)]
-        size = round(self._window_s * self._fs)
-        while x.size:
-            take = min(size - self._n, x.size)
-            self._x.append(x[:take])
-            self._n += take
-            x = x[take:]
-            if self._n == size:
-                self._ready.append((np.concatenate(self._x), self._start, self._t0))
-                self._start += size
-                self._t0 += round(size * _NS / self._fs)
-                self._x, self._n = [], 0
-        # the pipeline reports a beat about one RR interval after its R peak: score a window
-        # once the stream is _LATE_S past its end, when all its peaks are known
-        late = round(_LATE_S * self._fs)
-        while self._ready and self._ready[0][1] + size + late <= self._next:
-            window, start, t0 = self._ready.popleft()
-            events += self._score(window, start, t0)
+        self._x = np.concatenate([self._x, np.asarray(x, dtype=np.float64)])
+        if self.gate is not None:
+            self.gate.seen(self._next, self._fs)
+        q, w = round(self._quality_s * self._fs), round(self._window_s * self._fs)
+        while self._next >= self._q_at + q:
+            self._judge(self._q_at, self._q_at + q)
+            self._q_at += q
+        while self._next >= self._af_at + w:
+            events += self._score(self._af_at, self._af_at + w)
+            self._af_at += w
+        self._trim()
         return events
 
-    def _score(self, window: npt.NDArray[np.float64], start: int, t0: int) -> list[Event]:
-        size = window.size
-        inside = [p - start for p in self._peaks if start <= p < start + size]
-        self._peaks = [p for p in self._peaks if p >= start + size]
-        feats = rhythm_window_features(window, self._fs, np.array(inside, np.int64))
-        p = float(self._scorer.af_probability(feats[None, :].astype(np.float32))[0])
-        self.windows += 1
+    def _segment(self, start: int, end: int) -> npt.NDArray[np.float64]:
+        return self._x[start - self._x0 : end - self._x0]
+
+    def _trim(self) -> None:
+        newest = self._x0 + self._x.size
+        keep = min(self._af_at, self._q_at, newest - round(MIN_S * self._fs))
+        if keep > self._x0:
+            self._x = self._x[keep - self._x0 :]
+            self._t0 += round((keep - self._x0) * _NS / self._fs)
+            self._x0 = keep
+
+    def _verdict(self, x: npt.NDArray[np.float64]) -> RhythmVerdict:
+        flags = quality_flags(x, self._fs)
+        return windows_verdict([prepare_rhythm_input(x, self._fs)], self.scorer, flags)
+
+    def _judge(self, start: int, end: int, context_from: int | None = None) -> None:
+        """Judge ``[start, end)`` readable or not (on ``[context_from, end)`` if given)."""
+        verdict = self._verdict(self._segment(start if context_from is None else context_from, end))
+        noisy = ("flat" in verdict.quality) or (self._noisy_class and verdict.noisy)
+        if noisy:
+            self.unreadable_segments += 1
+            self._noisy_until = max(self._noisy_until, end)
+        if self.gate is not None:
+            self.gate.judge(start, end, noisy)
+
+    def _score(self, start: int, end: int) -> list[Event]:
+        verdict = self._verdict(self._segment(start, end))
+        self.last_verdict, self.windows = verdict, self.windows + 1
+        noisy = verdict.noisy or self._noisy_until > start
+        self.noisy_windows += noisy
+        p = 0.0 if noisy else verdict.probabilities.get("AF", 0.0)
         self.last_af_probability = p
-        t_end = t0 + round(size * _NS / self._fs)
+        t0 = self._t0 + round((start - self._x0) * _NS / self._fs)
+        t_end = t0 + round((end - start) * _NS / self._fs)
         if self._episode is None:
             if p >= self._enter:
                 self._episode = (t0, t_end, p, 1)
@@ -166,11 +220,17 @@ class RhythmMonitor:
         return []
 
     def flush(self) -> list[Event]:
-        """Score the complete windows still waiting, close the open episode (end of stream,
-        gap)."""
+        """Judge and score what is left (>= 9 s of context), close the open episode (end of
+        stream, gap)."""
         events: list[Event] = []
-        while self._ready:
-            events += self._score(*self._ready.popleft())
+        if self._fs and self._next is not None:
+            min_n = round(MIN_S * self._fs)
+            if self._next > self._q_at and self._next - self._x0 >= min_n:
+                self._judge(self._q_at, self._next, min(self._q_at, self._next - min_n))
+                self._q_at = self._next
+            if self._next - self._af_at >= min_n:
+                events += self._score(self._af_at, self._next)
+                self._af_at = self._next
         return events + self._close()
 
     def _close(self) -> list[Event]:

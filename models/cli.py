@@ -40,6 +40,8 @@ def cmd_train(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from models.tasks import get_task
 
     task = get_task(args.task)
+    if "train" in task.options:  # a task with its own pipeline (rhythm: models.rhythm_pipeline)
+        return _train_own(task, args, env)
     request = TrainRequest(
         seed=args.seed,
         out_dir=Path(args.out),
@@ -62,6 +64,33 @@ def cmd_train(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         for name in ("teacher_fp32", "fp32", "int8"):
             print(metrics_markdown(summary["evaluations"][name], f"{task.name} {name}"))
         print(f"model: {summary['card'].replace('.card.json', '.onnx')}  card: {summary['card']}")
+    return 0
+
+
+def _train_own(task: Any, args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    """``medchain train`` of a task whose ``options["train"]`` runs its own pipeline."""
+    from models.pipeline import TrainRequest
+
+    request = TrainRequest(
+        seed=args.seed,
+        out_dir=Path(args.out),
+        records=tuple(args.records.split(",")) if args.records else None,
+        test_records=tuple(args.test_records.split(",")) if args.test_records else None,
+        epochs=args.epochs,
+        steps_per_epoch=args.steps,
+        command=_command_line(),
+        threads=args.threads,
+    )
+    cv = Path(args.cv_report) if args.cv_report else None
+    if cv is not None and not cv.is_file():
+        raise DataNotFoundError(f"cross-validation report {cv.name!r}", str(cv.parent))
+    summary = task.options["train"](request, dict(env), _cache(env), cv)
+    if args.json:
+        print(json.dumps(summary["evaluations"]))
+    else:
+        for name, m in summary["evaluations"].items():
+            print(f"{task.name} {name}: AF F1 {m['af_f1']:.3f}  accuracy {m['accuracy']:.3f}")
+        print(f"card: {summary['card']}  ({summary['elapsed_s']:.0f} s)")
     return 0
 
 
@@ -115,6 +144,10 @@ def cmd_evaluate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
         return run_records(args, env)
     task = get_task(args.task)
+    if task.name == "rhythm" and args.labels is not None:
+        from models.rhythm_eval import run_rhythm_records  # any folder of recordings
+
+        return run_rhythm_records(args, env)
     if args.model is None and args.predict_test is None:
         raise MedchainError("medchain evaluate: give --model (and/or --predict-test OUT)")
     split = args.split or task.test_split
@@ -206,6 +239,10 @@ def register(subparsers: Any) -> None:
         help="beat: do not serve V calls that look like the wearer's usual beat as Q "
         "(models/template_veto.py)",
     )
+    tr.add_argument(
+        "--cv-report",
+        help="rhythm: cv.json of `python -m models.rhythm_cv` whose tables go into the card",
+    )
     tr.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     tr.add_argument("--json", action="store_true", help="print metrics as JSON")
     tr.set_defaults(func=cmd_train)
@@ -235,6 +272,9 @@ def register(subparsers: Any) -> None:
         ),
     )
     task_arg(ev)
+    from models.rhythm_eval import add_arguments as rhythm_record_arguments
+
+    rhythm_record_arguments(ev)  # rhythm: --records DIR --labels CSV [--fs HZ]
     ev.add_argument(
         "--model", help=".onnx (onnxruntime) or .pt (torch) model (optional with --predict-test)"
     )

@@ -151,7 +151,9 @@ def test_evaluate_rhythm_model_and_protocol(env: Path, capsys: pytest.CaptureFix
     out = json.loads(capsys.readouterr().out)
     # Assert
     assert rc == 0
-    assert out["classes"] == ["N", "AF", "O"] and out["split"] == "ds2"
+    # the v1 softmax's N, AF, O are the first three classes of the rhythm task (v2 adds noisy)
+    assert out["classes"] == ["N", "AF", "O", "noisy"] and out["split"] == "ds2"
+    assert out["per_class"]["noisy"]["predicted"] == 0
     assert out["per_class"]["AF"]["support"] > 0 and "warning" not in out
     results = out["protocol"]["results"]
     assert set(results) == {"overall", "af_f1", "by_group"}

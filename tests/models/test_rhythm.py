@@ -1,21 +1,28 @@
-"""Rhythm (AF) task: labels from MIT-BIH rhythm annotations, rate-independent features."""
+"""Rhythm task: MIT-BIH rhythm labels, the shipped cards (complete, naming only code that
+exists, the contract the code feeds), and the v1 softmax still flagging irregular rhythm."""
 
 from __future__ import annotations
 
+import importlib
+import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from common.model_card import load_card
+from common.model_card import file_sha256, load_card
 from common.signals.accel import FeatureClassifier
 from common.signals.peaks import ecg_findpeaks
-from common.signals.resample import resample_signal
 from common.signals.rhythm import rhythm_window_features
+from models import rhythm_softmax
 from models.tasks import get_task, rhythm
 from models.tasks.base import LoadOptions
 from tests.common.signals.synthetic import synthetic_ecg
+
+PRETRAINED = Path(__file__).resolve().parents[2] / "models" / "pretrained"
+DOTTED = re.compile(r"\b((?:common|models|edge_agent|firmware_bridge)(?:\.\w+)+)")
 
 
 @pytest.mark.parametrize(
@@ -26,52 +33,60 @@ def test_rhythm_annotation_mapping(aux: str, label: int) -> None:
 
 
 @pytest.mark.datasets("mitdb")
-def test_real_record_windows_carry_af_labels(data_root: Path) -> None:
+def test_real_record_windows_carry_af_labels(data_root: Path, tmp_path: Path) -> None:
     # Execute: record 202 starts in sinus rhythm and has AF/AFL later
-    data = rhythm.load_mitdb(
-        ["202"], LoadOptions(env={**os.environ, "MEDCHAIN_DATA": str(data_root)})
-    )
+    options = LoadOptions(env={**os.environ, "MEDCHAIN_DATA": str(data_root)}, cache_dir=tmp_path)
+    data = rhythm.load("ds2", LoadOptions(options.env, records=["202"], cache_dir=tmp_path))
     # Assert
     assert get_task("rhythm") is rhythm.TASK
-    assert data.signal.shape[1:] == (1, 3840) and len(data) == 60
+    assert data.signal.shape[1:] == (1, 3840) and len(data) == 60 and data.features.shape[1] == 15
     assert data.labels[0] == 0 and np.sum(data.labels == 1) >= 15
     af, sinus = data.features[data.labels == 1], data.features[data.labels == 0]
-    cv = rhythm.FEATURE_NAMES.index("rr_cv")
+    cv = rhythm.contract().parameters["feature_names"].index("rr_cv")
     assert np.median(af[:, cv]) > 2 * np.median(sinus[:, cv])
+    assert (tmp_path / "rhythm_v2").is_dir()  # cached outside the repository
 
 
-def test_features_do_not_depend_on_the_device_rate() -> None:
-    # Prepare: the same synthetic ECG recorded at 360 Hz and at 250 Hz
-    feats = []
-    for fs in (360.0, 250.0):
-        x, _ = synthetic_ecg(fs, 30.0, hr_bpm=75.0, seed=5, rr_jitter=0.2, wander_uv=50.0)
-        # Execute: both documented paths (device rate, and resample -> detect at 128 Hz)
-        native = rhythm_window_features(x, fs, ecg_findpeaks(x, fs))
-        x128 = resample_signal(x, fs, rhythm.FS_HZ)[: rhythm.WINDOW]
-        feats += [native, rhythm.window_features(x128, ecg_findpeaks(x128, rhythm.FS_HZ))]
-    # Assert: RR statistics agree within a few percent, the match-count based entropies (short
-    # series, discrete counts) within 0.3, the atrial frequency within 0.5 Hz
-    names = rhythm.FEATURE_NAMES
-    entropy = [names.index("sample_entropy"), names.index("cosen")]
-    stats = [i for i in range(names.index("rr_range_norm") + 1) if i not in entropy]
-    for f in feats[1:]:
-        np.testing.assert_allclose(f[stats], feats[0][stats], rtol=0.1, atol=0.02)
-        np.testing.assert_allclose(f[entropy], feats[0][entropy], atol=0.3)
-        assert abs(f[names.index("daf_hz")] - feats[0][names.index("daf_hz")]) < 0.5
+def _resolves(dotted: str) -> bool:
+    parts = dotted.split(".")
+    for cut in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for name in parts[cut:]:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+    return False
 
 
-def test_shipped_model_flags_irregular_rhythm_as_af() -> None:
+@pytest.mark.parametrize("card", ["rhythm_softmax.card.json"])
+def test_shipped_rhythm_cards_name_only_code_that_exists(card: str) -> None:
+    # Prepare: every dotted name of our packages in the card's input contract
+    raw = json.loads((PRETRAINED / card).read_text())
+    names = set(DOTTED.findall(json.dumps(raw["input_contract"])))
+    # Assert
+    assert names, "the contract names the functions that feed the model"
+    assert [n for n in names if not _resolves(n)] == []
+
+
+def test_shipped_softmax_card_holds_the_contract_of_the_code() -> None:
+    card = load_card(PRETRAINED / "rhythm_softmax.card.json")
+    assert card.input_contract == rhythm_softmax.contract()
+    assert card.artifact.sha256 == file_sha256(PRETRAINED / "rhythm_softmax.onnx")
+
+
+def test_shipped_softmax_flags_irregular_rhythm_as_af() -> None:
     # Prepare
-    folder = Path(__file__).resolve().parents[2] / "models" / "pretrained"
-    card = load_card(folder / "rhythm_softmax.card.json")
-    clf = FeatureClassifier.from_dict(
-        __import__("json").loads((folder / "rhythm_softmax.json").read_text())
-    )
+    clf = FeatureClassifier.from_dict(json.loads((PRETRAINED / "rhythm_softmax.json").read_text()))
     probs = []
     for jitter in (0.02, 0.25):
         x, _ = synthetic_ecg(128.0, 30.0, hr_bpm=85.0, seed=11, rr_jitter=jitter, wander_uv=30.0)
         # Execute
-        probs.append(clf.predict_proba(rhythm.window_features(x, ecg_findpeaks(x, 128.0)))[0])
+        probs.append(
+            clf.predict_proba(rhythm_window_features(x, 128.0, ecg_findpeaks(x, 128.0)))[0]
+        )
     # Assert
-    assert card.classes == rhythm.CLASSES
     assert probs[0].argmax() == 0 and probs[1][1] > probs[0][1]

@@ -1,0 +1,126 @@
+"""Signal-quality gate between beat classification and everything that reports beats (pure).
+
+The rhythm monitor judges every stretch of the stream (10 s segments) readable or not with the
+rhythm model's noisy class (``edge_agent.rhythm``). Beats wait here until the stretch holding
+their R peak has been judged; then they go on to the event detectors, the buffer and the uplink:
+
+- in a readable stretch unchanged;
+- in an unreadable one as ``Q`` (unclassifiable) with no RR interval, so that no beat class, no
+  V/S run, no heart-rate alarm and no RR-based AF comes from noise, and the patient's page (which
+  says "signal too noisy" when most recent beats are Q, ``web.patient_view``) says so.
+
+Beats older than ``max_hold_s`` of stream behind the newest sample are released as they are
+(a monitor that stopped judging must not hold the stream back), and :meth:`flush` releases
+everything (end of stream, gap).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+
+from common.types import BeatPrediction
+from edge_agent.pipeline import BeatBatch, concat_batches, empty_batch
+
+_LOGGER = logging.getLogger(__name__)
+
+UNREADABLE_CLASS = "Q"
+
+
+@dataclass
+class GateStats:
+    """Counters: beats released, and those released as unreadable."""
+
+    released: int = 0
+    unreadable: int = 0
+    unjudged: int = 0  # released without a judgement (held too long, or flushed)
+
+
+class QualityGate:
+    """Hold beats until their stretch of signal is judged (module docstring).
+
+    Parameters
+    ----------
+    max_hold_s : float
+        Longest a beat waits, in s of stream behind the newest sample seen.
+    """
+
+    def __init__(self, max_hold_s: float = 40.0) -> None:
+        self._max_hold_s = max_hold_s
+        self._beats: list[BeatPrediction] = []
+        self._batch: BeatBatch = empty_batch()
+        self._spans: list[tuple[int, int, bool]] = []  # judged [start, end) sample spans, noisy
+        self._judged_to = 0  # stream index up to which everything is judged
+        self._newest = 0
+        self._fs = 0.0
+        self.stats = GateStats()
+
+    def judge(self, start: int, end: int, noisy: bool) -> None:
+        """The rhythm monitor's judgement of stream samples ``[start, end)``."""
+        self._spans.append((start, end, noisy))
+        self._judged_to = max(self._judged_to, end)
+
+    def seen(self, newest_sample: int, fs: float) -> None:
+        """The stream has reached ``newest_sample`` at ``fs`` Hz (bounds the hold)."""
+        self._newest, self._fs = max(self._newest, newest_sample), fs
+
+    def hold(
+        self, beats: list[BeatPrediction], batch: BeatBatch
+    ) -> tuple[list[BeatPrediction], BeatBatch]:
+        """Take new beats (and their model inputs); return those now released, in order."""
+        if beats:
+            aligned = len(batch) == len(beats) and len(self._batch) == len(self._beats)
+            self._beats += beats
+            # model inputs travel with their beats only while every held beat has them
+            self._batch = concat_batches(self._batch, batch) if aligned else empty_batch()
+        late = self._newest - round(self._max_hold_s * self._fs) if self._fs else -1
+        n = 0
+        while n < len(self._beats) and (
+            self._beats[n].sample < self._judged_to or self._beats[n].sample < late
+        ):
+            n += 1
+        return self._release(n)
+
+    def flush(self) -> tuple[list[BeatPrediction], BeatBatch]:
+        """Release every beat held (end of stream or a gap) and forget the judgements."""
+        out = self._release(len(self._beats))
+        self._spans, self._judged_to, self._newest = [], 0, 0
+        return out
+
+    def _release(self, n: int) -> tuple[list[BeatPrediction], BeatBatch]:
+        if n == 0:
+            return [], empty_batch()
+        beats, self._beats = self._beats[:n], self._beats[n:]
+        batch = self._batch
+        if len(batch) == len(beats) + len(self._beats):
+            out_batch = BeatBatch(
+                batch.samples[:n], batch.windows[:n], batch.rr[:n], batch.rr_s[:n]
+            )
+            self._batch = BeatBatch(
+                batch.samples[n:], batch.windows[n:], batch.rr[n:], batch.rr_s[n:]
+            )
+        else:  # inputs were not kept for these beats
+            out_batch, self._batch = empty_batch(), empty_batch()
+        released = [self._gated(b) for b in beats]
+        self.stats.released += n
+        horizon = max((b.sample for b in beats), default=0)
+        self._spans = [s for s in self._spans if s[1] > horizon - 1]
+        return released, out_batch
+
+    def _gated(self, beat: BeatPrediction) -> BeatPrediction:
+        verdict = self._noisy_at(beat.sample)
+        if verdict is None:
+            self.stats.unjudged += 1
+            return beat
+        if not verdict:
+            return beat
+        self.stats.unreadable += 1
+        return replace(beat, label=UNREADABLE_CLASS, rr_s=float("nan"))
+
+    def _noisy_at(self, sample: int) -> bool | None:
+        """Judgement of a sample (None: not judged); a later judgement of it wins."""
+        found = None
+        for start, end, noisy in self._spans:
+            if start <= sample < end:
+                found = noisy
+        return found

@@ -1,0 +1,211 @@
+"""Record-wise 5-fold cross-validation of rhythm v2 on the CinC 2017 training set.
+
+Protocol (docs/models.md, "Rhythm v2: cross-validation protocol"): the 8,228 recordings get a
+fold each with :func:`models.cv.stratified_folds` (stratified by label, seed :data:`CV_SEED`).
+For fold k the recipe (``models.rhythm_pipeline.train_models``: teacher -> distilled student ->
+fp32 ONNX -> int8) is trained on the other four folds + MIT-BIH DS1 + AFTDB and scores the
+recordings of fold k (every window of a recording, probabilities averaged, arg-max). The feature
+softmax (the v1 method refit on the same training windows, 4 classes) is scored beside it.
+Per-fold predictions go to ``<out>/fold<k>.json``; ``<out>/cv.json`` pools them (per fold and
+pooled per-class F1, CinC mean F1, confusion, record-bootstrap intervals) for every model.
+
+``--dev`` runs the development split instead: train on folds 2-4, score fold 1 (fold 0 is never
+looked at while choosing settings).
+
+    nice -n 10 python -m models.rhythm_cv --out runs/rhythm_cv            # all five folds
+    nice -n 10 python -m models.rhythm_cv --out runs/rhythm_cv --folds 3  # one fold (resumable)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from models.cv import stratified_folds
+from models.data.mitdb import DS1
+from models.feature_model import fit_softmax, predict_proba
+from models.rhythm_data import WindowBank
+from models.rhythm_export import onnx_window_probs
+from models.rhythm_metrics import CLASSES, rhythm_metrics, table_row
+from models.rhythm_pipeline import Recipe, default_recipe, train_models
+from models.rhythm_train import predict_windows, record_probabilities
+from models.tasks.base import LoadOptions
+
+_LOGGER = logging.getLogger(__name__)
+
+CV_SEED = 2017
+FOLDS = 5
+DEV_TRAIN, DEV_VALIDATE = (2, 3, 4), (1,)
+MODELS = ("teacher_fp32", "student_fp32", "student_int8", "softmax_fp32")
+
+
+def record_folds(bank: WindowBank, k: int = FOLDS, seed: int = CV_SEED) -> dict[str, int]:
+    """Fold of every recording of a CinC bank (stratified by its label)."""
+    full = ~bank.short
+    names, first = np.unique(bank.records[full], return_index=True)
+    labels = bank.labels[full][first]
+    return {
+        str(n): int(f)
+        for n, f in zip(names, stratified_folds(list(names), labels, k, seed), strict=True)
+    }
+
+
+def softmax_window_probs(
+    train: WindowBank, test: WindowBank, idx: npt.NDArray[np.int64]
+) -> npt.NDArray[np.float32]:
+    """The feature softmax (L2 = 1) fit on ``train``'s full windows, applied to ``idx``."""
+    keep = ~train.short
+    model = fit_softmax(
+        train.features[keep].astype(np.float64),
+        train.labels[keep],
+        len(CLASSES),
+        l2=1.0,
+        balanced=False,
+    )
+    return predict_proba(model, test.features[idx].astype(np.float64)).astype(np.float32)
+
+
+def run_split(
+    cinc: WindowBank,
+    extra: WindowBank,
+    folds: dict[str, int],
+    train_folds: tuple[int, ...],
+    test_folds: tuple[int, ...],
+    recipe: Recipe,
+    seed: int,
+    out: Path,
+) -> dict[str, Any]:
+    """Train on ``train_folds`` (+ ``extra``), score ``test_folds``; per-record probabilities."""
+    fold = np.array([folds[str(r)] for r in cinc.records])
+    train = WindowBank.concat([cinc.subset(np.isin(fold, train_folds)), extra])
+    test = cinc.subset(np.isin(fold, test_folds))
+    started = time.monotonic()
+    trained = train_models(train, recipe, seed, out)
+    idx = np.arange(len(test), dtype=np.int64)
+    window_probs = {
+        "teacher_fp32": predict_windows(trained.teacher, test, idx),
+        "student_fp32": onnx_window_probs(trained.fp32, test, idx),
+        "student_int8": onnx_window_probs(trained.int8, test, idx),
+        "softmax_fp32": softmax_window_probs(train, test, idx),
+    }
+    result: dict[str, Any] = {
+        "train_folds": list(train_folds),
+        "test_folds": list(test_folds),
+        "seed": seed,
+    }
+    for name, probs in window_probs.items():
+        records, rec_probs, labels = record_probabilities(test, probs, idx)
+        result[name] = {
+            "records": records,
+            "labels": labels.tolist(),
+            "probs": np.round(rec_probs, 5).tolist(),
+        }
+    result["seconds"] = trained.seconds | {"total": time.monotonic() - started}
+    result["recipe"] = asdict(recipe)
+    return result
+
+
+def summarise(results: list[dict[str, Any]], bootstrap: int = 1000) -> dict[str, Any]:
+    """Per-fold and pooled metrics of every model in fold results."""
+    out: dict[str, Any] = {"classes": list(CLASSES), "folds": [r["test_folds"] for r in results]}
+    for name in MODELS:
+        per_fold, ys, ps = [], [], []
+        for r in results:
+            y = np.asarray(r[name]["labels"], dtype=np.int64)
+            p = np.asarray(r[name]["probs"]).argmax(axis=1)
+            per_fold.append(table_row(rhythm_metrics(y, p)))
+            ys.append(y)
+            ps.append(p)
+        pooled = rhythm_metrics(np.concatenate(ys), np.concatenate(ps), bootstrap=bootstrap)
+        mean = {k: float(np.mean([f[k] for f in per_fold])) for k in per_fold[0]}
+        out[name] = {"per_fold": per_fold, "mean_of_folds": mean, "pooled": pooled}
+    out["seconds"] = [r["seconds"] for r in results]
+    return out
+
+
+def _banks(options: LoadOptions) -> tuple[WindowBank, WindowBank]:
+    from models.tasks.rhythm import aftdb_bank, cinc_bank, mitdb_bank
+
+    extra_opts = LoadOptions(env=options.env, cache_dir=options.cache_dir)
+    return cinc_bank(options), WindowBank.concat(
+        [mitdb_bank(list(DS1), extra_opts), aftdb_bank(extra_opts)]
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m models.rhythm_cv --out DIR [--folds 0,1] [--dev] [--epochs N] [--steps N]``."""
+    from common.datasets import default_cache_dir
+
+    parser = argparse.ArgumentParser(description="record-wise 5-fold CV of rhythm v2 on CinC 2017")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for fold<k>.json and cv.json"
+    )
+    parser.add_argument(
+        "--folds", help="comma-separated folds to run (default all; done ones are kept)"
+    )
+    parser.add_argument(
+        "--dev", action="store_true", help="development split: train folds 2-4, score fold 1"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, help="override the recipe's epochs (smoke runs)")
+    parser.add_argument("--steps", type=int, help="override the steps per epoch (smoke runs)")
+    parser.add_argument("--records", help="comma-separated CinC records (smoke runs)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000, help="record resamples for the intervals"
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    torch.set_num_threads(args.threads)
+    env = dict(os.environ)
+    options = LoadOptions(
+        env=env,
+        records=args.records.split(",") if args.records else None,
+        cache_dir=default_cache_dir(env) / "preprocessed",
+    )
+    cinc, extra = _banks(options)
+    folds = record_folds(cinc)
+    recipe = default_recipe().smaller(args.epochs, args.steps)
+    args.out.mkdir(parents=True, exist_ok=True)
+    splits = (
+        [(DEV_TRAIN, DEV_VALIDATE, "dev")]
+        if args.dev
+        else [(tuple(f for f in range(FOLDS) if f != k), (k,), f"fold{k}") for k in range(FOLDS)]
+    )
+    wanted = None if args.folds is None else {f"fold{int(k)}" for k in args.folds.split(",")}
+    results = []
+    for train_folds, test_folds, name in splits:
+        path = args.out / f"{name}.json"
+        if (wanted is None or name in wanted) and not path.is_file():
+            _LOGGER.info("%s: train on folds %s, score %s", name, train_folds, test_folds)
+            res = run_split(
+                cinc, extra, folds, train_folds, test_folds, recipe, args.seed, args.out / name
+            )
+            path.write_text(json.dumps(res), encoding="utf-8")
+        if path.is_file():
+            results.append(json.loads(path.read_text()))
+    report = summarise(results, args.bootstrap) | {
+        "complete": len(results) == len(splits),
+        "command": "python -m models.rhythm_cv " + " ".join(sys.argv[1:] if argv is None else argv),
+    }
+    (args.out / ("dev.summary.json" if args.dev else "cv.json")).write_text(
+        json.dumps(report, indent=1), encoding="utf-8"
+    )
+    for name in MODELS:
+        print(name, json.dumps({k: round(v, 4) for k, v in report[name]["mean_of_folds"].items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

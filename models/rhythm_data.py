@@ -1,0 +1,198 @@
+"""The rhythm v2 training windows: CinC 2017 + MIT-BIH + AFTDB through one preprocessing.
+
+Every window goes through :func:`common.signals.rhythm_input.prepare_rhythm_input` at its
+device rate (CinC 300 Hz, MIT-BIH 360 Hz, AFTDB 128 Hz), exactly as a device or the evaluator
+would feed it. A :class:`WindowBank` holds them concatenated:
+
+- CinC: every recording's :func:`~common.signals.rhythm_input.window_starts` windows (itself up
+  to 30 s; longer ones 30 s every 10 s) labelled with the recording's class, plus one random
+  short window (9-20 s, seeded by the record name) of recordings >= 12 s (``short``: training
+  augmentation for the 9 s decisions, never scored);
+- MIT-BIH: non-overlapping 30 s windows of lead 0, majority rhythm (``models.tasks.rhythm``);
+- AFTDB: two 30 s windows of lead 0 of each of the 80 one-minute records, all AF.
+
+Banks are cached as ``.npz`` under ``<cache>/rhythm_v2/<key>/`` (key = hash of the
+preprocessing constants), never in the repository.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import zlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from common.signals import rhythm_input as ri
+
+_LOGGER = logging.getLogger(__name__)
+
+SHORT_RANGE_S = (9.0, 20.0)  # length of the extra short window of a CinC recording
+SHORT_FROM_S = 12.0  # recordings at least this long get one
+BANK_VERSION = 1
+
+
+@dataclass(frozen=True)
+class WindowBank:
+    """Preprocessed windows, concatenated.
+
+    Attributes
+    ----------
+    signal : ndarray, shape (total,), float32
+        All windows' model signals end to end (``offsets`` delimit them).
+    offsets : ndarray, shape (n + 1,), int64
+    features : ndarray, shape (n, K), float32
+    labels : ndarray, shape (n,), int64
+        Class index (``models.tasks.rhythm.CLASSES``).
+    records : ndarray, shape (n,), str
+        Recording id (``A00243``, ``mitdb/100``, ``aftdb/n01``).
+    short : ndarray, shape (n,), bool
+        Augmentation windows (training only).
+    quality : ndarray, shape (n,), int64
+        Bit i set = ``QUALITY_FLAGS[i]``.
+    """
+
+    signal: npt.NDArray[np.float32]
+    offsets: npt.NDArray[np.int64]
+    features: npt.NDArray[np.float32]
+    labels: npt.NDArray[np.int64]
+    records: npt.NDArray[np.str_]
+    short: npt.NDArray[np.bool_]
+    quality: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return int(self.labels.size)
+
+    def window(self, i: int) -> npt.NDArray[np.float32]:
+        """The model signal of window ``i``."""
+        return self.signal[self.offsets[i] : self.offsets[i + 1]]
+
+    def lengths(self) -> npt.NDArray[np.int64]:
+        """Samples per window."""
+        return np.diff(self.offsets)
+
+    def subset(self, index: npt.NDArray[np.int64] | npt.NDArray[np.bool_]) -> WindowBank:
+        """The windows at ``index`` (indices or mask), signal re-packed."""
+        idx = np.flatnonzero(index) if index.dtype == np.bool_ else np.asarray(index, np.int64)
+        parts = [self.window(int(i)) for i in idx]
+        lengths = np.array([p.size for p in parts], dtype=np.int64)
+        return WindowBank(
+            np.concatenate(parts) if parts else np.zeros(0, np.float32),
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            self.features[idx],
+            self.labels[idx],
+            self.records[idx],
+            self.short[idx],
+            self.quality[idx],
+        )
+
+    @staticmethod
+    def concat(banks: Iterable[WindowBank]) -> WindowBank:
+        """One bank of several."""
+        items = list(banks)
+        lengths = np.concatenate([b.lengths() for b in items])
+        return WindowBank(
+            np.concatenate([b.signal for b in items]),
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            np.concatenate([b.features for b in items]),
+            np.concatenate([b.labels for b in items]),
+            np.concatenate([b.records for b in items]),
+            np.concatenate([b.short for b in items]),
+            np.concatenate([b.quality for b in items]),
+        )
+
+
+def quality_bits(flags: tuple[str, ...]) -> int:
+    """Flags as a bit set over ``QUALITY_FLAGS``."""
+    return sum(1 << i for i, f in enumerate(ri.QUALITY_FLAGS) if f in flags)
+
+
+class BankBuilder:
+    """Collects windows; :meth:`add` preprocesses one raw window."""
+
+    def __init__(self) -> None:
+        self._sig: list[npt.NDArray[np.float32]] = []
+        self._feat: list[npt.NDArray[np.float32]] = []
+        self._meta: list[tuple[int, str, bool, int]] = []
+
+    def add(
+        self,
+        raw_uv: npt.NDArray[np.float64],
+        fs: float,
+        label: int,
+        record: str,
+        short: bool = False,
+    ) -> None:
+        """Preprocess ``raw_uv`` (µV at ``fs``) and keep it."""
+        inp = ri.prepare_rhythm_input(raw_uv, fs)
+        self._sig.append(inp.signal)
+        self._feat.append(inp.features)
+        self._meta.append((label, record, short, quality_bits(inp.quality)))
+
+    def build(self) -> WindowBank:
+        """The bank of everything added."""
+        lengths = np.array([s.size for s in self._sig], dtype=np.int64)
+        labels, records, short, quality = (
+            zip(*self._meta, strict=True) if self._meta else ((), (), (), ())
+        )
+        return WindowBank(
+            np.concatenate(self._sig) if self._sig else np.zeros(0, np.float32),
+            np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            np.asarray(self._feat, dtype=np.float32).reshape(len(self._sig), len(ri.FEATURE_NAMES)),
+            np.asarray(labels, dtype=np.int64),
+            np.asarray(records, dtype=np.str_),
+            np.asarray(short, dtype=np.bool_),
+            np.asarray(quality, dtype=np.int64),
+        )
+
+
+def add_recording(
+    builder: BankBuilder, raw_uv: npt.NDArray[np.float64], fs: float, label: int, record: str
+) -> None:
+    """A CinC-style recording: its windows, plus one seeded short window when long enough."""
+    for start, end in ri.window_starts(raw_uv.size, fs):
+        builder.add(raw_uv[start:end], fs, label, record)
+    if raw_uv.size >= SHORT_FROM_S * fs:
+        rng = np.random.default_rng(zlib.crc32(record.encode()))
+        longest = min(SHORT_RANGE_S[1], raw_uv.size / fs - 1.0)  # a part, not the whole
+        length = round(rng.uniform(SHORT_RANGE_S[0], longest) * fs)
+        start = int(rng.integers(0, raw_uv.size - length + 1))
+        builder.add(raw_uv[start : start + length], fs, label, record, short=True)
+
+
+def spec_key(source: str, extra: dict[str, object] | None = None) -> str:
+    """Cache key: the preprocessing constants, the bank layout and ``extra``."""
+    spec = {
+        "source": source,
+        "bank": BANK_VERSION,
+        "fs": ri.INPUT_FS_HZ,
+        "band": ri.BAND_HZ,
+        "clip": ri.CLIP,
+        "window": (ri.WINDOW_S, ri.HOP_S),
+        "short": (SHORT_RANGE_S, SHORT_FROM_S),
+        "features": ri.FEATURE_NAMES,
+        **(extra or {}),
+    }
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def cached_bank(cache_dir: Path | None, key: str, build: Callable[[], WindowBank]) -> WindowBank:
+    """``build()`` once, then read from ``<cache_dir>/rhythm_v2/<key>.npz``."""
+    if cache_dir is None:
+        return build()
+    path = cache_dir / "rhythm_v2" / f"{key}.npz"
+    if path.is_file():
+        with np.load(path, allow_pickle=False) as z:
+            return WindowBank(**{f.name: z[f.name] for f in fields(WindowBank)})
+    bank = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".partial.npz")
+    np.savez(tmp, **{f.name: getattr(bank, f.name) for f in fields(WindowBank)})
+    tmp.replace(path)
+    _LOGGER.info("cached %d rhythm windows in %s", len(bank), path)
+    return bank

@@ -1,0 +1,70 @@
+"""The quality gate: beats wait for their signal's judgement; unreadable ones go on as Q."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from common.types import BeatPrediction
+from edge_agent.pipeline import BeatBatch, empty_batch
+from edge_agent.quality_gate import QualityGate
+
+
+def _beats(samples: list[int], label: str = "V") -> tuple[list[BeatPrediction], BeatBatch]:
+    beats = [BeatPrediction("d", s * 1000, s, label, {label: 1.0}, "m1", 0.8) for s in samples]
+    n = len(samples)
+    batch = BeatBatch(
+        np.array(samples, np.int64), np.arange(n * 4, dtype=np.float32).reshape(n, 1, 4),
+        np.zeros((n, 2), np.float32), np.full(n, 0.8),
+    )  # fmt: skip
+    return beats, batch
+
+
+def test_beats_wait_for_their_judgement_and_noise_becomes_q() -> None:
+    # Prepare
+    gate = QualityGate()
+    gate.seen(1000, 100.0)
+    beats, batch = _beats([100, 600, 1100, 1600])
+    # Execute: nothing judged yet, then [0, 1000) readable, [1000, 2000) unreadable
+    first = gate.hold(beats, batch)
+    gate.judge(0, 1000, noisy=False)
+    second = gate.hold([], empty_batch())
+    gate.judge(1000, 2000, noisy=True)
+    third = gate.hold([], empty_batch())
+    # Assert
+    assert first[0] == [] and len(first[1]) == 0
+    assert [b.label for b in second[0]] == ["V", "V"] and second[1].samples.tolist() == [100, 600]
+    assert [b.label for b in third[0]] == ["Q", "Q"] and all(math.isnan(b.rr_s) for b in third[0])
+    assert third[0][0].probs == {"V": 1.0} and third[1].windows[0, 0, 0] == 8.0
+    assert (gate.stats.released, gate.stats.unreadable, gate.stats.unjudged) == (4, 2, 0)
+
+
+def test_beats_held_too_long_go_on_unjudged_and_flush_releases_all() -> None:
+    # Prepare: a monitor that stopped judging; 40 s of hold at 100 Hz
+    gate = QualityGate(max_hold_s=40.0)
+    beats, batch = _beats([100, 3000, 5000])
+    gate.hold(beats, batch)
+    # Execute
+    gate.seen(100 + 4000 + 1, 100.0)
+    late = gate.hold([], empty_batch())
+    rest = gate.flush()
+    # Assert
+    assert [b.sample for b in late[0]] == [100] and late[0][0].label == "V"
+    assert [b.sample for b in rest[0]] == [3000, 5000] and len(rest[1]) == 2
+    assert gate.stats.unjudged == 3 and gate.hold([], empty_batch())[0] == []
+
+
+def test_beats_without_model_inputs_are_released_without_them() -> None:
+    # Prepare: the first beats come without inputs (a front end that dropped them)
+    gate = QualityGate()
+    b1, _ = _beats([10, 20])
+    b2, batch2 = _beats([30])
+    gate.judge(0, 100, noisy=False)
+    # Execute
+    out1 = gate.hold(b1, empty_batch())
+    gate.judge(0, 10, noisy=True)  # a later judgement of a released stretch changes nothing
+    out2 = gate.hold(b2, batch2)
+    # Assert
+    assert [b.sample for b in out1[0]] == [10, 20] and len(out1[1]) == 0
+    assert [b.sample for b in out2[0]] == [30] and len(out2[1]) == 1

@@ -1,0 +1,123 @@
+"""The rhythm monitor on a stream: AF episodes, decisions from 9 s, unreadable signal gated."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from common.signals.rhythm_input import FEATURE_NAMES, RhythmInput
+from common.types import BeatPrediction, SignalChunk, StreamKind
+from edge_agent.pipeline import empty_batch
+from edge_agent.quality_gate import QualityGate
+from edge_agent.rhythm import OnnxRhythmScorer, RhythmMonitor
+from tests.edge_agent.helpers import synthetic_ecg
+
+NS = 1_000_000_000
+CV = FEATURE_NAMES.index("rr_cv")
+PRETRAINED = Path(__file__).resolve().parents[2] / "models" / "pretrained"
+
+
+class ByIrregularity:
+    """AF when the RR coefficient of variation exceeds 0.1; noisy when the QRS scale is huge."""
+
+    classes = ("N", "AF", "O", "noisy")
+    version = "fake-1"
+
+    def probabilities(self, inputs: Sequence[RhythmInput]) -> npt.NDArray[np.float32]:
+        out = []
+        for i in inputs:
+            if i.scale_uv > 2500.0:
+                out.append([0.1, 0.0, 0.1, 0.8])
+            elif i.features[CV] > 0.1:
+                out.append([0.1, 0.9, 0.0, 0.0])
+            else:
+                out.append([0.9, 0.05, 0.05, 0.0])
+        return np.asarray(out, dtype=np.float32)
+
+
+def _stream(mon: RhythmMonitor, x: npt.NDArray[np.float64], fs: float) -> list:
+    events = []
+    for s in range(0, x.size, int(fs)):
+        chunk = SignalChunk(
+            StreamKind.ECG, fs, 1000 * NS + round(s * NS / fs), x[s : s + int(fs), None], s
+        )
+        events += mon.process(chunk, [])
+    return events + mon.flush()
+
+
+def test_rhythm_monitor_reports_one_af_episode() -> None:
+    # Prepare: 2 min sinus, 3 min irregular, 2 min sinus at 250 Hz
+    fs = 250.0
+    rng = np.random.default_rng(5)
+    rr = [0.8] * 150 + list(rng.uniform(0.45, 1.1, 235)) + [0.8] * 150
+    x, peaks = synthetic_ecg(rr, fs)
+    mon = RhythmMonitor("d", ByIrregularity(), 30.0)
+    # Execute
+    events = _stream(mon, x, fs)
+    # Assert
+    assert [e.kind for e in events] == ["af_episode"]
+    (e,) = events
+    assert abs(e.t_start_ns - (1000 * NS + round(peaks[150] / fs * NS))) <= 31 * NS
+    assert abs(e.t_end_ns - (1000 * NS + round(peaks[385] / fs * NS))) <= 61 * NS
+    assert e.details["source"] == "rhythm" and int(e.details["windows"]) >= 4
+
+
+def test_a_recording_shorter_than_a_window_is_decided_from_9_s() -> None:
+    # Prepare: 20 s of irregular rhythm (less than one 30 s window), and 8 s of it
+    fs = 300.0
+    rr = list(np.random.default_rng(2).uniform(0.45, 1.1, 30))
+    x, _ = synthetic_ecg(rr, fs)
+    x = x[: int(20 * fs)]
+    # Execute
+    long_mon, short_mon = RhythmMonitor("d", ByIrregularity()), RhythmMonitor("d", ByIrregularity())
+    long_events = _stream(long_mon, x, fs)
+    short_events = _stream(short_mon, x[: int(8 * fs)], fs)
+    # Assert
+    assert long_mon.windows == 1 and [e.kind for e in long_events] == ["af_episode"]
+    assert short_mon.windows == 0 and short_events == []
+
+
+def test_unreadable_signal_turns_beats_to_q_and_gives_no_af() -> None:
+    # Prepare: 60 s sinus, 30 s of sinus under heavy noise, 60 s sinus; the gate holds V beats
+    fs = 250.0
+    x, peaks = synthetic_ecg([0.8] * 190, fs)
+    rng = np.random.default_rng(0)
+    noisy = slice(int(60 * fs), int(90 * fs))
+    x[noisy] += rng.normal(0.0, 3000.0, x[noisy].size)
+    gate = QualityGate()
+    mon = RhythmMonitor("d", ByIrregularity(), gate=gate)
+    beats = [
+        BeatPrediction("d", int(p) * 4_000_000, int(p), "V", {"V": 1.0}, "m", 0.8) for p in peaks
+    ]
+    # Execute
+    events = _stream(mon, x, fs)
+    held = gate.hold(beats, empty_batch())[0] + gate.flush()[0]
+    # Assert: the three 10 s segments of noise are unreadable, their beats Q, no AF
+    assert events == [] and mon.unreadable_segments == 3 and mon.noisy_windows == 1
+    q = [b.sample for b in held if b.label == "Q"]
+    assert q and min(q) >= 60 * fs and max(q) < 90 * fs
+    assert sum(b.label == "V" for b in held) == len(peaks) - len(q)
+
+
+@pytest.mark.parametrize("model", ["rhythm_softmax.onnx", "rhythm.onnx"])
+def test_shipped_rhythm_models_load_and_score(model: str) -> None:
+    # Prepare
+    path = PRETRAINED / model
+    if not path.is_file():
+        pytest.skip(f"{model} is not shipped in this tree")
+    x, _ = synthetic_ecg([0.8] * 40, 250.0)
+    scorer = OnnxRhythmScorer(path)
+    from common.signals.rhythm_input import prepare_rhythm_input
+
+    # Execute
+    probs = scorer.probabilities(
+        [prepare_rhythm_input(x[: 250 * 30], 250.0), prepare_rhythm_input(x[: 250 * 12], 250.0)]
+    )
+    # Assert
+    assert probs.shape == (2, len(scorer.classes)) and "AF" in scorer.classes
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-4)
+    assert scorer.classes[int(probs[0].argmax())] == "N"

@@ -1,0 +1,124 @@
+"""Model selection for rhythm v2: record-wise stratified folds, record bootstrap, CinC score,
+and the cross-validation runner on a few real recordings."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models import cv
+from models.cv import bootstrap_ci, stratified_folds
+from models.rhythm_metrics import CLASSES, cinc_mean_f1, rhythm_metrics
+
+
+def test_doctests() -> None:
+    import doctest
+
+    assert doctest.testmod(cv).failed == 0
+
+
+def test_folds_spread_every_class_and_do_not_depend_on_the_record_order() -> None:
+    # Prepare: the CinC 2017 class mix in small (600 N, 87 AF, 286 O, 29 noisy)
+    labels = np.repeat([0, 1, 2, 3], [600, 87, 286, 29])
+    names = [f"A{i:05d}" for i in range(labels.size)]
+    order = np.random.default_rng(1).permutation(labels.size)
+    # Execute
+    folds = stratified_folds(names, labels, k=5, seed=7)
+    shuffled = stratified_folds([names[i] for i in order], labels[order], k=5, seed=7)
+    # Assert: each class within one record of an even share per fold; same folds either order
+    for c in range(4):
+        counts = np.bincount(folds[labels == c], minlength=5)
+        assert counts.max() - counts.min() <= 1
+    assert np.array_equal(shuffled, folds[order])
+    assert np.ptp(np.bincount(folds)) <= 1
+    assert not np.array_equal(stratified_folds(names, labels, k=5, seed=8), folds)
+
+
+def test_folds_refuse_repeated_records() -> None:
+    with pytest.raises(ValueError, match="unique record"):
+        stratified_folds(["a", "a", "b"], [0, 0, 1], k=2)
+
+
+def test_bootstrap_interval_holds_the_estimate_and_narrows_with_more_records() -> None:
+    # Prepare: 80 % correct predictions on 50 and on 5,000 recordings
+    rng = np.random.default_rng(0)
+
+    def accuracy(y: np.ndarray, p: np.ndarray) -> float:
+        return float(np.mean(y == p))
+
+    widths = []
+    for n in (50, 5000):
+        y = rng.integers(0, 3, n)
+        p = np.where(rng.random(n) < 0.8, y, (y + 1) % 3)
+        # Execute
+        lo, hi = bootstrap_ci(accuracy, y, p, n_resamples=400, seed=1)
+        # Assert
+        assert lo <= accuracy(y, p) <= hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 4
+    assert np.isnan(bootstrap_ci(accuracy, [], [])[0])
+
+
+def test_cinc_score_is_the_mean_f1_of_n_af_o_without_noisy() -> None:
+    # Prepare: N all right, AF half right, O all wrong; noisy perfect (must not count)
+    y = np.array([0, 0, 1, 1, 2, 2, 3, 3])
+    p = np.array([0, 0, 1, 0, 0, 0, 3, 3])
+    # Execute
+    m = rhythm_metrics(y, p, bootstrap=200)
+    # Assert: F1 N = 2*2/(2+5) = 4/7, AF = 2/3, O = 0
+    assert m["cinc_mean_f1"] == pytest.approx((4 / 7 + 2 / 3 + 0) / 3)
+    assert m["cinc_mean_f1"] == cinc_mean_f1(y, p)
+    assert m["per_class"]["noisy"]["f1"] == 1.0 and m["af_f1"] == pytest.approx(2 / 3)
+    assert m["confusion"][2] == [2, 0, 0, 0] and m["classes"] == list(CLASSES)
+    low, high = m["bootstrap"]["ci"]["cinc_mean_f1"]
+    assert low <= m["cinc_mean_f1"] <= high and m["bootstrap"]["unit"] == "recording"
+
+
+@pytest.mark.datasets("cinc2017_training", "mitdb", "aftdb")
+def test_cross_validation_runner_writes_per_fold_and_pooled_tables(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: 40 recordings of the reference, one step per epoch (a smoke run)
+    from models.data.cinc2017 import read_reference
+    from models.rhythm_cv import main
+
+    monkeypatch.setenv("MEDCHAIN_DATA", str(data_root))
+    monkeypatch.setenv("MEDCHAIN_CACHE", str(tmp_path / "cache"))
+    ref = read_reference(data_root / "cinc2017_training")
+    picked = [
+        r
+        for lab in CLASSES
+        for r in [x for x, y in zip(ref.records, ref.labels, strict=True) if y == lab][:10]
+    ]
+    # Execute
+    rc = main(
+        [
+            "--out",
+            str(tmp_path / "cv"),
+            "--epochs",
+            "1",
+            "--steps",
+            "1",
+            "--records",
+            ",".join(picked),
+            "--bootstrap",
+            "20",
+            "--folds",
+            "0,1",
+        ]
+    )
+    # Assert: two folds done and resumable, tables for every model, folds by record
+    assert rc == 0 and os.environ["MEDCHAIN_CACHE"].startswith(str(tmp_path))
+    report = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert report["complete"] is False and report["folds"] == [[0], [1]]
+    for name in ("teacher_fp32", "student_fp32", "student_int8", "softmax_fp32"):
+        assert len(report[name]["per_fold"]) == 2
+        assert 0.0 <= report[name]["pooled"]["cinc_mean_f1"] <= 1.0
+    f0 = json.loads((tmp_path / "cv" / "fold0.json").read_text())
+    f1 = json.loads((tmp_path / "cv" / "fold1.json").read_text())
+    assert not set(f0["student_int8"]["records"]) & set(f1["student_int8"]["records"])
+    assert len(f0["student_int8"]["records"]) + len(f1["student_int8"]["records"]) == 16

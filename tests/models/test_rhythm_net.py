@@ -1,0 +1,99 @@
+"""The rhythm v2 net: a padded batch computes what one window alone does; ONNX and int8 agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from models.rhythm_data import BankBuilder, WindowBank
+from models.rhythm_export import export_rhythm_onnx, onnx_window_probs, quantize_rhythm
+from models.rhythm_net import RhythmNet, rebuild
+from models.rhythm_train import batch_tensors, fit_rhythm, predict_windows, record_probabilities
+from models.tasks.base import NetSpec, TrainSpec
+from models.tasks.rhythm import TASK
+from tests.common.signals.synthetic import synthetic_ecg
+
+K = 15
+
+
+def _net(spec: NetSpec, seed: int = 0) -> RhythmNet:
+    torch.manual_seed(seed)
+    net = RhythmNet(spec, np.zeros(K), np.ones(K), 4).eval()
+    for m in net.modules():  # non-trivial batch-norm statistics
+        if isinstance(m, torch.nn.BatchNorm1d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    return net
+
+
+@pytest.mark.parametrize("spec", [TASK.teacher, TASK.student], ids=["teacher", "student"])
+def test_a_padded_batch_gives_each_window_its_own_answer(spec: NetSpec) -> None:
+    # Prepare: windows of 9, 17.3 and 30 s at 128 Hz, and the features
+    rng = np.random.default_rng(0)
+    lengths = [1152, 2214, 3840]
+    windows = [rng.normal(size=n).astype(np.float32) for n in lengths]
+    feats = torch.from_numpy(rng.normal(size=(3, K)).astype(np.float32))
+    net = _net(spec)
+    batch = torch.zeros(3, 1, 3840)
+    for i, w in enumerate(windows):
+        batch[i, 0, : w.size] = torch.from_numpy(w)
+    # Execute
+    with torch.no_grad():
+        padded, _ = net(batch, feats, torch.tensor(lengths))
+        alone = [
+            net(torch.from_numpy(w)[None, None], feats[i : i + 1])[0] for i, w in enumerate(windows)
+        ]
+    # Assert
+    np.testing.assert_allclose(padded.numpy(), torch.cat(alone).numpy(), atol=1e-5)
+
+
+def _bank(n: int, seed: int = 0) -> WindowBank:
+    builder = BankBuilder()
+    for i in range(n):
+        label = i % 4
+        x, _ = synthetic_ecg(
+            300.0, 12.0 + 3 * (i % 5), seed=seed + i, rr_jitter=0.25 if label == 1 else 0.03
+        )
+        if label == 3:
+            x = x + np.random.default_rng(i).normal(0, 600, x.size)
+        builder.add(x, 300.0, label, f"r{i}")
+    return builder.build()
+
+
+def test_onnx_export_and_int8_follow_the_torch_student(tmp_path: Path) -> None:
+    # Prepare: a student trained a few steps on synthetic windows of several lengths
+    bank = _bank(24)
+    net = RhythmNet(TASK.student, bank.features.mean(0), bank.features.std(0), 4)
+    fit_rhythm(net, bank, TrainSpec(epochs=2, batch_size=8, lr=3e-3, steps_per_epoch=4), seed=0)
+    idx = np.arange(len(bank))
+    # Execute
+    fp32 = export_rhythm_onnx(net, tmp_path / "rhythm_fp32.onnx")
+    int8 = quantize_rhythm(fp32, tmp_path / "rhythm.onnx", bank)
+    p_torch = predict_windows(net, bank, idx)
+    p_fp32 = onnx_window_probs(fp32, bank, idx)
+    p_int8 = onnx_window_probs(int8, bank, idx)
+    # Assert: fp32 exact, int8 close, and the checkpoint metadata rebuilds the same net
+    np.testing.assert_allclose(p_fp32, p_torch, atol=1e-5)
+    assert np.abs(p_int8 - p_fp32).max() < 0.05
+    again = rebuild(net.meta(), net.state_dict())
+    np.testing.assert_allclose(predict_windows(again, bank, idx), p_torch, atol=1e-6)
+    assert int8.stat().st_size < fp32.stat().st_size
+
+
+def test_record_probabilities_average_full_windows_only() -> None:
+    # Prepare: two windows of one record (one short) and one of another
+    bank = WindowBank(
+        np.zeros(30, np.float32), np.array([0, 10, 20, 30]), np.zeros((3, K), np.float32),
+        np.array([1, 1, 2]), np.array(["a", "a", "b"]), np.array([False, True, False]), np.zeros(3, np.int64),
+    )  # fmt: skip
+    probs = np.array([[0.1, 0.9, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]], dtype=np.float32)
+    # Execute
+    names, rec, labels = record_probabilities(bank, probs, np.arange(3))
+    # Assert
+    assert names == ["a", "b"] and labels.tolist() == [1, 2]
+    np.testing.assert_allclose(rec[0], [0.1, 0.9, 0, 0])
+    signal, feats, lengths, _ = batch_tensors(bank, np.array([0, 2]))
+    assert signal.shape == (2, 1, 10) and lengths.tolist() == [10, 10] and feats.shape == (2, K)
