@@ -8,9 +8,10 @@ round-structured log line (:func:`log_round`).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -159,3 +160,46 @@ def dp_setup(
         if r.state == RoundState.CLOSED and "dp_z" in r.config
     ]
     return dp, history
+
+
+def device_evaluation(
+    client_metrics: Mapping[str, Mapping[str, float]], classes: Sequence[str]
+) -> dict[str, float]:
+    """Pooled device-side evaluation of the model a round started from.
+
+    Each device reports confusion counts on its own labelled beats before training
+    (``edge_agent.federated_eval``); summed over the round's devices they give ``device_n``,
+    per class ``device_se_<c>``, ``device_ppv_<c>`` and ``device_f1_<c>`` (0..1; absent when
+    undefined) and ``device_macro_f1`` over the classes with support. Empty when no device
+    reported counts.
+    """
+    total: dict[str, float] = {}
+    for m in client_metrics.values():
+        for k, v in m.items():
+            if k.startswith("eval_"):
+                total[k] = total.get(k, 0.0) + float(v)
+    if not total.get("eval_n"):
+        return {}
+    out = {"device_n": total["eval_n"]}
+    f1s = []
+    for i, name in enumerate(classes):
+        tp, fp, fn = (total.get(f"eval_{k}_{i}", 0.0) for k in ("tp", "fp", "fn"))
+        if tp + fn > 0:
+            out[f"device_se_{name}"] = tp / (tp + fn)
+            f1s.append(2 * tp / (2 * tp + fp + fn))
+            out[f"device_f1_{name}"] = f1s[-1]
+        if tp + fp > 0:
+            out[f"device_ppv_{name}"] = tp / (tp + fp)
+    if f1s:
+        out["device_macro_f1"] = sum(f1s) / len(f1s)
+    return out
+
+
+def release_classes(release: fl.ModelRelease) -> tuple[str, ...]:
+    """The class names of a release's card, in index order (empty when it has none)."""
+    raw = release.files.get("model.card.json")
+    try:
+        classes = json.loads(raw)["classes"] if raw else []
+    except (ValueError, KeyError, TypeError):
+        return ()
+    return tuple(str(c) for c in classes) if isinstance(classes, list) else ()

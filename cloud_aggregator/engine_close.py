@@ -70,8 +70,9 @@ class ClosingMixin(EngineBase):
         result, candidate, scores, excluded, refusal = closing.judge(
             result, aggregate, rel, round_no, gate, self.evaluator, current
         )
+        devices = closing.device_evaluation(result.client_metrics, closing.release_classes(rel))
         metrics = self._round_metrics(
-            rnd, result.metrics, scores, excluded, set(result.client_metrics)
+            rnd, {**result.metrics, **devices}, scores, excluded, set(result.client_metrics)
         )
         if refusal is not None:
             self.store.fail_round(rnd.round_id, refusal, worker=self.worker)

@@ -10,6 +10,7 @@ port. Both are re-exported by :mod:`edge_agent.federated`.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import time
@@ -25,6 +26,7 @@ from common import fl_protocol as fl
 from common import protocol as proto
 from edge_agent import trainer as tr
 from edge_agent.agent_ports import AgentStats
+from edge_agent.federated_eval import confusion_counts, head_predictions
 from edge_agent.inbound import reject_line
 from edge_agent.release_cache import ReleaseCache, ReleaseKey
 
@@ -175,6 +177,9 @@ class FederatedParticipant:
             self.stats.rounds_skipped += 1
             _LOGGER.info("%s: round %s skipped: no labelled beats yet", self.client_id, a.round_id)
             return []
+        # Federated evaluation: the round's model on this device's beats, before training
+        w, b = release.tensors[tr.HEAD_W], release.tensors[tr.HEAD_B]
+        evaluation = confusion_counts(head_predictions(emb, w, b), labels, len(b))
         update, fit = tr.head_update(
             round_id=a.round_id,
             client_id=self.client_id,
@@ -186,6 +191,7 @@ class FederatedParticipant:
             max_compression_error=self.max_compression_error,
             seed=int(hashlib.sha256(a.round_id.encode()).hexdigest()[:8], 16),
         )
+        update = dataclasses.replace(update, metrics={**update.metrics, **evaluation})
         if self.personalise:
             head = tr.personalise(
                 release.tensors,

@@ -108,3 +108,23 @@ def test_release_gate(candidate: dict[str, float], refused_for: str | None) -> N
         assert refusal is None
     else:
         assert refusal is not None and refusal.startswith(f"release gate: {refused_for} ")
+
+
+def test_device_evaluation_pools_confusion_counts_over_devices() -> None:
+    # Prepare: two devices; class 0 = N, 1 = S, 2 = V (F and Q absent)
+    from cloud_aggregator.closing import device_evaluation
+
+    a = {"eval_n": 10.0, "eval_tp_0": 8, "eval_fp_0": 1, "eval_fn_0": 0, "eval_tp_2": 1,
+         "eval_fp_2": 0, "eval_fn_2": 1, "loss": 0.3}  # fmt: skip
+    b = {"eval_n": 5.0, "eval_tp_0": 3, "eval_fp_0": 1, "eval_fn_0": 1, "eval_tp_1": 1,
+         "eval_fp_1": 1, "eval_fn_1": 0}  # fmt: skip
+    # Execute
+    out = device_evaluation({"a": a, "b": b}, ("N", "S", "V", "F", "Q"))
+    # Assert: pooled, not averaged per device
+    assert out["device_n"] == 15
+    assert out["device_se_N"] == pytest.approx(11 / 12) and out["device_ppv_N"] == 11 / 13
+    assert out["device_se_V"] == 0.5 and out["device_ppv_S"] == 0.5
+    f1 = [2 * 11 / (22 + 2 + 1), 2 * 1 / (2 + 1 + 0), 2 * 1 / (2 + 0 + 1)]
+    assert out["device_macro_f1"] == pytest.approx(sum(f1) / 3)
+    assert "device_se_F" not in out
+    assert device_evaluation({"a": {"loss": 1.0}}, ("N",)) == {}
