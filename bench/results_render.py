@@ -86,7 +86,7 @@ def edge_memory(r: dict[str, Any]) -> list[Row]:
                                           ("wfdb", "wfdb")))  # fmt: skip
         rows.append((
             f"edge agent peak resident memory, inference only, `medchain edge` replaying "
-            f"{Path(x['source'].split(':', 1)[-1]).name} at max speed",
+            f"{'/'.join(Path(x['source'].split(':', 1)[-1]).parts[-2:])} at max speed",
             f"{x['peak_rss_mb']:.1f} MB ({x['beats']:,} beats; imported: {libs})",
             f"≤ {r['target_mb']} MB",
         ))  # fmt: skip
