@@ -1,7 +1,9 @@
 """Pure numeric helpers of the strategies: a list of (tensors, weight) in, tensors out.
 
-Tensors are ``dict[str, ndarray float32]`` with identical keys and shapes across the list (the
-validator guarantees it before anything reaches these functions). Accumulation is float64.
+Tensors are ``dict[str, ndarray float32]``; a key has one shape across the list (the validator
+guarantees it). Not every update carries every key: in a whole-model round, devices without
+torch send the head only. Each key is aggregated over the updates that carry it; a key nobody
+sent has no delta (the weight stays). Accumulation is float64.
 """
 
 from __future__ import annotations
@@ -17,31 +19,38 @@ Result = tuple[Mapping[str, np.ndarray], float]
 
 
 def _keys(results: Sequence[Result]) -> list[str]:
+    """Every key any result carries, in first-seen order."""
     if not results:
         raise ValueError("cannot aggregate an empty list of results")
-    return list(results[0][0].keys())
+    return list(dict.fromkeys(k for t, _ in results for k in t))
+
+
+def _carrying(results: Sequence[Result], key: str) -> list[Result]:
+    return [(t, w) for t, w in results if key in t]
 
 
 def weighted_mean(results: Sequence[Result]) -> Tensors:
-    """Mean of the tensors weighted by their weight (FedAvg: the example count)."""
+    """Mean of the tensors weighted by their weight (FedAvg: the example count), per key over
+    the results that carry it."""
     keys = _keys(results)
-    total = float(sum(w for _, w in results))
-    if total <= 0:
+    if float(sum(w for _, w in results)) <= 0:
         raise ValueError("weights must sum to a positive number")
     out: Tensors = {}
     for k in keys:
-        acc = np.zeros(np.shape(results[0][0][k]), np.float64)
-        for t, w in results:
+        part = _carrying(results, k)
+        total = float(sum(w for _, w in part))
+        acc = np.zeros(np.shape(part[0][0][k]), np.float64)
+        for t, w in part:
             acc += np.asarray(t[k], np.float64) * w
-        out[k] = (acc / total).astype(np.float32)
+        out[k] = (acc / total if total > 0 else acc).astype(np.float32)
     return out
 
 
 def coordinate_median(results: Sequence[Result]) -> Tensors:
-    """Coordinate-wise median (unweighted; robust to < 50 % arbitrary updates)."""
-    keys = _keys(results)
+    """Coordinate-wise median (unweighted; robust to < 50 % arbitrary updates), per key."""
     return {
-        k: np.median(np.stack([t[k] for t, _ in results]), axis=0).astype(np.float32) for k in keys
+        k: np.median(np.stack([t[k] for t, _ in _carrying(results, k)]), axis=0).astype(np.float32)
+        for k in _keys(results)
     }
 
 
@@ -55,12 +64,11 @@ def trimmed_mean(results: Sequence[Result], beta: float) -> Tensors:
     """
     if not 0 <= beta < 0.5:
         raise ValueError(f"beta must be in [0, 0.5), got {beta}")
-    keys = _keys(results)
-    n = len(results)
-    cut = math.floor(beta * n)
     out: Tensors = {}
-    for k in keys:
-        stacked = np.sort(np.stack([np.asarray(t[k], np.float64) for t, _ in results]), axis=0)
+    for k in _keys(results):
+        part = _carrying(results, k)
+        n, cut = len(part), math.floor(beta * len(part))
+        stacked = np.sort(np.stack([np.asarray(t[k], np.float64) for t, _ in part]), axis=0)
         out[k] = stacked[cut : n - cut].mean(axis=0).astype(np.float32)
     return out
 
@@ -80,8 +88,10 @@ def clip_by_norm(tensors: Mapping[str, np.ndarray], bound: float) -> tuple[Tenso
 
 
 def add(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], scale: float = 1.0) -> Tensors:
-    """``a + scale * b`` per tensor."""
+    """``a + scale * b`` per tensor of ``a`` (a tensor ``b`` lacks is kept as it is)."""
     return {
         k: (np.asarray(a[k], np.float64) + scale * np.asarray(b[k], np.float64)).astype(np.float32)
+        if k in b
+        else np.asarray(a[k], np.float32)
         for k in a
     }

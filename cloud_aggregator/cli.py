@@ -46,6 +46,8 @@ def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
         "distill_every": getattr(args, "distill_every", None),
         "round_interval_s": getattr(args, "round_interval", None),
         "validation": getattr(args, "validation", None),
+        "gate_margin": getattr(args, "gate_margin", None),
+        "gate_class_margin": getattr(args, "gate_class_margin", None),
     }
     return load_settings(
         AggregatorSettings,
@@ -103,6 +105,16 @@ def _common(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--transfer", default="ds1", help="records of the server's transfer set for distillation"
+    )
+    p.add_argument(
+        "--gate-margin",
+        type=float,
+        help="release gate: largest accepted fall of macro-F1 (default 0.05; 1 = off)",
+    )
+    p.add_argument(
+        "--gate-class-margin",
+        type=float,
+        help="release gate: largest accepted fall of a class's sensitivity (default 0.15)",
     )
     p.add_argument(
         "--validation",

@@ -31,6 +31,8 @@ _LOGGER = logging.getLogger(__name__)
 
 Evaluator = Callable[[fl.ModelRelease], dict[str, float]]
 Distiller = Callable[[fl.ModelRelease], fl.ModelRelease]
+# (base release, aggregated tensors, round number) -> the round's deployable release
+Builder = Callable[[fl.ModelRelease, fl.Tensors, int], fl.ModelRelease]
 ReleaseLoader = Callable[[int], tuple[fl.ModelRelease, fl.Tensors]]
 
 
@@ -64,6 +66,7 @@ def judge(
     gate: ReleaseGate,
     evaluator: Evaluator | None,
     current: dict[str, float] | None,
+    build: Builder = lambda rel, w, r: next_release(rel, w, r, {}),
 ) -> Judged:
     """The round's candidate, chosen and passed through the release gate.
 
@@ -73,14 +76,14 @@ def judge(
     validation set is kept (server-side validation of suspect updates, as in Zeno, Xie et al.
     2019, and FLTrust, Cao et al. 2021). The kept candidate must then pass the gate.
     """
-    candidate = next_release(rel, result.weights, round_no, {})
+    candidate = build(rel, result.weights, round_no)
     if evaluator is None or current is None:
         return result, candidate, {}, (), None
     scores = evaluator(candidate)
     excluded: tuple[str, ...] = ()
     retry = aggregate(exclude=frozenset(result.suspects)) if result.suspects else None
     if retry is not None:
-        retry_candidate = next_release(rel, retry.weights, round_no, {})
+        retry_candidate = build(rel, retry.weights, round_no)
         retry_scores = evaluator(retry_candidate)
         if better(retry_scores, scores):
             _LOGGER.warning("round %d: left out %s (macro_f1 %.3f with them, %.3f without)",

@@ -46,6 +46,9 @@ class RoundEngine(OpeningMixin, IntakeMixin, ClosingMixin):
         ``release -> metrics`` on the server's held-out set (release gate, round metrics).
     distiller : callable, optional
         ``release -> release`` every ``settings.distill_every`` rounds.
+    builder : callable, optional
+        ``(release, tensors, round_no) -> release`` of whole-model rounds (export + int8;
+        :func:`cloud_aggregator.full_release.full_builder`).
     clock : callable
         Unix seconds (tests and simulations inject their own).
     """

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from cloud_aggregator.closing import Distiller, Evaluator
+from cloud_aggregator.closing import Builder, Distiller, Evaluator
 from cloud_aggregator.config import AggregatorSettings
 from cloud_aggregator.grid import Grid
 from cloud_aggregator.publisher import RetainedState
@@ -47,10 +47,12 @@ class EngineBase:
         *,
         evaluator: Evaluator | None = None,
         distiller: Distiller | None = None,
+        builder: Builder | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store, self.grid, self.s = store, grid, settings
         self.evaluator, self.distiller, self.clock = evaluator, distiller, clock
+        self.builder = builder  # whole-model releases (export + int8), needs the train extra
         self.worker = settings.worker_name
         self.online: dict[str, bool] = {}  # last status per device (fed by ingestion)
         self.rejects = RejectCounter()

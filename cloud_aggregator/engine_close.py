@@ -11,7 +11,14 @@ from cloud_aggregator import closing
 from cloud_aggregator.closing import ClosedRound
 from cloud_aggregator.engine_base import EngineBase
 from cloud_aggregator.release_gate import ReleaseGate
-from cloud_aggregator.releases import RELEASE_FORMAT, stored_blob, version_name, wire_release
+from cloud_aggregator.releases import (
+    RELEASE_FORMAT,
+    is_whole_model,
+    next_release,
+    stored_blob,
+    version_name,
+    wire_release,
+)
 from cloud_aggregator.robust import RobustPolicy
 from cloud_aggregator.round_aggregation import StoredUpdate, aggregate_round
 from common import fl_protocol as fl
@@ -65,10 +72,18 @@ class ClosingMixin(EngineBase):
             self.store.fail_round(rnd.round_id, "no readable updates", worker=self.worker)
             return None
         round_no = int(rnd.config["round_no"])
+        build = self._builder(rel)
+        if build is None:
+            why = (
+                "a whole-model release needs the aggregator's release builder "
+                "(the train extra and server-side beats for the int8 calibration)"
+            )
+            self.store.fail_round(rnd.round_id, why, worker=self.worker)
+            return None
         current = None if self.evaluator is None else self.evaluator(rel)
         gate = ReleaseGate(self.s.gate_margin, self.s.gate_class_margin)
         result, candidate, scores, excluded, refusal = closing.judge(
-            result, aggregate, rel, round_no, gate, self.evaluator, current
+            result, aggregate, rel, round_no, gate, self.evaluator, current, build
         )
         devices = closing.device_evaluation(result.client_metrics, closing.release_classes(rel))
         metrics = self._round_metrics(
@@ -104,6 +119,13 @@ class ClosingMixin(EngineBase):
         metrics["aggregate_s"] = time.perf_counter() - t0
         metrics["round_s"] = self.clock() - (rnd.opened_at or self.clock())
         return self._commit(rnd, candidate, new_state, metrics, result.client_metrics)
+
+    def _builder(self, rel: fl.ModelRelease) -> closing.Builder | None:
+        """How this round's release is made: the head patched into the int8 model, or (a
+        whole-model release) the aggregator's builder; None when that is missing."""
+        if not is_whole_model(rel):
+            return lambda base, w, r: next_release(base, w, r, {})
+        return self.builder
 
     def _round_metrics(
         self,

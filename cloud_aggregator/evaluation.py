@@ -74,7 +74,8 @@ def fit_channels(signal: npt.NDArray[np.float32], channels: int | None) -> npt.N
 def summary_metrics(
     labels: npt.NDArray[np.int64], predicted: npt.NDArray[np.int64], classes: Sequence[str]
 ) -> dict[str, float]:
-    """Flat float metrics: macro-F1, accuracy, kappa and Se/+P of every class (NaN if undefined)."""
+    """Flat float metrics: macro-F1, accuracy, kappa and Se/+P/F1 of every class (NaN if
+    undefined)."""
     m = classification_metrics(labels, predicted, list(classes))
     out = {
         "macro_f1": float(m["macro_f1"]),
@@ -84,6 +85,8 @@ def summary_metrics(
     for name, pc in m["per_class"].items():
         out[f"se_{name}"] = float("nan") if pc["se"] is None else float(pc["se"])
         out[f"ppv_{name}"] = float("nan") if pc["ppv"] is None else float(pc["ppv"])
+        se, ppv = out[f"se_{name}"], out[f"ppv_{name}"]
+        out[f"f1_{name}"] = 2 * se * ppv / (se + ppv) if se + ppv > 0 else float("nan")
     return out
 
 

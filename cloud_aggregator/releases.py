@@ -156,6 +156,17 @@ def next_release(
     return ModelRelease(base.version, round_no, tensors, files, metrics)
 
 
+def is_whole_model(release: ModelRelease) -> bool:
+    """True for a whole-model release: its card describes the network (``federated.net``,
+    see ``models.federated``), so every weight is federated, not only the head."""
+    raw = release.files.get(CARD_FILE)
+    try:
+        card = json.loads(raw) if raw else {}
+        return isinstance(card.get("federated", {}).get("net"), dict)
+    except (ValueError, AttributeError):
+        return False
+
+
 def backbone_sha256(release: ModelRelease) -> str:
     """Identity of the frozen backbone: carried over from the first release that had one."""
     known = release.metrics.get("backbone_sha256")

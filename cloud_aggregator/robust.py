@@ -8,8 +8,9 @@ every ventricular beat into Q. Two bounds, applied to every round whatever the s
 - **weights**: a claim is capped at the round's ``max_examples`` (a device cannot have trained
   on more) and at ``weight_cap`` times the cohort's median claim, so no device outweighs a few
   typical ones;
-- **norms**: with at least :data:`MIN_COHORT` updates, a delta longer than ``norm_mult`` times
-  the cohort's median norm is scaled down to it (norm clipping relative to the cohort, as in
+- **norms**: among updates carrying the same tensors (whole model, or head only), when at
+  least :data:`MIN_COHORT` of them, a delta longer than ``norm_mult`` times their median norm
+  is scaled down to it (norm clipping relative to the cohort, as in
   Sun et al. 2019, "Can you really backdoor federated learning?").
 
 Honest updates of a cohort are alike in size, so both bounds leave them untouched.
@@ -57,7 +58,7 @@ class Bounded:
     clipped : int
         Updates whose norm was scaled down.
     norm_bound : float
-        The norm bound used (inf when the cohort was too small to clip).
+        The smallest norm bound used (inf when no group was large enough to clip).
     suspects : tuple of int
         Indices of the updates a bound changed (capped or clipped), in input order.
     """
@@ -87,13 +88,11 @@ def bound_updates(deltas: Sequence[Delta], policy: RobustPolicy, max_examples: i
         cap = min(cap, max(1.0, policy.weight_cap * float(np.median(claims))))
     weights = [int(min(c, cap)) for c in claims]
     norms = [l2_norm(d) for d, _ in deltas]
-    bound = float("inf")
-    if policy.norm_mult > 0 and len(deltas) >= MIN_COHORT:
-        bound = policy.norm_mult * float(np.median(norms))
+    bounds = _norm_bounds(deltas, norms, policy.norm_mult)
     out: list[Delta] = []
     suspects: list[int] = []
     clipped = 0
-    for i, ((d, _), w, norm) in enumerate(zip(deltas, weights, norms, strict=True)):
+    for i, ((d, _), w, norm, bound) in enumerate(zip(deltas, weights, norms, bounds, strict=True)):
         if norm > bound:
             d, _ = clip_by_norm(d, bound)
             clipped += 1
@@ -101,4 +100,21 @@ def bound_updates(deltas: Sequence[Delta], policy: RobustPolicy, max_examples: i
             suspects.append(i)
         out.append((d, w))
     capped = int(sum(c > cap for c in claims))
-    return Bounded(out, capped, clipped, bound, tuple(suspects))
+    return Bounded(out, capped, clipped, min(bounds, default=float("inf")), tuple(suspects))
+
+
+def _norm_bounds(deltas: Sequence[Delta], norms: Sequence[float], mult: float) -> list[float]:
+    """Each update's norm bound: ``mult`` x the median norm of the updates with its tensors
+    (a head-only update is not measured against whole-model ones); inf in small groups."""
+    groups: dict[frozenset[str], list[int]] = {}
+    for i, (d, _) in enumerate(deltas):
+        groups.setdefault(frozenset(d), []).append(i)
+    bounds = [float("inf")] * len(deltas)
+    if mult <= 0:
+        return bounds
+    for members in groups.values():
+        if len(members) >= MIN_COHORT:
+            bound = mult * float(np.median([norms[i] for i in members]))
+            for i in members:
+                bounds[i] = bound
+    return bounds

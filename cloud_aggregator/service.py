@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from cloud_aggregator.closing import Distiller, Evaluator
+from cloud_aggregator.closing import Builder, Distiller, Evaluator
 from cloud_aggregator.config import AggregatorSettings
 from cloud_aggregator.engine import RoundEngine
 from cloud_aggregator.grid import Grid, Inbound
@@ -54,7 +54,7 @@ class AggregatorService:
         Connected transport (subscribed to updates, reports and statuses).
     settings : AggregatorSettings
         Service settings.
-    evaluator, distiller : callable, optional
+    evaluator, distiller, builder : callable, optional
         See :class:`~cloud_aggregator.engine.RoundEngine`.
     clock : callable
         Unix seconds (tests inject a fake).
@@ -68,11 +68,18 @@ class AggregatorService:
         *,
         evaluator: Evaluator | None = None,
         distiller: Distiller | None = None,
+        builder: Builder | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.store, self.broker, self.s = store, broker, settings
         self.engine = RoundEngine(
-            store, broker, settings, evaluator=evaluator, distiller=distiller, clock=clock
+            store,
+            broker,
+            settings,
+            evaluator=evaluator,
+            distiller=distiller,
+            builder=builder,
+            clock=clock,
         )
         self.ingest = Ingestor(store)
         self.ingest.online = self.engine.online  # one view of who is online

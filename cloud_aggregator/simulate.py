@@ -199,6 +199,7 @@ def run_over_broker(
     cache: Path | None = None,
     progress: Progress | None = None,
     distiller: Any = None,
+    builder: Any = None,
 ) -> dict[str, Any]:
     """The plan over the broker of ``settings``: clients in a child process, one MQTT
     connection each. The npz files must be in ``data_dir`` (:func:`write_client_npz`)."""
@@ -210,7 +211,7 @@ def run_over_broker(
         on_reconnect=lambda: service.republish.set() if service else None,
     )
     broker.start(10.0)
-    service = AggregatorService(store, broker, settings, distiller=distiller)
+    service = AggregatorService(store, broker, settings, distiller=distiller, builder=builder)
     counts = {p.stem: int(np.load(p)["labels"].shape[0]) for p in sorted(data_dir.glob("*.npz"))}
     attach_evaluator(service, plan, env, cache)
     stats_file = work_dir / "fleet.json"
@@ -290,11 +291,12 @@ def run_on_grid(
     cache: Path | None = None,
     progress: Progress | None = None,
     distiller: Any = None,
+    builder: Any = None,
     uplink: Callable[[], float] = lambda: 0.0,
     downlink: Callable[[], float | None] = lambda: None,
 ) -> dict[str, Any]:
     """The plan on an in-process grid whose devices are already attached (all online)."""
-    service = AggregatorService(store, grid, settings, distiller=distiller)
+    service = AggregatorService(store, grid, settings, distiller=distiller, builder=builder)
     attach_evaluator(service, plan, env, cache)
     service.step()  # the devices' online statuses
     start_run(store, settings, plan)

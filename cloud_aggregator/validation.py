@@ -17,6 +17,8 @@ import numpy as np
 from cloud_aggregator.aggregation import l2_norm
 from common.fl_protocol import ClientUpdate
 
+HEAD_KEYS = frozenset({"head.weight", "head.bias"})  # the head of every beat/rhythm model
+
 
 class Reject(StrEnum):
     """Why an update was refused."""
@@ -80,7 +82,9 @@ def validate_update(
     """
     if update.base_version != base_version:
         return Reject.BASE_VERSION
-    if set(update.delta) != set(shapes):
+    keys = set(update.delta)
+    # every tensor, or (a device without torch in a whole-model round) the head alone
+    if keys != set(shapes) and not (keys == HEAD_KEYS and HEAD_KEYS < set(shapes)):
         return Reject.TENSORS
     for name, arr in update.delta.items():
         if tuple(arr.shape) != tuple(shapes[name]):

@@ -47,6 +47,25 @@ class ParticipantStats:
     train_seconds: list[float] = field(default_factory=list)
 
 
+FullTrainer = Callable[
+    [fl.RoundAnnouncement, fl.ModelRelease, tr.LabelledExamples, str, int], fl.ClientUpdate
+]
+
+
+def _torch_trainer() -> FullTrainer | None:
+    """The torch whole-model trainer, or None on a device without torch (head only)."""
+    try:
+        from edge_agent.trainer_torch import full_round_update
+    except ImportError:
+        return None
+
+    def train(a: fl.RoundAnnouncement, rel: fl.ModelRelease, data: tr.LabelledExamples,
+              client_id: str, seed: int) -> fl.ClientUpdate:  # fmt: skip
+        return full_round_update(a, rel, data, client_id, seed=seed)
+
+    return train
+
+
 class FederatedParticipant:
     """Round participation of one device (see the module docstring).
 
@@ -71,6 +90,10 @@ class FederatedParticipant:
         Unix seconds.
     pinned : collection of str
         sha256 of release payloads used without a round announcement naming them.
+    full_trainer : callable or bool
+        ``(announcement, release, examples, client_id, seed) -> ClientUpdate`` training the
+        whole network in ``full`` rounds; True (default) uses torch when it is installed
+        (``edge_agent.trainer_torch``), False or None trains the head only in every round.
     """
 
     def __init__(
@@ -86,6 +109,7 @@ class FederatedParticipant:
         clock: Callable[[], float] = time.time,
         classes: Sequence[str] | None = None,
         pinned: Collection[str] = (),
+        full_trainer: FullTrainer | None | bool = True,
     ) -> None:
         self.client_id = proto.check_client_id(client_id)
         self.examples = examples
@@ -96,6 +120,7 @@ class FederatedParticipant:
         self.max_compression_error = max_compression_error
         self.clock = clock
         self.classes = tuple(classes) if classes is not None else None
+        self.full_trainer = _torch_trainer() if full_trainer is True else full_trainer or None
         self.stats = ParticipantStats()
         self.announcement: fl.RoundAnnouncement | None = None
         self.releases = ReleaseCache(pinned)
@@ -154,22 +179,34 @@ class FederatedParticipant:
         if release is None:
             return []  # the announced release (that version with that sha256) is not here yet
         self.done.add(a.round_id)
-        if a.config.mode != "head":
-            self.stats.rounds_skipped += 1
-            _LOGGER.warning(
-                "%s: round %s wants mode %s; this device trains the head only",
-                self.client_id,
-                a.round_id,
-                a.config.mode,
-            )
-            return []
         try:
+            if a.config.mode == "full" and self.full_trainer is not None:
+                return self._train_full(a, release)
+            # a head round, or a device without torch in a whole-model round: the head only
             return self._train(a, release)
         except Exception as exc:  # a bad model or buffer must never kill the device's agent
             self.stats.rounds_skipped += 1
             self.stats.last_error = f"round {a.round_id}: {type(exc).__name__}: {exc}"
             _LOGGER.exception("%s: training failed", self.client_id)
             return []
+
+    def _train_full(
+        self, a: fl.RoundAnnouncement, release: fl.ModelRelease
+    ) -> list[tuple[str, bytes]]:
+        """Every weight, with torch (a device without it trains the head: :meth:`_train`)."""
+        assert self.full_trainer is not None
+        data = self.examples.labelled_examples(a.config.max_examples)
+        if len(data) == 0:
+            self.stats.rounds_skipped += 1
+            return []
+        seed = int(hashlib.sha256(f"{a.round_id}|{self.client_id}".encode()).hexdigest()[:8], 16)
+        try:
+            update = self.full_trainer(a, release, data, self.client_id, seed)
+        except ValueError as exc:  # not a whole-model release: train its head as in head mode
+            _LOGGER.info("%s: round %s: %s; training the head", self.client_id, a.round_id, exc)
+            return self._train(a, release)
+        self.stats.rounds_trained += 1
+        return self._publish(update)
 
     def _train(self, a: fl.RoundAnnouncement, release: fl.ModelRelease) -> list[tuple[str, bytes]]:
         emb, labels = self._embeddings(release, a.config.max_examples)
@@ -204,10 +241,14 @@ class FederatedParticipant:
                 rr_gate=tr.card_rr_gate(release.files.get("model.card.json", b"")),
             )
             tr.save_personal_head(head, self.workdir)
-        payload = fl.encode_update(update)
         self.stats.rounds_trained += 1
-        self.stats.uplink_bytes += len(payload)
         self.stats.train_seconds.append(fit.seconds)
+        return self._publish(update)
+
+    def _publish(self, update: fl.ClientUpdate) -> list[tuple[str, bytes]]:
+        """The update's messages: one, or its chunks on the chunk sub-topic."""
+        payload = fl.encode_update(update)
+        self.stats.uplink_bytes += len(payload)
         parts = fl.split_message(payload, update.update_id, self.chunk_bytes)
         # Chunks go on their own sub-topic: aggregator replicas share the whole-update topic
         # (load-balanced) but each gets every chunk, so a split update is never torn apart.

@@ -9,38 +9,23 @@ are the same tensors light mode trains.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-from collections.abc import Mapping
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
-from common.fl_protocol import ClientUpdate, RoundConfig, Tensors
+from common.fl_protocol import ClientUpdate, ModelRelease, RoundAnnouncement, RoundConfig, Tensors
+from edge_agent.federated_eval import confusion_counts
 from edge_agent.trainer import LabelledExamples, class_weights, compress_delta
+from models.federated import load_tensors, net_from_card, net_tensors, release_card
+
+__all__ = ["full_round_update", "full_update", "load_tensors", "net_tensors"]
 
 _LOGGER = logging.getLogger(__name__)
-
-
-def net_tensors(net: nn.Module) -> Tensors:
-    """Float weights of ``net`` as numpy (the federated tensors of full mode)."""
-    return {
-        k: v.detach().cpu().numpy().astype(np.float32)
-        for k, v in net.state_dict().items()
-        if v.is_floating_point()
-    }
-
-
-def load_tensors(net: nn.Module, tensors: Mapping[str, np.ndarray]) -> None:
-    """Copy federated tensors into ``net`` (missing or misshaped keys raise ValueError)."""
-    state = net.state_dict()
-    for k, v in tensors.items():
-        if k not in state or tuple(state[k].shape) != tuple(v.shape):
-            raise ValueError(f"tensor {k} {tuple(v.shape)} does not fit the network")
-        state[k] = torch.from_numpy(np.ascontiguousarray(v))
-    net.load_state_dict(state)
 
 
 def full_update(
@@ -116,3 +101,42 @@ def full_update(
         compression_error=err,
         metrics={"loss": loss_sum / max(1, steps), "train_s": time.perf_counter() - t0},
     )
+
+
+def full_round_update(
+    announcement: RoundAnnouncement,
+    release: ModelRelease,
+    examples: LabelledExamples,
+    client_id: str,
+    *,
+    max_compression_error: float = 0.02,
+    seed: int = 0,
+) -> ClientUpdate:
+    """A whole-model round on this device: rebuild the release's network from its card, score
+    it on the local beats (federated evaluation, before training), train every weight.
+
+    Raises ValueError when the release describes no network (not a whole-model release).
+    """
+    net = net_from_card(release_card(release))
+    load_tensors(net, release.tensors)
+    net.eval()
+    with torch.no_grad():
+        sig = torch.from_numpy(examples.inputs["beat"])
+        feats = torch.from_numpy(
+            examples.inputs.get("rr", np.zeros((len(examples), 0), np.float32))
+        )
+        logits, _ = net(sig, feats)
+    predicted = logits.argmax(dim=1).numpy().astype(np.int64)
+    evaluation = confusion_counts(predicted, examples.labels, int(net.n_classes))
+    update = full_update(
+        net,
+        round_id=announcement.round_id,
+        client_id=client_id,
+        base_version=announcement.model_version,
+        global_tensors=release.tensors,
+        examples=examples,
+        config=announcement.config,
+        max_compression_error=max_compression_error,
+        seed=seed,
+    )
+    return dataclasses.replace(update, metrics={**update.metrics, **evaluation})

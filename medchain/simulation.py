@@ -22,12 +22,21 @@ from typing import Any
 _LOGGER_NAME = __name__
 
 
-def memory_devices(data_dir: Path, work_dir: Path) -> list[Any]:
-    """One transport-free participant per ``*.npz`` of labelled beats in ``data_dir``."""
+def memory_devices(
+    data_dir: Path, work_dir: Path, head_only: frozenset[str] = frozenset()
+) -> list[Any]:
+    """One transport-free participant per ``*.npz`` of labelled beats in ``data_dir``; those
+    named in ``head_only`` act as devices without torch (they train the head in every round)."""
     from edge_agent.federated import FederatedParticipant, NpzExamples
 
     return [
-        FederatedParticipant(p.stem, NpzExamples(p), work_dir / p.stem, personalise=False)
+        FederatedParticipant(
+            p.stem,
+            NpzExamples(p),
+            work_dir / p.stem,
+            personalise=False,
+            full_trainer=p.stem not in head_only,
+        )
         for p in sorted(data_dir.glob("*.npz"))
     ]
 
@@ -44,6 +53,7 @@ def run_in_memory(
     cache: Path | None = None,
     progress: Any = None,
     distiller: Any = None,
+    builder: Any = None,
 ) -> dict[str, Any]:
     """The plan with every device in this process (see the module docstring)."""
     import numpy as np
@@ -73,6 +83,7 @@ def run_in_memory(
         cache=cache,
         progress=progress,
         distiller=distiller,
+        builder=builder,
         uplink=uplink,
         downlink=downlink,
     )
@@ -96,7 +107,7 @@ def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         records=resolve_records(args.clients),
         rounds=args.rounds,
         strategy=args.strategy,
-        client_config={"deadline_s": s.deadline_s, **_kv(args.set)},
+        client_config={"deadline_s": s.deadline_s, "mode": args.mode, **_kv(args.set)},
         drop=args.drop,
         slow=args.slow,
         slow_s=args.slow_s,
@@ -114,6 +125,7 @@ def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 "cache": cache,
                 "progress": _printer(console, plan.rounds),
                 "distiller": _distiller(s, args, env),
+                "builder": _whole_model(store, args, env, cache),
             }
             if args.grid == "memory":
                 result = run_in_memory(
@@ -146,6 +158,23 @@ def _printer(console: Any, total: int) -> Any:
     return progress
 
 
+def _whole_model(store: Any, args: argparse.Namespace, env: Mapping[str, str], cache: Path) -> Any:
+    """With ``--mode full``: a random student as version 1 of an empty store, and the builder of
+    the next releases (int8 calibration on ``--calibration`` records); None in head mode."""
+    if args.mode != "full":
+        return None
+    from cloud_aggregator.full_release import full_builder, initial_release
+    from cloud_aggregator.releases import RELEASE_FORMAT, stored_blob
+    from cloud_aggregator.simulate import resolve_records
+
+    records = list(resolve_records(args.calibration))
+    if store.latest_model(format=RELEASE_FORMAT) is None:
+        rel = initial_release(records, env, cache, seed=args.seed)
+        source = f"random student, seed {args.seed}"
+        store.put_model(stored_blob(rel, {}), format=RELEASE_FORMAT, metrics={"source": source})
+    return full_builder(records, env, cache)
+
+
 def _distiller(s: Any, args: argparse.Namespace, env: Mapping[str, str]) -> Any:
     if s.distill_every <= 0:
         return None
@@ -174,6 +203,18 @@ def register(subparsers: Any) -> None:
         choices=("mqtt", "memory"),
         default="mqtt",
         help="devices over the broker of --broker (default) or in this process",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("head", "full"),
+        default="head",
+        help="train the head on the shipped backbone, or the whole network from a random start "
+        "(devices with torch; the others train its head)",
+    )
+    p.add_argument(
+        "--calibration",
+        default="106,209,223",
+        help="--mode full: MIT-BIH records of the server's int8 calibration beats",
     )
     p.add_argument(
         "--clients",

@@ -175,7 +175,8 @@ def edge_modules() -> list[Path]:
             parts = name.split(".")
             for i in range(1, len(parts) + 1):
                 found = module_file(".".join(parts[:i]))
-                if found is not None and found not in seen:
+                # the torch trainer is imported lazily, only where torch is installed
+                if found is not None and found not in seen and rel(found) not in EDGE_TORCH_ALLOWED:
                     todo.append(found)
     return sorted(seen)
 

@@ -49,6 +49,9 @@ def fedopt_step(
     new_w: Tensors = {}
     new_state: Tensors = dict(state)
     for k, w in weights.items():
+        if k not in grad:  # nobody trained this tensor this round: no step, moments kept
+            new_w[k] = w
+            continue
         d = grad[k].astype(np.float64)
         m = beta1 * state.get(f"m.{k}", np.zeros_like(w)).astype(np.float64) + (1 - beta1) * d
         v0 = state.get(f"v.{k}", np.full_like(w, tau * tau)).astype(np.float64)

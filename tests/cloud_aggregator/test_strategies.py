@@ -85,3 +85,18 @@ def test_fedprox_sets_mu_in_the_round_config() -> None:
 def test_bad_strategy_configuration_is_a_config_error(name: str, params: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
         make_strategy(name, **params)
+
+
+@pytest.mark.parametrize("name", ["fedavg", "fedprox", "median", "trimmed_mean", "fedadam"])
+def test_a_key_is_aggregated_over_the_updates_that_carry_it(name: str) -> None:
+    # Prepare: a whole-model round; one device (without torch) sent the head only
+    w = {"conv": np.zeros(3, np.float32), "head.weight": np.zeros(2, np.float32)}
+    full = ({"conv": np.ones(3, np.float32), "head.weight": np.ones(2, np.float32)}, 10)
+    head_only = ({"head.weight": np.full(2, 3.0, np.float32)}, 10)
+    # Execute
+    new, _ = make_strategy(name).aggregate(w, [full, full, head_only], {})
+    # Assert: conv moved by the full updates alone; the head by all three
+    assert np.all(new["conv"] > 0)
+    if name in ("fedavg", "fedprox"):
+        np.testing.assert_allclose(new["conv"], 1.0)
+        np.testing.assert_allclose(new["head.weight"], 5 / 3, rtol=1e-6)

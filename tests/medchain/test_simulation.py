@@ -91,3 +91,39 @@ def test_simulate_cli_over_a_real_broker(tmp_path: Path, data_root: Path, mosqui
     # Assert
     out = json.loads(capsys.readouterr().out)
     assert rc == 0 and out["rounds_closed"] == 2 and out["round_s_median"] < 60
+
+
+@pytest.mark.datasets("mitdb")
+def test_whole_model_rounds_with_a_mixed_cohort(tmp_path: Path, data_root: Path) -> None:
+    # Prepare: three devices with torch, one without; a random student as version 1
+    from cloud_aggregator.full_release import full_builder, initial_release
+    from cloud_aggregator.releases import is_whole_model, load_stored
+    from cloud_aggregator.simulate import write_client_npz
+
+    env = {"MEDCHAIN_DATA": str(data_root)}
+    cache = tmp_path / "cache"
+    records = ("101", "119", "208", "203")
+    counts = write_client_npz(records, tmp_path / "data", env, cache)
+    store = open_store(f"sqlite:///{tmp_path / 'full.db'}")
+    store.put_model(stored_blob(initial_release(["106"], env, cache), {}), format=RELEASE_FORMAT)
+    devices = memory_devices(tmp_path / "data", tmp_path / "work", frozenset({"mitdb-203"}))
+    plan = SimulationPlan(records, 2, client_config={"mode": "full", "lr": 0.003,
+                                                     "local_epochs": 1, "max_examples": 1500,
+                                                     "min_clients": 4}, eval_records=("209",))  # fmt: skip
+    settings = AggregatorSettings(worker="agg-full", poll_s=0.01, gate_margin=1.0,
+                                  gate_class_margin=1.0)  # fmt: skip
+    # Execute
+    try:
+        out = run_on_grid(store, settings, plan, InMemoryGrid(devices), counts, env, cache=cache,
+                          builder=full_builder(["106"], env, cache))  # fmt: skip
+        versions = sorted(m.version for m in store.list_models())
+        first, _ = load_stored(store.get_model_bytes(versions[0]))
+        last, _ = load_stored(store.get_model_bytes(versions[-1]))
+    finally:
+        store.close()
+    # Assert: both rounds released a new int8 network; the head-only device took part
+    assert out["rounds_closed"] == 2 and all(h["received"] == 4 for h in out["rounds"])
+    assert is_whole_model(last) and len(last.tensors) > 2
+    assert last.metrics["backbone_sha256"] != first.metrics["backbone_sha256"]
+    assert last.files["model.onnx"] != first.files["model.onnx"]
+    assert all("device_macro_f1" in h and "macro_f1" in h for h in out["rounds"])
