@@ -141,7 +141,8 @@ class EdgeAgent:
 
     def status_detail(self) -> str:
         """The device's current state as compact JSON for ``Status.detail``: ECG heart rate
-        (bpm, median of the last 8 RR), PPG heart rate (bpm), activity level, buffer backlog."""
+        (bpm, median of the last 8 RR), PPG heart rate (bpm), activity level, buffer backlog,
+        signal quality (``signal``: "ok" / "too noisy", with a rhythm model)."""
         hr = self.detector.hr.rate_bpm
         state: dict[str, object] = {
             "ecg_hr_bpm": round(hr, 1) if hr == hr else None,
@@ -154,6 +155,9 @@ class EdgeAgent:
         activity = getattr(self.aux, "activity_level", "")
         if activity:
             state["activity"] = activity
+        quality = getattr(self.rhythm, "signal_quality", "")
+        if quality:  # the rhythm model's judgement of the latest 10 s ("ok" / "too noisy")
+            state["signal"] = quality
         return json.dumps(state, separators=(",", ":"))
 
     # -- main loop ---------------------------------------------------------------------------

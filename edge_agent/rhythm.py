@@ -141,6 +141,7 @@ class RhythmMonitor:
         self.unreadable_segments = 0
         self.last_af_probability = float("nan")
         self.last_verdict: RhythmVerdict | None = None
+        self.signal_quality = ""  # "ok" / "too noisy": the last judged segment ("" before one)
 
     def _reset(self, fs: float, seq: int | None, start: int, t0_ns: int) -> None:
         self._fs, self._next = fs, seq
@@ -192,6 +193,7 @@ class RhythmMonitor:
         """Judge ``[start, end)`` readable or not (on ``[context_from, end)`` if given)."""
         verdict = self._verdict(self._segment(start if context_from is None else context_from, end))
         noisy = ("flat" in verdict.quality) or (self._noisy_class and verdict.noisy)
+        self.signal_quality = "too noisy" if noisy else "ok"
         if noisy:
             self.unreadable_segments += 1
             self._noisy_until = max(self._noisy_until, end)

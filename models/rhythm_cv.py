@@ -134,6 +134,43 @@ def summarise(results: list[dict[str, Any]], bootstrap: int = 1000) -> dict[str,
     return out
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """Per-fold and pooled F1 tables of a :func:`summarise` report."""
+    lines = [
+        "| model | fold | F1 N | F1 AF | F1 O | F1 noisy | CinC mean F1 (N, AF, O) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in MODELS:
+        rows = report[name]["per_fold"]
+        for folds, row in zip(report["folds"], rows, strict=True):
+            lines.append(
+                f"| {name} | {','.join(map(str, folds))} | "
+                + " | ".join(
+                    f"{row[k]:.3f}" for k in ("f1_N", "f1_AF", "f1_O", "f1_noisy", "cinc_mean_f1")
+                )
+                + " |"
+            )
+        mean = report[name]["mean_of_folds"]
+        lines.append(
+            f"| {name} | mean of folds | "
+            + " | ".join(
+                f"{mean[k]:.3f}" for k in ("f1_N", "f1_AF", "f1_O", "f1_noisy", "cinc_mean_f1")
+            )
+            + " |"
+        )
+        pooled = report[name]["pooled"]
+        ci = pooled["bootstrap"]["ci"]
+        cells = [
+            f"{pooled['per_class'][c]['f1']:.3f} [{ci['f1_' + c][0]:.3f}-{ci['f1_' + c][1]:.3f}]"
+            for c in CLASSES
+        ]
+        cells.append(
+            f"**{pooled['cinc_mean_f1']:.3f}** [{ci['cinc_mean_f1'][0]:.3f}-{ci['cinc_mean_f1'][1]:.3f}]"
+        )
+        lines.append(f"| {name} | pooled [95 % CI] | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def _banks(options: LoadOptions) -> tuple[WindowBank, WindowBank]:
     from models.tasks.rhythm import aftdb_bank, cinc_bank, mitdb_bank
 
@@ -165,6 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--bootstrap", type=int, default=1000, help="record resamples for the intervals"
     )
+    parser.add_argument(
+        "--recipe",
+        help='JSON changes to the recipe (development runs), e.g. \'{"teacher": {"widths": [32, 48]}, '
+        '"train": {"lr": 0.002}, "student_epochs": 20}\'',
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     torch.set_num_threads(args.threads)
@@ -176,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     cinc, extra = _banks(options)
     folds = record_folds(cinc)
-    recipe = default_recipe().smaller(args.epochs, args.steps)
+    recipe = default_recipe().changed(json.loads(args.recipe) if args.recipe else {})
+    recipe = recipe.smaller(args.epochs, args.steps)
     args.out.mkdir(parents=True, exist_ok=True)
     splits = (
         [(DEV_TRAIN, DEV_VALIDATE, "dev")]
@@ -202,8 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / ("dev.summary.json" if args.dev else "cv.json")).write_text(
         json.dumps(report, indent=1), encoding="utf-8"
     )
-    for name in MODELS:
-        print(name, json.dumps({k: round(v, 4) for k, v in report[name]["mean_of_folds"].items()}))
+    print(markdown(report))
     return 0
 
 

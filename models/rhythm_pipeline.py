@@ -43,6 +43,18 @@ class Recipe:
     student_epochs: int
     short_share: float = 0.2
 
+    def changed(self, changes: dict[str, Any]) -> Recipe:
+        """The recipe with fields replaced (``teacher``/``student``/``train``: dicts of
+        ``NetSpec``/``TrainSpec`` fields)."""
+        out = self
+        for key, value in changes.items():
+            old = getattr(out, key)
+            if isinstance(value, dict):
+                fields = {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+                value = replace(old, **fields)
+            out = replace(out, **{key: value})
+        return out
+
     def smaller(self, epochs: int | None, steps: int | None) -> Recipe:
         """The recipe with fewer epochs/steps (smoke runs)."""
         spec = self.train
@@ -151,11 +163,7 @@ def train_rhythm(
     trained = train_models(bank, recipe, request.seed, request.out_dir)
     ds2 = mitdb_bank(list(request.test_records or DS2), replace(options, records=None))
     evaluations = window_metrics(trained, ds2)
-    cv = (
-        json.loads(Path(request.cv_report).read_text())
-        if getattr(request, "cv_report", None)
-        else None
-    )
+    cv = json.loads(cv_report.read_text()) if cv_report is not None else None
     elapsed = time.monotonic() - started
     card = write_card(
         trained,

@@ -66,6 +66,21 @@ def test_rhythm_monitor_reports_one_af_episode() -> None:
     assert e.details["source"] == "rhythm" and int(e.details["windows"]) >= 4
 
 
+def test_signal_quality_follows_the_latest_segment() -> None:
+    # Prepare: 20 s sinus then 15 s of noise
+    fs = 250.0
+    x, _ = synthetic_ecg([0.8] * 44, fs)
+    x[int(20 * fs) :] += np.random.default_rng(1).normal(0.0, 3000.0, x.size - int(20 * fs))
+    mon = RhythmMonitor("d", ByIrregularity())
+    # Execute
+    before = mon.signal_quality
+    _stream(mon, x[: int(20 * fs)], fs)
+    mid = mon.signal_quality
+    _stream(mon, x, fs)
+    # Assert
+    assert (before, mid, mon.signal_quality) == ("", "ok", "too noisy")
+
+
 def test_a_recording_shorter_than_a_window_is_decided_from_9_s() -> None:
     # Prepare: 20 s of irregular rhythm (less than one 30 s window), and 8 s of it
     fs = 300.0
@@ -98,6 +113,7 @@ def test_unreadable_signal_turns_beats_to_q_and_gives_no_af() -> None:
     held = gate.hold(beats, empty_batch())[0] + gate.flush()[0]
     # Assert: the three 10 s segments of noise are unreadable, their beats Q, no AF
     assert events == [] and mon.unreadable_segments == 3 and mon.noisy_windows == 1
+    assert mon.signal_quality == "ok"
     q = [b.sample for b in held if b.label == "Q"]
     assert q and min(q) >= 60 * fs and max(q) < 90 * fs
     assert sum(b.label == "V" for b in held) == len(peaks) - len(q)

@@ -157,6 +157,7 @@ def test_noise_gives_no_v_alarm_and_its_beats_are_q(agent: tuple[EdgeAgent, Fake
     ]
     # Assert: no vt_run, the beats inside the noise are Q (the web page then says "too noisy")
     assert "vt_run" not in stats.events_by_kind and stats.beats == len(beats) > 0
+    assert json.loads(a.status_detail())["signal"] == "ok"  # the stream ends readable
     inside = [b for b in beats if lo <= b.sample < hi]
     assert inside and all(b.label == "Q" and b.rr_s != b.rr_s for b in inside)
     assert all(b.label != "Q" for b in beats if b.sample < lo - 2 * FS)

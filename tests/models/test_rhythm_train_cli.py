@@ -1,0 +1,71 @@
+"""``medchain train --task rhythm``: teacher -> student -> ONNX -> int8 -> card, reproducibly
+(a smoke run: a few CinC recordings, one MIT-BIH test record, two steps)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from common.model_card import file_sha256, load_card
+from medchain.cli import main
+from models.data.cinc2017 import read_reference
+
+
+@pytest.mark.datasets("cinc2017_training", "mitdb", "aftdb")
+def test_train_writes_a_complete_card_and_repeats_exactly(
+    data_root: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Prepare: two recordings of each class
+    monkeypatch.setenv("MEDCHAIN_DATA", str(data_root))
+    monkeypatch.setenv("MEDCHAIN_CACHE", str(tmp_path / "cache"))
+    ref = read_reference(data_root / "cinc2017_training")
+    picked = [
+        r
+        for c in ("N", "AF", "O", "noisy")
+        for r in [x for x, y in zip(ref.records, ref.labels, strict=True) if y == c][:2]
+    ]
+    cv = tmp_path / "cv.json"
+    cv.write_text(
+        json.dumps(
+            {"student_int8": {"pooled": {"per_class": {}}, "per_fold": [], "mean_of_folds": {}}}
+        )
+    )
+    argv = [
+        "train",
+        "--task",
+        "rhythm",
+        "--records",
+        ",".join(picked),
+        "--test-records",
+        "100",
+        "--epochs",
+        "1",
+        "--steps",
+        "2",
+        "--threads",
+        "1",
+        "--seed",
+        "0",
+    ]
+    # Execute
+    rc1 = main([*argv, "--out", str(tmp_path / "a"), "--cv-report", str(cv)])
+    rc2 = main([*argv, "--out", str(tmp_path / "b"), "--json"])
+    evaluations = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rc3 = main([*argv, "--out", str(tmp_path / "c"), "--cv-report", str(tmp_path / "missing.json")])
+    err = capsys.readouterr().err
+    # Assert: a loadable card for the int8 file, the same bytes from the same seed
+    assert (rc1, rc2, rc3) == (0, 0, 2) and "missing.json" in err
+    card = load_card(tmp_path / "a" / "rhythm.card.json")
+    assert card.artifact.sha256 == file_sha256(tmp_path / "a" / "rhythm.onnx")
+    assert file_sha256(tmp_path / "a" / "rhythm.onnx") == file_sha256(
+        tmp_path / "b" / "rhythm.onnx"
+    )
+    assert card.classes == ("N", "AF", "O", "noisy") and "cv5_student_int8" in card.metrics
+    assert set(evaluations) == {"teacher_fp32", "fp32", "int8"}
+    assert evaluations["int8"]["n"] == 60 and "by_group" in evaluations["int8"]
+    assert card.training.command.startswith("medchain ") and card.training.seed == 0
