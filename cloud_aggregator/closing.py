@@ -67,6 +67,7 @@ def judge(
     evaluator: Evaluator | None,
     current: dict[str, float] | None,
     build: Builder = lambda rel, w, r: next_release(rel, w, r, {}),
+    screen: bool = True,
 ) -> Judged:
     """The round's candidate, chosen and passed through the release gate.
 
@@ -81,7 +82,7 @@ def judge(
         return result, candidate, {}, (), None
     scores = evaluator(candidate)
     excluded: tuple[str, ...] = ()
-    retry = aggregate(exclude=frozenset(result.suspects)) if result.suspects else None
+    retry = aggregate(exclude=frozenset(result.suspects)) if screen and result.suspects else None
     if retry is not None:
         retry_candidate = build(rel, retry.weights, round_no)
         retry_scores = evaluator(retry_candidate)

@@ -50,6 +50,10 @@ class AggregatorSettings:
         The server's held-out labelled set for the release gate and the per-round metrics:
         ``ds1``, a comma-separated list of MIT-BIH records, or an ``.npz`` file with ``beat``,
         ``rr`` and ``labels`` (empty = no server-side evaluation, no gate).
+    screen_suspects : bool
+        With a validation set, also score each round without the updates a robust bound had to
+        change and keep the better candidate; turn off when the "validation" set is a test set
+        that must not steer training (benchmarks).
     gate_margin, gate_class_margin : float
         The release gate (``cloud_aggregator.release_gate``): the largest accepted fall of
         macro-F1 and of any class's sensitivity against the current model (absolute, 0..1).
@@ -95,6 +99,7 @@ class AggregatorSettings:
     weight_cap: float = 3.0
     norm_mult: float = 3.0
     validation: str = ""
+    screen_suspects: bool = True
     gate_margin: float = 0.05
     gate_class_margin: float = 0.15
     dp_clip: float = 0.0

@@ -83,7 +83,15 @@ class ClosingMixin(EngineBase):
         current = None if self.evaluator is None else self.evaluator(rel)
         gate = ReleaseGate(self.s.gate_margin, self.s.gate_class_margin)
         result, candidate, scores, excluded, refusal = closing.judge(
-            result, aggregate, rel, round_no, gate, self.evaluator, current, build
+            result,
+            aggregate,
+            rel,
+            round_no,
+            gate,
+            self.evaluator,
+            current,
+            build,
+            self.s.screen_suspects,
         )
         devices = closing.device_evaluation(result.client_metrics, closing.release_classes(rel))
         metrics = self._round_metrics(
