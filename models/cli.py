@@ -54,6 +54,7 @@ def cmd_train(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         threads=args.threads,
         rr_gate=not args.no_rr_gate,
         template_veto=not args.no_template_veto,
+        views=not args.no_views,
     )
     summary = train_task(task, request, dict(env), _cache(env), on_epoch=_progress)
     if args.json:
@@ -242,6 +243,11 @@ def register(subparsers: Any) -> None:
     tr.add_argument(
         "--cv-report",
         help="rhythm: cv.json of `python -m models.rhythm_cv` whose tables go into the card",
+    )
+    tr.add_argument(
+        "--no-views",
+        action="store_true",
+        help="beat: train without the augmented views (other rates, leads, noise; models/augment.py)",
     )
     tr.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     tr.add_argument("--json", action="store_true", help="print metrics as JSON")

@@ -66,6 +66,7 @@ class TrainRequest:
     threads: int = 2
     rr_gate: bool = True  # where the task allows it (see gate_for)
     template_veto: bool = True  # where the task has one (see veto_for)
+    views: bool = True  # the task's augmented training views, if it has them (see with_views)
 
 
 def _softmax(logits: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -122,6 +123,23 @@ def veto_for(task: Task, channels: int, enabled: bool) -> TemplateVeto | None:
         _LOGGER.warning("no template veto: needs V and Q classes and a template channel")
         return None
     return TemplateVeto(task.template_veto_rms, task.classes.index("V"), task.classes.index("Q"))
+
+
+def with_views(task: Task, data: TaskData, options: LoadOptions, seed: int) -> TaskData:
+    """``data`` plus the task's augmented views of its records (``TASK.options["train_views"]``:
+    ``(records, options, seed) -> TaskData``, e.g. the beat task's other rates, polarity,
+    wander and noise, ``models.augment``); ``data`` itself when the task has none."""
+    views = task.options.get("train_views")
+    if views is None or len(data) == 0:
+        return data
+    extra: TaskData = views(sorted(set(data.groups.tolist())), options, seed)
+    _LOGGER.info("training on %d beats + %d of augmented views", len(data), len(extra))
+    return TaskData(
+        np.concatenate([data.signal, extra.signal]),
+        np.concatenate([data.features, extra.features]),
+        np.concatenate([data.labels, extra.labels]),
+        np.concatenate([data.groups, extra.groups]),
+    )
 
 
 def check_parity(net: SignalNet, onnx_path: Path, data: TaskData, n: int = 256) -> float:
@@ -185,6 +203,8 @@ def train_task(
         fit_data, val = train.subset(tr_idx), train.subset(val_idx)
         _LOGGER.info("holdout groups: %s", sorted(set(val.groups.tolist())))
     validate = _validator(task, val)
+    # nets learn from the augmented views too; calibration and the RR gate use the records
+    fit_nets = with_views(task, fit_data, opts, request.seed) if request.views else fit_data
 
     def cb(stage: str) -> EpochCallback | None:
         return on_epoch(stage) if on_epoch is not None else None
@@ -193,7 +213,7 @@ def train_task(
     teacher = _net(task, task.teacher, fit_data)
     t_hist = fit(
         teacher,
-        fit_data,
+        fit_nets,
         spec,
         seed=request.seed,
         n_classes=len(task.classes),
@@ -206,7 +226,7 @@ def train_task(
     student = _net(task, task.student, fit_data)
     s_hist = distill(
         student,
-        fit_data,
+        fit_nets,
         spec,
         teacher=teacher,
         seed=request.seed + 1,
@@ -274,6 +294,12 @@ def train_task(
                 else ""
             )
             + (f"; validation records held out: {sorted(set(val.groups.tolist()))}" if val else "")
+            + (
+                f"; nets trained on {len(fit_data)} beats + {len(fit_nets) - len(fit_data)} "
+                f"of augmented views ({task.options.get('train_views_description', '')})"
+                if len(fit_nets) > len(fit_data)
+                else ""
+            )
         ),
     )
     summary = {

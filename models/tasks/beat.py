@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,7 @@ from common.signals.beats import RR_FEATURES
 from common.signals.template import TEMPLATE_BEATS as TEMPLATE_BEATS
 from common.signals.template import TemplateTracker as TemplateTracker
 from common.signals.template import template_channel as template_channel
+from models.augment import RecordView, apply_view, training_views
 from models.data.mitdb import AAMI_CLASSES, DS1, DS2, MitdbRecord, read_record
 from models.metrics import jk_index
 from models.tasks.base import LoadOptions, NetSpec, Task, TaskData, TrainSpec
@@ -85,30 +88,67 @@ def _spec_key(spec: BeatSpec) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:12]
 
 
-def load_records(records: list[str], options: LoadOptions, spec: BeatSpec = BEAT_SPEC) -> TaskData:
-    """Preprocessed beats of ``records`` (cached per record when ``options.cache_dir`` is set)."""
+def read_view(folder: Path, name: str, view: RecordView, env: Mapping[str, str]) -> MitdbRecord:
+    """Record ``name`` as ``view`` records it (``view.lead == "second"``: its first non-MLII
+    signal)."""
+    lead = view.lead
+    if lead == "second":
+        import wfdb
+
+        names = [str(n) for n in wfdb.rdheader(str(folder / name)).sig_name or []]
+        others = [n for n in names if n != "MLII"]
+        if not others:
+            raise DataNotFoundError(f"a second lead of record {name!r}", f"leads {names}")
+        lead = others[0]
+    return apply_view(read_record(folder, name, lead), view, env)
+
+
+def load_records(
+    records: list[str],
+    options: LoadOptions,
+    spec: BeatSpec = BEAT_SPEC,
+    view: RecordView | Callable[[str], list[RecordView]] | None = None,
+) -> TaskData:
+    """Preprocessed beats of ``records`` (cached per record and view when
+    ``options.cache_dir`` is set). ``view``: one :class:`models.augment.RecordView` for every
+    record, or ``record -> views`` (each view's beats are added; groups stay the record's)."""
     folder = dataset_dir("mitdb", options.env)
     parts: list[tuple[Any, ...]] = []
     for name in records:
-        cache = None
-        if options.cache_dir is not None:
-            cache = options.cache_dir / "beat" / _spec_key(spec) / f"{name}.npz"
-        if cache is not None and cache.is_file():
-            with np.load(cache) as z:
-                parts.append((z["signal"], z["features"], z["labels"], name))
-            continue
-        signal, feats, labels = preprocess_record(read_record(folder, name), spec)
-        if cache is not None:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cache, signal=signal, features=feats, labels=labels)
-        parts.append((signal, feats, labels, name))
-        _LOGGER.info("record %s: %d beats", name, len(labels))
+        if view is None:
+            views = [RecordView()]
+        elif isinstance(view, RecordView):
+            views = [view]
+        else:
+            views = view(name)
+        for v in views:
+            parts.append((*_view_arrays(folder, name, v, spec, options), name))
     return TaskData(
         signal=np.concatenate([p[0] for p in parts]),
         features=np.concatenate([p[1] for p in parts]),
         labels=np.concatenate([p[2] for p in parts]).astype(np.int64),
         groups=np.concatenate([np.full(len(p[2]), p[3]) for p in parts]).astype(np.str_),
     )
+
+
+def _view_arrays(
+    folder: Path, name: str, view: RecordView, spec: BeatSpec, options: LoadOptions
+) -> tuple[Any, Any, Any]:
+    """(signal, features, labels) of one record's view, from the cache when there."""
+    cache = None
+    if options.cache_dir is not None:
+        tag = "" if view.is_identity else f"-{view.key()}"
+        cache = options.cache_dir / "beat" / _spec_key(spec) / f"{name}{tag}.npz"
+    if cache is not None and cache.is_file():
+        with np.load(cache) as z:
+            return z["signal"], z["features"], z["labels"]
+    rec = read_view(folder, name, view, options.env)
+    signal, feats, labels = preprocess_record(rec, spec)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, signal=signal, features=feats, labels=labels)
+    _LOGGER.info("record %s (view %s): %d beats", name, view.key(), len(labels))
+    return signal, feats, labels
 
 
 def load(split: str, options: LoadOptions) -> TaskData:
@@ -123,6 +163,20 @@ def load(split: str, options: LoadOptions) -> TaskData:
             raise DataNotFoundError(f"MIT-BIH record(s) {unknown}", "DS1 + DS2 (non-paced)")
         records = list(options.records)
     return load_records(records, options)
+
+
+# Augmented views per DS1 record that `medchain train` adds (models.augment.training_views:
+# other rates, polarity, gain, wander, real noise); chosen by DS1 patient-wise CV (docs/models.md
+# "Augmentation for other devices"); 0 = none.
+TRAIN_VIEWS = 0
+VIEW_NOISE = True
+
+
+def load_train_views(records: list[str], options: LoadOptions, seed: int) -> TaskData:
+    """:data:`TRAIN_VIEWS` augmented views of each of ``records`` (seeded by ``seed``)."""
+    return load_records(
+        records, options, BEAT_SPEC, lambda r: training_views(TRAIN_VIEWS, seed, r, VIEW_NOISE)
+    )
 
 
 def contract(spec: BeatSpec = BEAT_SPEC) -> InputContract:
@@ -210,4 +264,13 @@ TASK = Task(
     # V calls this close to the running template are served as Q (models/template_veto.py);
     # chosen on DS1 patient-wise CV, seeds 0-2 (docs/models.md "Template veto")
     template_veto_rms=BEAT_RMS_BELOW,
+    options=(
+        {
+            "train_views": load_train_views,
+            "train_views_description": f"{TRAIN_VIEWS} per record: 128-500 Hz, polarity, gain, "
+            "baseline wander" + (", CinC 2017 noise at 24-0 dB" if VIEW_NOISE else ""),
+        }
+        if TRAIN_VIEWS
+        else {}
+    ),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -157,3 +158,27 @@ def test_task_with_n_and_s_classes_ships_the_rr_gate(tmp_path: Path) -> None:
     req = TrainRequest(seed=0, out_dir=tmp_path / "off", command="pytest", rr_gate=False)
     off = train_task(task, req, {}, None)
     assert "int8_without_gate" not in off["evaluations"]
+
+
+def test_train_task_adds_the_tasks_augmented_views(tmp_path: Path) -> None:
+    # Prepare: a task whose views are the training records inverted
+    calls: list[tuple[list[str], int]] = []
+
+    def views(records: list[str], options: object, seed: int) -> TaskData:
+        calls.append((records, seed))
+        data = synthetic(300, 0)
+        return TaskData(-data.signal, data.features, data.labels, data.groups)
+
+    task = tiny_task()
+    task = Task(**{**task.__dict__, "options": {"train_views": views}})
+    # Execute
+    req = TrainRequest(seed=3, out_dir=tmp_path / "a", command="pytest")
+    with_views = train_task(task, req, {}, None)
+    without = train_task(task, replace(req, out_dir=tmp_path / "b", views=False), {}, None)
+    # Assert: the views were asked for the training records, with the seed, and changed the nets
+    assert calls == [(sorted({f"p{i}" for i in range(6)}), 3)]
+    card = load_card(tmp_path / "a" / "toy.card.json")
+    assert "augmented views" in card.training.notes
+    assert with_views["evaluations"]["fp32"] != without["evaluations"]["fp32"] or (
+        (tmp_path / "a" / "toy.onnx").read_bytes() != (tmp_path / "b" / "toy.onnx").read_bytes()
+    )
