@@ -49,15 +49,42 @@ SERVED_RECORD = "200"
 SWEEP_CAPS = tuple(round(0.4 + 0.025 * i, 3) for i in range(17))  # 0.4 .. 0.8
 
 
-def beat_windows(name: str) -> np.ndarray:
-    """Channel-0 beat windows (n, L) of a record, the beats of ``load_embeddings``."""
+def beat_windows(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Channel-0 beat windows (n, L), RR features (n, K) and model inputs (n, C, L) of a
+    record, the beats of ``load_embeddings``."""
     from common.datasets import dataset_dir
     from models.data.mitdb import read_record
     from models.tasks.beat import BEAT_SPEC, preprocess_record
 
     rec = read_record(dataset_dir("mitdb", dict(os.environ)), name)
-    signal, _, _ = preprocess_record(rec, BEAT_SPEC)
-    return np.ascontiguousarray(signal[:, 0])
+    signal, feats, _ = preprocess_record(rec, BEAT_SPEC)
+    return np.ascontiguousarray(signal[:, 0]), feats, signal
+
+
+def figures_with_ci(
+    ys: dict[str, np.ndarray], ps: dict[str, np.ndarray], drop: str = "232"
+) -> dict[str, Any]:
+    """Gross figures, the same without record ``drop``, and the record-bootstrap 95 % CI."""
+    from models.record_report import bootstrap_ci
+
+    cms = {}
+    for name in ys:
+        cm = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
+        np.add.at(cm, (ys[name], ps[name]), 1)
+        cms[name] = cm
+    y_all, p_all = np.concatenate(list(ys.values())), np.concatenate(list(ps.values()))
+    rest = [n for n in ys if n != drop]
+    y_rest = np.concatenate([ys[n] for n in rest])
+    p_rest = np.concatenate([ps[n] for n in rest])
+    ci = bootstrap_ci(list(cms.values()), CLASSES, 1000, 0)["ci95"]
+    return {
+        "all": metrics(y_all, p_all),
+        f"without_{drop}": metrics(y_rest, p_rest),
+        "ci95_percent": {
+            k: None if v is None else [round(100 * v[0], 1), round(100 * v[1], 1)]
+            for k, v in ci.items()
+        },
+    }
 
 
 def metrics(labels: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -81,10 +108,34 @@ def called_v(labels: np.ndarray, pred: np.ndarray) -> dict[str, int]:
     return {c: int(counts[i]) for i, c in enumerate(CLASSES) if i != V and counts[i]}
 
 
+def card_gate(model: Path) -> dict[str, Any] | None:
+    """The RR gate of the model's card (None without one)."""
+    card = json.loads(model.with_name(model.stem + ".card.json").read_text())
+    gate = card["input_contract"]["parameters"].get("rr_gate")
+    return gate if isinstance(gate, dict) else None
+
+
+def served_probs(
+    model: Path, probs: np.ndarray, test: np.ndarray, rr: np.ndarray, signal: np.ndarray
+) -> np.ndarray:
+    """The global model as served: the head's probabilities, then the card's RR gate and
+    template veto (what the int8 graph computes after its softmax)."""
+    from models.rr_gate import RRGate
+    from models.template_veto import TemplateVeto
+
+    card = json.loads(model.with_name(model.stem + ".card.json").read_text())
+    params = card["input_contract"]["parameters"]
+    if "rr_gate" in params:
+        probs = RRGate.from_dict(params["rr_gate"]).apply(probs, rr[test])
+    if "template_veto" in params:
+        probs = TemplateVeto.from_dict(params["template_veto"]).apply(probs, signal[test])
+    return probs
+
+
 def served_agreement(model: Path, head: ph.PersonalHead, bench_pred: np.ndarray) -> float:
     """Share of SERVED_RECORD's test beats whose class from the serving classifier (ONNX on
-    the windows, personal head and its V gate set) equals the benchmark's (cached
-    embeddings)."""
+    the windows, personal head with its rhythm expert and V gate set) equals the benchmark's
+    (cached embeddings)."""
     from cloud_aggregator.evaluation import fit_channels, input_channels
     from common.datasets import dataset_dir
     from edge_agent.inference import OnnxBeatClassifier
@@ -95,7 +146,7 @@ def served_agreement(model: Path, head: ph.PersonalHead, bench_pred: np.ndarray)
     signal, feats, _ = preprocess_record(rec, BEAT_SPEC)
     signal = fit_channels(signal, input_channels(model.read_bytes()))
     clf = OnnxBeatClassifier(model)
-    clf.set_head(head.weight, head.bias, gate=head.v_gate)
+    clf.set_head(head.weight, head.bias, gate=head.v_gate, rr_split=head.rr_split)
     served = np.argmax(clf.predict(signal, feats), 1)[-len(bench_pred) :]
     return float(np.mean(served == bench_pred))
 
@@ -138,6 +189,9 @@ def main() -> None:
     ap.add_argument("--balance", type=float, default=ph.BALANCE, help="class weights count^-b")
     ap.add_argument("--sweep-cap", action="store_true", help="V-gate cap selection table")
     ap.add_argument("--se-budget", type=float, default=0.5, help="VEB Se points the gate may cost")
+    ap.add_argument(
+        "--no-rhythm", action="store_true", help="'after' without the RR gate's evidence"
+    )
     args = ap.parse_args()
     head_file = args.global_head or args.model.with_name(args.model.stem + ".head.npz")
     with np.load(head_file) as z:
@@ -149,8 +203,13 @@ def main() -> None:
     tests: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     per_record: dict[str, Any] = {}
     served = float("nan")
+    y_rec: dict[str, np.ndarray] = {}
+    p_before: dict[str, np.ndarray] = {}
+    p_after: dict[str, np.ndarray] = {}
+    p_global: dict[str, np.ndarray] = {}
+    rr_gate = None if args.no_rhythm else card_gate(args.model)
     for name, d in data.items():
-        win = beat_windows(name)
+        win, rr, signal = beat_windows(name)
         assert len(win) == len(d.labels), name
         first = d.samples < PERSONAL_S * d.fs
         test = ~first
@@ -166,6 +225,18 @@ def main() -> None:
             classes=CLASSES,
         )
         secs.append(time.perf_counter() - t0)
+        kept = tr.personalise(  # the same, keeping the global RR gate's rhythm evidence
+            glob,
+            "g",
+            d.emb[first],
+            d.labels[first],
+            tau=args.tau,
+            balance=args.balance,
+            windows=win[first],
+            classes=CLASSES,
+            rr=rr[first],
+            rr_gate=rr_gate,
+        )
         heads[name] = head
         first_windows[name] = (win[first], d.labels[first])
         tests[name] = (d.emb[test], win[test], d.labels[test])
@@ -173,8 +244,18 @@ def main() -> None:
         pg = np.argmax(tr.head_probs(d.emb[test], glob[tr.HEAD_W], glob[tr.HEAD_B]), 1)
         pp = np.argmax(head.predict(d.emb[test]), 1)
         pq = np.argmax(head.predict(d.emb[test], win[test]), 1)
+        pr = np.argmax(kept.predict(d.emb[test], win[test], rr[test]), 1)
+        served_global = served_probs(
+            args.model,
+            tr.head_probs(d.emb[test], glob[tr.HEAD_W], glob[tr.HEAD_B]),
+            test,
+            rr,
+            signal,
+        )
+        y_rec[name], p_before[name], p_after[name] = yt, pq, pr
+        p_global[name] = np.argmax(served_global, 1)
         if name == SERVED_RECORD:
-            served = served_agreement(args.model, head, pq)
+            served = served_agreement(args.model, kept, pr)
         y_all.append(yt)
         p_glob.append(pg)
         p_pers.append(pp)
@@ -228,6 +309,13 @@ def main() -> None:
         "kiranyaz_2016_percent": {"se_V": 95.0, "ppv_V": 89.5, "se_S": 64.6, "ppv_S": 62.1},
         "personalise_seconds_per_record_mean": round(float(np.mean(secs)), 3),
         "per_record": per_record,
+        "rhythm_kept": {
+            "description": "head + the global RR gate's rhythm evidence (edge_agent.rr_split) "
+            "+ V gate, as the device serves it since issue 16; 'before' = head + V gate",
+            "global_served": figures_with_ci(y_rec, p_global),
+            "before": figures_with_ci(y_rec, p_before),
+            "after": figures_with_ci(y_rec, p_after),
+        },
     }
     if args.records == "ds2":
         out[f"served_path_agreement_{SERVED_RECORD}"] = round(served, 4)
