@@ -61,24 +61,37 @@
   }
 
   function makeChart(el, series, opts) {
+    /* series: [{label, color, dashed? (dashed line, filled points)}]; opts: {height, time (false: numeric x), integerX, integerY,
+       points, xLabel, legend (default: when more than one series), format (y value -> text, for the
+       axis and the legend)}. Null values are gaps (uPlot does not span them). */
     opts = opts || {};
     const height = opts.height || 200;
     const width = () => Math.max(200, Math.floor(el.clientWidth));
+    const INTEGER_INCRS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000];
+    const yAxis = { stroke: '#666', grid: { stroke: '#eee' }, size: opts.format ? 70 : 55 };
+    if (opts.integerY) yAxis.incrs = INTEGER_INCRS;
+    if (opts.format) yAxis.values = (u, splits) => splits.map(opts.format);
+    const line = (s) => {
+      const out = { label: s.label, stroke: s.color, width: s.dashed ? 1.75 : 1.25, points: { show: !!opts.points } };
+      if (s.dashed) { out.dash = [6, 4]; out.points.fill = s.color; } /* and filled points */
+      if (opts.format) out.value = (u, v) => opts.format(v);
+      return out;
+    };
     const u = new uPlot({
       width: width(),
       height: height,
-      legend: { show: series.length > 1 },
+      legend: { show: opts.legend !== undefined ? !!opts.legend : series.length > 1 },
       cursor: { drag: { x: false, y: false } },
       scales: { x: { time: opts.time !== false } },
       axes: [
         opts.time !== false
           ? { stroke: '#666', grid: { stroke: '#eee' }, space: 90, values: (u, splits) => splits.map(clock) }
           : opts.integerX
-            ? { stroke: '#666', grid: { stroke: '#eee' }, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000] }
+            ? { stroke: '#666', grid: { stroke: '#eee' }, incrs: INTEGER_INCRS }
             : { stroke: '#666', grid: { stroke: '#eee' } },
-        { stroke: '#666', grid: { stroke: '#eee' }, size: 55 },
+        yAxis,
       ],
-      series: [{}].concat(series.map((s) => ({ label: s.label, stroke: s.color, width: 1.25, points: { show: !!opts.points } }))),
+      series: [opts.xLabel ? { label: opts.xLabel } : {}].concat(series.map(line)),
     }, [[]].concat(series.map(() => [])), el);
     let lastW = width();
     if (global.ResizeObserver) {

@@ -19,10 +19,13 @@ from common.errors import ConfigError
 from common.training_config import CHOICE_FIELDS, NUMERIC_FIELDS, check_training_config
 from store.records import DesiredTraining, ModelVersion, Round, TrainingControl
 from web import auth
+from web.metric_names import MEASURE_HELP
+from web.round_charts import latest_values
 from web.views.context import settings, store
 from web.views.forms import choice, integer, payload, text
 from web.views.forms import client_id as valid_client_id
 from web.views.patients import client_json
+from web.views.round_metrics import metric_series, metric_text, metrics
 
 bp = Blueprint("federation", __name__)
 
@@ -62,15 +65,6 @@ def control_json(c: TrainingControl) -> dict[str, Any]:
             "dataset": c.dataset, "rounds": c.rounds, "config": c.config,
             "updated_by": c.updated_by, "updated_at": c.updated_at,
             "generation": c.generation}  # fmt: skip
-
-
-def metric_series(limit: int = 50) -> dict[str, Any]:
-    """Round-level metrics of the last ``limit`` rounds: ``{rounds: [id], series: {name: [v|None]}}``."""
-    rounds = list(reversed(store().list_rounds(limit=limit)))
-    per_round = [store().round_metrics(r.round_id) for r in rounds]
-    names = sorted({k for m in per_round for k in m})
-    series = {n: [(m[n] if n in m and m[n] == m[n] else None) for m in per_round] for n in names}
-    return {"rounds": [r.round_id for r in rounds], "series": series}
 
 
 def overview() -> dict[str, Any]:
@@ -166,8 +160,11 @@ def apply_assignment(cid: str, data: dict[str, Any], actor: str) -> dict[str, An
 def view() -> str:
     """The federation page."""
     p = auth.require_clinician()
+    series, charts = metrics()
     return render_template("federation.html", data=overview(), can_control=p.is_admin,
-                           audit=store().list_audit(limit=15))  # fmt: skip
+                           audit=store().list_audit(limit=15), measure_help=MEASURE_HELP,
+                           latest=latest_values(charts, series["rounds"], series["series"]),
+                           metric_text=metric_text)  # fmt: skip
 
 
 @bp.post("/federation/control")
