@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -170,26 +171,47 @@ def wait_js(page: object, expression: str, timeout: float = 20.0) -> object:
         time.sleep(0.05)
 
 
+REFUSAL = "release gate: macro_f1 0.790 is 0.056 below the current model's 0.846"
+
+
 def seed_rounds(store: object) -> None:
-    """Two finished rounds with metrics and one open round, as the aggregator writes them."""
+    """Rounds as the round engine writes them: 1, 2, 4, 5 closed with the server's validation
+    scores, the devices' own evaluation and the plumbing; 3 refused by the release gate (no
+    metrics, a reason); 6 open."""
     card = {
         "task": "beat",
         "classes": ["N", "S", "V", "F", "Q"],
         "input": {"fs_hz": 360, "window_s": 0.75},
     }
-    base = store.put_model(b"seed", format="onnx-int8-qdq", card=card, metrics={"macro_f1": 0.58})  # type: ignore[attr-defined]
-    for i, f1 in enumerate((0.63, 0.69)):
-        r = store.open_round(task="beat", strategy="fedavg", base_version=base.version, quorum=2,  # type: ignore[attr-defined]
-                             deadline=time.time() + 60, selected_clients=("p1", "p2", "p3"))  # fmt: skip
+    st: Any = store
+    base = st.put_model(b"seed", format="release", card=card, metrics={"macro_f1": 0.58}).version
+    quality = ((0.63, 0.55), (0.66, 0.57), (None, None), (0.69, 0.6), (0.71, 0.64))
+    for i, (f1, dev) in enumerate(quality):
+        r = st.open_round(task="beat", strategy="fedavg", base_version=base, quorum=2,
+                          deadline=time.time() + 60, selected_clients=("p1", "p2", "p3"))  # fmt: skip
+        if f1 is None:
+            st.claim_round(r.round_id, "agg-1", lease_s=30)
+            st.fail_round(r.round_id, REFUSAL, worker="agg-1")
+            continue
         for cid in ("p1", "p2", "p3"):
-            store.record_update(round_id=r.round_id, client_id=cid, update_id=f"{r.round_id}-{cid}",  # type: ignore[attr-defined]
-                                blob=b"u", n_samples=500)  # fmt: skip
-        store.claim_round(r.round_id, "agg-1", lease_s=30)  # type: ignore[attr-defined]
-        base = store.finalize_round(r.round_id, "agg-1", model_blob=f"m{i}".encode(),  # type: ignore[attr-defined]
-                                    model_format="onnx-int8-qdq", model_card=card,
-                                    round_metrics={"macro_f1": f1, "val_loss": 0.9 - f1})  # fmt: skip
-    store.open_round(task="beat", strategy="fedprox", base_version=base.version, quorum=2,  # type: ignore[attr-defined]
-                     deadline=time.time() + 60)  # fmt: skip
+            st.record_update(round_id=r.round_id, client_id=cid, update_id=f"{r.round_id}-{cid}",
+                             blob=b"u", n_samples=500)  # fmt: skip
+        st.claim_round(r.round_id, "agg-1", lease_s=30)
+        metrics = {"macro_f1": f1, "accuracy": 0.9 + i / 100, "kappa": 0.6 + i / 50,
+                   "se_V": 0.85 + i / 100, "ppv_V": 0.9 - i / 200, "se_S": 0.4 + i / 40,
+                   "ppv_S": 0.35 + i / 50, "f1_S": 0.37 + i / 45, "f1_V": 0.87 + i / 200,
+                   "device_n": 900.0 + 40 * i, "device_macro_f1": dev,
+                   "device_se_V": 0.78 + i / 50, "device_ppv_V": 0.8 + i / 100,
+                   "device_se_S": 0.25 + i / 40, "device_ppv_S": 0.22 + i / 50,
+                   "aggregate_s": 0.1 + i / 10, "round_s": 2.5 + 0.7 * i, "quorum": 2.0,
+                   "selected": 3.0, "received": 3.0 - i % 2, "failures": float(i % 2),
+                   "rejected": 0.0, "excluded": 0.0, "uplink_bytes_mean": 17_500.0 + 100 * i,
+                   "weights_capped": 0.0, "norms_clipped": float(i == 3), "val_loss": 0.9 - f1}  # fmt: skip
+        base = st.finalize_round(r.round_id, "agg-1", model_blob=f"m{i}".encode(),
+                                 model_format="release", model_card={"federated": {"round_no": i + 1}},
+                                 round_metrics=metrics).version  # fmt: skip
+    st.open_round(task="beat", strategy="fedprox", base_version=base, quorum=2,
+                  deadline=time.time() + 60)  # fmt: skip
 
 
 @pytest.fixture()
@@ -353,13 +375,6 @@ def test_live_patient_page_predictions_and_labelling(served: tuple[str, object],
             page.goto(f"{base}/labels?client_id=p1&show=all")
             page.wait_for_selector(".badge.state-acknowledged")
 
-            # The federation page: rounds, one plot per round metric, model cards, controls
-            seed_rounds(store)
-            page.goto(f"{base}/federation")
-            page.wait_for_selector("#control-form")
-            page.wait_for_selector("#metrics .plot[data-metric=macro_f1] canvas")
-            assert page.locator("#rounds tbody tr").count() == 3
-            page.screenshot(path=str(ARTIFACTS / "federation.png"), full_page=True)
             assert not console_errors, console_errors
         finally:
             browser.close()
@@ -453,6 +468,77 @@ def test_patient_view_on_a_phone_from_the_qr_link(
             for hidden in ("p=", "sha256", "feedface", "model", "%"):
                 assert hidden not in text, hidden
             assert phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+            assert not errors, errors
+        finally:
+            browser.close()
+
+
+def test_federation_page_shows_model_quality_first(
+    served_offline: tuple[str, object, object],
+) -> None:
+    if not CHROMIUM.exists():
+        require_service("chromium", "apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    # Prepare
+    base, store, _ = served_offline
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    seed_rounds(store)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            errors: list[str] = []
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            # Execute
+            page.goto(f"{base}/login")
+            page.fill("input[name=username]", "root")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{base}/patients")
+            page.goto(f"{base}/federation")
+            wait_js(page, "window.medchainFederation && window.medchainFederation.ready")
+            page.wait_for_selector("#quality-charts .plot[data-chart=macro_f1] canvas")
+            drawn = page.evaluate("window.medchainFederation.charts")
+            first_plot = page.evaluate("document.querySelector('.plot').dataset.chart")
+            titles = page.locator("#quality-charts h3").all_text_contents()
+            legend = page.inner_text("#quality-charts .metric:first-child .u-legend")
+            tops = [page.locator(sel).bounding_box()["y"]
+                    for sel in ("#quality", "#rounds", "#plumbing", "#controls")]  # fmt: skip
+            shown = page.inner_text("#quality") + page.inner_text("#plumbing")
+            reasons = page.locator("#rounds td.reason").all_text_contents()
+            page.screenshot(path=str(ARTIFACTS / "federation.png"), full_page=True)
+            page.click("#quality-detail-box summary")
+            page.wait_for_selector("#quality-detail .plot canvas")
+            detail = page.locator("#quality-detail h3").all_text_contents()
+            page.locator("#quality").screenshot(path=str(ARTIFACTS / "federation_quality.png"))
+            phone = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2)
+            phone.context.add_cookies(page.context.cookies())
+            phone.goto(f"{base}/federation")
+            wait_js(phone, "window.medchainFederation && window.medchainFederation.ready")
+            fits = phone.evaluate("document.documentElement.scrollWidth <= window.innerWidth + 1")
+            phone.screenshot(path=str(ARTIFACTS / "federation_phone.png"), full_page=True)
+            # Assert: model quality is the first chart, in %, with gaps for the rounds without it
+            assert first_plot == "macro_f1" and drawn[0]["id"] == "macro_f1"
+            plotted = [[v if v is None else round(v, 9) for v in s] for s in drawn[0]["data"]]
+            assert plotted == [[63.0, 66.0, None, 69.0, 71.0, None],
+                               [55.0, 57.0, None, 60.0, 64.0, None]]  # fmt: skip
+            assert titles == ["Macro-F1 per round (%)", "VEB Se and +P (class V) (%)",
+                              "SVEB Se and +P (class S) (%)"]  # fmt: skip
+            assert detail[:3] == ["Accuracy, validation set (server) (%)",
+                                  "Cohen's κ, validation set (server)",
+                                  "SVEB Se, +P and F1 (class S) (%)"]  # fmt: skip
+            assert "Labelled examples scored on the devices" in detail
+            assert "validation set (server)" in legend
+            assert "devices' own beats (before training)" in legend
+            assert tops == sorted(tops)  # quality, rounds table, plumbing, then the controls
+            assert "Round duration" in shown and "Upload per device (mean)" in shown
+            for raw in ("macro_f1", "aggregate_s", "uplink_bytes_mean", "device_se_V"):
+                assert raw not in shown, raw
+            assert "val_loss" in shown  # a key without a human name keeps its own
+            assert reasons == ["", "", "", REFUSAL, "", ""]  # newest first
+            assert fits
             assert not errors, errors
         finally:
             browser.close()
