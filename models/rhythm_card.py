@@ -9,7 +9,10 @@ figures).
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,7 @@ from common.model_card import (
     TrainingInfo,
     card_path_for,
     file_sha256,
+    load_card,
     save_card,
 )
 from models.cards import QUANTIZATION
@@ -117,3 +121,27 @@ def write_card(
     path = card_path_for(trained.int8)
     save_card(card, path)
     return path
+
+
+def add_cv(card_path: Path, cv: dict[str, Any]) -> Path:
+    """Put the tables of a ``models.rhythm_cv`` report into an existing card (the model, its
+    sha256 and every other metric unchanged): for a shipped model trained while its
+    cross-validation ran."""
+    card = load_card(card_path)
+    metrics = {k: v for k, v in card.metrics.items() if not k.startswith("cv5_")}
+    save_card(replace(card, metrics=_cv_metrics(cv) | metrics), card_path)
+    return card_path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m models.rhythm_card --card CARD --cv-report CV_JSON``."""
+    parser = argparse.ArgumentParser(description="add 5-fold CV tables to a rhythm model card")
+    parser.add_argument("--card", type=Path, required=True, help="rhythm.card.json")
+    parser.add_argument("--cv-report", type=Path, required=True, help="cv.json of models.rhythm_cv")
+    args = parser.parse_args(argv)
+    print(add_cv(args.card, json.loads(args.cv_report.read_text(encoding="utf-8"))))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -69,3 +69,16 @@ def test_train_writes_a_complete_card_and_repeats_exactly(
     assert set(evaluations) == {"teacher_fp32", "fp32", "int8"}
     assert evaluations["int8"]["n"] == 60 and "by_group" in evaluations["int8"]
     assert card.training.command.startswith("medchain ") and card.training.seed == 0
+    # the CV tables of a report go into a card afterwards, nothing else changes
+    from models.rhythm_card import main as card_main
+
+    before = load_card(tmp_path / "b" / "rhythm.card.json")
+    assert (
+        card_main(["--card", str(tmp_path / "b" / "rhythm.card.json"), "--cv-report", str(cv)]) == 0
+    )
+    after = load_card(tmp_path / "b" / "rhythm.card.json")
+    assert "cv5_student_int8" in after.metrics and "cv5_student_int8" not in before.metrics
+    assert (
+        after.artifact == before.artifact
+        and after.metrics["mitdb_ds2_int8"] == before.metrics["mitdb_ds2_int8"]
+    )
