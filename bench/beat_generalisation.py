@@ -32,6 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import results as registry  # noqa: E402
 from common.datasets import dataset_dir  # noqa: E402
 from edge_agent.app import DEFAULT_MODEL  # noqa: E402
 from models.augment import SNRS_DB, RecordView, apply_view  # noqa: E402
@@ -106,6 +107,7 @@ def main() -> None:
     ap.add_argument("--conditions", default="mlii,lead2,noise,rates")
     ap.add_argument("--records", default=",".join(DS2))
     ap.add_argument("--markdown", action="store_true", help="print a table instead of JSON")
+    registry.add_record_argument(ap, "beat_generalisation")
     args = ap.parse_args()
     env = dict(os.environ)
     src = dataset_dir("mitdb", env)
@@ -140,6 +142,8 @@ def main() -> None:
         print(markdown(out))
     else:
         print(json.dumps(out, indent=1))
+    if args.record:
+        registry.record(args.record, out, sys.argv)
 
 
 def _pct(v: float | None) -> str:
