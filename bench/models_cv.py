@@ -86,6 +86,9 @@ def main() -> None:
     ap.add_argument("--teachers", type=int, default=1, help="with --kd: average N teachers")
     ap.add_argument("--gate", action="store_true", help="also score net + RR gate")
     ap.add_argument("--veto", type=float, help="also score gate + template veto (RMS below)")
+    ap.add_argument(
+        "--veto-grid", help="also score gate + veto at these RMS thresholds (comma-separated)"
+    )
     ap.add_argument("--views", type=int, default=0, help="augmented views per training record")
     ap.add_argument("--view-noise", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--robust", action="store_true", help="score the robustness conditions")
@@ -102,8 +105,9 @@ def main() -> None:
         seed=seed,
         teacher=with_overrides(task.teacher, _kv(args.teacherset)) if args.kd else None,
         teachers=args.teachers,
-        gate=args.gate or args.veto is not None,
+        gate=args.gate or args.veto is not None or bool(args.veto_grid),
         veto=args.veto,
+        veto_grid=tuple(float(x) for x in args.veto_grid.split(",")) if args.veto_grid else (),
         views=(lambda r: training_views(n_views, seed, r, noise)) if n_views else None,
         conditions=ROBUST if args.robust else {},
     )

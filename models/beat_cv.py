@@ -55,8 +55,12 @@ class CvConfig:
         Distil the student from this teacher (``medchain train``); None: train it directly.
     teachers : int
         Distil from the probability average of this many teachers.
-    gate, veto : bool
-        Score the net followed by the RR gate (fitted on the training folds) / template veto.
+    gate : bool
+        Score the net followed by the RR gate (fitted on the training folds).
+    veto : float, optional
+        Also score gate + template veto at this RMS threshold (form ``served``).
+    veto_grid : tuple of float
+        Also score gate + veto at each of these thresholds (forms ``veto_<t>``), to choose it.
     views : callable, optional
         ``record -> [RecordView]``: augmented copies of each training record.
     conditions : mapping
@@ -70,6 +74,7 @@ class CvConfig:
     teachers: int = 1
     gate: bool = True
     veto: float | None = None
+    veto_grid: tuple[float, ...] = ()
     views: Callable[[str], list[RecordView]] | None = None
     conditions: Mapping[str, RecordView] = field(default_factory=dict)
 
@@ -159,9 +164,11 @@ def served(
     if config.gate:
         probs = fit_rr_gate(train.features, train.labels, 0, 1).apply(probs, data.features)
         out["gate"] = probs.argmax(axis=1)
-    if config.veto is not None and data.signal.shape[1] > 1:
-        probs = TemplateVeto(config.veto, 2, 4).apply(probs, data.signal)
-        out["served"] = probs.argmax(axis=1)
+    if data.signal.shape[1] > 1:
+        for rms in config.veto_grid:
+            out[f"veto_{rms:g}"] = TemplateVeto(rms, 2, 4).apply(probs, data.signal).argmax(axis=1)
+        if config.veto is not None:
+            out["served"] = TemplateVeto(config.veto, 2, 4).apply(probs, data.signal).argmax(axis=1)
     return out
 
 

@@ -50,6 +50,7 @@ def test_cross_validation_scores_every_condition_and_served_form() -> None:
         train=TrainSpec(epochs=1, batch_size=32, steps_per_epoch=3),
         seed=0,
         veto=0.5,
+        veto_grid=(0.3,),
         views=lambda r: [RecordView(polarity=-1)],
         conditions={"inverted": RecordView(polarity=-1)},
     )
@@ -57,7 +58,7 @@ def test_cross_validation_scores_every_condition_and_served_form() -> None:
     out = cross_validate(_load, config, CLASSES, records)
     assert set(out) == {"seconds", "clean", "inverted"}
     for cond in ("clean", "inverted"):
-        assert set(out[cond]) == {"net", "gate", "served"}
+        assert set(out[cond]) == {"net", "gate", "served", "veto_0.3"}
         assert sum(map(sum, out[cond]["served"]["confusion"])) == 3 * 60
     assert out == {**cross_validate(_load, config, CLASSES, records), "seconds": out["seconds"]}
 
