@@ -69,6 +69,7 @@ class RoundEngine(OpeningMixin, IntakeMixin, ClosingMixin):
         if active is None:
             opened = self._open_next(control)
             if opened is not None:
+                self._open = {opened.round_id: opened}  # its first updates need no query
                 self._announce(opened)
             return
         if self.republish.is_set() or self.retained.announced != active.round_id:
@@ -81,26 +82,25 @@ class RoundEngine(OpeningMixin, IntakeMixin, ClosingMixin):
         if decision == rl.Decision.CLOSE:
             self.close(active, control)
         elif decision == rl.Decision.FAIL:
-            got = len(progress.reported)
+            got = progress.reported
             why = f"quorum not reached: {got} of {active.quorum} needed, {progress.failures} dropped out"
             self._fail(active, why, got, progress.failures)
 
     def _progress(self, rnd: Round) -> rl.RoundProgress:
-        """Who reported, dropped out or was refused in an open round, and when quorum came."""
-        updates = self.store.list_updates(rnd.round_id, include_blobs=False)
-        times = sorted(u.received_at for u in updates)
-        quorum_at = times[rnd.quorum - 1] if rnd.quorum and len(times) >= rnd.quorum else None
-        refused = frozenset(r.client_id for r in self.store.list_rejected_updates(rnd.round_id))
+        """Who reported, dropped out or was refused in an open round, and when quorum came
+        (counts from the store: a few queries whatever the round's size)."""
+        offline = [c for c in rnd.selected_clients if self.online.get(c) is False]
+        tally = self.store.round_tally(rnd.round_id, rnd.quorum, offline)
         return rl.RoundProgress(
-            rnd.selected_clients,
-            frozenset(u.client_id for u in updates),
-            frozenset(c for c in rnd.selected_clients if self.online.get(c) is False),
+            len(rnd.selected_clients),
+            tally.accepted,
+            len(offline) - tally.offline_reported,
             rnd.quorum,
             rnd.deadline,
-            refused,
+            tally.refused,
             target=rnd.config.get("target"),
             opened_at=rnd.opened_at,
-            quorum_at=quorum_at,
+            quorum_at=tally.quorum_at,
             grace_fraction=float(rnd.config.get("grace_fraction", self.s.grace_fraction)),
         )
 

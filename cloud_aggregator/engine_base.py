@@ -63,6 +63,7 @@ class EngineBase:
         self._rng = np.random.default_rng(settings.seed)
         self._releases: dict[int, tuple[fl.ModelRelease, fl.Tensors]] = {}
         self._open: dict[int, Round] = {}  # the open round as last seen (saves a query/update)
+        self._selected_sets: dict[int, frozenset[str]] = {}  # its invited clients, as a set
 
     def ensure_initial_model(self) -> int:
         """The latest release version, seeding ``initial_model`` into an empty store."""

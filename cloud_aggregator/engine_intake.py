@@ -9,26 +9,58 @@ acknowledged.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from cloud_aggregator.engine_base import EngineBase
 from cloud_aggregator.releases import version_name
 from cloud_aggregator.validation import Reject, ValidationPolicy, validate_update
 from common import fl_protocol as fl
 from common import protocol as proto
-from store import NotFoundError, Round, RoundState, UpdateStatus
+from store import NewUpdate, NotFoundError, RefusedUpdate, Round, RoundState, UpdateStatus
 
 _LOGGER = logging.getLogger(__name__)
 
 
 class IntakeMixin(EngineBase):
-    """Admits updates into the open round."""
+    """Admits updates into the open round, one at a time or in batches."""
 
     def admit(self, sender: str, payload: bytes) -> UpdateStatus | None:
         """Validate and store one whole update; the store's verdict (None if refused first).
 
-        A refused update is data: counted, logged and, when its round is known, recorded with
-        its reason. ``sender`` is the client id of the topic (the broker binds it to the login).
+        ``sender`` is the client id of the topic (the broker binds it to the login).
         """
+        return self.admit_many([(sender, payload)])[0]
+
+    def admit_many(self, items: Sequence[tuple[str, bytes]]) -> list[UpdateStatus | None]:
+        """Validate a batch of whole updates and store the valid ones in one transaction per
+        round (a few round trips for the batch, not per update); verdicts in input order.
+
+        A refused update is data: counted, logged and, when its round is known, recorded with
+        its reason (refusals in one batch insert too).
+        """
+        verdicts: list[UpdateStatus | None] = [None] * len(items)
+        refused: list[RefusedUpdate] = []
+        accepted: dict[int, list[tuple[int, NewUpdate]]] = {}
+        for i, (sender, payload) in enumerate(items):
+            screened = self._screen(sender, payload)
+            if isinstance(screened, RefusedUpdate):
+                refused.append(screened)
+            elif screened is not None:
+                accepted.setdefault(screened[0], []).append((i, screened[1]))
+        self.store.reject_updates(refused)
+        for rid, group in accepted.items():
+            receipts = self.store.record_updates(rid, [u for _, u in group])
+            for (i, u), receipt in zip(group, receipts, strict=True):
+                verdicts[i] = receipt.status
+                if receipt.status == UpdateStatus.REJECTED:
+                    self.rejects.add(receipt.reason or "store")
+                    _LOGGER.warning(
+                        "round %d: store refused update of %s: %s", rid, u.client_id, receipt.reason
+                    )
+        return verdicts
+
+    def _screen(self, sender: str, payload: bytes) -> tuple[int, NewUpdate] | RefusedUpdate | None:
+        """An update to store, one to log as refused, or None (not even its round is known)."""
         try:
             u = fl.decode_update(payload)
         except proto.ProtocolError as exc:
@@ -49,33 +81,15 @@ class IntakeMixin(EngineBase):
         reason = self._check(u, rnd, sender)
         if reason is not None:
             self.rejects.add(reason)
-            self.store.reject_update(
-                round_id=rid,
-                client_id=sender,
-                update_id=u.update_id,
-                reason=str(reason),
-                size_bytes=len(payload),
-            )
             _LOGGER.warning("round %d: %s update from %s rejected", rid, reason, sender)
-            return None
+            return RefusedUpdate(rid, sender, u.update_id, str(reason), len(payload))
         metrics = dict(u.metrics, bytes=float(len(payload)), compression_error=u.compression_error)
-        receipt = self.store.record_update(
-            round_id=rid,
-            client_id=sender,
-            update_id=u.update_id,
-            blob=payload,
-            n_samples=u.n_examples,
-            metrics=metrics,
-        )
-        if receipt.status == UpdateStatus.REJECTED:
-            self.rejects.add(receipt.reason or "store")
-            _LOGGER.warning("round %d: store refused update of %s: %s", rid, sender, receipt.reason)
-        return receipt.status
+        return rid, NewUpdate(sender, u.update_id, payload, u.n_examples, metrics)
 
     def _check(self, u: fl.ClientUpdate, rnd: Round, sender: str) -> Reject | None:
         if rnd.state != RoundState.OPEN or self.clock() > rnd.deadline:
             return Reject.LATE
-        if rnd.selected_clients and sender not in rnd.selected_clients:
+        if rnd.selected_clients and sender not in self._selected(rnd):
             return Reject.NOT_SELECTED
         base = int(rnd.base_version or 0)
         shapes = {k: tuple(v.shape) for k, v in self.release(base)[0].tensors.items()}
@@ -83,3 +97,12 @@ class IntakeMixin(EngineBase):
             self.s.norm_bound, max_compression_error=self.s.max_compression_error
         )
         return validate_update(u, shapes, version_name(base), policy)
+
+    def _selected(self, rnd: Round) -> frozenset[str]:
+        """The round's invited clients as a set, built once per round (a round may invite
+        100,000 devices: a scan of the tuple per update would cost as much as the update)."""
+        cached = self._selected_sets.get(rnd.round_id)
+        if cached is None:
+            cached = frozenset(rnd.selected_clients)
+            self._selected_sets = {rnd.round_id: cached}  # only the open round's is needed
+        return cached

@@ -25,6 +25,7 @@ import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -112,22 +113,24 @@ class Decision(StrEnum):
 
 @dataclass(frozen=True)
 class RoundProgress:
-    """Facts about an open round at one instant.
+    """Facts about an open round at one instant, as counts (a round may invite 100,000
+    devices; :meth:`of` builds them from sets).
 
     Attributes
     ----------
-    selected : tuple of str
+    selected : int
         Invited clients.
-    reported : frozenset of str
+    reported : int
         Clients with an accepted update.
-    offline : frozenset of str
+    offline : int
         Selected clients known to be offline now (Last Will / status), without an update.
     quorum : int
         k.
     deadline : float
         Unix seconds.
-    refused : frozenset of str
-        Selected clients whose update was rejected (they will not send another one).
+    refused : int
+        Selected clients whose update was rejected, without an accepted one (they will not
+        send another).
     target : int, optional
         Updates the round asks for (default: every selected client).
     opened_at : float, optional
@@ -138,32 +141,49 @@ class RoundProgress:
         See :class:`RoundPolicy`.
     """
 
-    selected: tuple[str, ...]
-    reported: frozenset[str]
-    offline: frozenset[str]
+    selected: int
+    reported: int
+    offline: int
     quorum: int
     deadline: float
-    refused: frozenset[str] = frozenset()
+    refused: int = 0
     target: int | None = None
     opened_at: float | None = None
     quorum_at: float | None = None
     grace_fraction: float = 0.5
 
+    @classmethod
+    def of(
+        cls,
+        selected: Collection[str],
+        reported: Collection[str],
+        offline: Collection[str],
+        quorum: int,
+        deadline: float,
+        refused: Collection[str] = (),
+        **kw: Any,
+    ) -> RoundProgress:
+        """Progress from the sets of invited, reporting, offline and refused clients."""
+        sel, rep = set(selected), set(reported)
+        off = (set(offline) & sel) - rep
+        ref = (set(refused) & sel) - rep - off
+        return cls(len(sel), len(rep), len(off), quorum, deadline, len(ref), **kw)
+
     @property
     def failures(self) -> int:
         """Selected clients that dropped out (offline without an update)."""
-        return len(self.offline - self.reported)
+        return self.offline
 
     @property
     def outstanding(self) -> int:
         """Selected clients that may still report."""
-        return len(set(self.selected) - self.reported - self.offline - self.refused)
+        return max(0, self.selected - self.reported - self.offline - self.refused)
 
 
 def decide(progress: RoundProgress, now: float) -> Decision:
     """The closing rule of the module docstring; ``now`` in Unix s like ``deadline``."""
-    got = len(progress.reported)
-    target = progress.target if progress.target is not None else len(progress.selected)
+    got = progress.reported
+    target = progress.target if progress.target is not None else progress.selected
     if got >= max(1, target):
         return Decision.CLOSE
     if progress.outstanding == 0 or now >= progress.deadline:

@@ -41,6 +41,7 @@ __all__ = ["ADVANCE_EVERY_S", "AggregatorService", "Distiller", "Evaluator", "su
 
 ADVANCE_EVERY_S = 0.5
 STORE_BACKOFF_MAX_S = 15.0
+BATCH_MAX = 500  # whole updates validated together and stored in one transaction
 
 
 class AggregatorService:
@@ -85,7 +86,7 @@ class AggregatorService:
         self.ingest.online = self.engine.online  # one view of who is online
         self.chunks = DurableReassembler(store, max_size=settings.max_update_bytes)
         self._next_advance = 0.0
-        self._in_hand: Inbound | None = None  # a message whose handling met a store outage
+        self._in_hand: list[Inbound] = []  # messages whose handling met a store outage
         self._backoff = Backoff(base_s=0.5, max_s=STORE_BACKOFF_MAX_S)
 
     # The engine's state, as callers (CLI, simulations, tests) read and set it.
@@ -146,23 +147,39 @@ class AggregatorService:
     def step(self) -> None:
         """Drain inbound messages for up to ``poll_s``, then tick the engine.
 
+        Whole updates are gathered into batches of up to :data:`BATCH_MAX`, validated together
+        and stored in one transaction, then acknowledged; other messages are handled one by one.
         While messages stream in, the round is re-examined at most every
         :data:`ADVANCE_EVERY_S` (each look is a few store queries over the round's updates).
-        Raises StoreUnavailableError when the store is down; the message being handled is kept
-        and handled first on the next step.
+        Raises StoreUnavailableError when the store is down; the messages in hand are kept and
+        handled first on the next step.
         """
         deadline = time.monotonic() + self.s.poll_s
-        busy = False
-        while True:
-            msg = self._in_hand or self.broker.get(max(0.0, deadline - time.monotonic()))
-            if msg is None:
-                break
-            busy = True
-            self._in_hand = msg
-            self.handle(msg)
-            self._in_hand = None
-            if time.monotonic() >= deadline:
-                break
+        backlog, self._in_hand = self._in_hand, []
+        busy = bool(backlog)
+        batch: list[Inbound] = []
+        try:
+            while True:
+                msg = backlog.pop(0) if backlog else None
+                msg = msg or self.broker.get(max(0.0, deadline - time.monotonic()))
+                if msg is None:
+                    break
+                busy = True
+                if _whole_update(msg.topic):
+                    batch.append(msg)
+                    if len(batch) >= BATCH_MAX:
+                        self._handle_updates(batch)
+                        batch = []
+                else:
+                    self._in_hand = [msg]
+                    self.handle(msg)
+                    self._in_hand = []
+                if time.monotonic() >= deadline and not backlog:
+                    break
+            self._handle_updates(batch)
+        except StoreUnavailableError:
+            self._in_hand = [*self._in_hand, *batch, *backlog]
+            raise
         if not busy or time.monotonic() >= self._next_advance:
             self._next_advance = time.monotonic() + ADVANCE_EVERY_S
             try:
@@ -197,6 +214,26 @@ class AggregatorService:
             )
         self.broker.ack(msg)
 
+    def _handle_updates(self, batch: list[Inbound]) -> None:
+        """Admit a batch of whole updates, then acknowledge every message of it.
+
+        A store outage propagates (nothing acknowledged); any other failure of the batch falls
+        back to one message at a time, so one bad message costs only itself.
+        """
+        if not batch:
+            return
+        try:
+            self.engine.admit_many([(proto.parse_topic(m.topic).ident, m.payload) for m in batch])
+        except StoreUnavailableError:
+            raise
+        except Exception:  # a message the batch path cannot take: isolate it
+            _LOGGER.warning("a batch of %d updates failed: handling them one by one", len(batch))
+            for msg in batch:
+                self.handle(msg)
+            return
+        for msg in batch:
+            self.broker.ack(msg)
+
     def _dispatch(self, msg: Inbound) -> None:
         topic = proto.parse_topic(msg.topic)
         if topic.channel in INGESTED:
@@ -213,6 +250,15 @@ class AggregatorService:
     def handle_update(self, sender: str, payload: bytes) -> UpdateStatus | None:
         """Validate and store one whole update (see :meth:`RoundEngine.admit`)."""
         return self.engine.admit(sender, payload)
+
+
+def _whole_update(topic: str) -> bool:
+    """``update/{client}`` (a whole update), not a chunk, with a valid client id."""
+    try:
+        t = proto.parse_topic(topic)
+    except proto.ProtocolError:
+        return False
+    return t.channel == proto.Channel.UPDATE and not t.rest
 
 
 def subscriptions(shared_group: str) -> list[str]:

@@ -13,8 +13,11 @@ from common.fl_chunks import ChunkHeader
 from store.records import (
     ClientUpdate,
     ModelVersion,
+    NewUpdate,
+    RefusedUpdate,
     RejectedUpdate,
     Round,
+    RoundTally,
     UpdateReceipt,
 )
 
@@ -145,6 +148,22 @@ class FederationStore(Protocol):
         REJECTED (also recorded in the rejected log): unknown round, round not open, client
         not selected, client already sent another update for this round, n_samples < 1.
         """
+        ...
+
+    def record_updates(self, round_id: int, updates: Sequence[NewUpdate]) -> list[UpdateReceipt]:
+        """Store a batch of one round's updates in one transaction, with the rules of
+        :meth:`record_update` (a client's second update in the batch is rejected); the receipts
+        in input order. Costs a few round trips for the whole batch, not per update."""
+        ...
+
+    def round_tally(self, round_id: int, quorum: int, offline: Sequence[str]) -> RoundTally:
+        """Counts of a round's accepted and refused updates, when its ``quorum``-th accepted
+        update arrived, and how many of the ``offline`` clients have one (a few aggregate
+        queries, whatever the round's size)."""
+        ...
+
+    def reject_updates(self, refused: Sequence[RefusedUpdate]) -> None:
+        """Record a batch of refused updates in one transaction."""
         ...
 
     def reject_update(

@@ -183,6 +183,51 @@ class RejectedUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class RoundTally:
+    """Counts of an open round, for deciding whether it may close (no per-update rows).
+
+    Attributes
+    ----------
+    accepted : int
+        Accepted updates.
+    refused : int
+        Clients with a rejected update and no accepted one.
+    quorum_at : float or None
+        Unix seconds the k-th accepted update arrived (None: fewer than k).
+    offline_reported : int
+        How many of the given offline clients have an accepted update.
+    """
+
+    accepted: int
+    refused: int
+    quorum_at: float | None
+    offline_reported: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewUpdate:
+    """One update to store in a batch (:meth:`Store.record_updates`); ``n_samples`` is the
+    client's example count (its FedAvg weight), ``metrics`` its reported metrics (JSON)."""
+
+    client_id: str
+    update_id: str
+    blob: bytes
+    n_samples: int
+    metrics: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RefusedUpdate:
+    """One update the aggregator refused, to log in a batch (:meth:`Store.reject_updates`)."""
+
+    round_id: int
+    client_id: str
+    update_id: str
+    reason: str
+    size_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class UpdateReceipt:
     """Result of :meth:`Store.record_update`.
 

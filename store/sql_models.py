@@ -147,7 +147,17 @@ class ModelsMixin(SqlStoreBase):
     def _upsert_metrics(
         self, tx: Tx, round_id: int, metrics: Mapping[str, float], client_id: str
     ) -> None:
-        rows = [(round_id, client_id, str(k), metric_value(k, v)) for k, v in metrics.items()]
+        self._upsert_metrics_of(tx, round_id, {client_id: metrics})
+
+    def _upsert_metrics_of(
+        self, tx: Tx, round_id: int, by_client: Mapping[str, Mapping[str, float]]
+    ) -> None:
+        """Upsert metrics of several clients ("" = the round) in one statement."""
+        rows = [
+            (round_id, cid, str(k), metric_value(k, v))
+            for cid, metrics in by_client.items()
+            for k, v in metrics.items()
+        ]
         if rows:
             tx.executemany(
                 "INSERT INTO round_metric (round_id, client_id, name, value) VALUES (?, ?, ?, ?)"

@@ -9,12 +9,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from store.records import (
     ClientUpdate,
+    NewUpdate,
+    RefusedUpdate,
     RejectedUpdate,
+    RoundTally,
     UpdateReceipt,
     UpdateStatus,
 )
@@ -24,6 +27,21 @@ from store.sql_rounds import RoundsMixin
 _LOGGER = logging.getLogger(__name__)
 
 _META_COLS = "update_id, round_id, client_id, sha256, size_bytes, n_samples, metrics, received_at"
+
+
+def _refusal(rnd: Row | None, selected: set[str], u: NewUpdate, seen: set[str]) -> str:
+    """Why the store refuses a new update of a batch ("" when it may be stored)."""
+    if rnd is None:
+        return "unknown round"
+    if rnd[0] != "open":
+        return f"round is {rnd[0]}"
+    if selected and u.client_id not in selected:
+        return "client not selected for this round"
+    if int(u.n_samples) < 1:
+        return f"n_samples must be >= 1, got {u.n_samples}"
+    if u.client_id in seen:
+        return "client already sent an update for this round"
+    return ""
 
 
 def update_from_row(row: Row, blob: bytes | None = None) -> ClientUpdate:
@@ -147,11 +165,179 @@ class UpdatesMixin(RoundsMixin):
                     return self._classify_existing(tx, old, round_id, client_id, sha, size)
                 return reject("client already sent an update for this round")
             stored = ClientUpdate(
-                update_id, round_id, client_id, sha, size, int(n_samples), loads(dumps(metrics)),
-                now, None,
-            )  # fmt: skip
+                update_id,
+                round_id,
+                client_id,
+                sha,
+                size,
+                int(n_samples),
+                loads(dumps(metrics)),
+                now,
+                None,
+            )
         _LOGGER.debug("[ROUND %d] stored update %s from %s", round_id, update_id, client_id)
         return UpdateReceipt(UpdateStatus.ACCEPTED, "", stored)
+
+    def record_updates(self, round_id: int, updates: Sequence[NewUpdate]) -> list[UpdateReceipt]:
+        """Store a batch of one round's updates in one transaction (see the base class)."""
+        if any(not u.update_id or not u.client_id for u in updates):
+            raise ValueError("update_id and client_id must not be empty")
+        shas = [hashlib.sha256(bytes(u.blob)).hexdigest() for u in updates]
+        receipts: list[UpdateReceipt | None] = [None] * len(updates)
+        with self._tx(write=True) as tx:
+            existing = self._existing_many(tx, [u.update_id for u in updates])
+            tx.execute(
+                "SELECT state, selected_clients FROM fl_round WHERE round_id = ?"
+                + self.dialect.share_lock,
+                (round_id,),
+            )
+            rnd = tx.one()
+            selected = set(json.loads(rnd[1])) if rnd is not None else set()
+            fresh: list[int] = []
+            seen: set[str] = set()
+            for i, (u, sha) in enumerate(zip(updates, shas, strict=True)):
+                old = existing.get(u.update_id)
+                if old is not None:
+                    receipts[i] = self._classify_existing(
+                        tx, old, round_id, u.client_id, sha, len(u.blob)
+                    )
+                    continue
+                reason = _refusal(rnd, selected, u, seen)
+                if reason:
+                    receipts[i] = self._log_rejection(
+                        tx, round_id, u.client_id, u.update_id, reason, sha, len(u.blob)
+                    )
+                    continue
+                seen.add(u.client_id)
+                fresh.append(i)
+            receipts = self._insert_fresh(tx, round_id, updates, shas, fresh, receipts)
+        return [r for r in receipts if r is not None]
+
+    def _insert_fresh(
+        self,
+        tx: Tx,
+        round_id: int,
+        updates: Sequence[NewUpdate],
+        shas: list[str],
+        fresh: list[int],
+        receipts: list[UpdateReceipt | None],
+    ) -> list[UpdateReceipt | None]:
+        """Multi-row insert of the batch's new updates; a row that lost a race is classified."""
+        now = self._clock()
+        tx.executemany(
+            "INSERT INTO client_update (update_id, round_id, client_id, sha256, size_bytes,"
+            " n_samples, metrics, blob, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT DO NOTHING",
+            [
+                (
+                    updates[i].update_id,
+                    round_id,
+                    updates[i].client_id,
+                    shas[i],
+                    len(updates[i].blob),
+                    int(updates[i].n_samples),
+                    dumps(updates[i].metrics),
+                    bytes(updates[i].blob),
+                    now,
+                )
+                for i in fresh
+            ],
+        )
+        if tx.rowcount == len(fresh):  # every row went in: no second look needed
+            for i in fresh:
+                u = updates[i]
+                meta = ClientUpdate(
+                    u.update_id,
+                    round_id,
+                    u.client_id,
+                    shas[i],
+                    len(u.blob),
+                    int(u.n_samples),
+                    loads(dumps(u.metrics)),
+                    now,
+                    None,
+                )
+                receipts[i] = UpdateReceipt(UpdateStatus.ACCEPTED, "", meta)
+            return receipts
+        stored = self._existing_many(tx, [updates[i].update_id for i in fresh])
+        for i in fresh:
+            u, mine = updates[i], stored.get(updates[i].update_id)
+            if mine is not None and (mine.client_id, mine.sha256) == (u.client_id, shas[i]):
+                receipts[i] = UpdateReceipt(UpdateStatus.ACCEPTED, "", mine)
+            elif mine is not None:
+                receipts[i] = self._classify_existing(
+                    tx, mine, round_id, u.client_id, shas[i], len(u.blob)
+                )
+            else:
+                receipts[i] = self._log_rejection(
+                    tx,
+                    round_id,
+                    u.client_id,
+                    u.update_id,
+                    "client already sent an update for this round",
+                    shas[i],
+                    len(u.blob),
+                )
+        return receipts
+
+    def _existing_many(self, tx: Tx, update_ids: Sequence[str]) -> dict[str, ClientUpdate]:
+        out: dict[str, ClientUpdate] = {}
+        for start in range(0, len(update_ids), 500):  # SQLite's bound-parameter limit
+            part = list(update_ids[start : start + 500])
+            marks = ", ".join("?" * len(part))
+            tx.execute(f"SELECT {_META_COLS} FROM client_update WHERE update_id IN ({marks})", part)
+            out.update({str(r[0]): update_from_row(r) for r in tx.all()})
+        return out
+
+    def round_tally(self, round_id: int, quorum: int, offline: Sequence[str]) -> RoundTally:
+        """Counts of a round (see the base class)."""
+        with self._tx(write=False) as tx:
+            tx.execute("SELECT COUNT(*) FROM client_update WHERE round_id = ?", (round_id,))
+            row = tx.one()
+            accepted = 0 if row is None else int(row[0])
+            tx.execute(
+                "SELECT COUNT(DISTINCT client_id) FROM rejected_update r WHERE round_id = ?"
+                " AND NOT EXISTS (SELECT 1 FROM client_update u WHERE u.round_id = r.round_id"
+                " AND u.client_id = r.client_id)",
+                (round_id,),
+            )
+            row = tx.one()
+            refused = 0 if row is None else int(row[0])
+            quorum_at = None
+            if quorum >= 1 and accepted >= quorum:
+                tx.execute(
+                    "SELECT received_at FROM client_update WHERE round_id = ?"
+                    " ORDER BY received_at LIMIT 1 OFFSET ?",
+                    (round_id, quorum - 1),
+                )
+                row = tx.one()
+                quorum_at = None if row is None else float(row[0])
+            reported = 0
+            for start in range(0, len(offline), 500):
+                part = list(offline[start : start + 500])
+                tx.execute(
+                    "SELECT COUNT(*) FROM client_update WHERE round_id = ?"
+                    f" AND client_id IN ({', '.join('?' * len(part))})",
+                    [round_id, *part],
+                )
+                row = tx.one()
+                reported += 0 if row is None else int(row[0])
+        return RoundTally(accepted, refused, quorum_at, reported)
+
+    def reject_updates(self, refused: Sequence[RefusedUpdate]) -> None:
+        """Record a batch of refused updates in one transaction."""
+        if not refused:
+            return
+        now = self._clock()
+        with self._tx(write=True) as tx:
+            tx.executemany(
+                "INSERT INTO rejected_update (update_id, round_id, client_id, reason, sha256,"
+                " size_bytes, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (r.update_id, r.round_id, r.client_id, r.reason, "", r.size_bytes, now)
+                    for r in refused
+                ],
+            )
 
     def reject_update(
         self,
@@ -204,6 +390,6 @@ class UpdatesMixin(RoundsMixin):
                 str(r[5]),
                 int(r[6]),
                 float(r[7]),
-            )  # fmt: skip
+            )
             for r in rows
         ]

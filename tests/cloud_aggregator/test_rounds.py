@@ -38,9 +38,7 @@ def test_quorum(n: int, k: int) -> None:
 
 
 def _progress(reported: set[str], offline: set[str] = set()) -> RoundProgress:  # noqa: B006
-    return RoundProgress(
-        ("a", "b", "c", "d"), frozenset(reported), frozenset(offline), 2, deadline=100.0
-    )
+    return RoundProgress.of(("a", "b", "c", "d"), reported, offline, 2, deadline=100.0)
 
 
 @pytest.mark.parametrize(
@@ -73,9 +71,7 @@ def test_log_line_and_next_round() -> None:
 
 def test_clients_with_refused_updates_are_not_waited_for() -> None:
     # Prepare: a and b reported; c's update was rejected; d dropped out
-    progress = RoundProgress(
-        ("a", "b", "c", "d"), frozenset("ab"), frozenset("d"), 2, 100.0, frozenset("c")
-    )
+    progress = RoundProgress.of(("a", "b", "c", "d"), "ab", "d", 2, 100.0, "c")
     # Execute / Assert: nobody else can report, quorum met -> close before the deadline
     assert progress.outstanding == 0
     assert decide(progress, 10.0) == Decision.CLOSE
@@ -85,7 +81,7 @@ def _overselected(
     reported: str, offline: str = "", quorum_at: float | None = None
 ) -> RoundProgress:
     # 5 invited for a target of 4, quorum 2, opened at t=0, deadline at t=100
-    return RoundProgress(("a", "b", "c", "d", "e"), frozenset(reported), frozenset(offline), 2,
+    return RoundProgress.of(("a", "b", "c", "d", "e"), reported, offline, 2,
                          100.0, target=4, opened_at=0.0, quorum_at=quorum_at,
                          grace_fraction=0.5)  # fmt: skip
 

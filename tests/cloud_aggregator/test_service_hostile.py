@@ -162,3 +162,45 @@ def test_bad_training_config_stops_the_run_instead_of_crashing(backend: Backend)
     assert store.get_training_control().desired == DesiredTraining.STOPPED
     reasons = [a.details.get("reason", "") for a in store.list_audit(limit=10)]
     assert any("invalid training config" in str(r) for r in reasons)
+
+
+def test_a_batch_of_updates_survives_a_store_outage_and_is_stored_once(backend: Backend) -> None:
+    # Prepare: a round open for three devices; the store is down for the first batch write
+    import numpy as np
+
+    from common import fl_protocol as fl
+    from tests.cloud_aggregator.fl_support import initial_release
+
+    store = seeded(backend)
+    service, broker = service_on(store, backend)
+    service._backoff.base_s = 0.01  # noqa: SLF001 - keep the test fast
+    online(broker)
+    drain(service, broker)
+    service.advance()
+    rnd = store.active_round("beat")
+    assert rnd is not None
+    shapes = {k: v.shape for k, v in initial_release().tensors.items()}
+    mids = []
+    for cid in CLIENTS:
+        delta = {k: np.full(s, 0.01, np.float32) for k, s in shapes.items()}
+        u = fl.ClientUpdate(str(rnd.round_id), cid, "v1", 100, delta, "none")
+        mids.append(broker.put(proto.client_topic(proto.Channel.UPDATE, cid), fl.encode_update(u)))
+    real = store.record_updates
+    down = {"left": 1}
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        if down["left"]:
+            down["left"] -= 1
+            raise StoreUnavailableError(backend.url, "connection refused")
+        return real(*args, **kwargs)
+
+    store.record_updates = flaky  # type: ignore[method-assign]
+    # Execute
+    with pytest.raises(StoreUnavailableError):
+        service.step()
+    acked_during_outage = set(broker.acked) & set(mids)
+    service.step()
+    # Assert: nothing acknowledged while the store was down; all three stored once afterwards
+    assert acked_during_outage == set()
+    assert set(mids) <= set(broker.acked)
+    assert store.count_updates(rnd.round_id) == 3

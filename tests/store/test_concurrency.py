@@ -86,7 +86,7 @@ def _crash_while_finalizing(url: str, round_id: int) -> None:
     def die(*args: object, **kwargs: object) -> None:
         os._exit(3)
 
-    store._upsert_metrics = die  # type: ignore[attr-defined]
+    store._upsert_metrics_of = die  # type: ignore[attr-defined]
     store.finalize_round(round_id, "doomed", model_blob=b"half", model_format="onnx")
 
 
