@@ -199,6 +199,16 @@ def device_evaluation(
     return out
 
 
+def card_summary(release: fl.ModelRelease) -> dict[str, Any]:
+    """``task`` and ``classes`` of a release's card, for the store's record of the model."""
+    raw = release.files.get("model.card.json")
+    try:
+        card = json.loads(raw) if raw else {}
+    except ValueError:
+        return {}
+    return {k: card[k] for k in ("task", "classes") if k in card}
+
+
 def release_classes(release: fl.ModelRelease) -> tuple[str, ...]:
     """The class names of a release's card, in index order (empty when it has none)."""
     raw = release.files.get("model.card.json")

@@ -64,6 +64,8 @@ class EngineBase:
         self._releases: dict[int, tuple[fl.ModelRelease, fl.Tensors]] = {}
         self._open: dict[int, Round] = {}  # the open round as last seen (saves a query/update)
         self._selected_sets: dict[int, frozenset[str]] = {}  # its invited clients, as a set
+        # a closing round's candidates -> the int8 deltas their tensors came from (patches)
+        self._downlink: dict[int, tuple[fl.ModelRelease, dict[str, Any]]] = {}
 
     def ensure_initial_model(self) -> int:
         """The latest release version, seeding ``initial_model`` into an empty store."""

@@ -23,6 +23,7 @@ from cloud_aggregator.robust import RobustPolicy
 from cloud_aggregator.round_aggregation import StoredUpdate, aggregate_round
 from common import fl_protocol as fl
 from common.errors import ConfigError
+from common.fl_patch import downlink_tensors, encode_patch, make_patch
 from store import Round, TrainingControl
 
 _LOGGER = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class ClosingMixin(EngineBase):
             rnd, {**result.metrics, **devices}, scores, excluded, set(result.client_metrics)
         )
         if refusal is not None:
+            self.store.record_metrics(rnd.round_id, closing.finite(metrics))  # refused: shown too
             self.store.fail_round(rnd.round_id, refusal, worker=self.worker)
             closing.log_round(
                 rnd,
@@ -126,14 +128,23 @@ class ClosingMixin(EngineBase):
             )
         metrics["aggregate_s"] = time.perf_counter() - t0
         metrics["round_s"] = self.clock() - (rnd.opened_at or self.clock())
-        return self._commit(rnd, candidate, new_state, metrics, result.client_metrics)
+        return self._commit(rnd, candidate, new_state, metrics, result.client_metrics, base)
 
     def _builder(self, rel: fl.ModelRelease) -> closing.Builder | None:
         """How this round's release is made: the head patched into the int8 model, or (a
         whole-model release) the aggregator's builder; None when that is missing."""
-        if not is_whole_model(rel):
-            return lambda base, w, r: next_release(base, w, r, {})
-        return self.builder
+        inner = self.builder if is_whole_model(rel) else _patched_head
+        if inner is None:
+            return None
+
+        def build(base: fl.ModelRelease, weights: fl.Tensors, round_no: int) -> fl.ModelRelease:
+            # the weights devices will rebuild from the patch's int8 deltas, bit for bit
+            exact, deltas = downlink_tensors(base.tensors, weights)
+            release = inner(base, exact, round_no)
+            self._downlink[id(release)] = (release, deltas)
+            return release
+
+        return build
 
     def _round_metrics(
         self,
@@ -185,6 +196,7 @@ class ClosingMixin(EngineBase):
         state: fl.Tensors,
         metrics: dict[str, float],
         client_metrics: dict[str, dict[str, float]],
+        base: int,
     ) -> ClosedRound:
         """Finalise the round in one transaction and publish its release."""
         kept = closing.finite(metrics)
@@ -196,7 +208,10 @@ class ClosingMixin(EngineBase):
             model_blob=stored_blob(release, state),
             model_format=RELEASE_FORMAT,
             model_metrics=kept,
-            model_card={"federated": {"round_no": round_no, "run": rnd.config.get("run")}},
+            model_card={
+                **closing.card_summary(candidate),
+                "federated": {"round_no": round_no, "run": rnd.config.get("run")},
+            },
             round_metrics=kept,
             client_metrics=client_metrics,
         )
@@ -222,4 +237,23 @@ class ClosingMixin(EngineBase):
         self.history.append(record)
         payload, _ = wire_release(release, mv.version)
         self.retained.publish_model(mv.version, payload)
+        self._publish_patch(base, candidate, release, mv.version)
         return ClosedRound(mv.version, release, record)
+
+    def _publish_patch(
+        self, base: int, candidate: fl.ModelRelease, release: fl.ModelRelease, version: int
+    ) -> None:
+        """Retain the new release as a patch of the round's base (what a device holds)."""
+        entry, self._downlink = self._downlink.get(id(candidate)), {}
+        if entry is None or entry[0] is not candidate:
+            return  # not built from downlink tensors (a distilled student): full release only
+        old = dataclasses.replace(self.release(base)[0], version=version_name(base))
+        new = dataclasses.replace(release, version=version_name(version))
+        patch = encode_patch(make_patch(old, new, entry[1]))
+        if len(patch) <= self.s.chunk_bytes:
+            self.retained.publish_patch(version, base, patch)
+
+
+def _patched_head(base: fl.ModelRelease, weights: fl.Tensors, round_no: int) -> fl.ModelRelease:
+    """A head round's release: the new head written into the base's int8 model."""
+    return next_release(base, weights, round_no, {})

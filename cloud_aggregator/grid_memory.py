@@ -126,11 +126,20 @@ class InMemoryGrid:
                 continue
             device, inbox = self.devices[cid], self._inboxes[cid]
             while inbox:
-                device.on_message(*inbox.popleft())
+                while inbox:
+                    device.on_message(*inbox.popleft())
+                self._subscribe_new(cid, device)  # a retained release it now asks for
             for topic, payload in device.poll():
                 self._from_device(topic, payload)
                 sent += 1
         return sent
+
+    def _subscribe_new(self, cid: str, device: SimDevice) -> None:
+        """Deliver the retained messages of the filters a device subscribes from now on."""
+        for flt in getattr(device, "new_subscriptions", list)():
+            for topic, retained in list(self._retained.items()):
+                if proto.topic_matches(flt, topic):
+                    self._deliver(cid, topic, retained)
 
     def _deliver(self, cid: str, topic: str, payload: bytes) -> None:
         self._inboxes[cid].append((topic, payload))

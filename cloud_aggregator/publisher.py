@@ -79,6 +79,13 @@ class RetainedState:
             for t in self.models.pop(old):
                 self.broker.publish(t, b"", retain=True)
 
+    def publish_patch(self, version: int, base: int, payload: bytes) -> None:
+        """Retain ``v{version}`` as a patch of ``v{base}`` on ``model/v{version}/from/v{base}``
+        (cleared with the version's other topics)."""
+        topic = f"{proto.model_topic(version_name(version))}/from/{version_name(base)}"
+        self.broker.publish(topic, payload, retain=True)
+        self.models.setdefault(version, []).append(topic)
+
     def announce(self, ann: fl.RoundAnnouncement, expiry_s: float) -> bool:
         """Retain the announcement with an MQTT 5 expiry of ``expiry_s`` s; False if not acked."""
         ok = self.broker.publish(

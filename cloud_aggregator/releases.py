@@ -65,7 +65,9 @@ def release_from_model_dir(onnx_path: Path) -> ModelRelease:
             HEAD_W: z[head.weight_key].astype(np.float32),
             HEAD_B: z[head.bias_key].astype(np.float32),
         }
-    files = {ONNX_FILE: onnx_path.read_bytes(), CARD_FILE: card_path_for(onnx_path).read_bytes()}
+    # the card as every later release writes it (json indent 1): patches then carry no reformat
+    card_bytes = json.dumps(json.loads(card_path_for(onnx_path).read_text()), indent=1).encode()
+    files = {ONNX_FILE: onnx_path.read_bytes(), CARD_FILE: card_bytes}
     return ModelRelease("v0", 0, tensors, files, {"source": str(onnx_path.name)})
 
 

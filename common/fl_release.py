@@ -63,7 +63,9 @@ def encode_model(m: ModelRelease) -> bytes:
         "round_no": m.round_no,
         "tensors": specs,
         "files": files,
-        "metrics": m.metrics,
+        # sorted: a release's bytes (and the sha256 a round announces) must not depend on the
+        # order its metrics were added in (a device rebuilding it from a patch gets them sorted)
+        "metrics": {k: m.metrics[k] for k in sorted(m.metrics)},
     }
     return encode("model", body, blob + b"".join(m.files.values()))
 

@@ -124,6 +124,7 @@ class FederatedParticipant:
         self.stats = ParticipantStats()
         self.announcement: fl.RoundAnnouncement | None = None
         self.releases = ReleaseCache(pinned)
+        self._full_topics: list[str] = []  # full releases asked for (none held to patch)
         self.done: set[str] = set()
         self._emb_cache: tuple[str, int, npt.NDArray[np.float32], npt.NDArray[np.int64]] | None = (
             None
@@ -131,12 +132,25 @@ class FederatedParticipant:
         self._windows: npt.NDArray[np.float32] | None = None  # of the cached embeddings' beats
         self._rr: npt.NDArray[np.float32] | None = None  # their RR features (the RR gate's input)
 
-    @staticmethod
-    def subscriptions() -> list[str]:
-        """Topic filters the transport must subscribe (QoS 1)."""
+    def subscriptions(self) -> list[str]:
+        """Topic filters the transport must subscribe (QoS 1): patches of the global model and
+        the announcement, plus the full release of an announced version this device can build
+        from no patch (a new device, or one that is behind)."""
         # models first: on (re)connect the broker sends the retained releases before the
         # retained announcement that names one of them
-        return [f"{proto.PREFIX}/{proto.Channel.MODEL}/#", proto.round_current_topic()]
+        patches = f"{proto.PREFIX}/{proto.Channel.MODEL}/+/from/+"
+        return [*self._full_topics, patches, proto.round_current_topic()]
+
+    def new_subscriptions(self) -> list[str]:
+        """Filters added since the transport last asked (subscribe them now)."""
+        missing = self.releases.missing()
+        if missing is not None:
+            wanted = f"{proto.model_topic(missing[0])}/#"  # '#' also matches model/v{n} itself
+            if wanted not in self._full_topics:
+                self._full_topics.append(wanted)
+                del self._full_topics[:-2]  # the last two versions asked for are enough
+                return [wanted]
+        return []
 
     # ------------------------------------------------------------------ inbound
     def on_message(self, topic: str, payload: bytes) -> None:
@@ -147,6 +161,8 @@ class FederatedParticipant:
                 self.announcement = fl.decode_round(payload) if payload else None
                 a = self.announcement
                 self.releases.announce(None if a is None else (a.model_version, a.model_sha256))
+            elif t.channel == proto.Channel.MODEL and payload and t.rest[:1] == ("from",):
+                self.releases.feed_patch(payload)  # what changed since a version held here
             elif t.channel == proto.Channel.MODEL and payload:
                 self.releases.feed(t.ident, payload, self.clock())
         except Exception as exc:  # untrusted bytes: whatever a decoder raises is one reject

@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Collection
 
 from common import fl_protocol as fl
+from common.fl_patch import apply_patch, decode_patch
 from common.protocol import ProtocolError
 
 _LOGGER = logging.getLogger(__name__)
@@ -90,6 +91,23 @@ class ReleaseCache:
         if release.version != version:
             raise ProtocolError(f"release {release.version!r} on the topic of {version!r}")
         self._held[key] = release
+        if key == self._wanted:
+            self._announced.add(key)
+        self._evict()
+        return key
+
+    def feed_patch(self, payload: bytes) -> ReleaseKey | None:
+        """A patch (``model/v{n}/from/v{m}``): the key of the release it rebuilds from a held
+        one, or None when its base is not held (the device then needs the full release).
+        Raises ``ProtocolError`` for a malformed patch or one that rebuilds the wrong bytes."""
+        patch = decode_patch(payload)
+        key = (patch.version, patch.result_sha256)
+        if key in self._held:
+            return key
+        base = self._held.get((patch.base_version, patch.base_sha256))
+        if base is None:
+            return None
+        self._held[key] = apply_patch(base, patch)
         if key == self._wanted:
             self._announced.add(key)
         self._evict()

@@ -150,7 +150,7 @@ def test_agent_adapter_trains_off_the_loop_and_retries_when_offline(tmp_path: Pa
     whole = [w for _, part in uplink.sent if (w := r.feed(part, 0.0)) is not None]
     assert len(whole) == 1 and adapter.acked == len(uplink.sent) > 1  # chunks of one update
     assert fl.decode_update(whole[0]).client_id == "sim-000"
-    assert adapter.subscriptions() == FederatedParticipant.subscriptions()
+    assert adapter.subscriptions() == adapter.participant.subscriptions()
 
 
 class _GrowingExamples:

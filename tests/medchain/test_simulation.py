@@ -127,3 +127,32 @@ def test_whole_model_rounds_with_a_mixed_cohort(tmp_path: Path, data_root: Path)
     assert last.metrics["backbone_sha256"] != first.metrics["backbone_sha256"]
     assert last.files["model.onnx"] != first.files["model.onnx"]
     assert all("device_macro_f1" in h and "macro_f1" in h for h in out["rounds"])
+
+
+@pytest.mark.datasets("mitdb")
+def test_downlink_carries_only_what_changed(tmp_path: Path, data_root: Path) -> None:
+    # Prepare: four devices on the shipped beat model, head rounds
+    from cloud_aggregator.simulate import write_client_npz
+
+    env = {"MEDCHAIN_DATA": str(data_root)}
+    records = ("101", "106", "119", "208")
+    counts = write_client_npz(records, tmp_path / "data", env, tmp_path / "cache")
+    store = open_store(f"sqlite:///{tmp_path / 'dl.db'}")
+    settings = AggregatorSettings(worker="agg-dl", poll_s=0.01,
+                                  initial_model=Path("models/pretrained/beat.onnx"))  # fmt: skip
+    devices = memory_devices(tmp_path / "data", tmp_path / "work")
+    grid = InMemoryGrid(devices)
+    # Execute
+    try:
+        out = run_on_grid(store, settings, SimulationPlan(records, 4, client_config={
+            "min_clients": 4}), grid, counts, env)  # fmt: skip
+    finally:
+        store.close()
+    # Assert: the first round sends the model to each new device; later rounds a patch of the
+    # head (with the round's announcement) of at most 2 KB + 0.6 KB per device
+    per_device = {r: n / len(devices) for r, n in grid.stats.per_round_down.items()}
+    assert out["rounds_closed"] == 4
+    assert per_device["1"] > 50_000
+    assert all(per_device[r] < 2_600 for r in ("2", "3", "4")), per_device
+    assert all(d.stats.bad_messages == 0 for d in devices)
+    assert all(len(d.subscriptions()) == 3 for d in devices)  # one full release ever asked for
