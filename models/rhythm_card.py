@@ -78,7 +78,7 @@ def write_card(
     if cv is not None:
         metrics = _cv_metrics(cv) | metrics
     notes = (
-        f"teacher {count_parameters(trained.teacher)} params ({recipe.teacher.kind} {recipe.teacher.widths}), "
+        f"teacher {count_parameters(trained.teacher)} params ({recipe.teachers} x {recipe.teacher.kind} {recipe.teacher.widths}), "
         f"student {count_parameters(student)} params ({recipe.student.kind} {recipe.student.widths}), "
         f"kernel {recipe.student.kernel}; {recipe.train.epochs} teacher / {recipe.student_epochs} student "
         f"epochs, batch {recipe.train.batch_size}, lr {recipe.train.lr}, loss weights count^-{recipe.train.loss_balance}, "

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor, nn
 
 from models.data.mitdb import DS1, DS2
 from models.rhythm_data import WindowBank
@@ -42,6 +43,9 @@ class Recipe:
     train: TrainSpec  # the teacher's; the student uses ``student_epochs``
     student_epochs: int
     short_share: float = 0.2
+    teachers: int = (
+        1  # teachers trained with seeds seed, seed + 100, ...; the student learns their mean
+    )
 
     def changed(self, changes: dict[str, Any]) -> Recipe:
         """The recipe with fields replaced (``teacher``/``student``/``train``: dicts of
@@ -67,11 +71,27 @@ class Recipe:
         )
 
 
+class TeacherEnsemble(nn.Module):
+    """Several teachers as one: ``logits = log(mean of their softmax)`` (so a softmax of them is
+    the mean probability, and distillation softens that mean with its temperature)."""
+
+    def __init__(self, members: list[RhythmNet]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(
+        self, signal: Tensor, features: Tensor, lengths: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
+        outs = [m(signal, features, lengths) for m in self.members]
+        probs = torch.stack([torch.softmax(logits, dim=1) for logits, _ in outs]).mean(dim=0)
+        return torch.log(torch.clamp(probs, min=1e-8)), outs[0][1]
+
+
 @dataclass
 class Trained:
     """Result of :func:`train_models`."""
 
-    teacher: RhythmNet
+    teacher: nn.Module
     student: RhythmNet
     fp32: Path
     int8: Path
@@ -92,10 +112,18 @@ def train_models(bank: WindowBank, recipe: Recipe, seed: int, out: Path) -> Trai
     mean, scale = feature_standardiser(bank)
     seconds: dict[str, float] = {}
     t0 = time.monotonic()
-    seed_everything(seed)
-    teacher = RhythmNet(recipe.teacher, mean, scale, 4)
-    t_hist = fit_rhythm(teacher, bank, recipe.train, seed=seed, short_share=recipe.short_share)
-    torch.save({"state_dict": teacher.state_dict(), "meta": teacher.meta()}, out / "teacher.pt")
+    members, t_losses = [], []
+    for k in range(recipe.teachers):
+        seed_everything(seed + 100 * k)
+        net = RhythmNet(recipe.teacher, mean, scale, 4)
+        hist = fit_rhythm(
+            net, bank, recipe.train, seed=seed + 100 * k, short_share=recipe.short_share
+        )
+        name = "teacher.pt" if k == 0 else f"teacher{k}.pt"
+        torch.save({"state_dict": net.state_dict(), "meta": net.meta()}, out / name)
+        members.append(net)
+        t_losses += hist.losses
+    teacher: nn.Module = members[0] if len(members) == 1 else TeacherEnsemble(members)
     seconds["teacher"] = time.monotonic() - t0
     t0 = time.monotonic()
     seed_everything(seed + 1)
@@ -117,7 +145,7 @@ def train_models(bank: WindowBank, recipe: Recipe, seed: int, out: Path) -> Trai
         seconds,
     )
     return Trained(
-        teacher, student, fp32, int8, seconds, {"teacher": t_hist.losses, "student": s_hist.losses}
+        teacher, student, fp32, int8, seconds, {"teacher": t_losses, "student": s_hist.losses}
     )
 
 

@@ -82,3 +82,35 @@ def test_train_writes_a_complete_card_and_repeats_exactly(
         after.artifact == before.artifact
         and after.metrics["mitdb_ds2_int8"] == before.metrics["mitdb_ds2_int8"]
     )
+
+    # the evaluator (the edge's verdict code on the files) gives the CV path's probabilities
+    import shutil
+
+    import numpy as np
+
+    from models.rhythm_eval import evaluate_records
+    from models.rhythm_export import onnx_window_probs
+    from models.rhythm_train import record_probabilities
+    from models.tasks.base import LoadOptions
+    from models.tasks.rhythm import cinc_bank
+
+    folder = tmp_path / "recs"
+    folder.mkdir()
+    for r in picked:
+        shutil.copy(data_root / "cinc2017_training" / "training2017" / f"{r}.mat", folder)
+    labels = dict(zip(ref.records, ref.labels, strict=True))
+    (folder / "labels.csv").write_text("".join(f"{r},{labels[r]}\n" for r in picked))
+    model = tmp_path / "a" / "rhythm.onnx"
+    report = evaluate_records(folder, folder / "labels.csv", model, bootstrap=10)
+    bank = cinc_bank(
+        LoadOptions(
+            env={"MEDCHAIN_DATA": str(data_root)},
+            records=picked,
+            cache_dir=tmp_path / "cache" / "preprocessed",
+        )
+    )
+    idx = np.arange(len(bank))
+    names, probs, _ = record_probabilities(bank, onnx_window_probs(model, bank, idx), idx)
+    by_name = {r["record"]: r["probabilities"] for r in report["records"]}
+    for name, p in zip(names, probs, strict=True):
+        np.testing.assert_allclose([by_name[name][c] for c in card.classes], p, atol=2e-4)
