@@ -176,6 +176,8 @@ class SpotCheckService:
             "duration_s": round(verdict.duration_s, 2),
             **{f"p_{k}": round(v, 4) for k, v in verdict.probabilities.items()},
         }
+        if verdict.label == "AF":  # the live view's rhythm (web.live.hub reads details.rhythm)
+            details["rhythm"] = "AF"
         _LOGGER.info("spot check %s: %s %s", req.request_id, verdict.label, verdict.probabilities)
         return [
             Event(

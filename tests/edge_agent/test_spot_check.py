@@ -103,6 +103,7 @@ def test_service_records_on_request_and_answers_once() -> None:
     assert before == [] and [e.kind for e in events] == ["spot_check"]
     (event,) = events
     assert event.details["class"] == "AF" and event.details["request_id"] == "q-1"
+    assert event.details["rhythm"] == "AF"  # what the live patient view shows
     assert (event.t_end_ns - event.t_start_ns) == 20 * 10**9
     ((topic, payload),) = sent
     result = decode_spot_result(payload)
