@@ -40,6 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import results as registry  # noqa: E402
 from cloud_aggregator.config import AggregatorSettings  # noqa: E402
 from cloud_aggregator.releases import RELEASE_FORMAT, release_from_model_dir, stored_blob  # noqa: E402
 from cloud_aggregator.simulate import (  # noqa: E402
@@ -103,6 +104,10 @@ def run_arm(args: argparse.Namespace, arm: str, seed: int, data: Path, env: dict
 
     work = Path(tempfile.mkdtemp(prefix=f"fl-{arm}-{seed}-"))
     store_url = args.store or f"sqlite:///{work / 'store.db'}"
+    if store_url.startswith("postgresql"):  # a fresh schema per arm and seed
+        store_url += (
+            "&" if "?" in store_url else "?"
+        ) + f"schema=flbench_{arm}_{seed}_{os.getpid()}"
     store = open_store(store_url)
     start = (initial_release(args.calibration.split(","), env, cache, seed=seed)
              if args.mode == "full" else random_head_release(seed))  # fmt: skip
@@ -142,9 +147,15 @@ def run_arm(args: argparse.Namespace, arm: str, seed: int, data: Path, env: dict
             "downlink_bytes_per_round": out["downlink_bytes_per_round"], "curve": curve}  # fmt: skip
 
 
-def run_flower(python: str, rounds: int, env: dict[str, str]) -> dict[str, Any]:
+def default_peer(env: dict[str, str]) -> Path:
+    """../shared/peer/flower_plus.py beside the datasets (a worktree elsewhere still finds it)."""
+    data = env.get("MEDCHAIN_DATA")
+    shared = Path(data).resolve().parent if data else ROOT.parent / "shared"
+    return shared / "peer" / "flower_plus.py"
+
+
+def run_flower(python: str, peer: Path, rounds: int, env: dict[str, str]) -> dict[str, Any]:
     """Flower's FedAvg on the same 22 clients (../shared/peer): final F1 and round times."""
-    peer = ROOT.parent / "shared" / "peer" / "flower_plus.py"
     done = subprocess.run([python, str(peer), "--rounds", str(rounds)], env=env,  # noqa: S603
                           capture_output=True, text=True, timeout=7200, check=True)  # fmt: skip
     lines = [json.loads(s) for s in done.stdout.splitlines() if s.startswith("{")]
@@ -172,9 +183,15 @@ def main() -> None:
     ap.add_argument("--deadline", type=float, default=120.0)
     ap.add_argument("--max-seconds", type=float, default=7200.0)
     ap.add_argument("--flower", default="", help="python of a venv with flwr: run it interleaved")
-    ap.add_argument("--record", action="store_true", help="keep the JSON in docs/results/")
+    ap.add_argument(
+        "--peer", default="", help="flower_plus.py (default: ../shared/peer beside MEDCHAIN_DATA)"
+    )
+    registry.add_record_argument(ap, "fl_compare")
     args = ap.parse_args()
     env = dict(os.environ)
+    peer = Path(args.peer) if args.peer else default_peer(env)
+    if args.flower and not peer.is_file():
+        ap.error(f"--flower: no Flower peer at {peer} (give --peer)")
     cache = default_cache_dir(env) / "beat-cache"
     data = Path(tempfile.mkdtemp(prefix="fl-data-"))
     write_client_npz(resolve_records("ds1"), data / "clients", env, cache)
@@ -185,13 +202,16 @@ def main() -> None:
     t0 = time.time()
     for seed in range(args.seeds):
         if args.flower:
-            runs.append({**run_flower(args.flower, args.rounds, env), "seed": seed})
+            runs.append({**run_flower(args.flower, peer, args.rounds, env), "seed": seed})
         for arm in args.arms.split(","):
             folder = data / ("central" if arm == "central" else "clients")
             runs.append(run_arm(args, arm, seed, folder, env, cache))
             print(f"{arm} seed {seed}: NSVF F1 {runs[-1]['final_nsvf_f1']:.3f}, "
                   f"round {runs[-1]['round_s_median']} s", file=sys.stderr)  # fmt: skip
-    print(json.dumps(report(args, runs, time.time() - t0), indent=1))
+    result = report(args, runs, time.time() - t0)
+    if args.record:
+        registry.record(args.record, result, sys.argv)
+    print(json.dumps(result, indent=1))
 
 
 def report(args: argparse.Namespace, runs: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:

@@ -27,8 +27,7 @@ ARM_DOT = (
 # that have not taken the flag yet
 HELPERS = {"edge_common", "fl_data", "timing", "results", "results_render"}
 NOT_YET = {"models_cv", "fl_personalised", "edge_beat_e2e", "fl_federated_vs_central",
-           "fl_full_model", "fl_distill",
-           "fl_compare"}  # declares --record of its own, not wired to bench/results.py yet  # fmt: skip
+           "fl_full_model", "fl_distill"}  # fmt: skip
 
 
 @pytest.mark.parametrize(
