@@ -1,4 +1,4 @@
-"""Simulated federated fleet: one paho client per simulated patient against a real broker.
+"""Simulated federated fleet: one MQTT connection per simulated patient against a real broker.
 
 :func:`run_fleet` runs many :class:`~edge_agent.federated_participant.FederatedParticipant`
 (one per ``.npz`` of labelled beats) with random drop-outs and slow clients; the command line is
@@ -18,6 +18,8 @@ import numpy as np
 from common import protocol as proto
 from edge_agent import trainer as tr
 from edge_agent.federated_participant import FederatedParticipant
+
+MAX_INBOX = 10_000  # messages a simulated device keeps before dropping (counted, logged)
 
 
 class NpzExamples:
@@ -51,71 +53,53 @@ def run_client(
     slow_s: float = 0.0,
     seed: int = 0,
 ) -> None:
-    """Connect one participant with its own paho client until ``stop`` (bounded waits).
+    """Connect one participant with its own MQTT connection until ``stop`` (bounded waits).
 
-    Each selected round, with probability ``drop_prob`` the client drops out (announces offline
-    and skips the round), with ``slow_prob`` it waits ``slow_s`` before training.
+    ``url`` is a broker URL as everywhere (:func:`transport.settings.mqtt_settings`:
+    credentials, TLS files, protocol). Each selected round, with probability ``drop_prob`` the
+    client drops out (announces offline and skips the round), with ``slow_prob`` it waits
+    ``slow_s`` before training.
     """
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
     from common.protocol import client_topic
+    from transport.inbox import Message, QueueInbox
+    from transport.mqtt import MqttConnection
+    from transport.settings import Will, mqtt_settings
 
     cid = participant.client_id
-    inbox: list[tuple[str, bytes]] = []
-    lock = threading.Lock()
     rng = random.Random(seed)  # noqa: S311 - simulation only
     status_topic = client_topic(proto.Channel.STATUS, cid)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=mqtt.MQTTv5)
-    client.will_set(status_topic, _status(cid, False, "lost"), qos=1, retain=True)
-    host, port = url.split("://", 1)[1].rsplit(":", 1)
-
-    def on_connect(c: mqtt.Client, u: object, f: object, rc: Any, p: object) -> None:
-        if not rc.is_failure:
-            for flt in participant.subscriptions():
-                c.subscribe(flt, qos=1)
-            c.publish(status_topic, _status(cid, True), qos=1, retain=True)
-
-    def on_message(c: mqtt.Client, u: object, msg: mqtt.MQTTMessage) -> None:
-        with lock:
-            inbox.append((msg.topic, bytes(msg.payload)))
-
-    client.on_connect = on_connect
-    client.on_message = on_message
-    client.reconnect_delay_set(1, 5)
-    client.connect_async(host, int(port), keepalive=15)
-    client.loop_start()
+    settings = mqtt_settings(url, cid, will=Will(status_topic, _status(cid, False, "lost")),
+                             keepalive_s=15, reconnect_max_s=5.0)  # fmt: skip
+    inbox: QueueInbox[Message] = QueueInbox(MAX_INBOX, f"{cid} inbox")
+    # the participant's filters can change (a full release it asks for): asked at each connect
+    conn = MqttConnection(settings, participant.subscriptions, on_message=inbox.put,
+                          online_status=lambda: _status(cid, True))  # fmt: skip
+    conn.start()
     outbox: list[tuple[str, bytes]] = []
     try:
         while not stop.is_set():
-            with lock:
-                batch, inbox[:] = list(inbox), []
-            for topic, payload in batch:
-                participant.on_message(topic, payload)
+            for msg in inbox.drain():
+                participant.on_message(msg.topic, msg.payload)
+            for flt in participant.new_subscriptions():
+                conn.subscribe(flt)  # now; later connects ask participant.subscriptions
             a = participant.pending_round()
             if a is not None and participant.announced_release() is not None:
                 if rng.random() < drop_prob:
                     participant.done.add(a.round_id)
-                    client.publish(status_topic, _status(cid, False, "dropped"), qos=1, retain=True)
+                    conn.publish_status(_status(cid, False, "dropped"))
                     stop.wait(1.0)
-                    client.publish(status_topic, _status(cid, True), qos=1, retain=True)
+                    conn.publish_status(_status(cid, True))
                     continue
                 if rng.random() < slow_prob:
                     stop.wait(slow_s)
                 outbox += participant.poll()
-            while outbox and client.is_connected():
-                info = client.publish(outbox[0][0], outbox[0][1], qos=1)
-                info.wait_for_publish(5.0)
-                if not info.is_published():
+            while outbox and conn.connected:
+                if not conn.publish_wait(outbox[0][0], outbox[0][1], timeout_s=5.0):
                     break  # retried next loop; the update id makes a duplicate harmless
                 outbox.pop(0)
             stop.wait(0.05)
     finally:
-        client.publish(
-            status_topic, _status(cid, False, "stopped"), qos=1, retain=True
-        ).wait_for_publish(2.0)
-        client.disconnect()
-        client.loop_stop()
+        conn.stop(_status(cid, False, "stopped"))
 
 
 def run_fleet(

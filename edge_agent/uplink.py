@@ -1,52 +1,48 @@
-"""paho-mqtt 2.x adapter behind the ``Uplink`` port.
+"""The agent's :class:`~edge_agent.ports.Uplink` over the shared MQTT adapter.
 
-- MQTT 5, ``CallbackAPIVersion.VERSION2``, fixed client id with a persistent session
-  (``clean_start=False``, session expiry), so labels published while the device was offline are
-  delivered when it reconnects.
-- Last Will = retained ``status`` with ``online=False``; a retained ``online=True`` is published
-  on every connect and a retained offline status on a clean stop.
-- Subscriptions are made in ``on_connect`` so a reconnect re-subscribes.
-- paho callbacks run on its network thread and only hand work to the asyncio loop with
-  ``call_soon_threadsafe``: QoS 1 acknowledgements and inbound messages.
-- paho keeps unacknowledged QoS 1 messages and retransmits them after a reconnect; the agent
-  therefore hands a row over once and waits for its acknowledgement.
+:class:`~transport.mqtt.MqttConnection` does the MQTT work: MQTT 5, or 3.1.1 when the broker
+speaks only that (or the URL says ``?protocol=3.1.1``); TLS and credentials from the URL;
+reconnects with backoff and re-subscribes. On top of it the device gets:
+
+- a persistent session (fixed client id = device id, 24 h session expiry on MQTT 5), so labels
+  published while the device was offline are delivered when it reconnects;
+- the Last Will = retained ``status`` with ``online=False``; a retained ``online=True`` after
+  every connect and a retained offline status on a clean stop;
+- QoS 1 publishes whose broker acknowledgement runs a callback on the agent's asyncio loop
+  (the outbox marks a row sent then); paho keeps unacknowledged messages and re-sends them
+  after a reconnect, so the agent hands a row over once and waits for its acknowledgement;
+- inbound messages handed to the loop through a bounded queue (dropped and counted when full).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import ssl
-import threading
 from collections.abc import AsyncIterator, Callable
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-
-from common.broker_url import parse_broker_url
-
-_LOGGER = logging.getLogger(__name__)
+from transport.inbox import LoopInbox, Message, hand_to_loop
+from transport.mqtt import MqttConnection
+from transport.settings import Will, mqtt_settings
 
 SESSION_EXPIRY_S = 24 * 3600
 MAX_INBOUND = 1000  # messages queued for the agent before new ones are dropped
 
 
 class MqttUplink:
-    """The agent's MQTT connection.
+    """The agent's MQTT connection (``connection``: the :class:`~transport.mqtt.MqttConnection`,
+    for the protocol spoken and the connect count).
 
     Parameters
     ----------
     url : str
-        Broker URL (see :func:`parse_broker_url`).
+        Broker URL (:func:`transport.settings.mqtt_settings`).
     client_id : str
         MQTT client id (the device id).
     will_topic : str
         Retained status topic; the Last Will (``will_payload``) goes there.
-    will_payload, online_payload : bytes
-        Encoded offline / online status.
+    will_payload : bytes
+        Encoded offline status (the Will).
+    online_payload : callable
+        Encoded online status, published after every connect.
     subscriptions : list of str
         Topics subscribed (QoS 1) on every connect.
     loop : asyncio.AbstractEventLoop
@@ -66,162 +62,85 @@ class MqttUplink:
         loop: asyncio.AbstractEventLoop,
         keepalive_s: int = 30,
     ) -> None:
-        host, port, tls, user, pw = parse_broker_url(url)
-        self._host, self._port, self._keepalive = host, port, keepalive_s
+        settings = mqtt_settings(
+            url,
+            client_id,
+            clean=False,
+            session_expiry_s=SESSION_EXPIRY_S,
+            keepalive_s=keepalive_s,
+            will=Will(will_topic, will_payload),
+        )
         self._loop = loop
-        self._status_topic = will_topic
-        self._online_payload = online_payload
-        self._subs = subscriptions
-        self._connected = threading.Event()
-        self._acks: dict[int, Callable[[bool], None]] = {}
-        self._inbound: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(MAX_INBOUND)
-        self.dropped_inbound = 0
+        self._inbox: LoopInbox[tuple[str, bytes]] = LoopInbox(loop, MAX_INBOUND, "uplink inbound")
+        self.connection = MqttConnection(
+            settings, subscriptions, on_message=self._on_message, online_status=online_payload
+        )
         self.refused = 0
-        self.connects = 0
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        if user is not None:
-            c.username_pw_set(user, pw)
-        if tls:
-            c.tls_set(cert_reqs=ssl.CERT_REQUIRED)
-        c.will_set(will_topic, will_payload, qos=1, retain=True)
-        c.reconnect_delay_set(min_delay=1, max_delay=30)
-        c.max_queued_messages_set(0)
-        c.on_connect = self._on_connect
-        c.on_disconnect = self._on_disconnect
-        c.on_publish = self._on_publish
-        c.on_message = self._on_message
-        self._client = c
+
+    def _on_message(self, m: Message) -> None:
+        self._inbox.put((m.topic, m.payload))
 
     def add_subscriptions(self, topics: list[str]) -> None:
         """More topics to subscribe on every connect (call before ``start``)."""
-        self._subs = [*self._subs, *topics]
+        self.connection.add_subscriptions(topics)
 
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
         """Connect in the background (retrying until ``stop``)."""
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        self._client.connect_async(
-            self._host, self._port, self._keepalive, clean_start=False, properties=props
-        )
-        self._client.loop_start()
+        self.connection.start()
 
     async def wait_connected(self, timeout_s: float) -> bool:
         """Wait until connected; False on timeout."""
-        return await asyncio.to_thread(self._connected.wait, timeout_s)
+        return await asyncio.to_thread(self.connection.wait_connected, timeout_s)
 
     def stop(self, offline_payload: bytes | None = None) -> None:
         """Publish the offline status (if given and connected), then disconnect cleanly."""
-        if offline_payload is not None and self._connected.is_set():
-            info = self._client.publish(self._status_topic, offline_payload, qos=1, retain=True)
-            try:
-                info.wait_for_publish(2.0)
-            except (RuntimeError, ValueError) as exc:
-                _LOGGER.warning("offline status not confirmed: %s", exc)
-        self._client.disconnect()
-        self._client.loop_stop()
+        self.connection.stop(offline_payload)
 
     @property
     def connected(self) -> bool:
         """True while the broker session is up."""
-        return self._connected.is_set()
+        return self.connection.connected
+
+    @property
+    def dropped_inbound(self) -> int:
+        """Inbound messages dropped on a full queue."""
+        return self._inbox.dropped
 
     # -- publishing (event loop thread) ----------------------------------------------------
 
     def publish_reliable(self, topic: str, payload: bytes, on_ack: Callable[[bool], None]) -> bool:
         """QoS 1 publish; ``on_ack`` runs on the loop when the broker answered."""
-        if not self._connected.is_set():
+        if not self.connection.connected:
             return False
-        info = self._client.publish(topic, payload, qos=1)
-        if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
-            _LOGGER.warning("publish to %s refused locally: %s", topic, mqtt.error_string(info.rc))
-            return False
-        # paho queued it (NO_CONN means the link dropped just now: it is resent on reconnect)
-        self._acks[info.mid] = on_ack
-        return True
+        return self.connection.publish(
+            topic,
+            payload,
+            qos=1,
+            on_ack=lambda ok: hand_to_loop(self._loop, self._acked, on_ack, ok),
+        )
+
+    def _acked(self, on_ack: Callable[[bool], None], ok: bool) -> None:
+        if not ok:
+            self.refused += 1
+        on_ack(ok)
 
     def resubscribe(self, topic_filter: str) -> None:
         """Subscribe ``topic_filter`` again: the broker re-sends its retained messages (a
         release the device missed)."""
-        if self._connected.is_set():
-            self._client.subscribe(topic_filter, qos=1)
+        self.connection.subscribe(topic_filter)
 
     def publish_live(self, topic: str, payload: bytes) -> None:
         """QoS 0, dropped while disconnected (a live plot has no use for old samples)."""
-        if self._connected.is_set():
-            self._client.publish(topic, payload, qos=0)
+        if self.connection.connected:
+            self.connection.publish(topic, payload, qos=0)
 
     def publish_status(self, payload: bytes) -> None:
         """Retained QoS 1 status, only while connected."""
-        if self._connected.is_set():
-            self._client.publish(self._status_topic, payload, qos=1, retain=True)
+        self.connection.publish_status(payload)
 
     async def inbound(self) -> AsyncIterator[tuple[str, bytes]]:
         """Messages of the subscribed topics."""
         while True:
-            yield await self._inbound.get()
-
-    # -- paho callbacks (network thread) ---------------------------------------------------
-
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            _LOGGER.error("broker refused the connection: %s", reason_code)
-            return
-        self.connects += 1
-        _LOGGER.info(
-            "connected to %s:%d (session present: %s)",
-            self._host,
-            self._port,
-            flags.session_present,
-        )
-        client.publish(self._status_topic, self._online_payload(), qos=1, retain=True)
-        for topic in self._subs:
-            client.subscribe(topic, qos=1)
-        self._connected.set()
-
-    def _on_disconnect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.DisconnectFlags,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self._connected.clear()
-        _LOGGER.warning("disconnected from the broker: %s", reason_code)
-
-    def _on_publish(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        mid: int,
-        reason_code: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        self._loop.call_soon_threadsafe(self._acked, mid, not reason_code.is_failure)
-
-    def _acked(self, mid: int, ok: bool) -> None:
-        cb = self._acks.pop(mid, None)
-        if cb is None:
-            return  # status or QoS 0 message
-        if not ok:
-            self.refused += 1
-        cb(ok)
-
-    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        self._loop.call_soon_threadsafe(self._enqueue, msg.topic, bytes(msg.payload))
-
-    def _enqueue(self, topic: str, payload: bytes) -> None:
-        try:
-            self._inbound.put_nowait((topic, payload))
-        except asyncio.QueueFull:
-            self.dropped_inbound += 1
-            _LOGGER.warning("inbound queue full: dropped a message on %s", topic)
+            yield await self._inbox.get()

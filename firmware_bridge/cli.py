@@ -78,7 +78,9 @@ def register(subparsers: Any) -> None:
         help="MQTT replay mode: publish a recording as raw samples on medchain/v1/raw/ID",
     )
     p.add_argument("record", help="WFDB record path, CSV file or capture (any replay: spec target)")
-    p.add_argument("--broker", default="mqtt://127.0.0.1:1883", help="broker URL (mqtt[s]://)")
+    p.add_argument("--broker", default="mqtt://127.0.0.1:1883",
+                   help="broker URL mqtt[s]://[user:pw@]host[:port][?ca=PEM&cert=PEM&key=PEM"
+                        "&protocol=auto|5|3.1.1]")  # fmt: skip
     p.add_argument("--client-id", required=True, help="device id to publish as")
     p.add_argument(
         "--speed", default="1", help="replay speed factor, or 'max' (default 1 = real time)"
@@ -272,6 +274,7 @@ def cmd_publish(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             {
                 "topic": publisher.topic,
                 "chunks": count,
+                "refused": publisher.refused,
                 "samples": source.stats.samples,
                 "seconds": round(time.monotonic() - start, 3),
                 "source": source.name,

@@ -1,52 +1,56 @@
-"""MQTT replay mode: raw samples on ``medchain/v1/raw/{client_id}`` (paho-mqtt 2.x adapter).
+"""MQTT replay mode: raw samples on ``medchain/v1/raw/{client_id}`` over the shared MQTT adapter.
 
 :class:`MqttReplayPublisher` plays any source (typically a WFDB record) onto the topic;
 :class:`MqttReplaySource` subscribes and yields the chunks again, as the edge agent's source.
-paho callbacks run on paho's network thread and only hand messages to the asyncio loop
-(``call_soon_threadsafe``); subscription happens in ``on_connect`` so a reconnect re-subscribes.
-Bad payloads are logged and counted; ``seq`` gaps and repeats are detected (:mod:`seq_check`).
+:class:`~transport.mqtt.MqttConnection` does the MQTT work (clean session with a random client
+id; protocol 5 or 3.1.1, TLS and credentials from the URL; reconnects and re-subscribes); its
+callbacks only hand messages and acknowledgements to the asyncio loop. Bad payloads are logged
+and counted; ``seq`` gaps and repeats are detected (:mod:`seq_check`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Self
 
-from common.broker_url import parse_broker_url
-from common.errors import MedchainError
 from common.payloads import decode_chunk, encode_chunk
 from common.protocol import Channel, ProtocolError, check_client_id, client_topic
 from common.types import SignalChunk
 from firmware_bridge.seq_check import SeqChecker
 from firmware_bridge.sources import Source, SourceStats
+from transport.inbox import LoopInbox, Message, hand_to_loop
+from transport.mqtt import MqttConnection
+from transport.settings import BrokerUnavailableError, mqtt_settings, random_client_id
 
 _LOGGER = logging.getLogger(__name__)
 
+__all__ = ["DEFAULT_BROKER", "BrokerUnavailableError", "MqttReplayPublisher", "MqttReplaySource"]
+
 DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+MAX_IN_FLIGHT = 150  # chunks published but not yet acknowledged, at "max" speed
 
 
-class BrokerUnavailableError(MedchainError):
-    """No MQTT session could be established in time."""
+def _connection(
+    url: str, name: str, subscriptions: Sequence[str] = (), inbox: LoopInbox[Message] | None = None
+) -> MqttConnection:
+    """A clean session with a throw-away client id ``name-xxxxxxxx``."""
+    settings = mqtt_settings(url, random_client_id(name), max_inflight=100)
+    return MqttConnection(settings, subscriptions, on_message=inbox.put if inbox else None)
 
 
-def _client(url: str, name: str) -> Any:
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    host, port, tls, user, password = parse_broker_url(url)
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{name}-{uuid.uuid4().hex[:8]}")
-    if user:
-        client.username_pw_set(user, password)
-    if tls:
-        client.tls_set()
-    client.reconnect_delay_set(min_delay=1, max_delay=30)
-    client.max_inflight_messages_set(100)  # only settable before connecting
-    client.connect_async(host, port, keepalive=30)
-    return client
+async def _connect(conn: MqttConnection, what: str, timeout_s: float) -> None:
+    """Start ``conn`` and wait (in a thread) until it is up and subscribed; else stop it and
+    raise :class:`BrokerUnavailableError` naming ``what``."""
+    conn.start()
+    if not await asyncio.to_thread(conn.wait_connected, timeout_s):
+        await asyncio.to_thread(conn.stop)
+        raise BrokerUnavailableError(f"{what} within {timeout_s:g} s")
+    if conn.refused_filters:
+        await asyncio.to_thread(conn.stop)
+        raise BrokerUnavailableError(f"{what}: the broker refused {conn.refused_filters}")
 
 
 class MqttReplaySource:
@@ -57,7 +61,7 @@ class MqttReplaySource:
     client_id : str
         Device id whose raw stream to follow.
     broker_url : str
-        ``mqtt://host:port`` (``mqtts://`` for TLS, credentials in the URL).
+        ``mqtt://host:port`` (``mqtts://`` for TLS, credentials and options in the URL).
     idle_timeout_s : float or None
         End ``chunks()`` after this long without a message (None: never, the edge default).
     connect_timeout_s : float
@@ -77,16 +81,16 @@ class MqttReplaySource:
     ) -> None:
         self.client_id = check_client_id(client_id)
         self.broker_url = broker_url
-        parse_broker_url(broker_url)  # fail early on a bad URL
+        self._broker = mqtt_settings(broker_url, client_id).label  # fails early on a bad URL
         self.topic = client_topic(Channel.RAW, client_id)
         self.idle_timeout_s = idle_timeout_s
         self.connect_timeout_s = connect_timeout_s
+        self.max_queue = max_queue
         self.checker = SeqChecker()
         self._stats = SourceStats()
-        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(max_queue)
-        self._subscribed = asyncio.Event()
-        self._client: Any = None
-        self.dropped = 0
+        self._bad_payloads = 0
+        self._inbox: LoopInbox[Message] | None = None
+        self._conn: MqttConnection | None = None
 
     @classmethod
     def from_options(cls, target: str, opts: Mapping[str, Any]) -> MqttReplaySource:
@@ -101,48 +105,27 @@ class MqttReplaySource:
     @property
     def name(self) -> str:
         """Description for logs."""
-        return f"mqtt:{self.client_id} @ {self.broker_url}"
+        return f"mqtt:{self.client_id} @ {self._broker}"
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped because the consumer fell behind (queue full)."""
+        return self._inbox.dropped if self._inbox is not None else 0
 
     @property
     def stats(self) -> SourceStats:
         """Counters (``rejected`` = bad payloads and queue overflow)."""
         s, c = self._stats, self.checker
         s.gaps, s.missing_samples, s.duplicates = c.gaps, c.missing_samples, c.duplicates
+        s.rejected = self._bad_payloads + self.dropped
         return s
 
     async def __aenter__(self) -> Self:
-        loop = asyncio.get_running_loop()
-        client = _client(self.broker_url, f"medchain-raw-{self.client_id}")
-
-        def on_connect(cl: Any, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
-            if reason.is_failure:
-                _LOGGER.warning("%s: broker refused connection: %s", self.name, reason)
-                return
-            cl.subscribe(self.topic, qos=1)
-
-        def on_subscribe(_cl: Any, _ud: Any, _mid: Any, reasons: Any, _props: Any) -> None:
-            if all(not r.is_failure for r in reasons):
-                loop.call_soon_threadsafe(self._subscribed.set)
-
-        def on_message(_cl: Any, _ud: Any, msg: Any) -> None:
-            loop.call_soon_threadsafe(self._enqueue, msg.topic, bytes(msg.payload))
-
-        def on_disconnect(_cl: Any, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
-            _LOGGER.warning("%s: disconnected (%s); paho reconnects", self.name, reason)
-
-        client.on_connect = on_connect
-        client.on_subscribe = on_subscribe
-        client.on_message = on_message
-        client.on_disconnect = on_disconnect
-        client.loop_start()
-        self._client = client
-        try:
-            await asyncio.wait_for(self._subscribed.wait(), self.connect_timeout_s)
-        except TimeoutError:
-            self._close()
-            raise BrokerUnavailableError(
-                f"{self.name}: not subscribed within {self.connect_timeout_s:g} s"
-            ) from None
+        self._inbox = LoopInbox(asyncio.get_running_loop(), self.max_queue, self.name)
+        self._conn = _connection(
+            self.broker_url, f"medchain-raw-{self.client_id}", [self.topic], self._inbox
+        )
+        await _connect(self._conn, f"{self.name}: not subscribed", self.connect_timeout_s)
         return self
 
     async def __aexit__(
@@ -151,38 +134,29 @@ class MqttReplaySource:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._close()
+        if self._conn is not None:
+            await asyncio.to_thread(self._conn.stop)
+            self._conn = None
         _LOGGER.info("%s closed: %s", self.name, self.stats.as_dict())
-
-    def _close(self) -> None:
-        if self._client is not None:
-            self._client.disconnect()
-            self._client.loop_stop()
-            self._client = None
-
-    def _enqueue(self, topic: str, payload: bytes) -> None:
-        try:
-            self._queue.put_nowait((topic, payload))
-        except asyncio.QueueFull:
-            self.dropped += 1
-            self._stats.rejected += 1
 
     async def chunks(self) -> AsyncIterator[SignalChunk]:
         """Yield decoded, continuity-checked chunks (until idle for ``idle_timeout_s``)."""
+        if self._inbox is None:
+            raise RuntimeError(f"{self.name}: enter the source (async with) first")
         while True:
             try:
-                topic, payload = await asyncio.wait_for(self._queue.get(), self.idle_timeout_s)
+                msg = await asyncio.wait_for(self._inbox.get(), self.idle_timeout_s)
             except TimeoutError:
                 _LOGGER.info("%s: idle for %s s, ending", self.name, self.idle_timeout_s)
                 return
             try:
-                sender, chunk = decode_chunk(payload, "raw")
+                sender, chunk = decode_chunk(msg.payload, "raw")
                 if sender != self.client_id:
-                    raise ProtocolError(f"payload names client {sender!r}, topic {topic!r}")
+                    raise ProtocolError(f"payload names client {sender!r}, topic {msg.topic!r}")
             except ProtocolError as exc:
-                self._stats.rejected += 1
+                self._bad_payloads += 1
                 _LOGGER.warning(
-                    "%s: bad raw payload (%d B) skipped: %s", self.name, len(payload), exc
+                    "%s: bad raw payload (%d B) skipped: %s", self.name, len(msg.payload), exc
                 )
                 continue
             self._stats.frames += 1
@@ -211,9 +185,30 @@ class MqttReplayPublisher:
     ) -> None:
         self.client_id = check_client_id(client_id)
         self.broker_url = broker_url
+        self._broker = mqtt_settings(broker_url, client_id).label  # fails early on a bad URL
         self.topic = client_topic(Channel.RAW, client_id)
         self.connect_timeout_s = connect_timeout_s
         self.published = 0
+        self.refused = 0
+        self._in_flight = 0
+        self._acked = asyncio.Event()
+
+    def _on_ack(self, ok: bool) -> None:  # on the loop
+        self._in_flight -= 1
+        self.refused += not ok
+        self._acked.set()
+
+    async def _until(self, in_flight: int, timeout_s: float) -> bool:
+        """Wait until at most ``in_flight`` chunks await their acknowledgement (False: timeout)."""
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while self._in_flight > in_flight:
+            self._acked.clear()
+            left = deadline - asyncio.get_running_loop().time()
+            try:
+                await asyncio.wait_for(self._acked.wait(), max(0.0, left))
+            except TimeoutError:
+                return False
+        return True
 
     async def publish(self, source: Source, *, ack_timeout_s: float = 30.0) -> int:
         """Enter ``source``, publish every chunk, wait for the broker's acks; return the count.
@@ -224,42 +219,33 @@ class MqttReplayPublisher:
             If no session within ``connect_timeout_s`` or acks missing after ``ack_timeout_s``.
         """
         loop = asyncio.get_running_loop()
-        connected = asyncio.Event()
-        client = _client(self.broker_url, f"medchain-pub-{self.client_id}")
-
-        def on_connect(_cl: Any, _ud: Any, _flags: Any, reason: Any, _props: Any) -> None:
-            if not reason.is_failure:
-                loop.call_soon_threadsafe(connected.set)
-
-        client.on_connect = on_connect
-        client.loop_start()
-        infos: list[Any] = []
+        self._acked, self._in_flight = asyncio.Event(), 0
+        conn = _connection(self.broker_url, f"medchain-pub-{self.client_id}")
+        await _connect(conn, f"no MQTT session with {self._broker}", self.connect_timeout_s)
         try:
-            try:
-                await asyncio.wait_for(connected.wait(), self.connect_timeout_s)
-            except TimeoutError:
-                raise BrokerUnavailableError(
-                    f"no MQTT session with {self.broker_url} within {self.connect_timeout_s:g} s"
-                ) from None
             async with source:
                 async for chunk in source.chunks():
-                    infos.append(
-                        client.publish(
-                            self.topic, encode_chunk("raw", self.client_id, chunk), qos=1
-                        )
-                    )
+                    self._in_flight += 1
+                    if not conn.publish(
+                        self.topic,
+                        encode_chunk("raw", self.client_id, chunk),
+                        on_ack=lambda ok: hand_to_loop(loop, self._on_ack, ok),
+                    ):
+                        self._in_flight -= 1
+                        raise BrokerUnavailableError(f"{self.name}: chunk refused by the client")
                     self.published += 1
-                    # Keep the in-flight window bounded at "max" speed.
-                    while sum(not i.is_published() for i in infos[-200:]) > 150:
-                        await asyncio.sleep(0.005)
-                    infos = [i for i in infos if not i.is_published()]
-            deadline = loop.time() + ack_timeout_s
-            while any(not i.is_published() for i in infos):
-                if loop.time() > deadline:
-                    raise BrokerUnavailableError(f"{len(infos)} messages not acknowledged in time")
-                await asyncio.sleep(0.01)
+                    if not await self._until(MAX_IN_FLIGHT, ack_timeout_s):
+                        raise BrokerUnavailableError(f"{self.name}: no acknowledgement in time")
+            if not await self._until(0, ack_timeout_s):
+                raise BrokerUnavailableError(f"{self._in_flight} messages not acknowledged in time")
         finally:
-            client.disconnect()
-            client.loop_stop()
+            await asyncio.to_thread(conn.stop)
+        if self.refused:
+            _LOGGER.warning("%s: the broker refused %d chunks", self.name, self.refused)
         _LOGGER.info("published %d chunks to %s", self.published, self.topic)
         return self.published
+
+    @property
+    def name(self) -> str:
+        """Description for logs."""
+        return f"mqtt:{self.client_id} -> {self._broker}"

@@ -1,6 +1,9 @@
 """The dependency rules of STYLE.md, checked on the source (every import, also inside functions).
 
 - ``common`` imports nothing of ours and no I/O library.
+- ``transport`` (the one MQTT adapter) imports nothing of ours but ``common``; only the edge,
+  the aggregator, the web app and the firmware bridge import it, and no module outside it
+  imports paho (only ``transport/mqtt.py`` and ``transport/paho_client.py`` do).
 - ``edge_agent`` and ``cloud_aggregator`` never import each other.
 - Pure core modules (decoders, DSP, aggregation, round state machines) import no adapter library.
 - The edge inference path (``edge_agent``, ``firmware_bridge``) never imports torch or ``models``,
@@ -27,6 +30,7 @@ OURS = {
     "models",
     "web",
     "medchain",
+    "transport",
 }
 ADAPTER_LIBS = {
     "bleak",
@@ -85,6 +89,9 @@ PURE = [
     "cloud_aggregator/release_gate.py",
     "cloud_aggregator/ingest.py",
     "firmware_bridge/ble_control.py",
+    "transport/settings.py",
+    "transport/acks.py",
+    "transport/inbox.py",
     "web/live/ring.py",
     "web/live/state.py",
     "web/live/hub.py",
@@ -193,6 +200,36 @@ def rel(p: Path) -> str:
 def test_common_imports_nothing_of_ours(path: Path) -> None:
     bad = imports_of(path) & (OURS - {"common"})
     assert not bad, f"{rel(path)} imports {bad}"
+
+
+@pytest.mark.parametrize("path", files("transport/**/*.py"), ids=rel)
+def test_transport_imports_nothing_of_ours_but_common(path: Path) -> None:
+    bad = imports_of(path) & (OURS - {"common", "transport"})
+    assert not bad, f"{rel(path)} imports {bad}"
+
+
+def test_only_the_edge_aggregator_web_and_bridge_import_transport() -> None:
+    allowed = {"edge_agent", "cloud_aggregator", "web", "firmware_bridge", "transport"}
+    offenders = [
+        rel(p)
+        for pkg in sorted(OURS - allowed)
+        for p in files(f"{pkg}/**/*.py")
+        if "transport" in imports_of(p)
+    ]
+    assert not offenders, f"{offenders} import transport"
+
+
+PAHO_ALLOWED = {"transport/mqtt.py", "transport/paho_client.py"}
+
+
+def test_paho_only_in_the_transport_adapter() -> None:
+    offenders = [
+        rel(p)
+        for pkg in sorted(OURS)
+        for p in files(f"{pkg}/**/*.py")
+        if "paho" in imports_of(p) and rel(p) not in PAHO_ALLOWED
+    ]
+    assert not offenders, f"{offenders} import paho: use transport.mqtt.MqttConnection"
 
 
 @pytest.mark.parametrize("path", [p for pat in PURE for p in files(pat)], ids=rel)

@@ -119,3 +119,23 @@ def test_unreachable_broker_is_a_clear_error() -> None:
     # Execute / Assert
     with pytest.raises(BrokerUnavailableError, match="not subscribed"):
         asyncio.run(run())
+
+
+def test_names_and_errors_never_show_the_broker_password() -> None:
+    # Prepare: credentials in the URL, nothing listening
+    url = f"mqtt://dev-5:s3cret@127.0.0.1:{free_port()}"
+    source = MqttReplaySource("dev-5", url, connect_timeout_s=0.5)
+    publisher = MqttReplayPublisher("dev-5", url, connect_timeout_s=0.5)
+
+    async def enter() -> None:
+        async with source:
+            pass
+
+    # Execute
+    with pytest.raises(BrokerUnavailableError) as source_error:
+        asyncio.run(enter())
+    with pytest.raises(BrokerUnavailableError) as publisher_error:
+        asyncio.run(publisher.publish(_record()))
+    # Assert
+    shown = [source.name, str(source_error.value), str(publisher_error.value)]
+    assert all("s3cret" not in s and "127.0.0.1" in s for s in shown), shown

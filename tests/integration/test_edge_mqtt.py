@@ -10,11 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from common.payloads import (
     Label,
@@ -30,6 +26,9 @@ from edge_agent.app import DEFAULT_MODEL, build_agent, load_classifier, run_edge
 from edge_agent.config import EdgeSettings
 from edge_agent.uplink import MqttUplink
 from tests.support.services import free_port, run_mosquitto
+from transport.inbox import Message
+from transport.mqtt import MqttConnection
+from transport.settings import mqtt_settings
 
 pytestmark = pytest.mark.integration
 
@@ -44,35 +43,21 @@ class Watcher:
     def __init__(self, port: int, topics: list[str], client_id: str = "watcher") -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.lock = threading.Lock()
-        self.subscribed = threading.Event()
-        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        c.reconnect_delay_set(0.2, 1)
+        settings = mqtt_settings(f"mqtt://127.0.0.1:{port}", client_id, clean=False,
+                                 session_expiry_s=300, reconnect_min_s=0.2, reconnect_max_s=1.0)  # fmt: skip
+        self.conn = MqttConnection(settings, topics, on_message=self._on_message)
+        self.conn.connect(5)
 
-        def on_connect(cl, _u, _f, rc, _p):  # type: ignore[no-untyped-def]
-            for t in topics:
-                cl.subscribe(t, qos=1)
-
-        c.on_connect = on_connect
-        c.on_subscribe = lambda *a: self.subscribed.set()
-        c.on_message = self._on_message
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 300
-        c.connect("127.0.0.1", port, 10, clean_start=False, properties=props)
-        c.loop_start()
-        self.client = c
-        assert self.subscribed.wait(5)
-
-    def _on_message(self, _c, _u, msg) -> None:  # type: ignore[no-untyped-def]
+    def _on_message(self, m: Message) -> None:
         with self.lock:
-            self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
+            self.messages.append((m.topic, m.payload, m.retain))
 
     def on(self, topic: str) -> list[bytes]:
         with self.lock:
             return [p for t, p, _ in self.messages if t == topic]
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.conn.stop()
 
 
 @pytest.fixture()
@@ -133,19 +118,17 @@ def test_mqtt_replay_end_to_end(record_100: np.ndarray, tmp_path: Path) -> None:
                 decode_status(p).online for p in watcher.on(client_topic(Channel.STATUS, CID))
             ):
                 await asyncio.sleep(0.05)
-            pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="device", protocol=mqtt.MQTTv5)
-            pub.connect("127.0.0.1", broker.port)
-            pub.loop_start()
+            pub = MqttConnection(mqtt_settings(broker.url, "device"))
+            pub.connect(5)
             raw = client_topic(Channel.RAW, CID)
             for i, p in enumerate(payloads):
-                pub.publish(raw, p, qos=1).wait_for_publish(5)
+                assert pub.publish_wait(raw, p, timeout_s=5)
                 if i == 5:
                     for b in bad:
-                        pub.publish(raw, b, qos=1).wait_for_publish(5)
+                        assert pub.publish_wait(raw, b, timeout_s=5)
             label_topic = client_topic(Channel.LABEL, CID)
-            pub.publish(label_topic, b"not a label", qos=1).wait_for_publish(5)
-            pub.disconnect()
-            pub.loop_stop()
+            assert pub.publish_wait(label_topic, b"not a label", timeout_s=5)
+            pub.stop()
 
         async def main():  # type: ignore[no-untyped-def]
             agent_task = asyncio.create_task(run_edge(settings))
@@ -258,7 +241,7 @@ def test_broker_down_then_up_nothing_lost_nothing_twice(
         holder[-1].__exit__(None, None, None)
     # Assert
     times = beat_times(watcher)
-    assert uplink.connects >= 2, "the agent must have reconnected"
+    assert uplink.connection.connects >= 2, "the agent must have reconnected"
     # no aggregator here: the broker acknowledged everything, no store confirmed it yet
     assert counts == {"pending": 0, "inflight": 0, "sent": stats.beats + stats.events, "stored": 0}
     assert len(set(times)) == stats.beats, "beats lost"

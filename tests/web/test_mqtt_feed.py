@@ -1,19 +1,20 @@
-"""The paho adapter against a real private mosquitto: subscribe, decode, publish labels."""
+"""The web live feed against a real private mosquitto: subscribe, decode, publish labels."""
 
 from __future__ import annotations
 
 import threading
 import time
 
-import paho.mqtt.client as mqtt
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
 
 from common.broker_url import BrokerAddress, parse_broker_url
 from common.errors import ConfigError
 from common.payloads import Label, Status, decode_label, encode_chunk, encode_status
 from tests.support.services import Mosquitto
 from tests.web.conftest import T0_NS, ecg_chunk
+from transport.inbox import Message, QueueInbox
+from transport.mqtt import MqttConnection
+from transport.settings import mqtt_settings
 from web.live.fanout import Fanout
 from web.live.hub import LiveHub
 from web.live.mqtt_feed import MqttLiveFeed
@@ -48,37 +49,35 @@ def test_feed_receives_live_and_status_and_publishes_labels(mosquitto: Mosquitto
     feed = MqttLiveFeed(mosquitto.url, [hub])
     reconnected = threading.Event()
     feed.on_connected = reconnected.set
-    got: list[bytes] = []
-    device = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="dev-p1")
-    device.on_message = lambda c, u, m: got.append(bytes(m.payload))
-    device.connect("127.0.0.1", mosquitto.port)
-    device.subscribe("medchain/v1/label/p1", qos=1)
-    device.loop_start()
+    got: QueueInbox[Message] = QueueInbox(10)
+    device = MqttConnection(mqtt_settings(mosquitto.url, "dev-p1"), ["medchain/v1/label/p1"],
+                            on_message=got.put)  # fmt: skip
+    device.connect(10)
     feed.start()
     try:
         assert feed.wait_connected(10) and reconnected.wait(10)
         # Execute
-        device.publish(
-            "medchain/v1/live/p1", encode_chunk("live", "p1", ecg_chunk(0)), qos=1
-        ).wait_for_publish(5)
-        device.publish(
-            "medchain/v1/status/p1", encode_status(Status("p1", True, T0_NS)), qos=1
-        ).wait_for_publish(5)
-        device.publish("medchain/v1/pred/p1", b"junk", qos=1).wait_for_publish(5)
+        assert device.publish_wait(
+            "medchain/v1/live/p1", encode_chunk("live", "p1", ecg_chunk(0)), timeout_s=5
+        )
+        assert device.publish_wait(
+            "medchain/v1/status/p1", encode_status(Status("p1", True, T0_NS)), timeout_s=5
+        )
+        assert device.publish_wait("medchain/v1/pred/p1", b"junk", timeout_s=5)
         # The live, status and pred messages may be delivered in any order across topics:
         # wait for each effect, not just the last one published.
         assert _wait(lambda: (hub.snapshot("p1") or {}).get("status") is not None)
         assert _wait(lambda: "ecg" in (hub.snapshot("p1") or {}).get("streams", {}))
         assert _wait(lambda: feed.counters["rejected_pred"] == 1)
         sent = feed.publish_label(Label("L1", "p1", T0_NS, "S", "beat", "alice"))
-        assert _wait(lambda: bool(got))
+        label = got.get(10)
     finally:
         feed.stop()
-        device.loop_stop()
-        device.disconnect()
+        device.stop()
     # Assert
-    assert sent is True
-    assert decode_label(got[0]) == Label("L1", "p1", T0_NS, "S", "beat", "alice")
+    assert sent is True and feed.connection.mqtt5 and feed.dropped == 0
+    assert label is not None
+    assert decode_label(label.payload) == Label("L1", "p1", T0_NS, "S", "beat", "alice")
     assert len(hub.snapshot("p1")["streams"]["ecg"]["t"]) == 25
     assert feed.counters["rejected_pred"] == 1
 

@@ -1,45 +1,42 @@
-"""paho-mqtt adapter of the live feed: subscribe live/pred/status, publish labels.
+"""The web app's live feed over the shared MQTT adapter: subscribe live/pred/status, publish labels.
 
-paho callbacks only enqueue; one worker thread drains the queue into the hub (see
-``dispatch``), so decoding never runs on paho's network thread and a burst cannot block it.
-Subscriptions are made in ``on_connect`` so that a reconnect re-subscribes. After each
-(re)connect the ``on_connected`` hook runs on the worker, and ``on_tick`` every ``tick_s``
-(the app re-delivers unacknowledged labels from both).
+:class:`~transport.mqtt.MqttConnection` does the MQTT work (a clean session with a random
+client id; protocol 5 or 3.1.1, TLS and credentials from the URL; reconnects, re-subscribes,
+and counts as connected only once subscribed). Its callbacks only enqueue; one worker thread
+drains the queue into the hub (see ``dispatch``), so decoding never runs on paho's network
+thread and a burst cannot block it. After each (re)connect the ``on_connected`` hook runs on
+the worker, and ``on_tick`` every ``tick_s`` (the app re-delivers unacknowledged labels from
+both).
 """
 
 from __future__ import annotations
 
 import logging
-import queue
-import ssl
 import threading
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-
-from common.broker_url import parse_broker_url
 from common.payloads import Label, encode_label
 from common.protocol import Channel, client_topic
+from transport.inbox import Message, QueueInbox
+from transport.mqtt import MqttConnection
+from transport.settings import mqtt_settings, random_client_id
 from web.live.dispatch import FeedSink, dispatch, subscriptions
 
 _LOGGER = logging.getLogger(__name__)
 
-_RECONNECTED = ("", b"")  # sentinel in the inbox: run the on_connected hook
-_TICK = ("tick", b"")  # no message within the tick: run the on_tick hook
+_RECONNECTED = "reconnected"  # in the inbox: run the on_connected hook
+_STOP = "stop"  # in the inbox: wake the worker to end
 
 
 class MqttLiveFeed:
-    """Live feed from a real broker.
+    """Live feed from a real broker (``connection``: the :class:`~transport.mqtt.MqttConnection`).
 
     Parameters
     ----------
     broker_url : str
-        ``mqtt://host:port``.
+        ``mqtt[s]://...`` (:func:`transport.settings.mqtt_settings`).
     sinks : sequence of FeedSink
         Receive decoded messages (the hub). The store is written by the aggregator's
         ingestion, whose session is durable, not by this ephemeral feed.
@@ -59,107 +56,62 @@ class MqttLiveFeed:
         inbox_size: int = 10_000,
         ca_file: str | None = None,
     ) -> None:
-        addr = parse_broker_url(broker_url)
-        self.host, self.port = addr.host, addr.port
+        settings = mqtt_settings(broker_url, random_client_id("medchain-web"), ca_file=ca_file)
+        self.host, self.port = settings.address.host, settings.address.port
         self.sinks = list(sinks)
         self.label_qos = label_qos
         self.counters: Counter[str] = Counter()
         self.on_connected: Callable[[], None] | None = None
         self.on_tick: Callable[[], None] | None = None
         self.tick_s = 10.0
-        self._inbox: queue.Queue[tuple[str, bytes] | None] = queue.Queue(maxsize=inbox_size)
-        self._connected = threading.Event()
-        self._client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"medchain-web-{uuid.uuid4().hex[:8]}",
-            protocol=mqtt.MQTTv311,
+        self._inbox: QueueInbox[Message | str] = QueueInbox(inbox_size, "web live feed")
+        self.connection = MqttConnection(
+            settings,
+            subscriptions(),
+            on_message=self._inbox.put,
+            on_connected=lambda: self._inbox.put(_RECONNECTED),
         )
-        if addr.username is not None:
-            self._client.username_pw_set(addr.username, addr.password)
-        if addr.tls:
-            self._client.tls_set(ca_certs=ca_file, cert_reqs=ssl.CERT_REQUIRED)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_message = self._on_message
-        self._client.on_subscribe = self._on_subscribe
-        self._subscribe_mid: int | None = None
-        self._client.reconnect_delay_set(1, 30)
+        self._stopping = threading.Event()
         self._worker = threading.Thread(target=self._drain, name="web-live-feed", daemon=True)
 
     @property
     def connected(self) -> bool:
-        """True while the broker connection is up."""
-        return self._connected.is_set()
+        """True while the broker connection is up and subscribed."""
+        return self.connection.connected
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped because the worker fell behind (inbox full)."""
+        return self._inbox.dropped
 
     def start(self) -> None:
         """Connect in the background (retrying) and start the worker."""
         self._worker.start()
-        self._client.connect_async(self.host, self.port, keepalive=30)
-        self._client.loop_start()
+        self.connection.start()
 
     def wait_connected(self, timeout: float) -> bool:
         """Block until connected or ``timeout`` s passed."""
-        return self._connected.wait(timeout)
+        return self.connection.wait_connected(timeout)
 
     def stop(self) -> None:
         """Disconnect and stop the worker."""
-        self._client.disconnect()
-        self._client.loop_stop()
-        self._inbox.put(None)
+        self.connection.stop()
+        self._stopping.set()
         if self._worker.is_alive():
+            self._inbox.put(_STOP)  # wakes the worker (if the inbox is full, the next item does)
             self._worker.join(5)
 
     def publish_label(self, label: Label, timeout: float = 5.0) -> bool:
         """Publish a label on ``medchain/v1/label/{client_id}``; True once the broker has it."""
         if not self.connected:
             return False
-        info = self._client.publish(
-            client_topic(Channel.LABEL, label.client_id), encode_label(label), qos=self.label_qos
-        )
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            _LOGGER.warning("label %s not published: rc=%s", label.label_id, info.rc)
-            return False
-        try:
-            info.wait_for_publish(timeout)
-        except (RuntimeError, ValueError) as exc:
-            _LOGGER.warning("label %s not published: %s", label.label_id, exc)
-            return False
-        return info.is_published()
-
-    # paho callbacks: only enqueue / flag, never block.
-    def _on_connect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
-    ) -> None:
-        if rc.is_failure:
-            _LOGGER.warning("broker %s:%d refused the connection: %s", self.host, self.port, rc)
-            return
-        # "Connected" means subscribed: a message published between CONNACK and SUBACK would be
-        # lost, so readiness waits for the broker's SUBACK (``_on_subscribe``).
-        rc_sub, mid = client.subscribe([(flt, 1) for flt in subscriptions()])
-        if rc_sub != mqtt.MQTT_ERR_SUCCESS:
-            _LOGGER.warning("subscribe to %s:%d failed: rc=%s", self.host, self.port, rc_sub)
-            return
-        self._subscribe_mid = mid
-
-    def _on_subscribe(
-        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, props: Any = None
-    ) -> None:
-        if mid != self._subscribe_mid:
-            return
-        refused = [rc for rc in reason_codes if rc.is_failure]
-        if refused:
-            _LOGGER.warning("broker refused %d subscription(s): %s", len(refused), refused)
-        self._connected.set()
-        self._enqueue(_RECONNECTED)
-
-    def _on_disconnect(
-        self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any, props: Any = None
-    ) -> None:
-        self._connected.clear()
-        _LOGGER.info("disconnected from broker %s:%d (%s)", self.host, self.port, rc)
-
-    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._enqueue((msg.topic, bytes(msg.payload)))
+        topic = client_topic(Channel.LABEL, label.client_id)
+        if self.connection.publish_wait(
+            topic, encode_label(label), qos=self.label_qos, timeout_s=timeout
+        ):
+            return True
+        _LOGGER.warning("label %s not confirmed by the broker within %g s", label.label_id, timeout)
+        return False
 
     @staticmethod
     def _run_hook(hook: Callable[[], None] | None, name: str) -> None:
@@ -170,31 +122,23 @@ class MqttLiveFeed:
         except Exception:  # keep the feed alive whatever the hook does (store down...)
             _LOGGER.exception("%s hook failed", name)
 
-    def _enqueue(self, item: tuple[str, bytes]) -> None:
-        try:
-            self._inbox.put_nowait(item)
-        except queue.Full:
-            self.counters["dropped_inbox_full"] += 1
-
     def _drain(self) -> None:
         next_tick = time.monotonic() + self.tick_s
         while True:
-            try:
-                item = self._inbox.get(timeout=max(0.0, next_tick - time.monotonic()))
-            except queue.Empty:
-                item = _TICK
-            if item is None:
+            item = self._inbox.get(next_tick - time.monotonic())
+            if self._stopping.is_set():
                 return
             if time.monotonic() >= next_tick:
                 next_tick = time.monotonic() + self.tick_s
                 self._run_hook(self.on_tick, "on_tick")
-            if item is _TICK:
+            if item is None:
                 continue
-            if item is _RECONNECTED:
+            if item == _RECONNECTED:
                 self._run_hook(self.on_connected, "on_connected")
                 continue
-            try:
-                dispatch(self.sinks, item[0], item[1], self.counters)
-            except Exception:  # a hub bug must not kill the only worker
-                self.counters["errors"] += 1
-                _LOGGER.exception("live feed failed on a message of %s", item[0])
+            if isinstance(item, Message):
+                try:
+                    dispatch(self.sinks, item.topic, item.payload, self.counters)
+                except Exception:  # a hub bug must not kill the only worker
+                    self.counters["errors"] += 1
+                    _LOGGER.exception("live feed failed on a message of %s", item.topic)
