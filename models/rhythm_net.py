@@ -79,11 +79,6 @@ class RhythmNet(nn.Module):
         self.head = nn.Linear(spec.embedding_dim, n_classes)
         self.spec, self.n_features, self.n_classes = spec, k, n_classes
 
-    @property
-    def min_length(self) -> int:
-        """Shortest input (samples) that leaves one position after the last stage."""
-        return int(4 * 2 ** len(self.stages))
-
     def embedding(self, signal: Tensor, features: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Penultimate activations ``(N, E)``."""
         h = self.stem(signal)

@@ -4,9 +4,11 @@ An epoch visits every recording once: one of its windows at random (its seeded s
 window with probability ``short_share``, else one of its full windows); MIT-BIH and AFTDB
 windows are recordings of their own. Batches are zero-padded to their longest window and the
 net masks the padding (``models.rhythm_net``). Class imbalance: loss weights
-``count ** -loss_balance`` (``TrainSpec.loss_balance``). Augmentation on the normalised signal:
-amplitude 0.7-1.3, baseline wander (0.05-0.5 Hz, up to 0.15), white noise (sd up to 0.05), then
-the contract's clip. A ``teacher`` turns the loss into knowledge distillation
+``count ** -loss_balance`` (``TrainSpec.loss_balance``), label smoothing
+(``TrainSpec.label_smoothing``). Augmentation on the normalised signal: a random 75-100 % part of
+each window (never under 9 s; the window's features stay those of the whole window), amplitude
+0.7-1.3, baseline wander (0.05-0.5 Hz, up to 0.15), white noise (sd up to 0.05), then the
+contract's clip. A ``teacher`` turns the loss into knowledge distillation
 (``models.distill.kd_loss``).
 """
 
@@ -16,7 +18,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -229,8 +230,3 @@ def feature_standardiser(
     """Mean and standard deviation of the bank's features (for ``RhythmNet``)."""
     x = bank.features.astype(np.float64)
     return x.mean(axis=0), x.std(axis=0)
-
-
-def describe(net: RhythmNet) -> dict[str, Any]:
-    """Parameters and spec of a net, for logs and cards."""
-    return {"params": sum(p.numel() for p in net.parameters()), **net.meta()}
