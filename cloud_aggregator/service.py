@@ -148,7 +148,8 @@ class AggregatorService:
         """Drain inbound messages for up to ``poll_s``, then tick the engine.
 
         Whole updates are gathered into batches of up to :data:`BATCH_MAX`, validated together
-        and stored in one transaction, then acknowledged; other messages are handled one by one.
+        and stored in one transaction, then acknowledged; other messages (chunks too, also
+        those an older device sends on the whole-update topic) are handled one by one.
         While messages stream in, the round is re-examined at most every
         :data:`ADVANCE_EVERY_S` (each look is a few store queries over the round's updates).
         Raises StoreUnavailableError when the store is down; the messages in hand are kept and
@@ -165,7 +166,7 @@ class AggregatorService:
                 if msg is None:
                     break
                 busy = True
-                if _whole_update(msg.topic):
+                if _whole_update(msg.topic) and proto.kind_of(msg.payload) != "chunk":
                     batch.append(msg)
                     if len(batch) >= BATCH_MAX:
                         self._handle_updates(batch)

@@ -230,6 +230,24 @@ def _parse_header(raw: bytes) -> Any:
         raise ProtocolError("header JSON nested too deep") from exc
 
 
+def kind_of(payload: bytes) -> str | None:
+    """The ``kind`` of an envelope from its header alone (blob not verified); None if malformed.
+
+    For routing before a full :func:`decode` (which still checks everything).
+    """
+    if len(payload) < _HEAD.size:
+        return None
+    magic, version, hlen = _HEAD.unpack_from(payload)
+    if magic != MAGIC or version != SCHEMA_VERSION or hlen > MAX_HEADER:
+        return None
+    try:
+        header = _parse_header(payload[_HEAD.size : _HEAD.size + hlen])
+    except ProtocolError:
+        return None
+    kind = header.get("kind") if isinstance(header, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
 def decode(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> Envelope:
     """Decode and verify an envelope.
 

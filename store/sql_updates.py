@@ -194,13 +194,18 @@ class UpdatesMixin(RoundsMixin):
             rnd = tx.one()
             selected = set(json.loads(rnd[1])) if rnd is not None else set()
             fresh: list[int] = []
+            again: list[int] = []  # an update id already new in this batch (a resent message)
             seen: set[str] = set()
+            fresh_ids: set[str] = set()
             for i, (u, sha) in enumerate(zip(updates, shas, strict=True)):
                 old = existing.get(u.update_id)
                 if old is not None:
                     receipts[i] = self._classify_existing(
                         tx, old, round_id, u.client_id, sha, len(u.blob)
                     )
+                    continue
+                if u.update_id in fresh_ids:
+                    again.append(i)
                     continue
                 reason = _refusal(rnd, selected, u, seen)
                 if reason:
@@ -209,8 +214,16 @@ class UpdatesMixin(RoundsMixin):
                     )
                     continue
                 seen.add(u.client_id)
+                fresh_ids.add(u.update_id)
                 fresh.append(i)
             receipts = self._insert_fresh(tx, round_id, updates, shas, fresh, receipts)
+            if again:  # judged against the stored first copy, as if sent after this batch
+                stored = self._existing_many(tx, [updates[i].update_id for i in again])
+                for i in again:
+                    u = updates[i]
+                    receipts[i] = self._classify_existing(
+                        tx, stored[u.update_id], round_id, u.client_id, shas[i], len(u.blob)
+                    )
         return [r for r in receipts if r is not None]
 
     def _insert_fresh(

@@ -204,3 +204,35 @@ def test_a_batch_of_updates_survives_a_store_outage_and_is_stored_once(backend: 
     assert acked_during_outage == set()
     assert set(mids) <= set(broker.acked)
     assert store.count_updates(rnd.round_id) == 3
+
+
+@pytest.mark.parametrize("on_chunk_topic", [True, False])
+def test_a_split_update_is_reassembled_on_either_topic(
+    backend: Backend, on_chunk_topic: bool
+) -> None:
+    # Prepare: devices before 2026-11-28 sent the chunks of a split update on the whole-update
+    # topic; the batched intake took those for whole updates and refused every chunk
+    from tests.cloud_aggregator.fl_support import initial_release
+
+    store = seeded(backend)
+    service, broker = service_on(store, backend)
+    online(broker)
+    drain(service, broker)
+    service.advance()
+    rnd = store.active_round("beat")
+    assert rnd is not None
+    shapes = {k: v.shape for k, v in initial_release().tensors.items()}
+    delta = {k: np.full(s, 0.01, np.float32) for k, s in shapes.items()}
+    whole = fl.encode_update(fl.ClientUpdate(str(rnd.round_id), "dev-1", "v1", 100, delta, "none"))
+    chunks = fl.split_message(whole, "u-dev-1", 64)
+    topic = (proto.chunk_topic if on_chunk_topic else proto.client_topic)(
+        proto.Channel.UPDATE, "dev-1"
+    )
+    # Execute: reversed, one chunk twice
+    for part in [*reversed(chunks), chunks[0]]:
+        broker.put(topic, part)
+    drain(service, broker)
+    # Assert
+    assert len(chunks) > 2
+    assert [u.client_id for u in store.list_updates(rnd.round_id, include_blobs=False)] == ["dev-1"]
+    assert service.rejects.counts.get("schema", 0) == 0

@@ -95,3 +95,17 @@ def test_decode_of_corrupted_valid_payload(blob: bytes, pos: int) -> None:
         p.decode(bytes(raw))
     except p.ProtocolError:
         pass
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind"),
+    [
+        (p.encode("chunk", {"seq": 0}, b"x" * 10), "chunk"),
+        (p.encode("update", {}), "update"),
+        (p.encode("update", {})[:5], None),
+        (b"\x00garbage", None),
+        (p.encode("update", {})[:7] + b"{not json" + b"\x00" * 40, None),
+    ],
+)
+def test_kind_of_reads_the_header_only(payload: bytes, kind: str | None) -> None:
+    assert p.kind_of(payload) == kind

@@ -57,3 +57,25 @@ def test_refused_updates_are_logged_in_a_batch(store: Store) -> None:
     rows = store.list_rejected_updates(rid)
     assert [(r.client_id, r.reason) for r in rows] == [("c1", "norm"), ("c2", "late")]
     store.reject_updates([])
+
+
+def test_a_message_repeated_within_one_batch_is_a_duplicate(store: Store) -> None:
+    # Prepare: QoS 1 redelivers; both copies can land in one batch (before: the second copy
+    # was refused as "client already sent an update" and logged as a rejection)
+    rid = _open(store, ("c1", "c2"))
+    batch = [
+        NewUpdate("c1", "u-1", b"a", 3),
+        NewUpdate("c1", "u-1", b"a", 3),  # the same message again
+        NewUpdate("c2", "u-2", b"b", 3),
+        NewUpdate("c2", "u-2", b"tampered", 3),  # the same id, other content
+    ]
+    # Execute
+    receipts = store.record_updates(rid, batch)
+    # Assert
+    assert [r.status for r in receipts] == [
+        UpdateStatus.ACCEPTED, UpdateStatus.DUPLICATE, UpdateStatus.ACCEPTED, UpdateStatus.REJECTED,
+    ]  # fmt: skip
+    assert [r.reason for r in store.list_rejected_updates(rid)] == [
+        "update_id reused for other content"
+    ]
+    assert store.count_updates(rid) == 2
