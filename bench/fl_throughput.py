@@ -99,6 +99,7 @@ def main() -> None:
             while not rounds_seen or rounds_seen[-1].round_no != r:
                 time.sleep(0.01)
             ann = rounds_seen[-1]
+            invited = [cid for cid in ids if ann.invites(cid)]  # the announced rule
             payloads = [
                 fl.encode_update(
                     fl.ClientUpdate(
@@ -112,12 +113,12 @@ def main() -> None:
                         },
                     )
                 )
-                for cid in ann.selected
+                for cid in invited
             ]
             t0 = time.perf_counter()
             infos = [
                 pub.publish(proto.client_topic(proto.Channel.UPDATE, cid), p, qos=1)
-                for cid, p in zip(ann.selected, payloads, strict=True)
+                for cid, p in zip(invited, payloads, strict=True)
             ]
             for info in infos:
                 info.wait_for_publish(60)

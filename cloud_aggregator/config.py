@@ -70,8 +70,10 @@ class AggregatorSettings:
         Longest wait for one inbound message, s.
     ca_file : str
         CA bundle for ``mqtts://`` (empty = system default).
-    seed : int
-        Seed of the DP noise.
+    seed : int or None
+        Seed of the DP noise and of the rounds' draws. None (the default, production): fresh
+        operating-system entropy, so nobody can predict the noise or who is invited; an int
+        only for reproducible simulations and benches.
     round_interval_s : float
         Least time between the end of one round and the opening of the next, s. Devices
         label new beats between rounds; 0 opens the next round at once.
@@ -110,7 +112,7 @@ class AggregatorSettings:
     lease_s: float = 30.0
     poll_s: float = 0.2
     ca_file: str = ""
-    seed: int = 0
+    seed: int | None = None
     distill_every: int = 0
     round_interval_s: float = 0.0
 

@@ -56,7 +56,8 @@ class OpeningMixin(EngineBase):
             for c in self.store.list_clients(online=True)
             if c.task in ("", self.s.task) and c.client_id not in self.online
         }
-        seed = f"{control.generation}/{round_no}/{attempt}"
+        # a fresh draw per attempt: OS entropy unless the settings fix a seed (simulations)
+        seed = f"{control.generation}/{round_no}/{attempt}/{int(self._rng.integers(1 << 48)):012x}"
         selection = rl.select_clients(eligible, policy, seed)
         if selection is None:
             return None  # wait for clients to come online
@@ -75,6 +76,7 @@ class OpeningMixin(EngineBase):
             target=selection.target,
             grace_fraction=policy.grace_fraction,
             strategy_params=control.config.get("strategy_params", {}),
+            invitation=selection.invitation,
         )
         try:
             rnd = self.store.open_round(

@@ -170,9 +170,10 @@ class InMemoryGrid:
             for topic, retained in self._retained.items():  # a reconnect gets retained ones
                 if _subscribed(self.devices[cid].subscriptions(), topic):
                     self._deliver(cid, topic, retained)
-        self._dropped = {
-            cid for cid in ann.selected if cid in self.devices and self._rng.random() < self.drop
-        }
+        back, self._dropped = self._dropped, set()
+        for cid in sorted(self.devices):  # the invited among those online when it opened
+            if cid not in back and ann.invites(cid) and self._rng.random() < self.drop:
+                self._dropped.add(cid)
         for cid in self._dropped:  # the Last Will
             self._from_device(proto.client_topic(proto.Channel.STATUS, cid), _status(cid, False))
             self.stats.dropped_rounds += 1

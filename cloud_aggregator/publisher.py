@@ -39,8 +39,16 @@ def announcement_for(
 ) -> fl.RoundAnnouncement:
     """The announcement of a stored round (``config`` as the service wrote it).
 
-    ``deadline`` and ``now`` are Unix seconds (sent as ns since the epoch).
+    ``deadline`` and ``now`` are Unix seconds (sent as ns since the epoch). A round stored
+    before invitations were rules (no ``invitation`` in its config) is announced with the
+    tightest rule covering its ``selected`` clients (others it invites are refused, as ever).
     """
+    rule = config.get("invitation")
+    invitation = (
+        fl.Invitation(str(rule["seed"]), int(rule["below"]))
+        if isinstance(rule, dict)
+        else fl.Invitation.covering(f"round-{round_id}", selected)
+    )
     return fl.RoundAnnouncement(
         round_id=str(round_id),
         run_id=f"g{config.get('run', 0)}",
@@ -51,7 +59,7 @@ def announcement_for(
         model_sha256=sha256,
         deadline_ns=int(deadline * 1e9),
         issued_ns=int(now * 1e9),
-        selected=selected,
+        invitation=invitation,
         config=fl.RoundConfig.from_dict(config["client"]),
     )
 

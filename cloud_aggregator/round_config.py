@@ -72,6 +72,7 @@ def stored_round_config(
     target: int,
     grace_fraction: float = 0.5,
     strategy_params: dict[str, float] | None = None,
+    invitation: fl.Invitation | None = None,
 ) -> dict[str, Any]:
     """The round's config as stored with it (and announced from it after a restart).
 
@@ -91,6 +92,8 @@ def stored_round_config(
         "grace_fraction": grace_fraction,
         "strategy_params": dict(strategy_params or {}),
     }
+    if invitation is not None:  # the rule the announcement carries (who is invited)
+        cfg["invitation"] = invitation.to_dict()
     if settings.dp_clip > 0:
         cfg.update(dp_q=min(1.0, n_selected / max(1, population)), dp_z=settings.dp_noise)
     return cfg

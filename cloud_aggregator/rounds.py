@@ -19,13 +19,13 @@ It fails at the deadline without the quorum, or as soon as the quorum is out of 
 
 from __future__ import annotations
 
-import hashlib
 import math
-import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
+
+from common.fl_invitation import Invitation
 
 
 @dataclass(frozen=True)
@@ -82,25 +82,30 @@ class RoundPolicy:
 
 @dataclass(frozen=True)
 class Selection:
-    """Who is invited to a round and how many updates it asks for (``target`` <= invited)."""
+    """Who is invited to a round and how many updates it asks for (``target`` <= invited).
+
+    ``invitation`` is the rule the announcement carries: exactly ``clients`` among the eligible
+    satisfy it (:class:`common.fl_invitation.Invitation`).
+    """
 
     clients: tuple[str, ...]
     target: int
+    invitation: Invitation
 
 
 def select_clients(eligible: Collection[str], policy: RoundPolicy, seed: str) -> Selection | None:
     """Invite ``ceil(target * (1 + overselect))`` of the eligible clients (all, if fewer).
 
-    Deterministic for a given seed (run, round, attempt) so a restarted aggregator would pick
-    the same clients. Returns None when fewer than ``min_clients`` are eligible.
+    The invited are those of lowest rank under ``seed`` (uniform, deterministic for a seed).
+    Returns None when fewer than ``min_clients`` are eligible.
     """
-    pool = sorted(set(eligible))
+    pool = set(eligible)
     if len(pool) < policy.min_clients:
         return None
     target = policy.target(len(pool))
     k = min(len(pool), math.ceil(target * (1 + policy.overselect)))
-    rng = random.Random(int(hashlib.sha256(seed.encode()).hexdigest()[:16], 16))  # noqa: S311 - not crypto
-    return Selection(tuple(sorted(rng.sample(pool, k))), target)
+    invitation, clients = Invitation.draw(seed, pool, k)
+    return Selection(clients, target, invitation)
 
 
 class Decision(StrEnum):

@@ -22,6 +22,7 @@ Every decoder takes untrusted bytes and raises :class:`~common.protocol.Protocol
 from __future__ import annotations
 
 from common.fl_chunks import ChunkHeader, Reassembler, join_chunks, parse_chunk, split_message
+from common.fl_invitation import Invitation
 from common.fl_release import ModelRelease, decode_model, encode_model
 from common.fl_round import (
     MODES,
@@ -52,6 +53,7 @@ __all__ = [
     "MODES",
     "ClientUpdate",
     "FloatArray",
+    "Invitation",
     "ModelRelease",
     "ChunkHeader",
     "Reassembler",

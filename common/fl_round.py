@@ -1,8 +1,9 @@
 """Round announcements: the retained ``round/current`` message and its hyper-parameters.
 
-Part of the federated wire API re-exported by :mod:`common.fl_protocol`. The selected client
-ids travel in the envelope blob (there can be thousands of them); the decoder takes untrusted
-bytes and raises :class:`~common.protocol.ProtocolError` (only).
+Part of the federated wire API re-exported by :mod:`common.fl_protocol`. Who is invited travels
+as a rule (:class:`~common.fl_invitation.Invitation`), so the announcement's size does not grow
+with the cohort; the decoder takes untrusted bytes and raises
+:class:`~common.protocol.ProtocolError` (only).
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.fl_tensors import COMPRESSIONS, MAX_MESSAGE
+from common.fl_invitation import Invitation
+from common.fl_tensors import COMPRESSIONS
 from common.protocol import ProtocolError, check_client_id, decode, encode
 from common.wire_fields import MAX_NS, int_field, number_field, require_field, text_field
 
-MAX_SELECTED = 1_000_000  # client ids listed in one announcement
+MAX_ANNOUNCEMENT = 16_384  # bytes; an announcement is a few hundred, whatever the cohort
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _ROUND_ID = re.compile(r"^[0-9]{1,18}$")
 
@@ -103,8 +105,8 @@ class RoundAnnouncement:
         Global model the clients start from (``model/{version}`` topic) and its blob hash.
     deadline_ns, issued_ns : int
         Reporting deadline and issue time, ns since the Unix epoch.
-    selected : tuple of str
-        Client ids asked to train this round.
+    invitation : Invitation
+        Which clients are asked to train this round (:meth:`invites`).
     config : RoundConfig
         Local training hyper-parameters.
     """
@@ -118,12 +120,16 @@ class RoundAnnouncement:
     model_sha256: str
     deadline_ns: int
     issued_ns: int
-    selected: tuple[str, ...]
+    invitation: Invitation
     config: RoundConfig = field(default_factory=RoundConfig)
+
+    def invites(self, client_id: str) -> bool:
+        """Whether ``client_id`` is asked to train this round."""
+        return self.invitation.invites(client_id)
 
 
 def encode_round(a: RoundAnnouncement) -> bytes:
-    """Encode a round announcement; the selected ids go in the blob (they can be thousands)."""
+    """Encode a round announcement (a few hundred bytes, whatever the cohort)."""
     body = {
         "round_id": a.round_id,
         "run_id": a.run_id,
@@ -134,25 +140,19 @@ def encode_round(a: RoundAnnouncement) -> bytes:
         "model_sha256": a.model_sha256,
         "deadline_ns": a.deadline_ns,
         "issued_ns": a.issued_ns,
+        "invitation": a.invitation.to_dict(),
         "config": a.config.to_dict(),
     }
-    return encode("round", body, "\n".join(a.selected).encode())
+    return encode("round", body)
 
 
 def decode_round(payload: bytes) -> RoundAnnouncement:
     """Decode a round announcement (raises ProtocolError)."""
-    env = decode(payload, MAX_MESSAGE)
+    env = decode(payload, MAX_ANNOUNCEMENT)
     if env.kind != "round":
         raise ProtocolError(f"expected a 'round' payload, got {env.kind!r}")
     b = env.body
-    try:
-        selected = tuple(env.blob.decode().split("\n")) if env.blob else ()
-    except UnicodeDecodeError as exc:
-        raise ProtocolError("selected client list is not UTF-8") from exc
-    if len(selected) > MAX_SELECTED:
-        raise ProtocolError(f"{len(selected)} selected clients, limit {MAX_SELECTED}")
-    for cid in selected:
-        check_client_id(cid)
+    invitation = Invitation.from_dict(require_field(b, "invitation", dict))
     cfg = require_field(b, "config", dict)
     total = int_field(b, "total_rounds", 1, 1_000_000)
     round_no = int_field(b, "round_no", 1, total)
@@ -166,6 +166,6 @@ def decode_round(payload: bytes) -> RoundAnnouncement:
         model_sha256=text_field(b, "model_sha256", 64, _SHA256),
         deadline_ns=int_field(b, "deadline_ns", 0, MAX_NS),
         issued_ns=int_field(b, "issued_ns", 0, MAX_NS),
-        selected=selected,
+        invitation=invitation,
         config=RoundConfig.from_dict(cfg),
     )

@@ -180,7 +180,7 @@ class FederatedParticipant:
     def pending_round(self) -> fl.RoundAnnouncement | None:
         """The announced round this device should train now, if any."""
         a = self.announcement
-        if a is None or a.round_id in self.done or self.client_id not in a.selected:
+        if a is None or a.round_id in self.done or not a.invites(self.client_id):
             return None
         if self.clock() * 1e9 >= a.deadline_ns:
             return None

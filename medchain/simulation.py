@@ -13,6 +13,7 @@ docs/federated.md ("simulate --json").
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -102,7 +103,7 @@ def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from common.datasets import default_cache_dir
     from store import open_store
 
-    s = _settings(args, env)
+    s = dataclasses.replace(_settings(args, env), seed=args.seed)  # reproducible draws and noise
     plan = SimulationPlan(
         records=resolve_records(args.clients),
         rounds=args.rounds,

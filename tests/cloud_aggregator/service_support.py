@@ -55,9 +55,11 @@ def seeded(backend: Backend) -> Store:
     return store
 
 
-def service_on(store: Store, backend: Backend) -> tuple[AggregatorService, FakeBroker]:
+def service_on(
+    store: Store, backend: Backend, seed: int | None = None
+) -> tuple[AggregatorService, FakeBroker]:
     broker = FakeBroker()
-    s = AggregatorSettings(worker="agg-test", poll_s=0.05)
+    s = AggregatorSettings(worker="agg-test", poll_s=0.05, seed=seed)
     return AggregatorService(store, broker, s, clock=backend.clock), broker  # type: ignore[arg-type]
 
 

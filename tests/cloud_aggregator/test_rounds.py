@@ -24,6 +24,8 @@ def test_selection_is_deterministic_and_sized_by_fraction() -> None:
     assert a is not None and a.target == 6 and len(a.clients) == 8  # 30 % over-selected
     assert set(a.clients) <= set(CLIENTS)
     assert select_clients(CLIENTS, policy, "run1/r1/a1") != a
+    # the announced rule invites exactly the selected clients among the eligible
+    assert [c for c in CLIENTS if a.invitation.invites(c)] == list(a.clients)
 
 
 def test_selection_waits_for_the_minimum() -> None:

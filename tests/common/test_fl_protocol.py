@@ -32,7 +32,7 @@ def _announcement() -> fl.RoundAnnouncement:
         model_sha256="ab" * 32,
         deadline_ns=2_000_000_000_000_000_000,
         issued_ns=1_999_999_000_000_000_000,
-        selected=("mitdb-101", "mitdb-106"),
+        invitation=fl.Invitation.covering("g3/2/1/00ab", ("mitdb-101", "mitdb-106")),
         config=fl.RoundConfig(mode="head", mu=0.01, lr=0.05),
     )
 

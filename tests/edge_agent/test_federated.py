@@ -14,6 +14,7 @@ from common import protocol as proto
 from edge_agent.federated import FederatedParticipant, NpzExamples
 from edge_agent.trainer import load_personal_head
 from tests.cloud_aggregator.fl_support import initial_release, write_client_data
+from tests.support.invitations import invite
 
 ROUND = proto.round_current_topic()
 
@@ -38,7 +39,7 @@ def _announce(selected: tuple[str, ...], sha: str, deadline_s: float = 60.0) -> 
             sha,
             now + int(deadline_s * 1e9),
             now,
-            selected,
+            invite(selected, ["sim-000", "other"]),
             fl.RoundConfig(local_epochs=1, lr=0.05),
         )
     )

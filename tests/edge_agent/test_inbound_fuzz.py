@@ -41,6 +41,7 @@ from tests.edge_agent.helpers import (
     synthetic_ecg,
 )
 from tests.edge_agent.test_model_update import _release
+from tests.support.invitations import invite
 
 CID = "dev"
 LABEL = proto.client_topic(proto.Channel.LABEL, CID)
@@ -262,7 +263,7 @@ def _announce(version: str, payload: bytes) -> bytes:
             hashlib.sha256(payload).hexdigest(),
             now + 60 * 10**9,
             now,
-            ("other",),
+            invite(["other"], [CID]),
             fl.RoundConfig(),
         )
     )

@@ -27,6 +27,7 @@ from edge_agent.participation import federated_participant
 from edge_agent.ports import Participant
 from edge_agent.trainer import PersonalHead, save_personal_head
 from tests.edge_agent.helpers import CLASSES, EMB, SPEC, FakeUplink, build_beat_model, synthetic_ecg
+from tests.support.invitations import invite
 
 V_BIAS = np.array([0.0, -5.0, 40.0, -5.0, -5.0], np.float32)  # the new global head says V
 
@@ -52,7 +53,17 @@ def _announce(version: str, sha: str) -> bytes:
     now = time.time_ns()
     return fl.encode_round(
         fl.RoundAnnouncement(
-            "1", "g1", 1, 5, 0, version, sha, now + 60 * 10**9, now, ("other",), fl.RoundConfig()
+            "1",
+            "g1",
+            1,
+            5,
+            0,
+            version,
+            sha,
+            now + 60 * 10**9,
+            now,
+            invite(["other"], ["dev"]),
+            fl.RoundConfig(),
         )
     )
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edge_agent import personal_head as ph
+from tests.support.invitations import invite
 
 
 def _patient(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -226,7 +227,7 @@ def test_the_round_participant_keeps_the_release_cards_rhythm_evidence(tmp_path:
     now = time.time_ns()
     sha = hashlib.sha256(payload).hexdigest()
     announce = fl.RoundAnnouncement(
-        "1", "g1", 1, 5, 0, "v3", sha, now + 60 * 10**9, now, ("sim-000",), fl.RoundConfig()
+        "1", "g1", 1, 5, 0, "v3", sha, now + 60 * 10**9, now, invite(["sim-000"]), fl.RoundConfig()
     )
     # Execute
     p.on_message(proto.model_topic("v3"), payload)

@@ -33,6 +33,7 @@ from edge_agent.app import DEFAULT_MODEL, run_edge
 from edge_agent.config import EdgeSettings
 from edge_agent.model_update import installed_model
 from medchain.synthetic_ecg import simulate_ecg, write_wfdb
+from tests.support.invitations import invite
 from tests.support.services import run_mosquitto
 
 pytestmark = pytest.mark.integration
@@ -99,7 +100,19 @@ def _announcement(version: str, sha: str, selected: tuple[str, ...]) -> bytes:
     now = time.time_ns()
     cfg = fl.RoundConfig(local_epochs=1)
     return fl.encode_round(
-        fl.RoundAnnouncement("1", "g1", 1, 3, 0, version, sha, now + 60 * 10**9, now, selected, cfg)
+        fl.RoundAnnouncement(
+            "1",
+            "g1",
+            1,
+            3,
+            0,
+            version,
+            sha,
+            now + 60 * 10**9,
+            now,
+            invite(selected, [CID, "other"]),
+            cfg,
+        )
     )
 
 

@@ -80,7 +80,7 @@ class HostileDevice:
         except proto.ProtocolError:
             return  # a chunked release: the attack needs only whole ones
         rel = self.releases.get(ann.model_version)
-        if self.cid not in ann.selected or ann.round_id in self.poisoned or rel is None:
+        if not ann.invites(self.cid) or ann.round_id in self.poisoned or rel is None:
             return
         delta = poison(rel, attack=len(self.poisoned))
         update = fl.ClientUpdate(ann.round_id, self.cid, ann.model_version, 1_000_000, delta,
