@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import threading
 from pathlib import Path
@@ -71,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())  # clean stop: offline statuses, stats written
     timer = threading.Timer(args.seconds, stop.set)
     timer.start()
+    threading.Thread(target=_stop_when_orphaned, args=(stop, os.getppid()), daemon=True).start()
     try:
         stats = run_fleet(
             args.broker,
@@ -86,6 +88,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.stats:
         args.stats.write_text(json.dumps(stats))
     return 0
+
+
+def _stop_when_orphaned(stop: threading.Event, parent: int, every_s: float = 1.0) -> None:
+    """Stop the fleet once its parent is gone (re-parented): a simulation killed without its
+    clean-up must not leave 22 devices logged in, each taking over the next run's sessions."""
+    while not stop.wait(every_s):
+        if os.getppid() != parent:
+            logging.getLogger(__name__).warning("parent %d is gone: stopping the fleet", parent)
+            stop.set()
 
 
 if __name__ == "__main__":
