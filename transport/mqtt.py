@@ -10,7 +10,8 @@
   :class:`~transport.settings.MqttSettings` (:mod:`transport.paho_client` builds the client).
 - Reconnects in the background with exponential backoff (paho's); subscriptions are made in
   ``on_connect`` so every reconnect re-subscribes, and the connection counts as up only once
-  the broker confirmed them (SUBACK): a message sent between CONNACK and SUBACK would be lost.
+  the broker answered them (SUBACK): a message sent between CONNACK and SUBACK would be lost;
+  refused ones are made again with backoff (:mod:`transport.subscriptions`).
 - Last Will on the status topic; a retained online status after every (re)connect, a retained
   offline one on a clean stop.
 - Callbacks only enqueue: inbound messages go to the ``on_message`` sink (a
@@ -43,6 +44,7 @@ from transport.settings import (
     MqttSettings,
     subscription_filter,
 )
+from transport.subscriptions import FilterSource, Subscriptions
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,7 +74,7 @@ class MqttConnection:
     def __init__(
         self,
         settings: MqttSettings,
-        subscriptions: Sequence[str] | Callable[[], Sequence[str]] = (),
+        subscriptions: FilterSource = (),
         *,
         on_message: Callable[[Message], None] | None = None,
         on_connected: Callable[[], None] | None = None,
@@ -81,8 +83,7 @@ class MqttConnection:
         if online_status is not None and settings.will is None:
             raise ConfigError("an online status needs a Will (its topic)")
         self.settings = settings
-        self._static_filters = [] if callable(subscriptions) else list(subscriptions)
-        self._dynamic_filters = subscriptions if callable(subscriptions) else None
+        self._subs = Subscriptions(subscriptions, settings, self._is_session)
         self.on_message = on_message
         self.on_connected = on_connected
         self.online_status = online_status
@@ -91,16 +92,13 @@ class MqttConnection:
         )
         self.connects = 0
         self.refused: ReasonCode | None = None  # the broker's last CONNACK refusal
-        self.refused_filters: list[str] = []
         self._tls = tls_context(settings) if settings.address.tls else None
-        self._acks = AckRegistry()
+        self._acks: AckRegistry[bool] = AckRegistry()  # PUBACK: True, or False (refused)
         self._ready = threading.Event()
         self._life = threading.Lock()
         self._started = self._stopped = False
         self._connacks = 0  # CONNACKs of the current client (the no-answer probe)
         self._settled = settings.protocol is not MqttProtocol.AUTO  # protocol known to work
-        self._sub_mid: int | None = None
-        self._sub_filters: list[str] = []  # of the SUBSCRIBE made on the last connect
         self._client = self._make_client()
 
     # ------------------------------------------------------------------ lifecycle
@@ -116,13 +114,16 @@ class MqttConnection:
 
     def add_subscriptions(self, topic_filters: Sequence[str]) -> None:
         """More filters to subscribe on every connect (before :meth:`start`)."""
-        self._static_filters += list(topic_filters)
+        self._subs.add(topic_filters)
 
     @property
-    def subscriptions(self) -> list[str]:
-        """The filters subscribed on a connect now."""
-        dynamic = self._dynamic_filters() if self._dynamic_filters is not None else ()
-        return [*self._static_filters, *dynamic]
+    def refused_filters(self) -> list[str]:
+        """Filters the broker refused in its latest SUBACK (subscribed again with backoff)."""
+        return self._subs.refused
+
+    def _is_session(self, client: mqtt.Client, session: int) -> bool:
+        """True while ``client``'s session number ``session`` is the live, connected one."""
+        return client is self._client and session == self._connacks and self.connected
 
     def start(self) -> None:
         """Connect in the background, retrying with backoff until :meth:`stop` (returns at once)."""
@@ -136,21 +137,18 @@ class MqttConnection:
         connect_in_background(self._client, self.settings, self.mqtt5)
 
     def _fall_back_to_311(self, refused_client: mqtt.Client, why: str) -> None:
-        """Runs on its own short thread: a fresh 3.1.1 client replaces the refused MQTT 5 one."""
+        """Runs on its own short thread: a fresh 3.1.1 client replaces the refused MQTT 5 one,
+        which is stopped afterwards (its network thread may sleep up to 1 s before it ends)."""
         with self._life:
             if self._stopped or refused_client is not self._client or not self.mqtt5:
                 return
-            _LOGGER.warning(
-                "%s:%d: %s: using MQTT 3.1.1",
-                self.settings.address.host,
-                self.settings.address.port,
-                why,
-            )
-            refused_client.disconnect()
-            refused_client.loop_stop()
+            a = self.settings.address
+            _LOGGER.warning("%s:%d: %s: using MQTT 3.1.1", a.host, a.port, why)
             self.protocol = MqttProtocol.V311
             self._client = self._make_client()
             self._open()
+        refused_client.disconnect()
+        refused_client.loop_stop()
 
     def wait_connected(self, timeout_s: float) -> bool:
         """Block until connected and subscribed, at most ``timeout_s`` s; True if so."""
@@ -276,13 +274,13 @@ class MqttConnection:
         return self.publish(will.topic, payload, qos=will.qos, retain=True)
 
     def subscribe(self, topic_filter: str) -> bool:
-        """Subscribe once more now (the broker re-sends its retained messages); not remembered
-        for reconnects. False when not connected."""
+        """Subscribe once more now (the broker re-sends its retained messages; retried if
+        refused); not remembered for reconnects. False when not connected."""
         if not self.connected:
             return False
         flt = subscription_filter(topic_filter, self.mqtt5)
-        rc, _ = self._client.subscribe(flt, qos=self.settings.subscribe_qos)
-        return rc == mqtt.MQTT_ERR_SUCCESS
+        self._subs.subscribe(self._client, self._connacks, [flt])
+        return True
 
     def ack(self, mid: int, qos: int) -> None:
         """Acknowledge an inbound QoS 1/2 message once handled (``manual_ack`` only)."""
@@ -318,9 +316,8 @@ class MqttConnection:
             return
         self.refused = None
         self._settled = True
-        self.refused_filters = []
-        filters = [subscription_filter(f, self.mqtt5) for f in self.subscriptions]
-        self._sub_filters = filters
+        self._subs.reset()
+        filters = self._subs.filters(self.mqtt5)
         _LOGGER.info(
             "connected to %s:%d as %s (MQTT %s, session present: %s)",
             self.settings.address.host,
@@ -329,13 +326,10 @@ class MqttConnection:
             self.protocol.value,
             flags.session_present,
         )
-        if not filters:
+        if filters:  # up once the broker answered (SUBACK)
+            self._subs.subscribe(client, self._connacks, filters, lambda: self._up(client))
+        else:
             self._up(client)
-            return
-        rc, mid = client.subscribe([(f, self.settings.subscribe_qos) for f in filters])
-        if rc != mqtt.MQTT_ERR_SUCCESS:
-            _LOGGER.warning("subscribe failed: %s", mqtt.error_string(rc))
-        self._sub_mid = mid
 
     def _on_socket_open(self, client: mqtt.Client, _u: object, _sock: object) -> None:
         if client is self._client and not self._settled and self.mqtt5:
@@ -354,14 +348,8 @@ class MqttConnection:
     def _on_subscribe(
         self, client: mqtt.Client, _u: object, mid: int, reason_codes: list[ReasonCode], _p: object
     ) -> None:
-        if client is not self._client or mid != self._sub_mid:
-            return  # a one-off subscribe (resubscribe)
-        self.refused_filters = [
-            f for f, rc in zip(self._sub_filters, reason_codes, strict=False) if rc.is_failure
-        ]
-        if self.refused_filters:
-            _LOGGER.warning("broker refused subscription(s) %s", self.refused_filters)
-        self._up(client)
+        if client is self._client:
+            self._subs.on_suback(mid, reason_codes)
 
     def _up(self, client: mqtt.Client) -> None:
         self.connects += 1

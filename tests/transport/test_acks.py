@@ -9,7 +9,8 @@ from transport.acks import AckRegistry
 
 def test_ack_after_registration_fires_the_callback_once() -> None:
     # Prepare
-    reg, got = AckRegistry(), []
+    reg: AckRegistry[bool] = AckRegistry()
+    got: list[bool] = []
     reg.begin()
     reg.register(7, got.append)
     # Execute
@@ -21,7 +22,8 @@ def test_ack_after_registration_fires_the_callback_once() -> None:
 
 def test_ack_before_registration_is_kept_for_it() -> None:
     # Prepare: the broker answered before publish() returned the id
-    reg, got = AckRegistry(), []
+    reg: AckRegistry[bool] = AckRegistry()
+    got: list[bool] = []
     reg.begin()
     reg.resolve(3, False)
     # Execute
@@ -33,7 +35,8 @@ def test_ack_before_registration_is_kept_for_it() -> None:
 def test_acks_of_plain_publishes_never_reach_a_later_callback() -> None:
     # Prepare: ids of publishes nobody waits for, acknowledged while a registration was
     # pending (kept aside), then the ids wrap round to a new message with a callback
-    reg, got = AckRegistry(), []
+    reg: AckRegistry[bool] = AckRegistry()
+    got: list[bool] = []
     reg.begin()
     reg.resolve(5, True)  # a status publish, id 5
     reg.register(6, got.append)
@@ -50,7 +53,8 @@ def test_acks_of_plain_publishes_never_reach_a_later_callback() -> None:
 
 
 def test_a_failed_publish_registers_nothing() -> None:
-    reg, got = AckRegistry(), []
+    reg: AckRegistry[bool] = AckRegistry()
+    got: list[bool] = []
     reg.begin()
     reg.register(None, got.append)
     assert got == [] and reg.waiting == 0
@@ -58,7 +62,7 @@ def test_a_failed_publish_registers_nothing() -> None:
 
 def test_concurrent_publishers_each_get_their_own_ack() -> None:
     # Prepare: 4 threads x 500 publishes, acknowledgements racing the registrations
-    reg = AckRegistry()
+    reg: AckRegistry[bool] = AckRegistry()
     got: dict[int, list[bool]] = {}
     lock = threading.Lock()
     ids = iter(range(1, 10**6))
