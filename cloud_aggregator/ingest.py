@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from common import protocol as proto
@@ -27,7 +27,7 @@ from common.payloads import (
     decode_status,
     encode_pred_ack,
 )
-from store import Store
+from store import StatusReport, Store
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -78,8 +78,9 @@ class Ingestor:
             self.store.acknowledge_labels(ack.client_id, list(ack.label_ids))
             return None
         if topic.channel == proto.Channel.STATUS:
-            if payload:  # an empty retained payload only clears the topic
-                self._status(topic.ident, payload)
+            error = self.statuses([(topic.ident, payload)])[0]
+            if error is not None:
+                raise error
             return None
         raise proto.ProtocolError(f"channel {topic.channel} is not ingested")
 
@@ -99,13 +100,28 @@ class Ingestor:
             proto.client_topic(proto.Channel.PRED_ACK, sender), encode_pred_ack(receipt)
         )
 
-    def _status(self, sender: str, payload: bytes) -> None:
-        st = decode_status(payload)
-        _check_owner(sender, st.client_id)
-        self.online[sender] = st.online
-        self.store.set_client_status(
-            sender, online=st.online, seen_at=st.t_ns / 1e9, model_version=st.model_version or None
-        )
+    def statuses(self, items: Sequence[tuple[str, bytes]]) -> list[proto.ProtocolError | None]:
+        """Store ``(sender, payload)`` status reports in order, in one transaction.
+
+        Returns, per item, why it was refused (None: stored, or an empty retained payload,
+        which only clears the topic). ``online`` follows once the store has them.
+        """
+        errors: list[proto.ProtocolError | None] = []
+        reports: list[StatusReport] = []
+        for sender, payload in items:
+            try:
+                if payload:
+                    st = decode_status(payload)
+                    _check_owner(sender, st.client_id)
+                    version = st.model_version or None
+                    reports.append(StatusReport(sender, st.online, st.t_ns / 1e9, version))
+                errors.append(None)
+            except proto.ProtocolError as exc:
+                errors.append(exc)
+        self.store.set_client_statuses(reports)
+        for r in reports:
+            self.online[r.client_id] = r.online
+        return errors
 
 
 def _check_owner(topic_id: str, body_id: str) -> None:

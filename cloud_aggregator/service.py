@@ -147,9 +147,10 @@ class AggregatorService:
     def step(self) -> None:
         """Drain inbound messages for up to ``poll_s``, then tick the engine.
 
-        Whole updates are gathered into batches of up to :data:`BATCH_MAX`, validated together
-        and stored in one transaction, then acknowledged; other messages (chunks too, also
-        those an older device sends on the whole-update topic) are handled one by one.
+        Whole updates and status reports are gathered into batches of up to :data:`BATCH_MAX`
+        each, stored in one transaction per batch (updates validated together), then
+        acknowledged; other messages (chunks too, also those an older device sends on the
+        whole-update topic) are handled one by one.
         While messages stream in, the round is re-examined at most every
         :data:`ADVANCE_EVERY_S` (each look is a few store queries over the round's updates).
         Raises StoreUnavailableError when the store is down; the messages in hand are kept and
@@ -158,7 +159,7 @@ class AggregatorService:
         deadline = time.monotonic() + self.s.poll_s
         backlog, self._in_hand = self._in_hand, []
         busy = bool(backlog)
-        batch: list[Inbound] = []
+        batches: dict[str, list[Inbound]] = {"status": [], "update": []}
         try:
             while True:
                 msg = backlog.pop(0) if backlog else None
@@ -166,20 +167,23 @@ class AggregatorService:
                 if msg is None:
                     break
                 busy = True
-                if _whole_update(msg.topic) and proto.kind_of(msg.payload) != "chunk":
-                    batch.append(msg)
-                    if len(batch) >= BATCH_MAX:
-                        self._handle_updates(batch)
-                        batch = []
+                kind = _batched(msg)
+                if kind is not None:
+                    batches[kind].append(msg)
+                    if len(batches[kind]) >= BATCH_MAX:
+                        self._handle_batch(kind, batches[kind])
+                        batches[kind] = []
                 else:
                     self._in_hand = [msg]
                     self.handle(msg)
                     self._in_hand = []
                 if time.monotonic() >= deadline and not backlog:
                     break
-            self._handle_updates(batch)
+            for kind in batches:
+                self._handle_batch(kind, batches[kind])
+                batches[kind] = []
         except StoreUnavailableError:
-            self._in_hand = [*self._in_hand, *batch, *backlog]
+            self._in_hand = [*self._in_hand, *batches["status"], *batches["update"], *backlog]
             raise
         if not busy or time.monotonic() >= self._next_advance:
             self._next_advance = time.monotonic() + ADVANCE_EVERY_S
@@ -215,20 +219,28 @@ class AggregatorService:
             )
         self.broker.ack(msg)
 
-    def _handle_updates(self, batch: list[Inbound]) -> None:
-        """Admit a batch of whole updates, then acknowledge every message of it.
+    def _handle_batch(self, kind: str, batch: list[Inbound]) -> None:
+        """Store a batch of whole updates (admitted together) or of status reports, then
+        acknowledge every message of it.
 
         A store outage propagates (nothing acknowledged); any other failure of the batch falls
         back to one message at a time, so one bad message costs only itself.
         """
         if not batch:
             return
+        items = [(proto.parse_topic(m.topic).ident, m.payload) for m in batch]
         try:
-            self.engine.admit_many([(proto.parse_topic(m.topic).ident, m.payload) for m in batch])
+            if kind == "update":
+                self.engine.admit_many(items)
+            else:
+                for msg, error in zip(batch, self.ingest.statuses(items), strict=True):
+                    if error is not None:
+                        self.rejects.add(Reject.SCHEMA)
+                        _LOGGER.warning("rejected status on %s: %s", msg.topic[:200], error)
         except StoreUnavailableError:
             raise
         except Exception:  # a message the batch path cannot take: isolate it
-            _LOGGER.warning("a batch of %d updates failed: handling them one by one", len(batch))
+            _LOGGER.warning("a batch of %d %ss failed: handling them one by one", len(batch), kind)
             for msg in batch:
                 self.handle(msg)
             return
@@ -253,13 +265,20 @@ class AggregatorService:
         return self.engine.admit(sender, payload)
 
 
-def _whole_update(topic: str) -> bool:
-    """``update/{client}`` (a whole update), not a chunk, with a valid client id."""
+def _batched(msg: Inbound) -> str | None:
+    """``update`` for a whole update on ``update/{client}``, ``status`` for a status report on
+    ``status/{client}``, else None (handled alone: chunks, predictions, bad topics)."""
     try:
-        t = proto.parse_topic(topic)
+        t = proto.parse_topic(msg.topic)
     except proto.ProtocolError:
-        return False
-    return t.channel == proto.Channel.UPDATE and not t.rest
+        return None
+    if t.rest:
+        return None
+    if t.channel == proto.Channel.STATUS:
+        return "status"
+    if t.channel == proto.Channel.UPDATE and proto.kind_of(msg.payload) != "chunk":
+        return "update"
+    return None
 
 
 def subscriptions(shared_group: str) -> list[str]:

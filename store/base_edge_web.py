@@ -17,6 +17,7 @@ from store.records import (
     LabelRecord,
     LabelState,
     PatientToken,
+    StatusReport,
     TrainingControl,
     User,
 )
@@ -49,6 +50,11 @@ class EdgeWebStore(Protocol):
         applied (a Last Will carries its registration time, older than the latest heartbeat);
         ``last_seen`` only moves forward; ``model_version`` changes only when given. True when
         stored."""
+        ...
+
+    def set_client_statuses(self, reports: Sequence[StatusReport]) -> int:
+        """Record status reports in order, in one transaction, by the rules of
+        :meth:`set_client_status`; returns how many were stored."""
         ...
 
     # -- predictions and events ------------------------------------------------------------------

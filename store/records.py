@@ -228,6 +228,19 @@ class RefusedUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusReport:
+    """A device's status report, to store in a batch (:meth:`Store.set_client_statuses`).
+
+    ``seen_at`` is Unix seconds; ``model_version`` None leaves the stored one unchanged.
+    """
+
+    client_id: str
+    online: bool
+    seen_at: float
+    model_version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UpdateReceipt:
     """Result of :meth:`Store.record_update`.
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from common.types import BeatPrediction, Event
-from store.records import Client, LabelRecord, LabelState
+from store.records import Client, LabelRecord, LabelState, StatusReport
 from store.sql_base import Row, SqlStoreBase, chunks, dumps, loads
 
 _CLIENT_COLS = (
@@ -115,13 +115,22 @@ class EdgeMixin(SqlStoreBase):
         self, client_id: str, *, online: bool, seen_at: float, model_version: str | None = None
     ) -> bool:
         """Record a status report: online flag as reported, ``last_seen`` only moves forward."""
-        if not client_id:
+        report = StatusReport(client_id, online, seen_at, model_version)
+        return self.set_client_statuses([report]) == 1
+
+    def set_client_statuses(self, reports: Sequence[StatusReport]) -> int:
+        """Record status reports in order in one transaction (a reconnect storm of thousands
+        of devices is a few round trips, not one transaction each)."""
+        if any(not r.client_id for r in reports):
             raise ValueError("client_id must not be empty")
+        if not reports:
+            return 0
+        now = self._clock()
         # The online flag is always applied: a Last Will carries the time it was registered
         # (connect time), older than the latest heartbeat, and must still mark the device
         # offline. Retained replays are harmless (the broker keeps only the latest message).
         with self._tx(write=True) as tx:
-            tx.execute(
+            tx.executemany(
                 "INSERT INTO client (client_id, online, last_seen, model_version, registered_at)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (client_id) DO UPDATE SET"
                 " online = excluded.online,"
@@ -130,16 +139,13 @@ class EdgeMixin(SqlStoreBase):
                 "   THEN excluded.last_seen ELSE client.last_seen END,"
                 " model_version = CASE WHEN ? THEN excluded.model_version"
                 "   ELSE client.model_version END",
-                (
-                    client_id,
-                    int(online),
-                    float(seen_at),
-                    model_version or "",
-                    self._clock(),
-                    model_version is not None,
-                ),
-            )
-            return tx.rowcount == 1
+                [
+                    (r.client_id, int(r.online), float(r.seen_at), r.model_version or "", now,
+                     r.model_version is not None)
+                    for r in reports
+                ],
+            )  # fmt: skip
+            return len(reports)
 
     # -- predictions and events ------------------------------------------------------------------
     def insert_predictions(self, beats: Sequence[BeatPrediction]) -> int:

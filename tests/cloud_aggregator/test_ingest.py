@@ -78,3 +78,33 @@ def test_label_receipt_acknowledges_only_the_devices_labels(backend: Backend) ->
     drain(service, broker)
     # Assert
     assert store.list_labels("p1")[0].state is LabelState.ACKNOWLEDGED
+
+
+def test_a_reconnect_storm_of_statuses_is_stored_in_one_transaction(backend: Backend) -> None:
+    # Prepare: 300 devices come online at once, one status is malformed (before: one store
+    # transaction per status, 100,000 devices took minutes to be seen online)
+    from common.payloads import Status, encode_status
+
+    store = seeded(backend)
+    service, broker = service_on(store, backend)
+    calls: list[int] = []
+    real = store.set_client_statuses
+
+    def counted(reports: object) -> int:
+        calls.append(len(reports))  # type: ignore[arg-type]
+        return real(reports)  # type: ignore[arg-type]
+
+    store.set_client_statuses = counted  # type: ignore[method-assign]
+    ids = [f"dev-{i:03d}" for i in range(300)]
+    for cid in ids:
+        broker.put(proto.client_topic(proto.Channel.STATUS, cid),
+                   encode_status(Status(cid, True, 1_000)))  # fmt: skip
+    broker.put(proto.client_topic(proto.Channel.STATUS, "dev-x"), b"\x00garbage")
+    # Execute
+    drain(service, broker)
+    # Assert: a few writes (one per step's batch), the malformed one counted, all acknowledged
+    assert sum(calls) == 300 and len(calls) <= 5
+    assert sum(service.online.values()) == 300
+    assert service.rejects.as_dict() == {"schema": 1}
+    assert len(broker.acked) == 301
+    assert len(store.list_clients(online=True)) == 300

@@ -65,19 +65,18 @@ def test_hostile_messages_cost_one_message_each_and_a_restart_runs(
 
 
 def test_a_bug_in_handling_costs_one_message_not_the_service(backend: Backend) -> None:
-    # Prepare: a store whose status write fails with an unexpected error once
+    # Prepare: a store whose status write fails with an unexpected error for one device's
+    # report (the batch holding it fails too, then each message is handled alone)
     store = seeded(backend)
     service, broker = service_on(store, backend)
-    real = store.set_client_status
-    calls = {"n": 0}
+    real = store.set_client_statuses
 
-    def flaky(*args: Any, **kwargs: Any) -> None:
-        calls["n"] += 1
-        if calls["n"] == 1:
+    def flaky(reports: Any) -> int:
+        if any(r.client_id == CLIENTS[0] for r in reports):
             raise RuntimeError("a bug")
-        real(*args, **kwargs)
+        return real(reports)
 
-    store.set_client_status = flaky  # type: ignore[method-assign]
+    store.set_client_statuses = flaky  # type: ignore[method-assign]
     # Execute
     online(broker)
     drain(service, broker)
@@ -92,16 +91,16 @@ def test_store_outage_is_waited_out_and_the_message_in_hand_kept(backend: Backen
     store = seeded(backend)
     service, broker = service_on(store, backend)
     service._backoff.base_s = 0.01  # noqa: SLF001 - keep the test fast
-    real = store.set_client_status
+    real = store.set_client_statuses
     failures = {"left": 3}
 
-    def down(*args: Any, **kwargs: Any) -> None:
+    def down(reports: Any) -> int:
         if failures["left"] > 0:
             failures["left"] -= 1
             raise StoreUnavailableError(backend.url, "connection refused")
-        real(*args, **kwargs)
+        return real(reports)
 
-    store.set_client_status = down  # type: ignore[method-assign]
+    store.set_client_statuses = down  # type: ignore[method-assign]
     online(broker)
     stop = threading.Event()
     # Execute: run() until all statuses are stored (it must not return or raise meanwhile)

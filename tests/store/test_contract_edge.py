@@ -8,7 +8,7 @@ import random
 import pytest
 
 from common.types import BeatPrediction, Event
-from store import LabelState, Store
+from store import LabelState, StatusReport, Store
 from tests.store.conftest import T0, FakeClock
 
 SEC = 1_000_000_000  # ns
@@ -55,6 +55,26 @@ def test_register_and_status_reports(store: Store, clock: FakeClock) -> None:
     assert [c.client_id for c in store.list_clients(online=True)] == ["p1"]
     assert store.get_client("p9") is not None
     assert store.get_client("nobody") is None
+
+
+def test_status_reports_in_a_batch_apply_in_order(store: Store) -> None:
+    # Prepare: a reconnect storm: heartbeats, a Last Will stamped at connect time, a version
+    reports = [
+        StatusReport("p1", True, T0 + 10, "3"),
+        StatusReport("p2", True, T0 + 10),
+        StatusReport("p1", False, T0 + 5),  # the Last Will: older stamp, still offline
+        StatusReport("p2", True, T0 + 30, "4"),
+        StatusReport("p2", True, T0 + 20),  # late: last_seen keeps T0 + 30, version kept
+    ]
+    # Execute
+    stored = store.set_client_statuses(reports)
+    # Assert
+    p1, p2 = store.get_client("p1"), store.get_client("p2")
+    assert stored == 5 and store.set_client_statuses([]) == 0
+    assert p1 is not None and (p1.online, p1.last_seen, p1.model_version) == (False, T0 + 10, "3")
+    assert p2 is not None and (p2.online, p2.last_seen, p2.model_version) == (True, T0 + 30, "4")
+    with pytest.raises(ValueError, match="client_id"):
+        store.set_client_statuses([StatusReport("", True, T0)])
 
 
 def test_last_will_marks_offline_although_stamped_at_connect_time(store: Store) -> None:
