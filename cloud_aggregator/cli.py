@@ -126,14 +126,14 @@ def _common(p: argparse.ArgumentParser) -> None:
 def _aggregator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import threading
 
-    from cloud_aggregator.mqtt_io import PahoBroker
+    from cloud_aggregator.nats_intake import grid_class
     from cloud_aggregator.service import AggregatorService, subscriptions
     from store import DesiredTraining, open_store
 
     s = _settings(args, env)
     store = open_store(s.store_url)
     service: AggregatorService | None = None
-    broker = PahoBroker(
+    broker = grid_class(s.broker_url)(
         s.broker_url,
         s.worker_name,
         subscriptions(s.shared_group),
