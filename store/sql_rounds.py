@@ -12,6 +12,7 @@ that inserts the model, so a crash at any point leaves either nothing or everyth
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,19 @@ def _opt_float(v: Any) -> float | None:
     return None if v is None else float(v)
 
 
+@functools.lru_cache(maxsize=4)
+def invited(text: str) -> tuple[str, ...]:
+    """A round's invited ids from their stored JSON. Memoised by content: the list never
+    changes once the round is open, and at 100,000 devices parsing it took ~20 ms per look."""
+    return tuple(str(c) for c in json.loads(text))
+
+
+@functools.lru_cache(maxsize=4)
+def invited_set(text: str) -> frozenset[str]:
+    """:func:`invited` as a set (membership checks of a batch of updates)."""
+    return frozenset(invited(text))
+
+
 def round_from_row(row: Row) -> Round:
     """Build a record from a ``ROUND_COLS`` row."""
     (rid, task, strategy, config, state, base, result, quorum, deadline, selected) = row[:10]
@@ -49,7 +63,7 @@ def round_from_row(row: Row) -> Round:
         None if result is None else int(result),
         int(quorum),
         float(deadline),
-        tuple(str(c) for c in json.loads(selected)),
+        invited(selected),
         float(opened),
         _opt_float(claimed),
         _opt_float(closed),

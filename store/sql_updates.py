@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -21,15 +20,15 @@ from store.records import (
     UpdateReceipt,
     UpdateStatus,
 )
-from store.sql_base import Row, Tx, dumps, loads
-from store.sql_rounds import RoundsMixin
+from store.sql_base import Row, Tx, chunks, dumps, loads
+from store.sql_rounds import RoundsMixin, invited_set
 
 _LOGGER = logging.getLogger(__name__)
 
 _META_COLS = "update_id, round_id, client_id, sha256, size_bytes, n_samples, metrics, received_at"
 
 
-def _refusal(rnd: Row | None, selected: set[str], u: NewUpdate, seen: set[str]) -> str:
+def _refusal(rnd: Row | None, selected: frozenset[str], u: NewUpdate, seen: set[str]) -> str:
     """Why the store refuses a new update of a batch ("" when it may be stored)."""
     if rnd is None:
         return "unknown round"
@@ -110,73 +109,9 @@ class UpdatesMixin(RoundsMixin):
         n_samples: int,
         metrics: Mapping[str, Any] | None = None,
     ) -> UpdateReceipt:
-        """Store an update idempotently (see :meth:`Store.record_update`)."""
-        if not update_id or not client_id:
-            raise ValueError("update_id and client_id must not be empty")
-        data = bytes(blob)
-        sha = hashlib.sha256(data).hexdigest()
-        size = len(data)
-        with self._tx(write=True) as tx:
-            old = self._existing(tx, update_id)
-            if old is not None:
-                return self._classify_existing(tx, old, round_id, client_id, sha, size)
-            # FOR SHARE (PostgreSQL) makes a concurrent claim wait until this update is stored,
-            # so the set of updates an aggregator reads after claiming is final.
-            tx.execute(
-                "SELECT state, selected_clients FROM fl_round WHERE round_id = ?"
-                + self.dialect.share_lock,
-                (round_id,),
-            )
-            rnd = tx.one()
-
-            def reject(reason: str) -> UpdateReceipt:
-                return self._log_rejection(tx, round_id, client_id, update_id, reason, sha, size)
-
-            if rnd is None:
-                return reject("unknown round")
-            if rnd[0] != "open":
-                return reject(f"round is {rnd[0]}")
-            selected = json.loads(rnd[1])
-            if selected and client_id not in selected:
-                return reject("client not selected for this round")
-            if int(n_samples) < 1:
-                return reject(f"n_samples must be >= 1, got {n_samples}")
-            now = self._clock()
-            tx.execute(
-                "INSERT INTO client_update (update_id, round_id, client_id, sha256, size_bytes,"
-                " n_samples, metrics, blob, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT DO NOTHING",
-                (
-                    update_id,
-                    round_id,
-                    client_id,
-                    sha,
-                    size,
-                    int(n_samples),
-                    dumps(metrics),
-                    data,
-                    now,
-                ),
-            )
-            if tx.rowcount != 1:
-                # Lost a race: the same update_id (redelivery) or another update of this client.
-                old = self._existing(tx, update_id)
-                if old is not None:
-                    return self._classify_existing(tx, old, round_id, client_id, sha, size)
-                return reject("client already sent an update for this round")
-            stored = ClientUpdate(
-                update_id,
-                round_id,
-                client_id,
-                sha,
-                size,
-                int(n_samples),
-                loads(dumps(metrics)),
-                now,
-                None,
-            )
-        _LOGGER.debug("[ROUND %d] stored update %s from %s", round_id, update_id, client_id)
-        return UpdateReceipt(UpdateStatus.ACCEPTED, "", stored)
+        """Store an update idempotently (see :meth:`Store.record_update`): a batch of one."""
+        update = NewUpdate(client_id, update_id, blob, n_samples, dict(metrics or {}))
+        return self.record_updates(round_id, [update])[0]
 
     def record_updates(self, round_id: int, updates: Sequence[NewUpdate]) -> list[UpdateReceipt]:
         """Store a batch of one round's updates in one transaction (see the base class)."""
@@ -192,7 +127,7 @@ class UpdatesMixin(RoundsMixin):
                 (round_id,),
             )
             rnd = tx.one()
-            selected = set(json.loads(rnd[1])) if rnd is not None else set()
+            selected = invited_set(rnd[1]) if rnd is not None else frozenset()
             fresh: list[int] = []
             again: list[int] = []  # an update id already new in this batch (a resent message)
             seen: set[str] = set()
@@ -235,62 +170,44 @@ class UpdatesMixin(RoundsMixin):
         fresh: list[int],
         receipts: list[UpdateReceipt | None],
     ) -> list[UpdateReceipt | None]:
-        """Multi-row insert of the batch's new updates; a row that lost a race is classified."""
+        """Multi-row insert of the batch's new updates; a row that lost a race is classified.
+
+        ``RETURNING`` names the rows this transaction inserted: a concurrent replica storing
+        the same update first makes ours a duplicate, not a second acceptance.
+        """
         now = self._clock()
-        tx.executemany(
-            "INSERT INTO client_update (update_id, round_id, client_id, sha256, size_bytes,"
-            " n_samples, metrics, blob, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " ON CONFLICT DO NOTHING",
-            [
-                (
-                    updates[i].update_id,
-                    round_id,
-                    updates[i].client_id,
-                    shas[i],
-                    len(updates[i].blob),
-                    int(updates[i].n_samples),
-                    dumps(updates[i].metrics),
-                    bytes(updates[i].blob),
-                    now,
-                )
-                for i in fresh
-            ],
-        )
-        if tx.rowcount == len(fresh):  # every row went in: no second look needed
-            for i in fresh:
-                u = updates[i]
-                meta = ClientUpdate(
-                    u.update_id,
-                    round_id,
-                    u.client_id,
-                    shas[i],
-                    len(u.blob),
-                    int(u.n_samples),
-                    loads(dumps(u.metrics)),
-                    now,
-                    None,
-                )
-                receipts[i] = UpdateReceipt(UpdateStatus.ACCEPTED, "", meta)
-            return receipts
-        stored = self._existing_many(tx, [updates[i].update_id for i in fresh])
+        rows = [
+            (updates[i].update_id, round_id, updates[i].client_id, shas[i], len(updates[i].blob),
+             int(updates[i].n_samples), dumps(updates[i].metrics), bytes(updates[i].blob), now)
+            for i in fresh
+        ]  # fmt: skip
+        inserted: set[str] = set()
+        for part in chunks(rows, 500):  # 4,500 parameters: within SQLite's and PostgreSQL's
+            marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(part))
+            tx.execute(
+                "INSERT INTO client_update (update_id, round_id, client_id, sha256, size_bytes,"
+                f" n_samples, metrics, blob, received_at) VALUES {marks}"
+                " ON CONFLICT DO NOTHING RETURNING update_id",
+                [v for row in part for v in row],
+            )
+            inserted.update(str(r[0]) for r in tx.all())
+        lost = [i for i in fresh if updates[i].update_id not in inserted]
+        stored = self._existing_many(tx, [updates[i].update_id for i in lost]) if lost else {}
         for i in fresh:
-            u, mine = updates[i], stored.get(updates[i].update_id)
-            if mine is not None and (mine.client_id, mine.sha256) == (u.client_id, shas[i]):
-                receipts[i] = UpdateReceipt(UpdateStatus.ACCEPTED, "", mine)
-            elif mine is not None:
+            u = updates[i]
+            if u.update_id in inserted:
+                meta = ClientUpdate(u.update_id, round_id, u.client_id, shas[i], len(u.blob),
+                                    int(u.n_samples), loads(dumps(u.metrics)), now, None)  # fmt: skip
+                receipts[i] = UpdateReceipt(UpdateStatus.ACCEPTED, "", meta)
+            elif (mine := stored.get(u.update_id)) is not None:  # stored by a concurrent replica
                 receipts[i] = self._classify_existing(
                     tx, mine, round_id, u.client_id, shas[i], len(u.blob)
                 )
-            else:
+            else:  # the client's other update went in first
                 receipts[i] = self._log_rejection(
-                    tx,
-                    round_id,
-                    u.client_id,
-                    u.update_id,
-                    "client already sent an update for this round",
-                    shas[i],
-                    len(u.blob),
-                )
+                    tx, round_id, u.client_id, u.update_id,
+                    "client already sent an update for this round", shas[i], len(u.blob),
+                )  # fmt: skip
         return receipts
 
     def _existing_many(self, tx: Tx, update_ids: Sequence[str]) -> dict[str, ClientUpdate]:
