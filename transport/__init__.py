@@ -5,10 +5,11 @@
   process's choices (client id, session, Last Will...) into one frozen ``MqttSettings``.
 - :mod:`transport.mqtt`: :class:`~transport.mqtt.MqttConnection`, the only paho-mqtt client
   (:mod:`transport.paho_client` builds it: protocol, session, TLS, credentials, Will, backoff).
+- :mod:`transport.subscriptions`: filters re-subscribed on every connect, refused ones again.
 - :mod:`transport.inbox` (pure): the bounded queues paho's callbacks hand messages to.
-- :mod:`transport.acks` (pure): per-message publish acknowledgements.
+- :mod:`transport.acks` (pure): broker acknowledgements (PUBACK, SUBACK) by message id.
 
 Imports nothing of ours but ``common``; ``edge_agent``, ``cloud_aggregator``, ``web`` and
-``firmware_bridge`` use it. paho is imported only by :mod:`transport.mqtt` and
-:mod:`transport.paho_client`, so importing this package stays light.
+``firmware_bridge`` use it. Only its adapter modules import paho, and this ``__init__``
+imports none of them, so importing the package stays light.
 """
