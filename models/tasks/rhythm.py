@@ -251,8 +251,9 @@ TASK = Task(
     test_split="ds2",
     load=load,
     contract=contract,
-    teacher=NetSpec("resnet", (32, 32, 48, 64, 64, 96), 5, 64, dropout=0.3, feature_dim=32),
-    student=NetSpec("cnn", (16, 16, 24, 32, 32, 48), 5, 32, dropout=0.2, feature_dim=16),
+    # frozen 2026-12-06 after the development runs (docs/models.md): 7 stages, stem /4 then /64
+    teacher=NetSpec("resnet", (32, 32, 48, 64, 64, 96, 128), 5, 64, dropout=0.3, feature_dim=32),
+    student=NetSpec("cnn", (16, 16, 24, 32, 32, 48, 64), 5, 32, dropout=0.2, feature_dim=16),
     train=TrainSpec(
         epochs=30, batch_size=64, lr=3e-3, balance=0.0, loss_balance=0.5, label_smoothing=0.05
     ),
