@@ -212,7 +212,10 @@ def register(subparsers: Any) -> None:
     def task_arg(p: argparse.ArgumentParser) -> None:
         p.add_argument("--task", required=True, help=f"task: {', '.join(tasks)}")
         p.add_argument(
-            "--records", help="comma-separated records to restrict the data to (smoke runs)"
+            "--records",
+            help="comma-separated records to restrict the data to (smoke runs); evaluate: or "
+            "a folder of recordings (beat: any WFDB folder with beat annotations; rhythm: "
+            "with --labels)",
         )
 
     tr = subparsers.add_parser(

@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         metavar="MIN",
         help="with --records DIR: the device's protocol: the first MIN minutes of each record "
-        "labelled -> personal head, VEB gate and RR split -> score the rest",
+        "labelled -> personal head with its VEB gate and the RR gate's rhythm evidence -> "
+        "score the rest",
     )
     parser.add_argument(
         "--only", help="with --records DIR: score only these records (comma-separated)"
