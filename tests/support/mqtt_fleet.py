@@ -57,6 +57,7 @@ class Fleet:
         self.clients = [self._client(f"sim-{i:06d}", v5, i) for i in range(first, first + count)]
         self.ready: set[str] = set()
         self.stopping = False  # no reconnects once stop() disconnects
+        self.started: list[mqtt.Client] = []  # connected at least once (keepalive, reconnect)
 
     def _client(self, cid: str, v5: bool, seed: int) -> mqtt.Client:
         proto_v = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
@@ -117,6 +118,7 @@ class Fleet:
             for c in self.clients[start : start + batch]:
                 c.connect_async(self.host, self.port, keepalive=60)
                 c.reconnect()
+                self.started.append(c)
             self.serve(0.05)
 
     def serve(self, seconds: float) -> None:
@@ -132,7 +134,7 @@ class Fleet:
                     c.loop_write()
             if time.monotonic() >= next_misc and not self.stopping:
                 next_misc = time.monotonic() + 1.0
-                for c in self.clients:
+                for c in self.started:
                     if c.loop_misc() == mqtt.MQTT_ERR_NO_CONN and c.socket() is None:
                         try:
                             c.reconnect()
