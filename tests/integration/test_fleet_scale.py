@@ -25,4 +25,5 @@ def test_rounds_of_300_connected_devices_count_every_update(
     assert sum(f["count"] for f in fleets) == 300
     assert sum(f["connects"] for f in fleets) == 300  # no session lost on the way
     assert sum(f["updates_sent"] for f in fleets) == 600
+    assert 0 < out["broker_kb_per_device"] < 1000
     assert store.count_updates(store.list_rounds(task="beat", limit=1)[0].round_id) == 300

@@ -256,6 +256,7 @@ def run_rounds_over_broker(
         stop = threading.Event()
         thread = threading.Thread(target=service.run, args=(stop,), daemon=True)
         thread.start()
+        rss0 = rss_mb(mosq.process.pid)
         t0 = time.perf_counter()
         procs = start_fleets(mosq.port, devices, processes)
         try:
@@ -265,6 +266,7 @@ def run_rounds_over_broker(
                     raise TimeoutError(f"{sum(service.online.values())} of {devices} online")
                 time.sleep(0.1)
             online_s = time.perf_counter() - t0
+            broker_kb = (rss_mb(mosq.process.pid) - rss0) * 1024 / devices
             store.set_training_control(
                 desired=DesiredTraining.RUNNING, task="beat", strategy="fedavg", rounds=rounds,
                 config={"min_clients": devices, "quorum_fraction": 1.0, "overselect": 0.0,
@@ -292,7 +294,16 @@ def run_rounds_over_broker(
             thread.join(30)
             broker.stop()
     return {"devices": devices, "processes": processes, "online_s": round(online_s, 1),
-            "rounds": out, "fleets": fleets}  # fmt: skip
+            "broker_kb_per_device": round(broker_kb, 1), "rounds": out,
+            "fleets": fleets}  # fmt: skip
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process, MB (``VmRSS`` of /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
 
 
 if __name__ == "__main__":
