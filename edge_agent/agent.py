@@ -230,6 +230,8 @@ class EdgeAgent:
             if res.reset:
                 events += self.detector.flush()
             events += self.detector.update(beats) + judged
+            if self.gate is not None:
+                events += self.gate.take_events()
             if self.spot is not None:
                 events += self.spot.process(chunk)
             self._store(beats, events, batch)
@@ -258,6 +260,8 @@ class EdgeAgent:
         judged = [] if self.rhythm is None else self.rhythm.flush()
         beats, batch = self._gated(res.beats, res.batch, True)
         events = self.detector.update(beats) + self.detector.flush() + judged
+        if self.gate is not None:
+            events += self.gate.take_events()
         if self.spot is not None:
             events += self.spot.flush()
         if self.aux is not None:

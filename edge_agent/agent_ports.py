@@ -66,6 +66,8 @@ class BeatGate(Protocol):
 
     def flush(self) -> tuple[list[BeatPrediction], BeatBatch]: ...
 
+    def take_events(self) -> list[Event]: ...
+
 
 class SpotChecker(Protocol):
     """Spot checks requested on the control topic (``edge_agent.spot_check``)."""

@@ -9,6 +9,12 @@ their R peak has been judged; then they go on to the event detectors, the buffer
   V/S run, no heart-rate alarm and no RR-based AF comes from noise, and the patient's page (which
   says "signal too noisy" when most recent beats are Q, ``web.patient_view``) says so.
 
+Nothing is dropped silently: each unreadable stretch becomes one ``unreadable_signal`` event
+(from its first to its last beat) with the beats it held, how many the beat model called
+ventricular and their rate, so the care team sees "unreadable for 40 s while the beat model saw
+fast ventricular beats" (ventricular flutter or fibrillation can look like noise to a rhythm
+model trained on handheld recordings; see docs/wrist_and_af.md).
+
 Beats older than ``max_hold_s`` of stream behind the newest sample are released as they are
 (a monitor that stopped judging must not hold the stream back), and :meth:`flush` releases
 everything (end of stream, gap).
@@ -17,14 +23,18 @@ everything (end of stream, gap).
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 
-from common.types import BeatPrediction
+import numpy as np
+
+from common.types import BeatPrediction, Event, event_id
 from edge_agent.pipeline import BeatBatch, concat_batches, empty_batch
 
 _LOGGER = logging.getLogger(__name__)
 
 UNREADABLE_CLASS = "Q"
+VENTRICULAR = "V"
 
 
 @dataclass
@@ -45,8 +55,11 @@ class QualityGate:
         Longest a beat waits, in s of stream behind the newest sample seen.
     """
 
-    def __init__(self, max_hold_s: float = 40.0) -> None:
+    def __init__(self, client_id: str = "", max_hold_s: float = 40.0) -> None:
+        self._cid = client_id
         self._max_hold_s = max_hold_s
+        self._stretch: list[BeatPrediction] = []  # the current unreadable stretch, as classified
+        self._events: list[Event] = []
         self._beats: list[BeatPrediction] = []
         self._batch: BeatBatch = empty_batch()
         self._spans: list[tuple[int, int, bool]] = []  # judged [start, end) sample spans, noisy
@@ -84,8 +97,31 @@ class QualityGate:
     def flush(self) -> tuple[list[BeatPrediction], BeatBatch]:
         """Release every beat held (end of stream or a gap) and forget the judgements."""
         out = self._release(len(self._beats))
+        self._close_stretch()
         self._spans, self._judged_to, self._newest = [], 0, 0
         return out
+
+    def take_events(self) -> list[Event]:
+        """The ``unreadable_signal`` events of the stretches ended so far (once each)."""
+        out, self._events = self._events, []
+        return out
+
+    def _close_stretch(self) -> None:
+        run, self._stretch = self._stretch, []
+        if not run:
+            return
+        rr = [b.rr_s for b in run if math.isfinite(b.rr_s) and 0.1 <= b.rr_s <= 3.0]
+        details: dict[str, float | int | str] = {
+            "beats": len(run),
+            "ventricular_beats": sum(b.label == VENTRICULAR for b in run),
+        }
+        if rr:
+            details["rate_bpm"] = round(60.0 / float(np.median(rr)), 1)
+        t0 = run[0].t_ns
+        kind = "unreadable_signal"
+        self._events.append(
+            Event(event_id(self._cid, kind, t0), self._cid, kind, t0, run[-1].t_ns, details)
+        )
 
     def _release(self, n: int) -> tuple[list[BeatPrediction], BeatBatch]:
         if n == 0:
@@ -109,12 +145,12 @@ class QualityGate:
 
     def _gated(self, beat: BeatPrediction) -> BeatPrediction:
         verdict = self._noisy_at(beat.sample)
-        if verdict is None:
-            self.stats.unjudged += 1
-            return beat
         if not verdict:
+            self.stats.unjudged += verdict is None
+            self._close_stretch()
             return beat
         self.stats.unreadable += 1
+        self._stretch.append(beat)
         return replace(beat, label=UNREADABLE_CLASS, rr_s=float("nan"))
 
     def _noisy_at(self, sample: int) -> bool | None:

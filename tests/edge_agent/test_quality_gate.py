@@ -23,7 +23,7 @@ def _beats(samples: list[int], label: str = "V") -> tuple[list[BeatPrediction], 
 
 def test_beats_wait_for_their_judgement_and_noise_becomes_q() -> None:
     # Prepare
-    gate = QualityGate()
+    gate = QualityGate("d")
     gate.seen(1000, 100.0)
     beats, batch = _beats([100, 600, 1100, 1600])
     # Execute: nothing judged yet, then [0, 1000) readable, [1000, 2000) unreadable
@@ -38,6 +38,16 @@ def test_beats_wait_for_their_judgement_and_noise_becomes_q() -> None:
     assert [b.label for b in third[0]] == ["Q", "Q"] and all(math.isnan(b.rr_s) for b in third[0])
     assert third[0][0].probs == {"V": 1.0} and third[1].windows[0, 0, 0] == 8.0
     assert (gate.stats.released, gate.stats.unreadable, gate.stats.unjudged) == (4, 2, 0)
+    # the unreadable stretch is told, once, when it ends
+    assert gate.take_events() == []
+    gate.flush()
+    (event,) = gate.take_events()
+    assert event.kind == "unreadable_signal" and (event.t_start_ns, event.t_end_ns) == (
+        1_100_000,
+        1_600_000,
+    )
+    assert event.details == {"beats": 2, "ventricular_beats": 2, "rate_bpm": 75.0}
+    assert gate.take_events() == []
 
 
 def test_beats_held_too_long_go_on_unjudged_and_flush_releases_all() -> None:

@@ -120,7 +120,7 @@ def beat_model(tmp_path_factory: pytest.TempPathFactory) -> OnnxBeatClassifier:
 @pytest.fixture
 def agent(beat_model: OnnxBeatClassifier, tmp_path: Path) -> Iterator[tuple[EdgeAgent, FakeUplink]]:
     up = FakeUplink()
-    gate = QualityGate()
+    gate = QualityGate("dev")
     settings = EdgeSettings(client_id="dev", flush_interval_s=0.05, status_interval_s=10.0)
     pipe = EcgPipeline("dev", StreamingBeatFeaturizer(SPEC, ThresholdDetector, FS), beat_model)
     monitor = RhythmMonitor("dev", FakeScorer(), gate=gate)
@@ -158,6 +158,15 @@ def test_noise_gives_no_v_alarm_and_its_beats_are_q(agent: tuple[EdgeAgent, Fake
     ]
     # Assert: no vt_run, the beats inside the noise are Q (the web page then says "too noisy")
     assert "vt_run" not in stats.events_by_kind and stats.beats == len(beats) > 0
+    # ... but the care team is told: one unreadable stretch, with the V beats it held
+    told = [
+        e
+        for _, p in up.reliable
+        if _ == client_topic(Channel.PRED, "dev")
+        for e in decode_predictions(p).events
+    ]
+    (stretch,) = [e for e in told if e.kind == "unreadable_signal"]
+    assert int(stretch.details["ventricular_beats"]) > 0 and int(stretch.details["beats"]) >= 20
     assert json.loads(a.status_detail())["signal"] == "ok"  # the stream ends readable
     inside = [b for b in beats if lo <= b.sample < hi]
     assert inside and all(b.label == "Q" and b.rr_s != b.rr_s for b in inside)
