@@ -171,7 +171,7 @@ def _polarity_and_scale(y: FloatArray, peaks: npt.NDArray[np.int64]) -> tuple[in
         polarity = -1 if float(np.median(at)) < 0 else 1
         scale = float(np.median(np.abs(at)))
     else:
-        polarity, scale = 1, 3.0 * float(np.std(y))
+        polarity, scale = 1, 3.0 * float(np.std(y)) if y.size else 1.0
     return polarity, scale if scale > 1e-6 else 1.0
 
 

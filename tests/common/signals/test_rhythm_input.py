@@ -6,6 +6,8 @@ import doctest
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from common.signals import rhythm_input
 from common.signals.rhythm_input import (
@@ -104,3 +106,46 @@ def test_windows_cover_a_long_recording_and_keep_a_short_one_whole() -> None:
     assert long_w[0] == (0, 9000) and long_w[-1][1] == 61 * 300
     assert all(e - s == 9000 for s, e in long_w)
     assert all(b[0] - a[0] <= 3000 for a, b in zip(long_w, long_w[1:], strict=False))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(0, 12_000),
+    fs=st.sampled_from([50.0, 128.0, 130.0, 250.0, 300.0, 360.0, 500.0, 1000.0]),
+    kind=st.sampled_from(["noise", "huge", "nan", "inf", "constant", "steps"]),
+    seed=st.integers(0, 2**16),
+)
+def test_any_recording_gives_a_finite_input_and_a_verdict(
+    n: int, fs: float, kind: str, seed: int
+) -> None:
+    # Prepare: hostile recordings of any length and rate
+    from edge_agent.rhythm_verdict import recording_verdict
+
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 300.0, n)
+    if kind == "huge":
+        x *= 1e12
+    elif kind == "nan":
+        x[rng.random(n) < 0.3] = np.nan
+    elif kind == "inf":
+        x[rng.random(n) < 0.01] = np.inf
+    elif kind == "constant":
+        x[:] = 42.0
+    elif kind == "steps":
+        x = np.repeat(rng.normal(0.0, 500.0, n // 50 + 1), 50)[:n]
+
+    class Uniform:
+        classes = ("N", "AF", "O", "noisy")
+        version = "u"
+
+        def probabilities(self, inputs: list) -> np.ndarray:
+            return np.full((len(inputs), 4), 0.25, np.float32)
+
+    # Execute
+    inp = prepare_rhythm_input(x, fs)
+    verdict = recording_verdict(x, fs, Uniform())
+    # Assert
+    assert np.all(np.isfinite(inp.signal)) and np.all(np.isfinite(inp.features))
+    assert np.abs(inp.signal).max(initial=0.0) <= CLIP
+    assert verdict.label in Uniform.classes and (verdict.decided or verdict.label == "noisy")
+    assert (n < 9 * fs) == ("too_short" in inp.quality)
