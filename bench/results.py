@@ -122,7 +122,8 @@ def command_line(argv: Sequence[str], env: dict[str, str] | None = None) -> str:
 
 
 def metadata(command: str) -> dict[str, Any]:
-    """Where and when a result is measured: date (UTC), CPU, cores, versions, git, command."""
+    """Where and when a result is measured: date (UTC), CPU, cores, the load average over the
+    last 15 minutes as the bench ends (other work on the machine), versions, git, command."""
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -131,6 +132,7 @@ def metadata(command: str) -> dict[str, Any]:
         "date": dt.datetime.now(dt.UTC).date().isoformat(),
         "cpu": cpu_info(text),
         "cores": os.cpu_count() or 0,
+        "load_15min": round(os.getloadavg()[2], 1),
         "versions": versions(),
         "git": git_version(),
         "command": command,

@@ -167,6 +167,60 @@ def fl_throughput(r: dict[str, Any]) -> list[Row]:
     )]  # fmt: skip
 
 
+def _span(values: list[float], fmt: str = ",.0f") -> str:
+    lo, hi = min(values), max(values)
+    return f"{lo:{fmt}}" if f"{lo:{fmt}}" == f"{hi:{fmt}}" else f"{lo:{fmt}}-{hi:{fmt}}"
+
+
+def fl_scale(r: dict[str, Any]) -> list[Row]:
+    rounds = [x for x in r["rounds"] if x["state"] == "closed"]
+    wall = _span([x["wall_s"] for x in rounds], ".1f")
+    if r.get("grid") == "mqtt":
+        what = (
+            f"{r['devices']:,} devices over Mosquitto, each with its own MQTT connection "
+            f"({r['processes']} fleet processes), aggregator + {r['store']}, "
+            f"{len(rounds)} rounds"
+        )
+        result = (
+            f"all online in {r['online_s']} s; rounds of every device's update {wall} s, "
+            f"{_span([x['updates_per_s'] for x in rounds])} updates/s end to end; "
+            f"aggregator peak {r['rounds'][-1]['peak_rss_mb']:.0f} MB; broker "
+            f"{r.get('broker_kb_per_device', '?')} KB per connected device"
+        )
+    else:
+        what = (
+            f"{r['devices']:,} synthetic devices in one process (in-memory grid), "
+            f"{r['store']}, {len(rounds)} rounds"
+        )
+        result = (
+            f"online in {r['online_s']} s; rounds {wall} s, of which the aggregator "
+            f"{_span([x['aggregator_updates_per_s'] for x in rounds])} updates/s, "
+            f"aggregation {_span([x['aggregate_s'] for x in rounds], '.1f')} s; "
+            f"peak {r['peak_rss_mb']:.0f} MB (devices included)"
+        )
+    return [(what, result, "100k-device round, 10k devices over a broker")]
+
+
+def fl_compare(r: dict[str, Any]) -> list[Row]:
+    names = {
+        "fedavg": "FedAvg",
+        "fedprox": "FedProx",
+        "fedavg_drop30": "FedAvg 30 % drop-out",
+        "central": "central",
+        "flower_fedavg": "Flower FedAvg",
+    }
+    f1 = ", ".join(f"{names.get(a, a)} {v:.1f}" for a, v in r["nsvf_f1_mean_points"].items())
+    gaps = "; ".join(f"{k.replace('_minus_', ' - ')} {g['mean']:+.2f} ± {g['std']:.2f}"
+                     for k, g in r["gap_points"].items() if g)  # fmt: skip
+    ratio = r.get("round_time_ratio_fedavg_over_flower")
+    per = f"; round time FedAvg / Flower {ratio:.2f}" if ratio else ""
+    what = (
+        f"federated vs centralised, {r['mode']} model, 22 DS1 clients, {r['rounds']} rounds, "
+        f"{r['seeds']} seeds, {r['grid']} grid: DS2 mean N/S/V/F F1 (points)"
+    )
+    return [(what, f"{f1}; gaps {gaps or '—'}{per}", "gap ≤ 2 points; round time ≤ 1.0x Flower")]
+
+
 def store_bench(r: dict[str, Any]) -> list[Row]:
     return [(
         f"store `{name}`: predictions inserted, {b['predictions']['writers']} writers, batches "
@@ -194,6 +248,11 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "aft_loo": ("models", aft_loo),
     "fl_uplink": ("federated", fl_uplink),
     "fl_throughput": ("federated", fl_throughput),
+    "fl_scale": ("federated", fl_scale),
+    "fl_scale_mqtt": ("federated", fl_scale),
+    "fl_compare": ("federated", fl_compare),
+    "fl_compare_full": ("federated", fl_compare),
+    "fl_compare_mqtt": ("federated", fl_compare),
     "qrs_detection": ("signals & devices", qrs_detection),
     "bridge_h10_hr": ("signals & devices", bridge_h10_hr),
     "ppg_hr": ("signals & devices", ppg_hr),
@@ -232,10 +291,12 @@ NOT_RECORDED: dict[str, tuple[str, str, str, str]] = {
                      "--record", _LATER),
     "rhythm": ("models", "AF detection (`rhythm`), 30 s windows, DS2 and 4-fold CV",
                "python -m models.tasks.rhythm --evaluate --cv", _LATER),
-    "fl_federated_vs_central": ("federated", "federated (FedAvg / FedProx) vs centralised head, "
-                                "30 % drop-out", "python bench/fl_federated_vs_central.py", _LATER),
-    "fl_full_model": ("federated", "federated vs centralised training of the whole student",
-                      "python bench/fl_full_model.py --seeds 2", _LATER),
+    "fl_compare": ("federated", "federated (FedAvg / FedProx, 30 % drop-out) vs centralised "
+                   "head, through the round engine", "python bench/fl_compare.py --mode head "
+                   "--record", _LATER),
+    "fl_compare_full": ("federated", "federated vs centralised training of the whole student, "
+                        "through the round engine", "python bench/fl_compare.py --mode full "
+                        "--record fl_compare_full", _LATER),
     "fl_personalised": ("federated", "personalised heads on the device, DS2",
                         "OPENBLAS_NUM_THREADS=1 python bench/fl_personalised.py", _LATER),
 }  # fmt: skip
@@ -262,7 +323,8 @@ def _rows(entry: dict[str, Any]) -> tuple[str, list[Row]]:
 
 def _machine(entry: dict[str, Any]) -> str:
     cpu = entry["cpu"]
-    return f"{cpu['model']}, int8 dot: {cpu['int8_dot_product']}, {entry['cores']} cores"
+    load = f", load {entry['load_15min']:g}" if "load_15min" in entry else ""
+    return f"{cpu['model']}, int8 dot: {cpu['int8_dot_product']}, {entry['cores']} cores{load}"
 
 
 def render(folder: Path) -> str:
