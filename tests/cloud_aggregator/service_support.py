@@ -5,13 +5,16 @@ from __future__ import annotations
 import queue
 from typing import Any
 
+import numpy as np
+
 from cloud_aggregator.config import AggregatorSettings
 from cloud_aggregator.mqtt_io import Inbound
 from cloud_aggregator.releases import RELEASE_FORMAT, stored_blob
 from cloud_aggregator.service import AggregatorService
+from common import fl_protocol as fl
 from common import protocol as proto
 from common.payloads import Status, encode_status
-from store import DesiredTraining, Store
+from store import DesiredTraining, Round, RoundState, Store
 from tests.cloud_aggregator.fl_support import initial_release
 from tests.store.conftest import Backend
 
@@ -72,3 +75,27 @@ def online(broker: FakeBroker) -> None:
 def drain(service: AggregatorService, broker: FakeBroker) -> None:
     while not broker.inbound.empty():
         service.step()
+
+
+def open_round(
+    backend: Backend, *, evaluator: Any = None
+) -> tuple[Store, AggregatorService, FakeBroker, Round]:
+    """A seeded store, its service, the three devices online and the round it opened."""
+    store = seeded(backend)
+    service, broker = service_on(store, backend)
+    if evaluator is not None:
+        service.evaluator = evaluator
+    online(broker)
+    drain(service, broker)
+    service.advance()
+    rnd = store.active_round("beat")
+    assert rnd is not None and rnd.state == RoundState.OPEN
+    return store, service, broker, rnd
+
+
+def update_payload(rnd: Round, cid: str, value: float = 0.01) -> bytes:
+    """An uncompressed update of ``cid`` for ``rnd``: every weight of the release moved by
+    ``value``."""
+    shapes = {k: v.shape for k, v in initial_release().tensors.items()}
+    delta = {k: np.full(s, value, np.float32) for k, s in shapes.items()}
+    return fl.encode_update(fl.ClientUpdate(str(rnd.round_id), cid, "v1", 100, delta, "none"))

@@ -3,13 +3,10 @@ with the reason, and the current model stays the published one."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from common import fl_protocol as fl
 from common import protocol as proto
 from store import RoundState
-from tests.cloud_aggregator.fl_support import initial_release
-from tests.cloud_aggregator.service_support import CLIENTS, drain, online, seeded, service_on
+from tests.cloud_aggregator.service_support import CLIENTS, drain, open_round, update_payload
 from tests.store.conftest import Backend
 
 
@@ -21,19 +18,9 @@ def worse_after_training(release: fl.ModelRelease) -> dict[str, float]:
 
 def test_worse_candidate_fails_the_round_and_the_old_model_stays(backend: Backend) -> None:
     # Prepare: a round open for three devices, all of which answer
-    store = seeded(backend)
-    service, broker = service_on(store, backend)
-    service.evaluator = worse_after_training
-    online(broker)
-    drain(service, broker)
-    service.advance()
-    rnd = store.active_round("beat")
-    assert rnd is not None
-    shapes = {k: v.shape for k, v in initial_release().tensors.items()}
+    store, service, broker, rnd = open_round(backend, evaluator=worse_after_training)
     for cid in CLIENTS:
-        delta = {k: np.full(s, 0.01, np.float32) for k, s in shapes.items()}
-        u = fl.ClientUpdate(str(rnd.round_id), cid, "v1", 100, delta, "none")
-        broker.put(proto.client_topic(proto.Channel.UPDATE, cid), fl.encode_update(u))
+        broker.put(proto.client_topic(proto.Channel.UPDATE, cid), update_payload(rnd, cid))
     published_before = len(broker.published)
     # Execute
     drain(service, broker)

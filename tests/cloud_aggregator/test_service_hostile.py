@@ -17,8 +17,16 @@ import pytest
 
 from common import fl_protocol as fl
 from common import protocol as proto
-from store import DesiredTraining, RoundState, StoreUnavailableError
-from tests.cloud_aggregator.service_support import CLIENTS, drain, online, seeded, service_on
+from store import DesiredTraining, StoreUnavailableError
+from tests.cloud_aggregator.service_support import (
+    CLIENTS,
+    drain,
+    online,
+    open_round,
+    seeded,
+    service_on,
+    update_payload,
+)
 from tests.store.conftest import Backend
 from tests.support.hostile import HOSTILE, envelope, update_body
 
@@ -27,13 +35,7 @@ def test_hostile_messages_cost_one_message_each_and_a_restart_runs(
     backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Prepare: three devices online, a round open
-    store = seeded(backend)
-    service, broker = service_on(store, backend)
-    online(broker)
-    drain(service, broker)
-    service.advance()
-    rnd = store.active_round("beat")
-    assert rnd is not None and rnd.state == RoundState.OPEN
+    store, service, broker, rnd = open_round(backend)
     # Execute: every hostile payload, on the update topic and the retained status topic of a
     # selected device, plus updates for the open round that are hostile only in their body
     mids = []
@@ -165,25 +167,12 @@ def test_bad_training_config_stops_the_run_instead_of_crashing(backend: Backend)
 
 def test_a_batch_of_updates_survives_a_store_outage_and_is_stored_once(backend: Backend) -> None:
     # Prepare: a round open for three devices; the store is down for the first batch write
-    import numpy as np
-
-    from common import fl_protocol as fl
-    from tests.cloud_aggregator.fl_support import initial_release
-
-    store = seeded(backend)
-    service, broker = service_on(store, backend)
+    store, service, broker, rnd = open_round(backend)
     service._backoff.base_s = 0.01  # noqa: SLF001 - keep the test fast
-    online(broker)
-    drain(service, broker)
-    service.advance()
-    rnd = store.active_round("beat")
-    assert rnd is not None
-    shapes = {k: v.shape for k, v in initial_release().tensors.items()}
-    mids = []
-    for cid in CLIENTS:
-        delta = {k: np.full(s, 0.01, np.float32) for k, s in shapes.items()}
-        u = fl.ClientUpdate(str(rnd.round_id), cid, "v1", 100, delta, "none")
-        mids.append(broker.put(proto.client_topic(proto.Channel.UPDATE, cid), fl.encode_update(u)))
+    mids = [
+        broker.put(proto.client_topic(proto.Channel.UPDATE, cid), update_payload(rnd, cid))
+        for cid in CLIENTS
+    ]
     real = store.record_updates
     down = {"left": 1}
 
@@ -211,18 +200,8 @@ def test_a_split_update_is_reassembled_on_either_topic(
 ) -> None:
     # Prepare: devices before 2026-11-28 sent the chunks of a split update on the whole-update
     # topic; the batched intake took those for whole updates and refused every chunk
-    from tests.cloud_aggregator.fl_support import initial_release
-
-    store = seeded(backend)
-    service, broker = service_on(store, backend)
-    online(broker)
-    drain(service, broker)
-    service.advance()
-    rnd = store.active_round("beat")
-    assert rnd is not None
-    shapes = {k: v.shape for k, v in initial_release().tensors.items()}
-    delta = {k: np.full(s, 0.01, np.float32) for k, s in shapes.items()}
-    whole = fl.encode_update(fl.ClientUpdate(str(rnd.round_id), "dev-1", "v1", 100, delta, "none"))
+    store, service, broker, rnd = open_round(backend)
+    whole = update_payload(rnd, "dev-1")
     chunks = fl.split_message(whole, "u-dev-1", 64)
     topic = (proto.chunk_topic if on_chunk_topic else proto.client_topic)(
         proto.Channel.UPDATE, "dev-1"
