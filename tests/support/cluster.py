@@ -199,29 +199,58 @@ def run_nats_cluster(size: int = 3) -> Iterator[NatsCluster]:
         require_service("nats-server", "apt-get install nats-server")
         raise AssertionError("unreachable")
     workdir = Path(tempfile.mkdtemp(prefix="medchain-nats-"))
-    ports = [{k: free_port() for k in ("client", "cluster", "mqtt", "http")} for _ in range(size)]
-    routes = [p["cluster"] for p in ports]
-    nodes = []
-    for i, p in enumerate(ports):
-        name = f"n{i + 1}"
-        conf = workdir / f"{name}.conf"
-        conf.write_text(node_conf(name, p, routes, workdir / f"js-{name}"))
-        nodes.append(NatsNode(name, p, conf, workdir / f"{name}.log"))
-    balancer = TcpBalancer([("127.0.0.1", p["mqtt"]) for p in ports])
-    cluster = NatsCluster(nodes, balancer, workdir, exe)
+    nodes: list[NatsNode] = []
+    balancer: TcpBalancer | None = None
     try:
-        for n in nodes:
-            n.start(exe)
-        for n in nodes:
-            wait_port(n.ports["mqtt"], 20)
+        nodes = _start_nodes(exe, workdir, size)
+        balancer = TcpBalancer([("127.0.0.1", n.ports["mqtt"]) for n in nodes])
+        cluster = NatsCluster(nodes, balancer, workdir, exe)
         cluster.wait_ready()
         balancer.start()
         yield cluster
     finally:
-        balancer.stop()
+        if balancer is not None:
+            balancer.stop()
         for n in nodes:
             n.stop()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _start_nodes(exe: str, workdir: Path, size: int, tries: int = 3) -> list[NatsNode]:
+    """Start the nodes on distinct free ports; when one does not come up (a port taken by
+    another process between the check and the bind), start them all again on new ports."""
+    log_tail = ""
+    for attempt in range(tries):
+        ports: list[dict[str, int]] = []
+        taken: set[int] = set()
+        for _ in range(size):
+            node_ports: dict[str, int] = {}
+            for key in ("client", "cluster", "mqtt", "http"):
+                while (port := free_port()) in taken:
+                    pass
+                taken.add(port)
+                node_ports[key] = port
+            ports.append(node_ports)
+        routes = [p["cluster"] for p in ports]
+        nodes = []
+        for i, p in enumerate(ports):
+            name = f"n{i + 1}"
+            conf = workdir / f"{name}-{attempt}.conf"
+            conf.write_text(node_conf(name, p, routes, workdir / f"js-{name}-{attempt}"))
+            nodes.append(NatsNode(name, p, conf, workdir / f"{name}-{attempt}.log"))
+        for n in nodes:
+            n.start(exe)
+        try:
+            for n in nodes:
+                for key in ("client", "mqtt"):
+                    wait_port(n.ports[key], 20)
+            return nodes
+        except TimeoutError:
+            dead = [n for n in nodes if not n.alive]
+            log_tail = " | ".join(n.log.read_text(errors="replace")[-300:] for n in dead)
+            for n in nodes:
+                n.stop()
+    raise RuntimeError(f"NATS cluster did not start in {tries} tries: {log_tail}")
 
 
 @dataclass
