@@ -44,6 +44,12 @@ CV_SPLIT = (
 
 
 def _cv_metrics(cv: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The report's tables as ``cv5_<model>`` metrics; a report of only some folds says which
+    (pooled over those folds' recordings: never read as the whole CV)."""
+    folds = [f[0] for f in cv.get("folds", [])]
+    split = CV_SPLIT
+    if not cv.get("complete", len(folds) == 5):
+        split += f"; INCOMPLETE: only fold(s) {', '.join(map(str, folds))} of 5 scored"
     out = {}
     for name in ("teacher_fp32", "student_fp32", "student_int8", "softmax_fp32"):
         if name in cv:
@@ -51,7 +57,8 @@ def _cv_metrics(cv: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 **cv[name]["pooled"],
                 "per_fold": cv[name]["per_fold"],
                 "mean_of_folds": cv[name]["mean_of_folds"],
-                "split": CV_SPLIT,
+                "folds_scored": folds,
+                "split": split,
             }
     return out
 

@@ -114,3 +114,19 @@ def test_train_writes_a_complete_card_and_repeats_exactly(
     by_name = {r["record"]: r["probabilities"] for r in report["records"]}
     for name, p in zip(names, probs, strict=True):
         np.testing.assert_allclose([by_name[name][c] for c in card.classes], p, atol=2e-4)
+
+
+def test_a_card_from_a_partial_cv_says_which_folds() -> None:
+    # Prepare: a report of fold 0 only, and a complete one
+    from models.rhythm_card import _cv_metrics
+
+    table = {"pooled": {"cinc_mean_f1": 0.8}, "per_fold": [{}], "mean_of_folds": {}}
+    partial = {"folds": [[0]], "complete": False, "student_int8": table}
+    whole = {"folds": [[k] for k in range(5)], "complete": True, "student_int8": table}
+    # Execute
+    got_partial = _cv_metrics(partial)["cv5_student_int8"]
+    got_whole = _cv_metrics(whole)["cv5_student_int8"]
+    # Assert
+    assert got_partial["folds_scored"] == [0]
+    assert "INCOMPLETE: only fold(s) 0 of 5" in got_partial["split"]
+    assert got_whole["folds_scored"] == [0, 1, 2, 3, 4] and "INCOMPLETE" not in got_whole["split"]
