@@ -128,6 +128,7 @@ def build_components(
                     "--buffer", str(settings.workdir / f"{client_id}.buffer.db"),
                     "--federated", "--workdir", str(settings.workdir / f"{client_id}.state")),
                 critical=False,
+                stop_first=True,  # hand their last beats to the aggregator before it stops
             )
         )  # fmt: skip
     return comps

@@ -23,6 +23,8 @@ from types import FrameType, TracebackType
 
 _LOGGER = logging.getLogger(__name__)
 
+STOP_GRACE_S = 15.0  # SIGTERM -> SIGKILL, s; longer than an edge agent's drain (10 s)
+
 
 class StopSignal(KeyboardInterrupt):
     """SIGINT, SIGTERM or SIGHUP arrived: stop the system as Ctrl-C does.
@@ -116,12 +118,16 @@ class Component:
         Extra environment variables.
     critical : bool
         If True, the system stops when this process exits.
+    stop_first : bool
+        Stopped before every other component, all such together (devices: their clean stop
+        hands their last data to services that must still be running).
     """
 
     name: str
     argv: Sequence[str]
     env: Mapping[str, str] = field(default_factory=dict)
     critical: bool = True
+    stop_first: bool = False
 
 
 @dataclass
@@ -134,7 +140,7 @@ class Running:
 
 
 class Supervisor:
-    """Start components, watch them, stop them in reverse order.
+    """Start components, watch them, stop them (devices first, then in reverse start order).
 
     Parameters
     ----------
@@ -205,27 +211,40 @@ class Supervisor:
         except OSError:
             return ""
 
-    def _stop(self, run: Running, timeout: float = 8.0) -> None:
-        proc = run.process
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
+    def _stop(self, run: Running, timeout: float = STOP_GRACE_S) -> None:
+        self._stop_together([run], timeout)
+
+    @staticmethod
+    def _stop_together(runs: Sequence[Running], timeout: float = STOP_GRACE_S) -> None:
+        """SIGTERM to every group at once, then wait at most ``timeout`` s for all of them;
+        SIGKILL for whoever is still there."""
+        for run in runs:
+            if run.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(run.process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for run in runs:
+            proc = run.process
             try:
-                proc.wait(timeout)
+                proc.wait(max(deadline - time.monotonic(), 0.0))
             except subprocess.TimeoutExpired:
                 _LOGGER.warning("%s ignored SIGTERM; killing it", run.component.name)
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout)
-        # The group may hold grandchildren that outlived their parent.
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+            # The group may hold grandchildren that outlived their parent.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
     def stop_all(self) -> None:
-        """Stop every component, last started first (further stop signals are ignored)."""
+        """Stop every component (further stop signals are ignored): the ``stop_first`` ones
+        together, then the others, last started first."""
         self.signals.stopping()
+        first = [r for r in self.running if r.component.stop_first]
+        self._stop_together(first)
         for run in reversed(self.running):
-            self._stop(run)
+            if not run.component.stop_first:
+                self._stop(run)
         self.running.clear()
 
     def wait_until(self, predicate: object, timeout: float, poll: float = 0.5) -> bool:

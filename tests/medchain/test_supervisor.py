@@ -67,3 +67,49 @@ def test_run_once_raises_with_log_tail(tmp_path: Path) -> None:
             Component("setup", [sys.executable, "-c", "import sys; print('bad'); sys.exit(2)"])
         )
     sup.run_once(Component("ok", [sys.executable, "-c", "pass"]))
+
+
+def test_devices_stop_first_while_the_service_they_report_to_still_runs(tmp_path: Path) -> None:
+    # Prepare: a service started after two devices (as the demo starts the aggregator last);
+    # on SIGTERM a device must still reach the service to stop cleanly (exit 0), else exit 3
+    from tests.support.services import free_port
+
+    port = free_port()
+    service = (
+        "import signal, socket, sys; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0));"
+        "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1);"
+        f"s.bind(('127.0.0.1', {port})); s.listen()\n"
+        "while True: s.accept()[0].close()"
+    )
+    device = (
+        "import signal, socket, sys, time\n"
+        "def stop(*a):\n"
+        "    for _ in range(20):\n"
+        "        try:\n"
+        f"            socket.create_connection(('127.0.0.1', {port}), 0.2).close(); sys.exit(0)\n"
+        "        except OSError: time.sleep(0.1)\n"
+        "    sys.exit(3)\n"
+        "signal.signal(signal.SIGTERM, stop)\n"
+        "while True: time.sleep(0.05)"
+    )
+    sup = Supervisor(tmp_path / "logs", os.environ)
+    devices = [
+        sup.start(Component(f"dev{i}", [sys.executable, "-c", device], stop_first=True))
+        for i in range(2)
+    ]
+    sup.start(Component("service", [sys.executable, "-c", service]))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            import socket
+
+            socket.create_connection(("127.0.0.1", port), 0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    # Execute
+    started = time.monotonic()
+    sup.stop_all()
+    # Assert: both devices reached the service (a clean stop), together, nobody killed
+    assert [d.process.returncode for d in devices] == [0, 0]
+    assert time.monotonic() - started < 5
