@@ -348,10 +348,7 @@ class CsvReplaySource(ArrayReplay):
         if fs is None:
             if tcol is None or data.shape[0] < 2:
                 raise CorruptInputError(f"{self.path}: no time column; pass fs (Hz)")
-            dt = float(np.median(np.diff(data[:, tcol])))
-            if not dt > 0:
-                raise CorruptInputError(f"{self.path.name}: time column is not increasing")
-            fs = 1.0 / dt
+            fs = _rate_from_times(data[:, tcol], self.path.name)
         check_rate(
             self.kind, fs, f"{self.path.name} ({'time column' if self._fs is None else 'fs'})"
         )
@@ -386,3 +383,16 @@ def _wfdb_errors(path: Path) -> Iterator[None]:
         raise CorruptInputError(
             f"{path.name}: unreadable WFDB record ({type(exc).__name__}: {detail})"
         ) from exc
+
+
+def _rate_from_times(t: np.ndarray, name: str) -> float:
+    """Sampling rate (Hz) of a time column (s): over the whole span when the steps are even
+    (timestamps rounded to a few decimals average out: 360.0, not 359.71), else the median
+    step; rounded to 1 mHz (250.0, not 249.99999999999977; 1 mHz is 0.24 s a day at 360 Hz)."""
+    steps = np.diff(t)
+    dt = float(np.median(steps))
+    if not dt > 0:
+        raise CorruptInputError(f"{name}: time column is not increasing")
+    if float(steps.min()) > 0.5 * dt and float(steps.max()) < 1.5 * dt:
+        dt = float(t[-1] - t[0]) / (t.size - 1)
+    return round(1.0 / dt, 3)

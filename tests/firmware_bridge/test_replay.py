@@ -118,6 +118,19 @@ def test_csv_replay_fills_gaps_and_rejects_garbage(tmp_path: Path) -> None:
         asyncio.run(_collect(CsvReplaySource(good)))
 
 
+@pytest.mark.parametrize("fs", [250.0, 360.0, 128.0])
+def test_csv_rate_from_a_rounded_time_column_is_the_rate(tmp_path: Path, fs: float) -> None:
+    # Prepare: timestamps written with 5 decimals (360 Hz steps become 0.00278 / 0.00277 s)
+    path = tmp_path / "t.csv"
+    t = np.arange(3000) / fs
+    np.savetxt(path, np.column_stack([t, np.sin(t)]), delimiter=",", header="time,ecg",
+               comments="", fmt="%.5f")  # fmt: skip
+    # Execute
+    chunks = asyncio.run(_collect(CsvReplaySource(path, speed=None)))
+    # Assert: the rate as written, not 249.99999999999977 or 359.71 (failed before)
+    assert chunks[0].fs == fs
+
+
 @pytest.mark.parametrize(
     ("spec", "cls", "speed"),
     [
