@@ -197,10 +197,14 @@ def test_a_spot_check_requested_over_the_control_topic(agent: tuple[EdgeAgent, F
 
 
 def test_medchain_edge_spot_check_prints_one_verdict(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Prepare: 40 s at 250 Hz in a CSV with a time column
+    # Prepare: 40 s at 250 Hz in a CSV with a time column; a spike train is N for the v1
+    # model (RR only), not for v2 (no P or T waves: see the next test)
     from medchain.cli import main
+
+    v1 = Path(__file__).resolve().parents[2] / "models" / "pretrained" / "rhythm_softmax.onnx"
+    monkeypatch.setenv("MEDCHAIN_EDGE_RHYTHM_MODEL_PATH", str(v1))
 
     x, _ = synthetic_ecg([0.8] * 48, 250.0)
     t = np.arange(x.size) / 250.0
@@ -225,3 +229,21 @@ def test_medchain_edge_spot_check_prints_one_verdict(
     assert verdict["duration_s"] == 30.0 and verdict["windows"] == 1 and verdict["model"]
     assert set(verdict["probabilities"]) >= {"N", "AF", "O"}
     assert rc_bad == 2 and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.datasets("mitdb")
+def test_spot_check_of_real_sinus_rhythm_with_the_default_model_is_n(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Prepare
+    from medchain.cli import main
+    from tests.support.datasets import dataset_path
+
+    record = dataset_path("mitdb") / "100"
+    # Execute
+    rc = main(["edge", "--source", f"replay:{record}", "--spot-check",
+               "--state-dir", str(tmp_path / "s")])  # fmt: skip
+    verdict = json.loads(capsys.readouterr().out)
+    # Assert
+    assert rc == 0 and verdict["class"] == "N" and verdict["decided"] is True
+    assert "noisy" in verdict["probabilities"]

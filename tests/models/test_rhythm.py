@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.model_card import file_sha256, load_card
+from common.model_card import file_sha256, load_card, validate_card
 from common.signals.accel import FeatureClassifier
 from common.signals.peaks import ecg_findpeaks
 from common.signals.rhythm import rhythm_window_features
@@ -62,7 +62,7 @@ def _resolves(dotted: str) -> bool:
     return False
 
 
-@pytest.mark.parametrize("card", ["rhythm_softmax.card.json"])
+@pytest.mark.parametrize("card", ["rhythm_softmax.card.json", "rhythm.card.json"])
 def test_shipped_rhythm_cards_name_only_code_that_exists(card: str) -> None:
     # Prepare: every dotted name of our packages in the card's input contract
     raw = json.loads((PRETRAINED / card).read_text())
@@ -76,6 +76,25 @@ def test_shipped_softmax_card_holds_the_contract_of_the_code() -> None:
     card = load_card(PRETRAINED / "rhythm_softmax.card.json")
     assert card.input_contract == rhythm_softmax.contract()
     assert card.artifact.sha256 == file_sha256(PRETRAINED / "rhythm_softmax.onnx")
+
+
+def test_shipped_v2_card_is_complete() -> None:
+    # Prepare
+    raw = json.loads((PRETRAINED / "rhythm.card.json").read_text())
+    card = load_card(PRETRAINED / "rhythm.card.json")
+    # Assert: complete, the code's contract, the file it describes, every metric it promises
+    assert validate_card(raw) == []
+    assert card.classes == ("N", "AF", "O", "noisy")
+    assert card.input_contract == rhythm.contract()
+    assert card.artifact.sha256 == file_sha256(PRETRAINED / "rhythm.onnx")
+    assert card.artifact.size_bytes == (PRETRAINED / "rhythm.onnx").stat().st_size
+    assert [i.name for i in card.onnx.inputs] == ["ecg", "features"]
+    for name in ("cv5_student_fp32", "cv5_student_int8", "cv5_teacher_fp32", "mitdb_ds2_int8"):
+        assert set(card.metrics[name]["per_class"]) == set(card.classes), name
+    cv = card.metrics["cv5_student_int8"]
+    assert cv["folds_scored"] and len(cv["per_fold"]) == len(cv["folds_scored"])
+    assert (len(cv["folds_scored"]) == 5) == ("INCOMPLETE" not in cv["split"])
+    assert "medchain train --task rhythm --seed 0" in card.training.command
 
 
 def test_shipped_softmax_flags_irregular_rhythm_as_af() -> None:
