@@ -122,9 +122,7 @@ def test_unreadable_signal_turns_beats_to_q_and_gives_no_af() -> None:
 @pytest.mark.parametrize("model", ["rhythm_softmax.onnx", "rhythm.onnx"])
 def test_shipped_rhythm_models_load_and_score(model: str) -> None:
     # Prepare
-    path = PRETRAINED / model
-    if not path.is_file():
-        pytest.skip(f"{model} is not shipped in this tree")
+    path = PRETRAINED / model  # both are shipped: a missing one fails
     x, _ = synthetic_ecg([0.8] * 40, 250.0)
     scorer = OnnxRhythmScorer(path)
     from common.signals.rhythm_input import prepare_rhythm_input
@@ -149,10 +147,7 @@ def test_v2_calls_sinus_rhythm_n_and_atrial_fibrillation_af() -> None:
     from common.signals.rhythm_input import prepare_rhythm_input
     from tests.support.datasets import dataset_path
 
-    path = PRETRAINED / "rhythm.onnx"
-    if not path.is_file():
-        pytest.skip("rhythm.onnx is not shipped in this tree")
-    scorer = OnnxRhythmScorer(path)
+    scorer = OnnxRhythmScorer(PRETRAINED / "rhythm.onnx")  # shipped: its absence is a failure
     sinus = wfdb.rdrecord(str(dataset_path("mitdb") / "100"), channel_names=["MLII"], sampto=10800)
     af = wfdb.rdrecord(
         str(dataset_path("aftdb") / "learning-set" / "n01"), channels=[0], sampto=3840
