@@ -134,6 +134,18 @@ def aft_loo(r: dict[str, Any]) -> list[Row]:
     )]  # fmt: skip
 
 
+def aft_event_b(r: dict[str, Any]) -> list[Row]:
+    best = max(r["per_set"].values())
+    return [(
+        f"AF termination event B (S vs T), end-of-record features ({len(r['per_set'])} sets), "
+        f"nested leave-one-out on the {r['n']} learning records",
+        f"{r['correct']}/{r['n']} (set chosen inside each fold); plain LOO of each set "
+        f"{min(r['per_set'].values())}-{best}/{r['n']}; largest |d'| of one feature "
+        f"{max(abs(v) for v in r['separation_d_prime'].values()):.2f}",
+        "chance: 10/20; best eligible 18/20 on test set B",
+    )]  # fmt: skip
+
+
 def beat_ds2(r: dict[str, Any]) -> list[Row]:
     c = r["per_class"]
     return [(
@@ -246,6 +258,7 @@ def web_sse(r: dict[str, Any]) -> list[Row]:
 RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "beat_ds2": ("models", beat_ds2),
     "aft_loo": ("models", aft_loo),
+    "aft_event_b": ("models", aft_event_b),
     "fl_uplink": ("federated", fl_uplink),
     "fl_throughput": ("federated", fl_throughput),
     "fl_scale": ("federated", fl_scale),
