@@ -1,7 +1,7 @@
 """DS1 patient-wise CV of the RR gate (models/rr_gate.py) and the template veto
 (models/template_veto.py): the student with and without them.
 
-Each fold trains the beat student on two thirds of DS1's patients (as ``bench/models_cv.py``:
+Each fold trains the beat student on two thirds of DS1's patients (as ``models.beat_cv``:
 cross-entropy, or teacher + KD with ``--kd``), fits the gate's logistic regression on the same
 patients' RR features, and predicts the held-out third. Pooled over the folds: per-class Se/+P,
 macro-F1 and jk for the net alone, for each gate variant, and for the shipped gate followed by
@@ -26,8 +26,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import results as registry  # noqa: E402
-from bench.models_cv import FOLDS, _scores, train_fold  # noqa: E402
 from common.datasets import default_cache_dir  # noqa: E402
+from models.beat_cv import FOLDS, CvConfig, train_fold  # noqa: E402
+from models.beat_cv import scores as _scores  # noqa: E402
 from models.data.mitdb import DS1  # noqa: E402
 from models.rr_gate import fit_rr_gate  # noqa: E402
 from models.tasks import LoadOptions, get_task  # noqa: E402
@@ -88,7 +89,7 @@ def main() -> None:
         held = np.isin(data.groups, fold)
         train, test = data.subset(np.flatnonzero(~held)), data.subset(np.flatnonzero(held))
         teacher = task.teacher if args.kd else None
-        net = train_fold(train, task.student, task.train, args.seed, teacher)
+        net = train_fold(train, CvConfig(task.student, task.train, args.seed, teacher))
         logits = predict_logits(net, test)
         e = np.exp(logits - logits.max(axis=1, keepdims=True))
         pr = e / e.sum(axis=1, keepdims=True)

@@ -294,7 +294,7 @@ NOT_RECORDED: dict[str, tuple[str, str, str, str]] = {
     "web_sse": ("store & web", "web: live stream to 20 browsers",
                 "python -m bench.web_sse --record", _TIMING),
     "models_cv": ("models", "beat: hyper-parameters, RR gate and veto by DS1 patient-wise CV",
-                  "python bench/models_cv.py --kd --gate --seed 0", _LATER),
+                  "python -m models.beat_cv_cli --kd --gate --seed 0", _LATER),
     "models_rr_gate": ("models", "beat: RR gate and template veto, DS1 patient-wise CV",
                        "python bench/models_rr_gate.py --kd --seed 0 --record", _LATER),
     "edge_beat_e2e": ("models", "beat: shipped model end to end from raw ECG (streaming agent, "

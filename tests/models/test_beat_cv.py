@@ -78,9 +78,9 @@ def test_overrides_turn_lists_into_tuples() -> None:
 
 
 @pytest.mark.datasets("mitdb")
-def test_bench_cli_prints_one_json_line(data_root: Path, tmp_path: Path) -> None:
+def test_cli_prints_one_json_line(data_root: Path, tmp_path: Path) -> None:
     env = {"MEDCHAIN_DATA": str(data_root), "MEDCHAIN_CACHE": str(tmp_path), "PATH": ""}
-    argv = [sys.executable, str(ROOT / "bench" / "models_cv.py"), "--gate", "--veto", "0.5"]
+    argv = [sys.executable, "-m", "models.beat_cv_cli", "--gate", "--veto", "0.5"]
     argv += ["--set", "epochs=1", "--set", "steps_per_epoch=2", "--records", "101,108,109"]
     done = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=600, check=True)
     out = json.loads(done.stdout.strip().splitlines()[-1])

@@ -1,13 +1,13 @@
-"""Patient-wise cross-validation on DS1 (hyper-parameter selection without touching DS2).
+"""Command line of the beat task's DS1 patient-wise CV (settings chosen without touching DS2).
 
-The CV itself is ``models.beat_cv`` (tested); this script maps flags to a ``CvConfig`` and
-prints one JSON line: pooled scores per condition (``clean`` = held-out records as they are;
+The CV itself is ``models.beat_cv``; this module maps flags to a ``CvConfig`` and prints one
+JSON line: pooled scores per condition (``clean`` = held-out records as they are;
 ``--robust`` adds the second lead, test-pool noise at 24/18/12/6/0 dB, 128 Hz and the inverted
 lead) and per served form (``net``, ``gate``, ``served`` = gate + template veto).
 
-    python bench/models_cv.py --kd --gate --veto 0.5 --seed 0            # the shipped recipe
-    python bench/models_cv.py --kd --gate --veto 0.5 --views 4 --robust  # + augmentation
-    python bench/models_cv.py --net student --set balance=0.6 --set epochs=8
+    python -m models.beat_cv_cli --kd --gate --veto 0.5 --seed 0            # the shipped recipe
+    python -m models.beat_cv_cli --kd --gate --veto 0.5 --views 4 --robust  # + augmentation
+    python -m models.beat_cv_cli --net student --set balance=0.6 --set epochs=8
 """
 
 from __future__ import annotations
@@ -15,30 +15,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from common.datasets import default_cache_dir  # noqa: E402
-from models.augment import SNRS_DB, RecordView, training_views  # noqa: E402
-from models.beat_cv import (  # noqa: E402
-    FOLDS,
-    CvConfig,
-    beat_loader,
-    cross_validate,
-    scores,
-    with_overrides,
-)
-from models.beat_cv import train_fold as _train_fold  # noqa: E402
-from models.tasks import LoadOptions, get_task  # noqa: E402
-from models.tasks.base import NetSpec, TaskData, TrainSpec  # noqa: E402
-
-__all__ = ["FOLDS", "ROBUST", "_scores", "train_fold"]
+from common.datasets import default_cache_dir
+from models.augment import SNRS_DB, RecordView, training_views
+from models.beat_cv import CvConfig, beat_loader, cross_validate, with_overrides
+from models.tasks import LoadOptions, get_task
 
 # held-out conditions of --robust: what another device, lead or noise level records
 ROBUST: dict[str, RecordView] = {
@@ -47,20 +32,6 @@ ROBUST: dict[str, RecordView] = {
     "rate_128": RecordView(rate_hz=128.0),
     "inverted": RecordView(polarity=-1),
 }
-_scores = scores  # bench/models_rr_gate.py
-
-
-def train_fold(
-    train: TaskData,
-    net_spec: NetSpec,
-    spec: TrainSpec,
-    seed: int,
-    teacher: NetSpec | None,
-    n_teachers: int = 1,
-) -> torch.nn.Module:
-    """``models.beat_cv.train_fold`` with the arguments bench/models_rr_gate.py passes."""
-    config = CvConfig(net_spec, spec, seed, teacher, n_teachers)
-    return _train_fold(train, config)
 
 
 def _kv(items: list[str]) -> dict[str, Any]:
@@ -74,7 +45,8 @@ def _kv(items: list[str]) -> dict[str, Any]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Parse ``argv``, run :func:`models.beat_cv.cross_validate`, print one JSON line."""
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--net", choices=["student", "teacher"], default="student")
     ap.add_argument("--set", action="append", default=[], help="TrainSpec field=value")
@@ -93,7 +65,7 @@ def main() -> None:
     ap.add_argument("--view-noise", action=argparse.BooleanOptionalAction, default=True)
     ap.add_argument("--robust", action="store_true", help="score the robustness conditions")
     ap.add_argument("--records", help="restrict DS1 (smoke runs), comma-separated")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     if args.teachers < 1 or (args.teachers > 1 and not args.kd):
         ap.error("--teachers N needs N >= 1, and N > 1 needs --kd")
     torch.set_num_threads(args.threads)
