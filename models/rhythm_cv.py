@@ -14,6 +14,8 @@ looked at while choosing settings).
 
     nice -n 10 python -m models.rhythm_cv --out runs/rhythm_cv            # all five folds
     nice -n 10 python -m models.rhythm_cv --out runs/rhythm_cv --folds 3  # one fold (resumable)
+    python -m models.rhythm_cv --out runs/rhythm_cv --restore-card models/pretrained/rhythm.card.json
+        # pool the fold files of --out with the folds the card's cv5_* tables already hold
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from common.model_card import load_card
 from models.cv import stratified_folds
 from models.data.mitdb import DS1
 from models.feature_model import fit_softmax, predict_proba
@@ -116,21 +119,60 @@ def run_split(
     return result
 
 
+def restored_folds(card_metrics: dict[str, Any], skip: set[int]) -> dict[str, Any] | None:
+    """Folds an earlier run scored, rebuilt from a card's ``cv5_<model>`` tables.
+
+    The record bootstrap resamples (label, prediction) pairs, so the pooled confusion matrix
+    holds all it needs: its cells become pairs (in label order, recordings unnamed); the
+    per-fold rows are the card's. Folds in ``skip`` (scored again in ``--out``) are refused,
+    as the card pools them with the others.
+    """
+    first = card_metrics.get(f"cv5_{MODELS[0]}")
+    if first is None:
+        return None
+    folds = [int(f) for f in first["folds_scored"]]
+    if skip & set(folds):
+        raise ValueError(f"fold(s) {sorted(skip & set(folds))} are both in the card and in --out")
+    out: dict[str, Any] = {"test_folds": folds, "restored": True}
+    for name in MODELS:
+        m = card_metrics[f"cv5_{name}"]
+        conf = np.asarray(m["confusion"], dtype=np.int64)
+        ij = [(i, j) for i in range(conf.shape[0]) for j in range(conf.shape[1])]
+        out[name] = {
+            "labels": np.repeat([i for i, _ in ij], conf.ravel()).tolist(),
+            "predicted": np.repeat([j for _, j in ij], conf.ravel()).tolist(),
+            "per_fold": m["per_fold"],
+        }
+    return out
+
+
+def _fold_rows(r: dict[str, Any], name: str) -> tuple[list[dict[str, float]], Any, Any]:
+    """Table rows, labels and predictions of one fold result (or of restored folds)."""
+    if r.get("restored"):
+        m = r[name]
+        return m["per_fold"], np.asarray(m["labels"]), np.asarray(m["predicted"])
+    y = np.asarray(r[name]["labels"], dtype=np.int64)
+    p = np.asarray(r[name]["probs"]).argmax(axis=1)
+    return [table_row(rhythm_metrics(y, p))], y, p
+
+
 def summarise(results: list[dict[str, Any]], bootstrap: int = 1000) -> dict[str, Any]:
     """Per-fold and pooled metrics of every model in fold results."""
-    out: dict[str, Any] = {"classes": list(CLASSES), "folds": [r["test_folds"] for r in results]}
+    folds = [[f] for r in results for f in r["test_folds"] if r.get("restored")] + [
+        r["test_folds"] for r in results if not r.get("restored")
+    ]
+    out: dict[str, Any] = {"classes": list(CLASSES), "folds": folds}
     for name in MODELS:
         per_fold, ys, ps = [], [], []
-        for r in results:
-            y = np.asarray(r[name]["labels"], dtype=np.int64)
-            p = np.asarray(r[name]["probs"]).argmax(axis=1)
-            per_fold.append(table_row(rhythm_metrics(y, p)))
+        for r in sorted(results, key=lambda r: not r.get("restored")):
+            rows, y, p = _fold_rows(r, name)
+            per_fold += rows
             ys.append(y)
             ps.append(p)
         pooled = rhythm_metrics(np.concatenate(ys), np.concatenate(ps), bootstrap=bootstrap)
         mean = {k: float(np.mean([f[k] for f in per_fold])) for k in per_fold[0]}
         out[name] = {"per_fold": per_fold, "mean_of_folds": mean, "pooled": pooled}
-    out["seconds"] = [r["seconds"] for r in results]
+    out["seconds"] = [r["seconds"] for r in results if "seconds" in r]
     return out
 
 
@@ -203,6 +245,11 @@ def main(argv: list[str] | None = None) -> int:
         "--bootstrap", type=int, default=1000, help="record resamples for the intervals"
     )
     parser.add_argument(
+        "--restore-card",
+        type=Path,
+        help="pool with the folds a card's cv5_* tables hold (an earlier run's fold files lost)",
+    )
+    parser.add_argument(
         "--recipe",
         help='JSON changes to the recipe (development runs), e.g. \'{"teacher": {"widths": [32, 48]}, '
         '"train": {"lr": 0.002}, "student_epochs": 20}\'',
@@ -216,8 +263,6 @@ def main(argv: list[str] | None = None) -> int:
         records=args.records.split(",") if args.records else None,
         cache_dir=default_cache_dir(env) / "preprocessed",
     )
-    cinc, extra = _banks(options)
-    folds = record_folds(cinc)
     recipe = default_recipe().changed(json.loads(args.recipe) if args.recipe else {})
     recipe = recipe.smaller(args.epochs, args.steps)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -228,18 +273,25 @@ def main(argv: list[str] | None = None) -> int:
     )
     wanted = None if args.folds is None else {f"fold{int(k)}" for k in args.folds.split(",")}
     results = []
+    banks: tuple[WindowBank, WindowBank, dict[str, int]] | None = None  # minutes: on first need
     for train_folds, test_folds, name in splits:
         path = args.out / f"{name}.json"
         if (wanted is None or name in wanted) and not path.is_file():
+            if banks is None:
+                cinc, extra = _banks(options)
+                banks = (cinc, extra, record_folds(cinc))
             _LOGGER.info("%s: train on folds %s, score %s", name, train_folds, test_folds)
-            res = run_split(
-                cinc, extra, folds, train_folds, test_folds, recipe, args.seed, args.out / name
-            )
+            res = run_split(*banks[:3], train_folds, test_folds, recipe, args.seed, args.out / name)
             path.write_text(json.dumps(res), encoding="utf-8")
         if path.is_file():
             results.append(json.loads(path.read_text()))
+    if args.restore_card is not None:
+        done = {f for r in results for f in r["test_folds"]}
+        restored = restored_folds(load_card(args.restore_card).metrics, done)
+        results += [restored] if restored else []
+    scored = {f for r in results for f in r["test_folds"]}
     report = summarise(results, args.bootstrap) | {
-        "complete": len(results) == len(splits),
+        "complete": len(scored) == (1 if args.dev else FOLDS),
         "command": "python -m models.rhythm_cv " + " ".join(sys.argv[1:] if argv is None else argv),
     }
     (args.out / ("dev.summary.json" if args.dev else "cv.json")).write_text(

@@ -122,3 +122,34 @@ def test_cross_validation_runner_writes_per_fold_and_pooled_tables(
     f1 = json.loads((tmp_path / "cv" / "fold1.json").read_text())
     assert not set(f0["student_int8"]["records"]) & set(f1["student_int8"]["records"])
     assert len(f0["student_int8"]["records"]) + len(f1["student_int8"]["records"]) == 16
+
+
+def test_folds_restored_from_a_card_pool_with_new_folds_exactly() -> None:
+    # Prepare: a card whose cv5 tables hold folds 0-1 (confusion only), and fold 2 scored anew
+    from models.rhythm_cv import MODELS, restored_folds, summarise
+
+    conf = [[5, 1, 0, 0], [0, 3, 1, 0], [1, 0, 4, 0], [0, 0, 1, 1]]
+    row = {"f1_N": 0.9, "f1_AF": 0.8, "f1_O": 0.7, "f1_noisy": 0.5, "cinc_mean_f1": 0.8}
+    card = {
+        f"cv5_{m}": {"confusion": conf, "per_fold": [row, row], "folds_scored": [0, 1]}
+        for m in MODELS
+    }
+    new_y, new_p = [0, 1, 2, 3, 1], [0, 1, 2, 3, 0]
+    probs = np.eye(4)[new_p].tolist()
+    fold2 = {"test_folds": [2], "seconds": {}} | {
+        m: {"records": list("abcde"), "labels": new_y, "probs": probs} for m in MODELS
+    }
+    # Execute
+    restored = restored_folds(card, skip={2})
+    assert restored is not None
+    report = summarise([fold2, restored], bootstrap=50)
+    # Assert: pooled confusion = the card's + the new fold's; rows and folds in one order
+    want = np.asarray(conf)
+    for y, p in zip(new_y, new_p, strict=True):
+        want[y, p] += 1
+    for m in MODELS:
+        assert np.array_equal(report[m]["pooled"]["confusion"], want)
+        assert report[m]["per_fold"][:2] == [row, row] and len(report[m]["per_fold"]) == 3
+    assert report["folds"] == [[0], [1], [2]]
+    with pytest.raises(ValueError, match="both in the card"):
+        restored_folds(card, skip={1})
