@@ -12,13 +12,8 @@ summary (:func:`summary`, its fields documented in docs/federated.md, "simulate 
 
 from __future__ import annotations
 
-import json
 import logging
-import os
-import signal
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +27,7 @@ from cloud_aggregator.evaluation import validation_evaluator
 from cloud_aggregator.grid import Grid
 from cloud_aggregator.mqtt_io import PahoBroker
 from cloud_aggregator.service import AggregatorService, subscriptions
+from cloud_aggregator.simulate_fleet import Fleet
 from common.errors import ConfigError
 from store import DesiredTraining, Store
 
@@ -201,8 +197,8 @@ def run_over_broker(
     distiller: Any = None,
     builder: Any = None,
 ) -> dict[str, Any]:
-    """The plan over the broker of ``settings``: clients in a child process, one MQTT
-    connection each. The npz files must be in ``data_dir`` (:func:`write_client_npz`)."""
+    """The plan over the broker of ``settings``: clients in child processes
+    (:class:`~cloud_aggregator.simulate_fleet.Fleet`), one MQTT connection each. The npz files must be in ``data_dir`` (:func:`write_client_npz`)."""
     service: AggregatorService | None = None
     broker = PahoBroker(
         settings.broker_url,
@@ -214,50 +210,19 @@ def run_over_broker(
     service = AggregatorService(store, broker, settings, distiller=distiller, builder=builder)
     counts = {p.stem: int(np.load(p)["labels"].shape[0]) for p in sorted(data_dir.glob("*.npz"))}
     attach_evaluator(service, plan, env, cache)
-    stats_file = work_dir / "fleet.json"
-    fleet = _start_fleet(settings, plan, data_dir, work_dir, stats_file)
+    fleet = Fleet(settings.broker_url, data_dir, work_dir, len(counts), plan.max_seconds,
+                  (plan.drop, plan.slow, plan.slow_s))  # fmt: skip
     try:
         _wait_online(service, set(counts))
         start_run(store, settings, plan)
-        wall = drive(service, store, plan, progress, alive=lambda: fleet.poll() is None)
+        wall = drive(service, store, plan, progress, alive=fleet.alive)
     finally:
-        _stop(fleet)
+        fleet.stop()
         broker.stop()
-    fleet_stats = json.loads(stats_file.read_text()) if stats_file.is_file() else {}
+    fleet_stats = fleet.stats()
     trained = sum(int(v["rounds_trained"]) for v in fleet_stats.values()) or 1
     up = sum(int(v["uplink_bytes"]) for v in fleet_stats.values()) / trained
     return summary(service, plan, counts, wall, up)
-
-
-def _start_fleet(
-    settings: AggregatorSettings,
-    plan: SimulationPlan,
-    data_dir: Path,
-    work_dir: Path,
-    stats_file: Path,
-) -> subprocess.Popen[bytes]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "edge_agent.federated",
-        "--broker",
-        settings.broker_url,
-        "--data",
-        str(data_dir),
-        "--work",
-        str(work_dir / "work"),
-        "--seconds",
-        str(plan.max_seconds),
-        "--drop",
-        str(plan.drop),
-        "--slow",
-        str(plan.slow),
-        "--slow-s",
-        str(plan.slow_s),
-        "--stats",
-        str(stats_file),
-    ]
-    return subprocess.Popen(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})  # noqa: S603
 
 
 def _wait_online(service: AggregatorService, ids: set[str], timeout_s: float = 60.0) -> None:
@@ -269,15 +234,6 @@ def _wait_online(service: AggregatorService, ids: set[str], timeout_s: float = 6
     _LOGGER.info(
         "%d of %d clients online", sum(service.online.get(c, False) for c in ids), len(ids)
     )
-
-
-def _stop(fleet: subprocess.Popen[bytes]) -> None:
-    fleet.send_signal(signal.SIGTERM)
-    try:
-        fleet.wait(30)
-    except subprocess.TimeoutExpired:
-        fleet.kill()
-        fleet.wait(10)
 
 
 def run_on_grid(

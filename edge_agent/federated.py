@@ -65,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--slow", type=float, default=0.0)
     ap.add_argument("--slow-s", type=float, default=0.0)
     ap.add_argument("--stats", type=Path)
+    ap.add_argument(
+        "--shard", default="0/1", help="K/N: run the K-th of every N clients (one process each)"
+    )
     args = ap.parse_args(argv)
+    k, _, n = args.shard.partition("/")
+    if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
+        ap.error(f"--shard {args.shard!r}: expected K/N with 0 <= K < N")
     logging.basicConfig(level=logging.WARNING)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -79,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             args.data,
             args.work,
             stop,
+            (int(k), int(n)),
             drop_prob=args.drop,
             slow_prob=args.slow,
             slow_s=args.slow_s,

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -52,6 +53,7 @@ def run_client(
     slow_prob: float = 0.0,
     slow_s: float = 0.0,
     seed: int = 0,
+    train_slot: threading.Semaphore | None = None,
 ) -> None:
     """Connect one participant with its own MQTT connection until ``stop`` (bounded waits).
 
@@ -92,7 +94,8 @@ def run_client(
                     continue
                 if rng.random() < slow_prob:
                     stop.wait(slow_s)
-                outbox += participant.poll()
+                with train_slot or contextlib.nullcontext():
+                    outbox += participant.poll()
             while outbox and conn.connected:
                 if not conn.publish_wait(outbox[0][0], outbox[0][1], timeout_s=5.0):
                     break  # retried next loop; the update id makes a duplicate harmless
@@ -103,16 +106,31 @@ def run_client(
 
 
 def run_fleet(
-    url: str, data_dir: Path, work_dir: Path, stop: threading.Event, **opts: Any
+    url: str,
+    data_dir: Path,
+    work_dir: Path,
+    stop: threading.Event,
+    shard: tuple[int, int] = (0, 1),
+    **opts: Any,
 ) -> dict[str, Any]:
-    """Run one client per ``data_dir/*.npz`` (id = file stem) until ``stop``; returns stats."""
+    """Run one client per ``data_dir/*.npz`` (id = file stem) until ``stop``; returns stats.
+
+    ``shard = (k, n)`` runs only the k-th of every n files (one fleet process per core, each
+    with its share). Within a process the clients train one at a time: many torch threads at
+    once under one GIL run slower in sum than one after another.
+    """
     threads, parts = [], []
+    slot = threading.Semaphore(1)
+    k, n = shard
+    if not 0 <= k < n:
+        raise ValueError(f"shard {k}/{n}: need 0 <= k < n")
     for i, path in enumerate(sorted(data_dir.glob("*.npz"))):
+        if i % n != k:
+            continue
         p = FederatedParticipant(path.stem, NpzExamples(path), work_dir / path.stem)
         parts.append(p)
-        t = threading.Thread(
-            target=run_client, args=(url, p, stop), kwargs={**opts, "seed": i}, daemon=True
-        )
+        kwargs = {**opts, "seed": i, "train_slot": slot}
+        t = threading.Thread(target=run_client, args=(url, p, stop), kwargs=kwargs, daemon=True)
         t.start()
         threads.append(t)
     for t in threads:
