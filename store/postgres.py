@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
@@ -26,7 +26,7 @@ from store.errors import (
     StoreUnavailableError,
     redact_url,
 )
-from store.sql_base import CursorTx, Dialect, Tx
+from store.sql_base import CursorTx, Dialect, Row, Tx, check_params
 from store.sql_store import SqlStore
 
 _LOGGER = logging.getLogger(__name__)
@@ -175,6 +175,35 @@ class PostgresStore(SqlStore):
         tx.execute("SET LOCAL lock_timeout = '10min'")
         key = zlib.crc32(f"medchain-store:{self._search_path or ''}".encode())
         tx.execute("SELECT pg_advisory_xact_lock(?)", (key,))
+
+    def _select_in(
+        self, tx: Tx, sql: str, values: Sequence[Any], before: Sequence[Any] = ()
+    ) -> list[Row]:
+        """One statement with the values as one array (``= ANY(?)``): same text every time."""
+        if not values:
+            return []
+        tx.execute(sql.format(**{"in": "= ANY(?)"}), [*before, list(check_params(values))])
+        return tx.all()
+
+    def _insert_returning(
+        self, tx: Tx, table: str, columns: Sequence[tuple[str, str]], rows: Sequence[Row],
+        suffix: str,
+    ) -> list[Row]:  # fmt: skip
+        """One statement whatever the row count: each column as one array, ``unnest``-ed.
+
+        Its text is the same for every batch, so psycopg converts it once (cached) and the
+        server plans a short statement; a multi-row ``VALUES`` of 4,500 parameters was
+        re-converted per batch (14 % of the aggregator's intake time).
+        """
+        if not rows:
+            return []
+        names = ", ".join(c for c, _ in columns)
+        arrays = ", ".join(f"?::{t}[]" for _, t in columns)
+        tx.execute(
+            f"INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {suffix}",  # noqa: S608 - names are our constants
+            [list(check_params(col)) for col in zip(*rows, strict=True)],
+        )
+        return tx.all()
 
     @contextmanager
     def _tx(self, *, write: bool) -> Iterator[Tx]:

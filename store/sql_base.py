@@ -216,6 +216,39 @@ class SqlStoreBase(ABC):
         """Serialise concurrent migrators (PostgreSQL: advisory lock); no-op by default."""
         del tx
 
+    def _select_in(
+        self, tx: Tx, sql: str, values: Sequence[Any], before: Sequence[Any] = ()
+    ) -> list[Row]:
+        """Rows of ``sql`` whose ``{in}`` is a membership test in ``values`` (``before`` binds
+        the ``?`` ahead of it): here ``IN (?, ...)`` in parts of 500 values (SQLite's
+        bound-parameter limit), the parts' rows concatenated. PostgreSQL binds one array."""
+        out: list[Row] = []
+        for start in range(0, len(values), 500):
+            part = list(values[start : start + 500])
+            tx.execute(sql.format(**{"in": f"IN ({', '.join('?' * len(part))})"}), [*before, *part])
+            out += tx.all()
+        return out
+
+    def _insert_returning(
+        self, tx: Tx, table: str, columns: Sequence[tuple[str, str]], rows: Sequence[Row],
+        suffix: str,
+    ) -> list[Row]:  # fmt: skip
+        """Insert ``rows`` into ``table`` and return the rows of ``suffix``'s ``RETURNING``.
+
+        ``columns`` are (name, PostgreSQL type) pairs; here multi-row ``VALUES`` in parts of
+        500 rows (SQLite's bound-parameter limit). PostgreSQL overrides it with one statement.
+        """
+        names = ", ".join(c for c, _ in columns)
+        out: list[Row] = []
+        for part in chunks(rows, 500):
+            marks = ", ".join(["(" + ", ".join("?" * len(columns)) + ")"] * len(part))
+            tx.execute(
+                f"INSERT INTO {table} ({names}) VALUES {marks} {suffix}",  # noqa: S608 - names are our constants
+                [v for row in part for v in row],
+            )
+            out += tx.all()
+        return out
+
     @abstractmethod
     def close(self) -> None:
         """Release connections (idempotent)."""

@@ -20,12 +20,15 @@ from store.records import (
     UpdateReceipt,
     UpdateStatus,
 )
-from store.sql_base import Row, Tx, chunks, dumps, loads
+from store.sql_base import Row, Tx, dumps, loads
 from store.sql_rounds import RoundsMixin, invited_set
 
 _LOGGER = logging.getLogger(__name__)
 
 _META_COLS = "update_id, round_id, client_id, sha256, size_bytes, n_samples, metrics, received_at"
+_UPDATE_COLUMNS = (("update_id", "text"), ("round_id", "bigint"), ("client_id", "text"),
+                   ("sha256", "text"), ("size_bytes", "bigint"), ("n_samples", "bigint"),
+                   ("metrics", "text"), ("blob", "bytea"), ("received_at", "float8"))  # fmt: skip
 
 
 def _refusal(rnd: Row | None, selected: frozenset[str], u: NewUpdate, seen: set[str]) -> str:
@@ -181,16 +184,10 @@ class UpdatesMixin(RoundsMixin):
              int(updates[i].n_samples), dumps(updates[i].metrics), bytes(updates[i].blob), now)
             for i in fresh
         ]  # fmt: skip
-        inserted: set[str] = set()
-        for part in chunks(rows, 500):  # 4,500 parameters: within SQLite's and PostgreSQL's
-            marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?)"] * len(part))
-            tx.execute(
-                "INSERT INTO client_update (update_id, round_id, client_id, sha256, size_bytes,"
-                f" n_samples, metrics, blob, received_at) VALUES {marks}"
-                " ON CONFLICT DO NOTHING RETURNING update_id",
-                [v for row in part for v in row],
-            )
-            inserted.update(str(r[0]) for r in tx.all())
+        returned = self._insert_returning(
+            tx, "client_update", _UPDATE_COLUMNS, rows, "ON CONFLICT DO NOTHING RETURNING update_id"
+        )
+        inserted = {str(r[0]) for r in returned}
         lost = [i for i in fresh if updates[i].update_id not in inserted]
         stored = self._existing_many(tx, [updates[i].update_id for i in lost]) if lost else {}
         for i in fresh:
@@ -211,13 +208,10 @@ class UpdatesMixin(RoundsMixin):
         return receipts
 
     def _existing_many(self, tx: Tx, update_ids: Sequence[str]) -> dict[str, ClientUpdate]:
-        out: dict[str, ClientUpdate] = {}
-        for start in range(0, len(update_ids), 500):  # SQLite's bound-parameter limit
-            part = list(update_ids[start : start + 500])
-            marks = ", ".join("?" * len(part))
-            tx.execute(f"SELECT {_META_COLS} FROM client_update WHERE update_id IN ({marks})", part)
-            out.update({str(r[0]): update_from_row(r) for r in tx.all()})
-        return out
+        rows = self._select_in(
+            tx, f"SELECT {_META_COLS} FROM client_update WHERE update_id {{in}}", update_ids
+        )
+        return {str(r[0]): update_from_row(r) for r in rows}
 
     def round_tally(self, round_id: int, quorum: int, offline: Sequence[str]) -> RoundTally:
         """Counts of a round (see the base class)."""
@@ -242,16 +236,13 @@ class UpdatesMixin(RoundsMixin):
                 )
                 row = tx.one()
                 quorum_at = None if row is None else float(row[0])
-            reported = 0
-            for start in range(0, len(offline), 500):
-                part = list(offline[start : start + 500])
-                tx.execute(
-                    "SELECT COUNT(*) FROM client_update WHERE round_id = ?"
-                    f" AND client_id IN ({', '.join('?' * len(part))})",
-                    [round_id, *part],
-                )
-                row = tx.one()
-                reported += 0 if row is None else int(row[0])
+            counts = self._select_in(
+                tx,
+                "SELECT COUNT(*) FROM client_update WHERE round_id = ? AND client_id {in}",
+                offline,
+                (round_id,),
+            )
+            reported = sum(int(r[0]) for r in counts)
         return RoundTally(accepted, refused, quorum_at, reported)
 
     def reject_updates(self, refused: Sequence[RefusedUpdate]) -> None:
