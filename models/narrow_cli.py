@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import numpy.typing as npt
 
 from common.datasets import default_cache_dir
 from common.errors import CorruptInputError
+from models.weight_range import fused_and_reference_sessions, probs_output
 
 if TYPE_CHECKING:
     from models.tasks.base import TaskData
@@ -34,49 +34,17 @@ _LOGGER = logging.getLogger(__name__)
 _BATCH = 4096  # examples per onnxruntime call in the agreement check
 
 
-def _fused_and_reference_sessions(model: str | bytes) -> tuple[Any, Any]:
-    """onnxruntime sessions of ``model``: optimized (this CPU's fused integer kernels) and
-    unoptimized (float arithmetic on the dequantized values: what a CPU without int16
-    saturation computes)."""
-    import onnxruntime as ort
-
-    sessions = []
-    levels = ort.GraphOptimizationLevel
-    for level in (levels.ORT_ENABLE_ALL, levels.ORT_DISABLE_ALL):
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = level
-        opts.intra_op_num_threads = 1
-        sessions.append(ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"]))
-    return sessions[0], sessions[1]
-
-
-def _probs(session: Any, feed: dict[str, np.ndarray]) -> npt.NDArray[np.float64]:
-    """``probs`` (else the first output) of ``session`` on ``feed``."""
-    names = [o.name for o in session.get_outputs()]
-    name = "probs" if "probs" in names else names[0]
-    return np.asarray(session.run([name], feed)[0], dtype=np.float64)
-
-
-def fused_and_reference(
-    model: str | bytes, feed: dict[str, np.ndarray]
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """``probs`` (else the first output) of onnxruntime's optimized and unoptimized graphs of
-    ``model`` on ``feed`` (:func:`_fused_and_reference_sessions`)."""
-    fused, reference = _fused_and_reference_sessions(model)
-    return _probs(fused, feed), _probs(reference, feed)
-
-
 def _agreement(path: Path, test: TaskData) -> tuple[float, int]:
     """Max |probability difference| fused vs reference and beats whose class differs, over the
     whole ``test`` split (batches of :data:`_BATCH`; the two sessions built once)."""
     from models.predict import onnx_feed
 
-    fused_session, reference_session = _fused_and_reference_sessions(str(path))
+    fused_session, reference_session = fused_and_reference_sessions(str(path))
     gap, changed = 0.0, 0
     for start in range(0, len(test), _BATCH):
         part = test.subset(np.arange(start, min(start + _BATCH, len(test))))
         feed = onnx_feed(fused_session, part)
-        fused, reference = _probs(fused_session, feed), _probs(reference_session, feed)
+        fused, reference = probs_output(fused_session, feed), probs_output(reference_session, feed)
         gap = max(gap, float(np.abs(fused - reference).max(initial=0.0)))
         changed += int((fused.argmax(axis=1) != reference.argmax(axis=1)).sum())
     return gap, changed

@@ -35,7 +35,7 @@ _LOGGER = logging.getLogger(__name__)
 F64 = npt.NDArray[np.float64]
 RR_FLOOR_S = 1e-3  # log(0) guard: RR features are > 0 s / ratios on real data
 PROBS = "probs"
-# The card's head.activation of a gated model (models/cards.py, medchain rr-gate)
+# The card's head.activation of a gated model (models/cards.py; medchain train appends the gate)
 GATED_ACTIVATION = "softmax, then the RR gate (input_contract.parameters.rr_gate)"
 
 

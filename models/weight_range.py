@@ -21,6 +21,7 @@ from one bit of weight precision.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -199,3 +200,35 @@ def _bias_plan(
     limit = np.iinfo(np.int32)
     narrowed: npt.NDArray[np.int32] = np.clip(rescaled, limit.min, limit.max).astype(np.int32)
     return bias_dq, narrowed, target
+
+
+def fused_and_reference_sessions(model: str | bytes) -> tuple[Any, Any]:
+    """onnxruntime sessions of ``model``: optimized (this CPU's fused integer kernels) and
+    unoptimized (float arithmetic on the dequantized values: what a CPU without int16
+    saturation computes)."""
+    import onnxruntime as ort
+
+    sessions = []
+    levels = ort.GraphOptimizationLevel
+    for level in (levels.ORT_ENABLE_ALL, levels.ORT_DISABLE_ALL):
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = level
+        opts.intra_op_num_threads = 1
+        sessions.append(ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"]))
+    return sessions[0], sessions[1]
+
+
+def probs_output(session: Any, feed: dict[str, np.ndarray]) -> npt.NDArray[np.float64]:
+    """``probs`` (else the first output) of ``session`` on ``feed``."""
+    names = [o.name for o in session.get_outputs()]
+    name = "probs" if "probs" in names else names[0]
+    return np.asarray(session.run([name], feed)[0], dtype=np.float64)
+
+
+def fused_and_reference(
+    model: str | bytes, feed: dict[str, np.ndarray]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``probs`` (else the first output) of onnxruntime's optimized and unoptimized graphs of
+    ``model`` on ``feed`` (:func:`fused_and_reference_sessions`)."""
+    fused, reference = fused_and_reference_sessions(model)
+    return probs_output(fused, feed), probs_output(reference, feed)

@@ -132,3 +132,11 @@ def test_unnamed_nodes_stay_unnamed_and_quantization_annotations_follow() -> Non
     assert saved > 0
     assert [n.name for n in model.graph.node] == ["", "1"]
     assert model.graph.quantization_annotation[0].tensor_name == model.graph.node[0].output[0]
+
+
+def test_committed_models_are_compact() -> None:
+    # every shipped graph has short internal names (beat, ptb: the CNN students)
+    pretrained = Path(__file__).resolve().parents[2] / "models" / "pretrained"
+    for name in ("beat.onnx", "ptb.onnx"):
+        inits = onnx.load(str(pretrained / name)).graph.initializer
+        assert max(len(i.name) for i in inits) <= 2, name

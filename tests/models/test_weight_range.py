@@ -3,6 +3,9 @@ integer kernels, on this CPU, whatever it is (CI's AVX2 VM without VNNI saturate
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import onnx
 import pytest
@@ -10,9 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
-from models.narrow_cli import fused_and_reference
-from models.weight_range import WEIGHT_QMAX, int8_weight_peak, narrow_weights
+from common.model_card import FUSED_INT8_GAP_LIMIT
+from models.weight_range import WEIGHT_QMAX, fused_and_reference, int8_weight_peak, narrow_weights
 
+PRETRAINED = Path(__file__).resolve().parents[2] / "models" / "pretrained"
 SX, ZX = 0.02, 128  # input scale / zero point: u8 values far from 0, as a z-scored ECG's
 
 
@@ -286,3 +290,28 @@ def test_a_computed_bias_is_refused_and_nothing_changes() -> None:
     with pytest.raises(ValueError, match="bias is not a constant"):
         narrow_weights(model)
     assert model.SerializeToString() == before
+
+
+def test_committed_models_have_7bit_weights() -> None:
+    for name in ("beat.onnx", "ptb.onnx"):
+        assert 0 < int8_weight_peak(onnx.load(str(PRETRAINED / name))) <= WEIGHT_QMAX, name
+
+
+@pytest.mark.datasets("mitdb")
+def test_committed_beat_model_answers_the_same_fused_and_unfused(data_root: Path) -> None:
+    # Prepare: real DS2 beats (232: the most SVEBs; 208: VEBs and fusion beats)
+    from common.datasets import default_cache_dir
+    from models.predict import onnx_feed, onnx_session
+    from models.tasks import LoadOptions, get_task
+
+    env = {**os.environ, "MEDCHAIN_DATA": str(data_root)}
+    task = get_task("beat")
+    opts = LoadOptions(env=env, records=["232", "208"], cache_dir=default_cache_dir(env) / "pre")
+    data = task.load(task.test_split, opts)
+    path = PRETRAINED / "beat.onnx"
+    feed = onnx_feed(onnx_session(path), data)
+    # Execute
+    fused, reference = fused_and_reference(str(path), feed)
+    # Verify: with 8-bit weights an AVX2 CPU without VNNI moved probabilities by 0.63 here
+    assert np.abs(fused - reference).max() < FUSED_INT8_GAP_LIMIT
+    assert (fused.argmax(axis=1) == reference.argmax(axis=1)).mean() > 0.999
