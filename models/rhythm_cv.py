@@ -272,10 +272,17 @@ def main(argv: list[str] | None = None) -> int:
         else [(tuple(f for f in range(FOLDS) if f != k), (k,), f"fold{k}") for k in range(FOLDS)]
     )
     wanted = None if args.folds is None else {f"fold{int(k)}" for k in args.folds.split(",")}
+    done = {int(p.stem.removeprefix("fold")) for p in args.out.glob("fold[0-9].json")}
+    restored = None
+    if args.restore_card is not None:
+        restored = restored_folds(load_card(args.restore_card).metrics, done)
+    held = set(restored["test_folds"]) if restored else set()  # scored already: never rerun
     results = []
     banks: tuple[WindowBank, WindowBank, dict[str, int]] | None = None  # minutes: on first need
     for train_folds, test_folds, name in splits:
         path = args.out / f"{name}.json"
+        if held & set(test_folds):
+            continue
         if (wanted is None or name in wanted) and not path.is_file():
             if banks is None:
                 cinc, extra = _banks(options)
@@ -285,10 +292,7 @@ def main(argv: list[str] | None = None) -> int:
             path.write_text(json.dumps(res), encoding="utf-8")
         if path.is_file():
             results.append(json.loads(path.read_text()))
-    if args.restore_card is not None:
-        done = {f for r in results for f in r["test_folds"]}
-        restored = restored_folds(load_card(args.restore_card).metrics, done)
-        results += [restored] if restored else []
+    results += [restored] if restored else []
     scored = {f for r in results for f in r["test_folds"]}
     report = summarise(results, args.bootstrap) | {
         "complete": len(scored) == (1 if args.dev else FOLDS),

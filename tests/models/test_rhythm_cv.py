@@ -153,3 +153,49 @@ def test_folds_restored_from_a_card_pool_with_new_folds_exactly() -> None:
     assert report["folds"] == [[0], [1], [2]]
     with pytest.raises(ValueError, match="both in the card"):
         restored_folds(card, skip={1})
+
+
+def test_restore_card_never_reruns_the_folds_the_card_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: a card whose cv5 tables hold folds 0-1; training stubbed (records each fold run)
+    from models import rhythm_cv
+
+    card = json.loads(
+        (Path(__file__).resolve().parents[2] / "models/pretrained/rhythm.card.json").read_text()
+    )
+    for key in [k for k in card["metrics"] if k.startswith("cv5_")]:
+        card["metrics"][key] |= {
+            "folds_scored": [0, 1],
+            "per_fold": card["metrics"][key]["per_fold"][:2],
+        }
+    (tmp_path / "card.json").write_text(json.dumps(card))
+    ran: list[tuple[int, ...]] = []
+
+    def fake_split(*args: object) -> dict[str, object]:
+        test_folds = args[4]
+        assert isinstance(test_folds, tuple)
+        ran.append(test_folds)
+        rec = {"records": ["a"], "labels": [0], "probs": [[1.0, 0.0, 0.0, 0.0]]}
+        return {"test_folds": list(test_folds), "seconds": {}} | dict.fromkeys(
+            rhythm_cv.MODELS, rec
+        )
+
+    monkeypatch.setattr(rhythm_cv, "_banks", lambda options: (None, None))
+    monkeypatch.setattr(rhythm_cv, "record_folds", lambda cinc: {})
+    monkeypatch.setattr(rhythm_cv, "run_split", fake_split)
+    # Execute
+    rc = rhythm_cv.main(
+        [
+            "--out",
+            str(tmp_path / "cv"),
+            "--restore-card",
+            str(tmp_path / "card.json"),
+            "--bootstrap",
+            "10",
+        ]  # fmt: skip
+    )
+    # Assert: folds 2-4 ran, 0-1 came from the card; the report is complete
+    report = json.loads((tmp_path / "cv" / "cv.json").read_text())
+    assert rc == 0 and ran == [(2,), (3,), (4,)]
+    assert report["complete"] is True and report["folds"] == [[0], [1], [2], [3], [4]]
