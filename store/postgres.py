@@ -19,6 +19,7 @@ from typing import Any
 import psycopg
 import psycopg_pool
 from psycopg import sql
+from psycopg.types.array import ListBinaryDumper
 
 from store.errors import (
     ConflictError,
@@ -50,6 +51,12 @@ def _translate(url: str, exc: psycopg.Error) -> StoreError:
     if isinstance(exc, psycopg.OperationalError):
         return StoreUnavailableError(url, text)
     return StoreError(f"postgresql: {text}")
+
+
+def _binary_lists(conn: psycopg.Connection[Any]) -> None:
+    """Send list parameters (the column arrays of batch inserts, ``= ANY`` lookups) in binary:
+    in text, an array of update blobs is escaped ``bytea`` text (13 % of the intake's time)."""
+    conn.adapters.register_dumper(list, ListBinaryDumper)
 
 
 class PostgresStore(SqlStore):
@@ -119,6 +126,7 @@ class PostgresStore(SqlStore):
             timeout=pool_timeout_s,
             reconnect_timeout=max(60.0, pool_timeout_s),
             check=psycopg_pool.ConnectionPool.check_connection,
+            configure=_binary_lists,
             name="medchain-store",
             open=False,
         )
