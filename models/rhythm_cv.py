@@ -288,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
                 cinc, extra = _banks(options)
                 banks = (cinc, extra, record_folds(cinc))
             _LOGGER.info("%s: train on folds %s, score %s", name, train_folds, test_folds)
-            res = run_split(*banks[:3], train_folds, test_folds, recipe, args.seed, args.out / name)
+            res = run_split(*banks, train_folds, test_folds, recipe, args.seed, args.out / name)
             path.write_text(json.dumps(res), encoding="utf-8")
         if path.is_file():
             results.append(json.loads(path.read_text()))

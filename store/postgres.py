@@ -190,7 +190,7 @@ class PostgresStore(SqlStore):
         """One statement with the values as one array (``= ANY(?)``): same text every time."""
         if not values:
             return []
-        tx.execute(sql.format(**{"in": "= ANY(?)"}), [*before, list(check_params(values))])
+        tx.execute(sql.replace("{in}", "= ANY(?)"), [*before, list(check_params(values))])
         return tx.all()
 
     def _insert_returning(

@@ -225,7 +225,7 @@ class SqlStoreBase(ABC):
         out: list[Row] = []
         for start in range(0, len(values), 500):
             part = list(values[start : start + 500])
-            tx.execute(sql.format(**{"in": f"IN ({', '.join('?' * len(part))})"}), [*before, *part])
+            tx.execute(sql.replace("{in}", f"IN ({', '.join('?' * len(part))})"), [*before, *part])
             out += tx.all()
         return out
 
