@@ -39,10 +39,10 @@ from models.cv import stratified_folds
 from models.data.mitdb import DS1
 from models.feature_model import fit_softmax, predict_proba
 from models.rhythm_data import WindowBank
-from models.rhythm_export import onnx_window_probs
 from models.rhythm_metrics import CLASSES, rhythm_metrics, table_row
 from models.rhythm_pipeline import Recipe, default_recipe, train_models
-from models.rhythm_train import predict_windows, record_probabilities
+from models.rhythm_scoring import onnx_window_probs, record_probabilities
+from models.rhythm_train import predict_windows
 from models.tasks.base import LoadOptions
 
 _LOGGER = logging.getLogger(__name__)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -82,34 +81,3 @@ def quantize_rhythm(fp32: Path, int8: Path, bank: WindowBank, seed: int = 0) -> 
     return quantize(
         fp32, int8, calibration(bank, int(np.bincount(bank.lengths()).argmax()), seed=seed)
     )
-
-
-def session(path: Path) -> Any:
-    """A one-thread onnxruntime session."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-
-
-def onnx_window_probs(
-    path: Path, bank: WindowBank, idx: npt.NDArray[np.int64], batch: int = 256
-) -> npt.NDArray[np.float32]:
-    """``probs`` of the windows ``idx``, batched by equal length."""
-    sess = session(path)
-    lengths = bank.lengths()[idx]
-    out = np.zeros((idx.size, 0), dtype=np.float32)
-    for length in np.unique(lengths):
-        rows = np.flatnonzero(lengths == length)
-        for k in range(0, rows.size, batch):
-            part = rows[k : k + batch]
-            ecg = np.stack([bank.window(int(i)) for i in idx[part]])[:, None, :].astype(np.float32)
-            (probs,) = sess.run(
-                ["probs"], {"ecg": ecg, "features": bank.features[idx[part]].astype(np.float32)}
-            )
-            if out.shape[1] == 0:
-                out = np.zeros((idx.size, probs.shape[1]), dtype=np.float32)
-            out[part] = probs
-    return out

@@ -24,9 +24,10 @@ from torch import Tensor, nn
 
 from models.data.mitdb import DS1, DS2
 from models.rhythm_data import WindowBank
-from models.rhythm_export import export_rhythm_onnx, onnx_window_probs, quantize_rhythm
+from models.rhythm_export import export_rhythm_onnx, quantize_rhythm
 from models.rhythm_metrics import rhythm_metrics
 from models.rhythm_net import RhythmNet, count_parameters
+from models.rhythm_scoring import onnx_window_probs
 from models.rhythm_train import feature_standardiser, fit_rhythm, predict_windows
 from models.tasks.base import LoadOptions, NetSpec, TrainSpec
 from models.train import seed_everything

@@ -202,28 +202,6 @@ def predict_windows(
     return np.stack([out[int(i)] for i in idx]) if idx.size else np.zeros((0, 0), np.float32)
 
 
-def record_probabilities(
-    bank: WindowBank, window_probs: npt.NDArray[np.float32], idx: npt.NDArray[np.int64]
-) -> tuple[list[str], npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """Mean probabilities of each recording's full windows among ``idx`` (short ones ignored).
-
-    Returns
-    -------
-    records : list of str
-    probs : ndarray, shape (n_records, C)
-    labels : ndarray, shape (n_records,)
-    """
-    keep = ~bank.short[idx]
-    idx, window_probs = idx[keep], window_probs[keep]
-    names, inverse = np.unique(bank.records[idx], return_inverse=True)
-    probs = np.zeros((names.size, window_probs.shape[1]), dtype=np.float64)
-    np.add.at(probs, inverse, window_probs)
-    probs /= np.bincount(inverse, minlength=names.size)[:, None]
-    labels = np.zeros(names.size, dtype=np.int64)
-    labels[inverse] = bank.labels[idx]
-    return [str(n) for n in names], probs.astype(np.float32), labels
-
-
 def feature_standardiser(
     bank: WindowBank,
 ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from models.rhythm_data import BankBuilder, WindowBank
-from models.rhythm_export import export_rhythm_onnx, onnx_window_probs, quantize_rhythm
+from models.rhythm_export import export_rhythm_onnx, quantize_rhythm
 from models.rhythm_net import RhythmNet, rebuild
-from models.rhythm_train import batch_tensors, fit_rhythm, predict_windows, record_probabilities
+from models.rhythm_scoring import onnx_window_probs, record_probabilities
+from models.rhythm_train import batch_tensors, fit_rhythm, predict_windows
 from models.tasks.base import NetSpec, TrainSpec
 from models.tasks.rhythm import TASK
 from tests.common.signals.synthetic import synthetic_ecg

@@ -89,8 +89,7 @@ def test_train_writes_a_complete_card_and_repeats_exactly(
     import numpy as np
 
     from models.rhythm_eval import evaluate_records
-    from models.rhythm_export import onnx_window_probs
-    from models.rhythm_train import record_probabilities
+    from models.rhythm_scoring import onnx_window_probs, record_probabilities
     from models.tasks.base import LoadOptions
     from models.tasks.rhythm import cinc_bank
 
