@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import tempfile
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
@@ -191,8 +193,16 @@ def cached_bank(cache_dir: Path | None, key: str, build: Callable[[], WindowBank
             return WindowBank(**{f.name: z[f.name] for f in fields(WindowBank)})
     bank = build()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".partial.npz")
-    np.savez(tmp, **{f.name: getattr(bank, f.name) for f in fields(WindowBank)})
-    tmp.replace(path)
+    # a temporary name of this writer's own: two processes building the same bank at once
+    # (parallel runs on a fresh cache) must not rename each other's file away
+    fd, name = tempfile.mkstemp(prefix=f"{key}.", suffix=".partial.npz", dir=path.parent)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **{f.name: getattr(bank, f.name) for f in fields(WindowBank)})
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     _LOGGER.info("cached %d rhythm windows in %s", len(bank), path)
     return bank
