@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Collection
 
 from common import fl_protocol as fl
-from common.fl_patch import apply_patch, decode_patch
+from common.fl_patch import ModelPatch, apply_patch, decode_patch
 from common.protocol import ProtocolError
 
 _LOGGER = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ class ReleaseCache:
         base = self._held.get((patch.base_version, patch.base_sha256))
         if base is None:
             return None
-        self._held[key] = apply_patch(base, patch)
+        self._held[key] = _rebuilt(base, patch)
         if key == self._wanted:
             self._announced.add(key)
         self._evict()
@@ -171,3 +171,22 @@ class ReleaseCache:
             _LOGGER.warning("release %s (sha256 %s) dropped unused: %s", key[0], key[1][:12], why)
         self._handed.discard(key)
         self._announced.discard(key)
+
+
+# Patches already applied in this process, by (base sha256, result sha256): devices that share
+# a process (the in-memory grid's thousands, a phone acting as hub) rebuild and hash each
+# round's release once, not once each. Safe to share: the base is held under its checked
+# sha256 and the result was checked against the patch's before it was remembered.
+_REBUILT: OrderedDict[tuple[str, str], fl.ModelRelease] = OrderedDict()
+_REBUILT_MAX = 4
+
+
+def _rebuilt(base: fl.ModelRelease, patch: ModelPatch) -> fl.ModelRelease:
+    key = (patch.base_sha256, patch.result_sha256)
+    release = _REBUILT.get(key)
+    if release is None:
+        release = apply_patch(base, patch)
+        _REBUILT[key] = release
+        while len(_REBUILT) > _REBUILT_MAX:
+            _REBUILT.popitem(last=False)
+    return release
