@@ -2,6 +2,7 @@
 
 The averaged client delta is a pseudo-gradient; the server keeps first and second moments
 (``m.*``, ``v.*`` in the persisted state) and steps ``w + eta * m / (sqrt(v) + tau)``.
+Batch-norm statistics of a whole-model release are averaged as in FedAvg (:func:`is_statistic`).
 :class:`ServerOptimizer` is their common strategy; :mod:`fedadam` and :mod:`fedyogi` differ
 only in the second-moment update (:meth:`ServerOptimizer.second_moment`).
 """
@@ -33,6 +34,15 @@ def yogi_v(v: np.ndarray, d: np.ndarray, beta2: float) -> np.ndarray:
     return out
 
 
+STATISTICS = ("running_mean", "running_var")  # batch-norm buffers in a whole-model release
+
+
+def is_statistic(name: str) -> bool:
+    """True for a tensor that holds data statistics, not trained weights (batch-norm running
+    mean and variance): the server optimiser averages those instead of stepping them."""
+    return name.rsplit(".", 1)[-1] in STATISTICS
+
+
 def fedopt_step(
     weights: Tensors,
     deltas: Sequence[Delta],
@@ -53,6 +63,9 @@ def fedopt_step(
             new_w[k] = w
             continue
         d = grad[k].astype(np.float64)
+        if is_statistic(k):  # averaged as in FedAvg: Adam's unit-size steps could drive a
+            new_w[k] = (w + d).astype(np.float32)  # variance below zero
+            continue
         m = beta1 * state.get(f"m.{k}", np.zeros_like(w)).astype(np.float64) + (1 - beta1) * d
         v0 = state.get(f"v.{k}", np.full_like(w, tau * tau)).astype(np.float64)
         v = second_moment(v0, d, beta2)

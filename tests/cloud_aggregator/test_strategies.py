@@ -68,6 +68,26 @@ def test_server_optimisers_step_toward_the_delta_and_keep_state(name: str) -> No
     assert set(state2) == {"m.a", "m.b", "v.a", "v.b"}
 
 
+@pytest.mark.parametrize("name", ["fedadam", "fedyogi"])
+def test_server_optimisers_average_batch_norm_statistics(name: str) -> None:
+    # Prepare: devices whose batches have variance 0.05 pull the running variance toward it
+    # (torch's momentum 0.1); the weight beside it gets a constant pseudo-gradient
+    strategy = make_strategy(name, eta=0.1)
+    weights = {"bn.running_var": np.ones(4, np.float32), "bn.weight": np.ones(4, np.float32)}
+    state: dict[str, np.ndarray] = {}
+    lowest = 1.0
+    # Execute
+    for _ in range(100):
+        delta = {"bn.running_var": 0.1 * (0.05 - weights["bn.running_var"]),
+                 "bn.weight": np.full(4, 0.02, np.float32)}  # fmt: skip
+        weights, state = strategy.aggregate(weights, [(delta, 10)], state)
+        lowest = min(lowest, float(weights["bn.running_var"].min()))
+    # Assert: the statistic settles at 0.05 and never goes below it (Adam's unit-size steps
+    # would overshoot below zero); the weight took the optimiser's steps; no moments kept
+    assert lowest >= 0.05 - 1e-6 and float(weights["bn.running_var"][0]) == pytest.approx(0.05, abs=0.01)
+    assert float(weights["bn.weight"][0]) > 5 and "m.bn.running_var" not in state
+
+
 def test_fedprox_sets_mu_in_the_round_config() -> None:
     assert make_strategy("fedprox", mu=0.1).configure(RoundConfig()).mu == 0.1
     assert make_strategy("fedavg").configure(RoundConfig(mu=0.0)).mu == 0.0
