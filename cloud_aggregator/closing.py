@@ -173,9 +173,9 @@ def device_evaluation(
 
     Each device reports confusion counts on its own labelled beats before training
     (``edge_agent.federated_eval``); summed over the round's devices they give ``device_n``,
-    per class ``device_se_<c>``, ``device_ppv_<c>`` and ``device_f1_<c>`` (0..1; absent when
-    undefined) and ``device_macro_f1`` over the classes with support. Empty when no device
-    reported counts.
+    per class ``device_count_<c>`` (labelled examples), ``device_se_<c>``, ``device_ppv_<c>``
+    and ``device_f1_<c>`` (0..1; absent when undefined) and ``device_macro_f1`` over the
+    classes with support. Empty when no device reported counts.
     """
     total: dict[str, float] = {}
     for m in client_metrics.values():
@@ -188,6 +188,7 @@ def device_evaluation(
     f1s = []
     for i, name in enumerate(classes):
         tp, fp, fn = (total.get(f"eval_{k}_{i}", 0.0) for k in ("tp", "fp", "fn"))
+        out[f"device_count_{name}"] = tp + fn  # the devices' labels: for class_balance
         if tp + fn > 0:
             out[f"device_se_{name}"] = tp / (tp + fn)
             f1s.append(2 * tp / (2 * tp + fp + fn))

@@ -10,7 +10,12 @@ from cloud_aggregator import rounds as rl
 from cloud_aggregator.engine_base import EngineBase
 from cloud_aggregator.publisher import announcement_for
 from cloud_aggregator.releases import wire_release
-from cloud_aggregator.round_config import client_round_config, round_policy, stored_round_config
+from cloud_aggregator.round_config import (
+    client_round_config,
+    round_policy,
+    run_label_counts,
+    stored_round_config,
+)
 from common.errors import ConfigError
 from common.training_config import check_training_config
 from store import ConflictError, DesiredTraining, Round, RoundState, TrainingControl
@@ -69,7 +74,7 @@ class OpeningMixin(EngineBase):
             round_no=round_no,
             total_rounds=total,
             attempt=attempt,
-            client=client_round_config(control, self.s, strategy),
+            client=client_round_config(control, self.s, strategy, self._label_counts(past, base)),
             model_sha256=sha,
             n_selected=len(selection.clients),
             population=len(eligible),
@@ -103,6 +108,13 @@ class OpeningMixin(EngineBase):
             policy.deadline_s,
         )
         return rnd
+
+    def _label_counts(self, past: list[Round], base: int) -> list[float]:
+        """Labels per class the run's devices reported in its closed rounds (for
+        ``class_balance``; card order of the base release)."""
+        classes = closing.release_classes(self.release(base)[0])
+        closed = [r for r in past if r.state == RoundState.CLOSED]
+        return run_label_counts((self.store.round_metrics(r.round_id) for r in closed), classes)
 
     def _stop_run(self, control: TrainingControl, reason: str) -> None:
         """Set the run to stopped (the operator's other choices kept); audit why, if failing."""

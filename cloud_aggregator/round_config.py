@@ -8,7 +8,10 @@ the store with their results.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from cloud_aggregator import rounds as rl
 from cloud_aggregator.config import AggregatorSettings
@@ -26,6 +29,7 @@ CLIENT_KEYS = (
     "compression",
     "max_examples",
     "mode",
+    "optimizer",
 )
 
 
@@ -45,17 +49,50 @@ def round_policy(control: TrainingControl, settings: AggregatorSettings) -> rl.R
 
 
 def client_round_config(
-    control: TrainingControl, settings: AggregatorSettings, strategy: Strategy
+    control: TrainingControl,
+    settings: AggregatorSettings,
+    strategy: Strategy,
+    label_counts: Sequence[float] = (),
 ) -> fl.RoundConfig:
     """The clients' local-training config of a new round, as the strategy configures it.
 
     Without an explicit ``clip_norm`` honest clients clip at half the validation norm bound, so
-    their updates pass the aggregator's check.
+    their updates pass the aggregator's check. With ``class_balance`` and the label counts the
+    run's devices reported so far (``label_counts``, per class in card order), the config
+    carries :func:`balanced_weights` for every device.
     """
     cfg = fl.RoundConfig(**{k: control.config[k] for k in CLIENT_KEYS if k in control.config})
     if "clip_norm" not in control.config:
         cfg = dataclasses.replace(cfg, clip_norm=0.5 * settings.norm_bound)
+    power = float(control.config.get("class_balance", 0.0))
+    if power > 0 and sum(label_counts) > 0:
+        cfg = dataclasses.replace(cfg, class_weights=balanced_weights(label_counts, power))
     return strategy.configure(cfg)
+
+
+def balanced_weights(counts: Sequence[float], power: float) -> tuple[float, ...]:
+    """Per-class loss weights ``count^-power``, mean 1 over the counted examples; a class no
+    device has reported yet gets the largest weight of the others.
+
+    With one class per device (one recording, one label) a device's own counts cannot balance
+    the classes; the counts of the whole run can (as centrally trained models weight theirs).
+    """
+    c = np.asarray(counts, dtype=np.float64)
+    seen = c > 0
+    w = np.zeros_like(c)
+    w[seen] = c[seen] ** -power
+    w /= float(np.sum(w * c) / np.sum(c))
+    w[~seen] = w[seen].max()
+    return tuple(round(float(x), 6) for x in w)
+
+
+def run_label_counts(metrics: Iterable[Mapping[str, float]], classes: Sequence[str]) -> list[float]:
+    """Labels per class the devices reported over a run's closed rounds (``device_count_<c>``)."""
+    totals = [0.0] * len(classes)
+    for m in metrics:
+        for i, name in enumerate(classes):
+            totals[i] += float(m.get(f"device_count_{name}", 0.0))
+    return totals
 
 
 def stored_round_config(

@@ -16,7 +16,14 @@ from typing import Any
 from common.fl_invitation import Invitation
 from common.fl_tensors import COMPRESSIONS
 from common.protocol import ProtocolError, check_client_id, decode, encode
-from common.wire_fields import MAX_NS, int_field, number_field, require_field, text_field
+from common.wire_fields import (
+    MAX_NS,
+    int_field,
+    list_field,
+    number_field,
+    require_field,
+    text_field,
+)
 
 MAX_ANNOUNCEMENT = 16_384  # bytes; an announcement is a few hundred, whatever the cohort
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -31,6 +38,9 @@ __all__ = [
 ]
 
 MODES = ("head", "full")
+OPTIMIZERS = ("adam", "sgd")
+MAX_CLASSES = 64  # class weights a round may carry
+MAX_CLASS_WEIGHT = 1e4
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +65,15 @@ class RoundConfig:
         ``int8`` (per-tensor scale) or ``none``.
     max_examples : int
         Cap on local examples per round (bounds device time).
+    optimizer : str
+        Local optimiser of whole-model training: ``adam`` or ``sgd``. Adam's steps do not
+        depend on the loss's scale, so class weights change nothing on a device whose
+        examples are all of one class; plain SGD keeps them (cross-device FL, Reddi et al.
+        2021: client SGD, adaptivity on the server).
+    class_weights : tuple of float
+        Loss weight per class (model card order) for whole-model training, from the label
+        counts the devices reported (``class_balance``); empty = each device weights by its
+        own counts (which does nothing on a device whose examples are all of one class).
     """
 
     mode: str = "head"
@@ -65,10 +84,14 @@ class RoundConfig:
     clip_norm: float = 0.0
     compression: str = "int8"
     max_examples: int = 20000
+    optimizer: str = "adam"
+    class_weights: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-compatible form."""
-        return {f: getattr(self, f) for f in self.__slots__}
+        out = {f: getattr(self, f) for f in self.__slots__}
+        out["class_weights"] = list(self.class_weights)
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RoundConfig:
@@ -86,7 +109,20 @@ class RoundConfig:
             clip_norm=number_field(d, "clip_norm", 0.0, 1e12),
             compression=comp,
             max_examples=int(number_field(d, "max_examples", 1, 1e9)),
+            optimizer=_choice(d, "optimizer", OPTIMIZERS, "adam"),
+            class_weights=tuple(
+                number_field({"w": w}, "w", 0.0, MAX_CLASS_WEIGHT)
+                for w in list_field(d, "class_weights", MAX_CLASSES, default=[])
+            ),
         )
+
+
+def _choice(d: Mapping[str, Any], key: str, choices: tuple[str, ...], default: str) -> str:
+    """An optional text field that must be one of ``choices`` (absent: ``default``)."""
+    value = text_field(d, key, 16) if key in d else default
+    if value not in choices:
+        raise ProtocolError(f"bad {key} {value!r}: one of {', '.join(choices)}")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

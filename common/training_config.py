@@ -32,10 +32,14 @@ NUMERIC_FIELDS: dict[str, tuple[type, float, float]] = {
     "mu": (float, 0.0, 10.0),
     "clip_norm": (float, 0.0, 1e6),
     "max_examples": (int, 1, 10_000_000),
+    # aggregator side: devices weight classes by count^-class_balance of the labels the
+    # run's devices reported (0 or absent: each device by its own counts)
+    "class_balance": (float, 0.0, 2.0),
 }
 CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
     "mode": ("head", "full"),
     "compression": ("int8", "none"),
+    "optimizer": ("adam", "sgd"),
 }
 MAX_STRATEGY_PARAMS = 16
 _PARAM = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
