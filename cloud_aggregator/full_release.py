@@ -2,7 +2,8 @@
 
 A whole-model round ends with new weights for every layer; devices run int8 ONNX, so the server
 exports and quantizes the network after each round, calibrated on beats it holds itself (the
-validation or transfer records: no patient's raw signal is needed). Torch and ``models`` are
+validation or transfer records: no patient's raw signal is needed; rhythm releases on its
+MIT-BIH and AFTDB windows). Torch and ``models`` are
 imported inside the functions: an aggregator without the ``train`` extra runs head rounds only
 (and fails a whole-model round with that reason).
 """
@@ -45,3 +46,15 @@ def _beats(records: Sequence[str], env: Mapping[str, str], cache: Path | None) -
     from models.tasks.beat import load_records
 
     return load_records(list(records), LoadOptions(env=env, cache_dir=cache)), get_task("beat")
+
+
+def rhythm_builder(calibration: Any) -> Builder:
+    """``(base, tensors, round_no) -> release`` for whole-model rhythm rounds, calibrated on
+    the server's own windows (``models.rhythm_devices.server_windows``)."""
+
+    def build(base: fl.ModelRelease, tensors: fl.Tensors, round_no: int) -> fl.ModelRelease:
+        from models.federated_rhythm import next_rhythm_release
+
+        return next_rhythm_release(base, tensors, round_no, calibration)
+
+    return build

@@ -143,10 +143,17 @@ def drive(
 
 
 def attach_evaluator(
-    service: AggregatorService, plan: SimulationPlan, env: Mapping[str, str], cache: Path | None
+    service: AggregatorService,
+    plan: SimulationPlan,
+    env: Mapping[str, str],
+    cache: Path | None,
+    evaluator: Any = None,
 ) -> None:
-    """The server-side evaluator on ``plan.eval_records`` (none when empty)."""
-    if plan.eval_records:
+    """The server-side evaluator: ``evaluator`` when given (e.g. the rhythm task's), else the
+    beat evaluator on ``plan.eval_records`` (none when empty)."""
+    if evaluator is not None:
+        service.evaluator = evaluator
+    elif plan.eval_records:
         rel, _ = service.release(service.ensure_initial_model())
         service.evaluator = validation_evaluator(
             ",".join(plan.eval_records), rel.files["model.onnx"], env, cache
@@ -196,6 +203,7 @@ def run_over_broker(
     progress: Progress | None = None,
     distiller: Any = None,
     builder: Any = None,
+    evaluator: Any = None,
 ) -> dict[str, Any]:
     """The plan over the broker of ``settings``: clients in child processes
     (:class:`~cloud_aggregator.simulate_fleet.Fleet`), one MQTT connection each. The npz files must be in ``data_dir`` (:func:`write_client_npz`)."""
@@ -209,7 +217,7 @@ def run_over_broker(
     broker.start(10.0)
     service = AggregatorService(store, broker, settings, distiller=distiller, builder=builder)
     counts = {p.stem: int(np.load(p)["labels"].shape[0]) for p in sorted(data_dir.glob("*.npz"))}
-    attach_evaluator(service, plan, env, cache)
+    attach_evaluator(service, plan, env, cache, evaluator)
     fleet = Fleet(settings.broker_url, data_dir, work_dir, len(counts), plan.max_seconds,
                   (plan.drop, plan.slow, plan.slow_s))  # fmt: skip
     try:
@@ -250,10 +258,11 @@ def run_on_grid(
     builder: Any = None,
     uplink: Callable[[], float] = lambda: 0.0,
     downlink: Callable[[], float | None] = lambda: None,
+    evaluator: Any = None,
 ) -> dict[str, Any]:
     """The plan on an in-process grid whose devices are already attached (all online)."""
     service = AggregatorService(store, grid, settings, distiller=distiller, builder=builder)
-    attach_evaluator(service, plan, env, cache)
+    attach_evaluator(service, plan, env, cache, evaluator)
     service.step()  # the devices' online statuses
     start_run(store, settings, plan)
     wall = drive(service, store, plan, progress)

@@ -21,7 +21,7 @@ from torch.nn import functional as F  # noqa: N812
 from common.fl_protocol import ClientUpdate, ModelRelease, RoundAnnouncement, RoundConfig, Tensors
 from edge_agent.federated_eval import confusion_counts
 from edge_agent.trainer import LabelledExamples, class_weights, compress_delta
-from models.federated import load_tensors, net_from_card, net_tensors, release_card
+from models.federated import load_tensors, net_from_card, net_inputs, net_tensors, release_card
 
 __all__ = ["full_round_update", "full_update", "load_tensors", "net_tensors"]
 
@@ -43,10 +43,14 @@ def full_update(
     seed: int = 0,
     threads: int = 1,
 ) -> ClientUpdate:
-    """Train all weights of ``net`` (a ``models.nets.SignalNet``) from the global ones.
+    """Train all weights of ``net`` (``net(signal, features[, lengths]) -> (logits, emb)``: a
+    beat ``SignalNet`` or a ``RhythmNet``) from the global ones.
 
-    Adam on class-weighted cross-entropy plus the FedProx term ``mu/2 * ||w - w_global||^2``;
-    returns the clipped, compressed delta.
+    Adam (or SGD: ``config.optimizer``) on class-weighted cross-entropy (the round's
+    ``class_weights`` when it carries them, else this device's counts) plus the FedProx term ``mu/2 * ||w - w_global||^2``;
+    returns the clipped, compressed delta. Examples with a ``lengths`` input are zero-padded
+    windows of different lengths: the net masks the padding (what the exported graph computes
+    on each window unpadded).
     """
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -54,13 +58,22 @@ def full_update(
     load_tensors(net, global_tensors)
     anchor = {k: torch.from_numpy(v.copy()) for k, v in global_tensors.items()}
     n_classes = int(getattr(net, "n_classes", int(examples.labels.max()) + 1))
-    cw = torch.from_numpy(class_weights(examples.labels, n_classes, 0.5))
+    cw = torch.from_numpy(
+        np.asarray(config.class_weights, np.float32)
+        if len(config.class_weights) == n_classes  # the fleet's label counts (round config)
+        else class_weights(examples.labels, n_classes, 0.5)
+    )
     sig = torch.from_numpy(examples.inputs[signal_key])
     feats = torch.from_numpy(
         examples.inputs.get(features_key, np.zeros((len(examples), 0), np.float32))
     )
+    lengths = _lengths(examples)
     labels = torch.from_numpy(examples.labels)
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    opt: torch.optim.Optimizer = (
+        torch.optim.SGD(net.parameters(), lr=config.lr)
+        if config.optimizer == "sgd"
+        else torch.optim.Adam(net.parameters(), lr=config.lr)
+    )
     params = dict(net.named_parameters())
     gen = torch.Generator().manual_seed(seed)
     net.train()
@@ -69,8 +82,11 @@ def full_update(
         order = torch.randperm(len(labels), generator=gen)
         for s in range(0, len(order), config.batch_size):
             idx = order[s : s + config.batch_size]
-            logits, _ = net(sig[idx], feats[idx])
-            loss = F.cross_entropy(logits, labels[idx], weight=cw)
+            logits, _ = net(sig[idx], feats[idx], *([] if lengths is None else [lengths[idx]]))
+            # weighted sum / batch size, not torch's weighted mean: on a one-class batch the
+            # latter divides the weight out again
+            y = labels[idx]
+            loss = (F.cross_entropy(logits, y, reduction="none") * cw[y]).mean()
             if config.mu > 0:
                 loss = loss + 0.5 * config.mu * sum(
                     ((params[k] - anchor[k]) ** 2).sum() for k in params if k in anchor
@@ -117,17 +133,20 @@ def full_round_update(
 
     Raises ValueError when the release describes no network (not a whole-model release).
     """
-    net = net_from_card(release_card(release))
+    card = release_card(release)
+    net = net_from_card(card)
+    signal_key, features_key = net_inputs(card)
     load_tensors(net, release.tensors)
     net.eval()
+    lengths = _lengths(examples)
     with torch.no_grad():
-        sig = torch.from_numpy(examples.inputs["beat"])
+        sig = torch.from_numpy(examples.inputs[signal_key])
         feats = torch.from_numpy(
-            examples.inputs.get("rr", np.zeros((len(examples), 0), np.float32))
+            examples.inputs.get(features_key, np.zeros((len(examples), 0), np.float32))
         )
-        logits, _ = net(sig, feats)
+        logits, _ = net(sig, feats, *([] if lengths is None else [lengths]))
     predicted = logits.argmax(dim=1).numpy().astype(np.int64)
-    evaluation = confusion_counts(predicted, examples.labels, int(net.n_classes))
+    evaluation = confusion_counts(predicted, examples.labels, int(logits.shape[1]))
     update = full_update(
         net,
         round_id=announcement.round_id,
@@ -136,7 +155,15 @@ def full_round_update(
         global_tensors=release.tensors,
         examples=examples,
         config=announcement.config,
+        signal_key=signal_key,
+        features_key=features_key,
         max_compression_error=max_compression_error,
         seed=seed,
     )
     return dataclasses.replace(update, metrics={**update.metrics, **evaluation})
+
+
+def _lengths(examples: LabelledExamples) -> torch.Tensor | None:
+    """Valid samples of each zero-padded window (the ``lengths`` input), or None."""
+    raw = examples.inputs.get("lengths")
+    return None if raw is None else torch.from_numpy(np.asarray(raw).astype(np.int64).ravel())

@@ -55,6 +55,7 @@ def run_in_memory(
     progress: Any = None,
     distiller: Any = None,
     builder: Any = None,
+    evaluator: Any = None,
 ) -> dict[str, Any]:
     """The plan with every device in this process (see the module docstring)."""
     import numpy as np
@@ -87,6 +88,7 @@ def run_in_memory(
         builder=builder,
         uplink=uplink,
         downlink=downlink,
+        evaluator=evaluator,
     )
 
 
@@ -101,33 +103,54 @@ def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         write_client_npz,
     )
     from common.datasets import default_cache_dir
+    from common.errors import ConfigError
     from store import open_store
 
-    s = dataclasses.replace(_settings(args, env), seed=args.seed)  # reproducible draws and noise
+    rhythm = args.task == "rhythm"
+    if rhythm and args.mode != "full":
+        raise ConfigError("--task rhythm trains the whole network from a random start: --mode full")
+    # reproducible draws and noise; the rounds are stored under the task's name
+    s = dataclasses.replace(_settings(args, env), seed=args.seed, task=args.task)
     plan = SimulationPlan(
-        records=resolve_records(args.clients),
+        records=() if rhythm else resolve_records(args.clients),
         rounds=args.rounds,
         strategy=args.strategy,
         client_config={"deadline_s": s.deadline_s, "mode": args.mode, **_kv(args.set)},
         drop=args.drop,
         slow=args.slow,
         slow_s=args.slow_s,
-        eval_records=resolve_records(args.eval) if args.eval else (),
+        eval_records=resolve_records(args.eval) if args.eval and not rhythm else (),
         max_seconds=args.max_seconds,
     )
     console = Console(stderr=True)
-    cache = default_cache_dir(env) / "beat-cache"
+    cache = default_cache_dir(env) / ("preprocessed" if rhythm else "beat-cache")
     store = open_store(s.store_url)
     try:
         with tempfile.TemporaryDirectory(prefix="medchain-sim-") as tmp:
             data_dir, work_dir = Path(tmp) / "data", Path(tmp) / "work"
-            write_client_npz(plan.records, data_dir, env, cache)
-            kw = {
-                "cache": cache,
-                "progress": _printer(console, plan.rounds),
-                "distiller": _distiller(s, args, env),
-                "builder": _whole_model(store, args, env, cache),
-            }
+            kw: dict[str, Any] = {"cache": cache, "progress": _printer(console, plan.rounds)}
+            if rhythm:
+                from medchain.simulation_rhythm import prepare
+
+                run = prepare(
+                    store,
+                    args.clients,
+                    args.eval_fold,
+                    args.eval_max,
+                    args.seed,
+                    args.central,
+                    env,
+                    cache,
+                    data_dir,
+                )
+                plan = dataclasses.replace(plan, records=run.clients)
+                kw |= {"builder": run.builder, "evaluator": run.evaluator}
+            else:
+                write_client_npz(plan.records, data_dir, env, cache)
+                kw |= {
+                    "distiller": _distiller(s, args, env),
+                    "builder": _whole_model(store, args, env, cache),
+                }
             if args.grid == "memory":
                 result = run_in_memory(
                     store, s, plan, env, data_dir, work_dir, seed=args.seed, **kw
@@ -218,9 +241,33 @@ def register(subparsers: Any) -> None:
         help="--mode full: MIT-BIH records of the server's int8 calibration beats",
     )
     p.add_argument(
+        "--task",
+        choices=("beat", "rhythm"),
+        default="beat",
+        help="beat: MIT-BIH patients; rhythm: CinC 2017 recordings, one device each (--mode full)",
+    )
+    p.add_argument(
         "--clients",
         default="ds1",
-        help="ds1, ds2 or a comma list of records (default ds1 = 22 clients)",
+        help="beat: ds1, ds2 or a comma list of records (default ds1 = 22 clients); "
+        "rhythm: cinc2017 (every recording outside --eval-fold) or cinc2017:N (N of them)",
+    )
+    p.add_argument(
+        "--eval-fold",
+        type=int,
+        default=0,
+        help="rhythm: the fold of the rhythm CV held out as the server's validation (default 0)",
+    )
+    p.add_argument(
+        "--central",
+        action="store_true",
+        help="rhythm: one device holding every client's recordings (the centralised baseline, "
+        "same engine, trainer and settings)",
+    )
+    p.add_argument(
+        "--eval-max",
+        type=int,
+        help="rhythm: score only this many recordings of the held-out fold (quick runs)",
     )
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--strategy", default="fedavg")

@@ -43,12 +43,21 @@ def net_card(
     spec: NetSpec, in_channels: int, length: int, n_features: int, n_classes: int
 ) -> dict[str, Any]:
     """What a device needs to rebuild the network (goes in ``card["federated"]["net"]``)."""
-    return {"spec": dataclasses.asdict(spec), "in_channels": in_channels, "length": length,
-            "n_features": n_features, "n_classes": n_classes}  # fmt: skip
+    return {"task": "beat", "inputs": ["beat", "rr"], "spec": dataclasses.asdict(spec),
+            "in_channels": in_channels, "length": length, "n_features": n_features,
+            "n_classes": n_classes}  # fmt: skip
 
 
-def net_from_card(card: Mapping[str, Any]) -> SignalNet:
-    """The network a release's card describes (weights from torch's RNG; load the release's).
+def net_inputs(card: Mapping[str, Any]) -> tuple[str, str]:
+    """The (signal, features) input names of a whole-model release (beat ones on older cards)."""
+    names = card.get("federated", {}).get(NET_KEY, {}).get("inputs") or ["beat", "rr"]
+    return str(names[0]), str(names[1])
+
+
+def net_from_card(card: Mapping[str, Any]) -> torch.nn.Module:
+    """The network a release's card describes (weights from torch's RNG; load the release's):
+    a beat :class:`SignalNet`, or a :class:`~models.rhythm_net.RhythmNet` when the entry says
+    ``task: rhythm`` (:mod:`models.federated_rhythm`).
 
     Raises
     ------
@@ -57,6 +66,10 @@ def net_from_card(card: Mapping[str, Any]) -> SignalNet:
     """
     try:
         d = card["federated"][NET_KEY]
+        if d.get("task") == "rhythm":
+            from models.federated_rhythm import rhythm_net_from_card
+
+            return rhythm_net_from_card(d)
         spec = d["spec"]
         net_spec = NetSpec(str(spec["kind"]), tuple(int(w) for w in spec["widths"]),
                            int(spec["kernel"]), int(spec["embedding_dim"]),
@@ -146,6 +159,8 @@ def next_full_release(
 ) -> ModelRelease:
     """The release of a closed full round: the base network with the aggregated weights."""
     net = net_from_card(release_card(base))
+    if not isinstance(net, SignalNet):
+        raise ValueError("not a beat network: build rhythm releases with models.federated_rhythm")
     load_tensors(net, tensors)
     kept = {k: v for k, v in base.metrics.items() if k != "backbone_sha256"}
     return release_from_net(task, net, calibration, version=base.version, round_no=round_no,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from common.fl_protocol import RoundConfig, decode_update, encode_update
@@ -50,3 +51,27 @@ def test_full_update_learns_and_round_trips_over_the_wire() -> None:
         logits, _ = net(torch.from_numpy(ex.inputs["beat"]), torch.from_numpy(ex.inputs["rr"]))
     assert float((logits.argmax(1).numpy() == ex.labels).mean()) > 0.9
     assert u.metrics["loss"] > 0
+
+
+def test_round_class_weights_scale_a_one_class_devices_sgd_step_but_not_adams() -> None:
+    # Prepare: a device whose examples are all of class 2, weights for a rare class 2
+    ex = _examples(16, 3)
+    ex = LabelledExamples(ex.inputs, np.full(16, 2, np.int64))
+
+    def step_norm(optimizer: str, weights: tuple[float, ...]) -> float:
+        torch.manual_seed(0)
+        net = build_net(SPEC, 1, 32, 2, 3)
+        cfg = RoundConfig(mode="full", local_epochs=1, lr=0.01, batch_size=16,
+                          compression="none", optimizer=optimizer, class_weights=weights)  # fmt: skip
+        u = full_update(net, round_id="1", client_id="c", base_version="v1",
+                        global_tensors=net_tensors(net), examples=ex, config=cfg)  # fmt: skip
+        params = dict(net.named_parameters())  # batch-norm statistics move whatever the loss
+        return float(np.sqrt(sum(float(np.sum(d.astype(np.float64) ** 2))
+                                 for k, d in u.delta.items() if k in params)))  # fmt: skip
+
+    # Execute
+    sgd1, sgd2 = step_norm("sgd", (1.0, 1.0, 1.0)), step_norm("sgd", (1.0, 1.0, 2.0))
+    adam1, adam2 = step_norm("adam", (1.0, 1.0, 1.0)), step_norm("adam", (1.0, 1.0, 2.0))
+    # Assert: SGD's step doubles with the weight; Adam's does not move (why rhythm runs use SGD)
+    assert sgd2 / sgd1 == pytest.approx(2.0, rel=1e-3)
+    assert adam2 / adam1 == pytest.approx(1.0, rel=1e-3)

@@ -156,3 +156,33 @@ def test_downlink_carries_only_what_changed(tmp_path: Path, data_root: Path) -> 
     assert all(per_device[r] < 2_600 for r in ("2", "3", "4")), per_device
     assert all(d.stats.bad_messages == 0 for d in devices)
     assert all(len(d.subscriptions()) == 3 for d in devices)  # one full release ever asked for
+
+
+@pytest.mark.datasets("cinc2017_training", "mitdb", "aftdb")
+def test_simulate_cli_rhythm_on_cinc_recordings(tmp_path: Path, data_root: Path,
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # Prepare
+    monkeypatch.setenv("MEDCHAIN_DATA", str(data_root))
+    monkeypatch.setenv("MEDCHAIN_CACHE", str(tmp_path / "cache"))
+    store = f"sqlite:///{tmp_path / 's.db'}"
+    # Execute: 12 CinC recordings as devices, 20 of fold 0 as the server's validation
+    rc = medchain_main(["simulate", "--task", "rhythm", "--clients", "cinc2017:12",
+                        "--eval-max", "20", "--grid", "memory", "--mode", "full", "--rounds", "2",
+                        "--drop", "0", "--gate-margin", "1", "--gate-class-margin", "1",
+                        "--set", "min_clients=6", "--json", "--store", store])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    # Assert: whole-model rounds closed, scored per recording with the CinC score
+    assert rc == 0 and out["clients"] == 12 and out["rounds_closed"] == 2
+    assert all(h["recordings"] == 20 and 0 <= h["af_f1"] <= 1 for h in out["rounds"])
+    assert all(h["macro_f1"] == h["cinc_mean_f1"] for h in out["rounds"])
+    assert all(k.startswith("cinc-") for k in out["beats_per_client"])
+    assert out["uplink_bytes_per_client_round"] > 10_000  # every weight, int8
+
+
+def test_simulate_cli_rhythm_needs_whole_model_rounds(capsys: pytest.CaptureFixture[str]) -> None:
+    # Execute
+    rc = medchain_main(["simulate", "--task", "rhythm", "--clients", "cinc2017:5", "--mode", "head"])
+    # Assert: one clear line, no traceback
+    err = capsys.readouterr().err
+    assert rc != 0 and "--mode full" in err and "Traceback" not in err

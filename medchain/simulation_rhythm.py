@@ -1,0 +1,85 @@
+"""``medchain simulate --task rhythm --clients cinc2017[:N] --mode full``: CinC 2017 users.
+
+Every CinC 2017 recording outside the held-out fold is one user's device (``cinc-<record>``,
+its windows and label in an npz for the run only); the fold ``--eval-fold`` of the rhythm CV
+(``models.rhythm_cv``) is the server's validation set, scored every round
+(:class:`~cloud_aggregator.evaluation_rhythm.RhythmEvaluator`); int8 calibration uses the
+server's MIT-BIH DS1 and AFTDB windows. Version 1 of an empty store is the rhythm student from
+a seeded random start. The round engine, the devices' trainer and the grids are those of the
+beat task.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from common.errors import ConfigError
+
+SOURCE = "cinc2017"
+
+
+@dataclass(frozen=True)
+class RhythmRun:
+    """What the simulation needs from the rhythm task: the device ids, the held-out
+    evaluator and the builder of each round's release."""
+
+    clients: tuple[str, ...]
+    evaluator: Any
+    builder: Any
+    held_out: int
+
+
+def parse_clients(spec: str) -> int | None:
+    """``cinc2017`` (every recording outside the held-out fold) or ``cinc2017:N`` (N of them)."""
+    name, _, count = spec.partition(":")
+    if name.lower() != SOURCE:
+        raise ConfigError(f"--task rhythm takes --clients {SOURCE}[:N], not {spec!r}")
+    if not count:
+        return None
+    if not count.isdigit() or int(count) < 1:
+        raise ConfigError(f"--clients {spec!r}: N must be a positive integer")
+    return int(count)
+
+
+def prepare(
+    store: Any,
+    spec: str,
+    eval_fold: int,
+    eval_max: int | None,
+    seed: int,
+    pooled: bool,
+    env: Mapping[str, str],
+    cache: Path | None,
+    data_dir: Path,
+) -> RhythmRun:
+    """Write the devices' npz files to ``data_dir`` (one device holding them all with
+    ``pooled``: the centralised baseline), seed version 1 into an empty store and return the
+    run's clients, evaluator and builder."""
+    from cloud_aggregator.evaluation_rhythm import RhythmEvaluator
+    from cloud_aggregator.full_release import rhythm_builder
+    from cloud_aggregator.releases import RELEASE_FORMAT, stored_blob
+    from models import rhythm_devices as rd
+    from models.federated_rhythm import initial_rhythm_release
+    from models.tasks.base import LoadOptions
+
+    options = LoadOptions(env=env, cache_dir=cache)
+    try:
+        devices, held = rd.federated_split(
+            rd.reference_folds(options), eval_fold, parse_clients(spec), seed, eval_max
+        )
+    except ValueError as exc:
+        raise ConfigError(f"--clients {spec} --eval-fold {eval_fold}: {exc}") from exc
+    bank = rd.cinc_windows(sorted({*devices, *held}), options)
+    counts = rd.write_device_npz(bank, devices, data_dir, pooled=pooled)
+    calibration = rd.server_windows(options)
+    if store.latest_model(format=RELEASE_FORMAT) is None:
+        rel = initial_rhythm_release(calibration, seed=seed)
+        source = f"random rhythm student, seed {seed}"
+        store.put_model(stored_blob(rel, {}), format=RELEASE_FORMAT, metrics={"source": source})
+    evaluator = RhythmEvaluator(bank.subset(np.isin(bank.records, held)))
+    return RhythmRun(tuple(counts), evaluator, rhythm_builder(calibration), len(held))
