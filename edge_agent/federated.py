@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
         ap.error(f"--shard {args.shard!r}: expected K/N with 0 <= K < N")
     logging.basicConfig(level=logging.WARNING)
+    if args.stats:  # the work folder may not exist yet: devices that never personalise
+        args.stats.parent.mkdir(parents=True, exist_ok=True)  # create nothing in it
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())  # clean stop: offline statuses, stats written

@@ -259,3 +259,18 @@ def test_only_releases_no_announcement_named_are_counted_when_dropped(tmp_path: 
     # Assert: v3 and two unannounced ones were pushed out; only those two are counted
     assert p.stats.rounds_trained == 1
     assert p.stats.releases_unannounced == 2
+
+
+def test_the_fleet_writes_its_stats_into_a_folder_nobody_created(tmp_path: Path) -> None:
+    # Prepare: no device data (whole-model devices never write a personal head, so nothing
+    # else creates the work folder), a stop after 0.2 s
+    from edge_agent.federated import main
+
+    (tmp_path / "data").mkdir()
+    stats = tmp_path / "work" / "fleet-0.json"
+    # Execute
+    rc = main(["--broker", "mqtt://127.0.0.1:9", "--data", str(tmp_path / "data"),
+               "--work", str(tmp_path / "work" / "work"), "--seconds", "0.2",
+               "--stats", str(stats)])  # fmt: skip
+    # Assert
+    assert rc == 0 and stats.read_text() == "{}"
