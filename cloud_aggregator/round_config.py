@@ -30,6 +30,7 @@ CLIENT_KEYS = (
     "max_examples",
     "mode",
     "optimizer",
+    "norm",
 )
 
 

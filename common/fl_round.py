@@ -39,6 +39,7 @@ __all__ = [
 
 MODES = ("head", "full")
 OPTIMIZERS = ("adam", "sgd")
+NORMS = ("batch", "frozen")
 MAX_CLASSES = 64  # class weights a round may carry
 MAX_CLASS_WEIGHT = 1e4
 
@@ -70,6 +71,12 @@ class RoundConfig:
         depend on the loss's scale, so class weights change nothing on a device whose
         examples are all of one class; plain SGD keeps them (cross-device FL, Reddi et al.
         2021: client SGD, adaptivity on the server).
+    norm : str
+        Batch normalisation in whole-model training: ``batch`` (statistics of each local
+        batch, running statistics updated) or ``frozen`` (the release's running statistics,
+        left unchanged: a device holding one recording would otherwise normalise by that
+        recording alone and average statistics that describe no population; "FixBN",
+        Zhong et al. 2023).
     class_weights : tuple of float
         Loss weight per class (model card order) for whole-model training, from the label
         counts the devices reported (``class_balance``); empty = each device weights by its
@@ -85,6 +92,7 @@ class RoundConfig:
     compression: str = "int8"
     max_examples: int = 20000
     optimizer: str = "adam"
+    norm: str = "batch"
     class_weights: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,6 +118,7 @@ class RoundConfig:
             compression=comp,
             max_examples=int(number_field(d, "max_examples", 1, 1e9)),
             optimizer=_choice(d, "optimizer", OPTIMIZERS, "adam"),
+            norm=_choice(d, "norm", NORMS, "batch"),
             class_weights=tuple(
                 number_field({"w": w}, "w", 0.0, MAX_CLASS_WEIGHT)
                 for w in list_field(d, "class_weights", MAX_CLASSES, default=[])

@@ -40,6 +40,7 @@ CHOICE_FIELDS: dict[str, tuple[str, ...]] = {
     "mode": ("head", "full"),
     "compression": ("int8", "none"),
     "optimizer": ("adam", "sgd"),
+    "norm": ("batch", "frozen"),
 }
 MAX_STRATEGY_PARAMS = 16
 _PARAM = re.compile(r"^[a-z][a-z0-9_]{0,31}$")

@@ -77,6 +77,10 @@ def full_update(
     params = dict(net.named_parameters())
     gen = torch.Generator().manual_seed(seed)
     net.train()
+    if config.norm == "frozen":  # the release's statistics, not this device's batches
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.eval()
     loss_sum, steps = 0.0, 0
     for _ in range(config.local_epochs):
         order = torch.randperm(len(labels), generator=gen)

@@ -49,7 +49,7 @@ def test_round_announcement_round_trip() -> None:
 @pytest.mark.parametrize(
     ("field", "value"),
     [("mode", "weird"), ("lr", float("inf")), ("local_epochs", 0), ("compression", "zip"),
-     ("optimizer", "lbfgs"), ("class_weights", [1.0, -1.0]), ("class_weights", [1.0] * 65),
+     ("optimizer", "lbfgs"), ("norm", "group"), ("class_weights", [1.0, -1.0]), ("class_weights", [1.0] * 65),
      ("class_weights", "1,2")],
 )  # fmt: skip
 def test_round_config_out_of_range_is_rejected(field: str, value: object) -> None:
@@ -61,13 +61,16 @@ def test_round_config_out_of_range_is_rejected(field: str, value: object) -> Non
 
 def test_round_config_carries_the_optimiser_and_class_weights() -> None:
     # Prepare: a config with both, and one of an older aggregator without them
-    cfg = fl.RoundConfig(mode="full", optimizer="sgd", class_weights=(0.7, 1.6, 1.1, 3.9))
-    old = {k: v for k, v in cfg.to_dict().items() if k not in ("optimizer", "class_weights")}
+    cfg = fl.RoundConfig(mode="full", optimizer="sgd", norm="frozen",
+                         class_weights=(0.7, 1.6, 1.1, 3.9))  # fmt: skip
+    old = {k: v for k, v in cfg.to_dict().items()
+           if k not in ("optimizer", "norm", "class_weights")}  # fmt: skip
     # Execute
     back = fl.RoundConfig.from_dict(cfg.to_dict())
     older = fl.RoundConfig.from_dict(old)
     # Assert
     assert back == cfg and older.optimizer == "adam" and older.class_weights == ()
+    assert older.norm == "batch"
 
 
 def test_update_int8_round_trip_bounds_the_error() -> None:

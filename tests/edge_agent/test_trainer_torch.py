@@ -75,3 +75,26 @@ def test_round_class_weights_scale_a_one_class_devices_sgd_step_but_not_adams() 
     # Assert: SGD's step doubles with the weight; Adam's does not move (why rhythm runs use SGD)
     assert sgd2 / sgd1 == pytest.approx(2.0, rel=1e-3)
     assert adam2 / adam1 == pytest.approx(1.0, rel=1e-3)
+
+
+def test_frozen_normalisation_keeps_the_releases_statistics() -> None:
+    # Prepare: one device's batch whose statistics are far from the release's
+    torch.manual_seed(0)
+    net = build_net(SPEC, 1, 32, 2, 3)
+    glob = net_tensors(net)
+    ex = _examples(8, 5)
+    ex = LabelledExamples({**ex.inputs, "beat": ex.inputs["beat"] * 10 + 3}, ex.labels)
+
+    def delta(norm: str) -> dict[str, np.ndarray]:
+        cfg = RoundConfig(mode="full", local_epochs=1, lr=0.01, batch_size=8,
+                          compression="none", optimizer="sgd", norm=norm)  # fmt: skip
+        return full_update(build_net(SPEC, 1, 32, 2, 3), round_id="1", client_id="c",
+                           base_version="v1", global_tensors=glob, examples=ex,
+                           config=cfg).delta  # fmt: skip
+
+    # Execute
+    frozen, batch = delta("frozen"), delta("batch")
+    stats = [k for k in glob if k.endswith(("running_mean", "running_var"))]
+    # Assert: frozen leaves every running statistic as released; batch moves them
+    assert stats and all(not frozen[k].any() for k in stats)
+    assert any(np.abs(batch[k]).max() > 0.01 for k in stats)
