@@ -236,6 +236,24 @@ def fl_compare(r: dict[str, Any]) -> list[Row]:
     return [(what, f"{f1}; gaps {gaps or '—'}{per}", "gap ≤ 2 points; round time ≤ 1.0x Flower")]
 
 
+def fl_rhythm(r: dict[str, Any]) -> list[Row]:
+    s = r["settings"]
+    finals = []
+    for arm, seeds in r["arms"].items():
+        f1 = [100 * v["final"]["macro_f1"] for v in seeds.values()]
+        af = [100 * v["final"]["af_f1"] for v in seeds.values()]
+        finals.append(f"{arm} {sum(f1) / len(f1):.1f} (AF {sum(af) / len(af):.1f})")
+    gaps = "; ".join(f"{k.removeprefix('gap_').replace('_minus_', ' - ')} "
+                     f"{g['mean']:+.2f} ± {g['std']:.2f}"
+                     for k, g in r.items() if k.startswith("gap_"))  # fmt: skip
+    what = (
+        f"federated vs centralised rhythm student, {s['clients']} CinC 2017 devices, "
+        f"{s['rounds']} rounds of {s['cohort']}, {s['seeds']} seeds: fold {s['eval_fold']} "
+        "CinC mean N/AF/O F1 (points)"
+    )
+    return [(what, f"{'; '.join(finals)}; gaps {gaps or '—'}", "gap ≤ 2 points, drop-out ≤ 1 more")]
+
+
 def store_bench(r: dict[str, Any]) -> list[Row]:
     return [(
         f"store `{name}`: predictions inserted, {b['predictions']['writers']} writers, batches "
@@ -270,6 +288,7 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "fl_compare": ("federated", fl_compare),
     "fl_compare_full": ("federated", fl_compare),
     "fl_compare_mqtt": ("federated", fl_compare),
+    "fl_rhythm": ("federated", fl_rhythm),
     "qrs_detection": ("signals & devices", qrs_detection),
     "bridge_h10_hr": ("signals & devices", bridge_h10_hr),
     "ppg_hr": ("signals & devices", ppg_hr),

@@ -139,6 +139,7 @@ def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                     args.eval_max,
                     args.seed,
                     args.central,
+                    args.pretrain_epochs,
                     env,
                     cache,
                     data_dir,
@@ -157,6 +158,8 @@ def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
                 )
             else:
                 result = run_over_broker(store, s, plan, env, data_dir, work_dir, **kw)
+            if rhythm:
+                result["initial"] = run.initial
     finally:
         store.close()
     if args.json:
@@ -263,6 +266,13 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="rhythm: one device holding every client's recordings (the centralised baseline, "
         "same engine, trainer and settings)",
+    )
+    p.add_argument(
+        "--pretrain-epochs",
+        type=int,
+        default=0,
+        help="rhythm: version 1 trained this many epochs on the server's MIT-BIH and AFTDB "
+        "windows (default 0: a random start)",
     )
     p.add_argument(
         "--eval-max",

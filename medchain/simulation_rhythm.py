@@ -5,7 +5,7 @@ its windows and label in an npz for the run only); the fold ``--eval-fold`` of t
 (``models.rhythm_cv``) is the server's validation set, scored every round
 (:class:`~cloud_aggregator.evaluation_rhythm.RhythmEvaluator`); int8 calibration uses the
 server's MIT-BIH DS1 and AFTDB windows. Version 1 of an empty store is the rhythm student from
-a seeded random start. The round engine, the devices' trainer and the grids are those of the
+a seeded random start, or (``--pretrain-epochs``) trained on those windows first. The round engine, the devices' trainer and the grids are those of the
 beat task.
 """
 
@@ -26,12 +26,14 @@ SOURCE = "cinc2017"
 @dataclass(frozen=True)
 class RhythmRun:
     """What the simulation needs from the rhythm task: the device ids, the held-out
-    evaluator and the builder of each round's release."""
+    evaluator, the builder of each round's release and the held-out scores of the model the
+    run starts from (empty when the store already held one)."""
 
     clients: tuple[str, ...]
     evaluator: Any
     builder: Any
     held_out: int
+    initial: dict[str, float]
 
 
 def parse_clients(spec: str) -> int | None:
@@ -53,6 +55,7 @@ def prepare(
     eval_max: int | None,
     seed: int,
     pooled: bool,
+    pretrain_epochs: int,
     env: Mapping[str, str],
     cache: Path | None,
     data_dir: Path,
@@ -77,9 +80,11 @@ def prepare(
     bank = rd.cinc_windows(sorted({*devices, *held}), options)
     counts = rd.write_device_npz(bank, devices, data_dir, pooled=pooled)
     calibration = rd.server_windows(options)
-    if store.latest_model(format=RELEASE_FORMAT) is None:
-        rel = initial_rhythm_release(calibration, seed=seed)
-        source = f"random rhythm student, seed {seed}"
-        store.put_model(stored_blob(rel, {}), format=RELEASE_FORMAT, metrics={"source": source})
     evaluator = RhythmEvaluator(bank.subset(np.isin(bank.records, held)))
-    return RhythmRun(tuple(counts), evaluator, rhythm_builder(calibration), len(held))
+    initial: dict[str, float] = {}
+    if store.latest_model(format=RELEASE_FORMAT) is None:
+        rel = initial_rhythm_release(calibration, seed=seed, pretrain_epochs=pretrain_epochs)
+        store.put_model(stored_blob(rel, {}), format=RELEASE_FORMAT,
+                        metrics={"source": rel.metrics["source"]})  # fmt: skip
+        initial = evaluator(rel)
+    return RhythmRun(tuple(counts), evaluator, rhythm_builder(calibration), len(held), initial)

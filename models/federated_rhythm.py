@@ -19,7 +19,7 @@ import hashlib
 import json
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,14 +139,23 @@ def _card(
     return out
 
 
-def initial_rhythm_release(calibration: WindowBank, seed: int = 0) -> ModelRelease:
+def initial_rhythm_release(
+    calibration: WindowBank, seed: int = 0, pretrain_epochs: int = 0
+) -> ModelRelease:
     """Version 0: the task's student from a seeded random start (features standardised with
-    the calibration windows' mean and scale)."""
+    the calibration windows' mean and scale), or trained ``pretrain_epochs`` epochs on those
+    windows (the server's own MIT-BIH and AFTDB recordings) with the task's recipe."""
     torch.manual_seed(seed)
     full = calibration.features[~calibration.short].astype(np.float64)
     net = RhythmNet(TASK.student, full.mean(axis=0), full.std(axis=0), len(CLASSES))
+    source = f"random rhythm student, seed {seed}"
+    if pretrain_epochs > 0:
+        from models.rhythm_train import fit_rhythm
+
+        fit_rhythm(net, calibration, replace(TASK.train, epochs=pretrain_epochs), seed=seed)
+        source = f"rhythm student, seed {seed}, {pretrain_epochs} epochs on the server's windows"
     return rhythm_release(net, calibration, version="v0", round_no=0, seed=seed,
-                          metrics={"source": f"random rhythm student, seed {seed}"})  # fmt: skip
+                          metrics={"source": source})  # fmt: skip
 
 
 def next_rhythm_release(

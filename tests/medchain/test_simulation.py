@@ -170,7 +170,9 @@ def test_simulate_cli_rhythm_on_cinc_recordings(tmp_path: Path, data_root: Path,
     rc = medchain_main(["simulate", "--task", "rhythm", "--clients", "cinc2017:12",
                         "--eval-max", "20", "--grid", "memory", "--mode", "full", "--rounds", "2",
                         "--drop", "0", "--gate-margin", "1", "--gate-class-margin", "1",
-                        "--set", "min_clients=6", "--json", "--store", store])  # fmt: skip
+                        "--pretrain-epochs", "1", "--set", "min_clients=6", "--set", "norm=frozen",
+                        "--set", "optimizer=sgd", "--set", "class_balance=0.5", "--json",
+                        "--store", store])  # fmt: skip
     out = json.loads(capsys.readouterr().out)
     # Assert: whole-model rounds closed, scored per recording with the CinC score
     assert rc == 0 and out["clients"] == 12 and out["rounds_closed"] == 2
@@ -178,6 +180,7 @@ def test_simulate_cli_rhythm_on_cinc_recordings(tmp_path: Path, data_root: Path,
     assert all(h["macro_f1"] == h["cinc_mean_f1"] for h in out["rounds"])
     assert all(k.startswith("cinc-") for k in out["beats_per_client"])
     assert out["uplink_bytes_per_client_round"] > 10_000  # every weight, int8
+    assert 0 <= out["initial"]["macro_f1"] <= 1 and out["initial"]["recordings"] == 20
 
 
 def test_simulate_cli_rhythm_needs_whole_model_rounds(capsys: pytest.CaptureFixture[str]) -> None:

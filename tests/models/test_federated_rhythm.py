@@ -104,3 +104,12 @@ def test_the_server_scores_one_decision_per_recording(bank: WindowBank, release)
     expected = cinc_mean_f1(labels, probs.argmax(1))
     assert scores["macro_f1"] == pytest.approx(expected) == scores["cinc_mean_f1"]
     assert scores["recordings"] == 16 and {"se_AF", "af_f1", "f1_noisy"} <= set(scores)
+
+
+def test_version_one_can_start_from_the_servers_own_windows(bank: WindowBank, release) -> None:  # type: ignore[no-untyped-def]
+    # Execute: two epochs on the server's windows from the same seeded start
+    trained = initial_rhythm_release(bank, seed=0, pretrain_epochs=2)
+    # Assert: same start, other weights; the release says where it came from
+    assert "2 epochs on the server's windows" in trained.metrics["source"]
+    assert "random" in release.metrics["source"]
+    assert not np.allclose(trained.tensors["head.weight"], release.tensors["head.weight"])

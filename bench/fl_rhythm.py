@@ -1,0 +1,141 @@
+"""Federated vs centralised rhythm training on CinC 2017 devices, through ``medchain simulate``.
+
+Each arm is one ``medchain simulate --task rhythm --mode full --grid memory`` run (the product's
+round engine, the devices' trainer, the server's int8 releases; no loop of its own), with its
+own SQLite store, from the same start per seed:
+
+- ``federated``: every sampled CinC recording is one device; ``--cohort`` devices per round
+  (30 % over-selected), FedAdam on the server, SGD on the devices, class weights from the
+  labels the devices reported (``class_balance``);
+- ``federated_drop30``: the same, each invited device drops out with probability 0.3;
+- ``central``: one device holding every recording (``--central``), the same trainer and
+  settings, FedAvg (one update per round = one epoch of local SGD), for as many recording
+  visits as the federated arm's rounds (the control that isolates federation).
+
+The server scores every round on held-out recordings of one fold of the rhythm CV
+(``--eval-fold``; the release gate and the screening of suspect updates are off, so the held-out
+fold never steers training). Settings were chosen on the development fold 1; report fold 0.
+Prints a table, then JSON (``--record`` keeps it in docs/results/).
+
+    nice python bench/fl_rhythm.py --clients 1000 --rounds 60 --seeds 3 --eval-fold 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import results as registry  # noqa: E402
+
+ARMS = ("federated", "central", "federated_drop30")
+SCORES = ("macro_f1", "af_f1", "f1_N", "f1_O", "f1_noisy")
+
+
+def arm_command(arm: str, args: argparse.Namespace, seed: int, store: Path) -> list[str]:
+    """The ``medchain simulate`` command line of one arm and seed."""
+    cmd = [sys.executable, "-m", "medchain", "simulate", "--task", "rhythm", "--mode", "full",
+           "--grid", "memory", "--clients", f"cinc2017:{args.clients}", "--eval-fold",
+           str(args.eval_fold), "--seed", str(seed), "--pretrain-epochs", str(args.pretrain),
+           "--store", f"sqlite:///{store}", "--settings", str(store.parent / "agg.toml"),
+           "--gate-margin", "1", "--gate-class-margin", "1", "--json",
+           "--set", "optimizer=sgd", "--set", f"lr={args.client_lr}", "--set", "local_epochs=1",
+           "--set", f"class_balance={args.class_balance}", "--max-seconds", "36000"]  # fmt: skip
+    if args.eval_max:
+        cmd += ["--eval-max", str(args.eval_max)]
+    if arm == "central":
+        epochs = max(1, round(args.rounds * args.cohort * 1.3 / args.clients))
+        return cmd + ["--central", "--strategy", "fedavg", "--rounds", str(epochs), "--drop", "0",
+                      "--set", "min_clients=1", "--set", f"batch_size={args.batch}"]  # fmt: skip
+    drop = "0.3" if arm.endswith("drop30") else "0"
+    return cmd + ["--strategy", "fedadam", "--rounds", str(args.rounds), "--drop", drop,
+                  "--set", f"min_clients={args.cohort}", "--set", "fraction=0.01",
+                  "--set", f'strategy_params={{"eta": {args.server_lr}}}']  # fmt: skip
+
+
+def run_arm(arm: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """One run; its summary (``simulate --json``) with the wall time."""
+    with tempfile.TemporaryDirectory(prefix="fl-rhythm-") as tmp:
+        store = Path(tmp) / "run.db"
+        # the held-out fold reports only: no round picks between candidates on it
+        (Path(tmp) / "agg.toml").write_text("[aggregator]\nscreen_suspects = false\n")
+        t0 = time.monotonic()
+        out = subprocess.run(arm_command(arm, args, seed, store), capture_output=True,
+                             text=True, env=dict(os.environ), check=False)  # fmt: skip
+        if out.returncode != 0:
+            raise SystemExit(f"{arm} seed {seed} failed:\n{out.stderr[-3000:]}")
+        summary: dict[str, Any] = json.loads(out.stdout)
+        summary["bench_wall_s"] = time.monotonic() - t0
+        return summary
+
+
+def row(summary: dict[str, Any]) -> dict[str, Any]:
+    """Scores of the start and of the last round, the curve of macro-F1, and the costs."""
+    closed = [h for h in summary["rounds"] if h["state"] == "closed"]
+    final = closed[-1] if closed else {}
+    return {
+        "initial": {k: summary.get("initial", {}).get(k) for k in SCORES},
+        "final": {k: final.get(k) for k in SCORES},
+        "curve": [round(float(h["macro_f1"]), 4) for h in closed],
+        "rounds_closed": len(closed),
+        "round_s_median": summary.get("round_s_median"),
+        "uplink_bytes_per_client_round": summary.get("uplink_bytes_per_client_round"),
+        "downlink_bytes_per_round": summary.get("downlink_bytes_per_round"),
+        "wall_s": summary.get("bench_wall_s"),
+    }
+
+
+def gaps(results: dict[str, dict[int, dict[str, Any]]], a: str, b: str) -> dict[str, float]:
+    """Mean and standard deviation over seeds of ``a - b`` in macro-F1 points (final round)."""
+    d = [100 * (results[a][s]["final"]["macro_f1"] - results[b][s]["final"]["macro_f1"])
+         for s in results[a] if s in results[b]]  # fmt: skip
+    return {"mean": statistics.mean(d), "std": statistics.stdev(d) if len(d) > 1 else 0.0,
+            "seeds": len(d)}  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--clients", type=int, default=1000, help="CinC recordings used as devices")
+    p.add_argument("--cohort", type=int, default=100, help="devices per federated round")
+    p.add_argument("--rounds", type=int, default=60, help="federated rounds")
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--arms", default=",".join(ARMS))
+    p.add_argument("--eval-fold", type=int, default=0)
+    p.add_argument("--eval-max", type=int, default=0, help="held-out recordings (0 = the fold)")
+    p.add_argument("--pretrain", type=int, default=10, help="epochs on the server's windows")
+    p.add_argument("--client-lr", type=float, default=0.05)
+    p.add_argument("--server-lr", type=float, default=0.003)
+    p.add_argument("--class-balance", type=float, default=0.5)
+    p.add_argument("--batch", type=int, default=64, help="central arm's local batch")
+    registry.add_record_argument(p, "fl_rhythm")
+    args = p.parse_args(argv)
+    arms = [a for a in args.arms.split(",") if a]
+    results: dict[str, dict[int, dict[str, Any]]] = {a: {} for a in arms}
+    for seed in range(args.seeds):
+        for arm in arms:  # interleaved: the machine's load falls on every arm alike
+            results[arm][seed] = row(run_arm(arm, args, seed))
+            f = results[arm][seed]["final"]
+            print(f"{arm:18s} seed {seed}: CinC mean F1 {f['macro_f1']:.3f} AF F1 "
+                  f"{f['af_f1']:.3f}", file=sys.stderr, flush=True)  # fmt: skip
+    report: dict[str, Any] = {"settings": vars(args) | {"record": None}, "arms": results}
+    if "central" in results and "federated" in results:
+        report["gap_central_minus_federated"] = gaps(results, "central", "federated")
+    if "federated" in results and "federated_drop30" in results:
+        report["gap_federated_minus_drop30"] = gaps(results, "federated", "federated_drop30")
+    print(json.dumps(report, indent=1))
+    if args.record:
+        registry.record(args.record, report, sys.argv)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
