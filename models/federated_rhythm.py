@@ -30,8 +30,6 @@ from common.fl_protocol import ModelRelease, Tensors
 from common.model_card import (
     Artifact,
     ModelCard,
-    OnnxIO,
-    TensorSpec,
     TrainingInfo,
     card_path_for,
     file_sha256,
@@ -41,7 +39,7 @@ from models.cards import QUANTIZATION
 from models.federated import load_tensors, net_from_card, net_tensors, release_card
 from models.quantize import stratified_indices
 from models.rhythm_data import WindowBank
-from models.rhythm_export import INPUT_NAMES, export_rhythm_onnx, quantize_rhythm
+from models.rhythm_export import INPUT_NAMES, export_rhythm_onnx, onnx_io, quantize_rhythm
 from models.rhythm_metrics import rhythm_metrics
 from models.rhythm_net import RhythmNet
 from models.rhythm_scoring import onnx_window_probs, record_probabilities
@@ -109,13 +107,7 @@ def _card(
         classes=CLASSES,
         description=TASK.description,
         input_contract=TASK.contract(),
-        onnx=OnnxIO(
-            (TensorSpec("ecg", ("N", 1, "L")), TensorSpec("features", ("N", net.n_features))),
-            (
-                TensorSpec("probs", ("N", len(CLASSES))),
-                TensorSpec("embedding", ("N", net.spec.embedding_dim)),
-            ),
-        ),  # fmt: skip
+        onnx=onnx_io(net),
         head=None,
         training=TrainingInfo(
             data="federated: the devices' own labelled recordings (never sent)",

@@ -21,8 +21,6 @@ import numpy as np
 from common.model_card import (
     Artifact,
     ModelCard,
-    OnnxIO,
-    TensorSpec,
     TrainingInfo,
     card_path_for,
     file_sha256,
@@ -31,6 +29,7 @@ from common.model_card import (
 )
 from models.cards import QUANTIZATION
 from models.rhythm_data import WindowBank
+from models.rhythm_export import onnx_io
 from models.rhythm_net import count_parameters
 from models.rhythm_pipeline import Recipe, Trained
 from models.tasks.rhythm import CLASSES, TASK
@@ -98,13 +97,7 @@ def write_card(
         classes=CLASSES,
         description=TASK.description,
         input_contract=TASK.contract(),
-        onnx=OnnxIO(
-            (TensorSpec("ecg", ("N", 1, "L")), TensorSpec("features", ("N", student.n_features))),
-            (
-                TensorSpec("probs", ("N", len(CLASSES))),
-                TensorSpec("embedding", ("N", student.spec.embedding_dim)),
-            ),
-        ),
+        onnx=onnx_io(student),
         head=None,
         training=TrainingInfo(
             data=TASK.data_description,

@@ -18,6 +18,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
+from common.model_card import OnnxIO, TensorSpec
 from models.quantize import quantize, stratified_indices
 from models.rhythm_data import WindowBank
 from models.rhythm_net import RhythmNet
@@ -64,6 +65,17 @@ def export_rhythm_onnx(net: RhythmNet, path: Path) -> Path:
             dynamo=False,
         )
     return path
+
+
+def onnx_io(net: RhythmNet) -> OnnxIO:
+    """The exported graph's inputs and outputs, for the card."""
+    return OnnxIO(
+        (TensorSpec("ecg", ("N", 1, "L")), TensorSpec("features", ("N", net.n_features))),
+        (
+            TensorSpec("probs", ("N", net.n_classes)),
+            TensorSpec("embedding", ("N", net.spec.embedding_dim)),
+        ),
+    )
 
 
 def calibration(
