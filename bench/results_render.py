@@ -319,7 +319,8 @@ NOT_RECORDED: dict[str, tuple[str, str, str, str]] = {
     "models_cv": ("models", "beat: hyper-parameters, RR gate and veto by DS1 patient-wise CV",
                   "python -m models.beat_cv_cli --kd --gate --seed 0", _LATER),
     "models_rr_gate": ("models", "beat: RR gate and template veto, DS1 patient-wise CV",
-                       "python bench/models_rr_gate.py --kd --seed 0 --record", _LATER),
+                       "python -m models.beat_cv_cli --kd --gate --gate-variants --veto-grid "
+                       "0.1,0.2,0.3,0.4,0.5,0.6,0.7 --seed 0", _LATER),
     "edge_beat_e2e": ("models", "beat: shipped model end to end from raw ECG (streaming agent, "
                       "detected beats), DS2", "python bench/edge_beat_e2e.py", _LATER),
     "edge_vt_runs": ("models", "VT-run alarms on DS2 (annotated runs caught, false alarms)",

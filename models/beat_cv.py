@@ -39,6 +39,8 @@ FOLDS = (  # fixed, spreading the S/V/F-rich records (209, 207, 208, 201, 118, 2
     ("109", "116", "119", "124", "205", "208", "220"),
 )
 N_CLASSES = 5
+# the RR-gate variants the shipped gate (S vs rest, no V expert) was chosen against
+GATE_VARIANTS: dict[str, dict[str, Any]] = {"ns": {"ns_only": True}, "all_v": {"v_index": 2}}
 Loader = Callable[[list[str], RecordView | Callable[[str], list[RecordView]] | None], TaskData]
 
 
@@ -61,6 +63,10 @@ class CvConfig:
         Also score gate + template veto at this RMS threshold (form ``served``).
     veto_grid : tuple of float
         Also score gate + veto at each of these thresholds (forms ``veto_<t>``), to choose it.
+    gate_variants : mapping
+        Name -> ``fit_rr_gate`` options (e.g. ``{"ns_only": True}``): other gates fitted on the
+        same folds, scored as forms ``gate_<name>`` (:data:`GATE_VARIANTS`: the ones compared
+        when the shipped gate was chosen, docs/models.md).
     views : callable, optional
         ``record -> [RecordView]``: augmented copies of each training record.
     conditions : mapping
@@ -75,6 +81,7 @@ class CvConfig:
     gate: bool = True
     veto: float | None = None
     veto_grid: tuple[float, ...] = ()
+    gate_variants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     views: Callable[[str], list[RecordView]] | None = None
     conditions: Mapping[str, RecordView] = field(default_factory=dict)
 
@@ -161,6 +168,9 @@ def served(
     """Predicted classes of ``data``: the net alone, and (if configured) as shipped."""
     probs: npt.NDArray[Any] = _softmax(predict_logits(net, data))
     out = {"net": probs.argmax(axis=1)}
+    for name, options in config.gate_variants.items():
+        gate = fit_rr_gate(train.features, train.labels, 0, 1, **options)
+        out[f"gate_{name}"] = gate.apply(probs, data.features).argmax(axis=1)
     if config.gate:
         probs = fit_rr_gate(train.features, train.labels, 0, 1).apply(probs, data.features)
         out["gate"] = probs.argmax(axis=1)

@@ -8,6 +8,8 @@ lead) and per served form (``net``, ``gate``, ``served`` = gate + template veto)
     python -m models.beat_cv_cli --kd --gate --veto 0.5 --seed 0            # the shipped recipe
     python -m models.beat_cv_cli --kd --gate --veto 0.5 --views 4 --robust  # + augmentation
     python -m models.beat_cv_cli --net student --set balance=0.6 --set epochs=8
+    python -m models.beat_cv_cli --kd --gate-variants --veto-grid 0.1,0.2,0.3,0.4,0.5,0.6,0.7
+                                   # how the RR gate and the veto's threshold were chosen
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import torch
 
 from common.datasets import default_cache_dir
 from models.augment import SNRS_DB, RecordView, training_views
-from models.beat_cv import CvConfig, beat_loader, cross_validate, with_overrides
+from models.beat_cv import GATE_VARIANTS, CvConfig, beat_loader, cross_validate, with_overrides
 from models.tasks import LoadOptions, get_task
 
 # held-out conditions of --robust: what another device, lead or noise level records
@@ -57,6 +59,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--kd", action="store_true", help="teacher, then KD student (medchain train)")
     ap.add_argument("--teachers", type=int, default=1, help="with --kd: average N teachers")
     ap.add_argument("--gate", action="store_true", help="also score net + RR gate")
+    ap.add_argument(
+        "--gate-variants",
+        action="store_true",
+        help="also score the RR-gate variants of models.beat_cv.GATE_VARIANTS (gate_ns, "
+        "gate_all_v)",
+    )
     ap.add_argument("--veto", type=float, help="also score gate + template veto (RMS below)")
     ap.add_argument(
         "--veto-grid", help="also score gate + veto at these RMS thresholds (comma-separated)"
@@ -80,6 +88,7 @@ def main(argv: list[str] | None = None) -> None:
         gate=args.gate or args.veto is not None or bool(args.veto_grid),
         veto=args.veto,
         veto_grid=tuple(float(x) for x in args.veto_grid.split(",")) if args.veto_grid else (),
+        gate_variants=GATE_VARIANTS if args.gate_variants else {},
         views=(lambda r: training_views(n_views, seed, r, noise)) if n_views else None,
         conditions=ROBUST if args.robust else {},
     )

@@ -15,7 +15,7 @@ whose channel-1 RMS is below ``rms_below`` is re-labelled Q ("unclassifiable, re
 so rows still sum to 1 and only the V mass of vetoed beats moves. A VEB run long enough to
 become the template (8 or more of the last 16 beats) is vetoed after its first beats; its onset,
 which a VT alarm needs, is not. The threshold was chosen on DS1 patient-wise CV
-(``bench/models_rr_gate.py``, docs/models.md "Template veto"). :func:`add_template_veto_to_onnx`
+(``python -m models.beat_cv_cli --veto-grid ...``, docs/models.md "Template veto"). :func:`add_template_veto_to_onnx`
 appends exactly this after the model's ``probs`` (after the RR gate when there is one);
 :meth:`TemplateVeto.apply` is the numpy reference.
 """

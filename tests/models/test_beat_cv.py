@@ -51,6 +51,7 @@ def test_cross_validation_scores_every_condition_and_served_form() -> None:
         seed=0,
         veto=0.5,
         veto_grid=(0.3,),
+        gate_variants={"ns": {"ns_only": True}},
         views=lambda r: [RecordView(polarity=-1)],
         conditions={"inverted": RecordView(polarity=-1)},
     )
@@ -58,7 +59,7 @@ def test_cross_validation_scores_every_condition_and_served_form() -> None:
     out = cross_validate(_load, config, CLASSES, records)
     assert set(out) == {"seconds", "clean", "inverted"}
     for cond in ("clean", "inverted"):
-        assert set(out[cond]) == {"net", "gate", "served", "veto_0.3"}
+        assert set(out[cond]) == {"net", "gate", "gate_ns", "served", "veto_0.3"}
         assert sum(map(sum, out[cond]["served"]["confusion"])) == 3 * 60
     assert out == {**cross_validate(_load, config, CLASSES, records), "seconds": out["seconds"]}
 
