@@ -236,8 +236,17 @@ class SqlStoreBase(ABC):
         """Insert ``rows`` into ``table`` and return the rows of ``suffix``'s ``RETURNING``.
 
         ``columns`` are (name, PostgreSQL type) pairs; here multi-row ``VALUES`` in parts of
-        500 rows (SQLite's bound-parameter limit). PostgreSQL overrides it with one statement.
+        500 rows (SQLite's bound-parameter limit). PostgreSQL overrides :meth:`_insert_rows`
+        with one statement.
         """
+        return self._insert_rows(tx, table, columns, rows, suffix, fetch=True)
+
+    def _insert_rows(
+        self, tx: Tx, table: str, columns: Sequence[tuple[str, str]], rows: Sequence[Row],
+        suffix: str, *, fetch: bool,
+    ) -> list[Row]:  # fmt: skip
+        """:meth:`_insert_returning`, or with ``fetch`` False a ``suffix`` without
+        ``RETURNING`` (an upsert's ``ON CONFLICT``): a few statements for any row count."""
         names = ", ".join(c for c, _ in columns)
         out: list[Row] = []
         for part in chunks(rows, 500):
@@ -246,7 +255,8 @@ class SqlStoreBase(ABC):
                 f"INSERT INTO {table} ({names}) VALUES {marks} {suffix}",  # noqa: S608 - names are our constants
                 [v for row in part for v in row],
             )
-            out += tx.all()
+            if fetch:
+                out += tx.all()
         return out
 
     @abstractmethod

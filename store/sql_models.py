@@ -16,6 +16,8 @@ from store.records import ModelVersion
 from store.sql_base import Row, SqlStoreBase, Tx, dumps, loads, metric_value
 
 _MODEL_COLS = "version, parent, round_id, sha256, size_bytes, format, metrics, card, created_at"
+_METRIC_COLUMNS = (("round_id", "bigint"), ("client_id", "text"), ("name", "text"),
+                   ("value", "float8"))  # fmt: skip
 
 
 def model_from_row(row: Row) -> ModelVersion:
@@ -152,18 +154,25 @@ class ModelsMixin(SqlStoreBase):
     def _upsert_metrics_of(
         self, tx: Tx, round_id: int, by_client: Mapping[str, Mapping[str, float]]
     ) -> None:
-        """Upsert metrics of several clients ("" = the round) in one statement."""
-        rows = [
-            (round_id, cid, str(k), metric_value(k, v))
+        """Upsert metrics of several clients ("" = the round) in one statement.
+
+        One multi-row insert (PostgreSQL: one ``unnest`` of column arrays), not one statement
+        per row: a round of 5,000 clients has tens of thousands of rows, and their one-by-one
+        upserts were 9 % of the aggregator's time.
+        """
+        rows = {
+            (cid, str(k)): (round_id, cid, str(k), metric_value(k, v))
             for cid, metrics in by_client.items()
             for k, v in metrics.items()
-        ]
-        if rows:
-            tx.executemany(
-                "INSERT INTO round_metric (round_id, client_id, name, value) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (round_id, client_id, name) DO UPDATE SET value = excluded.value",
-                rows,
-            )
+        }  # keyed: one statement may not upsert the same row twice (PostgreSQL refuses)
+        self._insert_rows(
+            tx,
+            "round_metric",
+            _METRIC_COLUMNS,
+            list(rows.values()),
+            "ON CONFLICT (round_id, client_id, name) DO UPDATE SET value = excluded.value",
+            fetch=False,
+        )
 
     def record_metrics(
         self, round_id: int, metrics: Mapping[str, float], *, client_id: str | None = None

@@ -117,13 +117,18 @@ class UpdatesMixin(RoundsMixin):
         return self.record_updates(round_id, [update])[0]
 
     def record_updates(self, round_id: int, updates: Sequence[NewUpdate]) -> list[UpdateReceipt]:
-        """Store a batch of one round's updates in one transaction (see the base class)."""
+        """Store a batch of one round's updates in one transaction (see the base class).
+
+        New updates are inserted without looking for them first (``ON CONFLICT DO NOTHING``):
+        one that is already stored (a redelivery) is not inserted and is then judged against
+        the stored copy, as is a refused one that may be stored already. A batch of new
+        updates costs the round's row lock and the insert, not a lookup of every id as well.
+        """
         if any(not u.update_id or not u.client_id for u in updates):
             raise ValueError("update_id and client_id must not be empty")
         shas = [hashlib.sha256(bytes(u.blob)).hexdigest() for u in updates]
         receipts: list[UpdateReceipt | None] = [None] * len(updates)
         with self._tx(write=True) as tx:
-            existing = self._existing_many(tx, [u.update_id for u in updates])
             tx.execute(
                 "SELECT state, selected_clients FROM fl_round WHERE round_id = ?"
                 + self.dialect.share_lock,
@@ -133,27 +138,31 @@ class UpdatesMixin(RoundsMixin):
             selected = invited_set(rnd[1]) if rnd is not None else frozenset()
             fresh: list[int] = []
             again: list[int] = []  # an update id already new in this batch (a resent message)
+            refused: dict[int, str] = {}  # why, unless it turns out to be stored already
             seen: set[str] = set()
             fresh_ids: set[str] = set()
-            for i, (u, sha) in enumerate(zip(updates, shas, strict=True)):
-                old = existing.get(u.update_id)
-                if old is not None:
-                    receipts[i] = self._classify_existing(
-                        tx, old, round_id, u.client_id, sha, len(u.blob)
-                    )
-                    continue
+            for i, u in enumerate(updates):
                 if u.update_id in fresh_ids:
                     again.append(i)
                     continue
                 reason = _refusal(rnd, selected, u, seen)
                 if reason:
-                    receipts[i] = self._log_rejection(
-                        tx, round_id, u.client_id, u.update_id, reason, sha, len(u.blob)
-                    )
+                    refused[i] = reason
                     continue
                 seen.add(u.client_id)
                 fresh_ids.add(u.update_id)
                 fresh.append(i)
+            stored = self._existing_many(tx, [updates[i].update_id for i in refused])
+            for i, reason in refused.items():
+                u = updates[i]
+                old = stored.get(u.update_id)
+                receipts[i] = (
+                    self._classify_existing(tx, old, round_id, u.client_id, shas[i], len(u.blob))
+                    if old is not None
+                    else self._log_rejection(
+                        tx, round_id, u.client_id, u.update_id, reason, shas[i], len(u.blob)
+                    )
+                )
             receipts = self._insert_fresh(tx, round_id, updates, shas, fresh, receipts)
             if again:  # judged against the stored first copy, as if sent after this batch
                 stored = self._existing_many(tx, [updates[i].update_id for i in again])
@@ -173,10 +182,11 @@ class UpdatesMixin(RoundsMixin):
         fresh: list[int],
         receipts: list[UpdateReceipt | None],
     ) -> list[UpdateReceipt | None]:
-        """Multi-row insert of the batch's new updates; a row that lost a race is classified.
+        """Multi-row insert of the batch's new updates; a row not inserted is classified.
 
-        ``RETURNING`` names the rows this transaction inserted: a concurrent replica storing
-        the same update first makes ours a duplicate, not a second acceptance.
+        ``RETURNING`` names the rows this transaction inserted: one stored before (a
+        redelivery, or a concurrent replica storing it first) is a duplicate, not a second
+        acceptance; another update of the client stored first makes it a refusal.
         """
         now = self._clock()
         rows = [

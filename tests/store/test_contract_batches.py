@@ -79,3 +79,45 @@ def test_a_message_repeated_within_one_batch_is_a_duplicate(store: Store) -> Non
         "update_id reused for other content"
     ]
     assert store.count_updates(rid) == 2
+
+
+def test_stored_updates_in_a_batch_are_judged_against_the_stored_copy(store: Store) -> None:
+    # Prepare: c1 and c2 stored; their redeliveries come mixed with new ids of the same clients
+    rid = _open(store, ("c1", "c2", "c3"))
+    store.record_updates(rid, [NewUpdate("c1", "u-1", b"a", 3), NewUpdate("c2", "u-2", b"b", 3)])
+    batch = [
+        NewUpdate("c1", "u-1", b"a", 3),  # redelivery first, then a new id of the same client
+        NewUpdate("c1", "u-1b", b"c", 3),
+        NewUpdate("c2", "u-2b", b"d", 3),  # a new id first, then the redelivery
+        NewUpdate("c2", "u-2", b"b", 3),
+        NewUpdate("c2", "u-2", b"b", 3),  # and again in the same batch
+        NewUpdate("c3", "u-1", b"e", 3),  # a stored id for other content
+        NewUpdate("c3", "u-3", b"f", 3),  # new
+    ]
+    # Execute
+    receipts = store.record_updates(rid, batch)
+    # Assert
+    assert [r.status for r in receipts] == [
+        UpdateStatus.DUPLICATE, UpdateStatus.REJECTED, UpdateStatus.REJECTED,
+        UpdateStatus.DUPLICATE, UpdateStatus.DUPLICATE, UpdateStatus.REJECTED,
+        UpdateStatus.ACCEPTED,
+    ]  # fmt: skip
+    assert (
+        receipts[1].reason == receipts[2].reason == "client already sent an update for this round"
+    )
+    assert receipts[5].reason == "update_id reused for other content"
+    assert sorted(u.update_id for u in store.list_updates(rid)) == ["u-1", "u-2", "u-3"]
+
+
+def test_a_redelivery_after_the_round_closed_is_a_duplicate_in_a_batch(store: Store) -> None:
+    # Prepare
+    rid = _open(store, ("c1", "c2"))
+    store.record_updates(rid, [NewUpdate("c1", "u-1", b"a", 3)])
+    store.claim_round(rid, "w", lease_s=10)
+    # Execute: the stored one again, and a late new one
+    receipts = store.record_updates(rid, [NewUpdate("c1", "u-1", b"a", 3),
+                                          NewUpdate("c2", "u-2", b"b", 3)])  # fmt: skip
+    # Assert
+    assert [r.status for r in receipts] == [UpdateStatus.DUPLICATE, UpdateStatus.REJECTED]
+    assert receipts[1].reason == "round is aggregating"
+    assert [r.update_id for r in store.list_rejected_updates(rid)] == ["u-2"]
