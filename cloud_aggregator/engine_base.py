@@ -28,6 +28,7 @@ from cloud_aggregator.releases import (
     stored_blob,
     version_name,
 )
+from cloud_aggregator.update_cache import DecodedUpdates
 from cloud_aggregator.validation import RejectCounter
 from common import fl_protocol as fl
 from common.errors import ConfigError
@@ -64,6 +65,7 @@ class EngineBase:
         self._releases: dict[int, tuple[fl.ModelRelease, fl.Tensors]] = {}
         self._open: dict[int, Round] = {}  # the open round as last seen (saves a query/update)
         self._selected_sets: dict[int, frozenset[str]] = {}  # its invited clients, as a set
+        self._decoded = DecodedUpdates()  # the open round's valid updates, decoded at intake
         # a closing round's candidates -> the int8 deltas their tensors came from (patches)
         self._downlink: dict[int, tuple[fl.ModelRelease, dict[str, Any]]] = {}
 

@@ -21,6 +21,7 @@ from cloud_aggregator.releases import (
 )
 from cloud_aggregator.robust import RobustPolicy
 from cloud_aggregator.round_aggregation import StoredUpdate, aggregate_round
+from cloud_aggregator.update_cache import decoder
 from common import fl_protocol as fl
 from common.errors import ConfigError
 from common.fl_patch import downlink_tensors, encode_patch, make_patch
@@ -54,6 +55,7 @@ class ClosingMixin(EngineBase):
             StoredUpdate(u.client_id, u.blob or b"", dict(u.metrics))
             for u in self.store.list_updates(rnd.round_id)
         ]
+        kept = self._decoded.take(rnd.round_id)  # what the intake decoded, by wire bytes
         dp, history = closing.dp_setup(self.store, self.s)
         aggregate = functools.partial(
             aggregate_round,
@@ -67,6 +69,7 @@ class ClosingMixin(EngineBase):
             rng=self._rng,
             robust=RobustPolicy(self.s.weight_cap, self.s.norm_mult),
             max_examples=int(rnd.config.get("client", {}).get("max_examples", 1_000_000)),
+            decode=decoder(kept),
         )
         result = aggregate()
         if result is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from cloud_aggregator.engine_base import EngineBase
 from cloud_aggregator.releases import version_name
@@ -19,6 +20,15 @@ from common import protocol as proto
 from store import NewUpdate, NotFoundError, RefusedUpdate, Round, RoundState, UpdateStatus
 
 _LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class Screened:
+    """A screened batch: updates to store (by round, with their input index) and refusals."""
+
+    size: int
+    accepted: dict[int, list[tuple[int, NewUpdate]]] = field(default_factory=dict)
+    refused: list[RefusedUpdate] = field(default_factory=list)
 
 
 class IntakeMixin(EngineBase):
@@ -36,19 +46,31 @@ class IntakeMixin(EngineBase):
         round (a few round trips for the batch, not per update); verdicts in input order.
 
         A refused update is data: counted, logged and, when its round is known, recorded with
-        its reason (refusals in one batch insert too).
+        its reason (refusals in one batch insert too). The two halves, :meth:`screen_many` and
+        :meth:`store_screened`, may run on different threads (the service overlaps them).
         """
-        verdicts: list[UpdateStatus | None] = [None] * len(items)
-        refused: list[RefusedUpdate] = []
-        accepted: dict[int, list[tuple[int, NewUpdate]]] = {}
+        return self.store_screened(self.screen_many(items))
+
+    def screen_many(self, items: Sequence[tuple[str, bytes]]) -> Screened:
+        """Decode, check and validate a batch (no store writes; the engine's thread only)."""
+        screened = Screened(len(items))
         for i, (sender, payload) in enumerate(items):
-            screened = self._screen(sender, payload)
-            if isinstance(screened, RefusedUpdate):
-                refused.append(screened)
-            elif screened is not None:
-                accepted.setdefault(screened[0], []).append((i, screened[1]))
-        self.store.reject_updates(refused)
-        for rid, group in accepted.items():
+            verdict = self._screen(sender, payload)
+            if isinstance(verdict, RefusedUpdate):
+                screened.refused.append(verdict)
+            elif verdict is not None:
+                screened.accepted.setdefault(verdict[0], []).append((i, verdict[1]))
+        return screened
+
+    def store_screened(self, screened: Screened) -> list[UpdateStatus | None]:
+        """Store a screened batch: its refusals and its updates, one transaction per round.
+
+        Touches only the store, the reject counts and the log, so it may run on a writer
+        thread while the engine's thread screens the next batch.
+        """
+        verdicts: list[UpdateStatus | None] = [None] * screened.size
+        self.store.reject_updates(screened.refused)
+        for rid, group in screened.accepted.items():
             receipts = self.store.record_updates(rid, [u for _, u in group])
             for (i, u), receipt in zip(group, receipts, strict=True):
                 verdicts[i] = receipt.status
@@ -84,6 +106,7 @@ class IntakeMixin(EngineBase):
             _LOGGER.warning("round %d: %s update from %s rejected", rid, reason, sender)
             return RefusedUpdate(rid, sender, u.update_id, str(reason), len(payload))
         metrics = dict(u.metrics, bytes=float(len(payload)), compression_error=u.compression_error)
+        self._decoded.put(rid, payload, u)  # the round's aggregation reuses it
         return rid, NewUpdate(sender, u.update_id, payload, u.n_examples, metrics)
 
     def _check(self, u: fl.ClientUpdate, rnd: Round, sender: str) -> Reject | None:

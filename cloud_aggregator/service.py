@@ -28,7 +28,9 @@ from cloud_aggregator.engine import RoundEngine
 from cloud_aggregator.grid import Grid, Inbound
 from cloud_aggregator.ingest import CHANNELS as INGESTED
 from cloud_aggregator.ingest import Ingestor
+from cloud_aggregator.service_batches import BatchesMixin, batch_kind
 from cloud_aggregator.update_chunks import DurableReassembler
+from cloud_aggregator.update_writer import BatchWriter
 from cloud_aggregator.validation import Reject
 from common import fl_protocol as fl
 from common import protocol as proto
@@ -44,7 +46,7 @@ STORE_BACKOFF_MAX_S = 15.0
 BATCH_MAX = 500  # whole updates validated together and stored in one transaction
 
 
-class AggregatorService:
+class AggregatorService(BatchesMixin):
     """Runs federated rounds for one task and ingests device reports.
 
     Parameters
@@ -88,6 +90,7 @@ class AggregatorService:
         self._next_advance = 0.0
         self._in_hand: list[Inbound] = []  # messages whose handling met a store outage
         self._backoff = Backoff(base_s=0.5, max_s=STORE_BACKOFF_MAX_S)
+        self._writer: BatchWriter[Inbound] | None = None  # run() only; step() stores in line
 
     # The engine's state, as callers (CLI, simulations, tests) read and set it.
     @property
@@ -132,17 +135,27 @@ class AggregatorService:
 
         A store outage never ends the service: the step is retried with exponential back-off
         (full jitter, at most :data:`STORE_BACKOFF_MAX_S`), the message in hand kept
-        unacknowledged.
+        unacknowledged. Here batches of updates are stored on a writer thread while the next
+        one is screened (:mod:`cloud_aggregator.service_batches`); the batch in flight is
+        stored (or left unacknowledged) before this returns.
         """
         t_end = None if max_seconds is None else time.monotonic() + max_seconds
-        while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
-            try:
-                self.step()
-                self._backoff.reset()
-            except StoreUnavailableError as exc:
-                delay = self._backoff.next_delay()
-                _LOGGER.warning("store unavailable (%s): retrying in %.1f s", exc.cause, delay)
-                stop.wait(delay)
+        self._writer = BatchWriter()  # batches stored while the next one is screened
+        try:
+            while not stop.is_set() and (t_end is None or time.monotonic() < t_end):
+                try:
+                    self.step()
+                    self._backoff.reset()
+                except StoreUnavailableError as exc:
+                    delay = self._backoff.next_delay()
+                    _LOGGER.warning("store unavailable (%s): retrying in %.1f s", exc.cause, delay)
+                    stop.wait(delay)
+        finally:
+            writer, self._writer = self._writer, None
+            failed = writer.close()
+            if failed is not None:  # unacknowledged: the broker delivers them again
+                _LOGGER.warning("%d updates not stored at stop: %s", len(failed.messages),
+                                failed.error)  # fmt: skip
 
     def step(self) -> None:
         """Drain inbound messages for up to ``poll_s``, then tick the engine.
@@ -150,7 +163,9 @@ class AggregatorService:
         Whole updates and status reports are gathered into batches of up to :data:`BATCH_MAX`
         each, stored in one transaction per batch (updates validated together), then
         acknowledged; other messages (chunks too, also those an older device sends on the
-        whole-update topic) are handled one by one.
+        whole-update topic) are handled one by one. Inside :meth:`run` the last update batch
+        may still be committing on the writer thread when this returns; the round is ticked
+        only once it is stored.
         While messages stream in, the round is re-examined at most every
         :data:`ADVANCE_EVERY_S` (each look is a few store queries over the round's updates).
         Raises StoreUnavailableError when the store is down; the messages in hand are kept and
@@ -167,7 +182,7 @@ class AggregatorService:
                 if msg is None:
                     break
                 busy = True
-                kind = _batched(msg)
+                kind = batch_kind(msg)
                 if kind is not None:
                     batches[kind].append(msg)
                     if len(batches[kind]) >= BATCH_MAX:
@@ -186,6 +201,7 @@ class AggregatorService:
             self._in_hand = [*self._in_hand, *batches["status"], *batches["update"], *backlog]
             raise
         if not busy or time.monotonic() >= self._next_advance:
+            self._settle()  # the round is looked at with every screened update stored
             self._next_advance = time.monotonic() + ADVANCE_EVERY_S
             try:
                 self.engine.tick()
@@ -219,34 +235,6 @@ class AggregatorService:
             )
         self.broker.ack(msg)
 
-    def _handle_batch(self, kind: str, batch: list[Inbound]) -> None:
-        """Store a batch of whole updates (admitted together) or of status reports, then
-        acknowledge every message of it.
-
-        A store outage propagates (nothing acknowledged); any other failure of the batch falls
-        back to one message at a time, so one bad message costs only itself.
-        """
-        if not batch:
-            return
-        items = [(proto.parse_topic(m.topic).ident, m.payload) for m in batch]
-        try:
-            if kind == "update":
-                self.engine.admit_many(items)
-            else:
-                for msg, error in zip(batch, self.ingest.statuses(items), strict=True):
-                    if error is not None:
-                        self.rejects.add(Reject.SCHEMA)
-                        _LOGGER.warning("rejected status on %s: %s", msg.topic[:200], error)
-        except StoreUnavailableError:
-            raise
-        except Exception:  # a message the batch path cannot take: isolate it
-            _LOGGER.warning("a batch of %d %ss failed: handling them one by one", len(batch), kind)
-            for msg in batch:
-                self.handle(msg)
-            return
-        for msg in batch:
-            self.broker.ack(msg)
-
     def _dispatch(self, msg: Inbound) -> None:
         topic = proto.parse_topic(msg.topic)
         if topic.channel in INGESTED:
@@ -263,22 +251,6 @@ class AggregatorService:
     def handle_update(self, sender: str, payload: bytes) -> UpdateStatus | None:
         """Validate and store one whole update (see :meth:`RoundEngine.admit`)."""
         return self.engine.admit(sender, payload)
-
-
-def _batched(msg: Inbound) -> str | None:
-    """``update`` for a whole update on ``update/{client}``, ``status`` for a status report on
-    ``status/{client}``, else None (handled alone: chunks, predictions, bad topics)."""
-    try:
-        t = proto.parse_topic(msg.topic)
-    except proto.ProtocolError:
-        return None
-    if t.rest:
-        return None
-    if t.channel == proto.Channel.STATUS:
-        return "status"
-    if t.channel == proto.Channel.UPDATE and proto.kind_of(msg.payload) != "chunk":
-        return "update"
-    return None
 
 
 def subscriptions(shared_group: str) -> list[str]:

@@ -7,6 +7,7 @@ update is acceptable) and the service logs and counts it. Nothing here raises on
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -89,11 +90,13 @@ def validate_update(
     for name, arr in update.delta.items():
         if tuple(arr.shape) != tuple(shapes[name]):
             return Reject.SHAPE
-    if not all(bool(np.all(np.isfinite(a))) for a in update.delta.values()):
+    norm = l2_norm(update.delta)  # one pass: non-finite when a value is (or it overflowed)
+    if not math.isfinite(norm) and not all(
+        bool(np.all(np.isfinite(a))) for a in update.delta.values()
+    ):
         return Reject.NON_FINITE
     if not 0 < update.n_examples <= policy.max_examples:
         return Reject.EXAMPLES
-    norm = l2_norm(update.delta)
     if not math.isfinite(norm) or norm > policy.norm_bound:
         return Reject.NORM
     if update.compression_error > policy.max_compression_error:
@@ -106,16 +109,21 @@ class RejectCounter:
     """Running counts of rejected updates by reason (for logs, metrics and the web)."""
 
     counts: Counter[str] = field(default_factory=Counter)
+    # the service's thread and its update writer both count (a += is not atomic across threads)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, reason: Reject | str) -> None:
         """Count one reject."""
-        self.counts[str(reason)] += 1
+        with self._lock:
+            self.counts[str(reason)] += 1
 
     @property
     def total(self) -> int:
         """All rejects."""
-        return sum(self.counts.values())
+        with self._lock:  # a key added meanwhile would break the iteration
+            return sum(self.counts.values())
 
     def as_dict(self) -> dict[str, int]:
         """JSON-compatible counts."""
-        return dict(self.counts)
+        with self._lock:
+            return dict(self.counts)

@@ -52,6 +52,65 @@ def test_validate_update(update: ClientUpdate, reason: Reject | None) -> None:
     assert validate_update(update, SHAPES, "v1", ValidationPolicy(norm_bound=10.0)) == reason
 
 
+def _delta(w: float, b: float = 0.0, dtype: type = np.float32) -> dict[str, np.ndarray]:
+    return {"w": np.full((3, 4), w, dtype), "b": np.full(3, b, dtype)}
+
+
+@pytest.mark.parametrize(
+    ("update", "reason"),
+    [
+        (_update(delta=_delta(np.inf)), Reject.NON_FINITE),
+        (_update(delta=_delta(0.1, -np.inf)), Reject.NON_FINITE),
+        (_update(delta=_delta(np.nan), n_examples=0), Reject.NON_FINITE),  # checked first
+        (_update(delta=_delta(1e200, dtype=np.float64)), Reject.NORM),  # squares overflow
+        (_update(delta=_delta(1e200, dtype=np.float64), n_examples=0), Reject.EXAMPLES),
+        (_update(delta=_delta(3e38)), Reject.NORM),  # float32's largest: no overflow in float64
+    ],
+)
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")  # numpy's, as before
+def test_validate_update_tells_non_finite_from_too_long(
+    update: ClientUpdate, reason: Reject
+) -> None:
+    # The norm is one pass over the values: NaN/inf in it is told apart from an overflow
+    assert validate_update(update, SHAPES, "v1", ValidationPolicy(norm_bound=10.0)) == reason
+
+
+def test_l2_norm_matches_the_per_tensor_sum() -> None:
+    # Prepare: seeded tensors of several dtypes and shapes
+    rng = np.random.default_rng(3)
+    tensors = {
+        "a": rng.normal(0, 1, (7, 5)).astype(np.float32),
+        "b": rng.normal(0, 1e3, 11),
+        "c": rng.integers(-5, 5, (2, 2, 2)).astype(np.int8),
+        "d": np.zeros((0, 4), np.float32),
+    }
+    expected = np.sqrt(sum(np.sum(np.asarray(v, np.float64) ** 2) for v in tensors.values()))
+    # Execute / Assert
+    assert l2_norm(tensors) == pytest.approx(expected, rel=1e-12)
+    assert l2_norm({}) == 0.0
+    assert np.isnan(l2_norm({"x": np.array([1.0, np.nan])}))
+
+
+def test_reject_counter_counts_from_several_threads() -> None:
+    # Prepare: the service's thread and its update writer count at the same time
+    import threading
+
+    c = RejectCounter()
+
+    def count(reason: Reject) -> None:
+        for _ in range(20_000):
+            c.add(reason)
+
+    threads = [threading.Thread(target=count, args=(r,)) for r in (Reject.NORM, Reject.LATE) * 2]
+    # Execute
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Assert: no count lost
+    assert c.as_dict() == {"norm": 40_000, "late": 40_000} and c.total == 80_000
+
+
 def test_reject_counter_counts_by_reason() -> None:
     c = RejectCounter()
     for r in (Reject.NORM, Reject.NORM, Reject.SCHEMA):
