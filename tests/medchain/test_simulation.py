@@ -183,6 +183,27 @@ def test_simulate_cli_rhythm_on_cinc_recordings(tmp_path: Path, data_root: Path,
     assert 0 <= out["initial"]["macro_f1"] <= 1 and out["initial"]["recordings"] == 20
 
 
+@pytest.mark.integration
+@pytest.mark.datasets("cinc2017_training", "mitdb", "aftdb")
+def test_simulate_cli_rhythm_over_a_real_broker(tmp_path: Path, data_root: Path, mosquitto: object,
+                                                capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    # Prepare
+    monkeypatch.setenv("MEDCHAIN_DATA", str(data_root))
+    monkeypatch.setenv("MEDCHAIN_CACHE", str(tmp_path / "cache"))
+    url = mosquitto.url  # type: ignore[attr-defined]
+    # Execute: 6 CinC devices in child processes, each on its own MQTT connection
+    rc = medchain_main(["simulate", "--task", "rhythm", "--clients", "cinc2017:6", "--eval-max",
+                        "10", "--grid", "mqtt", "--broker", url, "--mode", "full", "--rounds", "1",
+                        "--drop", "0", "--slow", "0", "--gate-margin", "1",
+                        "--gate-class-margin", "1", "--set", "min_clients=4", "--json",
+                        "--store", f"sqlite:///{tmp_path / 's.db'}", "--max-seconds", "240"])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    # Assert: the round closed; the fleet's stats came back (whole-model updates, int8)
+    assert rc == 0 and out["rounds_closed"] == 1 and out["final"]["recordings"] == 10
+    assert out["uplink_bytes_per_client_round"] > 10_000
+
+
 def test_simulate_cli_rhythm_needs_whole_model_rounds(capsys: pytest.CaptureFixture[str]) -> None:
     # Execute
     rc = medchain_main(["simulate", "--task", "rhythm", "--clients", "cinc2017:5", "--mode", "head"])
