@@ -153,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {"settings": vars(args) | {"record": None}, "arms": results}
     if "central" in results and "federated" in results:
         report["gap_central_minus_federated"] = gaps(results, "central", "federated")
-        report["gap_last5_central_minus_federated"] = gaps(
-            results, "central", "federated", "last5"
-        )
+        report["gap_last5_central_minus_federated"] = gaps(results, "central", "federated", "last5")
     if "federated" in results and "federated_drop30" in results:
         report["gap_federated_minus_drop30"] = gaps(results, "federated", "federated_drop30")
     print(json.dumps(report, indent=1))

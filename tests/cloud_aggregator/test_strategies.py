@@ -84,7 +84,9 @@ def test_server_optimisers_average_batch_norm_statistics(name: str) -> None:
         lowest = min(lowest, float(weights["bn.running_var"].min()))
     # Assert: the statistic settles at 0.05 and never goes below it (Adam's unit-size steps
     # would overshoot below zero); the weight took the optimiser's steps; no moments kept
-    assert lowest >= 0.05 - 1e-6 and float(weights["bn.running_var"][0]) == pytest.approx(0.05, abs=0.01)
+    assert lowest >= 0.05 - 1e-6 and float(weights["bn.running_var"][0]) == pytest.approx(
+        0.05, abs=0.01
+    )
     assert float(weights["bn.weight"][0]) > 5 and "m.bn.running_var" not in state
 
 

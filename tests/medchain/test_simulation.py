@@ -206,7 +206,9 @@ def test_simulate_cli_rhythm_over_a_real_broker(tmp_path: Path, data_root: Path,
 
 def test_simulate_cli_rhythm_needs_whole_model_rounds(capsys: pytest.CaptureFixture[str]) -> None:
     # Execute
-    rc = medchain_main(["simulate", "--task", "rhythm", "--clients", "cinc2017:5", "--mode", "head"])
+    rc = medchain_main(
+        ["simulate", "--task", "rhythm", "--clients", "cinc2017:5", "--mode", "head"]
+    )
     # Assert: one clear line, no traceback
     err = capsys.readouterr().err
     assert rc != 0 and "--mode full" in err and "Traceback" not in err

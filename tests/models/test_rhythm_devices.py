@@ -75,9 +75,7 @@ def test_folds_from_the_reference_file_are_the_cvs_folds(tmp_path: Path) -> None
     labels = {n: int(rng.integers(0, 4)) for n in names}
     folder = tmp_path / "cinc2017_training"
     folder.mkdir()
-    (folder / "REFERENCE-v3.csv").write_text(
-        "".join(f"{n},{LABELS[labels[n]]}\n" for n in names)
-    )
+    (folder / "REFERENCE-v3.csv").write_text("".join(f"{n},{LABELS[labels[n]]}\n" for n in names))
     bank = _bank({n: [10] for n in names}, labels)
     # Execute
     from_reference = reference_folds(LoadOptions(env={"MEDCHAIN_DATA": str(tmp_path)}))
