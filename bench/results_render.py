@@ -247,7 +247,8 @@ def fl_rhythm(r: dict[str, Any]) -> list[Row]:
                      f"{g['mean']:+.2f} ± {g['std']:.2f}"
                      for k, g in r.items() if k.startswith("gap_"))  # fmt: skip
     what = (
-        f"federated vs centralised rhythm student, {s['clients']} CinC 2017 devices, "
+        f"federated vs centralised rhythm student, {s['clients'] or 'every outside the fold:'} "
+        f"{'' if s['clients'] else '6,582 '}CinC 2017 devices, "
         f"{s['rounds']} rounds of {s['cohort']}, {s['seeds']} seeds: fold {s['eval_fold']} "
         "CinC mean N/AF/O F1 (points)"
     )
