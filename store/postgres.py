@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import select
-import time
-import weakref
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -54,48 +51,6 @@ def _translate(url: str, exc: psycopg.Error) -> StoreError:
     if isinstance(exc, psycopg.OperationalError):
         return StoreUnavailableError(url, text)
     return StoreError(f"postgresql: {text}")
-
-
-CHECK_IDLE_S = 2.0  # a pooled connection idle longer than this is checked before it is lent
-
-
-class _RecentUse:
-    """The pool's check, skipped for a connection returned within :data:`CHECK_IDLE_S` that
-    has heard nothing from the server since.
-
-    The check is one round trip per transaction (one in five of a batch of updates': the
-    transaction's start, the round's lock, the insert, the commit). A connection the server
-    ended (a restart, ``pg_terminate_backend``, an idle timeout) has the server's notice or
-    the end of the stream waiting on its socket, so a non-blocking look at the socket finds
-    it without a round trip: such a connection, and any connection idle for longer, is still
-    checked (and replaced when dead).
-    """
-
-    def __init__(self, idle_s: float = CHECK_IDLE_S) -> None:
-        self.idle_s = idle_s
-        self._returned: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
-            weakref.WeakKeyDictionary()
-        )
-
-    def returned(self, conn: psycopg.Connection[Any]) -> None:
-        """The pool's ``reset`` hook: note when the connection came back."""
-        self._returned[conn] = time.monotonic()
-
-    def check(self, conn: psycopg.Connection[Any]) -> None:
-        """The pool's ``check`` hook: ping unless used a moment ago and quiet since."""
-        last = self._returned.get(conn)
-        recent = last is not None and time.monotonic() - last <= self.idle_s
-        if not recent or _server_spoke(conn):
-            psycopg_pool.ConnectionPool.check_connection(conn)
-
-
-def _server_spoke(conn: psycopg.Connection[Any]) -> bool:
-    """Whether an idle connection's socket has input (a termination notice, end of stream,
-    a notification): nothing is expected there between transactions."""
-    try:
-        return bool(select.select([conn.fileno()], [], [], 0)[0])
-    except (OSError, ValueError, psycopg.Error):
-        return True  # no usable socket: let the real check decide
 
 
 def _binary_lists(conn: psycopg.Connection[Any]) -> None:
@@ -163,7 +118,6 @@ class PostgresStore(SqlStore):
         self._conninfo = conninfo
         self._connect_kwargs = connect_kwargs
         self._probe()
-        recent = _RecentUse()
         self._pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
             conninfo,
             min_size=min_size,
@@ -171,8 +125,9 @@ class PostgresStore(SqlStore):
             kwargs=connect_kwargs,
             timeout=pool_timeout_s,
             reconnect_timeout=max(60.0, pool_timeout_s),
-            check=recent.check,
-            reset=recent.returned,
+            # every lend is checked: a connection the server ended (restart, failover,
+            # pg_terminate_backend) may not have said so on its socket yet
+            check=psycopg_pool.ConnectionPool.check_connection,
             configure=_binary_lists,
             name="medchain-store",
             open=False,
