@@ -158,13 +158,20 @@ def test_downlink_carries_only_what_changed(tmp_path: Path, data_root: Path) -> 
     assert all(len(d.subscriptions()) == 3 for d in devices)  # one full release ever asked for
 
 
+@pytest.fixture(scope="module")
+def rhythm_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One preprocessing cache for the rhythm runs of this module (the server's MIT-BIH and
+    AFTDB windows are built once, not per test)."""
+    return tmp_path_factory.mktemp("rhythm-cache")
+
+
 @pytest.mark.datasets("cinc2017_training", "mitdb", "aftdb")
-def test_simulate_cli_rhythm_on_cinc_recordings(tmp_path: Path, data_root: Path,
+def test_simulate_cli_rhythm_on_cinc_recordings(tmp_path: Path, data_root: Path, rhythm_cache: Path,
                                                 capsys: pytest.CaptureFixture[str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     # Prepare
     monkeypatch.setenv("MEDCHAIN_DATA", str(data_root))
-    monkeypatch.setenv("MEDCHAIN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MEDCHAIN_CACHE", str(rhythm_cache))
     store = f"sqlite:///{tmp_path / 's.db'}"
     # Execute: 12 CinC recordings as devices, 20 of fold 0 as the server's validation
     rc = medchain_main(["simulate", "--task", "rhythm", "--clients", "cinc2017:12",
@@ -186,11 +193,12 @@ def test_simulate_cli_rhythm_on_cinc_recordings(tmp_path: Path, data_root: Path,
 @pytest.mark.integration
 @pytest.mark.datasets("cinc2017_training", "mitdb", "aftdb")
 def test_simulate_cli_rhythm_over_a_real_broker(tmp_path: Path, data_root: Path, mosquitto: object,
+                                                rhythm_cache: Path,
                                                 capsys: pytest.CaptureFixture[str],
                                                 monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     # Prepare
     monkeypatch.setenv("MEDCHAIN_DATA", str(data_root))
-    monkeypatch.setenv("MEDCHAIN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MEDCHAIN_CACHE", str(rhythm_cache))
     url = mosquitto.url  # type: ignore[attr-defined]
     # Execute: 6 CinC devices in child processes, each on its own MQTT connection
     rc = medchain_main(["simulate", "--task", "rhythm", "--clients", "cinc2017:6", "--eval-max",
