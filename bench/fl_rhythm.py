@@ -5,8 +5,9 @@ round engine, the devices' trainer, the server's int8 releases; no loop of its o
 own SQLite store, from the same start per seed:
 
 - ``federated``: every sampled CinC recording is one device; ``--cohort`` devices per round
-  (30 % over-selected), FedAvg, SGD on the devices with the release's batch-norm statistics
-  (``norm=frozen``), class weights from the labels the devices reported (``class_balance``);
+  (30 % over-selected), FedAvg, the devices' recipe of ``medchain simulate --task rhythm``
+  (``simulation_rhythm.RECIPE``: SGD at lr 0.002 with the release's batch-norm statistics,
+  class weights from the labels the devices reported);
 - ``federated_drop30``: the same, each invited device drops out with probability 0.3;
 - ``central``: one device holding every recording (``--central``), the same trainer and
   settings (SGD, frozen statistics, class weights by count^-0.5), FedAvg with one update per
@@ -41,6 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import results as registry  # noqa: E402
+from medchain.simulation_rhythm import RECIPE  # noqa: E402
 
 ARMS = ("federated", "central", "federated_drop30")
 DEVICES = 6582  # CinC recordings outside one fold of five (8,228 in all)
@@ -50,13 +52,41 @@ SCORES = ("macro_f1", "af_f1", "f1_N", "f1_O", "f1_noisy")
 def arm_command(arm: str, args: argparse.Namespace, seed: int, store: Path) -> list[str]:
     """The ``medchain simulate`` command line of one arm and seed."""
     clients = "cinc2017" + (f":{args.clients}" if args.clients else "")
-    cmd = [sys.executable, "-m", "medchain", "simulate", "--task", "rhythm", "--mode", "full",
-           "--grid", "memory", "--clients", clients, "--eval-fold", str(args.eval_fold),
-           "--seed", str(seed), "--pretrain-epochs", str(args.pretrain),
-           "--store", f"sqlite:///{store}", "--settings", str(store.parent / "agg.toml"),
-           "--gate-margin", "1", "--gate-class-margin", "1", "--json", "--max-seconds", "36000",
-           "--set", "optimizer=sgd", "--set", f"lr={args.client_lr}", "--set", "local_epochs=1",
-           "--set", "norm=frozen", "--set", f"class_balance={args.class_balance}"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "medchain",
+        "simulate",
+        "--task",
+        "rhythm",
+        "--mode",
+        "full",
+        "--grid",
+        "memory",
+        "--clients",
+        clients,
+        "--eval-fold",
+        str(args.eval_fold),
+        "--seed",
+        str(seed),
+        "--pretrain-epochs",
+        str(args.pretrain),
+        "--store",
+        f"sqlite:///{store}",
+        "--settings",
+        str(store.parent / "agg.toml"),
+        "--gate-margin",
+        "1",
+        "--gate-class-margin",
+        "1",
+        "--json",
+        "--max-seconds",
+        "36000",
+    ]
+    # the devices' recipe is simulate's for the rhythm task (simulation_rhythm.RECIPE)
+    for key in ("client_lr", "class_balance"):
+        if getattr(args, key) is not None:
+            cmd += ["--set", f"{key.removeprefix('client_')}={getattr(args, key)}"]
     if args.eval_max:
         cmd += ["--eval-max", str(args.eval_max)]
     if arm == "central":
@@ -129,8 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-fold", type=int, default=0)
     p.add_argument("--eval-max", type=int, default=0, help="held-out recordings (0 = the fold)")
     p.add_argument("--pretrain", type=int, default=10, help="epochs on the server's windows")
-    p.add_argument("--client-lr", type=float, default=0.05)
-    p.add_argument("--class-balance", type=float, default=0.5)
+    p.add_argument("--client-lr", type=float, default=None, help="default: simulate's recipe")
+    p.add_argument("--class-balance", type=float, default=None, help="default: the recipe's")
     p.add_argument("--batch", type=int, default=128, help="central arm's batch (about a cohort)")
     p.add_argument("--jobs", type=int, default=2, help="runs at once (one core each)")
     registry.add_record_argument(p, "fl_rhythm")
@@ -150,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         list(pool.map(one, jobs))
     results = {a: dict(sorted(r.items())) for a, r in results.items()}
-    report: dict[str, Any] = {"settings": vars(args) | {"record": None}, "arms": results}
+    report: dict[str, Any] = {"settings": vars(args) | {"record": None, "recipe": RECIPE},
+                              "arms": results}  # fmt: skip
     if "central" in results and "federated" in results:
         report["gap_central_minus_federated"] = gaps(results, "central", "federated")
         report["gap_last5_central_minus_federated"] = gaps(results, "central", "federated", "last5")

@@ -95,7 +95,7 @@ def run_in_memory(
 def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from rich.console import Console
 
-    from cloud_aggregator.cli import _kv, _settings
+    from cloud_aggregator.cli import _settings
     from cloud_aggregator.simulate import (
         SimulationPlan,
         resolve_records,
@@ -115,7 +115,7 @@ def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         records=() if rhythm else resolve_records(args.clients),
         rounds=args.rounds,
         strategy=args.strategy,
-        client_config={"deadline_s": s.deadline_s, "mode": args.mode, **_kv(args.set)},
+        client_config={"deadline_s": s.deadline_s, "mode": args.mode, **_client_config(args)},
         drop=args.drop,
         slow=args.slow,
         slow_s=args.slow_s,
@@ -170,6 +170,18 @@ def _simulate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             f" final: {result['final']}"
         )
     return 0 if result["rounds_closed"] == plan.rounds else 1
+
+
+def _client_config(args: argparse.Namespace) -> dict[str, Any]:
+    """``--set`` pairs; for the rhythm task on top of its recipe (``simulation_rhythm.RECIPE``)."""
+    from cloud_aggregator.cli import _kv
+
+    overrides = _kv(args.set)
+    if args.task != "rhythm":
+        return overrides
+    from medchain.simulation_rhythm import client_config
+
+    return client_config(overrides)
 
 
 def _printer(console: Any, total: int) -> Any:

@@ -220,3 +220,15 @@ def test_simulate_cli_rhythm_needs_whole_model_rounds(capsys: pytest.CaptureFixt
     # Assert: one clear line, no traceback
     err = capsys.readouterr().err
     assert rc != 0 and "--mode full" in err and "Traceback" not in err
+
+
+def test_rhythm_runs_take_the_chosen_recipe_unless_set_otherwise() -> None:
+    # Prepare
+    from medchain.simulation_rhythm import RECIPE, client_config
+
+    # Execute
+    default = client_config({})
+    mine = client_config({"lr": 0.05, "mu": 0.01})
+    # Assert: SGD on the device at the lr chosen on fold 1; --set wins, key by key
+    assert default == RECIPE and default["optimizer"] == "sgd" and default["lr"] == 0.002
+    assert mine["lr"] == 0.05 and mine["mu"] == 0.01 and mine["norm"] == "frozen"
