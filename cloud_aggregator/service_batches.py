@@ -74,8 +74,11 @@ class BatchesMixin:
     def _store_batch(self, screened: Screened, batch: list[Inbound]) -> None:
         """The writer thread's work: store a screened batch, then acknowledge it."""
         self.engine.store_screened(screened)
-        for msg in batch:
-            self.broker.ack(msg)
+        for k, msg in enumerate(batch):
+            try:
+                self.broker.ack(msg)
+            except Exception as exc:
+                raise PartlyAcknowledged(batch[k:]) from exc
 
     def _settle(self) -> None:
         """Wait for the batch in flight on the writer (if any) and take a failed one back.
@@ -89,14 +92,27 @@ class BatchesMixin:
         if isinstance(failed.error, StoreUnavailableError):
             self._in_hand = [*failed.messages, *self._in_hand]
             raise failed.error
-        _LOGGER.warning("storing a batch of %d updates failed (%s): one by one",
-                        len(failed.messages), failed.error)  # fmt: skip
-        for k, msg in enumerate(failed.messages):
+        # acknowledged ones are not handed back: a second ack of an MQTT packet id can
+        # acknowledge a newer message sent under the same id, before it is stored
+        messages = list(getattr(failed.error, "unacked", failed.messages))
+        _LOGGER.warning("storing a batch of %d updates failed (%s): %d one by one",
+                        len(failed.messages), failed.error.__cause__ or failed.error,
+                        len(messages))  # fmt: skip
+        for k, msg in enumerate(messages):
             try:
                 self.handle(msg)
             except StoreUnavailableError:
-                self._in_hand = [*failed.messages[k:], *self._in_hand]
+                self._in_hand = [*messages[k:], *self._in_hand]
                 raise
+
+
+class PartlyAcknowledged(Exception):
+    """A stored batch whose acknowledgements failed at ``unacked[0]`` (the cause chained):
+    those are handled again (stored once: updates are idempotent), the others left alone."""
+
+    def __init__(self, unacked: list[Inbound]) -> None:
+        super().__init__(f"{len(unacked)} message(s) of a stored batch not acknowledged")
+        self.unacked = unacked
 
 
 def batch_kind(msg: Inbound) -> str | None:

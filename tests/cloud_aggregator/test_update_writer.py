@@ -141,3 +141,38 @@ def test_a_batch_failing_on_the_writer_is_handled_again(
     assert store.count_updates(rid) == len(CLIENTS)
     assert sorted(m for m in broker.acked if m in mids) == mids
     assert broker.stored_at_ack == dict.fromkeys(mids, True)
+
+
+class AckFailingBroker(CommitCheckingBroker):
+    """Its acknowledgement of the second message it is asked for fails once (the connection
+    dropped between two acks)."""
+
+    def __init__(self, store: Store, round_id: int) -> None:
+        super().__init__(store, round_id)
+        self.calls = 0
+
+    def ack(self, msg: Inbound) -> None:
+        self.calls += 1
+        if self.calls == 2:
+            raise ConnectionError("broker connection lost")
+        super().ack(msg)
+
+
+def test_a_batch_whose_acks_fail_half_way_acknowledges_no_message_twice(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: the three updates in one batch; the second ack fails after the commit
+    store, service, _fake, rnd = open_round(backend)
+    broker = AckFailingBroker(store, rnd.round_id)
+    broker._mid = 100  # noqa: SLF001 - ids apart from the statuses' ones
+    service.broker = broker  # type: ignore[assignment]
+    service._backoff.base_s = 0.01  # noqa: SLF001 - keep the test fast
+    mids = [broker.put_update(cid, update_payload(rnd, cid)) for cid in CLIENTS]
+    # Execute
+    _run_until_acked(service, broker, mids)
+    # Assert: stored once each; each acknowledged exactly once (a second ack of an MQTT packet
+    # id may acknowledge a newer message the broker sent under the same id, before its commit)
+    assert broker.calls >= 4
+    assert store.count_updates(rnd.round_id) == len(CLIENTS)
+    assert sorted(m for m in broker.acked if m in mids) == mids
+    assert broker.stored_at_ack == dict.fromkeys(mids, True)
