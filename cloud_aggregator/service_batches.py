@@ -126,6 +126,11 @@ def batch_kind(msg: Inbound) -> str | None:
         return None
     if t.channel == proto.Channel.STATUS:
         return "status"
-    if t.channel == proto.Channel.UPDATE and proto.kind_of(msg.payload) != "chunk":
-        return "update"
-    return None
+    if t.channel != proto.Channel.UPDATE:
+        return None
+    # The screening parses an update's header: here a peek is enough. A chunk (rare) is
+    # parsed to be sure, so a malformed one is refused by the screening as before.
+    kind = proto.peek_kind(msg.payload)
+    if kind is None or kind == "chunk":
+        kind = proto.kind_of(msg.payload)
+    return None if kind == "chunk" else "update"

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from common.header_json import parse_header
 from common.wire_fields import ProtocolError as ProtocolError  # re-exported: the wire error
 
 PREFIX = "medchain/v1"
@@ -192,44 +193,6 @@ def encode(kind: str, body: dict[str, Any], blob: bytes = b"") -> bytes:
     return _HEAD.pack(MAGIC, SCHEMA_VERSION, len(raw)) + raw + blob
 
 
-MAX_INT_DIGITS = 19  # a JSON integer longer than this cannot fit a 64-bit column
-
-
-def _bounded_int(text: str) -> int:
-    """JSON integer hook: refuse huge literals before Python converts them (5000 digits)."""
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise ProtocolError(f"integer of {len(text)} characters in the header")
-    return int(text)
-
-
-def _finite_float(text: str) -> float:
-    """JSON number hook: ``1e999`` parses as infinity; refuse it."""
-    val = float(text)
-    if val != val or val in (float("inf"), float("-inf")):
-        raise ProtocolError(f"non-finite number {text[:40]!r} in the header")
-    return val
-
-
-def _no_constant(name: str) -> Any:
-    """JSON hook for the non-standard literals ``NaN``, ``Infinity`` and ``-Infinity``."""
-    raise ProtocolError(f"non-finite literal {name} in the header")
-
-
-def _parse_header(raw: bytes) -> Any:
-    """The header's JSON, with integers bounded and no non-finite numbers (ProtocolError)."""
-    try:
-        return json.loads(
-            raw.decode(),
-            parse_int=_bounded_int,
-            parse_float=_finite_float,
-            parse_constant=_no_constant,
-        )
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"header is not JSON: {exc}") from exc
-    except RecursionError as exc:
-        raise ProtocolError("header JSON nested too deep") from exc
-
-
 def kind_of(payload: bytes) -> str | None:
     """The ``kind`` of an envelope from its header alone (blob not verified); None if malformed.
 
@@ -241,11 +204,48 @@ def kind_of(payload: bytes) -> str | None:
     if magic != MAGIC or version != SCHEMA_VERSION or hlen > MAX_HEADER:
         return None
     try:
-        header = _parse_header(payload[_HEAD.size : _HEAD.size + hlen])
+        header = parse_header(payload[_HEAD.size : _HEAD.size + hlen])
     except ProtocolError:
         return None
     kind = header.get("kind") if isinstance(header, dict) else None
     return kind if isinstance(kind, str) else None
+
+
+_KIND_FIRST = b'{"kind":"'  # how every header from encode() starts (json.dumps keeps key order)
+
+
+def peek_kind(payload: bytes) -> str | None:
+    """The ``kind`` of an envelope whose header starts as :func:`encode` writes it, read
+    without parsing the JSON; None for any other header (then :func:`kind_of` tells).
+
+    A router peeks so that a message's header is parsed once, by its decoder. Where it answers,
+    the answer is the ``kind`` a parse finds if the JSON is valid: the header starts with
+    ``{"kind":"``, spells ``"kind"`` once and holds no backslash, so no escaped key can name
+    ``kind`` a second time and the value holds no escape. The JSON itself is not checked.
+
+    >>> peek_kind(encode("update", {"n_examples": 3}))
+    'update'
+    >>> peek_kind(encode("update", {"kind": "chunk"})) is None
+    True
+    """
+    if len(payload) < _HEAD.size:
+        return None
+    magic, version, hlen = _HEAD.unpack_from(payload)
+    start, end = _HEAD.size, _HEAD.size + hlen
+    if magic != MAGIC or version != SCHEMA_VERSION or hlen > MAX_HEADER or end > len(payload):
+        return None
+    close = payload.find(b'"', start + len(_KIND_FIRST), end)
+    if (
+        close < 0
+        or not payload.startswith(_KIND_FIRST, start, end)
+        or payload.count(b'"kind"', start, end) != 1
+        or payload.find(b"\\", start, end) >= 0
+    ):
+        return None
+    try:
+        return payload[start + len(_KIND_FIRST) : close].decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def decode(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> Envelope:
@@ -276,7 +276,7 @@ def decode(payload: bytes, max_size: int = DEFAULT_MAX_PAYLOAD) -> Envelope:
         )
     if hlen > MAX_HEADER or _HEAD.size + hlen > len(payload):
         raise ProtocolError(f"header length {hlen} does not fit a {len(payload)}-byte payload")
-    header = _parse_header(payload[_HEAD.size : _HEAD.size + hlen])
+    header = parse_header(payload[_HEAD.size : _HEAD.size + hlen])
     if not isinstance(header, dict) or not isinstance(header.get("kind"), str):
         raise ProtocolError("header lacks a 'kind' string")
     body = header.get("body", {})

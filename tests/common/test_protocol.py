@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import doctest
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -109,3 +111,64 @@ def test_decode_of_corrupted_valid_payload(blob: bytes, pos: int) -> None:
 )
 def test_kind_of_reads_the_header_only(payload: bytes, kind: str | None) -> None:
     assert p.kind_of(payload) == kind
+
+
+def _raw_header(text: str, blob: bytes = b"") -> bytes:
+    """An envelope around header text given verbatim (no hash: peeking never reads the blob)."""
+    raw = text.encode()
+    return p._HEAD.pack(p.MAGIC, p.SCHEMA_VERSION, len(raw)) + raw + blob
+
+
+@pytest.mark.parametrize(
+    ("payload", "kind"),
+    [
+        (p.encode("update", {"n": 1}, b"x" * 10), "update"),
+        (p.encode("chunk", {"seq": 0}, b"x" * 10), "chunk"),
+        (_raw_header('{"kind":"chunk"'), "chunk"),  # invalid JSON: not checked (kind_of is)
+        (_raw_header('{"kind": "chunk"}'), None),  # not encode's spacing
+        (_raw_header('{"body":{},"kind":"chunk"}'), None),  # kind not first
+        (_raw_header('{"kind":"update","\\u006bind":"chunk"}'), None),  # escaped second kind
+        (_raw_header('{"kind":"update","kind":"chunk"}'), None),  # the parse keeps the last
+        (_raw_header('{"kind":"chu\\u006ek"}'), None),  # escaped value
+        (p.encode("update", {"kind": "x"}), None),
+        (p.encode("update", {})[:-1], None),  # header longer than the payload
+        (b"XX" + p.encode("update", {})[2:], None),
+        (b"\x00garbage", None),
+    ],
+)
+def test_peek_kind_reads_headers_as_encode_writes_them(payload: bytes, kind: str | None) -> None:
+    # Execute / Assert
+    assert p.peek_kind(payload) == kind
+
+
+def test_peek_kind_refuses_a_kind_of_invalid_utf8() -> None:
+    # Prepare
+    raw = b'{"kind":"\xff"}'
+    payload = p._HEAD.pack(p.MAGIC, p.SCHEMA_VERSION, len(raw)) + raw
+    # Execute / Assert
+    assert p.peek_kind(payload) is None
+
+
+_BODY = st.dictionaries(
+    st.sampled_from(["kind", "n", "name", "k\\ind", "seq"]),
+    st.one_of(st.integers(), st.text(max_size=6), st.sampled_from(['"kind"', "kind", "\\"])),
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.text(max_size=8), body=_BODY, cut=st.integers(min_value=0, max_value=200))
+def test_peek_kind_agrees_with_kind_of(kind: str, body: dict[str, object], cut: int) -> None:
+    # Prepare: encoded envelopes, some cut short
+    payload = p.encode(kind, body, b"blob")
+    payload = payload[:cut] if cut % 2 == 0 else payload
+    # Execute
+    peeked, parsed = p.peek_kind(payload), p.kind_of(payload)
+    # Assert: a peek is the parse's answer whenever the header parses
+    assert peeked is None or parsed is None or peeked == parsed
+    if parsed is not None and b"\\" not in payload and payload.count(b'"kind"') == 1:
+        assert peeked == parsed  # and it answers for every header written as encode writes
+
+
+def test_doctests() -> None:
+    assert doctest.testmod(p).failed == 0
