@@ -20,14 +20,18 @@ AFTDB windows (a random start did not get past predicting N within 60 rounds in 
 The server scores every round on held-out recordings of one fold of the rhythm CV
 (``--eval-fold``; the release gate and the screening of suspect updates are off, so the held-out
 fold never steers training). Settings were chosen on the development fold 1; report fold 0.
-Prints a table, then JSON (``--record`` keeps it in docs/results/).
+Prints a table, then JSON (``--record`` keeps it in docs/results/). ``--grid mqtt`` runs every
+arm's devices on their own MQTT connections to a private Mosquitto (one per run).
 
     OMP_NUM_THREADS=1 nice python bench/fl_rhythm.py --rounds 100 --seeds 3 --record
+    OMP_NUM_THREADS=1 python bench/fl_rhythm.py --grid mqtt --clients 1000 --rounds 25 \
+        --arms federated,central --record fl_rhythm_mqtt
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -43,14 +47,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import results as registry  # noqa: E402
 from medchain.simulation_rhythm import RECIPE  # noqa: E402
+from tests.support.services import run_mosquitto  # noqa: E402
 
 ARMS = ("federated", "central", "federated_drop30")
 DEVICES = 6582  # CinC recordings outside one fold of five (8,228 in all)
 SCORES = ("macro_f1", "af_f1", "f1_N", "f1_O", "f1_noisy")
 
 
-def arm_command(arm: str, args: argparse.Namespace, seed: int, store: Path) -> list[str]:
-    """The ``medchain simulate`` command line of one arm and seed."""
+def arm_command(
+    arm: str, args: argparse.Namespace, seed: int, store: Path, broker: str = ""
+) -> list[str]:
+    """The ``medchain simulate`` command line of one arm and seed (over ``broker`` if given)."""
     clients = "cinc2017" + (f":{args.clients}" if args.clients else "")
     cmd = [
         sys.executable,
@@ -61,8 +68,6 @@ def arm_command(arm: str, args: argparse.Namespace, seed: int, store: Path) -> l
         "rhythm",
         "--mode",
         "full",
-        "--grid",
-        "memory",
         "--clients",
         clients,
         "--eval-fold",
@@ -89,6 +94,11 @@ def arm_command(arm: str, args: argparse.Namespace, seed: int, store: Path) -> l
             cmd += ["--set", f"{key.removeprefix('client_')}={getattr(args, key)}"]
     if args.eval_max:
         cmd += ["--eval-max", str(args.eval_max)]
+    if broker:  # every device on its own connection; no slow devices, as in memory
+        cmd += ["--grid", "mqtt", "--broker", broker, "--slow", "0",
+                "--set", f"deadline_s={args.deadline}"]  # fmt: skip
+    else:
+        cmd += ["--grid", "memory"]
     if arm == "central":
         epochs = max(1, round(args.rounds * args.cohort * 1.3 / (args.clients or DEVICES)))
         return cmd + ["--central", "--strategy", "fedavg", "--rounds", str(epochs), "--drop", "0",
@@ -105,8 +115,11 @@ def run_arm(arm: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
         # the held-out fold reports only: no round picks between candidates on it
         (Path(tmp) / "agg.toml").write_text("[aggregator]\nscreen_suspects = false\n")
         t0 = time.monotonic()
-        out = subprocess.run(arm_command(arm, args, seed, store), capture_output=True,
-                             text=True, env=dict(os.environ), check=False)  # fmt: skip
+        with contextlib.ExitStack() as stack:
+            # a broker of its own per run: runs at once would share topics and device ids
+            url = stack.enter_context(run_mosquitto()).url if args.grid == "mqtt" else ""
+            out = subprocess.run(arm_command(arm, args, seed, store, url), capture_output=True,
+                                 text=True, env=dict(os.environ), check=False)  # fmt: skip
         if out.returncode != 0:
             raise SystemExit(f"{arm} seed {seed} failed:\n{out.stderr[-3000:]}")
         summary: dict[str, Any] = json.loads(out.stdout)
@@ -163,6 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--class-balance", type=float, default=None, help="default: the recipe's")
     p.add_argument("--batch", type=int, default=128, help="central arm's batch (about a cohort)")
     p.add_argument("--jobs", type=int, default=2, help="runs at once (one core each)")
+    p.add_argument("--grid", choices=("memory", "mqtt"), default="memory",
+                   help="mqtt: each run's devices over a private Mosquitto")  # fmt: skip
+    p.add_argument("--deadline", type=float, default=120.0, help="mqtt: round deadline, s")
     registry.add_record_argument(p, "fl_rhythm")
     args = p.parse_args(argv)
     arms = [a for a in args.arms.split(",") if a]

@@ -249,6 +249,7 @@ def fl_rhythm(r: dict[str, Any]) -> list[Row]:
     what = (
         f"federated vs centralised rhythm student, {s['clients'] or 'every outside the fold:'} "
         f"{'' if s['clients'] else '6,582 '}CinC 2017 devices, "
+        f"{'each on its own MQTT connection, ' if s.get('grid') == 'mqtt' else ''}"
         f"{s['rounds']} rounds of {s['cohort']}, {s['seeds']} seeds: fold {s['eval_fold']} "
         "CinC mean N/AF/O F1 (points)"
     )
@@ -290,6 +291,7 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "fl_compare_full": ("federated", fl_compare),
     "fl_compare_mqtt": ("federated", fl_compare),
     "fl_rhythm": ("federated", fl_rhythm),
+    "fl_rhythm_mqtt": ("federated", fl_rhythm),
     "qrs_detection": ("signals & devices", qrs_detection),
     "bridge_h10_hr": ("signals & devices", bridge_h10_hr),
     "ppg_hr": ("signals & devices", ppg_hr),
