@@ -59,39 +59,16 @@ def arm_command(
 ) -> list[str]:
     """The ``medchain simulate`` command line of one arm and seed (over ``broker`` if given)."""
     clients = "cinc2017" + (f":{args.clients}" if args.clients else "")
-    cmd = [
-        sys.executable,
-        "-m",
-        "medchain",
-        "simulate",
-        "--task",
-        "rhythm",
-        "--mode",
-        "full",
-        "--clients",
-        clients,
-        "--eval-fold",
-        str(args.eval_fold),
-        "--seed",
-        str(seed),
-        "--pretrain-epochs",
-        str(args.pretrain),
-        "--store",
-        f"sqlite:///{store}",
-        "--settings",
-        str(store.parent / "agg.toml"),
-        "--gate-margin",
-        "1",
-        "--gate-class-margin",
-        "1",
-        "--json",
-        "--max-seconds",
-        "36000",
-    ]
+    cmd = [sys.executable, "-m", "medchain", "simulate", "--task", "rhythm", "--mode", "full",
+           "--clients", clients, "--eval-fold", str(args.eval_fold), "--seed", str(seed),
+           "--pretrain-epochs", str(args.pretrain), "--store", f"sqlite:///{store}",
+           "--settings", str(store.parent / "agg.toml"), "--gate-margin", "1",
+           "--gate-class-margin", "1", "--json", "--max-seconds", "36000"]  # fmt: skip
     # the devices' recipe is simulate's for the rhythm task (simulation_rhythm.RECIPE)
-    for key in ("client_lr", "class_balance"):
-        if getattr(args, key) is not None:
-            cmd += ["--set", f"{key.removeprefix('client_')}={getattr(args, key)}"]
+    if args.client_lr is not None:
+        cmd += ["--set", f"lr={args.client_lr}"]
+    if args.class_balance is not None:
+        cmd += ["--set", f"class_balance={args.class_balance}"]
     if args.eval_max:
         cmd += ["--eval-max", str(args.eval_max)]
     if broker:  # every device on its own connection; no slow devices, as in memory

@@ -94,9 +94,10 @@ class BatchesMixin:
             raise failed.error
         # acknowledged ones are not handed back: a second ack of an MQTT packet id can
         # acknowledge a newer message sent under the same id, before it is stored
-        messages = list(getattr(failed.error, "unacked", failed.messages))
+        error = failed.error
+        messages = error.unacked if isinstance(error, PartlyAcknowledged) else failed.messages
         _LOGGER.warning("storing a batch of %d updates failed (%s): %d one by one",
-                        len(failed.messages), failed.error.__cause__ or failed.error,
+                        len(failed.messages), error.__cause__ or error,
                         len(messages))  # fmt: skip
         for k, msg in enumerate(messages):
             try:
