@@ -5,12 +5,13 @@ round engine, the devices' trainer, the server's int8 releases; no loop of its o
 own SQLite store, from the same start per seed:
 
 - ``federated``: every sampled CinC recording is one device; ``--cohort`` devices per round
-  (30 % over-selected), FedAvg, the devices' recipe of ``medchain simulate --task rhythm``
+  (30 % over-selected), the devices' recipe of ``medchain simulate --task rhythm``
   (``simulation_rhythm.RECIPE``: SGD at lr 0.002 with the release's batch-norm statistics,
-  class weights from the labels the devices reported);
+  class weights from the labels the devices reported), FedAvg with the server momentum of
+  ``simulation_rhythm.SERVER_STEP`` (0.9, server lr 0.15);
 - ``federated_drop30``: the same, each invited device drops out with probability 0.3;
 - ``central``: one device holding every recording (``--central``), the same trainer and
-  settings (SGD, frozen statistics, class weights by count^-0.5), FedAvg with one update per
+  settings (SGD, frozen statistics, class weights by count^-0.5), plain FedAvg with one update per
   round = one epoch of local SGD in batches of ``--batch``, for as many recording visits as
   the federated arm's rounds (the control that isolates federation).
 
@@ -46,7 +47,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import results as registry  # noqa: E402
-from medchain.simulation_rhythm import RECIPE  # noqa: E402
+from medchain.simulation_rhythm import RECIPE, SERVER_STEP  # noqa: E402
 from tests.support.services import run_mosquitto  # noqa: E402
 
 ARMS = ("federated", "central", "federated_drop30")
@@ -173,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         list(pool.map(one, jobs))
     results = {a: dict(sorted(r.items())) for a, r in results.items()}
-    report: dict[str, Any] = {"settings": vars(args) | {"record": None, "recipe": RECIPE},
-                              "arms": results}  # fmt: skip
+    chosen = {"record": None, "recipe": RECIPE, "server_step": SERVER_STEP}
+    report: dict[str, Any] = {"settings": vars(args) | chosen, "arms": results}
     if "central" in results and "federated" in results:
         report["gap_central_minus_federated"] = gaps(results, "central", "federated")
         report["gap_last5_central_minus_federated"] = gaps(results, "central", "federated", "last5")

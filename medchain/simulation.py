@@ -181,7 +181,7 @@ def _client_config(args: argparse.Namespace) -> dict[str, Any]:
         return overrides
     from medchain.simulation_rhythm import client_config
 
-    return client_config(overrides)
+    return client_config(overrides, args.strategy, args.central)
 
 
 def _printer(console: Any, total: int) -> Any:

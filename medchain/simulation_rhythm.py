@@ -50,9 +50,23 @@ class RhythmRun:
     initial: dict[str, float]
 
 
-def client_config(overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """The round config of a rhythm run: :data:`RECIPE` with ``overrides`` (``--set``) on top."""
-    return {**RECIPE, **overrides}
+# The server's step of a federated rhythm run with FedAvg (FedAvgM, Hsu et al. 2019), chosen on
+# fold 1 (6,582 devices, 50 rounds, seed 0; rounds 31-50): plain FedAvg 0.595 (SD 0.028 between
+# rounds), momentum 0.9 at server lr 0.15 0.623 (SD 0.011), at 0.25 0.621 (0.015). One device
+# step at lr 0.002 moves the model little, and a larger one throws the sharp start (server lr 3
+# collapsed at round 10); momentum adds up what the cohorts agree on and averages out what
+# one cohort's labels pull to.
+SERVER_STEP: dict[str, float] = {"momentum": 0.9, "server_lr": 0.15}
+
+
+def client_config(
+    overrides: Mapping[str, Any], strategy: str = "fedavg", central: bool = False
+) -> dict[str, Any]:
+    """The round config of a rhythm run: :data:`RECIPE`, with :data:`SERVER_STEP` for a
+    federated FedAvg run (the centralised baseline trains plainly), ``overrides`` (``--set``)
+    on top."""
+    server = {"strategy_params": dict(SERVER_STEP)} if strategy == "fedavg" and not central else {}
+    return {**RECIPE, **server, **overrides}
 
 
 def parse_clients(spec: str) -> int | None:

@@ -90,6 +90,42 @@ def test_server_optimisers_average_batch_norm_statistics(name: str) -> None:
     assert float(weights["bn.weight"][0]) > 5 and "m.bn.running_var" not in state
 
 
+def test_fedavg_momentum_builds_up_along_agreeing_rounds_and_survives_a_restart() -> None:
+    # Prepare: every round's devices moved "a" by 0.1
+    strategy = make_strategy("fedavg", server_lr=0.5, momentum=0.5)
+    weights, state = _w(0.0), {}
+    steps = []
+    # Execute: the state is what the store keeps with each release
+    for _ in range(4):
+        new, state = strategy.aggregate(weights, [(_w(0.1), 10)], dict(state))
+        steps.append(round(float(new["a"][0, 0] - weights["a"][0, 0]), 6))
+        weights = new
+    # Assert: 0.5 * (0.1, 0.15, 0.175, 0.1875), towards 0.5 / (1 - 0.5) * 0.1
+    assert steps == [0.05, 0.075, 0.0875, 0.09375]
+    assert set(state) == {"fedavg.v.a", "fedavg.v.b"}
+
+
+def test_fedavg_momentum_keeps_the_buffer_of_a_tensor_nobody_trained() -> None:
+    strategy = make_strategy("fedavg", momentum=0.9)
+    _, state = strategy.aggregate(_w(0.0), [(_w(1.0), 1)], {})
+    head_only = ({"a": np.zeros((2, 3), np.float32)}, 1)
+    new, state2 = strategy.aggregate(_w(0.0), [head_only], state)
+    np.testing.assert_allclose(new["b"], 0.0)  # "b" not sent this round: not moved
+    np.testing.assert_allclose(state2["fedavg.v.b"], state["fedavg.v.b"])
+
+
+def test_fedavg_scales_the_weights_step_but_averages_batch_norm_statistics() -> None:
+    weights = {"bn.running_var": np.ones(2, np.float32), "bn.weight": np.ones(2, np.float32)}
+    delta = {
+        "bn.running_var": np.full(2, -0.5, np.float32),
+        "bn.weight": np.full(2, 0.1, np.float32),
+    }
+    new, state = make_strategy("fedavg", server_lr=3.0).aggregate(weights, [(delta, 1)], {})
+    np.testing.assert_allclose(new["bn.running_var"], 0.5)  # scaled by 3 it would be -0.5
+    np.testing.assert_allclose(new["bn.weight"], 1.3, rtol=1e-6)
+    assert state == {}  # no momentum, nothing to keep
+
+
 def test_fedprox_sets_mu_in_the_round_config() -> None:
     assert make_strategy("fedprox", mu=0.1).configure(RoundConfig()).mu == 0.1
     assert make_strategy("fedavg").configure(RoundConfig(mu=0.0)).mu == 0.0
@@ -101,6 +137,8 @@ def test_fedprox_sets_mu_in_the_round_config() -> None:
         ("nope", {}),
         ("fedprox", {"mu": 0.0}),
         ("fedavg", {"bogus": 1.0}),
+        ("fedavg", {"server_lr": 0.0}),
+        ("fedavg", {"momentum": 1.0}),
         ("trimmed_mean", {"beta": 0.6}),
     ],
 )

@@ -224,11 +224,16 @@ def test_simulate_cli_rhythm_needs_whole_model_rounds(capsys: pytest.CaptureFixt
 
 def test_rhythm_runs_take_the_chosen_recipe_unless_set_otherwise() -> None:
     # Prepare
-    from medchain.simulation_rhythm import RECIPE, client_config
+    from medchain.simulation_rhythm import RECIPE, SERVER_STEP, client_config
 
     # Execute
     default = client_config({})
-    mine = client_config({"lr": 0.05, "mu": 0.01})
-    # Assert: SGD on the device at the lr chosen on fold 1; --set wins, key by key
-    assert default == RECIPE and default["optimizer"] == "sgd" and default["lr"] == 0.002
+    mine = client_config({"lr": 0.05, "mu": 0.01, "strategy_params": {"server_lr": 1.0}})
+    central = client_config({}, "fedavg", central=True)
+    adam = client_config({}, "fedadam")
+    # Assert: SGD on the device at the lr chosen on fold 1, server momentum for FedAvg only;
+    # --set wins, key by key; the centralised baseline trains plainly
+    assert default == RECIPE | {"strategy_params": SERVER_STEP} and default["lr"] == 0.002
     assert mine["lr"] == 0.05 and mine["mu"] == 0.01 and mine["norm"] == "frozen"
+    assert mine["strategy_params"] == {"server_lr": 1.0}
+    assert central == RECIPE and adam == RECIPE
