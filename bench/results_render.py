@@ -292,6 +292,7 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "fl_compare_mqtt": ("federated", fl_compare),
     "fl_rhythm": ("federated", fl_rhythm),
     "fl_rhythm_mqtt": ("federated", fl_rhythm),
+    "fl_rhythm_mqtt_long": ("federated", fl_rhythm),
     "qrs_detection": ("signals & devices", qrs_detection),
     "bridge_h10_hr": ("signals & devices", bridge_h10_hr),
     "ppg_hr": ("signals & devices", ppg_hr),
