@@ -9,7 +9,7 @@ sent has no delta (the weight stays). Accumulation is float64.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -102,3 +102,34 @@ def add(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], scale: float =
         else np.asarray(a[k], np.float32)
         for k in a
     }
+
+
+STATISTICS = ("running_mean", "running_var")  # batch-norm buffers in a whole-model release
+
+# One tensor's server step: (name, weight, averaged delta as float64, the new state to write
+# into) -> new weight.
+TensorStep = Callable[[str, np.ndarray, np.ndarray, Tensors], np.ndarray]
+
+
+def is_statistic(name: str) -> bool:
+    """True for a tensor that holds data statistics, not trained weights (batch-norm running
+    mean and variance): a server optimiser averages those instead of stepping them."""
+    return name.rsplit(".", 1)[-1] in STATISTICS
+
+
+def step_per_tensor(
+    weights: Tensors, mean: Mapping[str, np.ndarray], state: Tensors, step: TensorStep
+) -> tuple[Tensors, Tensors]:
+    """A stateful server step, tensor by tensor: a tensor nobody trained keeps its value and
+    its state, a batch-norm statistic takes the averaged delta as it is (a scaled or adaptive
+    step could drive a variance below zero), every other tensor ``step``. Returns (new
+    weights, new state)."""
+    new_w: Tensors = {}
+    new_state: Tensors = dict(state)
+    for k, w in weights.items():
+        if k not in mean:
+            new_w[k] = w
+            continue
+        d = np.asarray(mean[k], np.float64)
+        new_w[k] = (w + d if is_statistic(k) else step(k, w, d, new_state)).astype(np.float32)
+    return new_w, new_state

@@ -8,9 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cloud_aggregator.aggregation import weighted_mean
+from cloud_aggregator.aggregation import step_per_tensor, weighted_mean
 from cloud_aggregator.strategies.base import Delta
-from cloud_aggregator.strategies.fedopt import is_statistic
 from common.fl_protocol import RoundConfig, Tensors
 
 BUFFER = "fedavg.v."  # server state: the momentum buffer of each tensor
@@ -54,18 +53,12 @@ class FedAvg:
         batch-norm statistics take the plain mean (a scaled or accumulated step could drive a
         variance below zero)."""
         mean = weighted_mean([(d, float(n)) for d, n in deltas])
-        out: Tensors = {}
-        new_state = dict(state)
-        for k, w in weights.items():
-            if k not in mean:  # nobody trained this tensor this round: no step, buffer kept
-                out[k] = w
-                continue
-            step = np.asarray(mean[k], np.float64)
-            if is_statistic(k):
-                out[k] = (np.asarray(w, np.float64) + step).astype(np.float32)
-                continue
+
+        def step(k: str, w: np.ndarray, d: np.ndarray, new_state: Tensors) -> np.ndarray:
             if self.momentum > 0:
-                step = self.momentum * state.get(BUFFER + k, np.zeros_like(w)) + step
-                new_state[BUFFER + k] = step.astype(np.float32)
-            out[k] = (np.asarray(w, np.float64) + self.server_lr * step).astype(np.float32)
-        return out, new_state
+                d = self.momentum * state.get(BUFFER + k, np.zeros_like(w)) + d
+                new_state[BUFFER + k] = d.astype(np.float32)
+            out: np.ndarray = w + self.server_lr * d
+            return out
+
+        return step_per_tensor(weights, mean, state, step)

@@ -2,7 +2,7 @@
 
 The averaged client delta is a pseudo-gradient; the server keeps first and second moments
 (``m.*``, ``v.*`` in the persisted state) and steps ``w + eta * m / (sqrt(v) + tau)``.
-Batch-norm statistics of a whole-model release are averaged as in FedAvg (:func:`is_statistic`).
+Batch-norm statistics of a whole-model release are averaged as in FedAvg (:func:`~cloud_aggregator.aggregation.step_per_tensor`).
 :class:`ServerOptimizer` is their common strategy; :mod:`fedadam` and :mod:`fedyogi` differ
 only in the second-moment update (:meth:`ServerOptimizer.second_moment`).
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cloud_aggregator.aggregation import weighted_mean
+from cloud_aggregator.aggregation import step_per_tensor, weighted_mean
 from cloud_aggregator.strategies.base import Delta
 from common.fl_protocol import RoundConfig, Tensors
 
@@ -34,15 +34,6 @@ def yogi_v(v: np.ndarray, d: np.ndarray, beta2: float) -> np.ndarray:
     return out
 
 
-STATISTICS = ("running_mean", "running_var")  # batch-norm buffers in a whole-model release
-
-
-def is_statistic(name: str) -> bool:
-    """True for a tensor that holds data statistics, not trained weights (batch-norm running
-    mean and variance): the server optimiser averages those instead of stepping them."""
-    return name.rsplit(".", 1)[-1] in STATISTICS
-
-
 def fedopt_step(
     weights: Tensors,
     deltas: Sequence[Delta],
@@ -56,23 +47,17 @@ def fedopt_step(
 ) -> tuple[Tensors, Tensors]:
     """One server-optimiser step; returns (new weights, new state)."""
     grad = weighted_mean([(d, float(n)) for d, n in deltas])
-    new_w: Tensors = {}
-    new_state: Tensors = dict(state)
-    for k, w in weights.items():
-        if k not in grad:  # nobody trained this tensor this round: no step, moments kept
-            new_w[k] = w
-            continue
-        d = grad[k].astype(np.float64)
-        if is_statistic(k):  # averaged as in FedAvg: Adam's unit-size steps could drive a
-            new_w[k] = (w + d).astype(np.float32)  # variance below zero
-            continue
+
+    def adaptive(k: str, w: np.ndarray, d: np.ndarray, new_state: Tensors) -> np.ndarray:
         m = beta1 * state.get(f"m.{k}", np.zeros_like(w)).astype(np.float64) + (1 - beta1) * d
         v0 = state.get(f"v.{k}", np.full_like(w, tau * tau)).astype(np.float64)
         v = second_moment(v0, d, beta2)
-        new_w[k] = (w + eta * m / (np.sqrt(np.maximum(v, 0.0)) + tau)).astype(np.float32)
         new_state[f"m.{k}"] = m.astype(np.float32)
         new_state[f"v.{k}"] = v.astype(np.float32)
-    return new_w, new_state
+        out: np.ndarray = w + eta * m / (np.sqrt(np.maximum(v, 0.0)) + tau)
+        return out
+
+    return step_per_tensor(weights, grad, state, adaptive)
 
 
 @dataclass(frozen=True)
