@@ -56,7 +56,7 @@ def run_client(
     slow_prob: float = 0.0,
     slow_s: float = 0.0,
     seed: int = 0,
-    cpu_slot: threading.Semaphore | None = None,
+    train_slot: threading.Semaphore | None = None,
 ) -> None:
     """Connect one participant with its own MQTT connection until ``stop`` (bounded waits).
 
@@ -86,11 +86,8 @@ def run_client(
             # sleep until a message comes (or a second passes): thousands of devices in one
             # process cannot each wake 20 times a second to look
             first = inbox.get(IDLE_WAIT_S if not outbox else RETRY_WAIT_S)
-            # one device's work at a time (a release patch is applied by every device holding
-            # the version before): hundreds of threads asking for the GIL at once thrash
-            with cpu_slot or contextlib.nullcontext():
-                for msg in ([first] if first is not None else []) + inbox.drain():
-                    participant.on_message(msg.topic, msg.payload)
+            for msg in ([first] if first is not None else []) + inbox.drain():
+                participant.on_message(msg.topic, msg.payload)
             for flt in participant.new_subscriptions():
                 conn.subscribe(flt)  # now; later connects ask participant.subscriptions
             a = participant.pending_round()
@@ -103,7 +100,7 @@ def run_client(
                     continue
                 if rng.random() < slow_prob:
                     stop.wait(slow_s)
-                with cpu_slot or contextlib.nullcontext():
+                with train_slot or contextlib.nullcontext():
                     outbox += participant.poll()
             while outbox and conn.connected:
                 if not conn.publish_wait(outbox[0][0], outbox[0][1], timeout_s=5.0):
@@ -137,7 +134,7 @@ def run_fleet(
             continue
         p = FederatedParticipant(path.stem, NpzExamples(path), work_dir / path.stem)
         parts.append(p)
-        kwargs = {**opts, "seed": i, "cpu_slot": slot}
+        kwargs = {**opts, "seed": i, "train_slot": slot}
         t = threading.Thread(target=run_client, args=(url, p, stop), kwargs=kwargs, daemon=True)
         t.start()
         threads.append(t)
