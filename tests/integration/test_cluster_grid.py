@@ -212,8 +212,6 @@ def test_retained_announcement_reaches_every_node_after_a_node_loss(cluster: Nat
             c.reconnect_delay_set(0.5, 2)  # NATS refuses connections until leaders are back
             c.connect("127.0.0.1", node.ports["mqtt"])
             c.loop_start()
-            end = time.monotonic() + 60  # the retained stream may be electing a leader
-            while not got and time.monotonic() < end:
-                time.sleep(0.1)
+            wait_for(lambda got=got: bool(got), 60.0)  # the retained stream may need a leader
             c.loop_stop()
             assert got == [b"round 7"], node.name
