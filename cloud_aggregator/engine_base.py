@@ -56,6 +56,7 @@ class EngineBase:
         self.builder = builder  # whole-model releases (export + int8), needs the train extra
         self.worker = settings.worker_name
         self.online: dict[str, bool] = {}  # last status per device (fed by ingestion)
+        self._waiting_said_at = float("-inf")  # last "round waits for devices" log (clock s)
         self.rejects = RejectCounter()
         self.history: list[dict[str, Any]] = []  # closed/failed rounds of this process
         self.retained = RetainedState(grid, settings.chunk_bytes)

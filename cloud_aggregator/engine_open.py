@@ -21,6 +21,7 @@ from common.training_config import check_training_config
 from store import ConflictError, DesiredTraining, Round, RoundState, TrainingControl
 
 _LOGGER = logging.getLogger(__name__)
+WAITING_LOG_S = 30.0  # how often a round that cannot open for want of devices says so
 
 
 class OpeningMixin(EngineBase):
@@ -64,8 +65,12 @@ class OpeningMixin(EngineBase):
         # a fresh draw per attempt: OS entropy unless the settings fix a seed (simulations)
         seed = f"{control.generation}/{round_no}/{attempt}/{int(self._rng.integers(1 << 48)):012x}"
         selection = rl.select_clients(eligible, policy, seed)
-        if selection is None:
-            return None  # wait for clients to come online
+        if selection is None:  # wait for clients to come online; say so now and then
+            if self.clock() - self._waiting_said_at >= WAITING_LOG_S:
+                self._waiting_said_at = self.clock()
+                _LOGGER.info("round %d waits: %d of %d devices online", round_no, len(eligible),
+                             policy.min_clients)  # fmt: skip
+            return None
         base = self.ensure_initial_model()
         _, sha = wire_release(self.release(base)[0], base)
         cfg = stored_round_config(

@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from common import protocol as proto
 from common.payloads import (
     PredAck,
+    Status,
     decode_label_ack,
     decode_predictions,
     decode_status,
     encode_pred_ack,
+    supersedes,
 )
 from store import StatusReport, Store
 
@@ -58,12 +60,18 @@ class Ingestor:
         Last status seen per device in this process (round selection reads it).
     beats, events : int
         Rows written (including idempotent repeats).
+    stale_statuses : int
+        Statuses ignored because a later one of the same device was already applied (a
+        connection's Last Will that a clustered broker delivers after the device's next
+        connection announced itself online).
     """
 
     def __init__(self, store: Store, clock_ns: Callable[[], int] = time.time_ns) -> None:
         self.store = store
         self.clock_ns = clock_ns
         self.online: dict[str, bool] = {}
+        self._stamps: dict[str, tuple[int, int]] = {}  # last applied (session, seq) per device
+        self.stale_statuses = 0
         self.beats = 0
         self.events = 0
 
@@ -108,20 +116,37 @@ class Ingestor:
         """
         errors: list[proto.ProtocolError | None] = []
         reports: list[StatusReport] = []
+        stamps: dict[str, tuple[int, int]] = {}
         for sender, payload in items:
             try:
                 if payload:
                     st = decode_status(payload)
                     _check_owner(sender, st.client_id)
+                    if self._is_stale(st, stamps):
+                        errors.append(None)
+                        continue
                     version = st.model_version or None
                     reports.append(StatusReport(sender, st.online, st.t_ns / 1e9, version))
                 errors.append(None)
             except proto.ProtocolError as exc:
                 errors.append(exc)
         self.store.set_client_statuses(reports)
+        self._stamps.update(stamps)  # only once stored: a failed write leaves them as they were
         for r in reports:
             self.online[r.client_id] = r.online
         return errors
+
+    def _is_stale(self, st: Status, stamps: dict[str, tuple[int, int]]) -> bool:
+        """True (and counted, logged) when a later status of ``st``'s device was applied;
+        otherwise notes ``st``'s stamp in ``stamps``."""
+        last = stamps.get(st.client_id) or self._stamps.get(st.client_id)
+        if not supersedes(st, last):
+            self.stale_statuses += 1
+            _LOGGER.info("stale status of %s ignored (%s before %s)", st.client_id, st.stamp, last)
+            return True
+        if st.stamp is not None:
+            stamps[st.client_id] = st.stamp
+        return False
 
 
 def _check_owner(topic_id: str, body_id: str) -> None:

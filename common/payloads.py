@@ -225,7 +225,13 @@ def _event(client_id: str, x: object) -> Event:
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """Retained device status (also the Last Will with ``online=False``)."""
+    """Retained device status (also the Last Will with ``online=False``).
+
+    ``session`` and ``seq`` order one device's statuses whatever order a broker delivers them
+    in (as Sparkplug B's ``bdSeq`` does): ``session`` is the connection's number (Unix ns of
+    its CONNECT, rising), ``seq`` counts the statuses of that connection and is
+    :data:`WILL_SEQ` in the Last Will, which ends it. 0/0: unordered (applied as it comes).
+    """
 
     client_id: str
     online: bool
@@ -233,6 +239,24 @@ class Status:
     model_version: str = ""
     battery_pct: float | None = None
     detail: str = ""
+    session: int = 0
+    seq: int = 0
+
+    @property
+    def stamp(self) -> tuple[int, int] | None:
+        """``(session, seq)``, or None for an unordered status."""
+        return (self.session, self.seq) if self.session else None
+
+
+WILL_SEQ = (1 << 53) - 1  # a Last Will's seq: after every status of its connection
+
+
+def supersedes(status: Status, last: tuple[int, int] | None) -> bool:
+    """True when ``status`` is to be applied after one stamped ``last``: it is unordered, or
+    from a later connection, or later in the same one (a Last Will that a clustered broker
+    delivers after the device's next connection announced itself is not)."""
+    stamp = status.stamp
+    return stamp is None or last is None or stamp >= last
 
 
 def encode_status(s: Status) -> bytes:
@@ -246,6 +270,8 @@ def encode_status(s: Status) -> bytes:
             "model_version": s.model_version,
             "battery_pct": s.battery_pct,
             "detail": s.detail,
+            "session": s.session,
+            "seq": s.seq,
         },
     )
 
@@ -260,6 +286,8 @@ def decode_status(payload: bytes) -> Status:
         text_field(b, "model_version", 64, default=""),
         optional_number(b, "battery_pct", 0.0, 100.0),
         text_field(b, "detail", default=""),
+        int_field(b, "session", 0, MAX_NS, default=0),
+        int_field(b, "seq", 0, WILL_SEQ, default=0),
     )
 
 

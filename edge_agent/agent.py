@@ -129,14 +129,16 @@ class EdgeAgent:
             self.sink.close()
         self.buffer.close()
 
-    # -- status payloads (also used by the uplink's Will) -----------------------------------
+    # -- status payloads (also the uplink's Will) ------------------------------------------
 
-    def status_payload(self, online: bool, detail: str = "") -> bytes:
-        """Encoded retained status."""
+    def status_payload(
+        self, online: bool, detail: str = "", session: int = 0, seq: int = 0
+    ) -> bytes:
+        """Encoded retained status; ``session`` and ``seq`` as the uplink's connection stamps
+        them (:class:`common.payloads.Status`)."""
+        version = self.pipeline.model_version
         return encode_status(
-            Status(
-                self._cid, online, self.clock.now_ns(), self.pipeline.model_version, None, detail
-            )
+            Status(self._cid, online, self.clock.now_ns(), version, None, detail, session, seq)
         )
 
     def status_detail(self) -> str:
@@ -313,7 +315,7 @@ class EdgeAgent:
             self.flush_outbox()
             if self.uplink is not None and time.monotonic() >= next_status:
                 next_status = time.monotonic() + self.settings.status_interval_s
-                self.uplink.publish_status(self.status_payload(True, self.status_detail()))
+                self.uplink.publish_status(True, self.status_detail())
             self._wake.clear()
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
             # races its timeout, and the loop would outlive the agent

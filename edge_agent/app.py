@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from common.errors import ConfigError, CorruptInputError, DataNotFoundError
 from common.model_card import ModelCard
-from common.payloads import Status, encode_status
 from common.protocol import Channel, client_topic
 from common.signals.beats import BeatSpec
 from common.signals.peaks import QRSDetector
@@ -277,10 +276,9 @@ async def run_edge(
     source = open_source(settings.source, **options)
     cid = settings.client_id
 
-    def status(online: bool, detail: str) -> bytes:
-        import time
-
-        return encode_status(Status(cid, online, time.time_ns(), classifier.version, None, detail))
+    def status(online: bool, detail: str, session: int, seq: int) -> bytes:
+        # the agent's (its model version follows releases); the uplink starts after it exists
+        return agent.status_payload(online, detail or source.name, session, seq)
 
     async with source:
         uplink: MqttUplink | None = None
@@ -297,8 +295,7 @@ async def run_edge(
                 settings.broker_url,
                 cid,
                 client_topic(Channel.STATUS, cid),
-                status(False, "connection lost"),
-                lambda: status(True, source.name),
+                status,
                 subs,
                 asyncio.get_running_loop(),
             )
@@ -328,7 +325,7 @@ async def run_edge(
             if progress is not None:
                 progress.close()
             if uplink is not None:
-                await asyncio.to_thread(uplink.stop, status(False, "stopped"))
+                await asyncio.to_thread(uplink.stop, "stopped")
             agent.close()
         stats.source = source.stats.as_dict()  # rejected = bad raw payloads / frames
         _LOGGER.info("source %s: %s", source.name, stats.source)

@@ -12,13 +12,16 @@ import random
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from common import protocol as proto
 from edge_agent import trainer as tr
 from edge_agent.federated_participant import FederatedParticipant
+
+if TYPE_CHECKING:
+    from transport.mqtt import StatusBuilder
 
 MAX_INBOX = 10_000  # messages a simulated device keeps before dropping (counted, logged)
 
@@ -38,10 +41,15 @@ class NpzExamples:
         )
 
 
-def _status(client_id: str, online: bool, detail: str = "") -> bytes:
+def _status_of(client_id: str) -> StatusBuilder:
+    """The device's status payloads, for its connection to stamp."""
     from common.payloads import Status, encode_status
 
-    return encode_status(Status(client_id, online, time.time_ns(), detail=detail))
+    def status(online: bool, detail: str, session: int, seq: int) -> bytes:
+        return encode_status(Status(client_id, online, time.time_ns(), detail=detail,
+                                    session=session, seq=seq))  # fmt: skip
+
+    return status
 
 
 def run_client(
@@ -70,12 +78,12 @@ def run_client(
     cid = participant.client_id
     rng = random.Random(seed)  # noqa: S311 - simulation only
     status_topic = client_topic(proto.Channel.STATUS, cid)
-    settings = mqtt_settings(url, cid, will=Will(status_topic, _status(cid, False, "lost")),
-                             keepalive_s=15, reconnect_max_s=5.0)  # fmt: skip
+    settings = mqtt_settings(url, cid, will=Will(status_topic), keepalive_s=15,
+                             reconnect_max_s=5.0)  # fmt: skip
     inbox: QueueInbox[Message] = QueueInbox(MAX_INBOX, f"{cid} inbox")
     # the participant's filters can change (a full release it asks for): asked at each connect
     conn = MqttConnection(settings, participant.subscriptions, on_message=inbox.put,
-                          online_status=lambda: _status(cid, True))  # fmt: skip
+                          status=_status_of(cid))  # fmt: skip
     conn.start()
     outbox: list[tuple[str, bytes]] = []
     try:
@@ -88,9 +96,9 @@ def run_client(
             if a is not None and participant.announced_release() is not None:
                 if rng.random() < drop_prob:
                     participant.done.add(a.round_id)
-                    conn.publish_status(_status(cid, False, "dropped"))
+                    conn.publish_status(False, "dropped")
                     stop.wait(1.0)
-                    conn.publish_status(_status(cid, True))
+                    conn.publish_status(True)
                     continue
                 if rng.random() < slow_prob:
                     stop.wait(slow_s)
@@ -102,7 +110,7 @@ def run_client(
                 outbox.pop(0)
             stop.wait(0.05)
     finally:
-        conn.stop(_status(cid, False, "stopped"))
+        conn.stop("stopped")
 
 
 def run_fleet(

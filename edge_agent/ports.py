@@ -46,7 +46,7 @@ class Uplink(Protocol):
         """Best-effort QoS 0 message, dropped when not connected."""
         ...
 
-    def publish_status(self, payload: bytes) -> None:
+    def publish_status(self, online: bool, detail: str) -> None:
         """Retained QoS 1 status (heartbeat with the device's current state); dropped when
         not connected (the Will covers that case)."""
         ...

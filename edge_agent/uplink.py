@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 from transport.inbox import LoopInbox, Message, hand_to_loop
-from transport.mqtt import MqttConnection
+from transport.mqtt import MqttConnection, StatusBuilder
 from transport.settings import Will, mqtt_settings
 
 SESSION_EXPIRY_S = 24 * 3600
@@ -38,11 +38,10 @@ class MqttUplink:
     client_id : str
         MQTT client id (the device id).
     will_topic : str
-        Retained status topic; the Last Will (``will_payload``) goes there.
-    will_payload : bytes
-        Encoded offline status (the Will).
-    online_payload : callable
-        Encoded online status, published after every connect.
+        Retained status topic; the Last Will goes there.
+    status : callable
+        ``status(online, detail, session, seq) -> payload``: the device's encoded status, as
+        the connection stamps it (:class:`transport.mqtt.MqttConnection`).
     subscriptions : list of str
         Topics subscribed (QoS 1) on every connect.
     loop : asyncio.AbstractEventLoop
@@ -56,8 +55,7 @@ class MqttUplink:
         url: str,
         client_id: str,
         will_topic: str,
-        will_payload: bytes,
-        online_payload: Callable[[], bytes],
+        status: StatusBuilder,
         subscriptions: list[str],
         loop: asyncio.AbstractEventLoop,
         keepalive_s: int = 30,
@@ -68,12 +66,12 @@ class MqttUplink:
             clean=False,
             session_expiry_s=SESSION_EXPIRY_S,
             keepalive_s=keepalive_s,
-            will=Will(will_topic, will_payload),
+            will=Will(will_topic),
         )
         self._loop = loop
         self._inbox: LoopInbox[tuple[str, bytes]] = LoopInbox(loop, MAX_INBOUND, "uplink inbound")
         self.connection = MqttConnection(
-            settings, subscriptions, on_message=self._on_message, online_status=online_payload
+            settings, subscriptions, on_message=self._on_message, status=status
         )
         self.refused = 0
 
@@ -94,9 +92,10 @@ class MqttUplink:
         """Wait until connected; False on timeout."""
         return await asyncio.to_thread(self.connection.wait_connected, timeout_s)
 
-    def stop(self, offline_payload: bytes | None = None) -> None:
-        """Publish the offline status (if given and connected), then disconnect cleanly."""
-        self.connection.stop(offline_payload)
+    def stop(self, offline_detail: str | None = None) -> None:
+        """Publish an offline status saying ``offline_detail`` (if given and connected), then
+        disconnect cleanly."""
+        self.connection.stop(offline_detail)
 
     @property
     def connected(self) -> bool:
@@ -136,9 +135,9 @@ class MqttUplink:
         if self.connection.connected:
             self.connection.publish(topic, payload, qos=0)
 
-    def publish_status(self, payload: bytes) -> None:
+    def publish_status(self, online: bool, detail: str) -> None:
         """Retained QoS 1 status, only while connected."""
-        self.connection.publish_status(payload)
+        self.connection.publish_status(online, detail)
 
     async def inbound(self) -> AsyncIterator[tuple[str, bytes]]:
         """Messages of the subscribed topics."""

@@ -13,7 +13,9 @@
   the broker answered them (SUBACK): a message sent between CONNACK and SUBACK would be lost;
   refused ones are made again with backoff (:mod:`transport.subscriptions`).
 - Last Will on the status topic; a retained online status after every (re)connect, a retained
-  offline one on a clean stop.
+  offline one on a clean stop. Each CONNECT starts a new status session (its Will is set
+  again just before it) so that the aggregator can order a device's statuses however a
+  clustered broker delivers them (:func:`common.payloads.supersedes`).
 - Callbacks only enqueue: inbound messages go to the ``on_message`` sink (a
   :mod:`transport.inbox`), acknowledgements to per-message callbacks (:mod:`transport.acks`).
 - Every wait is bounded.
@@ -30,6 +32,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from common.errors import ConfigError
+from common.payloads import WILL_SEQ
 from transport.acks import AckCallback, AckRegistry
 from transport.inbox import Message
 from transport.paho_client import (
@@ -48,6 +51,7 @@ from transport.subscriptions import FilterSource, Subscriptions
 
 _LOGGER = logging.getLogger(__name__)
 
+StatusBuilder = Callable[[bool, str, int, int], bytes]  # online, detail, session, seq
 UNSUPPORTED_PROTOCOL = 0x84  # CONNACK reason code (3.1.1's return code 1 maps to it)
 BAD_CREDENTIALS = frozenset({0x86, 0x87})  # bad user name or password, not authorised
 
@@ -67,8 +71,10 @@ class MqttConnection:
         only enqueue (``QueueInbox.put``, ``LoopInbox.put``).
     on_connected : callable, optional
         Runs on the network thread after every (re)connect once subscribed; must only enqueue.
-    online_status : callable, optional
-        Payload of the retained status published on the Will's topic after every connect.
+    status : callable, optional
+        ``status(online, detail, session, seq) -> payload`` of the retained status on the
+        Will's topic: online after every connect, offline (seq ``WILL_SEQ``) as each
+        connection's Will, and whatever :meth:`publish_status` and :meth:`stop` say.
     """
 
     def __init__(
@@ -78,15 +84,17 @@ class MqttConnection:
         *,
         on_message: Callable[[Message], None] | None = None,
         on_connected: Callable[[], None] | None = None,
-        online_status: Callable[[], bytes] | None = None,
+        status: StatusBuilder | None = None,
     ) -> None:
-        if online_status is not None and settings.will is None:
-            raise ConfigError("an online status needs a Will (its topic)")
+        if status is not None and settings.will is None:
+            raise ConfigError("a status needs a Will (its topic)")
         self.settings = settings
         self._subs = Subscriptions(subscriptions, settings, self._is_session)
         self.on_message = on_message
         self.on_connected = on_connected
-        self.online_status = online_status
+        self.status = status
+        self._session = 0  # the status session of the latest CONNECT (Unix ns)
+        self._seq = 0  # statuses published in it
         self.protocol = (
             MqttProtocol.V311 if settings.protocol is MqttProtocol.V311 else MqttProtocol.V5
         )
@@ -96,6 +104,7 @@ class MqttConnection:
         self._acks: AckRegistry[bool] = AckRegistry()  # PUBACK: True, or False (refused)
         self._ready = threading.Event()
         self._life = threading.Lock()
+        self._status_lock = threading.Lock()
         self._started = self._stopped = False
         self._connacks = 0  # CONNACKs of the current client (the no-answer probe)
         self._settled = settings.protocol is not MqttProtocol.AUTO  # protocol known to work
@@ -106,6 +115,7 @@ class MqttConnection:
         c = new_client(self.settings, self.mqtt5, self._tls)
         c.on_connect = self._on_connect
         c.on_socket_open = self._on_socket_open
+        c.on_pre_connect = self._on_pre_connect
         c.on_subscribe = self._on_subscribe
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
@@ -175,16 +185,18 @@ class MqttConnection:
                     f"cannot connect to {a.host}:{a.port} within {timeout_s:g} s{why}"
                 )
 
-    def stop(self, offline_status: bytes | None = None, timeout_s: float = 2.0) -> None:
-        """Publish ``offline_status`` (retained, on the Will's topic) if connected, waiting at
-        most ``timeout_s`` s, then disconnect and stop the network thread (idempotent)."""
+    def stop(self, offline_detail: str | None = None, timeout_s: float = 2.0) -> None:
+        """Publish an offline status saying ``offline_detail`` (retained, on the Will's topic)
+        if connected, waiting at most ``timeout_s`` s, then disconnect and stop the network
+        thread (idempotent)."""
         with self._life:
             if self._stopped:
                 return
             self._stopped = True
         will = self.settings.will
-        if offline_status is not None and will is not None and self.connected:
-            if not self.publish_wait(will.topic, offline_status, retain=True, timeout_s=timeout_s):
+        if offline_detail is not None and will is not None and self.connected:
+            payload = self._status_payload(False, offline_detail)
+            if not self.publish_wait(will.topic, payload, retain=True, timeout_s=timeout_s):
                 _LOGGER.warning("offline status not confirmed within %g s", timeout_s)
         self._ready.clear()  # before the DISCONNECT: its callback is not a lost connection
         self._client.disconnect()
@@ -266,12 +278,30 @@ class MqttConnection:
             return False
         return done.wait(timeout_s) and result[0]
 
-    def publish_status(self, payload: bytes) -> bool:
+    def publish_status(self, online: bool, detail: str = "") -> bool:
         """Retained QoS 1 status on the Will's topic, only while connected."""
         will = self.settings.will
-        if will is None or not self.connected:
+        if will is None or self.status is None or not self.connected:
             return False
+        payload = self._status_payload(online, detail)
         return self.publish(will.topic, payload, qos=will.qos, retain=True)
+
+    def _status_payload(self, online: bool, detail: str) -> bytes:
+        assert self.status is not None
+        with self._status_lock:  # the network thread and the caller's both publish statuses
+            self._seq += 1
+            return self.status(online, detail, self._session, self._seq)
+
+    def _on_pre_connect(self, client: mqtt.Client, _u: object) -> None:
+        """A new status session, and its Will, before each CONNECT (paho's network thread)."""
+        will = self.settings.will
+        if client is not self._client or will is None or self.status is None:
+            return
+        with self._status_lock:
+            self._session = max(self._session + 1, time.time_ns())
+            self._seq = 0
+            payload = self.status(False, "connection lost", self._session, WILL_SEQ)
+        client.will_set(will.topic, payload, qos=will.qos, retain=will.retain)
 
     def subscribe(self, topic_filter: str) -> bool:
         """Subscribe once more now (the broker re-sends its retained messages; retried if
@@ -354,8 +384,8 @@ class MqttConnection:
     def _up(self, client: mqtt.Client) -> None:
         self.connects += 1
         will = self.settings.will
-        if self.online_status is not None and will is not None:
-            client.publish(will.topic, self.online_status(), qos=will.qos, retain=True)
+        if self.status is not None and will is not None:
+            client.publish(will.topic, self._status_payload(True, ""), qos=will.qos, retain=True)
         self._ready.set()
         if self.on_connected is not None:
             self.on_connected()

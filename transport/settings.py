@@ -53,7 +53,7 @@ class Will:
     """
 
     topic: str
-    payload: bytes
+    payload: bytes = b""  # a connection with a status builder sets it before each CONNECT
     qos: int = 1
     retain: bool = True
 

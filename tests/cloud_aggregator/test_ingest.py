@@ -108,3 +108,38 @@ def test_a_reconnect_storm_of_statuses_is_stored_in_one_transaction(backend: Bac
     assert service.rejects.as_dict() == {"schema": 1}
     assert len(broker.acked) == 301
     assert len(store.list_clients(online=True)) == 300
+
+
+def test_a_last_will_delivered_after_the_next_connection_came_online_is_ignored(
+    backend: Backend,
+) -> None:
+    # Prepare: on a clustered broker losing a node, a device's connection 1 is closed, it
+    # reconnects (connection 2, online), and connection 1's Will is stored after that (before:
+    # the device stayed offline for the aggregator, and no round could open without it)
+    from common.payloads import WILL_SEQ, Status, encode_status
+
+    store = seeded(backend)
+    service, broker = service_on(store, backend)
+    topic = proto.client_topic(proto.Channel.STATUS, "dev-1")
+
+    def status(online: bool, session: int, seq: int) -> bytes:
+        return encode_status(Status("dev-1", online, session + seq, session=session, seq=seq))
+
+    # Execute
+    broker.put(topic, status(True, 100, 1))
+    broker.put(topic, status(True, 200, 1))
+    broker.put(topic, status(False, 100, WILL_SEQ))  # connection 1's Will, late
+    drain(service, broker)
+    late_will_ignored = service.online["dev-1"]
+    broker.put(topic, status(False, 200, 2))  # connection 2: a drop-out it announced
+    broker.put(topic, status(True, 200, 3))  # and back
+    drain(service, broker)
+    back = service.online["dev-1"]
+    broker.put(topic, status(False, 200, WILL_SEQ))  # connection 2's own Will
+    broker.put(topic, encode_status(Status("dev-1", True, 1)))  # unordered: applied as it comes
+    drain(service, broker)
+    # Assert
+    assert late_will_ignored and back and service.online["dev-1"]
+    assert service.ingest.stale_statuses == 1
+    assert len(broker.acked) == 7  # the stale one is acknowledged too: nothing redelivered
+    assert [c.online for c in store.list_clients() if c.client_id == "dev-1"] == [True]

@@ -224,7 +224,7 @@ class FakeUplink:
         self.refuse = refuse
         self.reliable: list[tuple[str, bytes]] = []
         self.live: list[tuple[str, bytes]] = []
-        self.status: list[bytes] = []
+        self.status: list[tuple[bool, str]] = []  # (online, detail) as published
         self.queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue()
 
     def publish_reliable(self, topic: str, payload: bytes, on_ack: Callable[[bool], None]) -> bool:
@@ -238,9 +238,9 @@ class FakeUplink:
         if self.connected:
             self.live.append((topic, payload))
 
-    def publish_status(self, payload: bytes) -> None:
+    def publish_status(self, online: bool, detail: str) -> None:
         if self.connected:
-            self.status.append(payload)
+            self.status.append((online, detail))
 
     async def inbound(self) -> AsyncIterator[tuple[str, bytes]]:
         while True:

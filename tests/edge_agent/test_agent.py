@@ -128,8 +128,9 @@ def test_connected_agent_sends_every_row_exactly_once(
     assert stats.pred_payloads == len(up.reliable)
     events = [e for _, p in up.reliable for e in decode_predictions(p).events]
     assert [e.kind for e in events] == ["vt_run"]
-    status = decode_status(up.status[-1])
-    assert status.online and status.model_version == "test-1"
+    online, detail = up.status[-1]
+    status = decode_status(agent.status_payload(online, detail, 7, 2))  # as the link stamps it
+    assert status.online and status.model_version == "test-1" and status.stamp == (7, 2)
     detail = json.loads(status.detail)
     assert set(detail) >= {"ecg_hr_bpm", "beats", "backlog"}
 

@@ -143,6 +143,13 @@ def _mid_round(store: Store, round_no: int) -> bool:
     )
 
 
+def _state(store: Store) -> str:
+    """The rounds and who the store has online, for a failure's message."""
+    rounds = sorted(store.list_rounds(task="beat"), key=lambda r: r.round_id)
+    done = [(r.config["round_no"], r.state.value) for r in rounds]
+    return f"rounds {done}, online {sorted((c.client_id, c.online) for c in store.list_clients())}"
+
+
 def _assert_nothing_lost_or_twice(store: Store, devices: Fleet, edge: dict[str, Any]) -> int:
     """Rounds 1-3 closed once each, with each fleet device counted once; every update a device
     sent is in the store (counted, or refused with its reason); every beat of the edge agent is
@@ -203,7 +210,10 @@ def test_rounds_survive_a_broker_node_killed_mid_round(
             with contextlib.suppress(AssertionError):
                 wait_for(lambda: _rounds_done(store), DOWN_S, "rounds with the node down")
             cluster.restart(victim)
-            wait_for(lambda: _rounds_done(store), 65, f"{ROUNDS} rounds after killing {victim}")
+            try:
+                wait_for(lambda: _rounds_done(store), 65, f"{ROUNDS} rounds after killing {victim}")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; {_state(store)}") from None
             t_done = time.monotonic()
         # Assert
         failed = _assert_nothing_lost_or_twice(store, devices, edge)

@@ -216,13 +216,11 @@ def test_broker_down_then_up_nothing_lost_nothing_twice(
 
         async def main():  # type: ignore[no-untyped-def]
             loop = asyncio.get_running_loop()
-            status = b""
             uplink = MqttUplink(
                 f"mqtt://127.0.0.1:{port}",
                 CID,
                 client_topic(Channel.STATUS, CID),
-                status,
-                lambda: status,
+                lambda *_: b"",
                 [],
                 loop,
             )

@@ -143,16 +143,17 @@ def test_edge_agent_works_on_a_311_broker(broker_311: str, tmp_path: Path) -> No
                 await asyncio.sleep(0.02)
                 yield c
 
-    def status(online: bool) -> bytes:
-        return encode_status(Status(CID, online, time.time_ns(), classifier.version))
+    def status(online: bool, detail: str, session: int, seq: int) -> bytes:
+        return encode_status(
+            Status(CID, online, time.time_ns(), classifier.version, None, detail, session, seq)
+        )
 
     async def main():  # type: ignore[no-untyped-def]
         uplink = MqttUplink(
             broker_311,
             CID,
             client_topic(Channel.STATUS, CID),
-            status(False),
-            lambda: status(True),
+            status,
             [client_topic(Channel.LABEL, CID), client_topic(Channel.PRED_ACK, CID)],
             asyncio.get_running_loop(),
         )
@@ -163,7 +164,7 @@ def test_edge_agent_works_on_a_311_broker(broker_311: str, tmp_path: Path) -> No
             stats = await agent.run(PacedSource(), drain_timeout_s=20)
             return stats, agent.buffer.counts(), agent.buffer.receipts.counts(), uplink
         finally:
-            await asyncio.to_thread(uplink.stop, status(False))
+            await asyncio.to_thread(uplink.stop, "stopped")
             agent.close()
 
     try:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from common.payloads import WILL_SEQ
 from tests.support.services import Mosquitto, free_port, run_mosquitto
 from tests.transport.conftest import Pki
 from transport.inbox import Message, QueueInbox
@@ -52,8 +53,8 @@ DEVICE = """
 import sys, time
 from transport.mqtt import MqttConnection
 from transport.settings import Will, mqtt_settings
-s = mqtt_settings(sys.argv[1], "dev-will", will=Will("st/dev-will", b"lost"), keepalive_s=5)
-c = MqttConnection(s, online_status=lambda: b"online")
+s = mqtt_settings(sys.argv[1], "dev-will", will=Will("st/dev-will"), keepalive_s=5)
+c = MqttConnection(s, status=lambda on, detail, session, seq: f"{on} {detail} {session} {seq}".encode())
 c.connect(10)
 print("up", flush=True)
 time.sleep(60)
@@ -73,35 +74,44 @@ def test_will_on_a_lost_connection_and_retained_status(mosquitto: Mosquitto) -> 
             proc.kill()
         lost = seen.get(10)
         # a clean stop publishes the offline status instead of the Will
-        will = Will("st/dev-2", b"lost")
-        dev = MqttConnection(mqtt_settings(mosquitto.url, "dev-2", will=will),
-                             online_status=lambda: b"online")  # fmt: skip
+        dev = MqttConnection(mqtt_settings(mosquitto.url, "dev-2", will=Will("st/dev-2")),
+                             status=_status)  # fmt: skip
         dev.connect(5)
-        dev.stop(offline_status=b"offline")
-        statuses = [m.payload for m in (seen.get(5), seen.get(5)) if m is not None]
+        dev.stop("stopped")
+        statuses = [m.payload.split() for m in (seen.get(5), seen.get(5)) if m is not None]
         after = seen.get(1.5)  # no Will after a clean stop
     finally:
         watcher.stop()
     # Assert
-    assert online is not None and (online.topic, online.payload) == ("st/dev-will", b"online")
-    assert lost is not None and (lost.topic, lost.payload) == ("st/dev-will", b"lost")
-    assert statuses == [b"online", b"offline"] and after is None
+    # the Will closes the session its online status opened: after every status of it
+    assert online is not None and online.topic == "st/dev-will"
+    assert lost is not None and lost.topic == "st/dev-will"
+    on, off = online.payload.split(), lost.payload.split()
+    assert on[0] == b"True" and off[:3] == [b"False", b"connection", b"lost"]
+    assert on[-2] == off[-2] and int(on[-1]) < int(off[-1]) == WILL_SEQ
+    assert [s[0] for s in statuses] == [b"True", b"False"] and statuses[1][1] == b"stopped"
+    assert statuses[0][-2] == statuses[1][-2] and int(statuses[1][-1]) > int(statuses[0][-1])
+    assert after is None
+
+
+def _status(online: bool, detail: str, session: int, seq: int) -> bytes:
+    return f"{online} {detail or '-'} {session} {seq}".encode()
 
 
 def test_reconnect_resubscribes_and_republishes_the_online_status() -> None:
     # Prepare
     port = free_port()
-    calls: list[int] = []
+    calls: list[tuple[bool, int, int]] = []
     inbox: QueueInbox[Message] = QueueInbox(10)
 
-    def online() -> bytes:
-        calls.append(1)
-        return b"online"
+    def status(online: bool, detail: str, session: int, seq: int) -> bytes:
+        calls.append((online, session, seq))
+        return _status(online, detail, session, seq)
 
     with run_mosquitto(port=port) as first:
         settings = mqtt_settings(first.url, "dev-r", reconnect_min_s=0.2, reconnect_max_s=0.5,
-                                 will=Will("st/dev-r", b"lost"))  # fmt: skip
-        conn = MqttConnection(settings, ["cmd/dev-r"], on_message=inbox.put, online_status=online)
+                                 will=Will("st/dev-r"))  # fmt: skip
+        conn = MqttConnection(settings, ["cmd/dev-r"], on_message=inbox.put, status=status)
         conn.connect(5)
     # Execute: the broker restarts (no persistence: subscriptions forgotten)
     try:
@@ -119,7 +129,11 @@ def test_reconnect_resubscribes_and_republishes_the_online_status() -> None:
     finally:
         conn.stop()
     # Assert
-    assert conn.connects == 2 and len(calls) == 2
+    # each connect: a new session, its Will, then its online status
+    online = [c for c in calls if c[0]]
+    assert conn.connects == 2 and len(online) == 2 and online[0][1] < online[1][1]
+    for _, session, seq in online:
+        assert (False, session, WILL_SEQ) in calls and seq == 1
     assert got is not None and got.payload == b"after restart"
 
 
