@@ -9,6 +9,10 @@ The updates are published by ``--publishers`` processes (default 2), each with i
 connection and share of the clients, so the aggregator's process holds the aggregator alone (a
 publisher thread in its process took the GIL from it). The timed window runs from the first
 publish of a round to its model committed in the store.
+
+``--replicas K`` runs K aggregator replicas on the same store, as a deployment scales out: this
+process's and K - 1 ``medchain aggregator`` processes; the broker shares the updates among them
+(MQTT 5 shared subscription), one of them (the lease holder) runs the rounds.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -26,7 +32,8 @@ import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 from bench import results as registry  # noqa: E402
 from cloud_aggregator.config import AggregatorSettings  # noqa: E402
@@ -73,11 +80,19 @@ def publisher(port: int, k: int, jobs: mp.Queue, done: mp.Queue) -> None:  # typ
     pub.disconnect()
 
 
+def _replica(url: str, store_url: str, k: int) -> subprocess.Popen[bytes]:
+    """Aggregator replica ``k`` as its own process (``medchain aggregator``)."""
+    env = {**os.environ, "MEDCHAIN_AGG_POLL_S": "0.05", "MEDCHAIN_AGG_WORKER": f"agg-bench-{k}"}
+    cmd = [sys.executable, "-m", "medchain", "aggregator", "--broker", url, "--store", store_url]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env)  # noqa: S603
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--clients", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--publishers", type=int, default=2, help="publisher processes")
+    ap.add_argument("--replicas", type=int, default=1, help="aggregator replicas (processes)")
     ap.add_argument("--store", default=f"{PG_URL}?schema=flbench_{uuid.uuid4().hex[:8]}")
     registry.add_record_argument(ap, "fl_throughput")
     args = ap.parse_args()
@@ -124,8 +139,10 @@ def main() -> None:
         stop = threading.Event()
         t = threading.Thread(target=service.run, args=(stop,), daemon=True)
         t.start()
+        replicas = [_replica(mosq.url, args.store, k) for k in range(1, args.replicas)]
         while sum(service.online.values()) < args.clients:
             time.sleep(0.1)
+        time.sleep(2.0 if replicas else 0.0)  # the other replicas see them online too
         store.set_training_control(
             desired=DesiredTraining.RUNNING,
             task="beat",
@@ -191,6 +208,9 @@ def main() -> None:
         pure_per_s = len(payloads) / (time.perf_counter() - t0)
         stop.set()
         t.join(10)
+        for proc in replicas:
+            proc.terminate()
+            proc.wait(20)
         broker.stop()
         pub.loop_stop()
         pub.disconnect()
@@ -202,6 +222,7 @@ def main() -> None:
         "benchmark": "fl_throughput",
         "clients": args.clients,
         "publishers": args.publishers,
+        "replicas": args.replicas,
         "store": args.store.split("?")[0].split("://")[0],
         "rounds": results,
         "pure_decode_validate_aggregate_per_s": round(pure_per_s),
