@@ -16,6 +16,7 @@ import numpy as np
 from common.fl_protocol import Tensors
 
 Result = tuple[Mapping[str, np.ndarray], float]
+STACK_ROWS = 256  # updates stacked at once: bounds the memory of whole-model blocks
 
 
 def _keys(results: Sequence[Result]) -> list[str]:
@@ -39,10 +40,13 @@ def weighted_mean(results: Sequence[Result]) -> Tensors:
     for k in keys:
         part = _carrying(results, k)
         total = float(sum(w for _, w in part))
-        acc = np.zeros(np.shape(part[0][0][k]), np.float64)
-        for t, w in part:
-            acc += np.asarray(t[k], np.float64) * w
-        out[k] = (acc / total if total > 0 else acc).astype(np.float32)
+        shape = np.shape(part[0][0][k])
+        acc = np.zeros(math.prod(shape), np.float64)
+        for i in range(0, len(part), STACK_ROWS):  # one product per block, not one per update
+            block = part[i : i + STACK_ROWS]
+            weights = np.array([w for _, w in block], np.float64)
+            acc += weights @ np.stack([np.ravel(t[k]) for t, _ in block])
+        out[k] = (acc / total if total > 0 else acc).reshape(shape).astype(np.float32)
     return out
 
 
