@@ -173,7 +173,8 @@ def fl_throughput(r: dict[str, Any]) -> list[Row]:
     ratio = r.get("ratio_end_to_end_over_decode_only")
     return [(
         f"{r['clients']:,} simulated clients against Mosquitto and {r['store']}, head-mode updates"
-        f" ({r.get('publishers', 1)} publisher processes)",
+        f" ({r.get('publishers', 1)} publisher processes, {r.get('replicas', 1)} aggregator"
+        f" replica{'s' if r.get('replicas', 1) > 1 else ''})",
         f"{r['updates_per_s_mean']:,.0f} updates/s end to end, round latency "
         f"{r['round_latency_s_mean']:.1f} s; decode + validate + aggregate alone "
         f"{r['pure_decode_validate_aggregate_per_s']:,}/s"
@@ -285,6 +286,7 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "fl_uplink": ("federated", fl_uplink),
     "fl_throughput": ("federated", fl_throughput),
     "fl_throughput_sqlite": ("federated", fl_throughput),
+    "fl_throughput_replicas": ("federated", fl_throughput),
     "fl_scale": ("federated", fl_scale),
     "fl_scale_mqtt": ("federated", fl_scale),
     "fl_compare": ("federated", fl_compare),
