@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from transport.mqtt import StatusBuilder
 
 MAX_INBOX = 10_000  # messages a simulated device keeps before dropping (counted, logged)
+IDLE_WAIT_S = 1.0  # longest sleep of an idle device between looks at its stop flag
+RETRY_WAIT_S = 0.05  # between tries to send an update while the connection is down
+CONNECT_BATCH, CONNECT_PAUSE_S = 100, 0.5  # clients started at once, pause between batches
 
 
 class NpzExamples:
@@ -61,7 +64,7 @@ def run_client(
     slow_prob: float = 0.0,
     slow_s: float = 0.0,
     seed: int = 0,
-    train_slot: threading.Semaphore | None = None,
+    cpu_slot: threading.Semaphore | None = None,
 ) -> None:
     """Connect one participant with its own MQTT connection until ``stop`` (bounded waits).
 
@@ -88,8 +91,14 @@ def run_client(
     outbox: list[tuple[str, bytes]] = []
     try:
         while not stop.is_set():
-            for msg in inbox.drain():
-                participant.on_message(msg.topic, msg.payload)
+            # sleep until a message comes (or a second passes): thousands of devices in one
+            # process cannot each wake 20 times a second to look
+            first = inbox.get(IDLE_WAIT_S if not outbox else RETRY_WAIT_S)
+            # one device's work at a time (a release patch is applied by every device holding
+            # the version before): hundreds of threads asking for the GIL at once thrash
+            with cpu_slot or contextlib.nullcontext():
+                for msg in ([first] if first is not None else []) + inbox.drain():
+                    participant.on_message(msg.topic, msg.payload)
             for flt in participant.new_subscriptions():
                 conn.subscribe(flt)  # now; later connects ask participant.subscriptions
             a = participant.pending_round()
@@ -102,13 +111,12 @@ def run_client(
                     continue
                 if rng.random() < slow_prob:
                     stop.wait(slow_s)
-                with train_slot or contextlib.nullcontext():
+                with cpu_slot or contextlib.nullcontext():
                     outbox += participant.poll()
             while outbox and conn.connected:
                 if not conn.publish_wait(outbox[0][0], outbox[0][1], timeout_s=5.0):
                     break  # retried next loop; the update id makes a duplicate harmless
                 outbox.pop(0)
-            stop.wait(0.05)
     finally:
         conn.stop("stopped")
 
@@ -137,10 +145,12 @@ def run_fleet(
             continue
         p = FederatedParticipant(path.stem, NpzExamples(path), work_dir / path.stem)
         parts.append(p)
-        kwargs = {**opts, "seed": i, "train_slot": slot}
+        kwargs = {**opts, "seed": i, "cpu_slot": slot}
         t = threading.Thread(target=run_client, args=(url, p, stop), kwargs=kwargs, daemon=True)
         t.start()
         threads.append(t)
+        if len(threads) % CONNECT_BATCH == 0:  # thousands connecting at once stall the broker
+            stop.wait(CONNECT_PAUSE_S)
     for t in threads:
         t.join()
     return {

@@ -43,7 +43,7 @@ def test_shards_split_the_clients_without_overlap(
         run_fleet("mqtt://x", tmp_path / "data", tmp_path / "w", stop, (2, 2))
 
 
-def test_clients_of_one_process_share_one_training_slot(
+def test_clients_of_one_process_share_one_cpu_slot(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: run_client stubbed to "train" inside the slot it is given
@@ -52,7 +52,7 @@ def test_clients_of_one_process_share_one_training_slot(
     lock = threading.Lock()
 
     def fake(url: str, p: Any, stop: threading.Event, **kw: Any) -> None:
-        with kw["train_slot"]:
+        with kw["cpu_slot"]:
             with lock:
                 busy[0] += 1
                 most[0] = max(most[0], busy[0])
