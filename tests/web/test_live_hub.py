@@ -173,3 +173,21 @@ def test_hub_status_is_published_and_kept() -> None:
     # Assert
     assert sub.get_batch(0)[0].data["detail"] == "polar h10"
     assert hub.snapshot("p1")["status"]["model_version"] == "v3"
+
+
+def test_hub_keeps_a_device_online_when_its_last_will_comes_after_its_reconnect() -> None:
+    # Prepare: connection 1's Will stored by a clustered broker after connection 2's online
+    # status (before: the patient page said "offline" for a device that was sending)
+    from common.payloads import WILL_SEQ
+
+    fan = Fanout(4, 16)
+    hub = LiveHub(10.0, 10, fan)
+    sub = fan.subscribe("p1")
+    assert sub is not None
+    # Execute
+    hub.on_status(Status("p1", True, T0_NS, session=100, seq=1))
+    hub.on_status(Status("p1", True, T0_NS + 1, session=200, seq=1))
+    hub.on_status(Status("p1", False, T0_NS, detail="connection lost", session=100, seq=WILL_SEQ))
+    # Assert: the late Will is neither kept nor sent to the page
+    assert hub.snapshot("p1")["status"]["online"] is True
+    assert [m.data["online"] for m in sub.get_batch(0)] == [True, True]

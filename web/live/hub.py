@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from common.payloads import LabelAck, Status
+from common.payloads import LabelAck, Status, supersedes
 from common.types import BeatPrediction, Event, SignalChunk, StreamKind
 from web.live.fanout import Fanout, Message
 from web.live.ring import StreamRing
@@ -121,9 +121,13 @@ class LiveHub:
         self._emit(ready)
 
     def on_status(self, status: Status) -> None:
-        """Take a device status (online/offline, battery, model version)."""
+        """Take a device status (online/offline, battery, model version), unless a later one of
+        the device was taken (a Last Will a clustered broker delivers late)."""
         with self._lock:
-            self._patient(status.client_id).status = status
+            p = self._patient(status.client_id)
+            if not supersedes(status, p.status.stamp if p.status is not None else None):
+                return
+            p.status = status
         self.fanout.publish(status.client_id, Message("status", status_json(status)))
 
     def on_label_ack(self, ack: LabelAck) -> None:
