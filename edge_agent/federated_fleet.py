@@ -21,7 +21,7 @@ from edge_agent import trainer as tr
 from edge_agent.federated_participant import FederatedParticipant
 
 if TYPE_CHECKING:
-    from transport.mqtt import StatusBuilder
+    from transport.status_session import StatusBuilder
 
 MAX_INBOX = 10_000  # messages a simulated device keeps before dropping (counted, logged)
 IDLE_WAIT_S = 1.0  # longest sleep of an idle device between looks at its stop flag

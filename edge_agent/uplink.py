@@ -20,8 +20,9 @@ import asyncio
 from collections.abc import AsyncIterator, Callable
 
 from transport.inbox import LoopInbox, Message, hand_to_loop
-from transport.mqtt import MqttConnection, StatusBuilder
+from transport.mqtt import MqttConnection
 from transport.settings import Will, mqtt_settings
+from transport.status_session import StatusBuilder
 
 SESSION_EXPIRY_S = 24 * 3600
 MAX_INBOUND = 1000  # messages queued for the agent before new ones are dropped

@@ -32,7 +32,6 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
 
 from common.errors import ConfigError
-from common.payloads import WILL_SEQ
 from transport.acks import AckCallback, AckRegistry
 from transport.inbox import Message
 from transport.paho_client import (
@@ -47,11 +46,11 @@ from transport.settings import (
     MqttSettings,
     subscription_filter,
 )
+from transport.status_session import StatusBuilder, StatusSessions
 from transport.subscriptions import FilterSource, Subscriptions
 
 _LOGGER = logging.getLogger(__name__)
 
-StatusBuilder = Callable[[bool, str, int, int], bytes]  # online, detail, session, seq
 UNSUPPORTED_PROTOCOL = 0x84  # CONNACK reason code (3.1.1's return code 1 maps to it)
 BAD_CREDENTIALS = frozenset({0x86, 0x87})  # bad user name or password, not authorised
 
@@ -73,8 +72,9 @@ class MqttConnection:
         Runs on the network thread after every (re)connect once subscribed; must only enqueue.
     status : callable, optional
         ``status(online, detail, session, seq) -> payload`` of the retained status on the
-        Will's topic: online after every connect, offline (seq ``WILL_SEQ``) as each
-        connection's Will, and whatever :meth:`publish_status` and :meth:`stop` say.
+        Will's topic, stamped by :class:`~transport.status_session.StatusSessions`: online
+        after every connect, offline as each connection's Will, and whatever
+        :meth:`publish_status` and :meth:`stop` say.
     """
 
     def __init__(
@@ -92,9 +92,7 @@ class MqttConnection:
         self._subs = Subscriptions(subscriptions, settings, self._is_session)
         self.on_message = on_message
         self.on_connected = on_connected
-        self.status = status
-        self._session = 0  # the status session of the latest CONNECT (Unix ns)
-        self._seq = 0  # statuses published in it
+        self._statuses = StatusSessions(status) if status is not None else None
         self.protocol = (
             MqttProtocol.V311 if settings.protocol is MqttProtocol.V311 else MqttProtocol.V5
         )
@@ -104,7 +102,6 @@ class MqttConnection:
         self._acks: AckRegistry[bool] = AckRegistry()  # PUBACK: True, or False (refused)
         self._ready = threading.Event()
         self._life = threading.Lock()
-        self._status_lock = threading.Lock()
         self._started = self._stopped = False
         self._connacks = 0  # CONNACKs of the current client (the no-answer probe)
         self._settled = settings.protocol is not MqttProtocol.AUTO  # protocol known to work
@@ -194,8 +191,8 @@ class MqttConnection:
                 return
             self._stopped = True
         will = self.settings.will
-        if offline_detail is not None and will is not None and self.connected:
-            payload = self._status_payload(False, offline_detail)
+        if offline_detail is not None and will is not None and self._statuses and self.connected:
+            payload = self._statuses.next(False, offline_detail)
             if not self.publish_wait(will.topic, payload, retain=True, timeout_s=timeout_s):
                 _LOGGER.warning("offline status not confirmed within %g s", timeout_s)
         self._ready.clear()  # before the DISCONNECT: its callback is not a lost connection
@@ -281,26 +278,17 @@ class MqttConnection:
     def publish_status(self, online: bool, detail: str = "") -> bool:
         """Retained QoS 1 status on the Will's topic, only while connected."""
         will = self.settings.will
-        if will is None or self.status is None or not self.connected:
+        if will is None or self._statuses is None or not self.connected:
             return False
-        payload = self._status_payload(online, detail)
+        payload = self._statuses.next(online, detail)
         return self.publish(will.topic, payload, qos=will.qos, retain=True)
-
-    def _status_payload(self, online: bool, detail: str) -> bytes:
-        assert self.status is not None
-        with self._status_lock:  # the network thread and the caller's both publish statuses
-            self._seq += 1
-            return self.status(online, detail, self._session, self._seq)
 
     def _on_pre_connect(self, client: mqtt.Client, _u: object) -> None:
         """A new status session, and its Will, before each CONNECT (paho's network thread)."""
         will = self.settings.will
-        if client is not self._client or will is None or self.status is None:
+        if client is not self._client or will is None or self._statuses is None:
             return
-        with self._status_lock:
-            self._session = max(self._session + 1, time.time_ns())
-            self._seq = 0
-            payload = self.status(False, "connection lost", self._session, WILL_SEQ)
+        payload = self._statuses.start()
         client.will_set(will.topic, payload, qos=will.qos, retain=will.retain)
 
     def subscribe(self, topic_filter: str) -> bool:
@@ -384,8 +372,8 @@ class MqttConnection:
     def _up(self, client: mqtt.Client) -> None:
         self.connects += 1
         will = self.settings.will
-        if self.status is not None and will is not None:
-            client.publish(will.topic, self._status_payload(True, ""), qos=will.qos, retain=True)
+        if self._statuses is not None and will is not None:
+            client.publish(will.topic, self._statuses.next(True), qos=will.qos, retain=True)
         self._ready.set()
         if self.on_connected is not None:
             self.on_connected()
