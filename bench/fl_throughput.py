@@ -84,7 +84,8 @@ def _replica(url: str, store_url: str, k: int) -> subprocess.Popen[bytes]:
     """Aggregator replica ``k`` as its own process (``medchain aggregator``)."""
     env = {**os.environ, "MEDCHAIN_AGG_POLL_S": "0.05", "MEDCHAIN_AGG_WORKER": f"agg-bench-{k}"}
     cmd = [sys.executable, "-m", "medchain", "aggregator", "--broker", url, "--store", store_url]
-    return subprocess.Popen(cmd, cwd=ROOT, env=env)  # noqa: S603
+    # its stdout away: this bench's stdout is its JSON
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)  # noqa: S603
 
 
 def main() -> None:
