@@ -88,6 +88,8 @@ class MqttConnection:
     ) -> None:
         if status is not None and settings.will is None:
             raise ConfigError("a status needs a Will (its topic)")
+        if status is None and settings.will is not None and not settings.will.payload:
+            raise ConfigError("a Will needs a payload, or a status builder to make one")
         self.settings = settings
         self._subs = Subscriptions(subscriptions, settings, self._is_session)
         self.on_message = on_message
@@ -191,8 +193,14 @@ class MqttConnection:
                 return
             self._stopped = True
         will = self.settings.will
-        if offline_detail is not None and will is not None and self._statuses and self.connected:
-            payload = self._statuses.next(False, offline_detail)
+        statuses = self._statuses
+        if (
+            offline_detail is not None
+            and will is not None
+            and statuses is not None
+            and self.connected
+        ):
+            payload = statuses.next(False, offline_detail)
             if not self.publish_wait(will.topic, payload, retain=True, timeout_s=timeout_s):
                 _LOGGER.warning("offline status not confirmed within %g s", timeout_s)
         self._ready.clear()  # before the DISCONNECT: its callback is not a lost connection

@@ -53,7 +53,7 @@ def new_client(settings: MqttSettings, mqtt5: bool, tls: ssl.SSLContext | None) 
         c.username_pw_set(s.address.username, s.address.password)
     if tls is not None:
         c.tls_set_context(tls)
-    if s.will is not None:
+    if s.will is not None and s.will.payload:  # else the connection sets it before each CONNECT
         c.will_set(s.will.topic, s.will.payload, qos=s.will.qos, retain=s.will.retain)
     c.reconnect_delay_set(min_delay=s.reconnect_min_s, max_delay=s.reconnect_max_s)  # type: ignore[arg-type]
     c.max_inflight_messages_set(s.max_inflight)

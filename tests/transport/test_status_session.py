@@ -26,3 +26,17 @@ def test_sessions_rise_even_when_the_clock_steps_back_and_each_will_closes_its_o
     # the order the aggregator applies: a session's Will after its statuses, before the next
     assert supersedes(will1, beat1.stamp) and supersedes(online2, will1.stamp)
     assert not supersedes(will1, online2.stamp)
+
+
+def test_a_will_without_payload_needs_a_status_builder() -> None:
+    # a Will of b"" would clear the device's retained status instead of saying it is offline
+    import pytest
+
+    from common.errors import ConfigError
+    from transport.mqtt import MqttConnection
+    from transport.settings import Will, mqtt_settings
+
+    settings = mqtt_settings("mqtt://127.0.0.1:1", "dev-1", will=Will("st/dev-1"))
+    with pytest.raises(ConfigError, match="payload"):
+        MqttConnection(settings)
+    assert MqttConnection(settings, status=_build).connected is False  # the builder makes it
