@@ -186,6 +186,11 @@ class FederationStore(Protocol):
         """Accepted updates of a round, ordered by client_id."""
         ...
 
+    def update_digests(self, round_id: int) -> dict[str, str]:
+        """``{update_id: hex SHA-256 of its bytes}`` of a round's accepted updates (what an
+        aggregator that decoded them at intake checks before it skips reading them back)."""
+        ...
+
     def count_updates(self, round_id: int) -> int:
         """Number of accepted updates of a round."""
         ...

@@ -195,9 +195,20 @@ class ModelsMixin(SqlStoreBase):
             return {str(n): math.nan if v is None else float(v) for n, v in tx.all()}
 
     def client_metrics(self, round_id: int) -> dict[str, dict[str, float]]:
-        """``{client_id: {name: value}}`` of a round."""
+        """``{client_id: {name: value}}`` of a round: the numbers each accepted update carried
+        (stored with it at intake), overlaid by those recorded for the client
+        (:meth:`record_metrics`, :meth:`finalize_round`)."""
         out: dict[str, dict[str, float]] = {}
         with self._tx(write=False) as tx:
+            tx.execute(
+                "SELECT client_id, metrics FROM client_update WHERE round_id = ?", (round_id,)
+            )
+            for cid, raw in tx.all():
+                out[str(cid)] = {
+                    str(k): float(v)
+                    for k, v in loads(raw).items()
+                    if isinstance(v, (int, float)) and not isinstance(v, bool)
+                }
             tx.execute(
                 "SELECT client_id, name, value FROM round_metric"
                 " WHERE round_id = ? AND client_id <> '' ORDER BY client_id, name",

@@ -295,6 +295,14 @@ class UpdatesMixin(RoundsMixin):
             rows = tx.all()
         return [update_from_row(r, bytes(r[8]) if include_blobs else None) for r in rows]
 
+    def update_digests(self, round_id: int) -> dict[str, str]:
+        """``{update_id: sha256}`` of a round's accepted updates."""
+        with self._tx(write=False) as tx:
+            tx.execute(
+                "SELECT update_id, sha256 FROM client_update WHERE round_id = ?", (round_id,)
+            )
+            return {str(uid): str(sha) for uid, sha in tx.all()}
+
     def count_updates(self, round_id: int) -> int:
         """Number of accepted updates of a round."""
         with self._tx(write=False) as tx:

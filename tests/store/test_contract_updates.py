@@ -42,6 +42,22 @@ def test_accepted_update_is_stored_with_blob_and_metadata(store: Store) -> None:
     (meta,) = store.list_updates(rid, include_blobs=False)
     assert meta.blob is None and meta.sha256 == stored.sha256
     assert store.count_updates(rid) == 1
+    assert store.update_digests(rid) == {"u-1": stored.sha256}
+
+
+def test_client_metrics_are_those_of_the_updates_overlaid_by_recorded_ones(store: Store) -> None:
+    # Prepare: two accepted updates with their metrics, a refused one, a recorded metric
+    rid = _open(store)
+    for cid, loss in (("c1", 0.4), ("c2", 0.7)):
+        store.record_update(round_id=rid, client_id=cid, update_id=f"u-{cid}", blob=b"x",
+                            n_samples=5, metrics={"loss": loss, "note": "text", "ok": True})  # fmt: skip
+    store.reject_update(round_id=rid, client_id="c3", update_id="u-c3", reason="late")
+
+    # Execute
+    store.record_metrics(rid, {"loss": 0.5, "auc": 0.9}, client_id="c2")
+
+    # Assert: numbers only; a recorded value wins; nothing for the refused client
+    assert store.client_metrics(rid) == {"c1": {"loss": 0.4}, "c2": {"loss": 0.5, "auc": 0.9}}
 
 
 def test_redelivered_update_is_a_duplicate_even_after_the_round_closed(store: Store) -> None:
