@@ -127,7 +127,7 @@ def _aggregator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import threading
 
     from cloud_aggregator.nats_intake import grid_class
-    from cloud_aggregator.service import AggregatorService, subscriptions
+    from cloud_aggregator.service import AggregatorService, settle_heap, subscriptions
     from store import DesiredTraining, open_store
 
     s = _settings(args, env)
@@ -168,6 +168,7 @@ def _aggregator(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             f"aggregator {s.process_tag}: broker {s.broker_url.split('@')[-1]}, task {s.task}",
             flush=True,
         )
+        settle_heap()
         service.run(threading.Event(), max_seconds=args.max_seconds)
     finally:
         broker.stop()

@@ -67,6 +67,8 @@ class EngineBase:
         self._open: dict[int, Round] = {}  # the open round as last seen (saves a query/update)
         self._selected_sets: dict[int, frozenset[str]] = {}  # its invited clients, as a set
         self._decoded = DecodedUpdates()  # the open round's valid updates, decoded at intake
+        # the open round and the clients whose update was screened in here (a resent one: once)
+        self._screened_in: tuple[int, set[str]] = (0, set())
         # a closing round's candidates -> the int8 deltas their tensors came from (patches)
         self._downlink: dict[int, tuple[fl.ModelRelease, dict[str, Any]]] = {}
 

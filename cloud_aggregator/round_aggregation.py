@@ -9,7 +9,7 @@ and reused by benchmarks.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,11 +25,16 @@ _LOGGER = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StoredUpdate:
-    """An accepted update as the store returns it."""
+    """An accepted update as the store returns it.
+
+    ``update`` is the same update already decoded (the intake's, for a blob of the same
+    digest); ``blob`` may then be empty, as the store was not asked for it.
+    """
 
     client_id: str
     blob: bytes
     metrics: dict[str, object]
+    update: fl.ClientUpdate | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +74,6 @@ def aggregate_round(
     robust: RobustPolicy | None = None,
     max_examples: int = 1_000_000,
     exclude: frozenset[str] = frozenset(),
-    decode: Callable[[bytes], fl.ClientUpdate] = fl.decode_update,
 ) -> RoundResult | None:
     """Aggregate a round's updates; None if none of them is readable.
 
@@ -90,9 +94,6 @@ def aggregate_round(
         Earlier DP rounds, for the cumulative epsilon.
     dp_q : float
         This round's sampling probability (selected / eligible).
-    decode : callable
-        ``blob -> update`` (ProtocolError if unreadable): the engine passes one that reuses
-        what its intake decoded (:mod:`cloud_aggregator.update_cache`).
     """
     deltas: list[Delta] = []
     client_metrics: dict[str, dict[str, float]] = {}
@@ -101,7 +102,7 @@ def aggregate_round(
         if up.client_id in exclude:
             continue
         try:
-            u = decode(up.blob)
+            u = up.update if up.update is not None else fl.decode_update(up.blob)
         except ProtocolError as exc:  # only if the store was tampered with
             _LOGGER.error("stored update of %s unreadable: %s", up.client_id, exc)
             continue

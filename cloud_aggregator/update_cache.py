@@ -1,24 +1,39 @@
 """Updates decoded at intake, kept for their round's aggregation (pure).
 
-Closing a round reads its accepted updates back from the store and decoded every one again:
+Closing a round read its accepted updates back from the store and decoded every one again:
 a third of the close of a round of 5,000 head updates, with the intake having decoded and
 validated the same bytes moments before. :class:`DecodedUpdates` keeps the intake's decoded
-update under its exact wire bytes, so the aggregation uses it only for a stored blob equal to
-what was decoded: the store stays the source of truth, and a blob not kept (another replica
-took it, the process restarted, the cache was full) is decoded as before.
+update under its ``update_id`` with the SHA-256 of its wire bytes; the close uses it only where
+the store's row has the same digest (the store stays the source of truth), and reads the
+blobs back only when some stored update is not kept (another replica took it, the process
+restarted, the cache was full).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import threading
+from collections.abc import Mapping
+from typing import NamedTuple
 
 from common import fl_protocol as fl
 
 MAX_BYTES = 64 * 2**20  # wire bytes + float32 tensors kept (5,000 head updates: ~7 MB)
 
 
+class KeptUpdate(NamedTuple):
+    """An update as the intake decoded it and handed it to the store."""
+
+    sha256: str  # hex digest of its wire bytes
+    update: fl.ClientUpdate
+    metrics: Mapping[str, float]  # what the store keeps with it
+
+
+Kept = dict[str, KeptUpdate]  # by update id
+
+
 class DecodedUpdates:
-    """The open round's decoded updates by wire bytes, bounded in memory.
+    """The open round's decoded updates by update id, bounded in memory; thread-safe.
 
     Parameters
     ----------
@@ -28,41 +43,44 @@ class DecodedUpdates:
 
     def __init__(self, max_bytes: int = MAX_BYTES) -> None:
         self.max_bytes = max_bytes
+        self._lock = threading.Lock()
         self._round: int | None = None
-        self._kept: dict[bytes, fl.ClientUpdate] = {}
+        self._kept: Kept = {}
         self._bytes = 0
 
     def __len__(self) -> int:
         return len(self._kept)
 
-    def put(self, round_id: int, payload: bytes, update: fl.ClientUpdate) -> None:
-        """Keep ``update`` (decoded from ``payload``) for ``round_id``; another round's are
+    def put(
+        self, round_id: int, payload: bytes, update: fl.ClientUpdate, metrics: Mapping[str, float]
+    ) -> None:
+        """Keep ``update`` (decoded from ``payload``, stored with ``metrics``) for
+        ``round_id``; another round's are
         dropped (only the open round is aggregated next). Its tensors become read-only: the
         aggregation shares them and must not change them."""
-        if round_id != self._round:
-            self._round, self._kept, self._bytes = round_id, {}, 0
         size = len(payload) + sum(int(a.nbytes) for a in update.delta.values())
-        if self._bytes + size > self.max_bytes or payload in self._kept:
-            return
-        for arr in update.delta.values():
-            arr.flags.writeable = False
-        self._kept[bytes(payload)] = update
-        self._bytes += size
+        sha = hashlib.sha256(payload).hexdigest()
+        with self._lock:
+            if round_id != self._round:
+                self._round, self._kept, self._bytes = round_id, {}, 0
+            if self._bytes + size > self.max_bytes or update.update_id in self._kept:
+                return  # the first copy stays: the store keeps the first one too
+            for arr in update.delta.values():
+                arr.flags.writeable = False
+            self._kept[update.update_id] = KeptUpdate(sha, update, metrics)
+            self._bytes += size
 
-    def take(self, round_id: int) -> dict[bytes, fl.ClientUpdate]:
+    def take(self, round_id: int) -> Kept:
         """Hand over (and forget) what is kept for ``round_id`` (empty for another round)."""
-        if round_id != self._round:
-            return {}
-        kept = self._kept
-        self._round, self._kept, self._bytes = None, {}, 0
-        return kept
+        with self._lock:
+            if round_id != self._round:
+                return {}
+            kept = self._kept
+            self._round, self._kept, self._bytes = None, {}, 0
+            return kept
 
 
-def decoder(kept: dict[bytes, fl.ClientUpdate]) -> Callable[[bytes], fl.ClientUpdate]:
-    """``blob -> update``: the kept one for these exact bytes, else decoded (ProtocolError)."""
-
-    def decode(blob: bytes) -> fl.ClientUpdate:
-        found = kept.get(blob)
-        return found if found is not None else fl.decode_update(blob)
-
-    return decode
+def kept_update(kept: Kept, update_id: str, sha256: str) -> KeptUpdate | None:
+    """The kept update of ``update_id`` if its bytes had digest ``sha256`` (the store's)."""
+    found = kept.get(update_id)
+    return found if found is not None and found.sha256 == sha256 else None

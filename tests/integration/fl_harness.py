@@ -83,7 +83,11 @@ class Fleet:
 
 @contextlib.contextmanager
 def fleet(url: str, tmp: Path, n: int, **opts: Any) -> Iterator[Fleet]:
-    """``n`` simulated clients, each in its own thread with its own MQTT connection."""
+    """``n`` simulated clients, each in its own thread with its own MQTT connection.
+
+    ``slow_prob`` may be a sequence, one per client (e.g. ``(0, 0, 1)``: the last one always
+    late, so every round has a stretch with some updates in and one still to come).
+    """
     ids = write_client_data(tmp / "data", n)
     stop = threading.Event()
     part_opts = {k: opts.pop(k) for k in ("chunk_bytes",) if k in opts}
@@ -96,10 +100,11 @@ def fleet(url: str, tmp: Path, n: int, **opts: Any) -> Iterator[Fleet]:
         ],
         stop,
     )
+    slow = opts.pop("slow_prob", 0.0)
+    per_client = list(slow) if isinstance(slow, (list, tuple)) else [slow] * n
     for i, p in enumerate(f.participants):
-        t = threading.Thread(
-            target=run_client, args=(url, p, stop), kwargs={**opts, "seed": i}, daemon=True
-        )
+        kwargs = {**opts, "seed": i, "slow_prob": per_client[i]}
+        t = threading.Thread(target=run_client, args=(url, p, stop), kwargs=kwargs, daemon=True)
         t.start()
         f.threads.append(t)
     try:

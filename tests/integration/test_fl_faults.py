@@ -220,7 +220,8 @@ def test_broker_restart_mid_round(pg_store_url: tuple[Store, str], tmp_path: Pat
 def test_aggregator_kill9_mid_round_resumes_without_double_counting(
     pg_store_url: tuple[Store, str], mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    # Prepare: the aggregator as a real process; slow clients make rounds last a few seconds
+    # Prepare: the aggregator as a real process; one client always 2 s late makes every round
+    # last a few seconds with some updates in (a round closes as soon as all have answered)
     store, url = pg_store_url
     seed_store(store, rounds=3, deadline_s=30.0, min_clients=3, quorum_fraction=1.0)
     cmd = [
@@ -236,7 +237,7 @@ def test_aggregator_kill9_mid_round_resumes_without_double_counting(
     env = {**os.environ, "MEDCHAIN_AGG_WORKER": "agg-kill", "MEDCHAIN_AGG_POLL_S": "0.1"}
     procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)]
     try:
-        with fleet(mosquitto.url, tmp_path, 3, slow_prob=0.5, slow_s=2.0):
+        with fleet(mosquitto.url, tmp_path, 3, slow_prob=(0.0, 0.0, 1.0), slow_s=2.0):
             wait_for(
                 lambda: (
                     (r := store.active_round("beat")) is not None

@@ -1,0 +1,92 @@
+"""Closing a round reuses the intake's decoded updates and reads blobs back only when needed;
+the aggregator process settles its heap before serving."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from typing import Any
+
+from common import fl_protocol as fl
+from common import protocol as proto
+from common.payloads import Status, encode_status
+from store import RoundState, Store
+from tests.cloud_aggregator.service_support import CLIENTS, drain, open_round, update_payload
+from tests.store.conftest import Backend
+
+
+def _spy_blob_reads(store: Store) -> list[bool]:
+    """Record ``include_blobs`` of every ``list_updates`` call."""
+    calls: list[bool] = []
+    real = store.list_updates
+
+    def spy(round_id: int, *, include_blobs: bool = True) -> Any:
+        calls.append(include_blobs)
+        return real(round_id, include_blobs=include_blobs)
+
+    store.list_updates = spy  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_round_whose_updates_were_all_decoded_here_reads_no_blob(backend: Backend) -> None:
+    # Prepare: the three invited devices send their updates through this service
+    store, service, broker, rnd = open_round(backend)
+    for cid in CLIENTS:
+        broker.put(proto.client_topic(proto.Channel.UPDATE, cid), update_payload(rnd, cid))
+    calls = _spy_blob_reads(store)
+    # Execute
+    drain(service, broker)
+    service.advance()
+    # Assert: closed from the kept updates, not read back (the digests only)
+    assert store.get_round(rnd.round_id).state == RoundState.CLOSED
+    assert store.round_metrics(rnd.round_id)["received"] == 3.0
+    assert calls == []
+
+
+def test_an_update_another_replica_stored_is_read_back_and_counted(backend: Backend) -> None:
+    # Prepare: dev-3's update reaches the store through another replica (not decoded here)
+    store, service, broker, rnd = open_round(backend)
+    for cid in CLIENTS[:2]:
+        broker.put(proto.client_topic(proto.Channel.UPDATE, cid), update_payload(rnd, cid))
+    drain(service, broker)
+    other = update_payload(rnd, CLIENTS[2], value=0.04)
+    u = fl.decode_update(other)
+    store.record_update(round_id=rnd.round_id, client_id=u.client_id, update_id=u.update_id,
+                        blob=other, n_samples=u.n_examples, metrics={})  # fmt: skip
+    calls = _spy_blob_reads(store)
+    # Execute
+    service.advance()
+    # Assert: the blobs were read once and dev-3's delta is in the mean
+    assert calls.count(True) == 1
+    assert store.get_round(rnd.round_id).state == RoundState.CLOSED
+    assert store.round_metrics(rnd.round_id)["received"] == 3.0
+
+
+def test_settle_heap_freezes_the_start_up_heap_and_raises_the_first_threshold() -> None:
+    # Execute: in its own interpreter (it changes the process's collector for good)
+    code = (
+        "import gc; from cloud_aggregator.service import settle_heap; before = gc.get_threshold();"
+        " settle_heap(); print(gc.get_freeze_count(), *gc.get_threshold(), *before)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    frozen, g0, g1, g2, b0, b1, b2 = map(int, out.stdout.split())
+    # Assert
+    assert frozen > 1000 and (g0, g1, g2) == (10_000, max(b1, 20), max(b2, 20))
+
+
+def test_the_update_that_completes_a_round_closes_it_without_waiting_out_the_poll(
+    backend: Backend,
+) -> None:
+    # Prepare: a long poll; every invited device's update, then a status report behind them
+    store, service, broker, rnd = open_round(backend)
+    service.s = dataclasses.replace(service.s, poll_s=2.0)
+    for cid in CLIENTS:
+        broker.put(proto.client_topic(proto.Channel.UPDATE, cid), update_payload(rnd, cid))
+    broker.put(proto.client_topic(proto.Channel.STATUS, "dev-1"),
+               encode_status(Status("dev-1", True, 2_000)))  # fmt: skip
+    # Execute
+    service.step()
+    # Assert: closed in this step, which stopped gathering at the last update
+    assert store.get_round(rnd.round_id).state == RoundState.CLOSED
+    assert broker.inbound.qsize() == 1
