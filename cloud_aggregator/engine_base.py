@@ -69,6 +69,7 @@ class EngineBase:
         self._decoded = DecodedUpdates()  # the open round's valid updates, decoded at intake
         # the open round and the clients whose update was screened in here (a resent one: once)
         self._screened_in: tuple[int, set[str]] = (0, set())
+        self._hinted = 0  # the round completes_round last said was complete
         # a closing round's candidates -> the int8 deltas their tensors came from (patches)
         self._downlink: dict[int, tuple[fl.ModelRelease, dict[str, Any]]] = {}
 

@@ -71,17 +71,21 @@ class IntakeMixin(EngineBase):
         """True when the ``pending`` updates not yet screened (their ``senders``, asked only
         near the end) are the last the open round waits for: with the clients screened in
         here, every invited one has answered. The service then stores them and looks at the
-        round at once instead of waiting out its poll. A hint only: the round's tally in the
-        store decides. (A round that over-selected closes at its target by the tick as before:
-        its later answers are late whenever the tick comes.)"""
+        round at once instead of waiting out its poll. A hint only, given once per round (the
+        round's tally in the store decides; should it not close, the poll takes over). A round
+        that over-selected closes at its target by the tick as before."""
         if len(self._open) != 1:
             return False
         ((rid, rnd),) = self._open.items()
         target = len(rnd.selected_clients)
-        if target == 0:
-            return False
         seen = self._screened_in[1] if self._screened_in[0] == rid else set()
-        return len(seen) + pending >= target and len(seen.union(senders())) >= target
+        if target == 0 or self._hinted == rid or len(seen) + pending < target:
+            return False
+        invited = self._selected(rnd)
+        if len(seen.union(s for s in senders() if s in invited)) < target:
+            return False
+        self._hinted = rid
+        return True
 
     def store_screened(self, screened: Screened) -> list[UpdateStatus | None]:
         """Store a screened batch: its refusals and its updates, one transaction per round.

@@ -201,7 +201,8 @@ class ModelsMixin(SqlStoreBase):
         out: dict[str, dict[str, float]] = {}
         with self._tx(write=False) as tx:
             tx.execute(
-                "SELECT client_id, metrics FROM client_update WHERE round_id = ?", (round_id,)
+                "SELECT client_id, metrics FROM client_update WHERE round_id = ? ORDER BY client_id",
+                (round_id,),
             )
             for cid, raw in tx.all():
                 out[str(cid)] = {

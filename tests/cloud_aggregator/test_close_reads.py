@@ -4,15 +4,25 @@ the aggregator process settles its heap before serving."""
 from __future__ import annotations
 
 import dataclasses
+import queue
 import subprocess
 import sys
+import time
 from typing import Any
 
+from cloud_aggregator.mqtt_io import Inbound
+from cloud_aggregator.service import AggregatorService
 from common import fl_protocol as fl
 from common import protocol as proto
 from common.payloads import Status, encode_status
 from store import RoundState, Store
-from tests.cloud_aggregator.service_support import CLIENTS, drain, open_round, update_payload
+from tests.cloud_aggregator.service_support import (
+    CLIENTS,
+    FakeBroker,
+    drain,
+    open_round,
+    update_payload,
+)
 from tests.store.conftest import Backend
 
 
@@ -75,18 +85,54 @@ def test_settle_heap_freezes_the_start_up_heap_and_raises_the_first_threshold() 
     assert frozen > 1000 and (g0, g1, g2) == (10_000, max(b1, 20), max(b2, 20))
 
 
+class BlockingBroker(FakeBroker):
+    """A broker whose ``get`` waits its whole timeout when nothing comes (as paho's inbox)."""
+
+    def get(self, timeout_s: float) -> Inbound | None:
+        try:
+            return self.inbound.get(timeout=timeout_s)
+        except queue.Empty:
+            return None
+
+
+def _long_poll(service: AggregatorService, broker: FakeBroker) -> BlockingBroker:
+    """The service with a 5 s poll on a blocking broker holding what ``broker`` held."""
+    blocking = BlockingBroker()
+    blocking.inbound, blocking._mid = broker.inbound, broker._mid  # noqa: SLF001
+    service.broker = blocking  # type: ignore[assignment]
+    service.s = dataclasses.replace(service.s, poll_s=5.0)
+    return blocking
+
+
 def test_the_update_that_completes_a_round_closes_it_without_waiting_out_the_poll(
     backend: Backend,
 ) -> None:
-    # Prepare: a long poll; every invited device's update, then a status report behind them
+    # Prepare: a 5 s poll; every invited device's update, then a status report behind them
     store, service, broker, rnd = open_round(backend)
-    service.s = dataclasses.replace(service.s, poll_s=2.0)
+    blocking = _long_poll(service, broker)
     for cid in CLIENTS:
+        blocking.put(proto.client_topic(proto.Channel.UPDATE, cid), update_payload(rnd, cid))
+    blocking.put(proto.client_topic(proto.Channel.STATUS, "dev-1"),
+                 encode_status(Status("dev-1", True, 2_000)))  # fmt: skip
+    # Execute
+    t0 = time.monotonic()
+    service.step()
+    # Assert: closed in this step, which stopped gathering at the last update (the status is
+    # still queued) instead of waiting out its 5 s poll
+    assert store.get_round(rnd.round_id).state == RoundState.CLOSED
+    assert blocking.inbound.qsize() == 1 and time.monotonic() - t0 < 2.5
+
+
+def test_a_resent_update_does_not_count_as_another_device(backend: Backend) -> None:
+    # Prepare: dev-1 twice and dev-2 (dev-3 still to come), then a status report
+    store, service, broker, rnd = open_round(backend)
+    for cid in ("dev-1", "dev-1", "dev-2"):
         broker.put(proto.client_topic(proto.Channel.UPDATE, cid), update_payload(rnd, cid))
     broker.put(proto.client_topic(proto.Channel.STATUS, "dev-1"),
                encode_status(Status("dev-1", True, 2_000)))  # fmt: skip
     # Execute
     service.step()
-    # Assert: closed in this step, which stopped gathering at the last update
-    assert store.get_round(rnd.round_id).state == RoundState.CLOSED
-    assert broker.inbound.qsize() == 1
+    # Assert: no early stop (everything drained), the round still waits for dev-3
+    assert broker.inbound.qsize() == 0
+    assert store.get_round(rnd.round_id).state == RoundState.OPEN
+    assert store.count_updates(rnd.round_id) == 2
