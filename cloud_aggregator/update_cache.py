@@ -12,13 +12,12 @@ restarted, the cache was full).
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Mapping
 from typing import NamedTuple
 
 from common import fl_protocol as fl
 
-MAX_BYTES = 64 * 2**20  # wire bytes + float32 tensors kept (5,000 head updates: ~7 MB)
+MAX_BYTES = 64 * 2**20  # float32 tensors kept (5,000 head updates: ~3.5 MB)
 
 
 class KeptUpdate(NamedTuple):
@@ -33,17 +32,17 @@ Kept = dict[str, KeptUpdate]  # by update id
 
 
 class DecodedUpdates:
-    """The open round's decoded updates by update id, bounded in memory; thread-safe.
+    """The open round's decoded updates by update id, bounded in memory (the engine's thread
+    only: the intake puts, the close takes).
 
     Parameters
     ----------
     max_bytes : int
-        Wire bytes plus tensor bytes kept at most; updates beyond are not kept.
+        Tensor bytes kept at most; updates beyond are not kept.
     """
 
     def __init__(self, max_bytes: int = MAX_BYTES) -> None:
         self.max_bytes = max_bytes
-        self._lock = threading.Lock()
         self._round: int | None = None
         self._kept: Kept = {}
         self._bytes = 0
@@ -55,29 +54,26 @@ class DecodedUpdates:
         self, round_id: int, payload: bytes, update: fl.ClientUpdate, metrics: Mapping[str, float]
     ) -> None:
         """Keep ``update`` (decoded from ``payload``, stored with ``metrics``) for
-        ``round_id``; another round's are
-        dropped (only the open round is aggregated next). Its tensors become read-only: the
-        aggregation shares them and must not change them."""
-        size = len(payload) + sum(int(a.nbytes) for a in update.delta.values())
+        ``round_id``; another round's are dropped (only the open round is aggregated next).
+        Its tensors become read-only: the aggregation shares them and must not change them."""
+        if round_id != self._round:
+            self._round, self._kept, self._bytes = round_id, {}, 0
+        size = sum(int(a.nbytes) for a in update.delta.values())
+        if self._bytes + size > self.max_bytes or update.update_id in self._kept:
+            return  # the first copy stays: the store keeps the first one too
+        for arr in update.delta.values():
+            arr.flags.writeable = False
         sha = hashlib.sha256(payload).hexdigest()
-        with self._lock:
-            if round_id != self._round:
-                self._round, self._kept, self._bytes = round_id, {}, 0
-            if self._bytes + size > self.max_bytes or update.update_id in self._kept:
-                return  # the first copy stays: the store keeps the first one too
-            for arr in update.delta.values():
-                arr.flags.writeable = False
-            self._kept[update.update_id] = KeptUpdate(sha, update, metrics)
-            self._bytes += size
+        self._kept[update.update_id] = KeptUpdate(sha, update, metrics)
+        self._bytes += size
 
     def take(self, round_id: int) -> Kept:
         """Hand over (and forget) what is kept for ``round_id`` (empty for another round)."""
-        with self._lock:
-            if round_id != self._round:
-                return {}
-            kept = self._kept
-            self._round, self._kept, self._bytes = None, {}, 0
-            return kept
+        if round_id != self._round:
+            return {}
+        kept = self._kept
+        self._round, self._kept, self._bytes = None, {}, 0
+        return kept
 
 
 def kept_update(kept: Kept, update_id: str, sha256: str) -> KeptUpdate | None:

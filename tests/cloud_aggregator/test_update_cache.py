@@ -51,7 +51,7 @@ def test_the_first_copy_of_an_update_id_is_kept() -> None:
 def test_a_new_round_drops_the_old_one_and_the_bound_is_kept() -> None:
     # Prepare: room for one update only
     payload, update = _wire("c1")
-    size = len(payload) + sum(a.nbytes for a in update.delta.values())
+    size = sum(a.nbytes for a in update.delta.values())
     cache = DecodedUpdates(max_bytes=size)
     # Execute
     cache.put(7, payload, update, {})
