@@ -220,7 +220,11 @@ def load_rhythm(settings: EdgeSettings) -> RhythmMonitor | None:
     if path is None:
         return None
     scorer = OnnxRhythmScorer(path)
-    gate = QualityGate(settings.client_id) if "noisy" in scorer.classes else None
+    gate = (
+        QualityGate(settings.client_id, s_in_af_as_n=settings.s_in_af_as_n)
+        if "noisy" in scorer.classes
+        else None
+    )
     return RhythmMonitor(settings.client_id, scorer, scorer.window_s, gate=gate)
 
 

@@ -70,6 +70,12 @@ class EdgeSettings:
         onnxruntime threads (1 on a Pi so the BLE loop keeps a core).
     keep_labelled_beats : int
         Most labelled beats kept for local training (oldest dropped first).
+    s_in_af_as_n : bool
+        Report a beat the model calls S inside a stretch the rhythm model calls AF as N (for a
+        patient in permanent AF, whose irregular beats the RR evidence calls premature). Off by
+        default: on MIT-BIH DS2 it lost half the SVEBs of a patient with frequent ectopy whose
+        stretches the rhythm model called AF (docs/models.md, "No SVEB inside atrial
+        fibrillation").
     federated : bool
         Take part in federated rounds (needs a broker): head training on the labelled beats.
     workdir : Path, optional
@@ -102,6 +108,7 @@ class EdgeSettings:
     af_window_beats: int = 30
     intra_op_threads: int = 1
     keep_labelled_beats: int = 20000
+    s_in_af_as_n: bool = False
     federated: bool = False
     workdir: Path | None = None
     pinned_releases: tuple[str, ...] = ()

@@ -7,7 +7,12 @@ their R peak has been judged; then they go on to the event detectors, the buffer
 - in a readable stretch unchanged;
 - in an unreadable one as ``Q`` (unclassifiable) with no RR interval, so that no beat class, no
   V/S run, no heart-rate alarm and no RR-based AF comes from noise, and the patient's page (which
-  says "signal too noisy" when most recent beats are Q, ``web.patient_view``) says so.
+  says "signal too noisy" when most recent beats are Q, ``web.patient_view``) says so;
+- with ``s_in_af_as_n`` (a patient in permanent AF), in one the rhythm model calls atrial
+  fibrillation, an ``S`` as ``N``: beats conducted in AF are normal in the AAMI classes
+  (MIT-BIH annotates them N), and the beat model's RR evidence cannot tell an irregular AF beat
+  from a premature one. Off by default: the rhythm model also calls some stretches of frequent
+  atrial ectopy AF (docs/models.md, "No SVEB inside atrial fibrillation").
 
 Nothing is dropped silently: each unreadable stretch becomes one ``unreadable_signal`` event
 (from its first to its last beat) with the beats it held, how many the beat model called
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -35,6 +41,47 @@ _LOGGER = logging.getLogger(__name__)
 
 UNREADABLE_CLASS = "Q"
 VENTRICULAR = "V"
+SUPRAVENTRICULAR, NORMAL = "S", "N"
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The rhythm monitor's verdict on stream samples ``[start, end)``."""
+
+    start: int
+    end: int
+    noisy: bool
+    af: bool = False
+
+
+def judgement_at(judgements: Sequence[Judgement], sample: int) -> Judgement | None:
+    """The judgement of a sample (None: not judged); a later judgement of it wins."""
+    found = None
+    for j in judgements:
+        if j.start <= sample < j.end:
+            found = j
+    return found
+
+
+def gated_label(label: str, judgement: Judgement | None) -> str:
+    """The class a beat is reported as under ``judgement`` (module docstring)."""
+    if judgement is None:
+        return label
+    if judgement.noisy:
+        return UNREADABLE_CLASS
+    if judgement.af and label == SUPRAVENTRICULAR:
+        return NORMAL
+    return label
+
+
+def gated_labels(
+    samples: Sequence[int], labels: Sequence[str], judgements: Sequence[Judgement]
+) -> list[str]:
+    """:func:`gated_label` of every beat (R-peak stream indices ``samples``), for evaluators
+    that re-classify a stream's beats after it ended (the personalised protocol)."""
+    return [
+        gated_label(c, judgement_at(judgements, s)) for s, c in zip(samples, labels, strict=True)
+    ]
 
 
 @dataclass
@@ -43,6 +90,7 @@ class GateStats:
 
     released: int = 0
     unreadable: int = 0
+    s_in_af: int = 0  # S calls reported as N inside atrial fibrillation
     unjudged: int = 0  # released without a judgement (held too long, or flushed)
 
 
@@ -53,24 +101,30 @@ class QualityGate:
     ----------
     max_hold_s : float
         Longest a beat waits, in s of stream behind the newest sample seen.
+    s_in_af_as_n : bool
+        Report S calls inside stretches judged AF as N (module docstring).
     """
 
-    def __init__(self, client_id: str = "", max_hold_s: float = 40.0) -> None:
+    def __init__(
+        self, client_id: str = "", max_hold_s: float = 40.0, s_in_af_as_n: bool = False
+    ) -> None:
         self._cid = client_id
         self._max_hold_s = max_hold_s
+        self._af_rule = s_in_af_as_n
         self._stretch: list[BeatPrediction] = []  # the current unreadable stretch, as classified
         self._events: list[Event] = []
         self._beats: list[BeatPrediction] = []
         self._batch: BeatBatch = empty_batch()
-        self._spans: list[tuple[int, int, bool]] = []  # judged [start, end) sample spans, noisy
+        self._spans: list[Judgement] = []
         self._judged_to = 0  # stream index up to which everything is judged
         self._newest = 0
         self._fs = 0.0
         self.stats = GateStats()
 
-    def judge(self, start: int, end: int, noisy: bool) -> None:
-        """The rhythm monitor's judgement of stream samples ``[start, end)``."""
-        self._spans.append((start, end, noisy))
+    def judge(self, start: int, end: int, noisy: bool, af: bool = False) -> None:
+        """The rhythm monitor's judgement of stream samples ``[start, end)`` (``af``: the
+        rhythm model calls the stretch atrial fibrillation; used with ``s_in_af_as_n``)."""
+        self._spans.append(Judgement(start, end, noisy, af and self._af_rule))
         self._judged_to = max(self._judged_to, end)
 
     def seen(self, newest_sample: int, fs: float) -> None:
@@ -140,23 +194,19 @@ class QualityGate:
         released = [self._gated(b) for b in beats]
         self.stats.released += n
         horizon = max((b.sample for b in beats), default=0)
-        self._spans = [s for s in self._spans if s[1] > horizon - 1]
+        self._spans = [s for s in self._spans if s.end > horizon - 1]
         return released, out_batch
 
     def _gated(self, beat: BeatPrediction) -> BeatPrediction:
-        verdict = self._noisy_at(beat.sample)
-        if not verdict:
-            self.stats.unjudged += verdict is None
+        judgement = judgement_at(self._spans, beat.sample)
+        label = gated_label(beat.label, judgement)
+        if judgement is None or not judgement.noisy:
+            self.stats.unjudged += judgement is None
             self._close_stretch()
-            return beat
+            if label == beat.label:
+                return beat
+            self.stats.s_in_af += 1
+            return replace(beat, label=label)
         self.stats.unreadable += 1
         self._stretch.append(beat)
-        return replace(beat, label=UNREADABLE_CLASS, rr_s=float("nan"))
-
-    def _noisy_at(self, sample: int) -> bool | None:
-        """Judgement of a sample (None: not judged); a later judgement of it wins."""
-        found = None
-        for start, end, noisy in self._spans:
-            if start <= sample < end:
-                found = noisy
-        return found
+        return replace(beat, label=label, rr_s=float("nan"))

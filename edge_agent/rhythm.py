@@ -4,8 +4,8 @@
 (``edge_agent.rhythm_verdict``):
 
 - judges every ``quality_window_s`` segment readable or not (the model's noisy class, or a flat
-  line) and tells the :class:`~edge_agent.quality_gate.QualityGate`, which holds the beats until
-  then and passes unreadable ones on as Q;
+  line), and AF or not (the arg-max), and tells the :class:`~edge_agent.quality_gate.QualityGate`,
+  which holds the beats until then, passes unreadable ones on as Q and S calls in AF as N;
 - scores every non-overlapping ``window_s`` window; consecutive windows with P(AF) >= ``enter``
   (staying above ``leave``) form one ``af_episode`` event (``source: "rhythm"``). A window the
   model calls noisy, or holding an unreadable segment, is no AF evidence;
@@ -198,7 +198,7 @@ class RhythmMonitor:
             self.unreadable_segments += 1
             self._noisy_until = max(self._noisy_until, end)
         if self.gate is not None:
-            self.gate.judge(start, end, noisy)
+            self.gate.judge(start, end, noisy, af=not noisy and verdict.label == "AF")
 
     def _score(self, start: int, end: int) -> list[Event]:
         verdict = self._verdict(self._segment(start, end))

@@ -78,3 +78,50 @@ def test_beats_without_model_inputs_are_released_without_them() -> None:
     # Assert
     assert [b.sample for b in out1[0]] == [10, 20] and len(out1[1]) == 0
     assert [b.sample for b in out2[0]] == [30] and len(out2[1]) == 1
+
+
+def test_s_in_af_becomes_n_only_when_the_patient_is_set_up_for_it() -> None:
+    # Prepare: two S beats in a stretch judged AF, one in a readable non-AF one, one in noise
+    runs = {}
+    for as_n in (False, True):
+        gate = QualityGate("d", s_in_af_as_n=as_n)
+        gate.seen(3000, 100.0)
+        beats, batch = _beats([100, 600, 1100, 2100], label="S")
+        gate.hold(beats, batch)
+        # Execute
+        gate.judge(0, 1000, noisy=False, af=True)
+        gate.judge(1000, 2000, noisy=False)
+        gate.judge(2000, 3000, noisy=True, af=True)
+        released, _ = gate.hold([], empty_batch())
+        runs[as_n] = (released, gate.stats.s_in_af)
+    # Assert
+    assert [b.label for b in runs[False][0]] == ["S", "S", "S", "Q"] and runs[False][1] == 0
+    as_n = runs[True][0]
+    assert [b.label for b in as_n] == ["N", "N", "S", "Q"] and runs[True][1] == 2
+    assert as_n[0].rr_s == 0.8 and as_n[0].probs == {"S": 1.0}  # the model's output is kept
+
+
+def test_gated_labels_of_a_finished_stream_match_the_gate() -> None:
+    from edge_agent.quality_gate import Judgement, gated_labels
+
+    judgements = [Judgement(0, 10, False, True), Judgement(10, 20, True), Judgement(0, 5, False)]
+    got = gated_labels([1, 7, 12, 25], ["S", "S", "V", "S"], judgements)
+    assert got == ["S", "N", "Q", "S"]  # a later judgement of a sample wins; unjudged: as is
+
+
+def test_the_edge_setting_from_the_environment_turns_the_rule_on() -> None:
+    from common.config import load_settings
+    from edge_agent.app import load_rhythm
+    from edge_agent.config import EdgeSettings
+
+    labels = {}
+    for value in ("0", "1"):
+        env = {"MEDCHAIN_EDGE_S_IN_AF_AS_N": value}
+        settings = load_settings(EdgeSettings, env=env, prefix="MEDCHAIN_EDGE")
+        monitor = load_rhythm(settings)  # the packaged v2 rhythm model and its gate
+        assert monitor is not None and monitor.gate is not None
+        monitor.gate.seen(1000, 100.0)
+        monitor.gate.hold(*_beats([100], label="S"))
+        monitor.gate.judge(0, 1000, noisy=False, af=True)
+        labels[value] = [b.label for b in monitor.gate.hold([], empty_batch())[0]]
+    assert labels == {"0": ["S"], "1": ["N"]}
