@@ -96,7 +96,7 @@ def summarise(result: dict[str, Any]) -> dict[str, Any]:
 
 
 def score(folder: Path, model: Path, request: RecordRequest, only: list[str]) -> dict[str, Any]:
-    clf, outcomes = evaluate_folder(folder, model, request, only)
+    clf, outcomes, _ = evaluate_folder(folder, model, request, only)
     header = {"model": str(model), "records_dir": str(folder)}
     return summarise(build_result(outcomes, clf.classes, header, request, 1000))
 
@@ -116,9 +116,11 @@ def main() -> None:
     out: dict[str, Any] = {"model": str(args.model), "records": only, "conditions": {}}
     started = time.monotonic()
     if "mlii" in wanted:
-        out["conditions"]["MLII"] = score(src, args.model, RecordRequest(leads=("MLII",)), only)
+        out["conditions"]["MLII"] = score(
+            src, args.model, RecordRequest(leads=("MLII",), rhythm=False), only
+        )
     if "lead2" in wanted:
-        lead2 = RecordRequest(leads=SECOND_LEADS)
+        lead2 = RecordRequest(leads=SECOND_LEADS, rhythm=False)
         out["conditions"]["second lead"] = score(src, args.model, lead2, only)
     views: dict[str, RecordView] = {}
     if "noise" in wanted:
@@ -133,7 +135,7 @@ def main() -> None:
         try:
             for name in only:
                 write_view(src, name, view, tmp, env)
-            out["conditions"][cname] = score(tmp, args.model, RecordRequest(), only)
+            out["conditions"][cname] = score(tmp, args.model, RecordRequest(rhythm=False), only)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
         print(f"{cname}: done ({time.monotonic() - started:.0f} s)", file=sys.stderr)

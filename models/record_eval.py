@@ -3,7 +3,8 @@
 Each record is replayed as the device would see it (``firmware_bridge`` WFDB replay, chunks of
 ``chunk_s`` seconds) into the edge's ``EcgPipeline`` with the card's streaming featurizer
 (causal filter, QRS detector, beat windows, RR features, template channel) and the
-``OnnxBeatClassifier``: nothing here re-implements detection or classification. Detected beats
+``OnnxBeatClassifier``, and into its rhythm monitor, whose judgements the quality gate applies
+(``models.record_gate``): nothing here re-implements detection or classification. Detected beats
 are paired one to one with the reference beat annotations within ``tolerance_s`` (EC57 bxb,
 ``common.signals.match_peaks``) and the pairs' classes (MIT-BIH symbols -> AAMI,
 ``edge_agent.annotations.AAMI``) fill one confusion matrix per record. ``models.record_report``
@@ -25,12 +26,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from common.errors import CorruptInputError, DataNotFoundError, MedchainError
+from common.errors import MedchainError
 from common.signals.matching import match_peaks
 from edge_agent.annotations import AAMI
 from edge_agent.app import make_featurizer
 from edge_agent.inference import OnnxBeatClassifier
 from edge_agent.pipeline import BeatBatch, EcgPipeline, concat_batches, empty_batch
+from edge_agent.quality_gate import NORMAL, UNREADABLE_CLASS, Judgement
+from edge_agent.rhythm import OnnxRhythmScorer, RhythmMonitor
+from edge_agent.rhythm_verdict import WindowScorer
 from models.record_checks import (
     DETECTION_FLAG_BELOW,
     FLAT_EXCLUDE_SHARE,
@@ -38,6 +42,8 @@ from models.record_checks import (
     detection_problem,
     signal_flags,
 )
+from models.record_files import choose_lead, list_records, signal_names
+from models.record_gate import JudgementLog, gate_stream, rhythm_scorer
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -61,6 +67,15 @@ class RecordRequest:
         Minutes of labelled beats at the start of each record for the personal head.
     chunk_s : float
         Replay chunk length, s (results do not depend on it beyond float rounding).
+    rhythm : bool
+        Run the edge's rhythm monitor and quality gate on the stream (the model the edge would
+        load, or ``rhythm_model``): beats of unreadable stretches become Q, S calls inside AF
+        N with ``s_in_af_as_n`` (``edge_agent.quality_gate``). False: the beat model's classes
+        as they are.
+    rhythm_model : Path, optional
+        The rhythm model to use instead of the edge's default.
+    s_in_af_as_n : bool
+        The gate reports S calls inside AF as N (the edge's ``s_in_af_as_n``).
     """
 
     leads: tuple[str, ...] | None = None
@@ -68,6 +83,9 @@ class RecordRequest:
     tolerance_s: float = 0.15
     personalise_min: float | None = None
     chunk_s: float = 10.0
+    rhythm: bool = True
+    rhythm_model: Path | None = None
+    s_in_af_as_n: bool = False
 
 
 @dataclass
@@ -87,89 +105,49 @@ class RecordOutcome:
     flags: dict[str, Any] = field(default_factory=dict)
     excluded: str = ""  # why the record is left out of the figures ("" = scored)
     personal: dict[str, Any] = field(default_factory=dict)  # confusions of the protocol
+    gated_beats: dict[str, int] = field(default_factory=dict)  # relabelled by the quality gate
 
 
 @dataclass(frozen=True)
 class Stream:
-    """What the serving path produced for one record."""
+    """What the serving path produced for one record (``predicted``: after the quality gate;
+    ``judgements``: the rhythm monitor's, to gate beats classified again)."""
 
     samples: I64
     predicted: I64
     batch: BeatBatch
     signal: npt.NDArray[np.float64]
     fs: float
-
-
-def list_records(folder: Path, annotator: str, only: Sequence[str] | None) -> list[str]:
-    """Records of ``folder`` (``*.hea``) that have ``<name>.<annotator>``, sorted.
-
-    Raises
-    ------
-    DataNotFoundError
-        If the folder is missing, holds no annotated record, or ``only`` names one it lacks.
-    """
-    if not folder.is_dir():
-        raise DataNotFoundError(f"record folder {folder.name!r}", str(folder.parent))
-    names = sorted(p.stem for p in folder.glob("*.hea") if p.with_suffix(f".{annotator}").is_file())
-    if only is not None:
-        missing = [r for r in only if r not in names]
-        if missing:
-            raise DataNotFoundError(
-                f"record(s) {', '.join(missing)} with .{annotator} annotations", str(folder)
-            )
-        names = [r for r in names if r in set(only)]
-    if not names:
-        raise DataNotFoundError(
-            f"WFDB records (.hea) with .{annotator} reference annotations", str(folder)
-        )
-    return names
-
-
-def signal_names(record: Path) -> list[str]:
-    """The record's signal names from its (checked) header.
-
-    Raises
-    ------
-    CorruptInputError
-        If the header is malformed.
-    """
-    import wfdb
-
-    from firmware_bridge.wfdb_header import check_wfdb_header
-
-    check_wfdb_header(record)
-    try:
-        return [str(n) for n in (wfdb.rdheader(str(record)).sig_name or [])]
-    except Exception as exc:  # wfdb raises untyped errors on malformed headers
-        raise CorruptInputError(f"{record.name}: unreadable WFDB header ({exc})") from exc
-
-
-def choose_lead(names: Sequence[str], leads: tuple[str, ...] | None, card_lead: str) -> str | None:
-    """The lead to score: the first of ``leads`` the record has (None if none); without
-    ``leads`` the card's lead if present, else the first signal."""
-    if leads is not None:
-        return next((lead for lead in leads if lead in names), None)
-    wanted = card_lead.split()[0] if card_lead.split() else ""
-    return wanted if wanted in names else (names[0] if names else None)
+    judgements: tuple[Judgement, ...] = ()
+    gated_beats: dict[str, int] = field(default_factory=dict)
 
 
 def stream_record(
-    record: Path, lead: str, clf: OnnxBeatClassifier, chunk_s: float, annotator: str = "atr"
+    record: Path,
+    lead: str,
+    clf: OnnxBeatClassifier,
+    request: RecordRequest,
+    scorer: WindowScorer | None = None,
 ) -> tuple[Stream, tuple[I64, list[str]]]:
-    """Replay one lead of a record through the edge pipeline; also its annotations."""
+    """Replay one lead of a record through the edge pipeline (and, with ``scorer``, its rhythm
+    monitor and quality gate); also its annotations."""
     from firmware_bridge.replay import WfdbReplaySource
 
     async def run() -> tuple[Stream, tuple[I64, list[str]]]:
-        src = WfdbReplaySource(record, channels=[lead], speed=None, chunk_s=chunk_s)
+        src = WfdbReplaySource(record, channels=[lead], speed=None, chunk_s=request.chunk_s)
         pipeline = EcgPipeline(record.name, make_featurizer(clf.card), clf)
+        log = JudgementLog(request.s_in_af_as_n)
+        monitor = None if scorer is None else RhythmMonitor(record.name, scorer, gate=log)
         samples: list[int] = []
         labels: list[str] = []
         batch = empty_batch()
         parts: list[npt.NDArray[np.float64]] = []
         async with src:
-            annotations = src.annotations(annotator)
+            annotations = src.annotations(request.annotator)
             async for chunk in src.chunks():
                 parts.append(chunk.samples[:, 0])
+                if monitor is not None:
+                    monitor.process(chunk, [])
                 res = pipeline.process(chunk)
                 samples += [b.sample for b in res.beats]
                 labels += [b.label for b in res.beats]
@@ -179,13 +157,24 @@ def stream_record(
             labels += [b.label for b in res.beats]
             batch = concat_batches(batch, res.batch)
             fs = src.fs
+            if monitor is not None:
+                monitor.flush()
         index = {c: i for i, c in enumerate(clf.classes)}
+        at = np.asarray(samples, np.int64)
+        raw = np.asarray([index[c] for c in labels], np.int64)
+        gated = gate_stream(at, raw, clf.classes, log.log)
+        changed = gated != raw
         stream = Stream(
-            np.asarray(samples, np.int64),
-            np.asarray([index[c] for c in labels], np.int64),
+            at,
+            gated,
             batch,
             np.concatenate(parts) if parts else np.zeros(0),
             fs,
+            tuple(log.log),
+            {
+                "unreadable": int(np.sum(changed & (gated == index.get(UNREADABLE_CLASS, -1)))),
+                "s_in_af": int(np.sum(changed & (gated == index.get(NORMAL, -1)))),
+            },
         )
         return stream, annotations
 
@@ -220,6 +209,7 @@ def evaluate_record(
     clf: OnnxBeatClassifier,
     request: RecordRequest,
     global_head: dict[str, npt.NDArray[np.float32]] | None = None,
+    scorer: WindowScorer | None = None,
 ) -> RecordOutcome:
     """Score one record; a record that cannot be scored says why in ``excluded``."""
     out = RecordOutcome(name)
@@ -232,13 +222,12 @@ def evaluate_record(
             out.excluded = f"no lead {wanted} (leads: {', '.join(names) or 'none'})"
             return out
         out.lead = lead
-        stream, annotations = stream_record(
-            folder / name, lead, clf, request.chunk_s, request.annotator
-        )
+        stream, annotations = stream_record(folder / name, lead, clf, request, scorer)
     except MedchainError as exc:
         out.excluded = str(exc)
         return out
     out.fs, out.duration_s = stream.fs, stream.signal.size / stream.fs
+    out.gated_beats = stream.gated_beats
     ref, ref_cls = _reference(annotations, clf.classes)
     out.reference_beats = int(ref.size)
     out.flags = signal_flags(stream.signal, stream.fs)
@@ -279,7 +268,7 @@ def evaluate_folder(
     model: Path,
     request: RecordRequest,
     only: Sequence[str] | None = None,
-) -> tuple[OnnxBeatClassifier, list[RecordOutcome]]:
+) -> tuple[OnnxBeatClassifier, list[RecordOutcome], OnnxRhythmScorer | None]:
     """Every annotated record of ``folder`` through the serving path (see module doc).
 
     Raises
@@ -293,9 +282,10 @@ def evaluate_folder(
 
     clf = OnnxBeatClassifier(model)
     head = load_head(model, clf) if request.personalise_min is not None else None
+    scorer = rhythm_scorer(request.rhythm, request.rhythm_model)
     outcomes = []
     for name in names:
-        out = evaluate_record(folder, name, clf, request, head)
+        out = evaluate_record(folder, name, clf, request, head, scorer)
         if out.excluded:
             _LOGGER.info("record %s not scored: %s", name, out.excluded)
         outcomes.append(out)
@@ -306,4 +296,4 @@ def evaluate_folder(
             + "; ".join(reasons[:3])
             + (" ..." if len(reasons) > 3 else "")
         )
-    return clf, outcomes
+    return clf, outcomes, scorer

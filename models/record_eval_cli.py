@@ -47,6 +47,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--annotator", default="atr", help="reference annotation file extension (default atr)"
     )
     parser.add_argument(
+        "--rhythm-model",
+        metavar="PATH|none",
+        help="with --records DIR: the rhythm model of the edge's quality gate (default: the "
+        "one the edge loads); 'none' scores the beat model's classes without the gate",
+    )
+    parser.add_argument(
+        "--s-in-af-as-n",
+        action="store_true",
+        help="with --records DIR: the gate reports S calls inside stretches the rhythm model "
+        "calls AF as N (the edge's s_in_af_as_n setting, for patients in permanent AF)",
+    )
+    parser.add_argument(
         "--bootstrap",
         type=int,
         default=DEFAULT_BOOTSTRAP,
@@ -72,7 +84,16 @@ def request_from_args(args: argparse.Namespace) -> RecordRequest:
         raise ConfigError("--bootstrap must be >= 1")
     from models.record_eval import RecordRequest
 
-    return RecordRequest(leads=leads, annotator=args.annotator, personalise_min=minutes)
+    rhythm_arg = getattr(args, "rhythm_model", None)
+    rhythm = rhythm_arg is None or rhythm_arg.strip().lower() != "none"
+    return RecordRequest(
+        leads=leads,
+        annotator=args.annotator,
+        personalise_min=minutes,
+        rhythm=rhythm,
+        rhythm_model=Path(rhythm_arg) if rhythm and rhythm_arg else None,
+        s_in_af_as_n=bool(getattr(args, "s_in_af_as_n", False)),
+    )
 
 
 def _record_entry(o: RecordOutcome, classes: tuple[str, ...]) -> dict[str, Any]:
@@ -91,6 +112,7 @@ def _record_entry(o: RecordOutcome, classes: tuple[str, ...]) -> dict[str, Any]:
         "figures": figures(o.confusion, classes),
         "confusion": o.confusion.tolist(),
         "flags": o.flags,
+        "gated_beats": o.gated_beats,
     }
 
 
@@ -153,6 +175,9 @@ def build_result(
             "ppv": tp / max(1, tp + fp),
         },
         "missed_by_class": dict(zip(classes, missed.tolist(), strict=True)),
+        "gated_beats": {
+            k: sum(o.gated_beats.get(k, 0) for o in scored) for k in ("unreadable", "s_in_af")
+        },
         **summary,
         "notes": [v["note"] for v in summary["carried_by"].values() if "note" in v],
         "per_record": {o.name: _record_entry(o, classes) for o in scored},
@@ -173,11 +198,13 @@ def run_records(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     model = Path(args.model) if args.model else DEFAULT_MODEL
     folder = Path(args.records)
     only = [r.strip() for r in args.only.split(",") if r.strip()] if args.only else None
-    clf, outcomes = evaluate_folder(folder, model, request, only)
+    clf, outcomes, scorer = evaluate_folder(folder, model, request, only)
     header = {
         "model": str(model),
         "model_version": clf.version,
         "model_sha256": clf.card.artifact.sha256,
+        "rhythm_model_version": None if scorer is None else scorer.version,
+        "s_in_af_as_n": request.s_in_af_as_n,
         "records_dir": str(folder),
         "only": only,
     }

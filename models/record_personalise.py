@@ -4,8 +4,9 @@ The detected beats of the first ``MIN`` minutes get the reference labels the way
 labels them on the device (``edge_agent.annotations.AnnotationLabeler``, 150 ms), their
 embeddings come from the serving classifier, ``edge_agent.personal_head.personalise`` (with the
 card's RR gate: the rhythm evidence is kept) fits the personal head, ``OnnxBeatClassifier.
-set_head`` serves it, and only the beats after those minutes are scored, for the personal and
-the global model. Re-classifying the later beats in one batch gives the classes a stream would:
+set_head`` serves it, the edge's quality gate (the stream's rhythm judgements) reports its
+classes, and only the beats after those minutes are scored, for the personal and the global
+model. Re-classifying the later beats in one batch gives the classes a stream would:
 the featurizer does not depend on the head, and each beat's output only on its own inputs.
 """
 
@@ -21,6 +22,7 @@ from common.errors import CorruptInputError, DataNotFoundError
 from edge_agent.annotations import AnnotationLabeler
 from edge_agent.inference import OnnxBeatClassifier
 from models.record_eval import I64, RecordRequest, Stream, confusion_of
+from models.record_gate import gate_stream
 
 
 def personalise_record(
@@ -68,6 +70,7 @@ def personalise_record(
             personal[test] = np.argmax(clf.predict(windows[test], rr[test]), axis=1)
     finally:
         clf.set_head(None, None)
+    personal = gate_stream(stream.samples, personal, clf.classes, stream.judgements)
     ref, ref_cls = reference
     later = ref >= boundary
     matched = np.zeros(ref.size, bool)

@@ -108,13 +108,66 @@ def test_scores_any_rate_and_says_why_a_record_is_not_scored(
 def test_same_beats_and_classes_as_the_edge_agent(folder: Path) -> None:
     from bench.edge_common import run_record
     from edge_agent.inference import OnnxBeatClassifier
-    from models.record_eval import stream_record
+    from models.record_eval import RecordRequest, stream_record
+    from models.record_gate import rhythm_scorer
 
     clf = OnnxBeatClassifier(PRETRAINED / "beat.onnx")
-    stream, _ = stream_record(folder / "208", "MLII", clf, 10.0)
+    request = RecordRequest()
+    stream, _ = stream_record(folder / "208", "MLII", clf, request, rhythm_scorer(True, None))
     agent = run_record(folder / "208", PRETRAINED / "beat.onnx")
     np.testing.assert_array_equal(stream.samples, agent.samples)
-    assert [clf.classes[i] for i in stream.predicted] == agent.labels
+    assert [clf.classes[i] for i in stream.predicted] == agent.labels  # the quality gate's too
+    assert len(stream.judgements) == MINUTES * 6  # every 10 s judged, as on the device
+
+
+@pytest.fixture(scope="module")
+def af_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first 6 minutes of MIT-BIH 201: atrial fibrillation throughout."""
+    from tests.support.datasets import require_data
+
+    mitdb = require_data("mitdb") / "mitdb"
+    out = tmp_path_factory.mktemp("af")
+    sig, fs, leads, ann = _excerpt(mitdb, "201", 6.0)
+    _write(out, "201", sig, fs, leads)
+    _write_ann(out, "201", ann.sample, ann.symbol, fs)
+    return out
+
+
+@pytest.mark.datasets("mitdb")
+def test_the_edges_quality_gate_and_its_s_in_af_rule(
+    af_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    runs = {}
+    for name, flags in {
+        "default": [],
+        "as_n": ["--s-in-af-as-n"],
+        "none": ["--rhythm-model", "none"],
+    }.items():
+        rc, out, _ = _run(
+            capsys, "--records", str(af_folder), "--json", "--bootstrap", "50", *flags
+        )
+        assert rc == 0
+        runs[name] = json.loads(out)
+    called_s = {k: int(np.array(r["gross"]["confusion"])[:, 1].sum()) for k, r in runs.items()}
+    assert runs["none"]["rhythm_model_version"] is None
+    assert runs["none"]["gated_beats"] == {"unreadable": 0, "s_in_af": 0}
+    assert runs["default"]["rhythm_model_version"].startswith("rhythm-v2")
+    assert runs["default"]["gated_beats"]["s_in_af"] == 0 and not runs["default"]["s_in_af_as_n"]
+    assert called_s["default"] == called_s["none"] > 50  # AF's irregular beats called premature
+    moved = runs["as_n"]["gated_beats"]["s_in_af"]
+    assert moved > 0.8 * called_s["none"] and called_s["as_n"] == called_s["none"] - moved
+
+
+@pytest.mark.datasets("mitdb")
+def test_a_rhythm_model_without_the_noisy_class_is_refused(
+    af_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    v1 = PRETRAINED / "rhythm_softmax.onnx"
+    rc = main(
+        ["evaluate", "--task", "beat", "--records", str(af_folder), "--rhythm-model", str(v1)]
+    )
+    err = capsys.readouterr().err
+    assert rc != 0 and "no 'noisy' class" in err and "Traceback" not in err
 
 
 @pytest.mark.datasets("mitdb")
