@@ -110,22 +110,30 @@ def apply_view(rec: MitdbRecord, view: RecordView, env: Mapping[str, str]) -> Mi
 
 
 def training_views(
-    n_views: int, seed: int, record: str = "", noise: bool = True
+    n_views: int,
+    seed: int,
+    record: str = "",
+    noise: bool = True,
+    rate: bool = True,
+    polarity: bool = True,
 ) -> list[RecordView]:
-    """``n_views`` random views of ``record`` for training augmentation: log-uniform rate in
-    :data:`RATE_RANGE_HZ`, polarity flipped half the time, gain 0.5-2, wander up to 500 µV,
-    and (``noise``) train-pool noise at an SNR drawn from :data:`SNRS_DB` (or none, 1 in 6).
-    Each record gets its own draws (seeded by ``seed`` and the record's name)."""
+    """``n_views`` random views of ``record`` for training augmentation: (``rate``) log-uniform
+    rate in :data:`RATE_RANGE_HZ`, (``polarity``) polarity flipped half the time, gain 0.5-2,
+    wander up to 500 µV, and (``noise``) train-pool noise at an SNR drawn from :data:`SNRS_DB`
+    (or none, 1 in 6). Each record gets its own draws (seeded by ``seed`` and the record's
+    name); turning a part off leaves the other parts' draws unchanged."""
     salt = int(hashlib.sha256(record.encode()).hexdigest()[:8], 16)
     rng = np.random.default_rng([seed, 7919, salt])
     views = []
     for _ in range(n_views):
         lo, hi = np.log(RATE_RANGE_HZ[0]), np.log(RATE_RANGE_HZ[1])
         snr_choice = int(rng.integers(0, len(SNRS_DB) + 1))
+        rate_hz = float(round(np.exp(rng.uniform(lo, hi))))
+        sign = int(rng.choice([1, -1]))
         views.append(
             RecordView(
-                rate_hz=float(round(np.exp(rng.uniform(lo, hi)))),
-                polarity=int(rng.choice([1, -1])),
+                rate_hz=rate_hz if rate else None,
+                polarity=sign if polarity else 1,
                 gain=float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)))),
                 wander_uv=float(rng.uniform(0.0, 500.0)),
                 snr_db=SNRS_DB[snr_choice] if noise and snr_choice < len(SNRS_DB) else None,

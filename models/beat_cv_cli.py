@@ -71,6 +71,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--views", type=int, default=0, help="augmented views per training record")
     ap.add_argument("--view-noise", action=argparse.BooleanOptionalAction, default=True)
+    ap.add_argument(
+        "--view-rate", action=argparse.BooleanOptionalAction, default=True, help="views resample"
+    )
+    ap.add_argument(
+        "--view-polarity",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="views flip the lead half the time",
+    )
     ap.add_argument("--robust", action="store_true", help="score the robustness conditions")
     ap.add_argument("--records", help="restrict DS1 (smoke runs), comma-separated")
     args = ap.parse_args(argv)
@@ -89,7 +98,11 @@ def main(argv: list[str] | None = None) -> None:
         veto=args.veto,
         veto_grid=tuple(float(x) for x in args.veto_grid.split(",")) if args.veto_grid else (),
         gate_variants=GATE_VARIANTS if args.gate_variants else {},
-        views=(lambda r: training_views(n_views, seed, r, noise)) if n_views else None,
+        views=(
+            (lambda r: training_views(n_views, seed, r, noise, args.view_rate, args.view_polarity))
+            if n_views
+            else None
+        ),
         conditions=ROBUST if args.robust else {},
     )
     opts = LoadOptions(env=os.environ, cache_dir=default_cache_dir(os.environ) / "preprocessed")

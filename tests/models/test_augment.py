@@ -84,6 +84,9 @@ def test_training_views_are_seeded_per_record() -> None:
     assert all(128 <= v.rate_hz <= 500 for v in a if v.rate_hz is not None)
     assert all(v.snr_db is None for v in training_views(6, 0, "101", noise=False))
     assert training_views(2, 0, "101") == a[:2]
+    near = training_views(4, 0, "101", noise=False, rate=False, polarity=False)
+    assert all(v.rate_hz is None and v.polarity == 1 and v.snr_db is None for v in near)
+    assert [v.gain for v in near] == [v.gain for v in a]  # the other draws are unchanged
 
 
 @pytest.mark.datasets("cinc2017_training")
