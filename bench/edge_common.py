@@ -56,13 +56,17 @@ def run_record(
     chunk_s: float = 10.0,
     channel: str = "MLII",
     spec: BeatSpec | None = None,
+    s_in_af_as_n: bool = False,
 ) -> RecordRun:
     """Replay one WFDB record at max speed through the offline agent (no broker)."""
 
     async def main() -> RecordRun:
         with tempfile.TemporaryDirectory() as tmp:
             settings = EdgeSettings(
-                client_id="bench", buffer_path=Path(tmp) / "b.sqlite", model_path=model
+                client_id="bench",
+                buffer_path=Path(tmp) / "b.sqlite",
+                model_path=model,
+                s_in_af_as_n=s_in_af_as_n,
             )
             clf = load_classifier(settings)
             src: Any = open_source(

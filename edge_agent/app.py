@@ -30,8 +30,9 @@ from edge_agent.output import JsonlSink
 from edge_agent.pipeline import EcgPipeline
 from edge_agent.ports import ChunkSource, Participant, Uplink
 from edge_agent.progress import ProgressSource, ReplayProgress
-from edge_agent.quality_gate import QualityGate
+from edge_agent.quality_gate import JudgementSink, QualityGate
 from edge_agent.rhythm import OnnxRhythmScorer, RhythmMonitor
+from edge_agent.rhythm_verdict import UNREADABLE, WindowScorer
 from edge_agent.spot_check import SpotCheckService
 from edge_agent.wrist import WristMonitor
 
@@ -127,7 +128,8 @@ def build_agent(
 ) -> EdgeAgent:
     """An agent with the real pipeline around ``classifier`` (``spec`` overrides the card's
     beat spec, for experiments only)."""
-    rhythm = load_rhythm(settings)
+    loaded = load_rhythm(settings)
+    rhythm, gate = loaded if loaded is not None else (None, None)
     spot = None
     if rhythm is not None:
         spot = SpotCheckService(
@@ -167,7 +169,7 @@ def build_agent(
         aux=aux,
         participant=participant,
         rhythm=rhythm,
-        gate=None if rhythm is None else rhythm.gate,
+        gate=gate,
         spot=spot,
     )
 
@@ -213,19 +215,31 @@ def rhythm_model_path(settings: EdgeSettings) -> Path | None:
     return next((p for p in (DEFAULT_RHYTHM, LEGACY_RHYTHM) if p.is_file()), None)
 
 
-def load_rhythm(settings: EdgeSettings) -> RhythmMonitor | None:
-    """The rhythm model's monitor (with the quality gate when the model has a noisy class);
-    None (AF from RR irregularity) when there is no model."""
+def load_rhythm(settings: EdgeSettings) -> tuple[RhythmMonitor, QualityGate | None] | None:
+    """The rhythm model's monitor and the quality gate it judges for (when the model has a
+    noisy class); None (AF from RR irregularity) when there is no model."""
     path = rhythm_model_path(settings)
     if path is None:
         return None
     scorer = OnnxRhythmScorer(path)
     gate = (
         QualityGate(settings.client_id, s_in_af_as_n=settings.s_in_af_as_n)
-        if "noisy" in scorer.classes
+        if judges_quality(scorer)
         else None
     )
-    return RhythmMonitor(settings.client_id, scorer, scorer.window_s, gate=gate)
+    return rhythm_monitor(settings.client_id, scorer, gate), gate
+
+
+def judges_quality(scorer: WindowScorer) -> bool:
+    """True if the rhythm model has the noisy class the quality gate needs (v2; not v1)."""
+    return UNREADABLE in scorer.classes
+
+
+def rhythm_monitor(
+    client_id: str, scorer: OnnxRhythmScorer, sink: JudgementSink | None
+) -> RhythmMonitor:
+    """The edge's rhythm monitor of a scorer, telling ``sink`` its judgements."""
+    return RhythmMonitor(client_id, scorer, scorer.window_s, gate=sink)
 
 
 def replay_labeler(source: Any) -> AnnotationLabeler | None:

@@ -31,6 +31,7 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 
@@ -46,12 +47,21 @@ SUPRAVENTRICULAR, NORMAL = "S", "N"
 
 @dataclass(frozen=True)
 class Judgement:
-    """The rhythm monitor's verdict on stream samples ``[start, end)``."""
+    """The rhythm monitor's verdict on stream samples ``[start, end)``: unreadable (``noisy``),
+    or readable and called atrial fibrillation (``af``)."""
 
     start: int
     end: int
     noisy: bool
     af: bool = False
+
+
+class JudgementSink(Protocol):
+    """What the rhythm monitor tells about the stream (the gate, or an evaluator's log)."""
+
+    def judge(self, start: int, end: int, noisy: bool, af: bool = False) -> None: ...
+
+    def seen(self, newest_sample: int, fs: float) -> None: ...
 
 
 def judgement_at(judgements: Sequence[Judgement], sample: int) -> Judgement | None:
@@ -63,25 +73,28 @@ def judgement_at(judgements: Sequence[Judgement], sample: int) -> Judgement | No
     return found
 
 
-def gated_label(label: str, judgement: Judgement | None) -> str:
+def gated_label(label: str, judgement: Judgement | None, s_in_af_as_n: bool = False) -> str:
     """The class a beat is reported as under ``judgement`` (module docstring)."""
     if judgement is None:
         return label
     if judgement.noisy:
         return UNREADABLE_CLASS
-    if judgement.af and label == SUPRAVENTRICULAR:
+    if s_in_af_as_n and judgement.af and label == SUPRAVENTRICULAR:
         return NORMAL
     return label
 
 
 def gated_labels(
-    samples: Sequence[int], labels: Sequence[str], judgements: Sequence[Judgement]
-) -> list[str]:
+    samples: Sequence[int],
+    labels: Sequence[str],
+    judgements: Sequence[Judgement],
+    s_in_af_as_n: bool = False,
+) -> tuple[list[str], list[bool]]:
     """:func:`gated_label` of every beat (R-peak stream indices ``samples``), for evaluators
-    that re-classify a stream's beats after it ended (the personalised protocol)."""
-    return [
-        gated_label(c, judgement_at(judgements, s)) for s, c in zip(samples, labels, strict=True)
-    ]
+    that gate a stream's beats after it ended, and whether each lay in an unreadable stretch."""
+    found = [judgement_at(judgements, s) for s in samples]
+    out = [gated_label(c, j, s_in_af_as_n) for c, j in zip(labels, found, strict=True)]
+    return out, [j is not None and j.noisy for j in found]
 
 
 @dataclass
@@ -124,7 +137,7 @@ class QualityGate:
     def judge(self, start: int, end: int, noisy: bool, af: bool = False) -> None:
         """The rhythm monitor's judgement of stream samples ``[start, end)`` (``af``: the
         rhythm model calls the stretch atrial fibrillation; used with ``s_in_af_as_n``)."""
-        self._spans.append(Judgement(start, end, noisy, af and self._af_rule))
+        self._spans.append(Judgement(start, end, noisy, af))
         self._judged_to = max(self._judged_to, end)
 
     def seen(self, newest_sample: int, fs: float) -> None:
@@ -199,7 +212,7 @@ class QualityGate:
 
     def _gated(self, beat: BeatPrediction) -> BeatPrediction:
         judgement = judgement_at(self._spans, beat.sample)
-        label = gated_label(beat.label, judgement)
+        label = gated_label(beat.label, judgement, self._af_rule)
         if judgement is None or not judgement.noisy:
             self.stats.unjudged += judgement is None
             self._close_stretch()

@@ -36,7 +36,7 @@ from common.signals.rhythm_input import (
     quality_flags,
 )
 from common.types import Event, SignalChunk, event_id
-from edge_agent.quality_gate import QualityGate
+from edge_agent.quality_gate import JudgementSink
 from edge_agent.rhythm_verdict import UNREADABLE, RhythmVerdict, WindowScorer, windows_verdict
 
 _LOGGER = logging.getLogger(__name__)
@@ -114,8 +114,8 @@ class RhythmMonitor:
         P(AF) that opens / keeps an episode (hysteresis).
     close_after : int
         Consecutive windows below ``leave`` that end an episode.
-    gate : QualityGate, optional
-        Told every segment's judgement.
+    gate : JudgementSink, optional
+        Told every segment's judgement (the :class:`~edge_agent.quality_gate.QualityGate`).
     """
 
     def __init__(
@@ -127,7 +127,7 @@ class RhythmMonitor:
         enter: float = 0.6,
         leave: float = 0.4,
         close_after: int = 2,
-        gate: QualityGate | None = None,
+        gate: JudgementSink | None = None,
     ) -> None:
         self._cid, self.scorer, self.gate = client_id, scorer, gate
         self._window_s, self._quality_s = window_s, max(quality_window_s, MIN_S)

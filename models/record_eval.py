@@ -29,12 +29,11 @@ import numpy.typing as npt
 from common.errors import MedchainError
 from common.signals.matching import match_peaks
 from edge_agent.annotations import AAMI
-from edge_agent.app import make_featurizer
+from edge_agent.app import make_featurizer, rhythm_monitor
 from edge_agent.inference import OnnxBeatClassifier
 from edge_agent.pipeline import BeatBatch, EcgPipeline, concat_batches, empty_batch
-from edge_agent.quality_gate import NORMAL, UNREADABLE_CLASS, Judgement
-from edge_agent.rhythm import OnnxRhythmScorer, RhythmMonitor
-from edge_agent.rhythm_verdict import WindowScorer
+from edge_agent.quality_gate import Judgement
+from edge_agent.rhythm import OnnxRhythmScorer
 from models.record_checks import (
     DETECTION_FLAG_BELOW,
     FLAT_EXCLUDE_SHARE,
@@ -127,7 +126,7 @@ def stream_record(
     lead: str,
     clf: OnnxBeatClassifier,
     request: RecordRequest,
-    scorer: WindowScorer | None = None,
+    scorer: OnnxRhythmScorer | None = None,
 ) -> tuple[Stream, tuple[I64, list[str]]]:
     """Replay one lead of a record through the edge pipeline (and, with ``scorer``, its rhythm
     monitor and quality gate); also its annotations."""
@@ -136,8 +135,8 @@ def stream_record(
     async def run() -> tuple[Stream, tuple[I64, list[str]]]:
         src = WfdbReplaySource(record, channels=[lead], speed=None, chunk_s=request.chunk_s)
         pipeline = EcgPipeline(record.name, make_featurizer(clf.card), clf)
-        log = JudgementLog(request.s_in_af_as_n)
-        monitor = None if scorer is None else RhythmMonitor(record.name, scorer, gate=log)
+        log = JudgementLog()
+        monitor = None if scorer is None else rhythm_monitor(record.name, scorer, log)
         samples: list[int] = []
         labels: list[str] = []
         batch = empty_batch()
@@ -162,20 +161,9 @@ def stream_record(
         index = {c: i for i, c in enumerate(clf.classes)}
         at = np.asarray(samples, np.int64)
         raw = np.asarray([index[c] for c in labels], np.int64)
-        gated = gate_stream(at, raw, clf.classes, log.log)
-        changed = gated != raw
-        stream = Stream(
-            at,
-            gated,
-            batch,
-            np.concatenate(parts) if parts else np.zeros(0),
-            fs,
-            tuple(log.log),
-            {
-                "unreadable": int(np.sum(changed & (gated == index.get(UNREADABLE_CLASS, -1)))),
-                "s_in_af": int(np.sum(changed & (gated == index.get(NORMAL, -1)))),
-            },
-        )
+        gated, counts = gate_stream(at, raw, clf.classes, log.log, request.s_in_af_as_n)
+        signal = np.concatenate(parts) if parts else np.zeros(0)
+        stream = Stream(at, gated, batch, signal, fs, tuple(log.log), counts)
         return stream, annotations
 
     return asyncio.run(run())
@@ -209,7 +197,7 @@ def evaluate_record(
     clf: OnnxBeatClassifier,
     request: RecordRequest,
     global_head: dict[str, npt.NDArray[np.float32]] | None = None,
-    scorer: WindowScorer | None = None,
+    scorer: OnnxRhythmScorer | None = None,
 ) -> RecordOutcome:
     """Score one record; a record that cannot be scored says why in ``excluded``."""
     out = RecordOutcome(name)
@@ -282,7 +270,7 @@ def evaluate_folder(
 
     clf = OnnxBeatClassifier(model)
     head = load_head(model, clf) if request.personalise_min is not None else None
-    scorer = rhythm_scorer(request.rhythm, request.rhythm_model)
+    scorer = rhythm_scorer(request.rhythm, request.rhythm_model, clf.classes, request.s_in_af_as_n)
     outcomes = []
     for name in names:
         out = evaluate_record(folder, name, clf, request, head, scorer)

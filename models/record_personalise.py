@@ -70,7 +70,9 @@ def personalise_record(
             personal[test] = np.argmax(clf.predict(windows[test], rr[test]), axis=1)
     finally:
         clf.set_head(None, None)
-    personal = gate_stream(stream.samples, personal, clf.classes, stream.judgements)
+    personal, _ = gate_stream(
+        stream.samples, personal, clf.classes, stream.judgements, request.s_in_af_as_n
+    )
     ref, ref_cls = reference
     later = ref >= boundary
     matched = np.zeros(ref.size, bool)

@@ -105,8 +105,10 @@ def test_gated_labels_of_a_finished_stream_match_the_gate() -> None:
     from edge_agent.quality_gate import Judgement, gated_labels
 
     judgements = [Judgement(0, 10, False, True), Judgement(10, 20, True), Judgement(0, 5, False)]
-    got = gated_labels([1, 7, 12, 25], ["S", "S", "V", "S"], judgements)
+    got, noisy = gated_labels([1, 7, 12, 25], ["S", "S", "V", "S"], judgements, True)
     assert got == ["S", "N", "Q", "S"]  # a later judgement of a sample wins; unjudged: as is
+    assert noisy == [False, False, True, False]
+    assert gated_labels([7], ["S"], judgements)[0] == ["S"]  # the rule off: S stays
 
 
 def test_the_edge_setting_from_the_environment_turns_the_rule_on() -> None:
@@ -118,10 +120,12 @@ def test_the_edge_setting_from_the_environment_turns_the_rule_on() -> None:
     for value in ("0", "1"):
         env = {"MEDCHAIN_EDGE_S_IN_AF_AS_N": value}
         settings = load_settings(EdgeSettings, env=env, prefix="MEDCHAIN_EDGE")
-        monitor = load_rhythm(settings)  # the packaged v2 rhythm model and its gate
-        assert monitor is not None and monitor.gate is not None
-        monitor.gate.seen(1000, 100.0)
-        monitor.gate.hold(*_beats([100], label="S"))
-        monitor.gate.judge(0, 1000, noisy=False, af=True)
-        labels[value] = [b.label for b in monitor.gate.hold([], empty_batch())[0]]
+        loaded = load_rhythm(settings)  # the packaged v2 rhythm model and its gate
+        assert loaded is not None and loaded[1] is not None
+        monitor, gate = loaded
+        assert monitor.gate is gate
+        gate.seen(1000, 100.0)
+        gate.hold(*_beats([100], label="S"))
+        gate.judge(0, 1000, noisy=False, af=True)
+        labels[value] = [b.label for b in gate.hold([], empty_batch())[0]]
     assert labels == {"0": ["S"], "1": ["N"]}
