@@ -171,9 +171,9 @@ def test_the_edges_quality_gate_and_its_s_in_af_rule(
     assert called_s["default"] == called_s["none"] > 50  # AF's irregular beats called premature
     moved = runs["as_n"]["gated_beats"]["s_in_af"]
     assert moved > 0.8 * called_s["none"] and called_s["as_n"] < 0.2 * called_s["none"]
-    rc = main(["evaluate", "--task", "beat", "--records", str(af_folder), "--s-in-af-as-n",
-               "--rhythm-model", "none"])  # fmt: skip
-    err = capsys.readouterr().err
+    rc, _, err = _run(
+        capsys, "--records", str(af_folder), "--s-in-af-as-n", "--rhythm-model", "none"
+    )
     assert rc != 0 and "--s-in-af-as-n needs the rhythm model" in err
 
 
@@ -182,10 +182,7 @@ def test_a_rhythm_model_without_the_noisy_class_is_refused(
     af_folder: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     v1 = PRETRAINED / "rhythm_softmax.onnx"
-    rc = main(
-        ["evaluate", "--task", "beat", "--records", str(af_folder), "--rhythm-model", str(v1)]
-    )
-    err = capsys.readouterr().err
+    rc, _, err = _run(capsys, "--records", str(af_folder), "--rhythm-model", str(v1))
     assert rc != 0 and "no 'noisy' class" in err and "Traceback" not in err
 
 
