@@ -213,13 +213,20 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _banks(options: LoadOptions) -> tuple[WindowBank, WindowBank]:
+def _banks(options: LoadOptions, names: tuple[str, ...]) -> tuple[WindowBank, WindowBank]:
     from models.tasks.rhythm import aftdb_bank, cinc_bank, mitdb_bank
 
     extra_opts = LoadOptions(env=options.env, cache_dir=options.cache_dir)
-    return cinc_bank(options), WindowBank.concat(
-        [mitdb_bank(list(DS1), extra_opts), aftdb_bank(extra_opts)]
+    return cinc_bank(options, names), WindowBank.concat(
+        [mitdb_bank(list(DS1), extra_opts, names), aftdb_bank(extra_opts, names)]
     )
+
+
+def _feature_names(p_wave: bool) -> tuple[str, ...]:
+    from common.signals.pwave import PWAVE_FEATURES
+    from common.signals.rhythm_input import FEATURE_NAMES
+
+    return FEATURE_NAMES + (PWAVE_FEATURES if p_wave else ())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,6 +250,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument(
         "--bootstrap", type=int, default=1000, help="record resamples for the intervals"
+    )
+    parser.add_argument(
+        "--p-wave",
+        action="store_true",
+        help="development: add the three P-wave features (common.signals.pwave) to the input",
     )
     parser.add_argument(
         "--restore-card",
@@ -285,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if (wanted is None or name in wanted) and not path.is_file():
             if banks is None:
-                cinc, extra = _banks(options)
+                cinc, extra = _banks(options, _feature_names(args.p_wave))
                 banks = (cinc, extra, record_folds(cinc))
             _LOGGER.info("%s: train on folds %s, score %s", name, train_folds, test_folds)
             res = run_split(*banks, train_folds, test_folds, recipe, args.seed, args.out / name)

@@ -115,9 +115,11 @@ def quality_bits(flags: tuple[str, ...]) -> int:
 
 
 class BankBuilder:
-    """Collects windows; :meth:`add` preprocesses one raw window."""
+    """Collects windows; :meth:`add` preprocesses one raw window (``feature_names``: the
+    features to compute, :data:`common.signals.rhythm_input.KNOWN_FEATURES`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, feature_names: tuple[str, ...] = ri.FEATURE_NAMES) -> None:
+        self.feature_names = feature_names
         self._sig: list[npt.NDArray[np.float32]] = []
         self._feat: list[npt.NDArray[np.float32]] = []
         self._meta: list[tuple[int, str, bool, int]] = []
@@ -131,7 +133,7 @@ class BankBuilder:
         short: bool = False,
     ) -> None:
         """Preprocess ``raw_uv`` (µV at ``fs``) and keep it."""
-        inp = ri.prepare_rhythm_input(raw_uv, fs)
+        inp = ri.prepare_rhythm_input(raw_uv, fs, self.feature_names)
         self._sig.append(inp.signal)
         self._feat.append(inp.features)
         self._meta.append((label, record, short, quality_bits(inp.quality)))
@@ -145,7 +147,9 @@ class BankBuilder:
         return WindowBank(
             np.concatenate(self._sig) if self._sig else np.zeros(0, np.float32),
             np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-            np.asarray(self._feat, dtype=np.float32).reshape(len(self._sig), len(ri.FEATURE_NAMES)),
+            np.asarray(self._feat, dtype=np.float32).reshape(
+                len(self._sig), len(self.feature_names)
+            ),
             np.asarray(labels, dtype=np.int64),
             np.asarray(records, dtype=np.str_),
             np.asarray(short, dtype=np.bool_),
@@ -167,8 +171,12 @@ def add_recording(
         builder.add(raw_uv[start : start + length], fs, label, record, short=True)
 
 
-def spec_key(source: str, extra: dict[str, object] | None = None) -> str:
-    """Cache key: the preprocessing constants, the bank layout and ``extra``."""
+def spec_key(
+    source: str,
+    extra: dict[str, object] | None = None,
+    feature_names: tuple[str, ...] = ri.FEATURE_NAMES,
+) -> str:
+    """Cache key: the preprocessing constants, the bank layout, the features and ``extra``."""
     spec = {
         "source": source,
         "bank": BANK_VERSION,
@@ -177,7 +185,7 @@ def spec_key(source: str, extra: dict[str, object] | None = None) -> str:
         "clip": ri.CLIP,
         "window": (ri.WINDOW_S, ri.HOP_S),
         "short": (SHORT_RANGE_S, SHORT_FROM_S),
-        "features": ri.FEATURE_NAMES,
+        "features": feature_names,
         **(extra or {}),
     }
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]

@@ -15,7 +15,9 @@ evaluator (``medchain evaluate --task rhythm --records``), the edge's rhythm mon
 5. scale: divided by the median |value| at the R peaks (a typical QRS becomes 1; with fewer than
    3 peaks by 3 standard deviations), clipped to +-:data:`CLIP`;
 6. features: the 15 :data:`common.signals.rhythm.RHYTHM_FEATURES` of the raw 128 Hz window and
-   its peaks (RR irregularity in s, atrial activity after QRST cancellation).
+   its peaks (RR irregularity in s, atrial activity after QRST cancellation), or the
+   ``feature_names`` a model's card lists among :data:`KNOWN_FEATURES` (those and the three
+   :data:`common.signals.pwave.PWAVE_FEATURES` of the prepared signal).
 
 Quality flags (:data:`QUALITY_FLAGS`) say what is wrong with an input before any model runs.
 Longer recordings are cut into windows of at most :data:`WINDOW_S` by :func:`window_starts`.
@@ -31,6 +33,7 @@ import numpy.typing as npt
 
 from common.signals.iir import butter_sos
 from common.signals.peaks import ecg_findpeaks
+from common.signals.pwave import PWAVE_FEATURES, p_wave_features
 from common.signals.resample import resample_signal
 from common.signals.rhythm import RHYTHM_FEATURES, rhythm_window_features
 from common.signals.spectral import sosfiltfilt
@@ -50,7 +53,8 @@ FLAT_SHARE = 0.5  # or share of successive raw samples that repeat exactly
 CLIP_SHARE = 0.005  # share of samples in runs (>= 3) at the recording's extreme values
 MIN_PEAKS = 3
 QUALITY_FLAGS: tuple[str, ...] = ("too_short", "flat", "clipped", "few_beats", "non_finite")
-FEATURE_NAMES: tuple[str, ...] = RHYTHM_FEATURES
+FEATURE_NAMES: tuple[str, ...] = RHYTHM_FEATURES  # the shipped v2 model's features
+KNOWN_FEATURES: tuple[str, ...] = RHYTHM_FEATURES + PWAVE_FEATURES
 
 
 @dataclass(frozen=True)
@@ -121,7 +125,11 @@ def _rail_share(x: FloatArray) -> float:
     return float(runs[runs >= 3].sum()) / x.size
 
 
-def prepare_rhythm_input(ecg_uv: npt.ArrayLike, sampling_rate: float) -> RhythmInput:
+def prepare_rhythm_input(
+    ecg_uv: npt.ArrayLike,
+    sampling_rate: float,
+    feature_names: tuple[str, ...] = FEATURE_NAMES,
+) -> RhythmInput:
     """The model input of one window (module docstring, steps 1-6).
 
     Parameters
@@ -130,6 +138,8 @@ def prepare_rhythm_input(ecg_uv: npt.ArrayLike, sampling_rate: float) -> RhythmI
         One ECG lead in µV, any polarity.
     sampling_rate : float
         Hz.
+    feature_names : tuple of str
+        The features to compute, in order (names of :data:`KNOWN_FEATURES`).
 
     Returns
     -------
@@ -139,6 +149,8 @@ def prepare_rhythm_input(ecg_uv: npt.ArrayLike, sampling_rate: float) -> RhythmI
     """
     if not np.isfinite(sampling_rate) or sampling_rate <= 0:
         raise ValueError(f"sampling_rate must be positive, got {sampling_rate!r}")
+    if unknown := [n for n in feature_names if n not in KNOWN_FEATURES]:
+        raise ValueError(f"unknown rhythm feature(s) {unknown}; known: {KNOWN_FEATURES}")
     raw = np.asarray(ecg_uv, dtype=np.float64).ravel()
     flags = list(quality_flags(raw, sampling_rate))
     x = resample_signal(
@@ -157,11 +169,24 @@ def prepare_rhythm_input(ecg_uv: npt.ArrayLike, sampling_rate: float) -> RhythmI
         y = np.zeros_like(x)
     polarity, scale = _polarity_and_scale(y, peaks)
     signal = np.clip(y * (polarity / scale), -CLIP, CLIP).astype(np.float32)
-    features = rhythm_window_features(x, INPUT_FS_HZ, peaks).astype(np.float32)
+    features = _features(x, signal, peaks, feature_names)
     order = [f for f in QUALITY_FLAGS if f in flags]
     return RhythmInput(
         signal, features, peaks, polarity, scale, raw.size / sampling_rate, tuple(order)
     )
+
+
+def _features(
+    x: FloatArray,
+    signal: npt.NDArray[np.float32],
+    peaks: npt.NDArray[np.int64],
+    names: tuple[str, ...],
+) -> npt.NDArray[np.float32]:
+    """The ``names`` features of the raw 128 Hz window ``x`` and its prepared ``signal``."""
+    values = dict(zip(RHYTHM_FEATURES, rhythm_window_features(x, INPUT_FS_HZ, peaks), strict=True))
+    if set(names) & set(PWAVE_FEATURES):
+        values |= zip(PWAVE_FEATURES, p_wave_features(signal, peaks, INPUT_FS_HZ), strict=True)
+    return np.array([values[n] for n in names], dtype=np.float32)
 
 
 def _polarity_and_scale(y: FloatArray, peaks: npt.NDArray[np.int64]) -> tuple[int, float]:

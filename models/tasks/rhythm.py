@@ -79,11 +79,13 @@ def read_mitdb(
     return x, float(rec.fs), rhythm
 
 
-def mitdb_bank(records: list[str], options: LoadOptions) -> WindowBank:
+def mitdb_bank(
+    records: list[str], options: LoadOptions, feature_names: tuple[str, ...] = ri.FEATURE_NAMES
+) -> WindowBank:
     """Non-overlapping 30 s windows of lead 0 with their majority rhythm (``mitdb/NAME``)."""
 
     def build() -> WindowBank:
-        folder, builder = dataset_dir("mitdb", options.env), BankBuilder()
+        folder, builder = dataset_dir("mitdb", options.env), BankBuilder(feature_names)
         for name in records:
             x, fs, rhythm = read_mitdb(folder, name)
             step = round(ri.WINDOW_S * fs)
@@ -92,15 +94,18 @@ def mitdb_bank(records: list[str], options: LoadOptions) -> WindowBank:
                 builder.add(x[start : start + step], fs, label, f"mitdb/{name}")
         return builder.build()
 
-    return cached_bank(options.cache_dir, spec_key("mitdb", {"records": records}), build)
+    key = spec_key("mitdb", {"records": records}, feature_names)
+    return cached_bank(options.cache_dir, key, build)
 
 
-def aftdb_bank(options: LoadOptions) -> WindowBank:
+def aftdb_bank(
+    options: LoadOptions, feature_names: tuple[str, ...] = ri.FEATURE_NAMES
+) -> WindowBank:
     """Two 30 s windows of lead 0 of each AFTDB learning/test record, all AF (``aftdb/NAME``)."""
     import wfdb
 
     def build() -> WindowBank:
-        builder = BankBuilder()
+        builder = BankBuilder(feature_names)
         for hea in sorted(dataset_dir("aftdb", options.env).glob("*/*.hea")):
             try:
                 rec = wfdb.rdrecord(str(hea.with_suffix("")), channels=[0])
@@ -114,10 +119,12 @@ def aftdb_bank(options: LoadOptions) -> WindowBank:
                 builder.add(x[start : start + step], fs, 1, f"aftdb/{hea.stem}")
         return builder.build()
 
-    return cached_bank(options.cache_dir, spec_key("aftdb"), build)
+    return cached_bank(options.cache_dir, spec_key("aftdb", None, feature_names), build)
 
 
-def cinc_bank(options: LoadOptions) -> WindowBank:
+def cinc_bank(
+    options: LoadOptions, feature_names: tuple[str, ...] = ri.FEATURE_NAMES
+) -> WindowBank:
     """Windows of the CinC 2017 recordings (``models.rhythm_data.add_recording``)."""
     folder = dataset_dir("cinc2017_training", options.env)
     ref = cinc2017.read_reference(folder)
@@ -132,7 +139,7 @@ def cinc_bank(options: LoadOptions) -> WindowBank:
         raise DataNotFoundError(f"CinC 2017 records {missing[:5]}", str(folder))
 
     def build() -> WindowBank:
-        builder = BankBuilder()
+        builder = BankBuilder(feature_names)
         for k, (record, label) in enumerate(pairs):
             add_recording(
                 builder,
@@ -145,9 +152,8 @@ def cinc_bank(options: LoadOptions) -> WindowBank:
                 _LOGGER.info("cinc2017: %d of %d recordings preprocessed", k + 1, len(pairs))
         return builder.build()
 
-    return cached_bank(
-        options.cache_dir, spec_key("cinc2017", {"records": [r for r, _ in pairs]}), build
-    )
+    key = spec_key("cinc2017", {"records": [r for r, _ in pairs]}, feature_names)
+    return cached_bank(options.cache_dir, key, build)
 
 
 def bank_task_data(bank: WindowBank) -> TaskData:

@@ -199,3 +199,36 @@ def test_restore_card_never_reruns_the_folds_the_card_holds(
     report = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert rc == 0 and ran == [(2,), (3,), (4,)]
     assert report["complete"] is True and report["folds"] == [[0], [1], [2], [3], [4]]
+
+
+@pytest.mark.datasets("cinc2017_training", "mitdb", "aftdb")
+def test_development_run_with_the_p_wave_features(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Prepare: 40 recordings, one step per epoch; the banks get the three P-wave features
+    from common.signals.pwave import PWAVE_FEATURES
+    from common.signals.rhythm_input import FEATURE_NAMES
+    from models.data.cinc2017 import read_reference
+    from models.rhythm_cv import main
+    from models.tasks.base import LoadOptions
+    from models.tasks.rhythm import cinc_bank
+
+    monkeypatch.setenv("MEDCHAIN_DATA", str(data_root))
+    monkeypatch.setenv("MEDCHAIN_CACHE", str(tmp_path / "cache"))
+    ref = read_reference(data_root / "cinc2017_training")
+    picked = [
+        r
+        for lab in CLASSES
+        for r in [x for x, y in zip(ref.records, ref.labels, strict=True) if y == lab][:10]
+    ]
+    argv = ["--out", str(tmp_path / "dev"), "--dev", "--p-wave", "--records", ",".join(picked)]
+    # Execute
+    rc = main([*argv, "--epochs", "1", "--steps", "1", "--bootstrap", "20"])
+    # Assert: the run scored its fold; the cached bank holds 18 features, the first 15 as before
+    assert rc == 0
+    report = json.loads((tmp_path / "dev" / "dev.summary.json").read_text())
+    assert report["complete"] is True and report["folds"] == [[1]]
+    options = LoadOptions(env=dict(os.environ), records=picked[:8], cache_dir=tmp_path / "c2")
+    bank = cinc_bank(options, FEATURE_NAMES + PWAVE_FEATURES)
+    assert bank.features.shape[1] == 18
+    np.testing.assert_array_equal(bank.features[:, :15], cinc_bank(options).features)
