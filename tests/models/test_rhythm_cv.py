@@ -78,22 +78,28 @@ def test_cinc_score_is_the_mean_f1_of_n_af_o_without_noisy() -> None:
     assert low <= m["cinc_mean_f1"] <= high and m["bootstrap"]["unit"] == "recording"
 
 
+def _smoke_records(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Ten recordings of each class, with the data and a fresh cache in the environment."""
+    from models.data.cinc2017 import read_reference
+
+    monkeypatch.setenv("MEDCHAIN_DATA", str(data_root))
+    monkeypatch.setenv("MEDCHAIN_CACHE", str(tmp_path / "cache"))
+    ref = read_reference(data_root / "cinc2017_training")
+    return [
+        r
+        for lab in CLASSES
+        for r in [x for x, y in zip(ref.records, ref.labels, strict=True) if y == lab][:10]
+    ]
+
+
 @pytest.mark.datasets("cinc2017_training", "mitdb", "aftdb")
 def test_cross_validation_runner_writes_per_fold_and_pooled_tables(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Prepare: 40 recordings of the reference, one step per epoch (a smoke run)
-    from models.data.cinc2017 import read_reference
     from models.rhythm_cv import main
 
-    monkeypatch.setenv("MEDCHAIN_DATA", str(data_root))
-    monkeypatch.setenv("MEDCHAIN_CACHE", str(tmp_path / "cache"))
-    ref = read_reference(data_root / "cinc2017_training")
-    picked = [
-        r
-        for lab in CLASSES
-        for r in [x for x, y in zip(ref.records, ref.labels, strict=True) if y == lab][:10]
-    ]
+    picked = _smoke_records(data_root, tmp_path, monkeypatch)
     # Execute
     rc = main(
         [
@@ -181,7 +187,7 @@ def test_restore_card_never_reruns_the_folds_the_card_holds(
             rhythm_cv.MODELS, rec
         )
 
-    monkeypatch.setattr(rhythm_cv, "_banks", lambda options: (None, None))
+    monkeypatch.setattr(rhythm_cv, "_banks", lambda options, names: (None, None))
     monkeypatch.setattr(rhythm_cv, "record_folds", lambda cinc: {})
     monkeypatch.setattr(rhythm_cv, "run_split", fake_split)
     # Execute
@@ -208,19 +214,11 @@ def test_development_run_with_the_p_wave_features(
     # Prepare: 40 recordings, one step per epoch; the banks get the three P-wave features
     from common.signals.pwave import PWAVE_FEATURES
     from common.signals.rhythm_input import FEATURE_NAMES
-    from models.data.cinc2017 import read_reference
     from models.rhythm_cv import main
     from models.tasks.base import LoadOptions
     from models.tasks.rhythm import cinc_bank
 
-    monkeypatch.setenv("MEDCHAIN_DATA", str(data_root))
-    monkeypatch.setenv("MEDCHAIN_CACHE", str(tmp_path / "cache"))
-    ref = read_reference(data_root / "cinc2017_training")
-    picked = [
-        r
-        for lab in CLASSES
-        for r in [x for x, y in zip(ref.records, ref.labels, strict=True) if y == lab][:10]
-    ]
+    picked = _smoke_records(data_root, tmp_path, monkeypatch)
     argv = ["--out", str(tmp_path / "dev"), "--dev", "--p-wave", "--records", ",".join(picked)]
     # Execute
     rc = main([*argv, "--epochs", "1", "--steps", "1", "--bootstrap", "20"])
