@@ -248,15 +248,21 @@ def test_rounds_survive_an_aggregator_replica_killed_mid_round(
                     cluster.mqtt_url, tmp_path, FLEET, chunk_bytes=300, slow_prob=0.5, slow_s=2.0
                 ) as devices,
             ):
-                wait_for(lambda: _mid_round(store, 2), 60, "round 2 half-way")
-                # Execute: freeze A (it keeps receiving what its pull requests asked for, and
-                # can acknowledge none of it), then SIGKILL it
-                proc.send_signal(signal.SIGSTOP)
-                # A's waiting pull requests (3 s long polls) are served first: the next
-                # messages go to A. B acknowledges at once, so what stays pending is A's.
-                with contextlib.suppress(AssertionError):
-                    wait_for(lambda: _held_by_others(cluster) > 0, 4, "A holding")
-                held = _held_by_others(cluster)
+                # Execute: freeze A half-way through a round (it keeps receiving what its pull
+                # requests asked for, and can acknowledge none of it), then SIGKILL it
+                for round_no in range(2, ROUNDS + 1):
+                    wait_for(lambda r=round_no: _mid_round(store, r), 60, f"round {round_no}")
+                    proc.send_signal(signal.SIGSTOP)
+                    # A's waiting pull requests (3 s long polls) are served first: the next
+                    # messages go to A. B acknowledges at once, so what stays pending is A's.
+                    with contextlib.suppress(AssertionError):
+                        wait_for(lambda: _held_by_others(cluster) > 0, 4, "A holding")
+                    held = _held_by_others(cluster)
+                    if held or round_no == ROUNDS:
+                        break
+                    # every update of this round had come in before the freeze (no device
+                    # drew a delay): let A go on and freeze it in the next round instead
+                    proc.send_signal(signal.SIGCONT)
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(10)
                 wait_for(lambda: _rounds_done(store), 60, f"{ROUNDS} rounds after killing A")
