@@ -1,5 +1,5 @@
 """The device's personal softmax head: a MAP fit on the patient's own labelled beats with the
-global head as a Gaussian prior, plus the head's file on the device.
+global head as a Gaussian prior, and what it decides for the patient from them (the file: ``edge_agent.personal_head_file``).
 
 The personal head is what the edge serves (``OnnxBeatClassifier.set_head``, loaded by
 ``edge_agent.participation``): ``probs = softmax(embedding @ W.T + b)`` on the frozen backbone's
@@ -27,20 +27,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from edge_agent.beat_quality import VTemplateGate, fit_v_gate
+from edge_agent.quality_gate import NORMAL, SUPRAVENTRICULAR, s_in_af_confirmed
 from edge_agent.rr_split import RRSplit
 
 _LOGGER = logging.getLogger(__name__)
 
 HEAD_W = "head.weight"
 HEAD_B = "head.bias"
-PERSONAL_HEAD_FILE = "personal_head.npz"
 F32 = npt.NDArray[np.float32]
 F64 = npt.NDArray[np.float64]
 
@@ -168,6 +167,7 @@ class PersonalHead:
     n_examples: int
     v_gate: VTemplateGate | None = None
     rr_split: RRSplit | None = None
+    s_in_af_as_n: bool = False  # the patient's labels confirm the rhythm monitor's AF calls
 
     def predict(
         self,
@@ -198,6 +198,7 @@ def personalise(
     classes: Sequence[str] | None = None,
     rr: npt.NDArray[Any] | None = None,
     rr_gate: Any = None,
+    in_af: Sequence[bool] | None = None,
 ) -> PersonalHead:
     """The patient's MAP head with the global head as prior (:func:`fit_map_head`).
 
@@ -209,6 +210,10 @@ def personalise(
     dict) it keeps the gate's rhythm evidence (:class:`edge_agent.rr_split.RRSplit`): a beat
     is S when the head says so or when its rhythm is more premature than every labelled
     normal beat of the patient (with the gate but no labelled beats, the gate's own boundary).
+
+    With whether each labelled beat lay in a stretch the rhythm monitor called AF (``in_af``)
+    and the class names, it decides whether S calls inside AF are reported N for this patient
+    (:func:`edge_agent.quality_gate.s_in_af_confirmed`).
     """
     w0 = np.asarray(global_tensors[HEAD_W], np.float32)
     b0 = np.asarray(global_tensors[HEAD_B], np.float32)
@@ -226,7 +231,10 @@ def personalise(
         gate = fit_v_gate(windows, labels, names.index("V"), names.index("Q"))
     if split is not None and rr is not None:
         split = split.personal(np.asarray(rr)[np.asarray(labels) == split.n])
-    return PersonalHead(w, b, base_version, int(len(labels)), gate, split)
+    af_rule = False
+    if in_af is not None and classes is not None and {NORMAL, SUPRAVENTRICULAR} <= set(classes):
+        af_rule = s_in_af_confirmed([classes[int(i)] for i in labels], in_af)
+    return PersonalHead(w, b, base_version, int(len(labels)), gate, split, af_rule)
 
 
 def card_rr_gate(card_json: bytes | str) -> dict[str, Any] | None:
@@ -241,79 +249,3 @@ def card_rr_gate(card_json: bytes | str) -> dict[str, Any] | None:
         _LOGGER.warning("model card unreadable for the RR gate (%s): none", exc)
         return None
     return gate if isinstance(gate, dict) else None
-
-
-def save_personal_head(head: PersonalHead, folder: Path) -> Path:
-    """Write the personal head atomically to ``folder/personal_head.npz``."""
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / PERSONAL_HEAD_FILE
-    tmp = folder / (PERSONAL_HEAD_FILE + ".tmp.npz")
-    gate: dict[str, Any] = {}
-    if head.v_gate is not None:
-        g = head.v_gate
-        gate = {
-            "gate_templates": g.templates,
-            "gate_threshold": np.float64(g.threshold),
-            "gate_classes": np.array([g.v, g.q], np.int64),
-        }
-    split: dict[str, Any] = {}
-    if head.rr_split is not None:
-        r = head.rr_split
-        split = {
-            "split_weight": r.weight,
-            "split_bias": np.float64(r.bias),
-            "split_classes": np.array([r.n, r.s], np.int64),
-            "split_floor": np.float64(r.floor),
-            "split_threshold": np.float64(r.threshold),
-        }
-    np.savez(
-        tmp,
-        W=head.weight,
-        b=head.bias,
-        base_version=np.str_(head.base_version),
-        n=np.int64(head.n_examples),
-        **gate,
-        **split,
-    )
-    tmp.replace(path)
-    return path
-
-
-def load_personal_head(folder: Path) -> PersonalHead | None:
-    """The device's personal head for inference, or None if it has none (use the global head).
-
-    This is what the edge inference path calls: ``probs = head.predict(embedding)``.
-    """
-    path = folder / PERSONAL_HEAD_FILE
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path) as z:
-            gate = None
-            if "gate_templates" in z.files:
-                v, q = (int(i) for i in z["gate_classes"])
-                gate = VTemplateGate(
-                    z["gate_templates"].astype(np.float32), float(z["gate_threshold"]), v, q
-                )
-            split = None
-            if "split_weight" in z.files:
-                n, s = (int(i) for i in z["split_classes"])
-                split = RRSplit(
-                    z["split_weight"].astype(np.float64),
-                    float(z["split_bias"]),
-                    n,
-                    s,
-                    float(z["split_floor"]),
-                    float(z["split_threshold"]),
-                )
-            return PersonalHead(
-                z["W"].astype(np.float32),
-                z["b"].astype(np.float32),
-                str(z["base_version"]),
-                int(z["n"]),
-                gate,
-                split,
-            )
-    except (OSError, KeyError, ValueError) as exc:
-        _LOGGER.warning("personal head %s unreadable (%s): using the global head", path, exc)
-        return None

@@ -84,6 +84,24 @@ def gated_label(label: str, judgement: Judgement | None, s_in_af_as_n: bool = Fa
     return label
 
 
+# The per-patient S-in-AF decision (docs/models.md, "The S-in-AF rule decided per patient"):
+# set once before it ran, not tuned.
+S_IN_AF_MIN_BEATS = 20  # about two 10 s stretches
+S_IN_AF_MAX_S_SHARE = 0.05  # tolerates a mislabelled beat at a stretch's edge
+
+
+def s_in_af_confirmed(labels: Sequence[str], in_af: Sequence[bool]) -> bool:
+    """Whether a patient's labelled beats confirm the rhythm monitor's AF calls, so that
+    ``s_in_af_as_n`` may act for them: at least :data:`S_IN_AF_MIN_BEATS` labelled beats lie in
+    stretches called AF (``in_af``, one per label) and fewer than :data:`S_IN_AF_MAX_S_SHARE`
+    of those are labelled S (in true AF the beats are N; in frequent atrial ectopy that the
+    rhythm model took for AF, many are S)."""
+    in_stretch = [lab for lab, af in zip(labels, in_af, strict=True) if af]
+    if len(in_stretch) < S_IN_AF_MIN_BEATS:
+        return False
+    return in_stretch.count(SUPRAVENTRICULAR) < S_IN_AF_MAX_S_SHARE * len(in_stretch)
+
+
 def gated_labels(
     samples: Sequence[int],
     labels: Sequence[str],
@@ -95,6 +113,13 @@ def gated_labels(
     found = [judgement_at(judgements, s) for s in samples]
     out = [gated_label(c, j, s_in_af_as_n) for c, j in zip(labels, found, strict=True)]
     return out, [j is not None and j.noisy for j in found]
+
+
+def af_flags(samples: Sequence[int], judgements: Sequence[Judgement]) -> list[bool]:
+    """Whether each beat (R-peak stream indices ``samples``) lies in a readable stretch the
+    rhythm monitor called AF."""
+    found = [judgement_at(judgements, s) for s in samples]
+    return [j is not None and not j.noisy and j.af for j in found]
 
 
 @dataclass

@@ -33,15 +33,17 @@ from edge_agent.personal_head import (
     F32,
     HEAD_B,
     HEAD_W,
-    PERSONAL_HEAD_FILE,
     PersonalHead,
     card_rr_gate,
     class_weights,
     head_probs,
-    load_personal_head,
     personalise,
-    save_personal_head,
     softmax,
+)
+from edge_agent.personal_head_file import (
+    PERSONAL_HEAD_FILE,
+    load_personal_head,
+    save_personal_head,
 )
 
 _LOGGER = logging.getLogger(__name__)

@@ -75,6 +75,10 @@ class RecordRequest:
         The rhythm model to use instead of the edge's default.
     s_in_af_as_n : bool
         The gate reports S calls inside AF as N (the edge's ``s_in_af_as_n``).
+    patient_s_in_af : bool
+        With ``personalise_min``: the personalisation decides ``s_in_af_as_n`` for the patient
+        from the labelled beats in stretches called AF (``edge_agent.quality_gate.
+        s_in_af_confirmed``), as the device does.
     """
 
     leads: tuple[str, ...] | None = None
@@ -85,6 +89,7 @@ class RecordRequest:
     rhythm: bool = True
     rhythm_model: Path | None = None
     s_in_af_as_n: bool = False
+    patient_s_in_af: bool = True
 
 
 @dataclass

@@ -59,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "calls AF as N (the edge's s_in_af_as_n setting, for patients in permanent AF)",
     )
     parser.add_argument(
+        "--no-patient-s-in-af",
+        dest="patient_s_in_af",
+        action="store_false",
+        help="with --personalise: do not let the labelled minutes decide s_in_af_as_n for "
+        "the patient (docs/models.md, 'The S-in-AF rule decided per patient')",
+    )
+    parser.add_argument(
         "--bootstrap",
         type=int,
         default=DEFAULT_BOOTSTRAP,
@@ -93,6 +100,7 @@ def request_from_args(args: argparse.Namespace) -> RecordRequest:
         rhythm=rhythm,
         rhythm_model=Path(rhythm_arg) if rhythm and rhythm_arg else None,
         s_in_af_as_n=bool(getattr(args, "s_in_af_as_n", False)),
+        patient_s_in_af=bool(getattr(args, "patient_s_in_af", True)),
     )
 
 
@@ -132,6 +140,8 @@ def _personalised(
             "labelled_beats": o.personal["labelled_beats"],
             "labelled_by_class": dict(zip(classes, o.personal["labelled_by_class"], strict=True)),
             "v_gate": o.personal["v_gate"],
+            "labelled_in_af": o.personal["labelled_in_af"],
+            "s_in_af_as_n": o.personal["s_in_af_as_n"],
             "global": figures(o.personal["global"], classes),
             "personal": figures(o.personal["personal"], classes),
             "confusion_personal": o.personal["personal"].tolist(),
@@ -205,6 +215,7 @@ def run_records(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         "model_sha256": clf.card.artifact.sha256,
         "rhythm_model_version": None if scorer is None else scorer.version,
         "s_in_af_as_n": request.s_in_af_as_n,
+        "patient_s_in_af": request.patient_s_in_af,
         "records_dir": str(folder),
         "only": only,
     }

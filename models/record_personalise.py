@@ -21,6 +21,7 @@ import numpy.typing as npt
 from common.errors import CorruptInputError, DataNotFoundError
 from edge_agent.annotations import AnnotationLabeler
 from edge_agent.inference import OnnxBeatClassifier
+from edge_agent.quality_gate import af_flags
 from models.record_eval import I64, RecordRequest, Stream, confusion_of
 from models.record_gate import gate_stream
 
@@ -52,6 +53,7 @@ def personalise_record(
     windows, rr = stream.batch.windows, stream.batch.rr
     channel0 = windows[:, 0] if windows.ndim == 3 else windows
     emb = clf.embed(windows[train], rr[train]) if train.size else np.zeros((0, 0), np.float32)
+    in_af = af_flags(stream.samples[train].tolist(), stream.judgements)
     head = personalise(
         global_head,
         clf.version,
@@ -61,7 +63,9 @@ def personalise_record(
         classes=clf.classes,
         rr=rr[train],
         rr_gate=clf.card.input_contract.parameters.get("rr_gate"),
+        in_af=in_af if request.patient_s_in_af else None,
     )
+    s_index = index.get("S", -1)
     test = ~first
     personal = stream.predicted.copy()
     clf.set_head(head.weight, head.bias, gate=head.v_gate, rr_split=head.rr_split)
@@ -70,9 +74,8 @@ def personalise_record(
             personal[test] = np.argmax(clf.predict(windows[test], rr[test]), axis=1)
     finally:
         clf.set_head(None, None)
-    personal, _ = gate_stream(
-        stream.samples, personal, clf.classes, stream.judgements, request.s_in_af_as_n
-    )
+    af_rule = request.s_in_af_as_n or head.s_in_af_as_n
+    personal, _ = gate_stream(stream.samples, personal, clf.classes, stream.judgements, af_rule)
     ref, ref_cls = reference
     later = ref >= boundary
     matched = np.zeros(ref.size, bool)
@@ -85,6 +88,9 @@ def personalise_record(
         "missed": np.bincount(ref_cls[later & ~matched], minlength=k).astype(np.int64),
         "false_detections": int(np.sum(test)) - int(np.sum(later[pairs[1]])),
         "v_gate": head.v_gate is not None,
+        # labelled beats in stretches called AF, and how many of them are labelled S
+        "labelled_in_af": [sum(in_af), int(np.sum(np.asarray(in_af, bool) & (labels == s_index)))],
+        "s_in_af_as_n": head.s_in_af_as_n,
     }
 
 

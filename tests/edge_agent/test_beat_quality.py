@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from edge_agent import beat_quality as bq
 from edge_agent import personal_head as ph
+from edge_agent import personal_head_file as phf
 from edge_agent.inference import OnnxBeatClassifier
 from tests.edge_agent.helpers import CLASSES, EMB, SPEC, build_beat_model
 
@@ -101,8 +102,8 @@ def test_personal_head_keeps_its_gate_on_disk_and_serves_it(tmp_path: Path) -> N
     windows = np.vstack([beat, other]).astype(np.float32)
 
     # Execute
-    ph.save_personal_head(head, tmp_path)
-    loaded = ph.load_personal_head(tmp_path)
+    phf.save_personal_head(head, tmp_path)
+    loaded = phf.load_personal_head(tmp_path)
     clf = OnnxBeatClassifier(build_beat_model(tmp_path / "m"))
     assert loaded is not None
     clf.set_head(loaded.weight, loaded.bias, gate=loaded.v_gate)
@@ -151,7 +152,7 @@ def test_the_round_participant_stores_the_gate_it_serves(tmp_path: Path) -> None
 
     # Execute
     p.poll()
-    head = ph.load_personal_head(tmp_path / "work")
+    head = phf.load_personal_head(tmp_path / "work")
 
     # Assert
     data = examples.labelled_examples(1000)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from edge_agent import personal_head as ph
+from edge_agent import personal_head_file as phf
 from tests.support.invitations import invite
 
 
@@ -145,8 +146,8 @@ def test_the_rhythm_expert_survives_the_file(tmp_path: Path) -> None:
     w0, b0 = np.zeros((3, 6), np.float32), np.array([2.0, -2.0, -2.0], np.float32)
     emb, labels, rr = _sinus_patient(100, 8)
     head = ph.personalise({ph.HEAD_W: w0, ph.HEAD_B: b0}, "v1", emb, labels, rr=rr, rr_gate=GATE)
-    ph.save_personal_head(head, tmp_path)
-    back = ph.load_personal_head(tmp_path)
+    phf.save_personal_head(head, tmp_path)
+    back = phf.load_personal_head(tmp_path)
     assert back is not None and back.rr_split is not None and head.rr_split is not None
     assert back.rr_split.threshold == pytest.approx(head.rr_split.threshold)
     x = np.array([[0.6], [1.0]], np.float32)
@@ -234,6 +235,42 @@ def test_the_round_participant_keeps_the_release_cards_rhythm_evidence(tmp_path:
     p.on_message(proto.round_current_topic(), fl.encode_round(announce))
     p.poll()
     # Assert
-    head = ph.load_personal_head(tmp_path / "work")
+    head = phf.load_personal_head(tmp_path / "work")
     assert head is not None and head.rr_split is not None
     np.testing.assert_array_equal(head.rr_split.weight, gate["weight"])
+
+
+def test_the_labelled_minutes_decide_s_in_af_for_the_patient(tmp_path: Path) -> None:
+    # Prepare: 60 labelled beats, the first 30 in stretches the rhythm monitor called AF
+    w0, b0 = np.zeros((3, 6), np.float32), np.zeros(3, np.float32)
+    emb, _ = _patient(60, 11)
+    in_af = [True] * 30 + [False] * 30
+    classes = ["N", "S", "V"]
+    af_normal = np.array([0] * 30 + [1, 2] * 15, np.int64)  # N in AF: the AF is confirmed
+    ectopy = np.array([0, 1] * 30, np.int64)  # S in the "AF" stretches: frequent ectopy
+    heads = {
+        name: ph.personalise(
+            {ph.HEAD_W: w0, ph.HEAD_B: b0}, "v1", emb, y, classes=classes, in_af=in_af
+        )
+        for name, y in (("af", af_normal), ("ectopy", ectopy))
+    }
+    no_flags = ph.personalise({ph.HEAD_W: w0, ph.HEAD_B: b0}, "v1", emb, af_normal)
+    # Execute
+    phf.save_personal_head(heads["af"], tmp_path)
+    back = phf.load_personal_head(tmp_path)
+    # Assert
+    assert heads["af"].s_in_af_as_n and not heads["ectopy"].s_in_af_as_n
+    assert not no_flags.s_in_af_as_n  # no rhythm judgements: the default (off)
+    assert back is not None and back.s_in_af_as_n
+
+
+def test_a_head_file_from_before_the_s_in_af_decision_loads_with_it_off(tmp_path: Path) -> None:
+    np.savez(
+        tmp_path / phf.PERSONAL_HEAD_FILE,
+        W=np.zeros((3, 6), np.float32),
+        b=np.zeros(3, np.float32),
+        base_version=np.str_("v1"),
+        n=np.int64(10),
+    )
+    head = phf.load_personal_head(tmp_path)
+    assert head is not None and not head.s_in_af_as_n and head.n_examples == 10

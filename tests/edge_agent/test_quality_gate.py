@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from common.types import BeatPrediction
 from edge_agent.pipeline import BeatBatch, empty_batch
@@ -129,3 +130,29 @@ def test_the_edge_setting_from_the_environment_turns_the_rule_on() -> None:
         gate.judge(0, 1000, noisy=False, af=True)
         labels[value] = [b.label for b in gate.hold([], empty_batch())[0]]
     assert labels == {"0": ["S"], "1": ["N"]}
+
+
+@pytest.mark.parametrize(
+    ("labels", "in_af", "confirmed"),
+    [
+        (["N"] * 30, [True] * 30, True),  # AF the patient's labels confirm
+        (["N"] * 19 + ["S"] * 10, [True] * 19 + [False] * 10, False),  # too few beats in AF
+        (["N"] * 28 + ["S"] * 2, [True] * 30, False),  # 2 of 30 S: 6.7 % >= 5 %
+        (["N"] * 39 + ["S"], [True] * 40, True),  # one S at a stretch's edge: 2.5 %
+        (["N", "S"] * 20, [True] * 40, False),  # frequent atrial ectopy taken for AF (232)
+        ([], [], False),
+    ],
+)
+def test_the_patients_labels_decide_whether_s_in_af_may_become_n(
+    labels: list[str], in_af: list[bool], confirmed: bool
+) -> None:
+    from edge_agent.quality_gate import s_in_af_confirmed
+
+    assert s_in_af_confirmed(labels, in_af) is confirmed
+
+
+def test_af_flags_of_beats_are_their_readable_stretches_af_calls() -> None:
+    from edge_agent.quality_gate import Judgement, af_flags
+
+    judgements = [Judgement(0, 10, False, True), Judgement(10, 20, True, True)]
+    assert af_flags([1, 12, 25], judgements) == [True, False, False]  # noisy or unjudged: no

@@ -203,6 +203,28 @@ def test_personalise_runs_the_devices_protocol(
 
 
 @pytest.mark.datasets("mitdb")
+def test_the_labelled_minutes_decide_s_in_af_for_the_patient(
+    af_folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 201 is in AF from its start: its labelled beats in stretches called AF are N
+    runs = {}
+    for name, flags in {"patient": [], "off": ["--no-patient-s-in-af"]}.items():
+        rc, out, _ = _run(
+            capsys, "--records", str(af_folder), "--only", "201", "--personalise", "5",
+            "--json", "--bootstrap", "20", *flags,
+        )  # fmt: skip
+        assert rc == 0
+        runs[name] = json.loads(out)
+    rec = {k: r["personalised"]["per_record"]["201"] for k, r in runs.items()}
+    in_af, s_in_af = rec["patient"]["labelled_in_af"]
+    assert in_af >= 20 and s_in_af < 0.05 * in_af
+    assert rec["patient"]["s_in_af_as_n"] and not rec["off"]["s_in_af_as_n"]
+    assert runs["patient"]["patient_s_in_af"] and not runs["off"]["patient_s_in_af"]
+    called_s = {k: np.array(r["confusion_personal"])[:, 1].sum() for k, r in rec.items()}
+    assert called_s["patient"] <= called_s["off"]
+
+
+@pytest.mark.datasets("mitdb")
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
