@@ -93,6 +93,9 @@ class BeatPrediction:
         Version of the model that made the prediction.
     rr_s : float
         RR interval before this beat in seconds (NaN for the first beat).
+    in_af : bool
+        The device's rhythm monitor called the beat's stretch of signal atrial fibrillation
+        (kept on the device for personalisation; not sent).
     """
 
     client_id: str
@@ -102,6 +105,7 @@ class BeatPrediction:
     probs: dict[str, float]
     model_version: str
     rr_s: float = float("nan")
+    in_af: bool = False
 
 
 @dataclass(frozen=True, slots=True)

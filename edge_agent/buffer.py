@@ -70,7 +70,8 @@ CREATE TABLE IF NOT EXISTS recent_beats (
     predicted TEXT NOT NULL,
     window BLOB NOT NULL,
     window_shape TEXT NOT NULL,
-    rr BLOB NOT NULL
+    rr BLOB NOT NULL,
+    in_af INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS labelled_beats (
     t_ns INTEGER PRIMARY KEY,
@@ -79,7 +80,8 @@ CREATE TABLE IF NOT EXISTS labelled_beats (
     label_id TEXT NOT NULL,
     window BLOB NOT NULL,
     window_shape TEXT NOT NULL,
-    rr BLOB NOT NULL
+    rr BLOB NOT NULL,
+    in_af INTEGER NOT NULL DEFAULT 0
 );
 """
 
@@ -111,12 +113,15 @@ class LabelledBeats:
         Class names (AAMI).
     t_ns : ndarray, shape (n,), int64
         R-peak times.
+    in_af : ndarray, shape (n,), bool
+        The beat's stretch was called atrial fibrillation (``BeatPrediction.in_af``).
     """
 
     windows: npt.NDArray[np.float32]
     rr: npt.NDArray[np.float32]
     labels: list[str]
     t_ns: npt.NDArray[np.int64]
+    in_af: npt.NDArray[np.bool_]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -168,7 +173,7 @@ class SqliteBuffer:
         # newest rows, and resident memory on a Pi is the scarce resource
         self._db.execute("PRAGMA cache_size=-512")
         self._db.executescript(_SCHEMA)
-        self._add_batch_columns()
+        self._add_missing_columns()
         self._client_id = client_id
         self._keep_recent = keep_recent
         self._keep_labelled = keep_labelled
@@ -180,12 +185,18 @@ class SqliteBuffer:
         if n.rowcount:
             _LOGGER.info("%d rows the store did not confirm will be sent again", n.rowcount)
 
-    def _add_batch_columns(self) -> None:
-        """Buffers written before receipts existed lack the batch columns: add them."""
-        have = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
-        for column, kind in (("batch", "TEXT"), ("sent_at", "REAL")):
+    def _add_missing_columns(self) -> None:
+        """Buffers written before receipts existed lack the batch columns, those written
+        before the per-patient S-in-AF decision the ``in_af`` columns: add them."""
+        for table, column, kind in (
+            ("outbox", "batch", "TEXT"),
+            ("outbox", "sent_at", "REAL"),
+            ("recent_beats", "in_af", "INTEGER NOT NULL DEFAULT 0"),
+            ("labelled_beats", "in_af", "INTEGER NOT NULL DEFAULT 0"),
+        ):
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
             if column not in have:
-                self._db.execute(f"ALTER TABLE outbox ADD COLUMN {column} {kind}")
+                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         self._db.execute("CREATE INDEX IF NOT EXISTS outbox_batch ON outbox (batch)")
 
     @_locked
@@ -222,9 +233,11 @@ class SqliteBuffer:
                 w = np.ascontiguousarray(windows, dtype="<f4")
                 r = np.ascontiguousarray(rr, dtype="<f4")
                 cur.executemany(
-                    "INSERT OR REPLACE INTO recent_beats VALUES (?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO recent_beats "
+                    "(t_ns, sample, predicted, window, window_shape, rr, in_af) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     [
-                        (b.t_ns, b.sample, b.label, w[i].tobytes(), shape, r[i].tobytes())
+                        (b.t_ns, b.sample, b.label, w[i].tobytes(), shape, r[i].tobytes(), b.in_af)
                         for i, b in enumerate(beats)
                     ],
                 )
@@ -359,15 +372,17 @@ class SqliteBuffer:
         A later label for the same beat replaces the earlier one (a clinician's correction).
         """
         row = self._db.execute(
-            "SELECT t_ns, window, window_shape, rr FROM recent_beats "
+            "SELECT t_ns, window, window_shape, rr, in_af FROM recent_beats "
             "WHERE t_ns BETWEEN ? AND ? ORDER BY ABS(t_ns - ?) LIMIT 1",
             (t_ns - tolerance_ns, t_ns + tolerance_ns, t_ns),
         ).fetchone()
         if row is None:
             return False
         self._db.execute(
-            "INSERT OR REPLACE INTO labelled_beats VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (row[0], label, source, label_id, row[1], row[2], row[3]),
+            "INSERT OR REPLACE INTO labelled_beats "
+            "(t_ns, label, source, label_id, window, window_shape, rr, in_af) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (row[0], label, source, label_id, row[1], row[2], row[3], row[4]),
         )
         return True
 
@@ -380,13 +395,13 @@ class SqliteBuffer:
     def labelled_beats(self, limit: int | None = None) -> LabelledBeats:
         """The newest labelled beats (all if ``limit`` is None), oldest first."""
         rows = self._db.execute(
-            "SELECT t_ns, label, window, window_shape, rr FROM labelled_beats "
+            "SELECT t_ns, label, window, window_shape, rr, in_af FROM labelled_beats "
             "ORDER BY t_ns DESC LIMIT ?",
             (-1 if limit is None else limit,),
         ).fetchall()[::-1]
         if not rows:
             empty = np.zeros((0, 0), np.float32)
-            return LabelledBeats(empty, empty, [], np.zeros(0, np.int64))
+            return LabelledBeats(empty, empty, [], np.zeros(0, np.int64), np.zeros(0, bool))
         # a model swap may change the window shape: keep the examples of the newest shape
         newest = rows[-1][3]
         rows = [r for r in rows if r[3] == newest]
@@ -396,5 +411,9 @@ class SqliteBuffer:
         )
         rr = np.stack([np.frombuffer(r[4], dtype="<f4") for r in rows]).astype(np.float32)
         return LabelledBeats(
-            windows, rr, [str(r[1]) for r in rows], np.array([r[0] for r in rows], np.int64)
+            windows,
+            rr,
+            [str(r[1]) for r in rows],
+            np.array([r[0] for r in rows], np.int64),
+            np.array([bool(r[5]) for r in rows], bool),
         )

@@ -54,4 +54,5 @@ class BufferExampleSource:
             return LabelledExamples(empty, np.zeros(0, np.int64))
         idx = np.array(keep)
         labels = np.array([self._index[beats.labels[i]] for i in keep], np.int64)
-        return LabelledExamples(self._feeds(beats.windows[idx], beats.rr[idx]), labels)
+        inputs = self._feeds(beats.windows[idx], beats.rr[idx])
+        return LabelledExamples(inputs, labels, beats.in_af[idx])

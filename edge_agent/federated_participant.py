@@ -131,6 +131,7 @@ class FederatedParticipant:
         )
         self._windows: npt.NDArray[np.float32] | None = None  # of the cached embeddings' beats
         self._rr: npt.NDArray[np.float32] | None = None  # their RR features (the RR gate's input)
+        self._in_af: npt.NDArray[np.bool_] | None = None  # their stretches called AF
 
     def subscriptions(self) -> list[str]:
         """Topic filters the transport must subscribe (QoS 1): patches of the global model and
@@ -255,6 +256,7 @@ class FederatedParticipant:
                 classes=self.classes,
                 rr=self._rr,
                 rr_gate=tr.card_rr_gate(release.files.get("model.card.json", b"")),
+                in_af=None if self._in_af is None else self._in_af.tolist(),
             )
             tr.save_personal_head(head, self.workdir)
         self.stats.rounds_trained += 1
@@ -290,6 +292,8 @@ class FederatedParticipant:
         digest = hashlib.sha256(np.ascontiguousarray(data.labels).tobytes())
         for name in sorted(data.inputs):
             digest.update(np.ascontiguousarray(data.inputs[name]).tobytes())
+        if data.in_af is not None:
+            digest.update(np.ascontiguousarray(data.in_af).tobytes())
         key = f"{model_key}:{limit}:{digest.hexdigest()}"
         if self._emb_cache is not None and self._emb_cache[0] == key:
             return self._emb_cache[2], self._emb_cache[3]
@@ -304,6 +308,8 @@ class FederatedParticipant:
         self._windows = waves[0][:, 0] if len(waves) == 1 else None
         rr = data.inputs.get("rr")  # the beat card's RR feature input
         self._rr = rr if rr is not None and rr.ndim == 2 and len(rr) == len(data) else None
+        in_af = data.in_af
+        self._in_af = in_af if in_af is not None and len(in_af) == len(data) else None
         return emb, data.labels
 
 

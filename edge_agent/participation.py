@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from common.errors import MedchainError
+from edge_agent.agent_ports import BeatGate
 from edge_agent.inference import OnnxBeatClassifier
 from edge_agent.ports import Participant, Uplink
 from edge_agent.trainer import PERSONAL_HEAD_FILE, load_personal_head
@@ -39,11 +40,21 @@ class PersonalisedParticipant:
         Receives the personal head.
     workdir : Path
         The participant's folder (``personal_head.npz``).
+    gate : BeatGate, optional
+        The agent's quality gate: told whether the head in use reports S calls inside atrial
+        fibrillation as N for this patient (the head's ``s_in_af_as_n``).
     """
 
-    def __init__(self, inner: Participant, classifier: OnnxBeatClassifier, workdir: Path) -> None:
+    def __init__(
+        self,
+        inner: Participant,
+        classifier: OnnxBeatClassifier,
+        workdir: Path,
+        gate: BeatGate | None = None,
+    ) -> None:
         self._inner = inner
         self._clf = classifier
+        self._gate = gate
         self._path = workdir / PERSONAL_HEAD_FILE
         self._stamp: float | None = None
         self.refresh_head()
@@ -61,6 +72,7 @@ class PersonalisedParticipant:
         """A new global model is running: load the personal head again if it fits it."""
         self._clf = classifier
         self._stamp = None
+        self._patient_rule(False)  # the new model serves its global head until a head fits
         self.refresh_head()
 
     def refresh_head(self) -> bool:
@@ -96,8 +108,14 @@ class PersonalisedParticipant:
         except MedchainError as exc:
             _LOGGER.warning("personal head not used: %s", exc)
             return False
+        self._patient_rule(head.s_in_af_as_n)
         _LOGGER.info("personal head from %s (%d beats) in use", head.base_version, head.n_examples)
         return True
+
+    def _patient_rule(self, on: bool) -> None:
+        if self._gate is not None and self._gate.patient_s_in_af_as_n != on:
+            self._gate.patient_s_in_af_as_n = on
+            _LOGGER.info("S calls inside atrial fibrillation reported as N: %s", on)
 
 
 def federated_participant(
@@ -138,7 +156,9 @@ def federated_participant(
             classifier, settings.federated_dir, activate, agent.stats, settings.intra_op_threads
         )
         outer = AgentParticipant(inner, uplink, on_release=installer, stats=agent.stats)
-        personal.append(PersonalisedParticipant(outer, classifier, settings.federated_dir))
+        personal.append(
+            PersonalisedParticipant(outer, classifier, settings.federated_dir, agent.gate)
+        )
         return personal[0]
 
     return make

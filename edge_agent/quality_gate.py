@@ -141,6 +141,12 @@ class QualityGate:
         Longest a beat waits, in s of stream behind the newest sample seen.
     s_in_af_as_n : bool
         Report S calls inside stretches judged AF as N (module docstring).
+
+    Attributes
+    ----------
+    patient_s_in_af_as_n : bool
+        The same rule for this patient, set from the personal head in use (the patient's
+        labelled beats confirmed the AF calls: ``s_in_af_confirmed``).
     """
 
     def __init__(
@@ -149,6 +155,7 @@ class QualityGate:
         self._cid = client_id
         self._max_hold_s = max_hold_s
         self._af_rule = s_in_af_as_n
+        self.patient_s_in_af_as_n = False
         self._stretch: list[BeatPrediction] = []  # the current unreadable stretch, as classified
         self._events: list[Event] = []
         self._beats: list[BeatPrediction] = []
@@ -237,14 +244,14 @@ class QualityGate:
 
     def _gated(self, beat: BeatPrediction) -> BeatPrediction:
         judgement = judgement_at(self._spans, beat.sample)
-        label = gated_label(beat.label, judgement, self._af_rule)
+        label = gated_label(beat.label, judgement, self._af_rule or self.patient_s_in_af_as_n)
         if judgement is None or not judgement.noisy:
             self.stats.unjudged += judgement is None
             self._close_stretch()
-            if label == beat.label:
-                return beat
-            self.stats.s_in_af += 1
-            return replace(beat, label=label)
+            self.stats.s_in_af += label != beat.label
+            if judgement is not None and judgement.af:
+                return replace(beat, label=label, in_af=True)
+            return beat
         self.stats.unreadable += 1
         self._stretch.append(beat)
         return replace(beat, label=label, rr_s=float("nan"))

@@ -83,10 +83,13 @@ class LabelledExamples:
         first axis = example.
     labels : ndarray, shape (n,), int64
         Class index in the model card's class order.
+    in_af : ndarray, shape (n,), bool, optional
+        The beat's stretch was called atrial fibrillation on the device (None: not known).
     """
 
     inputs: dict[str, npt.NDArray[np.float32]]
     labels: npt.NDArray[np.int64]
+    in_af: npt.NDArray[np.bool_] | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])

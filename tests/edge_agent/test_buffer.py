@@ -104,3 +104,51 @@ def test_labels_join_recent_features_within_tolerance(tmp_path: Path) -> None:
     np.testing.assert_array_equal(kept.windows[0], w[3])
     assert buf.labelled_count() == 1
     buf.close()
+
+
+def test_a_labelled_beat_keeps_whether_its_stretch_was_called_af(tmp_path: Path) -> None:
+    # Prepare: the quality gate marked the first two beats' stretch AF
+    from dataclasses import replace
+
+    buf = SqliteBuffer(tmp_path / "b.sqlite", "d")
+    beats = [replace(beat(i * 1_000_000_000), in_af=i < 2) for i in range(4)]
+    buf.add(beats, [], np.zeros((4, 3), np.float32), np.ones((4, 2), np.float32))
+    # Execute: labels arrive later (a clinician, a replay's annotations)
+    for i in (0, 2, 1):
+        assert buf.add_label(i * 1_000_000_000, "N", "clinician", f"l{i}")
+    kept = buf.labelled_beats()
+    # Assert: oldest first
+    assert kept.t_ns.tolist() == [0, 1_000_000_000, 2_000_000_000]
+    assert kept.in_af.tolist() == [True, True, False]
+    assert buf.labelled_beats(limit=1).in_af.tolist() == [False]
+    assert len(SqliteBuffer(tmp_path / "e.sqlite", "d").labelled_beats().in_af) == 0
+    buf.close()
+
+
+def test_a_buffer_from_before_the_af_flag_keeps_its_beats_and_labels(tmp_path: Path) -> None:
+    # Prepare: the feature tables as agents before the per-patient S-in-AF decision wrote them
+    import sqlite3
+
+    w, rr = np.zeros(3, "<f4").tobytes(), np.ones(2, "<f4").tobytes()
+    db = sqlite3.connect(tmp_path / "old.sqlite")
+    db.executescript(
+        "CREATE TABLE recent_beats (t_ns INTEGER PRIMARY KEY, sample INTEGER NOT NULL,"
+        " predicted TEXT NOT NULL, window BLOB NOT NULL, window_shape TEXT NOT NULL,"
+        " rr BLOB NOT NULL);"
+        "CREATE TABLE labelled_beats (t_ns INTEGER PRIMARY KEY, label TEXT NOT NULL,"
+        " source TEXT NOT NULL, label_id TEXT NOT NULL, window BLOB NOT NULL,"
+        " window_shape TEXT NOT NULL, rr BLOB NOT NULL);"
+    )
+    db.execute("INSERT INTO recent_beats VALUES (5, 5, 'N', ?, '[3]', ?)", (w, rr))
+    db.execute("INSERT INTO labelled_beats VALUES (1, 'V', 'c', 'l1', ?, '[3]', ?)", (w, rr))
+    db.commit()
+    db.close()
+    # Execute
+    buf = SqliteBuffer(tmp_path / "old.sqlite", "d")
+    joined = buf.add_label(5, "S", "c", "l5")
+    buf.add([beat(9_000)], [], np.zeros((1, 3), np.float32), np.ones((1, 2), np.float32))
+    # Assert: nothing lost; beats stored before the flag existed count as not in AF
+    kept = buf.labelled_beats()
+    assert joined and kept.labels == ["V", "S"] and kept.in_af.tolist() == [False, False]
+    assert buf.add_label(9_000, "N", "c", "l9")
+    buf.close()

@@ -67,6 +67,29 @@ def test_a_head_that_does_not_fit_is_ignored(tmp_path: Path) -> None:
     assert not part.refresh_head()
 
 
+def test_the_head_in_use_sets_the_patients_s_in_af_rule_on_the_gate(tmp_path: Path) -> None:
+    import dataclasses
+
+    from edge_agent.quality_gate import QualityGate
+
+    # Prepare: a head whose labelled beats confirmed the rhythm monitor's AF calls
+    clf = OnnxBeatClassifier(build_beat_model(tmp_path / "m"))
+    w, b = np.zeros((len(CLASSES), EMB), np.float32), np.zeros(len(CLASSES), np.float32)
+    head = PersonalHead(w, b, "g7", 42, s_in_af_as_n=True)
+    save_personal_head(head, tmp_path / "s")
+    gate = QualityGate("d")
+    # Execute
+    part = PersonalisedParticipant(FakeRoundParticipant(tmp_path / "s"), clf, tmp_path / "s", gate)
+    on = gate.patient_s_in_af_as_n
+    save_personal_head(dataclasses.replace(head, s_in_af_as_n=False), tmp_path / "s")
+    import os
+
+    os.utime(tmp_path / "s" / "personal_head.npz", ns=(1, 1))  # a new file for the watcher
+    part.refresh_head()
+    # Assert
+    assert on and not gate.patient_s_in_af_as_n
+
+
 def test_default_federated_participant_wires_and_survives_junk(tmp_path: Path) -> None:
     # Prepare: the real FederatedParticipant behind the agent's port
     from edge_agent.app import build_agent

@@ -274,3 +274,52 @@ def test_a_head_file_from_before_the_s_in_af_decision_loads_with_it_off(tmp_path
     )
     head = phf.load_personal_head(tmp_path)
     assert head is not None and not head.s_in_af_as_n and head.n_examples == 10
+
+
+def test_the_round_participant_decides_s_in_af_from_the_devices_labelled_beats(
+    tmp_path: Path,
+) -> None:
+    import dataclasses
+    import hashlib
+    import time
+
+    from common import fl_protocol as fl
+    from common import protocol as proto
+    from edge_agent.federated import FederatedParticipant, NpzExamples
+    from edge_agent.trainer import LabelledExamples
+    from tests.cloud_aggregator.fl_support import C, initial_release, write_client_data
+
+    # Prepare: the device's labelled beats, those in stretches called AF all labelled N
+    class InAF:
+        def __init__(self, inner: NpzExamples) -> None:
+            self.inner = inner
+
+        def labelled_examples(self, limit: int) -> LabelledExamples:
+            ex = self.inner.labelled_examples(limit)
+            return dataclasses.replace(ex, in_af=ex.labels == 0)
+
+    write_client_data(tmp_path / "data", 1, n=120)
+    classes = ["N", "S", "V", "F", "Q"][:C]
+    heads = {}
+    for name, examples in (
+        ("flags", InAF(NpzExamples(tmp_path / "data" / "sim-000.npz"))),
+        ("none", NpzExamples(tmp_path / "data" / "sim-000.npz")),
+    ):
+        work = tmp_path / name
+        p = FederatedParticipant("sim-000", examples, work, classes=classes)
+        release = initial_release()
+        payload = fl.encode_model(release)
+        now = time.time_ns()
+        sha = hashlib.sha256(payload).hexdigest()
+        announce = fl.RoundAnnouncement(
+            "1", "g1", 1, 5, 0, "v0", sha, now + 60 * 10**9, now, invite(["sim-000"]),
+            fl.RoundConfig(),
+        )  # fmt: skip
+        # Execute
+        p.on_message(proto.model_topic("v0"), payload)
+        p.on_message(proto.round_current_topic(), fl.encode_round(announce))
+        p.poll()
+        heads[name] = phf.load_personal_head(work)
+    # Assert
+    assert heads["flags"] is not None and heads["flags"].s_in_af_as_n
+    assert heads["none"] is not None and not heads["none"].s_in_af_as_n

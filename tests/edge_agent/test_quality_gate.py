@@ -156,3 +156,18 @@ def test_af_flags_of_beats_are_their_readable_stretches_af_calls() -> None:
 
     judgements = [Judgement(0, 10, False, True), Judgement(10, 20, True, True)]
     assert af_flags([1, 12, 25], judgements) == [True, False, False]  # noisy or unjudged: no
+
+
+def test_released_beats_say_whether_their_stretch_was_called_af() -> None:
+    # Prepare: the patient's personal head turned the rule on (edge_agent.participation)
+    gate = QualityGate("d")
+    gate.patient_s_in_af_as_n = True
+    beats, batch = _beats([100, 600, 1100], label="S")
+    gate.hold(beats, batch)
+    # Execute
+    gate.judge(0, 1000, noisy=False, af=True)
+    gate.judge(1000, 2000, noisy=False)
+    released, _ = gate.hold([], empty_batch())
+    # Assert
+    assert [b.in_af for b in released] == [True, True, False]
+    assert [b.label for b in released] == ["N", "N", "S"] and gate.stats.s_in_af == 2
