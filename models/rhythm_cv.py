@@ -38,8 +38,9 @@ from common.model_card import load_card
 from models.cv import stratified_folds
 from models.data.mitdb import DS1
 from models.feature_model import fit_softmax, predict_proba
+from models.rhythm_cv_report import markdown, restored_folds, summarise
 from models.rhythm_data import WindowBank
-from models.rhythm_metrics import CLASSES, rhythm_metrics, table_row
+from models.rhythm_metrics import CLASSES
 from models.rhythm_pipeline import Recipe, default_recipe, train_models
 from models.rhythm_scoring import onnx_window_probs, record_probabilities
 from models.rhythm_train import predict_windows
@@ -50,7 +51,6 @@ _LOGGER = logging.getLogger(__name__)
 CV_SEED = 2017
 FOLDS = 5
 DEV_TRAIN, DEV_VALIDATE = (2, 3, 4), (1,)
-MODELS = ("teacher_fp32", "student_fp32", "student_int8", "softmax_fp32")
 
 
 def record_folds(bank: WindowBank, k: int = FOLDS, seed: int = CV_SEED) -> dict[str, int]:
@@ -117,100 +117,6 @@ def run_split(
     result["seconds"] = trained.seconds | {"total": time.monotonic() - started}
     result["recipe"] = asdict(recipe)
     return result
-
-
-def restored_folds(card_metrics: dict[str, Any], skip: set[int]) -> dict[str, Any] | None:
-    """Folds an earlier run scored, rebuilt from a card's ``cv5_<model>`` tables.
-
-    The record bootstrap resamples (label, prediction) pairs, so the pooled confusion matrix
-    holds all it needs: its cells become pairs (in label order, recordings unnamed); the
-    per-fold rows are the card's. Folds in ``skip`` (scored again in ``--out``) are refused,
-    as the card pools them with the others.
-    """
-    first = card_metrics.get(f"cv5_{MODELS[0]}")
-    if first is None:
-        return None
-    folds = [int(f) for f in first["folds_scored"]]
-    if skip & set(folds):
-        raise ValueError(f"fold(s) {sorted(skip & set(folds))} are both in the card and in --out")
-    out: dict[str, Any] = {"test_folds": folds, "restored": True}
-    for name in MODELS:
-        m = card_metrics[f"cv5_{name}"]
-        conf = np.asarray(m["confusion"], dtype=np.int64)
-        ij = [(i, j) for i in range(conf.shape[0]) for j in range(conf.shape[1])]
-        out[name] = {
-            "labels": np.repeat([i for i, _ in ij], conf.ravel()).tolist(),
-            "predicted": np.repeat([j for _, j in ij], conf.ravel()).tolist(),
-            "per_fold": m["per_fold"],
-        }
-    return out
-
-
-def _fold_rows(r: dict[str, Any], name: str) -> tuple[list[dict[str, float]], Any, Any]:
-    """Table rows, labels and predictions of one fold result (or of restored folds)."""
-    if r.get("restored"):
-        m = r[name]
-        return m["per_fold"], np.asarray(m["labels"]), np.asarray(m["predicted"])
-    y = np.asarray(r[name]["labels"], dtype=np.int64)
-    p = np.asarray(r[name]["probs"]).argmax(axis=1)
-    return [table_row(rhythm_metrics(y, p))], y, p
-
-
-def summarise(results: list[dict[str, Any]], bootstrap: int = 1000) -> dict[str, Any]:
-    """Per-fold and pooled metrics of every model in fold results."""
-    folds = [[f] for r in results for f in r["test_folds"] if r.get("restored")] + [
-        r["test_folds"] for r in results if not r.get("restored")
-    ]
-    out: dict[str, Any] = {"classes": list(CLASSES), "folds": folds}
-    for name in MODELS:
-        per_fold, ys, ps = [], [], []
-        for r in sorted(results, key=lambda r: not r.get("restored")):
-            rows, y, p = _fold_rows(r, name)
-            per_fold += rows
-            ys.append(y)
-            ps.append(p)
-        pooled = rhythm_metrics(np.concatenate(ys), np.concatenate(ps), bootstrap=bootstrap)
-        mean = {k: float(np.mean([f[k] for f in per_fold])) for k in per_fold[0]}
-        out[name] = {"per_fold": per_fold, "mean_of_folds": mean, "pooled": pooled}
-    out["seconds"] = [r["seconds"] for r in results if "seconds" in r]
-    return out
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """Per-fold and pooled F1 tables of a :func:`summarise` report."""
-    lines = [
-        "| model | fold | F1 N | F1 AF | F1 O | F1 noisy | CinC mean F1 (N, AF, O) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name in MODELS:
-        rows = report[name]["per_fold"]
-        for folds, row in zip(report["folds"], rows, strict=True):
-            lines.append(
-                f"| {name} | {','.join(map(str, folds))} | "
-                + " | ".join(
-                    f"{row[k]:.3f}" for k in ("f1_N", "f1_AF", "f1_O", "f1_noisy", "cinc_mean_f1")
-                )
-                + " |"
-            )
-        mean = report[name]["mean_of_folds"]
-        lines.append(
-            f"| {name} | mean of folds | "
-            + " | ".join(
-                f"{mean[k]:.3f}" for k in ("f1_N", "f1_AF", "f1_O", "f1_noisy", "cinc_mean_f1")
-            )
-            + " |"
-        )
-        pooled = report[name]["pooled"]
-        ci = pooled["bootstrap"]["ci"]
-        cells = [
-            f"{pooled['per_class'][c]['f1']:.3f} [{ci['f1_' + c][0]:.3f}-{ci['f1_' + c][1]:.3f}]"
-            for c in CLASSES
-        ]
-        cells.append(
-            f"**{pooled['cinc_mean_f1']:.3f}** [{ci['cinc_mean_f1'][0]:.3f}-{ci['cinc_mean_f1'][1]:.3f}]"
-        )
-        lines.append(f"| {name} | pooled [95 % CI] | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
 
 
 def _banks(options: LoadOptions, names: tuple[str, ...]) -> tuple[WindowBank, WindowBank]:

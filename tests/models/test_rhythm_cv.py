@@ -132,7 +132,7 @@ def test_cross_validation_runner_writes_per_fold_and_pooled_tables(
 
 def test_folds_restored_from_a_card_pool_with_new_folds_exactly() -> None:
     # Prepare: a card whose cv5 tables hold folds 0-1 (confusion only), and fold 2 scored anew
-    from models.rhythm_cv import MODELS, restored_folds, summarise
+    from models.rhythm_cv_report import MODELS, restored_folds, summarise
 
     conf = [[5, 1, 0, 0], [0, 3, 1, 0], [1, 0, 4, 0], [0, 0, 1, 1]]
     row = {"f1_N": 0.9, "f1_AF": 0.8, "f1_O": 0.7, "f1_noisy": 0.5, "cinc_mean_f1": 0.8}
@@ -166,6 +166,7 @@ def test_restore_card_never_reruns_the_folds_the_card_holds(
 ) -> None:
     # Prepare: a card whose cv5 tables hold folds 0-1; training stubbed (records each fold run)
     from models import rhythm_cv
+    from models.rhythm_cv_report import MODELS
 
     card = json.loads(
         (Path(__file__).resolve().parents[2] / "models/pretrained/rhythm.card.json").read_text()
@@ -183,9 +184,7 @@ def test_restore_card_never_reruns_the_folds_the_card_holds(
         assert isinstance(test_folds, tuple)
         ran.append(test_folds)
         rec = {"records": ["a"], "labels": [0], "probs": [[1.0, 0.0, 0.0, 0.0]]}
-        return {"test_folds": list(test_folds), "seconds": {}} | dict.fromkeys(
-            rhythm_cv.MODELS, rec
-        )
+        return {"test_folds": list(test_folds), "seconds": {}} | dict.fromkeys(MODELS, rec)
 
     monkeypatch.setattr(rhythm_cv, "_banks", lambda options, names: (None, None))
     monkeypatch.setattr(rhythm_cv, "record_folds", lambda cinc: {})
