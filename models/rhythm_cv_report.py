@@ -15,6 +15,7 @@ import numpy as np
 from models.rhythm_metrics import CLASSES, rhythm_metrics, table_row
 
 MODELS = ("teacher_fp32", "student_fp32", "student_int8", "softmax_fp32")
+_F1_KEYS = ("f1_N", "f1_AF", "f1_O", "f1_noisy", "cinc_mean_f1")
 
 
 def restored_folds(card_metrics: dict[str, Any], skip: set[int]) -> dict[str, Any] | None:
@@ -82,22 +83,14 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     for name in MODELS:
         rows = report[name]["per_fold"]
-        for folds, row in zip(report["folds"], rows, strict=True):
-            lines.append(
-                f"| {name} | {','.join(map(str, folds))} | "
-                + " | ".join(
-                    f"{row[k]:.3f}" for k in ("f1_N", "f1_AF", "f1_O", "f1_noisy", "cinc_mean_f1")
-                )
-                + " |"
-            )
-        mean = report[name]["mean_of_folds"]
-        lines.append(
-            f"| {name} | mean of folds | "
-            + " | ".join(
-                f"{mean[k]:.3f}" for k in ("f1_N", "f1_AF", "f1_O", "f1_noisy", "cinc_mean_f1")
-            )
-            + " |"
-        )
+        labelled = [",".join(map(str, folds)) for folds in report["folds"]]
+        labelled_rows = [
+            *zip(labelled, rows, strict=True),
+            ("mean of folds", report[name]["mean_of_folds"]),
+        ]
+        for label, row in labelled_rows:
+            cells = " | ".join(f"{row[k]:.3f}" for k in _F1_KEYS)
+            lines.append(f"| {name} | {label} | {cells} |")
         pooled = report[name]["pooled"]
         ci = pooled["bootstrap"]["ci"]
         cells = [

@@ -229,3 +229,23 @@ def test_development_run_with_the_p_wave_features(
     bank = cinc_bank(options, FEATURE_NAMES + PWAVE_FEATURES)
     assert bank.features.shape[1] == 18
     np.testing.assert_array_equal(bank.features[:, :15], cinc_bank(options).features)
+
+
+def test_the_tables_have_a_row_per_fold_the_mean_and_the_pooled_interval() -> None:
+    from models.rhythm_cv_report import MODELS, markdown, summarise
+
+    rng = np.random.default_rng(0)
+    results = []
+    for fold in (0, 1):
+        result: dict[str, object] = {"test_folds": [fold], "seconds": {}}
+        for name in MODELS:
+            y = rng.integers(0, 4, 40)
+            probs = np.eye(4)[np.where(rng.random(40) < 0.7, y, rng.integers(0, 4, 40))]
+            result[name] = {"records": list(map(str, range(40))), "labels": y.tolist(),
+                            "probs": probs.tolist()}  # fmt: skip
+        results.append(result)
+    lines = markdown(summarise(results, bootstrap=20)).splitlines()
+    assert len(lines) == 2 + 4 * len(MODELS)
+    teacher = [line.split(" | ")[1] for line in lines if line.startswith("| teacher_fp32")]
+    assert teacher == ["0", "1", "mean of folds", "pooled [95 % CI]"]
+    assert all(line.count("|") == 8 for line in lines)
