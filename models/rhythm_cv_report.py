@@ -89,8 +89,8 @@ def markdown(report: dict[str, Any]) -> str:
             ("mean of folds", report[name]["mean_of_folds"]),
         ]
         for label, row in labelled_rows:
-            cells = " | ".join(f"{row[k]:.3f}" for k in _F1_KEYS)
-            lines.append(f"| {name} | {label} | {cells} |")
+            values = " | ".join(f"{row[k]:.3f}" for k in _F1_KEYS)
+            lines.append(f"| {name} | {label} | {values} |")
         pooled = report[name]["pooled"]
         ci = pooled["bootstrap"]["ci"]
         cells = [
