@@ -58,13 +58,12 @@ class WindowMonitor(Protocol):
 
 
 class BeatGate(Protocol):
-    """Holds beats until their signal is judged readable (``edge_agent.quality_gate``).
+    """Holds beats until their signal is judged readable (``edge_agent.quality_gate``)."""
 
-    ``patient_s_in_af_as_n``: report S calls in stretches called AF as N for this patient
-    (set from the personal head in use, ``edge_agent.participation``).
-    """
-
-    patient_s_in_af_as_n: bool
+    def set_patient_rule(self, on: bool) -> bool:
+        """Report S calls in stretches called AF as N for this patient (from the personal
+        head in use, ``edge_agent.participation``); True if that changed the rule."""
+        ...
 
     def hold(
         self, beats: list[BeatPrediction], batch: BeatBatch

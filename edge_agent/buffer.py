@@ -34,6 +34,7 @@ import numpy.typing as npt
 
 from common.types import BeatPrediction, Event
 from edge_agent.label_receipts import ReceiptQueue
+from edge_agent.labelled_beats import LabelledBeats, labelled_from_rows
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -98,33 +99,6 @@ class OutboxBatch:
     ids: list[str]
     beats: list[BeatPrediction]
     events: list[Event]
-
-
-@dataclass(frozen=True, slots=True)
-class LabelledBeats:
-    """Training examples kept on the device.
-
-    Attributes
-    ----------
-    windows : ndarray, shape (n, ...), float32
-        Model inputs as the card asks.
-    rr : ndarray, shape (n, n_rr_features), float32
-    labels : list of str
-        Class names (AAMI).
-    t_ns : ndarray, shape (n,), int64
-        R-peak times.
-    in_af : ndarray, shape (n,), bool
-        The beat's stretch was called atrial fibrillation (``BeatPrediction.in_af``).
-    """
-
-    windows: npt.NDArray[np.float32]
-    rr: npt.NDArray[np.float32]
-    labels: list[str]
-    t_ns: npt.NDArray[np.int64]
-    in_af: npt.NDArray[np.bool_]
-
-    def __len__(self) -> int:
-        return len(self.labels)
 
 
 def _beat_json(b: BeatPrediction) -> str:
@@ -399,21 +373,4 @@ class SqliteBuffer:
             "ORDER BY t_ns DESC LIMIT ?",
             (-1 if limit is None else limit,),
         ).fetchall()[::-1]
-        if not rows:
-            empty = np.zeros((0, 0), np.float32)
-            return LabelledBeats(empty, empty, [], np.zeros(0, np.int64), np.zeros(0, bool))
-        # a model swap may change the window shape: keep the examples of the newest shape
-        newest = rows[-1][3]
-        rows = [r for r in rows if r[3] == newest]
-        shape = tuple(json.loads(newest))
-        windows = np.stack([np.frombuffer(r[2], dtype="<f4").reshape(shape) for r in rows]).astype(
-            np.float32
-        )
-        rr = np.stack([np.frombuffer(r[4], dtype="<f4") for r in rows]).astype(np.float32)
-        return LabelledBeats(
-            windows,
-            rr,
-            [str(r[1]) for r in rows],
-            np.array([r[0] for r in rows], np.int64),
-            np.array([bool(r[5]) for r in rows], bool),
-        )
+        return labelled_from_rows(rows)

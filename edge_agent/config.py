@@ -76,6 +76,9 @@ class EdgeSettings:
         default: on MIT-BIH DS2 it lost half the SVEBs of a patient with frequent ectopy whose
         stretches the rhythm model called AF (docs/models.md, "No SVEB inside atrial
         fibrillation").
+    patient_s_in_af : bool
+        Let the personal head decide ``s_in_af_as_n`` for this patient from the labelled beats
+        in stretches called AF (docs/models.md, "The S-in-AF rule decided per patient").
     federated : bool
         Take part in federated rounds (needs a broker): head training on the labelled beats.
     workdir : Path, optional
@@ -109,6 +112,7 @@ class EdgeSettings:
     intra_op_threads: int = 1
     keep_labelled_beats: int = 20000
     s_in_af_as_n: bool = False
+    patient_s_in_af: bool = True
     federated: bool = False
     workdir: Path | None = None
     pinned_releases: tuple[str, ...] = ()

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.buffer import LabelledBeats
+from edge_agent.labelled_beats import LabelledBeats
 from edge_agent.trainer import LabelledExamples
 
 _LOGGER = logging.getLogger(__name__)

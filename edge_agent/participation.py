@@ -113,8 +113,7 @@ class PersonalisedParticipant:
         return True
 
     def _patient_rule(self, on: bool) -> None:
-        if self._gate is not None and self._gate.patient_s_in_af_as_n != on:
-            self._gate.patient_s_in_af_as_n = on
+        if self._gate is not None and self._gate.set_patient_rule(on):
             _LOGGER.info("S calls inside atrial fibrillation reported as N: %s", on)
 
 
@@ -157,7 +156,12 @@ def federated_participant(
         )
         outer = AgentParticipant(inner, uplink, on_release=installer, stats=agent.stats)
         personal.append(
-            PersonalisedParticipant(outer, classifier, settings.federated_dir, agent.gate)
+            PersonalisedParticipant(
+                outer,
+                classifier,
+                settings.federated_dir,
+                agent.gate if settings.patient_s_in_af else None,  # None: the rule stays off
+            )
         )
         return personal[0]
 

@@ -1,5 +1,6 @@
 """The device's personal softmax head: a MAP fit on the patient's own labelled beats with the
-global head as a Gaussian prior, and what it decides for the patient from them (the file: ``edge_agent.personal_head_file``).
+global head as a Gaussian prior, and what it decides for the patient from them (its file on
+the device: ``edge_agent.personal_head_file``).
 
 The personal head is what the edge serves (``OnnxBeatClassifier.set_head``, loaded by
 ``edge_agent.participation``): ``probs = softmax(embedding @ W.T + b)`` on the frozen backbone's

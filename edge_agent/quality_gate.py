@@ -4,7 +4,8 @@ The rhythm monitor judges every stretch of the stream (10 s segments) readable o
 rhythm model's noisy class (``edge_agent.rhythm``). Beats wait here until the stretch holding
 their R peak has been judged; then they go on to the event detectors, the buffer and the uplink:
 
-- in a readable stretch unchanged;
+- in a readable stretch unchanged (marked ``in_af`` where the rhythm model calls it atrial
+  fibrillation: the buffer keeps the mark with the beat's label for personalisation);
 - in an unreadable one as ``Q`` (unclassifiable) with no RR interval, so that no beat class, no
   V/S run, no heart-rate alarm and no RR-based AF comes from noise, and the patient's page (which
   says "signal too noisy" when most recent beats are Q, ``web.patient_view``) says so;
@@ -12,7 +13,9 @@ their R peak has been judged; then they go on to the event detectors, the buffer
   fibrillation, an ``S`` as ``N``: beats conducted in AF are normal in the AAMI classes
   (MIT-BIH annotates them N), and the beat model's RR evidence cannot tell an irregular AF beat
   from a premature one. Off by default: the rhythm model also calls some stretches of frequent
-  atrial ectopy AF (docs/models.md, "No SVEB inside atrial fibrillation").
+  atrial ectopy AF (docs/models.md, "No SVEB inside atrial fibrillation"). The personal head
+  turns it on for a patient whose labelled beats confirm the AF calls (``s_in_af_confirmed``,
+  :meth:`QualityGate.set_patient_rule`).
 
 Nothing is dropped silently: each unreadable stretch becomes one ``unreadable_signal`` event
 (from its first to its last beat) with the beats it held, how many the beat model called
@@ -142,11 +145,8 @@ class QualityGate:
     s_in_af_as_n : bool
         Report S calls inside stretches judged AF as N (module docstring).
 
-    Attributes
-    ----------
-    patient_s_in_af_as_n : bool
-        The same rule for this patient, set from the personal head in use (the patient's
-        labelled beats confirmed the AF calls: ``s_in_af_confirmed``).
+    The same rule is also set per patient by :meth:`set_patient_rule`, from the personal
+    head in use (the patient's labelled beats confirmed the AF calls: ``s_in_af_confirmed``).
     """
 
     def __init__(
@@ -155,7 +155,7 @@ class QualityGate:
         self._cid = client_id
         self._max_hold_s = max_hold_s
         self._af_rule = s_in_af_as_n
-        self.patient_s_in_af_as_n = False
+        self._patient_rule = False
         self._stretch: list[BeatPrediction] = []  # the current unreadable stretch, as classified
         self._events: list[Event] = []
         self._beats: list[BeatPrediction] = []
@@ -168,9 +168,22 @@ class QualityGate:
 
     def judge(self, start: int, end: int, noisy: bool, af: bool = False) -> None:
         """The rhythm monitor's judgement of stream samples ``[start, end)`` (``af``: the
-        rhythm model calls the stretch atrial fibrillation; used with ``s_in_af_as_n``)."""
+        rhythm model calls the stretch atrial fibrillation: its readable beats are released
+        with ``in_af``, and the S-in-AF rule acts there when it is on)."""
         self._spans.append(Judgement(start, end, noisy, af))
         self._judged_to = max(self._judged_to, end)
+
+    @property
+    def patient_rule(self) -> bool:
+        """Whether the S-in-AF rule is on for this patient (:meth:`set_patient_rule`)."""
+        return self._patient_rule
+
+    def set_patient_rule(self, on: bool) -> bool:
+        """Report S calls in stretches judged AF as N for this patient (the personal head's
+        decision); True if that changed the rule. Called from the participant's thread: one
+        bool assignment, read once per released beat."""
+        changed, self._patient_rule = self._patient_rule != on, on
+        return changed
 
     def seen(self, newest_sample: int, fs: float) -> None:
         """The stream has reached ``newest_sample`` at ``fs`` Hz (bounds the hold)."""
@@ -244,7 +257,7 @@ class QualityGate:
 
     def _gated(self, beat: BeatPrediction) -> BeatPrediction:
         judgement = judgement_at(self._spans, beat.sample)
-        label = gated_label(beat.label, judgement, self._af_rule or self.patient_s_in_af_as_n)
+        label = gated_label(beat.label, judgement, self._af_rule or self._patient_rule)
         if judgement is None or not judgement.noisy:
             self.stats.unjudged += judgement is None
             self._close_stretch()

@@ -141,7 +141,7 @@ def _personalised(
             "labelled_by_class": dict(zip(classes, o.personal["labelled_by_class"], strict=True)),
             "v_gate": o.personal["v_gate"],
             "labelled_in_af": o.personal["labelled_in_af"],
-            "s_in_af_as_n": o.personal["s_in_af_as_n"],
+            "patient_s_in_af_as_n": o.personal["s_in_af_as_n"],
             "global": figures(o.personal["global"], classes),
             "personal": figures(o.personal["personal"], classes),
             "confusion_personal": o.personal["personal"].tolist(),

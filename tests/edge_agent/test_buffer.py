@@ -152,3 +152,25 @@ def test_a_buffer_from_before_the_af_flag_keeps_its_beats_and_labels(tmp_path: P
     assert joined and kept.labels == ["V", "S"] and kept.in_af.tolist() == [False, False]
     assert buf.add_label(9_000, "N", "c", "l9")
     buf.close()
+
+
+def test_the_example_source_keeps_each_labels_af_flag_past_unknown_labels(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from edge_agent.examples import BufferExampleSource
+
+    # Prepare: four labelled beats, one with a label the model lacks ("?" from a clinician)
+    buf = SqliteBuffer(tmp_path / "b.sqlite", "d")
+    beats = [replace(beat(i * 1_000_000_000), in_af=i in (1, 3)) for i in range(4)]
+    buf.add(beats, [], np.zeros((4, 3), np.float32), np.ones((4, 2), np.float32))
+    for i, label in enumerate(["N", "?", "S", "N"]):
+        assert buf.add_label(i * 1_000_000_000, label, "clinician", f"l{i}")
+    source = BufferExampleSource(
+        buf.labelled_beats, ["N", "S", "V"], lambda w, rr: {"beat": w, "rr": rr}
+    )
+    # Execute
+    ex = source.labelled_examples(10)
+    # Assert: beats 0, 2, 3 kept, with their own flags
+    assert ex.labels.tolist() == [0, 1, 0]
+    assert ex.in_af is not None and ex.in_af.tolist() == [False, False, True]
+    buf.close()

@@ -80,14 +80,22 @@ def test_the_head_in_use_sets_the_patients_s_in_af_rule_on_the_gate(tmp_path: Pa
     gate = QualityGate("d")
     # Execute
     part = PersonalisedParticipant(FakeRoundParticipant(tmp_path / "s"), clf, tmp_path / "s", gate)
-    on = gate.patient_s_in_af_as_n
+    on = gate.patient_rule
     save_personal_head(dataclasses.replace(head, s_in_af_as_n=False), tmp_path / "s")
     import os
 
     os.utime(tmp_path / "s" / "personal_head.npz", ns=(1, 1))  # a new file for the watcher
     part.refresh_head()
     # Assert
-    assert on and not gate.patient_s_in_af_as_n
+    assert on and not gate.patient_rule
+    # a new global model serves its own head: the rule goes with the head it came from
+    save_personal_head(head, tmp_path / "s")
+    os.utime(tmp_path / "s" / "personal_head.npz", ns=(2, 2))
+    assert part.refresh_head() and gate.patient_rule
+    # a running federated release the head was not fitted from
+    other = OnnxBeatClassifier(build_beat_model(tmp_path / "m2"), release="g8")
+    part.use_classifier(other)
+    assert not gate.patient_rule
 
 
 def test_default_federated_participant_wires_and_survives_junk(tmp_path: Path) -> None:
@@ -113,3 +121,25 @@ def test_default_federated_participant_wires_and_survives_junk(tmp_path: Path) -
     # Assert: nothing published, nothing raised, the topics are the FL ones
     assert up.reliable == []
     assert round_current_topic() in part.subscriptions()
+
+
+def test_the_device_setting_keeps_the_patients_rule_off(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from edge_agent.config import EdgeSettings
+    from edge_agent.participation import federated_participant
+    from edge_agent.quality_gate import QualityGate
+
+    clf = OnnxBeatClassifier(build_beat_model(tmp_path / "m"))
+    w, b = np.zeros((len(CLASSES), EMB), np.float32), np.zeros(len(CLASSES), np.float32)
+    rules = {}
+    for on in (True, False):
+        work = tmp_path / f"w{on}"
+        save_personal_head(PersonalHead(w, b, "g7", 42, s_in_af_as_n=True), work)
+        settings = EdgeSettings(client_id="d", workdir=work, patient_s_in_af=on)
+        gate = QualityGate("d")
+        agent = SimpleNamespace(gate=gate, buffer=SimpleNamespace(labelled_beats=None), stats=None)
+        federated_participant(settings, clf)(cast(Any, agent), cast(Any, None))
+        rules[on] = gate.patient_rule
+    assert rules == {True: True, False: False}

@@ -161,7 +161,7 @@ def test_af_flags_of_beats_are_their_readable_stretches_af_calls() -> None:
 def test_released_beats_say_whether_their_stretch_was_called_af() -> None:
     # Prepare: the patient's personal head turned the rule on (edge_agent.participation)
     gate = QualityGate("d")
-    gate.patient_s_in_af_as_n = True
+    gate.set_patient_rule(True)
     beats, batch = _beats([100, 600, 1100], label="S")
     gate.hold(beats, batch)
     # Execute

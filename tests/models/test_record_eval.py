@@ -218,7 +218,7 @@ def test_the_labelled_minutes_decide_s_in_af_for_the_patient(
     rec = {k: r["personalised"]["per_record"]["201"] for k, r in runs.items()}
     in_af, s_in_af = rec["patient"]["labelled_in_af"]
     assert in_af >= 20 and s_in_af < 0.05 * in_af
-    assert rec["patient"]["s_in_af_as_n"] and not rec["off"]["s_in_af_as_n"]
+    assert rec["patient"]["patient_s_in_af_as_n"] and not rec["off"]["patient_s_in_af_as_n"]
     assert runs["patient"]["patient_s_in_af"] and not runs["off"]["patient_s_in_af"]
     called_s = {k: np.array(r["confusion_personal"])[:, 1].sum() for k, r in rec.items()}
     assert called_s["patient"] <= called_s["off"]
