@@ -225,6 +225,43 @@ def test_the_labelled_minutes_decide_s_in_af_for_the_patient(
 
 
 @pytest.mark.datasets("mitdb")
+def test_the_devices_labelled_beats_carry_the_af_calls_the_evaluator_counts(
+    af_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+
+    from edge_agent.app import build_agent, load_classifier, replay_labeler
+    from edge_agent.config import EdgeSettings
+    from edge_agent.quality_gate import s_in_af_confirmed
+    from firmware_bridge.sources import open_source
+
+    # Prepare: the agent replays 201's first 6 min, its annotations labelling every beat
+    settings = EdgeSettings(client_id="d", buffer_path=tmp_path / "b.sqlite")
+    clf = load_classifier(settings)
+
+    async def replay() -> tuple[list[str], list[bool]]:
+        src = open_source(f"replay:{af_folder / '201'}?channel=MLII", speed="max")
+        async with src:
+            agent = build_agent(settings, clf, labeler=replay_labeler(src))  # as `medchain edge`
+            await agent.run(src)
+            kept = agent.buffer.labelled_beats()
+            agent.close()
+        return kept.labels, kept.in_af.tolist()
+
+    # Execute
+    labels, in_af = asyncio.run(replay())
+    rc, out, _ = _run(
+        capsys, "--records", str(af_folder), "--only", "201", "--personalise", "5",
+        "--json", "--bootstrap", "20",
+    )  # fmt: skip
+    counted = json.loads(out)["personalised"]["per_record"]["201"]["labelled_in_af"]
+    # Assert: the device marks the same AF calls (6 min there, the first 5 in the evaluator)
+    assert rc == 0 and len(labels) > 300
+    assert counted[0] <= sum(in_af) <= counted[0] * 6 / 5 + 20
+    assert s_in_af_confirmed(labels, in_af)
+
+
+@pytest.mark.datasets("mitdb")
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
