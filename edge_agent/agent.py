@@ -144,7 +144,9 @@ class EdgeAgent:
     def status_detail(self) -> str:
         """The device's current state as compact JSON for ``Status.detail``: ECG heart rate
         (bpm, median of the last 8 RR), PPG heart rate (bpm), activity level, buffer backlog,
-        signal quality (``signal``: "ok" / "too noisy", with a rhythm model)."""
+        signal quality (``signal``: "ok" / "too noisy", with a rhythm model), and
+        ``s_in_af_as_n: true`` while S calls inside atrial fibrillation are reported N (the care
+        team should know that this patient's SVEB count leaves AF out)."""
         hr = self.detector.hr.rate_bpm
         state: dict[str, object] = {
             "ecg_hr_bpm": round(hr, 1) if hr == hr else None,
@@ -160,6 +162,8 @@ class EdgeAgent:
         quality = getattr(self.rhythm, "signal_quality", "")
         if quality:  # the rhythm model's judgement of the latest 10 s ("ok" / "too noisy")
             state["signal"] = quality
+        if getattr(self.gate, "s_in_af_as_n", False):
+            state["s_in_af_as_n"] = True
         return json.dumps(state, separators=(",", ":"))
 
     # -- main loop ---------------------------------------------------------------------------

@@ -174,6 +174,12 @@ class QualityGate:
         self._judged_to = max(self._judged_to, end)
 
     @property
+    def s_in_af_as_n(self) -> bool:
+        """Whether S calls in stretches judged AF are reported N now (the edge setting or this
+        patient's personal head)."""
+        return self._af_rule or self._patient_rule
+
+    @property
     def patient_rule(self) -> bool:
         """Whether the S-in-AF rule is on for this patient (:meth:`set_patient_rule`)."""
         return self._patient_rule

@@ -359,3 +359,16 @@ def test_inbound_round_messages_go_to_the_participant(
     # Assert: the round message reached the participant, the bad label was counted
     assert got == [(round_current_topic(), b"r1")]
     assert agent.stats.bad_payloads == 1
+
+
+def test_the_status_tells_the_care_team_when_s_in_af_is_reported_n(
+    model: OnnxBeatClassifier, tmp_path: Path
+) -> None:
+    from edge_agent.quality_gate import QualityGate
+
+    agent = make_agent(model, tmp_path, None)
+    agent.gate = QualityGate("dev")
+    before = json.loads(agent.status_detail())
+    agent.gate.set_patient_rule(True)  # the personal head in use decided it
+    after = json.loads(agent.status_detail())
+    assert "s_in_af_as_n" not in before and after["s_in_af_as_n"] is True

@@ -102,7 +102,8 @@ class Device:
 
     def start(self) -> None:
         self.client.publish(f"medchain/v1/status/{self.cid}",
-                            encode_status(Status(self.cid, True, time.time_ns(), "v2", 87.0, "Polar H10")),
+                            encode_status(Status(self.cid, True, time.time_ns(), "v2", 87.0,
+                                                 '{"beats":3,"s_in_af_as_n":true}')),
                             qos=1, retain=True)  # fmt: skip
         self._thread.start()
 
@@ -317,6 +318,7 @@ def test_live_patient_page_predictions_and_labelling(served: tuple[str, object],
             hr = float(page.text_content("#hr"))
             assert 40 <= hr <= 160
             assert page.text_content("#device-status") == "device: online"
+            assert "S calls inside AF reported as N" in (page.text_content("#device-detail") or "")
             page.wait_for_selector("#events li.beat .snippet canvas")
             page.wait_for_selector("#events li.event .snippet canvas")  # the tachycardia episode
             assert page.text_content("#rhythm").startswith("Tachycardia")
