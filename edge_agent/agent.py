@@ -162,7 +162,7 @@ class EdgeAgent:
         quality = getattr(self.rhythm, "signal_quality", "")
         if quality:  # the rhythm model's judgement of the latest 10 s ("ok" / "too noisy")
             state["signal"] = quality
-        if getattr(self.gate, "s_in_af_as_n", False):
+        if self.gate is not None and self.gate.s_in_af_as_n:
             state["s_in_af_as_n"] = True
         return json.dumps(state, separators=(",", ":"))
 

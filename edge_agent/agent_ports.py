@@ -60,6 +60,11 @@ class WindowMonitor(Protocol):
 class BeatGate(Protocol):
     """Holds beats until their signal is judged readable (``edge_agent.quality_gate``)."""
 
+    @property
+    def s_in_af_as_n(self) -> bool:
+        """Whether S calls in stretches called AF are reported N now."""
+        ...
+
     def set_patient_rule(self, on: bool) -> bool:
         """Report S calls in stretches called AF as N for this patient (from the personal
         head in use, ``edge_agent.participation``); True if that changed the rule."""

@@ -263,7 +263,7 @@ class QualityGate:
 
     def _gated(self, beat: BeatPrediction) -> BeatPrediction:
         judgement = judgement_at(self._spans, beat.sample)
-        label = gated_label(beat.label, judgement, self._af_rule or self._patient_rule)
+        label = gated_label(beat.label, judgement, self.s_in_af_as_n)
         if judgement is None or not judgement.noisy:
             self.stats.unjudged += judgement is None
             self._close_stretch()
