@@ -16,8 +16,9 @@ to publish with QoS 1. It
 :func:`run_fleet` runs many simulated patients (one per ``.npz`` of labelled beats) against a
 real broker, with random drop-outs and slow clients (``python -m edge_agent.federated``).
 
-The participant lives in :mod:`edge_agent.federated_participant`, the fleet in
-:mod:`edge_agent.federated_fleet`; this module re-exports both and is the command line.
+The participant lives in :mod:`edge_agent.federated_participant` (its agent adapter in
+:mod:`edge_agent.agent_participant`), the fleet in
+:mod:`edge_agent.federated_fleet`; this module re-exports them and is the command line.
 """
 
 from __future__ import annotations
@@ -30,14 +31,12 @@ import signal
 import threading
 from pathlib import Path
 
+from edge_agent.agent_participant import AgentParticipant, ReliablePublisher
 from edge_agent.federated_fleet import NpzExamples, run_client, run_fleet
 from edge_agent.federated_participant import (
-    AgentParticipant,
     EmbedderFactory,
     FederatedParticipant,
     ParticipantStats,
-    ReliablePublisher,
-    labelled_from_arrays,
 )
 
 __all__ = [
@@ -47,7 +46,6 @@ __all__ = [
     "NpzExamples",
     "ParticipantStats",
     "ReliablePublisher",
-    "labelled_from_arrays",
     "main",
     "run_client",
     "run_fleet",

@@ -1,23 +1,21 @@
-"""Device-side participation in federated rounds (transport-free) and its edge-agent adapter.
+"""Device-side participation in federated rounds (transport-free).
 
 :class:`FederatedParticipant` is transport-free: feed it every message of its
 :meth:`~FederatedParticipant.subscriptions` with ``on_message`` and call ``poll`` (blocking: it
 trains; run it in a worker thread from an asyncio agent) to get the ``(topic, payload)`` pairs
-to publish with QoS 1. :class:`AgentParticipant` adapts it to the edge agent's ``Participant``
-port. Both are re-exported by :mod:`edge_agent.federated`.
+to publish with QoS 1. :class:`edge_agent.agent_participant.AgentParticipant` adapts it to the
+edge agent's ``Participant`` port; :mod:`edge_agent.federated` re-exports both.
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -25,10 +23,9 @@ import numpy.typing as npt
 from common import fl_protocol as fl
 from common import protocol as proto
 from edge_agent import trainer as tr
-from edge_agent.agent_ports import AgentStats
 from edge_agent.federated_eval import confusion_counts, head_predictions
 from edge_agent.inbound import reject_line
-from edge_agent.release_cache import ReleaseCache, ReleaseKey
+from edge_agent.release_cache import ReleaseCache
 
 _LOGGER = logging.getLogger(__name__)
 EmbedderFactory = Callable[[bytes], tr.Embedder]
@@ -311,98 +308,3 @@ class FederatedParticipant:
         in_af = data.in_af
         self._in_af = in_af if in_af is not None and len(in_af) == len(data) else None
         return emb, data.labels
-
-
-class ReliablePublisher(Protocol):
-    """The slice of the agent's uplink the participant uses (``edge_agent.ports.Uplink``)."""
-
-    def publish_reliable(self, topic: str, payload: bytes, on_ack: Callable[[bool], None]) -> bool:
-        """QoS 1 publish; False if it could not even be queued."""
-        ...
-
-
-class AgentParticipant:
-    """Adapter of :class:`FederatedParticipant` to the edge agent's ``Participant`` port.
-
-    ``handle`` feeds every round/model message to the participant; when a round is pending it
-    trains in a worker thread (never on the signal path) and publishes the update through the
-    agent's uplink, re-trying messages the uplink could not queue on the next call.
-    ``on_release`` is told about every global model a round announcement (or a pin) names,
-    once (to hot-swap inference); a release nobody announced is never handed to it. When an
-    announced release is not here, an uplink that can ``resubscribe`` is asked once to
-    subscribe its topics again (the broker then resends the retained release). ``stats``
-    (``AgentStats``) counts rejected messages (``bad_payloads``) and releases dropped
-    unannounced.
-    """
-
-    def __init__(
-        self,
-        participant: FederatedParticipant,
-        uplink: ReliablePublisher,
-        on_release: Callable[[fl.ModelRelease], None] | None = None,
-        stats: AgentStats | None = None,
-    ) -> None:
-        self.participant = participant
-        self.uplink = uplink
-        self.on_release = on_release
-        self.stats = stats
-        self.acked = 0
-        self.failed = 0
-        self._outbox: list[tuple[str, bytes]] = []
-        self._busy = asyncio.Lock()
-        self._refetched: ReleaseKey | None = None
-
-    def subscriptions(self) -> list[str]:
-        """Round and model topics."""
-        return self.participant.subscriptions()
-
-    async def handle(self, topic: str, payload: bytes) -> None:
-        """One inbound message (never raises on malformed input)."""
-        own = self.participant.stats
-        bad = own.bad_messages
-        self.participant.on_message(topic, payload)
-        for release in self.participant.releases.to_install():
-            if self.on_release is not None:
-                self.on_release(release)
-        if self.stats is not None:  # one count of rejected inbound messages for the device
-            self.stats.bad_payloads += own.bad_messages - bad
-            self.stats.models_unannounced = own.releases_unannounced
-        self._refetch()
-        if self.participant.pending_round() is not None and not self._busy.locked():
-            async with self._busy:
-                self._outbox += await asyncio.to_thread(self.participant.poll)
-        self._flush()
-
-    def _refetch(self) -> None:
-        missing = self.participant.releases.missing()
-        resubscribe = getattr(self.uplink, "resubscribe", None)
-        if missing is None or missing == self._refetched or resubscribe is None:
-            return
-        self._refetched = missing
-        _LOGGER.info(
-            "%s: announced release %s (sha256 %s) not here: asking the broker again",
-            self.participant.client_id,
-            missing[0],
-            missing[1][:12],
-        )
-        resubscribe(f"{proto.model_topic(missing[0])}/#")
-
-    def _flush(self) -> None:
-        while self._outbox:
-            topic, payload = self._outbox[0]
-            if not self.uplink.publish_reliable(topic, payload, self._on_ack):
-                return  # not connected: tried again on the next message
-            self._outbox.pop(0)
-
-    def _on_ack(self, ok: bool) -> None:
-        if ok:
-            self.acked += 1
-        else:
-            self.failed += 1
-
-
-def labelled_from_arrays(
-    inputs: Mapping[str, npt.NDArray[np.float32]], labels: npt.NDArray[np.int64]
-) -> tr.LabelledExamples:
-    """Wrap arrays as :class:`~edge_agent.trainer.LabelledExamples` (for EDGE's buffer adapter)."""
-    return tr.LabelledExamples(dict(inputs), labels)
