@@ -26,7 +26,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
-from models.nets import ConvStage
+from models.nets import ConvStage, ResStage
 from models.tasks.base import NetSpec
 
 FEATURE_CLIP = 5.0  # standardised features are clipped to +-this
@@ -119,22 +119,9 @@ class RhythmNet(nn.Module):
         }
 
 
-class _ResStage(nn.Module):
-    """Two convolutions with a residual connection, then MaxPool(2); masked between the
-    convolutions too, so a padded batch computes what one unpadded window does."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int) -> None:
-        super().__init__()
-        pad = kernel // 2
-        self.conv1 = nn.Conv1d(c_in, c_out, kernel, padding=pad, bias=False)
-        self.bn1 = nn.BatchNorm1d(c_out)
-        self.conv2 = nn.Conv1d(c_out, c_out, kernel, padding=pad, bias=False)
-        self.bn2 = nn.BatchNorm1d(c_out)
-        self.skip: nn.Module = (
-            nn.Identity() if c_in == c_out else nn.Conv1d(c_in, c_out, 1, bias=False)
-        )
-        self.act = nn.ReLU()
-        self.pool = nn.MaxPool1d(2)
+class _ResStage(ResStage):
+    """:class:`models.nets.ResStage` masked between the convolutions too, so a padded batch
+    computes what one unpadded window does."""
 
     def forward(self, x: Tensor, n: Tensor | None = None) -> Tensor:
         y = _masked(self.act(self.bn1(self.conv1(x))), n)
