@@ -12,7 +12,7 @@ from flask.testing import FlaskClient
 from common.payloads import Status
 from store.base import Store
 from tests.web.conftest import T0_NS, beat, csrf_of, event, login, login_patient
-from web.patient_view import rhythm_verdict
+from web.patient_view import beat_burden, rhythm_verdict
 
 SECOND = 10**9
 
@@ -91,6 +91,41 @@ def test_patient_page_is_the_plain_view_and_clinician_page_keeps_details(
     assert (
         'id="beat-prob"' in detailed and "live.js" in detailed and 'id="my-heart"' not in detailed
     )
+
+
+def test_beat_burden_in_report_order_with_shares() -> None:
+    # Execute
+    burden = beat_burden({"V": 30, "N": 960, "Z": 2, "S": 8, "F": 0})
+    # Assert: AAMI order, unknown labels after, empty classes left out, shares of all beats
+    assert burden["total"] == 1000
+    assert [(c["label"], c["count"], c["percent"]) for c in burden["classes"]] == [
+        ("N", 960, 96.0), ("S", 8, 0.8), ("V", 30, 3.0), ("Z", 2, 0.2)
+    ]  # fmt: skip
+    assert beat_burden({}) == {"total": 0, "classes": []}
+
+
+def test_clinician_page_counts_the_last_24_h_of_stored_beats(app, store: Store) -> None:
+    # Prepare: a day-old S beat outside the window, then 10 beats (2 V, 1 S) a day later
+    day = 24 * 3600 * SECOND
+    store.insert_predictions([beat(T0_NS, "S")] + _beats("NNNVNNSNVN", t0=T0_NS + day))
+    clinician = app.test_client()
+    login(clinician)
+    # Execute
+    page = clinician.get("/patients/p1").get_data(as_text=True)
+    # Assert
+    rows = re.findall(r'<tr data-label="(\w)"><td>\w</td><td>(\d+)</td><td>([\d.]+) %</td>', page)
+    assert rows == [("N", "7", "70.0"), ("S", "1", "10.0"), ("V", "2", "20.0")]
+    assert "<td>all</td><td>10</td>" in page
+
+
+def test_clinician_page_without_stored_beats_says_so(app) -> None:
+    # Prepare
+    clinician = app.test_client()
+    login(clinician)
+    # Execute
+    page = clinician.get("/patients/p1").get_data(as_text=True)
+    # Assert
+    assert 'id="burden"' in page and "No stored beats yet." in page
 
 
 def test_simulated_patient_says_so_on_every_page_and_in_the_api(

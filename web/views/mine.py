@@ -10,12 +10,11 @@ from flask import Blueprint, Response, jsonify
 from store.records import Client
 from web.patient_view import flagged_count, is_simulated, rhythm_verdict
 from web.views.context import hub, store
-from web.views.patients import known_patient
+from web.views.patients import day_counts, known_patient
 
 bp = Blueprint("mine", __name__)
 
 RECENT_BEATS = 30  # beats behind the verdict
-FLAG_WINDOW_NS = 24 * 3600 * 10**9  # flagged beats are counted over the last 24 h of data
 
 
 def _heart_rate(snap: dict[str, Any], rr_s: list[float]) -> float | None:
@@ -35,8 +34,7 @@ def patient_view(cid: str, client: Client | None) -> dict[str, Any]:
     code, text = rhythm_verdict(labels, snap.get("rhythm"))
     latest_ns = max([b.t_ns for b in stored] + [(snap.get("latest_beat") or {}).get("t_ns", 0)])
     if stored:
-        counts = store().prediction_counts(cid, since_ns=latest_ns - FLAG_WINDOW_NS,
-                                           until_ns=latest_ns + 1)  # fmt: skip
+        counts = day_counts(cid, latest_ns)  # flagged over the last 24 h of data
     else:  # nothing stored (yet): what the live feed flagged
         beats = [i.label for i in hub().flagged(cid) if i.target == "beat"]
         counts = {lab: beats.count(lab) for lab in set(beats)}

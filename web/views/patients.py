@@ -11,12 +11,19 @@ from store.records import Client
 from web import auth
 from web.live import sse
 from web.live.fanout import OwnerLimitError
-from web.patient_view import is_simulated
+from web.patient_view import beat_burden, is_simulated
 from web.views.context import hub, settings, store
 from web.views.forms import INT64_MAX, INT64_MIN
 from web.views.forms import client_id as valid_client_id
 
 bp = Blueprint("patients", __name__)
+
+DAY_NS = 24 * 3600 * 10**9  # counts cover the last 24 h of data (not of the wall clock)
+
+
+def day_counts(cid: str, latest_ns: int) -> dict[str, int]:
+    """Beats per predicted class in the 24 h of data ending at ``latest_ns`` (Unix ns)."""
+    return store().prediction_counts(cid, since_ns=latest_ns - DAY_NS, until_ns=latest_ns + 1)
 
 
 def known_patient(cid: str) -> Client | None:
@@ -102,8 +109,11 @@ def patient(client_id: str) -> str:
     if not p.is_clinician:
         return render_template("my_heart.html", client_id=client_id, simulated=sim)
     codes = store().list_patient_tokens(client_id)
+    latest = store().latest_predictions(client_id, 1)
+    burden = beat_burden(day_counts(client_id, latest[-1].t_ns)) if latest else None
     return render_template("patient.html", client_id=client_id, client=client, codes=codes,
-                           window_s=settings().ring_seconds, simulated=sim)  # fmt: skip
+                           window_s=settings().ring_seconds, simulated=sim,
+                           burden=burden)  # fmt: skip
 
 
 @bp.get("/api/patients")
