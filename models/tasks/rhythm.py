@@ -277,14 +277,22 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m models.tasks.rhythm [--evaluate] [--cv] [--out PATH]`` (the v1 softmax)."""
     parser = argparse.ArgumentParser(description="rhythm: the v1 feature softmax on MIT-BIH")
     parser.add_argument("--evaluate", action="store_true", help="DS1(+AFTDB) -> DS2 metrics (JSON)")
-    parser.add_argument("--cv", action="store_true", help="record-wise 4-fold CV metrics (JSON)")
+    parser.add_argument(
+        "--cv",
+        action="store_true",
+        help="record-wise 4-fold CV metrics (JSON; with --evaluate one object, keys evaluate, cv)",
+    )
     parser.add_argument("--out", type=Path, help="train the softmax and write it here")
     args = parser.parse_args(argv)
     options = LoadOptions(env=dict(os.environ))
+    results = {}  # one JSON object: both under their flag's name when both are asked for
     if args.evaluate:
-        sys.stdout.write(json.dumps(rhythm_softmax.evaluate_ds2(options), indent=2) + "\n")
+        results["evaluate"] = rhythm_softmax.evaluate_ds2(options)
     if args.cv:
-        sys.stdout.write(json.dumps(rhythm_softmax.evaluate_cv(options), indent=2) + "\n")
+        results["cv"] = rhythm_softmax.evaluate_cv(options)
+    if results:
+        out = next(iter(results.values())) if len(results) == 1 else results
+        sys.stdout.write(json.dumps(out, indent=2) + "\n")
     if args.out:
         sys.stdout.write(f"wrote {rhythm_softmax.train(TASK, options, args.out)}\n")
     return 0

@@ -109,3 +109,24 @@ def test_shipped_softmax_flags_irregular_rhythm_as_af() -> None:
         )
     # Assert
     assert probs[0].argmax() == 0 and probs[1][1] > probs[0][1]
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--evaluate"], {"set": "ds2"}),
+        (["--cv"], {"set": "cv"}),
+        (["--evaluate", "--cv"], {"evaluate": {"set": "ds2"}, "cv": {"set": "cv"}}),
+    ],
+)
+def test_v1_cli_prints_one_json_object(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flags, expected
+) -> None:
+    # Prepare: the v1 metrics stubbed (the data path is tested above); the registry's
+    # ``bench.results record`` needs exactly one JSON object on stdout
+    monkeypatch.setattr(rhythm_softmax, "evaluate_ds2", lambda options: {"set": "ds2"})
+    monkeypatch.setattr(rhythm_softmax, "evaluate_cv", lambda options: {"set": "cv"})
+    # Execute
+    assert rhythm.main(flags) == 0
+    # Assert
+    assert json.loads(capsys.readouterr().out) == expected
