@@ -23,7 +23,6 @@ RHYTHM_WORDS = {
 }
 NORMAL = frozenset({"N", "normal"})
 UNREADABLE = frozenset({"Q"})
-AAMI_ORDER = ("N", "S", "V", "F", "Q")  # the beat model's classes, the order of a Holter report
 
 
 def is_simulated(dataset: str, status: Mapping[str, Any] | None) -> bool:
@@ -75,28 +74,3 @@ def rhythm_verdict(labels: Sequence[str], rhythm: Mapping[str, Any] | None) -> t
 def flagged_count(counts: Mapping[str, int]) -> int:
     """Beats flagged for the care team among per-class counts: every class but N and Q."""
     return sum(n for lab, n in counts.items() if lab not in NORMAL and lab not in UNREADABLE)
-
-
-def beat_burden(counts: Mapping[str, int]) -> dict[str, Any]:
-    """Beats per class with their share of all beats (a Holter report's ectopy burden).
-
-    Parameters
-    ----------
-    counts : mapping
-        Beats per predicted label over the period.
-
-    Returns
-    -------
-    dict
-        ``total`` (beats) and ``classes``: one ``{"label", "count", "percent"}`` per label with
-        beats, AAMI order first (N, S, V, F, Q), any other label after it by name; ``percent``
-        of all beats, one decimal.
-    """
-    total = sum(max(int(n), 0) for n in counts.values())
-    order = [lab for lab in AAMI_ORDER if counts.get(lab)]
-    order += sorted(lab for lab in counts if lab not in AAMI_ORDER and counts[lab] > 0)
-    classes = [
-        {"label": lab, "count": int(counts[lab]), "percent": round(100.0 * counts[lab] / total, 1)}
-        for lab in order
-    ]
-    return {"total": total, "classes": classes}

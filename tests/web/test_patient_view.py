@@ -12,7 +12,8 @@ from flask.testing import FlaskClient
 from common.payloads import Status
 from store.base import Store
 from tests.web.conftest import T0_NS, beat, csrf_of, event, login, login_patient
-from web.patient_view import beat_burden, rhythm_verdict
+from web.beat_burden import beat_burden
+from web.patient_view import rhythm_verdict
 
 SECOND = 10**9
 
@@ -93,29 +94,60 @@ def test_patient_page_is_the_plain_view_and_clinician_page_keeps_details(
     )
 
 
-def test_beat_burden_in_report_order_with_shares() -> None:
+def test_beat_burden_shares_of_classified_beats_in_report_order() -> None:
     # Execute
-    burden = beat_burden({"V": 30, "N": 960, "Z": 2, "S": 8, "F": 0})
-    # Assert: AAMI order, unknown labels after, empty classes left out, shares of all beats
-    assert burden["total"] == 1000
-    assert [(c["label"], c["count"], c["percent"]) for c in burden["classes"]] == [
-        ("N", 960, 96.0), ("S", 8, 0.8), ("V", 30, 3.0), ("Z", 2, 0.2)
+    burden = beat_burden({"V": 30, "N": 960, "Z": 2, "S": 8, "F": 0, "Q": 500, "X": -1})
+    # Assert: AAMI order, unknown labels after, empty ones left out, Q counted apart
+    assert (burden["classified"], burden["unreadable"]) == (1000, 500)
+    assert [(c["label"], c["count"], c["share"]) for c in burden["classes"]] == [
+        ("N", 960, "96.0 %"), ("S", 8, "0.8 %"), ("V", 30, "3.0 %"), ("Z", 2, "0.2 %")
     ]  # fmt: skip
-    assert beat_burden({}) == {"total": 0, "classes": []}
 
 
-def test_clinician_page_counts_the_last_24_h_of_stored_beats(app, store: Store) -> None:
-    # Prepare: a day-old S beat outside the window, then 10 beats (2 V, 1 S) a day later
+def test_beat_burden_says_a_tiny_share_is_not_none_and_survives_no_beats() -> None:
+    # Execute
+    tiny = beat_burden({"N": 100_000, "V": 5})
+    only_noise = beat_burden({"Q": 7})
+    # Assert
+    assert [c["share"] for c in tiny["classes"]] == ["100.0 %", "<0.1 %"]
+    assert only_noise == {"classified": 0, "unreadable": 7, "classes": []}
+    assert beat_burden({}) == {"classified": 0, "unreadable": 0, "classes": []}
+
+
+def _burden_rows(page: str) -> list[tuple[str, str, str]]:
+    return re.findall(r'<tr data-label="(\w)"><td>\w</td><td>(\d+)</td><td>([^<]+)</td>', page)
+
+
+def test_clinician_page_counts_exactly_the_last_24_h_of_data(app, store: Store) -> None:
+    # Prepare: the latest beat at T; one V exactly at T - 24 h (counted), one S 1 ns before
+    # it (not counted), 10 beats ending at T (2 V, 1 S, 1 Q)
     day = 24 * 3600 * SECOND
-    store.insert_predictions([beat(T0_NS, "S")] + _beats("NNNVNNSNVN", t0=T0_NS + day))
+    recent = _beats("NNNVNNSNVQ", t0=T0_NS + day)
+    latest = recent[-1].t_ns
+    store.insert_predictions([beat(latest - day - 1, "S"), beat(latest - day, "V"), *recent])
     clinician = app.test_client()
     login(clinician)
     # Execute
     page = clinician.get("/patients/p1").get_data(as_text=True)
+    # Assert: shares of the 10 classified beats; Q apart
+    assert _burden_rows(page) == [("N", "6", "60.0 %"), ("S", "1", "10.0 %"), ("V", "3", "30.0 %")]
+    assert "<td>classified</td><td>10</td>" in page and "<td>unreadable (Q)</td><td>1</td>" in page
+    assert f'data-t-s="{latest / 1e9}"' in page and f'data-t-s="{(latest - day) / 1e9}"' in page
+
+
+def test_patient_sees_no_burden_and_flags_only_the_last_24_h(
+    client: FlaskClient, store: Store, patient_token: str
+) -> None:
+    # Prepare: a V two days before the latest beats (outside the day), then 2 V in the day
+    day = 24 * 3600 * SECOND
+    store.insert_predictions([beat(T0_NS, "V")] + _beats("NNVNNVNN", t0=T0_NS + 2 * day))
+    login_patient(client, patient_token)
+    # Execute
+    page = client.get("/patients/p1").get_data(as_text=True)
+    view = client.get("/api/patients/p1/view").get_json()
     # Assert
-    rows = re.findall(r'<tr data-label="(\w)"><td>\w</td><td>(\d+)</td><td>([\d.]+) %</td>', page)
-    assert rows == [("N", "7", "70.0"), ("S", "1", "10.0"), ("V", "2", "20.0")]
-    assert "<td>all</td><td>10</td>" in page
+    assert 'id="burden"' not in page and "data-label" not in page
+    assert view["flagged_for_care_team"] == 2
 
 
 def test_clinician_page_without_stored_beats_says_so(app) -> None:

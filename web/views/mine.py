@@ -10,7 +10,7 @@ from flask import Blueprint, Response, jsonify
 from store.records import Client
 from web.patient_view import flagged_count, is_simulated, rhythm_verdict
 from web.views.context import hub, store
-from web.views.patients import day_counts, known_patient
+from web.views.patients import data_day, day_counts, known_patient
 
 bp = Blueprint("mine", __name__)
 
@@ -32,9 +32,9 @@ def patient_view(cid: str, client: Client | None) -> dict[str, Any]:
     labels = hub().recent_labels(cid) or [b.label for b in stored]
     rr = [b.rr_s for b in stored if b.rr_s == b.rr_s and 0.2 <= b.rr_s <= 3.0]  # 20-300 bpm
     code, text = rhythm_verdict(labels, snap.get("rhythm"))
-    latest_ns = max([b.t_ns for b in stored] + [(snap.get("latest_beat") or {}).get("t_ns", 0)])
-    if stored:
-        counts = day_counts(cid, latest_ns)  # flagged over the last 24 h of data
+    day = data_day(cid)
+    if stored and day is not None:
+        counts = day_counts(cid, day)  # flagged over the last 24 h of data
     else:  # nothing stored (yet): what the live feed flagged
         beats = [i.label for i in hub().flagged(cid) if i.target == "beat"]
         counts = {lab: beats.count(lab) for lab in set(beats)}

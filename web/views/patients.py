@@ -9,9 +9,10 @@ from flask import Blueprint, Response, abort, jsonify, render_template, request,
 from common.types import BeatPrediction, Event
 from store.records import Client
 from web import auth
+from web.beat_burden import beat_burden
 from web.live import sse
 from web.live.fanout import OwnerLimitError
-from web.patient_view import beat_burden, is_simulated
+from web.patient_view import is_simulated
 from web.views.context import hub, settings, store
 from web.views.forms import INT64_MAX, INT64_MIN
 from web.views.forms import client_id as valid_client_id
@@ -21,9 +22,19 @@ bp = Blueprint("patients", __name__)
 DAY_NS = 24 * 3600 * 10**9  # counts cover the last 24 h of data (not of the wall clock)
 
 
-def day_counts(cid: str, latest_ns: int) -> dict[str, int]:
-    """Beats per predicted class in the 24 h of data ending at ``latest_ns`` (Unix ns)."""
-    return store().prediction_counts(cid, since_ns=latest_ns - DAY_NS, until_ns=latest_ns + 1)
+def data_day(cid: str) -> tuple[int, int] | None:
+    """The last 24 h of a patient's data, ``(since_ns, until_ns)`` (Unix ns, both included),
+    ending at their latest beat, stored or live; None before the first beat. Both the
+    clinician's burden and the patient's flagged count use it, so they count the same beats."""
+    stored = store().latest_predictions(cid, 1)
+    live = ((hub().summary(cid) or {}).get("latest_beat") or {}).get("t_ns")
+    ends = [b.t_ns for b in stored] + ([int(live)] if live else [])
+    return (max(ends) - DAY_NS, max(ends)) if ends else None
+
+
+def day_counts(cid: str, day: tuple[int, int]) -> dict[str, int]:
+    """Stored beats per predicted class in ``day`` (from :func:`data_day`)."""
+    return store().prediction_counts(cid, since_ns=day[0], until_ns=day[1] + 1)
 
 
 def known_patient(cid: str) -> Client | None:
@@ -109,11 +120,11 @@ def patient(client_id: str) -> str:
     if not p.is_clinician:
         return render_template("my_heart.html", client_id=client_id, simulated=sim)
     codes = store().list_patient_tokens(client_id)
-    latest = store().latest_predictions(client_id, 1)
-    burden = beat_burden(day_counts(client_id, latest[-1].t_ns)) if latest else None
+    day = data_day(client_id)
+    burden = None if day is None else beat_burden(day_counts(client_id, day))
     return render_template("patient.html", client_id=client_id, client=client, codes=codes,
-                           window_s=settings().ring_seconds, simulated=sim,
-                           burden=burden)  # fmt: skip
+                           window_s=settings().ring_seconds, simulated=sim, burden=burden,
+                           day_s=None if day is None else (day[0] / 1e9, day[1] / 1e9))  # fmt: skip
 
 
 @bp.get("/api/patients")
