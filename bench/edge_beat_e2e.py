@@ -36,8 +36,8 @@ from edge_agent.annotations import AAMI  # noqa: E402
 from edge_agent.app import DEFAULT_MODEL, beat_spec_from_card, channels_from_card  # noqa: E402
 from edge_agent.featurize import TemplateTracker  # noqa: E402
 from edge_agent.inference import OnnxBeatClassifier  # noqa: E402
+from models.data.mitdb import DS2  # noqa: E402
 
-DS2 = "100 103 105 111 113 117 121 123 200 202 210 212 213 214 219 221 222 228 231 232 233 234"
 CLASSES = ("N", "S", "V", "F", "Q")
 
 
@@ -76,7 +76,7 @@ def run_signal(path: Path) -> np.ndarray:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    ap.add_argument("--records", default=DS2.replace(" ", ","))
+    ap.add_argument("--records", default=",".join(DS2))
     ap.add_argument("--evaluate", action="store_true", help="also run medchain evaluate")
     ap.add_argument(
         "--align-window-s", type=float, help="override the card's beat_spec.align_window_s"

@@ -15,7 +15,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-Row = tuple[str, str, str]
+from bench.results_models import (
+    Row,
+    aft_event_b,
+    aft_loo,
+    beat_ds2,
+    beat_records,
+    edge_vt_runs,
+    pct,
+    rhythm_softmax,
+)
+
 AREAS = ("models", "federated", "signals & devices", "store & web", "faults")
 EARLIER = "earlier.md"
 
@@ -29,10 +39,6 @@ none; cores), the library versions and the command that reproduces it (from the 
 root, with `MEDCHAIN_DATA` pointing at the datasets). A commit ending in `+dirty` was measured
 on a working tree with uncommitted changes.
 """
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
 
 
 def qrs_detection(r: dict[str, Any]) -> list[Row]:
@@ -72,8 +78,8 @@ def activity(r: dict[str, Any]) -> list[Row]:
     t, w = r["per_trial"], r["per_window"]
     return [(
         "activity (HMP wrist accelerometer, 14 classes, leave-one-volunteer-out)",
-        f"per trial ({t['n']}): accuracy {_pct(t['accuracy'])}, macro-F1 {_pct(t['macro_f1'])}; "
-        f"per 4 s window: {_pct(w['accuracy'])}, {_pct(w['macro_f1'])}",
+        f"per trial ({t['n']}): accuracy {pct(t['accuracy'])}, macro-F1 {pct(t['macro_f1'])}; "
+        f"per 4 s window: {pct(w['accuracy'])}, {pct(w['macro_f1'])}",
         "—",
     )]  # fmt: skip
 
@@ -121,120 +127,6 @@ def fault_run(r: dict[str, Any]) -> list[Row]:
         f"input {r['aggregator_restarts_forced_by_input']}; processes that exited by themselves "
         f"(restarted) {len(r['faults']) - len(injected)}",
         "nothing lost, nothing counted twice, no crash forced by input",
-    )]  # fmt: skip
-
-
-def aft_loo(r: dict[str, Any]) -> list[Row]:
-    a, b, t = r["event_a_N_vs_T"], r["event_b_S_vs_T"], r["three_class"]
-    return [(
-        f"AF termination (`aft`, AFTDB), leave-one-record-out on the {t['n']} learning records",
-        f"N vs T {a['correct']}/{a['n']}; S vs T {b['correct']}/{b['n']}; three classes: "
-        f"accuracy {_pct(t['accuracy'])}, macro-F1 {t['macro_f1']:.3f}",
-        "chance: 10/20 per event",
-    )]  # fmt: skip
-
-
-def aft_event_b(r: dict[str, Any]) -> list[Row]:
-    best = max(r["per_set"].values())
-    return [(
-        f"AF termination event B (S vs T), end-of-record features ({len(r['per_set'])} sets), "
-        f"nested leave-one-out on the {r['n']} learning records",
-        f"{r['correct']}/{r['n']} (set chosen inside each fold); plain LOO of each set "
-        f"{min(r['per_set'].values())}-{best}/{r['n']}; largest |d'| of one feature "
-        f"{max(abs(v) for v in r['separation_d_prime'].values()):.2f}",
-        "chance: 10/20; best eligible 18/20 on test set B",
-    )]  # fmt: skip
-
-
-def edge_vt_runs(r: dict[str, Any]) -> list[Row]:
-    rows = []
-    for name, m in r["models"].items():
-        t = m["totals"]
-        false = {k: v["false_alarms"] for k, v in m["per_record"].items() if v["false_alarms"]}
-        where = ", ".join(f"{k}: {v}" for k, v in sorted(false.items(), key=lambda kv: -kv[1]))
-        rows.append((
-            f"VT-run alarms (`vt_run` events of the edge agent, model `{name}`) on "
-            f"{len(r['records'])} MIT-BIH records: annotated runs of >= 3 V caught within "
-            f"{r['tolerance_s']:g} s",
-            f"{t['caught']} of {t['annotated_runs']} runs caught; {t['events']} alarms, "
-            f"{t['false_alarms']} false ({where or 'none'}), {t['false_alarms_on_couplet']} of "
-            "them on a couplet",
-            "—",
-        ))  # fmt: skip
-    return rows
-
-
-def rhythm_softmax(r: dict[str, Any]) -> list[Row]:
-    parts = []
-    for key, name in (("evaluate", "DS1 (+ AFTDB) -> DS2"), ("cv", "record-wise 4-fold CV")):
-        if key in r:
-            af = r[key]["overall"]["per_class"]["AF"]
-            parts.append(
-                f"{name}: AF F1 {r[key]['af_f1']:.3f} (Se {100 * af['se']:.1f} / "
-                f"+P {100 * af['ppv']:.1f}, {r[key]['overall']['n']:,} windows)"
-            )
-    return [(
-        "AF detection, v1 feature softmax (`rhythm_softmax.onnx`, beside rhythm v2), MIT-BIH "
-        "30 s windows",
-        "; ".join(parts),
-        "rhythm v2 on DS2 windows: AF F1 0.844 (docs/models.md)",
-    )]  # fmt: skip
-
-
-def beat_ds2(r: dict[str, Any]) -> list[Row]:
-    c = r["per_class"]
-    return [(
-        f"`beat`, shipped int8 model (`{r['model']}`), MIT-BIH DS1 → DS2 inter-patient (de Chazal "
-        f"2004 protocol), {r['n']:,} annotated beats",
-        f"SVEB Se/+P {100 * c['S']['se']:.1f} / {100 * c['S']['ppv']:.1f}, VEB "
-        f"{100 * c['V']['se']:.1f} / {100 * c['V']['ppv']:.1f}, macro-F1 {100 * r['macro_f1']:.1f}, "
-        f"accuracy {_pct(r['accuracy'])}, jk {r['jk']:.3f}",
-        "SVEB ≥ 76 / ≥ 39, VEB ≥ 85 / ≥ 90 (de Chazal 2004; its jk 0.612, Mondéjar-Guerra 2019: "
-        "0.773)",
-    )]  # fmt: skip
-
-
-def _beat_figures(g: dict[str, Any]) -> str:
-    """SVEB / VEB / macro-F1 of a ``medchain evaluate --records`` summary, its record CI and
-    the SVEB figures without the record carrying most SVEBs."""
-    c, ci = g["gross"]["per_class"], g["bootstrap"]["ci95"]
-    s = g["carried_by"]["S"]
-    lo_hi = "; ".join(
-        f"{k} {100 * ci[f'{x}_S'][0]:.1f}-{100 * ci[f'{x}_S'][1]:.1f}"
-        for k, x in (("Se", "se"), ("+P", "ppv"))
-    )
-    return (
-        f"SVEB Se/+P {100 * c['S']['se']:.1f} / {100 * c['S']['ppv']:.1f}, VEB "
-        f"{100 * c['V']['se']:.1f} / {100 * c['V']['ppv']:.1f}, macro-F1 "
-        f"{100 * g['gross']['macro_f1']:.1f}; without {s['record']} SVEB "
-        f"{100 * s['without_it']['se']:.1f} / {100 * s['without_it']['ppv']:.1f}; 95 % CI over "
-        f"records, SVEB {lo_hi}"
-    )
-
-
-def beat_records(r: dict[str, Any]) -> list[Row]:
-    """``medchain evaluate --task beat --records DIR --json`` (with ``--personalise``: the
-    device's protocol)."""
-    p = r.get("personalised")
-    where = f"{r['records_scored']} records of `{Path(r['records_dir']).name}`"
-    if not p:
-        return [(
-            f"`beat`, shipped model end to end from raw ECG (streaming detection, classification"
-            f" and quality gate as on the device; detected beats, 150 ms), {where}, "
-            f"{r['gross']['n']:,} matched beats",
-            f"{_beat_figures(r)}; {r['gated_beats']['unreadable']} beats in unreadable stretches "
-            "reported Q",
-            "SVEB ≥ 76 / ≥ 39, VEB ≥ 85 / ≥ 90 (de Chazal 2004)",
-        )]  # fmt: skip
-    decided = sum(x.get("patient_s_in_af_as_n", False) for x in p["per_record"].values())
-    return [(
-        f"`beat`, the device's personalisation end to end ({where}: the first "
-        f"{p['scored_from_min']:g} min labelled, the rest scored; personal head, VEB gate, RR "
-        f"rhythm expert, S in AF as N for {decided} patients whose labels confirmed it)",
-        f"personal: {_beat_figures(p['personal'])}. Global model on the same beats: "
-        f"{_beat_figures(p['global'])}",
-        "VEB ≥ 95 / ≥ 95, SVEB ≥ 80 / ≥ 80 (issue 16); Kiranyaz 2016: VEB 95.0 / 89.5, SVEB "
-        "64.6 / 62.1",
     )]  # fmt: skip
 
 

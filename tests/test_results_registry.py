@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 from bench import results as registry
+from bench.results_models import DS2, edge_vt_runs, rhythm_softmax
 from bench.results_render import RENDERERS, render
+from models.data.mitdb import DS2 as MITDB_DS2
 
 ROOT = Path(__file__).resolve().parent.parent
 X86_VNNI = (
@@ -25,7 +27,7 @@ ARM_DOT = (
 )
 # benches that print results but are not this registry's: helpers, and those owned elsewhere
 # that have not taken the flag yet
-HELPERS = {"edge_common", "fl_data", "timing", "results", "results_render"}
+HELPERS = {"edge_common", "fl_data", "timing", "results", "results_render", "results_models"}
 NOT_YET = {"models_cv", "fl_personalised", "edge_beat_e2e", "fl_federated_vs_central",
            "fl_full_model", "fl_distill"}  # fmt: skip
 
@@ -182,3 +184,36 @@ def test_every_bench_can_record() -> None:
         f"{missing}: give every bench `--record` (registry.add_record_argument and "
         "registry.record from bench/results.py) so its numbers can reach docs/results.md"
     )
+
+
+def _vt_record(false_alarms: int, missed: int) -> dict:
+    per = {"200": {"annotated_runs": 3, "caught": 3 - missed, "events": 3,
+                   "false_alarms": false_alarms, "false_alarms_on_couplet": 0}}  # fmt: skip
+    totals = dict(per["200"])
+    return {"records": list(DS2), "tolerance_s": 1.0,
+            "models": {"m": {"totals": totals, "per_record": per}}}  # fmt: skip
+
+
+def test_vt_runs_row_names_missed_runs_and_false_alarms_by_record() -> None:
+    # Execute
+    clean = edge_vt_runs(_vt_record(false_alarms=0, missed=0))[0]
+    worse = edge_vt_runs(_vt_record(false_alarms=2, missed=1))[0]
+    # Assert
+    assert "MIT-BIH DS2" in clean[0] and "missed: none" in clean[1] and "0 false (none)" in clean[1]
+    assert "2 of 3 runs caught (missed: 200: 1)" in worse[1] and "2 false (200: 2)" in worse[1]
+
+
+def test_rhythm_softmax_row_takes_both_flags_or_one() -> None:
+    # Prepare: the shape of models.rhythm_softmax.evaluate_ds2 / evaluate_cv
+    one = {"af_f1": 0.8, "overall": {"n": 1320, "per_class": {"AF": {"se": 0.75, "ppv": 0.85}}}}
+    # Execute
+    both = rhythm_softmax({"evaluate": one, "cv": one})[0][1]
+    bare = rhythm_softmax(one)[0][1]
+    # Assert
+    assert both.startswith("DS1 (+ AFTDB) -> DS2: AF F1 0.800 (Se 75.0 / +P 85.0, 1,320 windows)")
+    assert "record-wise 4-fold CV: AF F1 0.800" in both
+    assert bare == "AF F1 0.800 (Se 75.0 / +P 85.0, 1,320 windows)"
+
+
+def test_renderers_ds2_is_the_data_readers_ds2() -> None:
+    assert DS2 == tuple(MITDB_DS2)

@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         out = next(iter(results.values())) if len(results) == 1 else results
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
     if args.out:
-        sys.stdout.write(f"wrote {rhythm_softmax.train(TASK, options, args.out)}\n")
+        # stderr: stdout holds only the JSON (the registry records exactly one object)
+        sys.stderr.write(f"wrote {rhythm_softmax.train(TASK, options, args.out)}\n")
     return 0
 
 

@@ -120,7 +120,10 @@ def test_shipped_softmax_flags_irregular_rhythm_as_af() -> None:
     ],
 )
 def test_v1_cli_prints_one_json_object(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], flags, expected
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    expected: dict[str, object],
 ) -> None:
     # Prepare: the v1 metrics stubbed (the data path is tested above); the registry's
     # ``bench.results record`` needs exactly one JSON object on stdout
