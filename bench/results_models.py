@@ -143,3 +143,34 @@ def beat_records(r: dict[str, Any]) -> list[Row]:
         "VEB ≥ 95 / ≥ 95, SVEB ≥ 80 / ≥ 80 (issue 16); Kiranyaz 2016: VEB 95.0 / 89.5, SVEB "
         "64.6 / 62.1",
     )]  # fmt: skip
+
+
+def models_cv(r: dict[str, Any]) -> list[Row]:
+    """``python -m models.beat_cv_cli ...``: DS1 patient-wise CV, the clean condition."""
+    clean = r["clean"]
+    forms = [f for f in ("served", "gate", "net") if f in clean]
+
+    def figures(form: str) -> str:
+        c = clean[form]
+        (s_se, s_ppv), (v_se, v_ppv) = c["se_ppv"]["S"], c["se_ppv"]["V"]
+        return (
+            f"{form}: macro-F1 {100 * c['macro_f1']:.1f}, jk {c['jk']:.3f}, SVEB Se/+P "
+            f"{100 * s_se:.1f} / {100 * s_ppv:.1f}, VEB {100 * v_se:.1f} / {100 * v_ppv:.1f}"
+        )
+
+    recipe = ", ".join(
+        part
+        for part in (
+            "KD" if r.get("kd") else "",
+            "RR gate" if r.get("gate") else "",
+            f"template veto {r['veto']:g}" if r.get("veto") is not None else "",
+            f"{r['views']} augmented views" if r.get("views") else "",
+        )
+        if part
+    )
+    return [(
+        f"beat: the recipe ({recipe or r.get('net', 'student')}) in DS1 patient-wise 3-fold CV, "
+        f"seed {r['seed']}, held-out patients as recorded",
+        "; ".join(figures(f) for f in forms),
+        "chooses settings without DS2 (docs/models.md, Hyper-parameter selection)",
+    )]  # fmt: skip

@@ -22,6 +22,7 @@ from bench.results_models import (
     beat_ds2,
     beat_records,
     edge_vt_runs,
+    models_cv,
     pct,
     rhythm_softmax,
 )
@@ -256,6 +257,7 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "beat_personalised_ds2": ("models", beat_records),
     "aft_loo": ("models", aft_loo),
     "edge_vt_runs": ("models", edge_vt_runs),
+    "models_cv": ("models", models_cv),
     "rhythm_softmax": ("models", rhythm_softmax),
     "aft_event_b": ("models", aft_event_b),
     "fl_uplink": ("federated", fl_uplink),
@@ -297,8 +299,9 @@ NOT_RECORDED: dict[str, tuple[str, str, str, str]] = {
                     "python bench/store_bench.py --record", _TIMING),
     "web_sse": ("store & web", "web: live stream to 20 browsers",
                 "python -m bench.web_sse --record", _TIMING),
-    "models_cv": ("models", "beat: hyper-parameters, RR gate and veto by DS1 patient-wise CV",
-                  "python -m models.beat_cv_cli --kd --gate --seed 0", _LATER),
+    "models_cv": ("models", "beat: the shipped recipe (KD, RR gate, veto) in DS1 patient-wise CV",
+                  "python -m bench.results record models_cv -- python -m models.beat_cv_cli "
+                  "--kd --gate --veto 0.5 --seed 0", _LATER),
     "models_rr_gate": ("models", "beat: RR gate and template veto, DS1 patient-wise CV",
                        "python -m models.beat_cv_cli --kd --gate --gate-variants --veto-grid "
                        "0.1,0.2,0.3,0.4,0.5,0.6,0.7 --seed 0", _LATER),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench import results as registry
-from bench.results_models import DS2, edge_vt_runs, rhythm_softmax
+from bench.results_models import DS2, edge_vt_runs, models_cv, rhythm_softmax
 from bench.results_render import RENDERERS, render
 from models.data.mitdb import DS2 as MITDB_DS2
 
@@ -217,3 +217,16 @@ def test_rhythm_softmax_row_takes_both_flags_or_one() -> None:
 
 def test_renderers_ds2_is_the_data_readers_ds2() -> None:
     assert DS2 == tuple(MITDB_DS2)
+
+
+def test_beat_cv_row_gives_each_served_form() -> None:
+    # Prepare: the shape of `python -m models.beat_cv_cli --kd --gate --veto 0.5 --seed 0`
+    form = {"jk": 0.7, "macro_f1": 0.433, "se_ppv": {"S": [0.673, 0.269], "V": [0.771, 0.874]}}
+    r = {"kd": True, "gate": True, "veto": 0.5, "views": 0, "seed": 0,
+         "clean": {"net": form, "gate": form, "served": form}}  # fmt: skip
+    # Execute
+    what, result, _ = models_cv(r)[0]
+    # Assert
+    assert "KD, RR gate, template veto 0.5" in what and "seed 0" in what
+    assert result.startswith("served: macro-F1 43.3, jk 0.700, SVEB Se/+P 67.3 / 26.9, VEB 77.1")
+    assert "; gate: " in result and "; net: " in result
