@@ -174,3 +174,20 @@ def models_cv(r: dict[str, Any]) -> list[Row]:
         "; ".join(figures(f) for f in forms),
         "chooses settings without DS2 (docs/models.md, Hyper-parameter selection)",
     )]  # fmt: skip
+
+
+def models_rr_gate(r: dict[str, Any]) -> list[Row]:
+    """``beat_cv_cli --gate-variants --veto-grid ...``: every served form's jk and VEB Se / +P
+    (the veto trades VEB Se for +P; the gate variants differ in what the gate may call)."""
+    forms = [
+        f"{form}: jk {c['jk']:.3f} (SVEB {100 * c['se_ppv']['S'][0]:.0f} / "
+        f"{100 * c['se_ppv']['S'][1]:.0f}, VEB {100 * c['se_ppv']['V'][0]:.0f} / "
+        f"{100 * c['se_ppv']['V'][1]:.0f})"
+        for form, c in r["clean"].items()
+    ]
+    return [(
+        f"beat: RR-gate variants and template-veto thresholds in DS1 patient-wise 3-fold CV, "
+        f"seed {r['seed']} (Se / +P in %)",
+        "; ".join(forms),
+        "how the gate and the veto's 0.5 were chosen (docs/models.md, RR gate, Template veto)",
+    )]  # fmt: skip

@@ -23,6 +23,7 @@ from bench.results_models import (
     beat_records,
     edge_vt_runs,
     models_cv,
+    models_rr_gate,
     pct,
     rhythm_softmax,
 )
@@ -258,6 +259,7 @@ RENDERERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[Row]]]] = {
     "aft_loo": ("models", aft_loo),
     "edge_vt_runs": ("models", edge_vt_runs),
     "models_cv": ("models", models_cv),
+    "models_rr_gate": ("models", models_rr_gate),
     "rhythm_softmax": ("models", rhythm_softmax),
     "aft_event_b": ("models", aft_event_b),
     "fl_uplink": ("federated", fl_uplink),
@@ -302,9 +304,6 @@ NOT_RECORDED: dict[str, tuple[str, str, str, str]] = {
     "models_cv": ("models", "beat: the shipped recipe (KD, RR gate, veto) in DS1 patient-wise CV",
                   "python -m bench.results record models_cv -- python -m models.beat_cv_cli "
                   "--kd --gate --veto 0.5 --seed 0", _LATER),
-    "models_rr_gate": ("models", "beat: RR gate and template veto, DS1 patient-wise CV",
-                       "python -m models.beat_cv_cli --kd --gate --gate-variants --veto-grid "
-                       "0.1,0.2,0.3,0.4,0.5,0.6,0.7 --seed 0", _LATER),
     "fl_compare": ("federated", "federated (FedAvg / FedProx, 30 % drop-out) vs centralised "
                    "head, through the round engine", "python bench/fl_compare.py --mode head "
                    "--record", _LATER),

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench import results as registry
-from bench.results_models import DS2, edge_vt_runs, models_cv, rhythm_softmax
+from bench.results_models import DS2, edge_vt_runs, models_cv, models_rr_gate, rhythm_softmax
 from bench.results_render import RENDERERS, render
 from models.data.mitdb import DS2 as MITDB_DS2
 
@@ -230,3 +230,14 @@ def test_beat_cv_row_gives_each_served_form() -> None:
     assert "KD, RR gate, template veto 0.5" in what and "seed 0" in what
     assert result.startswith("served: macro-F1 43.3, jk 0.700, SVEB Se/+P 67.3 / 26.9, VEB 77.1")
     assert "; gate: " in result and "; net: " in result
+
+
+def test_gate_and_veto_row_lists_every_form() -> None:
+    # Prepare
+    form = {"jk": 0.677, "se_ppv": {"S": [0.647, 0.255], "V": [0.75, 0.838]}}
+    r = {"seed": 0, "clean": {"net": form, "gate": form, "veto_0.5": form}}
+    # Execute
+    result = models_rr_gate(r)[0][1]
+    # Assert
+    assert result.split("; ")[2] == "veto_0.5: jk 0.677 (SVEB 65 / 26, VEB 75 / 84)"
+    assert result.startswith("net: ") and len(result.split("; ")) == 3
