@@ -121,6 +121,7 @@ class AgentStats:
     pred_refused: int = 0
     pred_stored: int = 0  # rows the store confirmed (predack/{client_id})
     pred_resent: int = 0  # rows sent again: acknowledged by the broker, never confirmed
+    pred_rejected: int = 0  # rows set aside unsent: the store would refuse them (logged)
     gaps: int = 0
     models_installed: int = 0
     models_rejected: int = 0

@@ -38,8 +38,14 @@ from edge_agent.labelled_beats import LabelledBeats, labelled_from_rows
 
 _LOGGER = logging.getLogger(__name__)
 
-PENDING, INFLIGHT, SENT, STORED = 0, 1, 2, 3
-_STATES = {PENDING: "pending", INFLIGHT: "inflight", SENT: "sent", STORED: "stored"}
+PENDING, INFLIGHT, SENT, STORED, REJECTED = 0, 1, 2, 3, 4
+_STATES = {
+    PENDING: "pending",
+    INFLIGHT: "inflight",
+    SENT: "sent",
+    STORED: "stored",
+    REJECTED: "rejected",  # the store would refuse it: kept, never sent (edge_agent.outbox)
+}
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -283,6 +289,14 @@ class SqliteBuffer:
         )
 
     @_locked
+    def mark_rejected(self, ids: Sequence[str]) -> None:
+        """Pending rows the store would refuse: kept for inspection, never taken again."""
+        self._db.executemany(
+            "UPDATE outbox SET state = ? WHERE id = ? AND state = ?",
+            [(REJECTED, i, PENDING) for i in ids],
+        )
+
+    @_locked
     def mark_stored(self, batches: Sequence[str]) -> int:
         """The store committed these batches: their rows are done. Returns the rows."""
         n = 0
@@ -305,7 +319,7 @@ class SqliteBuffer:
     @_locked
     def counts(self) -> dict[str, int]:
         """Rows per state: ``pending``, ``inflight``, ``sent`` (awaiting the store's receipt),
-        ``stored``."""
+        ``stored``, ``rejected`` (set aside: the store would refuse them)."""
         out = dict.fromkeys(_STATES.values(), 0)
         for state, n in self._db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state"):
             out[_STATES[state]] = n
@@ -313,13 +327,16 @@ class SqliteBuffer:
 
     @_locked
     def prune_stored(self, keep: int) -> int:
-        """Delete all but the newest ``keep`` stored rows; returns how many were deleted."""
-        cur = self._db.execute(
-            "DELETE FROM outbox WHERE state = ? AND id NOT IN "
-            "(SELECT id FROM outbox WHERE state = ? ORDER BY t_ns DESC LIMIT ?)",
-            (STORED, STORED, keep),
-        )
-        return cur.rowcount
+        """Delete all but the newest ``keep`` stored rows, and as many rejected ones; returns
+        how many were deleted."""
+        n = 0
+        for state in (STORED, REJECTED):
+            n += self._db.execute(
+                "DELETE FROM outbox WHERE state = ? AND id NOT IN "
+                "(SELECT id FROM outbox WHERE state = ? ORDER BY t_ns DESC LIMIT ?)",
+                (state, state, keep),
+            ).rowcount
+        return n
 
     # -- labelled beats ---------------------------------------------------------------------
 

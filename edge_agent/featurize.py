@@ -21,6 +21,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from common.payloads import MAX_RR_S
 from common.signals.beats import BeatSpec, beat_windows
 from common.signals.filters import EcgFilter
 from common.signals.rr import RRTracker
@@ -156,6 +157,9 @@ class StreamingBeatFeaturizer:
         for i, p in enumerate(peaks.tolist()):
             rr_s[i] = np.nan if self._last_peak is None else (p - self._last_peak) / self.fs
             self._last_peak = p
+        # past the longest credible RR the beats in between were lost (strap off, flat
+        # line): no RR, which the wire would also refuse
+        rr_s[rr_s > MAX_RR_S] = np.nan
         return BeatBatch(peaks, windows.astype(np.float32), feats, rr_s)
 
     def _trim(self, keep_from: int) -> None:

@@ -7,6 +7,12 @@ batch the broker acknowledged but the store never confirmed (broker restart, ing
 sent again after :data:`RESEND_AFTER_S`; the store's writes are idempotent. So nothing is lost
 across disconnects, outages or restarts (the buffer is durable). At most
 :data:`MAX_INFLIGHT_BATCHES` payloads are unacknowledged at a time.
+
+The store refuses a payload whole when one of its rows breaks the wire's bounds (an RR over
+60 s across a signal gap, a NaN probability, an over-long model version), and a refused row
+would be sent again with each retry, holding back the rows batched with it. So every payload
+is decoded here as the store decodes it before it goes out; rows it would refuse are set aside
+in the buffer (``rejected``: kept, counted in ``pred_rejected``, logged, never sent).
 """
 
 from __future__ import annotations
@@ -22,12 +28,14 @@ from common.payloads import (
     MAX_ACK_IDS,
     LabelAck,
     decode_pred_ack,
+    decode_predictions,
     encode_label_ack,
     encode_predictions,
 )
 from common.protocol import Channel, ProtocolError, client_topic
+from common.types import BeatPrediction, Event
 from edge_agent.agent_ports import AgentStats
-from edge_agent.buffer import SqliteBuffer
+from edge_agent.buffer import OutboxBatch, SqliteBuffer, beat_row_id
 from edge_agent.config import EdgeSettings
 from edge_agent.ports import Uplink
 
@@ -90,12 +98,17 @@ class OutboxPump:
             return 0
         self._requeue_unconfirmed()
         handed = self._flush_receipts()
+        limit = self.settings.pred_batch_max
         while self.inflight < MAX_INFLIGHT_BATCHES:
-            batch = self.buffer.take_pending(self.settings.pred_batch_max)
+            batch = self.buffer.take_pending(limit)
             if not batch.ids:
                 break
             batch_id = uuid.uuid4().hex[:16]
-            payload = encode_predictions(self._cid, batch.beats, batch.events, batch_id)
+            payload, _ = _accepted(self._cid, batch.beats, batch.events, batch_id)
+            if payload is None:  # set the refused rows aside, or halve a payload too large
+                if not self._set_aside(batch):
+                    limit = max(1, len(batch.ids) // 2)
+                continue
             if not self.uplink.publish_reliable(
                 self._pred_topic, payload, partial(self._on_ack, batch.ids)
             ):
@@ -116,6 +129,25 @@ class OutboxPump:
         rows = self.buffer.mark_stored(ack.batch_ids)
         self.stats.pred_stored += rows
         return rows
+
+    def _set_aside(self, batch: OutboxBatch) -> int:
+        """Rows of ``batch`` the store would refuse on their own: marked ``rejected`` in the
+        buffer, counted and logged. Returns how many."""
+        rows: list[tuple[str, list[BeatPrediction], list[Event]]] = [
+            (beat_row_id(b), [b], []) for b in batch.beats
+        ]
+        rows += [(e.event_id, [], [e]) for e in batch.events]
+        refused = []
+        for row_id, beats, events in rows:
+            _, why = _accepted(self._cid, beats, events, "")
+            if why:
+                refused.append(row_id)
+                _LOGGER.warning(
+                    "outbox row %s set aside, the store would refuse it: %s", row_id, why
+                )
+        self.buffer.mark_rejected(refused)
+        self.stats.pred_rejected += len(refused)
+        return len(refused)
 
     def _requeue_unconfirmed(self) -> None:
         """At most every tenth of the timeout: batches without a receipt go out again."""
@@ -178,3 +210,15 @@ class OutboxPump:
         _LOGGER.warning(
             "outbox not drained before stopping: %s (kept for the next run)", self.buffer.counts()
         )
+
+
+def _accepted(
+    client_id: str, beats: list[BeatPrediction], events: list[Event], batch_id: str
+) -> tuple[bytes | None, str]:
+    """The ``pred`` payload of these rows if the store's decoder accepts it, else None and why."""
+    try:
+        payload = encode_predictions(client_id, beats, events, batch_id)
+        decode_predictions(payload)
+    except (ProtocolError, ValueError) as exc:  # ValueError: NaN/inf where JSON has none
+        return None, str(exc)
+    return payload, ""

@@ -124,7 +124,13 @@ def test_connected_agent_sends_every_row_exactly_once(
     times = sent_beats(up)
     assert len(times) == len(set(times)) == peaks.size
     counts = agent.buffer.counts()
-    assert counts == {"pending": 0, "inflight": 0, "sent": peaks.size + 1, "stored": 0}
+    assert counts == {
+        "pending": 0,
+        "inflight": 0,
+        "sent": peaks.size + 1,
+        "stored": 0,
+        "rejected": 0,
+    }
     assert stats.pred_payloads == len(up.reliable)
     events = [e for _, p in up.reliable for e in decode_predictions(p).events]
     assert [e.kind for e in events] == ["vt_run"]
@@ -196,7 +202,7 @@ def test_restart_resends_rows_left_in_flight(model: OnnxBeatClassifier, tmp_path
     # Assert
     counts = again.counts()
     again.close()
-    assert counts == {"pending": peaks.size, "inflight": 0, "sent": 0, "stored": 0}
+    assert counts == {"pending": peaks.size, "inflight": 0, "sent": 0, "stored": 0, "rejected": 0}
 
 
 def test_labels_from_clinician_and_bad_payloads(model: OnnxBeatClassifier, tmp_path: Path) -> None:

@@ -29,9 +29,9 @@ def test_outbox_states_and_idempotent_insert(tmp_path: Path) -> None:
     # Assert
     assert len(batch.ids) == 4 and len(rest.ids) == 2
     assert batch.events[0] == ev and batch.beats[0] == beats[0]
-    assert buf.counts() == {"pending": 2, "inflight": 0, "sent": 4, "stored": 0}
+    assert buf.counts() == {"pending": 2, "inflight": 0, "sent": 4, "stored": 0, "rejected": 0}
     assert buf.mark_stored(["b1", "unknown"]) == 4
-    assert buf.counts() == {"pending": 2, "inflight": 0, "sent": 0, "stored": 4}
+    assert buf.counts() == {"pending": 2, "inflight": 0, "sent": 0, "stored": 4, "rejected": 0}
     assert buf.prune_stored(keep=1) == 3
     buf.close()
 
@@ -50,7 +50,7 @@ def test_rows_without_the_stores_receipt_are_sent_again(tmp_path: Path) -> None:
     # Execute / Assert: not before the timeout, then the unconfirmed batch only
     assert buf.requeue_unconfirmed(60.0, now_s=150.0) == 0
     assert buf.requeue_unconfirmed(60.0, now_s=170.0) == 2
-    assert buf.counts() == {"pending": 2, "inflight": 0, "sent": 0, "stored": 2}
+    assert buf.counts() == {"pending": 2, "inflight": 0, "sent": 0, "stored": 2, "rejected": 0}
     assert buf.take_pending(10).ids == first.ids
     # Assert: a late receipt of the requeued batch no longer applies to pending rows
     assert buf.mark_stored(["b1"]) == 0
@@ -65,7 +65,7 @@ def test_reopening_sends_unconfirmed_rows_again(tmp_path: Path) -> None:
     buf.mark_sent(batch.ids[:2], now_s=1.0)
     buf.close()
     again = SqliteBuffer(tmp_path / "b.sqlite", "d")
-    assert again.counts() == {"pending": 3, "inflight": 0, "sent": 0, "stored": 0}
+    assert again.counts() == {"pending": 3, "inflight": 0, "sent": 0, "stored": 0, "rejected": 0}
     again.close()
 
 

@@ -127,3 +127,16 @@ def test_card_without_alignment_means_no_alignment(tmp_path: Path) -> None:
     # Assert
     assert spec.align_window_s == 0.0
     assert spec.before_samples == SPEC.before_samples
+
+
+def test_no_rr_is_reported_across_a_minute_without_beats(model: OnnxBeatClassifier) -> None:
+    # Prepare: beats, 70 s of flat line (a strap off while the sensor streams), beats again
+    x1, _ = synthetic_ecg([0.8] * 10, FS)
+    x2, _ = synthetic_ecg([0.8] * 10, FS)
+    x = np.concatenate([x1, np.zeros(int(70 * FS)), x2])
+    # Execute
+    beats, _ = run(make_pipeline(model), chunks_of(x, FS, 360))
+    # Assert: the wire bounds RR at 60 s: the first beat after the pause has no RR
+    gap = [b for a, b in zip(beats, beats[1:], strict=False) if b.sample - a.sample > 60 * FS]
+    assert len(gap) == 1 and np.isnan(gap[0].rr_s)
+    assert all(np.isnan(b.rr_s) or b.rr_s <= 60.0 for b in beats)

@@ -251,7 +251,13 @@ def test_broker_down_then_up_nothing_lost_nothing_twice(
     times = beat_times(watcher)
     assert uplink.connection.connects >= 2, "the agent must have reconnected"
     # no aggregator here: the broker acknowledged everything, no store confirmed it yet
-    assert counts == {"pending": 0, "inflight": 0, "sent": stats.beats + stats.events, "stored": 0}
+    assert counts == {
+        "pending": 0,
+        "inflight": 0,
+        "sent": stats.beats + stats.events,
+        "stored": 0,
+        "rejected": 0,
+    }
     assert len(set(times)) == stats.beats, "beats lost"
     # QoS 1 is at least once: a batch the broker took but could not acknowledge before it
     # stopped comes again, the same batch (the store keeps one row per beat). The agent itself
