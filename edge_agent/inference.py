@@ -8,6 +8,7 @@ other cores stay free for BLE and MQTT, and batched per-chunk calls keep the ove
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -21,6 +22,18 @@ from edge_agent.kernel_check import kernel_gap
 from edge_agent.rr_split import RRSplit
 
 _LOGGER = logging.getLogger(__name__)
+MAX_VERSION = 64  # characters of a beat's model_version on the wire (common.payloads)
+
+
+def wire_version(version: str) -> str:
+    """``version`` if the wire takes it, else its start and a hash of the whole (64 characters):
+    a longer one would make the store refuse every beat the device sends."""
+    if len(version) <= MAX_VERSION:
+        return version
+    digest = hashlib.sha256(version.encode()).hexdigest()[:12]
+    return f"{version[: MAX_VERSION - 13]}~{digest}"
+
+
 # uint8 Max (opset 13), which the int8 beat models' polyphase stages run (models.quantize.int8_max),
 # is in onnxruntime's CPU kernels from 1.24 on (1.23.2 refuses the shipped beat.onnx)
 ORT_MIN_VERSION = "1.24"
@@ -109,7 +122,7 @@ class OnnxBeatClassifier:
         self._rr_split: RRSplit | None = None
         self.release = release
         base = self.card.version or self.card.artifact.sha256[:12]
-        self._base_version = f"{base}@{release}" if release else base
+        self._base_version = wire_version(f"{base}@{release}" if release else base)
         self._version = self._base_version
         _LOGGER.info(
             "beat model %s (%s, %s): inputs %s",
@@ -196,7 +209,7 @@ class OnnxBeatClassifier:
         self._head = (weight.astype(np.float32), bias.astype(np.float32))
         self._gate = gate
         self._rr_split = rr_split
-        self._version = f"{self._base_version}+{tag}"
+        self._version = wire_version(f"{self._base_version}+{tag}")
 
     def predict(
         self, windows: npt.NDArray[np.float32], rr: npt.NDArray[np.float32]

@@ -140,3 +140,16 @@ def test_no_rr_is_reported_across_a_minute_without_beats(model: OnnxBeatClassifi
     gap = [b for a, b in zip(beats, beats[1:], strict=False) if b.sample - a.sample > 60 * FS]
     assert len(gap) == 1 and np.isnan(gap[0].rr_s)
     assert all(np.isnan(b.rr_s) or b.rr_s <= 60.0 for b in beats)
+
+
+def test_a_model_version_too_long_for_the_wire_is_shortened_uniquely() -> None:
+    # Prepare
+    from edge_agent.inference import MAX_VERSION, wire_version
+
+    long_a = "beat-024ca2b17c8b@" + "release-of-clinic-a-" * 3 + "+personal-x"
+    long_b = long_a.replace("+personal-x", "+personal-y")
+    # Execute
+    a, b = wire_version(long_a), wire_version(long_b)
+    # Assert: within the wire's 64 characters, distinct, readable start; short ones untouched
+    assert len(a) == len(b) == MAX_VERSION and a != b and a.startswith("beat-024ca2b17c8b@")
+    assert wire_version("beat-024ca2b17c8b@v3+personal-v3") == "beat-024ca2b17c8b@v3+personal-v3"
