@@ -95,6 +95,29 @@ def decode_chunk(payload: bytes, kind: str) -> tuple[str, SignalChunk]:
     return client_id, SignalChunk(stream, fs, t0, samples, seq)
 
 
+def beat_body(b: BeatPrediction) -> dict[str, object]:
+    """A beat as a ``pred`` payload carries it (and the edge's outbox keeps it): NaN RR as null."""
+    return {
+        "t_ns": b.t_ns,
+        "sample": b.sample,
+        "label": b.label,
+        "probs": b.probs,
+        "model_version": b.model_version,
+        "rr_s": None if math.isnan(b.rr_s) else b.rr_s,
+    }
+
+
+def event_body(e: Event) -> dict[str, object]:
+    """An event as a ``pred`` payload carries it (and the edge's outbox keeps it)."""
+    return {
+        "event_id": e.event_id,
+        "kind": e.kind,
+        "t_start_ns": e.t_start_ns,
+        "t_end_ns": e.t_end_ns,
+        "details": e.details,
+    }
+
+
 def encode_predictions(
     client_id: str, beats: list[BeatPrediction], events: list[Event], batch_id: str = ""
 ) -> bytes:
@@ -106,27 +129,8 @@ def encode_predictions(
     body = {
         "client_id": client_id,
         "batch_id": batch_id,
-        "beats": [
-            {
-                "t_ns": b.t_ns,
-                "sample": b.sample,
-                "label": b.label,
-                "probs": b.probs,
-                "model_version": b.model_version,
-                "rr_s": None if math.isnan(b.rr_s) else b.rr_s,
-            }
-            for b in beats
-        ],
-        "events": [
-            {
-                "event_id": e.event_id,
-                "kind": e.kind,
-                "t_start_ns": e.t_start_ns,
-                "t_end_ns": e.t_end_ns,
-                "details": e.details,
-            }
-            for e in events
-        ],
+        "beats": [beat_body(b) for b in beats],
+        "events": [event_body(e) for e in events],
     }
     return encode("pred", body)
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
@@ -32,7 +31,9 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from common.payloads import beat_body, event_body
 from common.types import BeatPrediction, Event
+from edge_agent.buffer_schema import create_or_upgrade
 from edge_agent.label_receipts import ReceiptQueue
 from edge_agent.labelled_beats import LabelledBeats, labelled_from_rows
 
@@ -62,37 +63,6 @@ def _locked(method: _F) -> _F:
     return wrapper  # type: ignore[return-value]
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS outbox (
-    id TEXT PRIMARY KEY,
-    kind TEXT NOT NULL CHECK (kind IN ('beat', 'event')),
-    t_ns INTEGER NOT NULL,
-    body TEXT NOT NULL,
-    state INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS outbox_state ON outbox (state, t_ns);
-CREATE TABLE IF NOT EXISTS recent_beats (
-    t_ns INTEGER PRIMARY KEY,
-    sample INTEGER NOT NULL,
-    predicted TEXT NOT NULL,
-    window BLOB NOT NULL,
-    window_shape TEXT NOT NULL,
-    rr BLOB NOT NULL,
-    in_af INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS labelled_beats (
-    t_ns INTEGER PRIMARY KEY,
-    label TEXT NOT NULL,
-    source TEXT NOT NULL,
-    label_id TEXT NOT NULL,
-    window BLOB NOT NULL,
-    window_shape TEXT NOT NULL,
-    rr BLOB NOT NULL,
-    in_af INTEGER NOT NULL DEFAULT 0
-);
-"""
-
-
 def beat_row_id(b: BeatPrediction) -> str:
     """Idempotent id of a beat prediction."""
     return f"{b.client_id}:beat:{b.t_ns}"
@@ -105,22 +75,6 @@ class OutboxBatch:
     ids: list[str]
     beats: list[BeatPrediction]
     events: list[Event]
-
-
-def _beat_json(b: BeatPrediction) -> str:
-    return json.dumps(
-        {
-            "sample": b.sample,
-            "label": b.label,
-            "probs": b.probs,
-            "model_version": b.model_version,
-            "rr_s": None if math.isnan(b.rr_s) else b.rr_s,
-        }
-    )
-
-
-def _event_json(e: Event) -> str:
-    return json.dumps({"kind": e.kind, "t_end_ns": e.t_end_ns, "details": e.details})
 
 
 class SqliteBuffer:
@@ -152,8 +106,7 @@ class SqliteBuffer:
         # 512 KiB page cache instead of SQLite's 2 MiB: the agent only appends and reads the
         # newest rows, and resident memory on a Pi is the scarce resource
         self._db.execute("PRAGMA cache_size=-512")
-        self._db.executescript(_SCHEMA)
-        self._add_missing_columns()
+        create_or_upgrade(self._db)
         self._client_id = client_id
         self._keep_recent = keep_recent
         self._keep_labelled = keep_labelled
@@ -164,20 +117,6 @@ class SqliteBuffer:
         )
         if n.rowcount:
             _LOGGER.info("%d rows the store did not confirm will be sent again", n.rowcount)
-
-    def _add_missing_columns(self) -> None:
-        """Buffers written before receipts existed lack the batch columns, those written
-        before the per-patient S-in-AF decision the ``in_af`` columns: add them."""
-        for table, column, kind in (
-            ("outbox", "batch", "TEXT"),
-            ("outbox", "sent_at", "REAL"),
-            ("recent_beats", "in_af", "INTEGER NOT NULL DEFAULT 0"),
-            ("labelled_beats", "in_af", "INTEGER NOT NULL DEFAULT 0"),
-        ):
-            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
-            if column not in have:
-                self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        self._db.execute("CREATE INDEX IF NOT EXISTS outbox_batch ON outbox (batch)")
 
     @_locked
     def close(self) -> None:
@@ -202,11 +141,11 @@ class SqliteBuffer:
         try:
             cur.executemany(
                 "INSERT OR IGNORE INTO outbox (id, kind, t_ns, body) VALUES (?, 'beat', ?, ?)",
-                [(beat_row_id(b), b.t_ns, _beat_json(b)) for b in beats],
+                [(beat_row_id(b), b.t_ns, json.dumps(beat_body(b))) for b in beats],
             )
             cur.executemany(
                 "INSERT OR IGNORE INTO outbox (id, kind, t_ns, body) VALUES (?, 'event', ?, ?)",
-                [(e.event_id, e.t_start_ns, _event_json(e)) for e in events],
+                [(e.event_id, e.t_start_ns, json.dumps(event_body(e))) for e in events],
             )
             if windows is not None and rr is not None and len(beats):
                 shape = json.dumps(list(windows.shape[1:]))
