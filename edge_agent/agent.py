@@ -144,15 +144,19 @@ class EdgeAgent:
     def status_detail(self) -> str:
         """The device's current state as compact JSON for ``Status.detail``: ECG heart rate
         (bpm, median of the last 8 RR), PPG heart rate (bpm), activity level, buffer backlog,
-        signal quality (``signal``: "ok" / "too noisy", with a rhythm model), and
+        signal quality (``signal``: "ok" / "too noisy", with a rhythm model), predictions set
+        aside unsent because the store would refuse them (``rejected``, when any), and
         ``s_in_af_as_n: true`` while S calls inside atrial fibrillation are reported N (the care
         team should know that this patient's SVEB count leaves AF out)."""
         hr = self.detector.hr.rate_bpm
+        rows = self.buffer.counts()
         state: dict[str, object] = {
             "ecg_hr_bpm": round(hr, 1) if hr == hr else None,
             "beats": self.stats.beats,
-            "backlog": self.buffer.counts()["pending"],
+            "backlog": rows["pending"],
         }
+        if rows["rejected"]:  # set aside unsent: the store would refuse them (edge_agent.outbox)
+            state["rejected"] = rows["rejected"]
         wrist_hr = getattr(self.aux, "hr", None)
         if wrist_hr:
             state["ppg_hr_bpm"] = round(wrist_hr[-1][1].bpm, 1)

@@ -19,8 +19,9 @@ from common.payloads import (
     encode_label,
 )
 from common.protocol import Channel, client_topic
+from common.types import BeatPrediction
 from edge_agent.agent import EdgeAgent
-from edge_agent.buffer import SqliteBuffer
+from edge_agent.buffer import SqliteBuffer, beat_row_id
 from edge_agent.config import EdgeSettings
 from edge_agent.events import BeatEventDetector
 from edge_agent.examples import BufferExampleSource
@@ -378,3 +379,18 @@ def test_the_status_tells_the_care_team_when_s_in_af_is_reported_n(
     agent.gate.set_patient_rule(True)  # the personal head in use decided it
     after = json.loads(agent.status_detail())
     assert "s_in_af_as_n" not in before and after["s_in_af_as_n"] is True
+
+
+def test_the_status_tells_how_many_rows_were_set_aside(
+    model: OnnxBeatClassifier, tmp_path: Path
+) -> None:
+    # Prepare: a beat the store would refuse (RR over the wire's 60 s), set aside by the pump
+    agent = make_agent(model, tmp_path, None)
+    bad = BeatPrediction("dev", 10**18, 0, "N", {"N": 1.0}, "v1", 75.0)
+    agent.buffer.add([bad], [])
+    before = json.loads(agent.status_detail())
+    # Execute
+    agent.buffer.mark_rejected([beat_row_id(bad)])
+    after = json.loads(agent.status_detail())
+    # Assert: the care team's page can say that predictions were not sent
+    assert "rejected" not in before and after["rejected"] == 1

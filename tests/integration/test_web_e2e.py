@@ -103,7 +103,7 @@ class Device:
     def start(self) -> None:
         self.client.publish(f"medchain/v1/status/{self.cid}",
                             encode_status(Status(self.cid, True, time.time_ns(), "v2", 87.0,
-                                                 '{"beats":3,"s_in_af_as_n":true}')),
+                                                 '{"beats":3,"rejected":2,"s_in_af_as_n":true}')),
                             qos=1, retain=True)  # fmt: skip
         self._thread.start()
 
@@ -318,7 +318,8 @@ def test_live_patient_page_predictions_and_labelling(served: tuple[str, object],
             hr = float(page.text_content("#hr"))
             assert 40 <= hr <= 160
             assert page.text_content("#device-status") == "device: online"
-            assert "S calls inside AF reported as N" in (page.text_content("#device-detail") or "")
+            detail = page.text_content("#device-detail") or ""
+            assert "S calls inside AF reported as N" in detail and "2 not sent: malformed" in detail
             page.wait_for_selector("#events li.beat .snippet canvas")
             page.wait_for_selector("#events li.event .snippet canvas")  # the tachycardia episode
             assert page.text_content("#rhythm").startswith("Tachycardia")

@@ -61,7 +61,7 @@
   }
 
   // The edge agent's status detail is either free text or a JSON object of readings
-  // ({ecg_hr_bpm, beats, backlog, ppg_hr_bpm, activity, s_in_af_as_n}); show readings in words.
+  // ({ecg_hr_bpm, beats, backlog, rejected, ppg_hr_bpm, activity, s_in_af_as_n}); show readings in words.
   function describeDetail(detail) {
     let d;
     try { d = JSON.parse(detail); } catch (e) { return detail; }
@@ -72,6 +72,7 @@
     if (d.activity != null) out.push('activity ' + d.activity);
     if (d.beats != null) out.push(d.beats + ' beats');
     if (d.backlog) out.push(d.backlog + ' waiting to send');
+    if (d.rejected) out.push(d.rejected + ' not sent: malformed (see the device log)');
     if (d.s_in_af_as_n) out.push('S calls inside AF reported as N');
     return out.length ? out.join(', ') : detail;
   }
