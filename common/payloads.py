@@ -45,6 +45,7 @@ MAX_BEATS = 2000  # beats per ``pred`` payload (a device batches a few hundred)
 MAX_EVENTS = 200  # events per ``pred`` payload
 MAX_CLASSES = 16  # entries of a beat's probability map
 MAX_RR_S = 60.0  # longest credible RR interval, s
+MAX_MODEL_VERSION = 64  # characters of a model version (beats, statuses)
 
 
 def _expect(env: Envelope, kind: str) -> Envelope:
@@ -207,7 +208,7 @@ def _beat(client_id: str, x: object) -> BeatPrediction:
         int_field(d, "sample", 0),
         name_field(d, "label"),
         {check_text(k, "class name", 16): number_field(probs, k, 0.0, 1.0) for k in probs},
-        text_field(d, "model_version", 64),
+        text_field(d, "model_version", MAX_MODEL_VERSION),
         float("nan") if rr is None else rr,
     )
 
@@ -287,7 +288,7 @@ def decode_status(payload: bytes) -> Status:
         check_client_id(text_field(b, "client_id", 64)),
         bool_field(b, "online"),
         int_field(b, "t_ns", 0, MAX_NS),
-        text_field(b, "model_version", 64, default=""),
+        text_field(b, "model_version", MAX_MODEL_VERSION, default=""),
         optional_number(b, "battery_pct", 0.0, 100.0),
         text_field(b, "detail", default=""),
         int_field(b, "session", 0, MAX_NS, default=0),

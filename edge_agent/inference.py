@@ -17,21 +17,21 @@ import numpy.typing as npt
 
 from common.errors import CorruptInputError, DataNotFoundError
 from common.model_card import ModelCard, card_path_for, file_sha256, load_card
+from common.payloads import MAX_MODEL_VERSION
 from edge_agent.beat_quality import VTemplateGate
 from edge_agent.kernel_check import kernel_gap
 from edge_agent.rr_split import RRSplit
 
 _LOGGER = logging.getLogger(__name__)
-MAX_VERSION = 64  # characters of a beat's model_version on the wire (common.payloads)
 
 
 def wire_version(version: str) -> str:
     """``version`` if the wire takes it, else its start and a hash of the whole (64 characters):
     a longer one would make the store refuse every beat the device sends."""
-    if len(version) <= MAX_VERSION:
+    if len(version) <= MAX_MODEL_VERSION:
         return version
     digest = hashlib.sha256(version.encode()).hexdigest()[:12]
-    return f"{version[: MAX_VERSION - 13]}~{digest}"
+    return f"{version[: MAX_MODEL_VERSION - len(digest) - 1]}~{digest}"
 
 
 # uint8 Max (opset 13), which the int8 beat models' polyphase stages run (models.quantize.int8_max),

@@ -144,12 +144,13 @@ def test_no_rr_is_reported_across_a_minute_without_beats(model: OnnxBeatClassifi
 
 def test_a_model_version_too_long_for_the_wire_is_shortened_uniquely() -> None:
     # Prepare
-    from edge_agent.inference import MAX_VERSION, wire_version
+    from common.payloads import MAX_MODEL_VERSION
+    from edge_agent.inference import wire_version
 
     long_a = "beat-024ca2b17c8b@" + "release-of-clinic-a-" * 3 + "+personal-x"
     long_b = long_a.replace("+personal-x", "+personal-y")
     # Execute
     a, b = wire_version(long_a), wire_version(long_b)
     # Assert: within the wire's 64 characters, distinct, readable start; short ones untouched
-    assert len(a) == len(b) == MAX_VERSION and a != b and a.startswith("beat-024ca2b17c8b@")
+    assert len(a) == len(b) == MAX_MODEL_VERSION and a != b and a.startswith("beat-024ca2b17c8b@")
     assert wire_version("beat-024ca2b17c8b@v3+personal-v3") == "beat-024ca2b17c8b@v3+personal-v3"

@@ -32,7 +32,7 @@ def patient_view(cid: str, client: Client | None) -> dict[str, Any]:
     labels = hub().recent_labels(cid) or [b.label for b in stored]
     rr = [b.rr_s for b in stored if b.rr_s == b.rr_s and 0.2 <= b.rr_s <= 3.0]  # 20-300 bpm
     code, text = rhythm_verdict(labels, snap.get("rhythm"))
-    day = data_day(cid)
+    day = data_day(cid, stored)
     if stored and day is not None:
         counts = day_counts(cid, day)  # flagged over the last 24 h of data
     else:  # nothing stored (yet): what the live feed flagged

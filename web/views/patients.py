@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Blueprint, Response, abort, jsonify, render_template, request, stream_with_context
@@ -22,11 +23,12 @@ bp = Blueprint("patients", __name__)
 DAY_NS = 24 * 3600 * 10**9  # counts cover the last 24 h of data (not of the wall clock)
 
 
-def data_day(cid: str) -> tuple[int, int] | None:
+def data_day(cid: str, stored: Sequence[BeatPrediction] | None = None) -> tuple[int, int] | None:
     """The last 24 h of a patient's data, ``(since_ns, until_ns)`` (Unix ns, both included),
     ending at their latest beat, stored or live; None before the first beat. Both the
-    clinician's burden and the patient's flagged count use it, so they count the same beats."""
-    stored = store().latest_predictions(cid, 1)
+    clinician's burden and the patient's flagged count use it, so they count the same beats.
+    ``stored``: the patient's latest stored beats if the caller has them already."""
+    stored = store().latest_predictions(cid, 1) if stored is None else stored
     live = ((hub().summary(cid) or {}).get("latest_beat") or {}).get("t_ns")
     ends = [b.t_ns for b in stored] + ([int(live)] if live else [])
     return (max(ends) - DAY_NS, max(ends)) if ends else None
