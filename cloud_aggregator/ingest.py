@@ -9,7 +9,9 @@ A device that gets no receipt sends the batch again; every write here is idempot
 ``(client, t_ns)``, events by id, label receipts by id), so a batch stored twice is stored once.
 
 Decoding is bounded (:mod:`common.payloads`); a payload whose body names another device than
-its topic is refused (the broker's ACL binds the topic to the login, this binds the body).
+its topic is refused (the broker's ACL binds the topic to the login, this binds the body). A
+beat or event that breaks its bounds costs that row only: it is counted and logged, the rest of
+its batch is stored and receipted (sending it again could not mend it).
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from dataclasses import dataclass
 
 from common import protocol as proto
 from common.payloads import (
-    PredAck,
     Status,
     decode_label_ack,
-    decode_predictions,
     decode_status,
-    encode_pred_ack,
     supersedes,
+)
+from common.pred_payloads import (
+    PredAck,
+    decode_predictions,
+    encode_pred_ack,
 )
 from store import StatusReport, Store
 
@@ -60,6 +64,8 @@ class Ingestor:
         Last status seen per device in this process (round selection reads it).
     beats, events : int
         Rows written (including idempotent repeats).
+    refused_rows : int
+        Beats and events left out of their batch for breaking the wire's bounds (logged).
     stale_statuses : int
         Statuses ignored because a later one of the same device was already applied (a
         connection's Last Will that a clustered broker delivers after the device's next
@@ -74,6 +80,7 @@ class Ingestor:
         self.stale_statuses = 0
         self.beats = 0
         self.events = 0
+        self.refused_rows = 0
 
     def handle(self, topic: proto.Topic, payload: bytes) -> Outbound | None:
         """Store one report (raises ProtocolError when malformed; StoreUnavailableError when
@@ -93,8 +100,17 @@ class Ingestor:
         raise proto.ProtocolError(f"channel {topic.channel} is not ingested")
 
     def _predictions(self, sender: str, payload: bytes) -> Outbound | None:
-        batch = decode_predictions(payload)
+        batch = decode_predictions(payload, keep_valid_rows=True)
         _check_owner(sender, batch.client_id)
+        if batch.refused:  # the good rows are stored and the batch receipted all the same
+            self.refused_rows += len(batch.refused)
+            _LOGGER.warning(
+                "%d row(s) of %s's batch %r refused, the rest stored: %s",
+                len(batch.refused),
+                sender,
+                batch.batch_id,
+                "; ".join(f"{r.kind} {r.index}: {r.reason}" for r in batch.refused[:3]),
+            )
         if batch.beats:
             self.store.insert_predictions(batch.beats)
         if batch.events:

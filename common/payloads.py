@@ -1,15 +1,15 @@
-"""Typed payloads of the edge-facing channels (raw, live, pred, status, label, labelack).
+"""Typed payloads of the edge-facing channels (raw, live, status, label, labelack).
 
 Each ``encode_*`` returns envelope bytes (see :mod:`common.protocol`); each ``decode_*`` takes
 untrusted bytes and returns a typed value or raises :class:`~common.protocol.ProtocolError`.
 Sample arrays travel as a little-endian float32 blob (shape in the body), never as JSON lists,
-so a live chunk stays small. Federated-learning payloads (round, model, update) live with the
+so a live chunk stays small. Predictions and their receipts (``pred``, ``predack``) are in
+:mod:`common.pred_payloads`; federated-learning payloads (round, model, update) live with the
 aggregator's protocol code.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,13 +22,12 @@ from common.protocol import (
     decode,
     encode,
 )
-from common.types import BeatPrediction, Event, SignalChunk, StreamKind
+from common.types import SignalChunk, StreamKind
 from common.wire_fields import (
     MAX_NS,
     bool_field,
     check_text,
     int_field,
-    json_field,
     list_field,
     name_field,
     number_field,
@@ -41,14 +40,11 @@ MAX_CHANNELS = 16
 MAX_SAMPLES = 65536
 MAX_ACK_IDS = 500  # label ids per ``labelack`` message (a device acks in batches)
 MAX_LABEL_ID_LEN = 128
-MAX_BEATS = 2000  # beats per ``pred`` payload (a device batches a few hundred)
-MAX_EVENTS = 200  # events per ``pred`` payload
-MAX_CLASSES = 16  # entries of a beat's probability map
-MAX_RR_S = 60.0  # longest credible RR interval, s
 MAX_MODEL_VERSION = 64  # characters of a model version (beats, statuses)
 
 
-def _expect(env: Envelope, kind: str) -> Envelope:
+def expect_kind(env: Envelope, kind: str) -> Envelope:
+    """``env`` if it is a ``kind`` payload, else ProtocolError."""
     if env.kind != kind:
         raise ProtocolError(f"expected a {kind!r} payload, got {env.kind!r}")
     return env
@@ -70,7 +66,7 @@ def encode_chunk(kind: str, client_id: str, chunk: SignalChunk) -> bytes:
 
 def decode_chunk(payload: bytes, kind: str) -> tuple[str, SignalChunk]:
     """Decode a ``raw`` or ``live`` payload into (client_id, chunk)."""
-    env = _expect(decode(payload, DEFAULT_MAX_PAYLOAD), kind)
+    env = expect_kind(decode(payload, DEFAULT_MAX_PAYLOAD), kind)
     b = env.body
     client_id = check_client_id(text_field(b, "client_id", 64))
     try:
@@ -94,138 +90,6 @@ def decode_chunk(payload: bytes, kind: str) -> tuple[str, SignalChunk]:
     t0 = int_field(b, "t0_ns", 0, MAX_NS)
     seq = int_field(b, "seq", 0)
     return client_id, SignalChunk(stream, fs, t0, samples, seq)
-
-
-def beat_body(b: BeatPrediction) -> dict[str, object]:
-    """A beat as a ``pred`` payload carries it (and the edge's outbox keeps it): NaN RR as null."""
-    return {
-        "t_ns": b.t_ns,
-        "sample": b.sample,
-        "label": b.label,
-        "probs": b.probs,
-        "model_version": b.model_version,
-        "rr_s": None if math.isnan(b.rr_s) else b.rr_s,
-    }
-
-
-def event_body(e: Event) -> dict[str, object]:
-    """An event as a ``pred`` payload carries it (and the edge's outbox keeps it)."""
-    return {
-        "event_id": e.event_id,
-        "kind": e.kind,
-        "t_start_ns": e.t_start_ns,
-        "t_end_ns": e.t_end_ns,
-        "details": e.details,
-    }
-
-
-def encode_predictions(
-    client_id: str, beats: list[BeatPrediction], events: list[Event], batch_id: str = ""
-) -> bytes:
-    """Encode a batch of beat predictions and events for ``medchain/v1/pred/{client_id}``.
-
-    ``batch_id`` (short name, unique per batch on the device) comes back in the store's
-    receipt (:class:`PredAck`), so the device keeps the batch until the store has it.
-    """
-    body = {
-        "client_id": client_id,
-        "batch_id": batch_id,
-        "beats": [beat_body(b) for b in beats],
-        "events": [event_body(e) for e in events],
-    }
-    return encode("pred", body)
-
-
-@dataclass(frozen=True, slots=True)
-class Predictions:
-    """A decoded ``pred`` payload: one device's batch (``batch_id`` "" when it wants no receipt)."""
-
-    client_id: str
-    beats: list[BeatPrediction]
-    events: list[Event]
-    batch_id: str = ""
-
-
-def decode_predictions(payload: bytes) -> Predictions:
-    """Decode a ``pred`` payload: at most :data:`MAX_BEATS` beats and :data:`MAX_EVENTS`
-    events, every field bounded (times int64 ns, probabilities in [0, 1], RR in s)."""
-    b = _expect(decode(payload), "pred").body
-    client_id = check_client_id(text_field(b, "client_id", 64))
-    beats = [_beat(client_id, x) for x in list_field(b, "beats", MAX_BEATS)]
-    events = [_event(client_id, x) for x in list_field(b, "events", MAX_EVENTS)]
-    batch = "" if b.get("batch_id", "") == "" else name_field(b, "batch_id")
-    return Predictions(client_id, beats, events, batch)
-
-
-@dataclass(frozen=True, slots=True)
-class PredAck:
-    """The store's receipt for batches of predictions it has committed (the device may then
-    forget them); on ``medchain/v1/predack/{client_id}``."""
-
-    client_id: str
-    batch_ids: tuple[str, ...]
-    t_ns: int
-
-
-def encode_pred_ack(ack: PredAck) -> bytes:
-    """Encode a ``pred_ack`` payload (1..500 batch ids)."""
-    if not 0 < len(ack.batch_ids) <= MAX_ACK_IDS:
-        raise ValueError(f"a pred ack holds 1..{MAX_ACK_IDS} ids, got {len(ack.batch_ids)}")
-    return encode(
-        "pred_ack",
-        {"client_id": ack.client_id, "batch_ids": list(ack.batch_ids), "t_ns": ack.t_ns},
-    )
-
-
-def decode_pred_ack(payload: bytes) -> PredAck:
-    """Decode a ``pred_ack`` payload."""
-    b = _expect(decode(payload), "pred_ack").body
-    ids = list_field(b, "batch_ids", MAX_ACK_IDS)
-    if not ids:
-        raise ProtocolError("batch_ids is empty")
-    return PredAck(
-        check_client_id(text_field(b, "client_id", 64)),
-        tuple(name_field({"id": i}, "id") for i in ids),
-        int_field(b, "t_ns", 0, MAX_NS),
-    )
-
-
-def _object(x: object, what: str) -> dict[str, object]:
-    if not isinstance(x, dict):
-        raise ProtocolError(f"{what} is not an object")
-    return x
-
-
-def _beat(client_id: str, x: object) -> BeatPrediction:
-    d = _object(x, "beat")
-    probs = _object(d.get("probs"), "beat probs")
-    if len(probs) > MAX_CLASSES:
-        raise ProtocolError(f"beat probs hold {len(probs)} classes, limit {MAX_CLASSES}")
-    rr = optional_number(d, "rr_s", 0.0, MAX_RR_S)
-    return BeatPrediction(
-        client_id,
-        int_field(d, "t_ns", 0, MAX_NS),
-        int_field(d, "sample", 0),
-        name_field(d, "label"),
-        {check_text(k, "class name", 16): number_field(probs, k, 0.0, 1.0) for k in probs},
-        text_field(d, "model_version", MAX_MODEL_VERSION),
-        float("nan") if rr is None else rr,
-    )
-
-
-def _event(client_id: str, x: object) -> Event:
-    d = _object(x, "event")
-    start, end = int_field(d, "t_start_ns", 0, MAX_NS), int_field(d, "t_end_ns", 0, MAX_NS)
-    if end < start:
-        raise ProtocolError("event ends before it starts")
-    return Event(
-        text_field(d, "event_id", 160),
-        client_id,
-        name_field(d, "kind"),
-        start,
-        end,
-        json_field(d, "details", default={}),
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +147,7 @@ def encode_status(s: Status) -> bytes:
 
 def decode_status(payload: bytes) -> Status:
     """Decode a ``status`` payload."""
-    b = _expect(decode(payload), "status").body
+    b = expect_kind(decode(payload), "status").body
     return Status(
         check_client_id(text_field(b, "client_id", 64)),
         bool_field(b, "online"),
@@ -325,7 +189,7 @@ def encode_label(lb: Label) -> bytes:
 
 def decode_label(payload: bytes) -> Label:
     """Decode a ``label`` payload."""
-    b = _expect(decode(payload), "label").body
+    b = expect_kind(decode(payload), "label").body
     target = text_field(b, "target", 8)
     if target not in ("beat", "event"):
         raise ProtocolError(f"bad label target {target!r}")
@@ -360,7 +224,7 @@ def encode_label_ack(ack: LabelAck) -> bytes:
 
 def decode_label_ack(payload: bytes) -> LabelAck:
     """Decode a ``label_ack`` payload (1..500 non-empty string ids of <= 128 characters)."""
-    b = _expect(decode(payload), "label_ack").body
+    b = expect_kind(decode(payload), "label_ack").body
     ids = list_field(b, "label_ids", MAX_ACK_IDS)
     if not ids or not all(
         isinstance(i, str) and i and check_text(i, "label id", MAX_LABEL_ID_LEN) for i in ids

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from common.payloads import beat_body, event_body
+from common.pred_payloads import beat_body, event_body
 from common.types import BeatPrediction, Event
 from edge_agent.buffer_schema import create_or_upgrade
 from edge_agent.label_receipts import ReceiptQueue

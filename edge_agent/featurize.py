@@ -21,7 +21,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from common.payloads import MAX_RR_S
+from common.pred_payloads import MAX_RR_S
 from common.signals.beats import BeatSpec, beat_windows
 from common.signals.filters import EcgFilter
 from common.signals.rr import RRTracker

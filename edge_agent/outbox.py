@@ -8,11 +8,11 @@ sent again after :data:`RESEND_AFTER_S`; the store's writes are idempotent. So n
 across disconnects, outages or restarts (the buffer is durable). At most
 :data:`MAX_INFLIGHT_BATCHES` payloads are unacknowledged at a time.
 
-The store refuses a payload whole when one of its rows breaks the wire's bounds (an RR over
-60 s across a signal gap, a NaN probability, an over-long model version), and a refused row
-would be sent again with each retry, holding back the rows batched with it. So every payload
-is decoded here as the store decodes it before it goes out; rows it would refuse are set aside
-in the buffer (``rejected``: kept, counted in ``pred_rejected``, logged, never sent).
+The store refuses a row that breaks the wire's bounds (an RR over 60 s across a signal gap, a
+NaN probability, an over-long model version) and keeps the rest of its batch; a NaN does not
+even encode. So every payload is decoded here as the store decodes it before it goes out, and
+rows it would refuse are set aside in the buffer (``rejected``: kept on the device, counted in
+``pred_rejected``, logged, never sent) instead of vanishing upstream.
 """
 
 from __future__ import annotations
@@ -27,9 +27,11 @@ from functools import partial
 from common.payloads import (
     MAX_ACK_IDS,
     LabelAck,
+    encode_label_ack,
+)
+from common.pred_payloads import (
     decode_pred_ack,
     decode_predictions,
-    encode_label_ack,
     encode_predictions,
 )
 from common.protocol import Channel, ProtocolError, client_topic

@@ -9,8 +9,10 @@ import pytest
 from common import protocol as proto
 from common.payloads import (
     LabelAck,
-    decode_pred_ack,
     encode_label_ack,
+)
+from common.pred_payloads import (
+    decode_pred_ack,
     encode_predictions,
 )
 from common.types import BeatPrediction, Event
@@ -43,6 +45,33 @@ def test_predictions_are_stored_then_acknowledged_with_a_receipt(backend: Backen
     assert {first, second} <= set(broker.acked)
     receipts = [decode_pred_ack(p) for t, p in broker.published if t.endswith("predack/dev-1")]
     assert [r.batch_ids for r in receipts] == [("batch-1",), ("batch-1",)]
+
+
+def test_a_bad_row_costs_that_row_not_its_batch(backend: Backend) -> None:
+    # Prepare: a device without the outbox's own check (older firmware) batches one beat whose
+    # RR spans a 75 s gap (the wire allows 60 s) and an event ending before it starts with
+    # four good beats; before, the whole payload was refused and resent forever
+    store = seeded(backend)
+    service, broker = service_on(store, backend)
+    rows = beats("dev-1", 5)
+    body = proto.decode(encode_predictions("dev-1", rows, [], "batch-7")).body
+    body["beats"][2]["rr_s"] = 75.0
+    body["events"] = [
+        {"event_id": "dev-1:x:1", "kind": "vt_run", "t_start_ns": 9, "t_end_ns": 5, "details": {}}
+    ]
+    # Execute
+    msg = broker.put(proto.client_topic(proto.Channel.PRED, "dev-1"), proto.encode("pred", body))
+    drain(service, broker)
+    # Assert: the four good beats stored, the bad rows counted, the batch acknowledged with a
+    # receipt (resending could not fix it), nothing counted as a refused message
+    stored = sorted(b.t_ns for b in store.list_predictions("dev-1", limit=100))
+    assert stored == [r.t_ns for i, r in enumerate(rows) if i != 2]
+    assert store.list_events("dev-1") == []
+    assert service.ingest.refused_rows == 2
+    assert msg in broker.acked
+    receipts = [decode_pred_ack(p) for t, p in broker.published if t.endswith("predack/dev-1")]
+    assert [r.batch_ids for r in receipts] == [("batch-7",)]
+    assert service.rejects.as_dict() == {}
 
 
 @pytest.mark.parametrize("channel", [proto.Channel.PRED, proto.Channel.LABEL_ACK])
@@ -83,7 +112,10 @@ def test_label_receipt_acknowledges_only_the_devices_labels(backend: Backend) ->
 def test_a_reconnect_storm_of_statuses_is_stored_in_one_transaction(backend: Backend) -> None:
     # Prepare: 300 devices come online at once, one status is malformed (before: one store
     # transaction per status, 100,000 devices took minutes to be seen online)
-    from common.payloads import Status, encode_status
+    from common.payloads import (
+        Status,
+        encode_status,
+    )
 
     store = seeded(backend)
     service, broker = service_on(store, backend)
@@ -116,7 +148,11 @@ def test_a_last_will_delivered_after_the_next_connection_came_online_is_ignored(
     # Prepare: on a clustered broker losing a node, a device's connection 1 is closed, it
     # reconnects (connection 2, online), and connection 1's Will is stored after that (before:
     # the device stayed offline for the aggregator, and no round could open without it)
-    from common.payloads import WILL_SEQ, Status, encode_status
+    from common.payloads import (
+        WILL_SEQ,
+        Status,
+        encode_status,
+    )
 
     store = seeded(backend)
     service, broker = service_on(store, backend)

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from common import payloads as pl
-from common.protocol import ProtocolError, encode
+from common import pred_payloads as pp
+from common.protocol import ProtocolError, decode, encode
 from common.types import BeatPrediction, Event, SignalChunk, StreamKind
 
 
@@ -44,13 +45,33 @@ def test_chunk_shape_must_match_blob() -> None:
         pl.decode_chunk(payload, "raw")
 
 
+def test_predictions_keep_their_valid_rows_only_when_asked() -> None:
+    # Prepare: beat 1 has an RR past 60 s, event 0 ends before it starts
+    beats = [BeatPrediction("d", 10 * i, i, "N", {"N": 1.0}, "v3", 0.8) for i in range(3)]
+    body = decode(pp.encode_predictions("d", beats, [], "b-1")).body
+    body["beats"][1]["rr_s"] = 61.0
+    body["events"] = [{"event_id": "e", "kind": "k", "t_start_ns": 5, "t_end_ns": 1}]
+    payload = encode("pred", body)
+    # Execute / Assert: by default the payload is refused whole
+    with pytest.raises(ProtocolError, match="rr_s"):
+        pp.decode_predictions(payload)
+    batch = pp.decode_predictions(payload, keep_valid_rows=True)
+    assert batch.beats == [beats[0], beats[2]] and batch.events == []
+    assert [(r.kind, r.index) for r in batch.refused] == [("beat", 1), ("event", 0)]
+    assert "61.0" in batch.refused[0].reason and "before it starts" in batch.refused[1].reason
+    # the envelope stays all or nothing
+    body["beats"] = "not a list"
+    with pytest.raises(ProtocolError, match="not a list"):
+        pp.decode_predictions(encode("pred", body), keep_valid_rows=True)
+
+
 def test_predictions_round_trip() -> None:
     beats = [
         BeatPrediction("d", 10, 5, "V", {"N": 0.1, "V": 0.9}, "v3", 0.8),
         BeatPrediction("d", 20, 9, "N", {"N": 1.0}, "v3"),
     ]
     events = [Event("e1", "d", "vt_run", 1, 2, {"beats": 4})]
-    batch = pl.decode_predictions(pl.encode_predictions("d", beats, events, "b-1"))
+    batch = pp.decode_predictions(pp.encode_predictions("d", beats, events, "b-1"))
     cid, b2, e2 = batch.client_id, batch.beats, batch.events
     assert batch.batch_id == "b-1"
     assert cid == "d"
@@ -120,7 +141,7 @@ def test_decoders_raise_only_protocol_errors(
     payload = encode(kind, body, blob)
     for decoder in (
         lambda b: pl.decode_chunk(b, kind),
-        pl.decode_predictions,
+        pp.decode_predictions,
         pl.decode_status,
         pl.decode_label,
         pl.decode_label_ack,

@@ -21,13 +21,12 @@ from common.payloads import (
     decode_chunk,
     decode_label,
     decode_label_ack,
-    decode_predictions,
     decode_status,
     encode_label,
     encode_label_ack,
-    encode_predictions,
     encode_status,
 )
+from common.pred_payloads import decode_predictions, encode_predictions
 from common.protocol import ProtocolError, decode
 from common.types import BeatPrediction, Event
 from tests.support.hostile import HOSTILE, W, envelope, update_body

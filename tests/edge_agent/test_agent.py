@@ -10,14 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.payloads import (
-    Label,
-    decode_chunk,
-    decode_label_ack,
-    decode_predictions,
-    decode_status,
-    encode_label,
-)
+from common.payloads import Label, decode_chunk, decode_label_ack, decode_status, encode_label
+from common.pred_payloads import decode_predictions
 from common.protocol import Channel, client_topic
 from common.types import BeatPrediction
 from edge_agent.agent import EdgeAgent

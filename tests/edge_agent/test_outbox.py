@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from common.payloads import decode_predictions
+from common.pred_payloads import decode_predictions
 from common.types import BeatPrediction, Event
 from edge_agent.agent_ports import AgentStats
 from edge_agent.buffer import SqliteBuffer

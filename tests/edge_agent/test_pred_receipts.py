@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from common.payloads import PredAck, decode_predictions, encode_pred_ack
+from common.pred_payloads import PredAck, decode_predictions, encode_pred_ack
 from common.protocol import Channel, client_topic
 from edge_agent.inference import OnnxBeatClassifier
 from tests.edge_agent.helpers import FakeUplink, ListSource, chunks_of, synthetic_ecg

@@ -11,7 +11,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from common.payloads import decode_predictions
+from common.pred_payloads import decode_predictions
 from common.protocol import Channel, ProtocolError, client_topic
 from common.signals.rhythm_input import FEATURE_NAMES, RhythmInput
 from common.spot_payloads import SpotCheckRequest, decode_spot_result, encode_spot_request

@@ -12,14 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from common.payloads import (
-    Label,
-    decode_chunk,
-    decode_predictions,
-    decode_status,
-    encode_chunk,
-    encode_label,
-)
+from common.payloads import Label, decode_chunk, decode_status, encode_chunk, encode_label
+from common.pred_payloads import decode_predictions
 from common.protocol import Channel, client_topic
 from common.types import SignalChunk, StreamKind
 from edge_agent.app import DEFAULT_MODEL, build_agent, load_classifier, run_edge

@@ -13,7 +13,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from common.payloads import decode_predictions, decode_status
+from common.payloads import decode_status
+from common.pred_payloads import decode_predictions
 from common.protocol import Channel, client_topic
 from common.spot_payloads import SpotCheckRequest, decode_spot_result, encode_spot_request
 from edge_agent.app import run_edge

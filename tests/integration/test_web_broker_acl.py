@@ -14,7 +14,8 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from common.payloads import Label, decode_label, encode_predictions
+from common.payloads import Label, decode_label
+from common.pred_payloads import encode_predictions
 from medchain.cli import main as medchain_main
 from tests.support.services import free_port, require_service, run_mosquitto
 from tests.web.conftest import T0_NS, beat

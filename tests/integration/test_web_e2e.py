@@ -33,9 +33,9 @@ from common.payloads import (
     decode_label,
     encode_chunk,
     encode_label_ack,
-    encode_predictions,
     encode_status,
 )
+from common.pred_payloads import encode_predictions
 from common.types import BeatPrediction, Event, SignalChunk, StreamKind
 from store.factory import open_store
 from tests.support.services import Mosquitto, free_port, require_service

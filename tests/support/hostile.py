@@ -12,13 +12,8 @@ from typing import Any
 import numpy as np
 
 from common import fl_protocol as fl
-from common.payloads import (
-    decode_chunk,
-    decode_label,
-    decode_label_ack,
-    decode_predictions,
-    decode_status,
-)
+from common.payloads import decode_chunk, decode_label, decode_label_ack, decode_status
+from common.pred_payloads import decode_predictions
 
 
 def envelope(kind: str, body_json: str, blob: bytes = b"") -> bytes:

@@ -17,8 +17,10 @@ from common.payloads import (
     Status,
     decode_chunk,
     decode_label_ack,
-    decode_predictions,
     decode_status,
+)
+from common.pred_payloads import (
+    decode_predictions,
 )
 from common.protocol import Channel, ProtocolError, parse_topic, subscription
 from common.types import BeatPrediction, Event, SignalChunk
@@ -70,8 +72,10 @@ def dispatch(sinks: Sequence[FeedSink], topic: str, payload: bytes, counters: Co
             _check_owner(parsed.ident, cid)
             deliver = partial(_live, cid, chunk)
         elif parsed.channel is Channel.PRED:
-            batch = decode_predictions(payload)
+            batch = decode_predictions(payload, keep_valid_rows=True)  # as the store keeps them
             _check_owner(parsed.ident, batch.client_id)
+            if batch.refused:
+                counters["rejected_pred_rows"] += len(batch.refused)
             deliver = partial(_pred, batch.client_id, batch.beats, batch.events)
         elif parsed.channel is Channel.STATUS:
             status = decode_status(payload)
