@@ -39,7 +39,7 @@ from models.cv import stratified_folds
 from models.data.mitdb import DS1
 from models.feature_model import fit_softmax, predict_proba
 from models.rhythm_cv_report import markdown, restored_folds, summarise
-from models.rhythm_data import WindowBank
+from models.rhythm_data import BankSpec, WindowBank
 from models.rhythm_metrics import CLASSES
 from models.rhythm_pipeline import Recipe, default_recipe, train_models
 from models.rhythm_scoring import onnx_window_probs, record_probabilities
@@ -119,20 +119,20 @@ def run_split(
     return result
 
 
-def _banks(options: LoadOptions, names: tuple[str, ...]) -> tuple[WindowBank, WindowBank]:
+def _banks(options: LoadOptions, spec: BankSpec) -> tuple[WindowBank, WindowBank]:
     from models.tasks.rhythm import aftdb_bank, cinc_bank, mitdb_bank
 
     extra_opts = LoadOptions(env=options.env, cache_dir=options.cache_dir)
-    return cinc_bank(options, names), WindowBank.concat(
-        [mitdb_bank(list(DS1), extra_opts, names), aftdb_bank(extra_opts, names)]
+    return cinc_bank(options, spec), WindowBank.concat(
+        [mitdb_bank(list(DS1), extra_opts, spec), aftdb_bank(extra_opts, spec)]
     )
 
 
-def _feature_names(p_wave: bool) -> tuple[str, ...]:
+def _bank_spec(p_wave: bool, rr_track: bool) -> BankSpec:
     from common.signals.pwave import PWAVE_FEATURES
     from common.signals.rhythm_input import FEATURE_NAMES
 
-    return FEATURE_NAMES + (PWAVE_FEATURES if p_wave else ())
+    return BankSpec(FEATURE_NAMES + (PWAVE_FEATURES if p_wave else ()), rr_track)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -161,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
         "--p-wave",
         action="store_true",
         help="development: add the three P-wave features (common.signals.pwave) to the input",
+    )
+    parser.add_argument(
+        "--rr-track",
+        action="store_true",
+        help="development: the RR track (common.signals.rr_track) as a second input channel",
     )
     parser.add_argument(
         "--restore-card",
@@ -203,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if (wanted is None or name in wanted) and not path.is_file():
             if banks is None:
-                cinc, extra = _banks(options, _feature_names(args.p_wave))
+                cinc, extra = _banks(options, _bank_spec(args.p_wave, args.rr_track))
                 banks = (cinc, extra, record_folds(cinc))
             _LOGGER.info("%s: train on folds %s, score %s", name, train_folds, test_folds)
             res = run_split(*banks, train_folds, test_folds, recipe, args.seed, args.out / name)

@@ -89,16 +89,23 @@ def markdown(report: dict[str, Any]) -> str:
             ("mean of folds", report[name]["mean_of_folds"]),
         ]
         for label, row in labelled_rows:
-            values = " | ".join(f"{row[k]:.3f}" for k in _F1_KEYS)
+            values = " | ".join(_num(row[k]) for k in _F1_KEYS)
             lines.append(f"| {name} | {label} | {values} |")
         pooled = report[name]["pooled"]
         ci = pooled["bootstrap"]["ci"]
-        cells = [
-            f"{pooled['per_class'][c]['f1']:.3f} [{ci['f1_' + c][0]:.3f}-{ci['f1_' + c][1]:.3f}]"
-            for c in CLASSES
-        ]
-        cells.append(
-            f"**{pooled['cinc_mean_f1']:.3f}** [{ci['cinc_mean_f1'][0]:.3f}-{ci['cinc_mean_f1'][1]:.3f}]"
-        )
+        cells = [f"{_num(pooled['per_class'][c]['f1'])} {_ci(ci['f1_' + c])}" for c in CLASSES]
+        cells.append(f"**{_num(pooled['cinc_mean_f1'])}** {_ci(ci['cinc_mean_f1'])}")
         lines.append(f"| {name} | pooled [95 % CI] | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _num(v: float | None) -> str:
+    """Three decimals, or ``n/a`` when undefined (a class absent from the scored records, as
+    in a smoke run)."""
+    return "n/a" if v is None else f"{v:.3f}"
+
+
+def _ci(bounds: list[float | None]) -> str:
+    """``[lo-hi]`` (:func:`_num` each)."""
+    lo, hi = bounds
+    return f"[{_num(lo)}-{_num(hi)}]"

@@ -24,13 +24,14 @@ import os
 import tempfile
 import zlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from common.signals import rhythm_input as ri
+from common.signals.rr_track import rr_track
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ class WindowBank:
         Augmentation windows (training only).
     quality : ndarray, shape (n,), int64
         Bit i set = ``QUALITY_FLAGS[i]``.
+    track : ndarray, shape (total,) or (0,), float32
+        The RR track of every window, aligned with ``signal`` (:mod:`common.signals.rr_track`;
+        development option ``rr_track``: a second input channel), or empty.
     """
 
     signal: npt.NDArray[np.float32]
@@ -66,6 +70,7 @@ class WindowBank:
     records: npt.NDArray[np.str_]
     short: npt.NDArray[np.bool_]
     quality: npt.NDArray[np.int64]
+    track: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros(0, np.float32))
 
     def __len__(self) -> int:
         return int(self.labels.size)
@@ -74,6 +79,18 @@ class WindowBank:
         """The model signal of window ``i``."""
         return self.signal[self.offsets[i] : self.offsets[i + 1]]
 
+    @property
+    def channels(self) -> int:
+        """Input channels of the model: the ECG, and the RR track when the bank has one."""
+        return 2 if self.track.size else 1
+
+    def inputs(self, i: int) -> npt.NDArray[np.float32]:
+        """The model input ``(channels, L)`` of window ``i``."""
+        part = slice(self.offsets[i], self.offsets[i + 1])
+        if not self.track.size:
+            return self.signal[part][None, :]
+        return np.stack([self.signal[part], self.track[part]])
+
     def lengths(self) -> npt.NDArray[np.int64]:
         """Samples per window."""
         return np.diff(self.offsets)
@@ -81,22 +98,26 @@ class WindowBank:
     def subset(self, index: npt.NDArray[np.int64] | npt.NDArray[np.bool_]) -> WindowBank:
         """The windows at ``index`` (indices or mask), signal re-packed."""
         idx = np.flatnonzero(index) if index.dtype == np.bool_ else np.asarray(index, np.int64)
-        parts = [self.window(int(i)) for i in idx]
-        lengths = np.array([p.size for p in parts], dtype=np.int64)
+        parts = [self.inputs(int(i)) for i in idx]
+        lengths = np.array([p.shape[1] for p in parts], dtype=np.int64)
+        both = np.concatenate(parts, axis=1) if parts else np.zeros((self.channels, 0), np.float32)
         return WindowBank(
-            np.concatenate(parts) if parts else np.zeros(0, np.float32),
+            both[0],
             np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
             self.features[idx],
             self.labels[idx],
             self.records[idx],
             self.short[idx],
             self.quality[idx],
+            both[1] if self.track.size else np.zeros(0, np.float32),
         )
 
     @staticmethod
     def concat(banks: Iterable[WindowBank]) -> WindowBank:
         """One bank of several."""
         items = list(banks)
+        if len({b.channels for b in items}) > 1:
+            raise ValueError("banks with and without an RR track cannot be concatenated")
         lengths = np.concatenate([b.lengths() for b in items])
         return WindowBank(
             np.concatenate([b.signal for b in items]),
@@ -106,6 +127,7 @@ class WindowBank:
             np.concatenate([b.records for b in items]),
             np.concatenate([b.short for b in items]),
             np.concatenate([b.quality for b in items]),
+            np.concatenate([b.track for b in items]),
         )
 
 
@@ -114,12 +136,25 @@ def quality_bits(flags: tuple[str, ...]) -> int:
     return sum(1 << i for i, f in enumerate(ri.QUALITY_FLAGS) if f in flags)
 
 
-class BankBuilder:
-    """Collects windows; :meth:`add` preprocesses one raw window (``feature_names``: the
-    features to compute, :data:`common.signals.rhythm_input.KNOWN_FEATURES`)."""
+@dataclass(frozen=True)
+class BankSpec:
+    """What a bank holds besides the ECG: ``feature_names`` (among
+    :data:`common.signals.rhythm_input.KNOWN_FEATURES`) and whether each window's RR track."""
 
-    def __init__(self, feature_names: tuple[str, ...] = ri.FEATURE_NAMES) -> None:
-        self.feature_names = feature_names
+    feature_names: tuple[str, ...] = ri.FEATURE_NAMES
+    rr_track: bool = False
+
+
+SHIPPED_BANK = BankSpec()  # what the shipped model reads: the 15 features, no RR track
+
+
+class BankBuilder:
+    """Collects windows; :meth:`add` preprocesses one raw window as ``spec`` asks."""
+
+    def __init__(self, spec: BankSpec = SHIPPED_BANK) -> None:
+        self.feature_names = spec.feature_names
+        self.rr_track = spec.rr_track
+        self._track: list[npt.NDArray[np.float32]] = []
         self._sig: list[npt.NDArray[np.float32]] = []
         self._feat: list[npt.NDArray[np.float32]] = []
         self._meta: list[tuple[int, str, bool, int]] = []
@@ -135,6 +170,8 @@ class BankBuilder:
         """Preprocess ``raw_uv`` (µV at ``fs``) and keep it."""
         inp = ri.prepare_rhythm_input(raw_uv, fs, self.feature_names)
         self._sig.append(inp.signal)
+        if self.rr_track:
+            self._track.append(rr_track(inp.peaks, inp.signal.size, ri.INPUT_FS_HZ))
         self._feat.append(inp.features)
         self._meta.append((label, record, short, quality_bits(inp.quality)))
 
@@ -154,6 +191,7 @@ class BankBuilder:
             np.asarray(records, dtype=np.str_),
             np.asarray(short, dtype=np.bool_),
             np.asarray(quality, dtype=np.int64),
+            np.concatenate(self._track) if self._track else np.zeros(0, np.float32),
         )
 
 
@@ -172,12 +210,10 @@ def add_recording(
 
 
 def spec_key(
-    source: str,
-    extra: dict[str, object] | None = None,
-    feature_names: tuple[str, ...] = ri.FEATURE_NAMES,
+    source: str, extra: dict[str, object] | None = None, spec: BankSpec = SHIPPED_BANK
 ) -> str:
-    """Cache key: the preprocessing constants, the bank layout, the features and ``extra``."""
-    spec = {
+    """Cache key: the preprocessing constants, the bank layout, ``spec`` and ``extra``."""
+    key = {
         "source": source,
         "bank": BANK_VERSION,
         "fs": ri.INPUT_FS_HZ,
@@ -185,10 +221,11 @@ def spec_key(
         "clip": ri.CLIP,
         "window": (ri.WINDOW_S, ri.HOP_S),
         "short": (SHORT_RANGE_S, SHORT_FROM_S),
-        "features": feature_names,
+        "features": spec.feature_names,
+        **({"rr_track": True} if spec.rr_track else {}),  # keys of banks without one unchanged
         **(extra or {}),
     }
-    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def cached_bank(cache_dir: Path | None, key: str, build: Callable[[], WindowBank]) -> WindowBank:
@@ -197,8 +234,8 @@ def cached_bank(cache_dir: Path | None, key: str, build: Callable[[], WindowBank
         return build()
     path = cache_dir / "rhythm_v2" / f"{key}.npz"
     if path.is_file():
-        with np.load(path, allow_pickle=False) as z:
-            return WindowBank(**{f.name: z[f.name] for f in fields(WindowBank)})
+        with np.load(path, allow_pickle=False) as z:  # banks cached before ``track`` lack it
+            return WindowBank(**{f.name: z[f.name] for f in fields(WindowBank) if f.name in z})
     bank = build()
     path.parent.mkdir(parents=True, exist_ok=True)
     # a temporary name of this writer's own: two processes building the same bank at once

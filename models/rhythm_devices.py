@@ -28,13 +28,14 @@ DEVICE_PREFIX = "cinc-"
 def device_arrays(
     bank: WindowBank, rows: npt.NDArray[np.int64]
 ) -> dict[str, npt.NDArray[np.float32] | npt.NDArray[np.int64]]:
-    """One device's examples: ``ecg`` (n, 1, Lmax) zero-padded, ``features`` (n, K),
-    ``lengths`` (n,) valid samples, ``labels`` (n,) for the full windows ``rows`` of a bank."""
+    """One device's examples: ``ecg`` (n, C, Lmax) zero-padded (C = ``bank.channels``),
+    ``features`` (n, K), ``lengths`` (n,) valid samples, ``labels`` (n,) for the full windows
+    ``rows`` of a bank."""
     lengths = bank.lengths()[rows]
-    ecg = np.zeros((rows.size, 1, int(lengths.max())), dtype=np.float32)
+    ecg = np.zeros((rows.size, bank.channels, int(lengths.max())), dtype=np.float32)
     for k, i in enumerate(rows):
-        w = bank.window(int(i))
-        ecg[k, 0, : w.size] = w
+        w = bank.inputs(int(i))
+        ecg[k, :, : w.shape[1]] = w
     return {
         "ecg": ecg,
         "features": bank.features[rows].astype(np.float32),

@@ -44,7 +44,7 @@ def export_rhythm_onnx(net: RhythmNet, path: Path) -> Path:
     """Export ``net`` (eval mode, no ``lengths`` input) with dynamic batch and length axes."""
     net.eval()
     module = _Probs(net).eval()
-    args = (torch.zeros(2, 1, 3840), torch.zeros(2, net.n_features))
+    args = (torch.zeros(2, net.in_channels, 3840), torch.zeros(2, net.n_features))
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated but exact here
@@ -70,7 +70,10 @@ def export_rhythm_onnx(net: RhythmNet, path: Path) -> Path:
 def onnx_io(net: RhythmNet) -> OnnxIO:
     """The exported graph's inputs and outputs, for the card."""
     return OnnxIO(
-        (TensorSpec("ecg", ("N", 1, "L")), TensorSpec("features", ("N", net.n_features))),
+        (
+            TensorSpec("ecg", ("N", net.in_channels, "L")),
+            TensorSpec("features", ("N", net.n_features)),
+        ),
         (
             TensorSpec("probs", ("N", net.n_classes)),
             TensorSpec("embedding", ("N", net.spec.embedding_dim)),
@@ -84,7 +87,7 @@ def calibration(
     """Class-stratified full windows of ``length`` samples: ``{"ecg", "features"}``."""
     pool = np.flatnonzero((bank.lengths() == length) & ~bank.short)
     idx = pool[stratified_indices(bank.labels[pool], per_class, seed)]
-    ecg = np.stack([bank.window(int(i)) for i in idx])[:, None, :].astype(np.float32)
+    ecg = np.stack([bank.inputs(int(i)) for i in idx]).astype(np.float32)
     return {"ecg": ecg, "features": bank.features[idx].astype(np.float32)}
 
 

@@ -43,6 +43,8 @@ class RhythmNet(nn.Module):
     feature_mean, feature_scale : ndarray, shape (K,)
         Standardisation of the features (from the training windows).
     n_classes : int
+    in_channels : int
+        1 (the ECG), or 2 with the RR track (``common.signals.rr_track``).
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class RhythmNet(nn.Module):
         feature_mean: npt.ArrayLike,
         feature_scale: npt.ArrayLike,
         n_classes: int,
+        in_channels: int = 1,
     ) -> None:
         super().__init__()
         mean = torch.as_tensor(np.asarray(feature_mean, dtype=np.float32))
@@ -59,7 +62,7 @@ class RhythmNet(nn.Module):
         self.register_buffer("feature_scale", scale)
         w0 = spec.widths[0]
         self.stem = nn.Sequential(
-            nn.Conv1d(1, w0, STEM_KERNEL, stride=2, padding=STEM_KERNEL // 2, bias=False),
+            nn.Conv1d(in_channels, w0, STEM_KERNEL, stride=2, padding=STEM_KERNEL // 2, bias=False),
             nn.BatchNorm1d(w0),
             nn.ReLU(),
             nn.MaxPool1d(2),
@@ -78,6 +81,7 @@ class RhythmNet(nn.Module):
         )
         self.head = nn.Linear(spec.embedding_dim, n_classes)
         self.spec, self.n_features, self.n_classes = spec, k, n_classes
+        self.in_channels = in_channels
 
     def embedding(self, signal: Tensor, features: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Penultimate activations ``(N, E)``."""
@@ -116,6 +120,7 @@ class RhythmNet(nn.Module):
             "spec": asdict(self.spec),
             "n_features": self.n_features,
             "n_classes": self.n_classes,
+            "in_channels": self.in_channels,
         }
 
 
@@ -142,7 +147,8 @@ def rebuild(meta: dict[str, Any], state: dict[str, Tensor]) -> RhythmNet:
     """A net from :meth:`RhythmNet.meta` and its state dict."""
     spec = NetSpec(**{**meta["spec"], "widths": tuple(meta["spec"]["widths"])})
     k = int(meta["n_features"])
-    net = RhythmNet(spec, np.zeros(k), np.ones(k), int(meta["n_classes"]))
+    channels = int(meta.get("in_channels", 1))  # nets saved before the RR track had one
+    net = RhythmNet(spec, np.zeros(k), np.ones(k), int(meta["n_classes"]), channels)
     net.load_state_dict(state)
     return net.eval()
 

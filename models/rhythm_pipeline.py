@@ -116,7 +116,7 @@ def train_models(bank: WindowBank, recipe: Recipe, seed: int, out: Path) -> Trai
     members, t_losses = [], []
     for k in range(recipe.teachers):
         seed_everything(seed + 100 * k)
-        net = RhythmNet(recipe.teacher, mean, scale, 4)
+        net = RhythmNet(recipe.teacher, mean, scale, 4, bank.channels)
         hist = fit_rhythm(
             net, bank, recipe.train, seed=seed + 100 * k, short_share=recipe.short_share
         )
@@ -128,7 +128,7 @@ def train_models(bank: WindowBank, recipe: Recipe, seed: int, out: Path) -> Trai
     seconds["teacher"] = time.monotonic() - t0
     t0 = time.monotonic()
     seed_everything(seed + 1)
-    student = RhythmNet(recipe.student, mean, scale, 4)
+    student = RhythmNet(recipe.student, mean, scale, 4, bank.channels)
     s_spec = replace(recipe.train, epochs=recipe.student_epochs)
     s_hist = fit_rhythm(
         student, bank, s_spec, seed=seed + 1, teacher=teacher, short_share=recipe.short_share

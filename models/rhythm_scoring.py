@@ -40,7 +40,7 @@ def onnx_window_probs(
         rows = np.flatnonzero(lengths == length)
         for k in range(0, rows.size, batch):
             part = rows[k : k + batch]
-            ecg = np.stack([bank.window(int(i)) for i in idx[part]])[:, None, :].astype(np.float32)
+            ecg = np.stack([bank.inputs(int(i)) for i in idx[part]]).astype(np.float32)
             (probs,) = sess.run(
                 ["probs"], {"ecg": ecg, "features": bank.features[idx[part]].astype(np.float32)}
             )

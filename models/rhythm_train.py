@@ -74,12 +74,13 @@ class RecordWindows:
 def batch_tensors(
     bank: WindowBank, idx: npt.NDArray[np.int64]
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """``signal (B, 1, Lmax)`` zero-padded, ``features (B, K)``, ``lengths (B,)``, ``labels (B,)``."""
+    """``signal (B, C, Lmax)`` zero-padded (C = ``bank.channels``), ``features (B, K)``,
+    ``lengths (B,)``, ``labels (B,)``."""
     lengths = bank.lengths()[idx]
-    out = np.zeros((idx.size, 1, int(lengths.max())), dtype=np.float32)
+    out = np.zeros((idx.size, bank.channels, int(lengths.max())), dtype=np.float32)
     for row, i in enumerate(idx):
-        w = bank.window(int(i))
-        out[row, 0, : w.size] = w
+        w = bank.inputs(int(i))
+        out[row, :, : w.shape[1]] = w
     return (
         torch.from_numpy(out),
         torch.from_numpy(bank.features[idx].astype(np.float32)),
@@ -107,7 +108,10 @@ def random_crop(
 
 
 def augment(signal: Tensor, lengths: Tensor, gen: torch.Generator) -> Tensor:
-    """Amplitude, baseline wander and noise on the valid part of every window; clipped."""
+    """Amplitude, baseline wander and noise on the valid part of every window's ECG (channel
+    0; an RR track in channel 1 is timing, left as it is); clipped."""
+    track = signal[:, 1:]
+    signal = signal[:, :1]
     b, _, n = signal.shape
     t = torch.arange(n, dtype=torch.float32) / INPUT_FS_HZ
     scale = 0.7 + 0.6 * torch.rand(b, 1, 1, generator=gen)
@@ -116,7 +120,8 @@ def augment(signal: Tensor, lengths: Tensor, gen: torch.Generator) -> Tensor:
     wander = 0.15 * torch.rand(b, 1, 1, generator=gen) * torch.sin(2 * math.pi * freq * t + phase)
     noise = 0.05 * torch.rand(b, 1, 1, generator=gen) * torch.randn(signal.shape, generator=gen)
     valid = (torch.arange(n).unsqueeze(0) < lengths.unsqueeze(1)).unsqueeze(1).to(signal.dtype)
-    return torch.clamp(signal * scale + wander + noise, -CLIP, CLIP) * valid
+    ecg = torch.clamp(signal * scale + wander + noise, -CLIP, CLIP) * valid
+    return torch.cat([ecg, track], dim=1)
 
 
 def fit_rhythm(

@@ -35,7 +35,15 @@ from common.signals import rhythm_input as ri
 from models import rhythm_softmax
 from models.data import cinc2017
 from models.data.mitdb import ALL_RECORDS, DS1, DS2
-from models.rhythm_data import BankBuilder, WindowBank, add_recording, cached_bank, spec_key
+from models.rhythm_data import (
+    SHIPPED_BANK,
+    BankBuilder,
+    BankSpec,
+    WindowBank,
+    add_recording,
+    cached_bank,
+    spec_key,
+)
 from models.tasks.base import LoadOptions, NetSpec, Task, TaskData, TrainSpec
 
 _LOGGER = logging.getLogger(__name__)
@@ -80,12 +88,12 @@ def read_mitdb(
 
 
 def mitdb_bank(
-    records: list[str], options: LoadOptions, feature_names: tuple[str, ...] = ri.FEATURE_NAMES
+    records: list[str], options: LoadOptions, spec: BankSpec = SHIPPED_BANK
 ) -> WindowBank:
     """Non-overlapping 30 s windows of lead 0 with their majority rhythm (``mitdb/NAME``)."""
 
     def build() -> WindowBank:
-        folder, builder = dataset_dir("mitdb", options.env), BankBuilder(feature_names)
+        folder, builder = dataset_dir("mitdb", options.env), BankBuilder(spec)
         for name in records:
             x, fs, rhythm = read_mitdb(folder, name)
             step = round(ri.WINDOW_S * fs)
@@ -94,18 +102,16 @@ def mitdb_bank(
                 builder.add(x[start : start + step], fs, label, f"mitdb/{name}")
         return builder.build()
 
-    key = spec_key("mitdb", {"records": records}, feature_names)
+    key = spec_key("mitdb", {"records": records}, spec)
     return cached_bank(options.cache_dir, key, build)
 
 
-def aftdb_bank(
-    options: LoadOptions, feature_names: tuple[str, ...] = ri.FEATURE_NAMES
-) -> WindowBank:
+def aftdb_bank(options: LoadOptions, spec: BankSpec = SHIPPED_BANK) -> WindowBank:
     """Two 30 s windows of lead 0 of each AFTDB learning/test record, all AF (``aftdb/NAME``)."""
     import wfdb
 
     def build() -> WindowBank:
-        builder = BankBuilder(feature_names)
+        builder = BankBuilder(spec)
         for hea in sorted(dataset_dir("aftdb", options.env).glob("*/*.hea")):
             try:
                 rec = wfdb.rdrecord(str(hea.with_suffix("")), channels=[0])
@@ -119,12 +125,10 @@ def aftdb_bank(
                 builder.add(x[start : start + step], fs, 1, f"aftdb/{hea.stem}")
         return builder.build()
 
-    return cached_bank(options.cache_dir, spec_key("aftdb", None, feature_names), build)
+    return cached_bank(options.cache_dir, spec_key("aftdb", None, spec), build)
 
 
-def cinc_bank(
-    options: LoadOptions, feature_names: tuple[str, ...] = ri.FEATURE_NAMES
-) -> WindowBank:
+def cinc_bank(options: LoadOptions, spec: BankSpec = SHIPPED_BANK) -> WindowBank:
     """Windows of the CinC 2017 recordings (``models.rhythm_data.add_recording``)."""
     folder = dataset_dir("cinc2017_training", options.env)
     ref = cinc2017.read_reference(folder)
@@ -139,7 +143,7 @@ def cinc_bank(
         raise DataNotFoundError(f"CinC 2017 records {missing[:5]}", str(folder))
 
     def build() -> WindowBank:
-        builder = BankBuilder(feature_names)
+        builder = BankBuilder(spec)
         for k, (record, label) in enumerate(pairs):
             add_recording(
                 builder,
@@ -152,7 +156,7 @@ def cinc_bank(
                 _LOGGER.info("cinc2017: %d of %d recordings preprocessed", k + 1, len(pairs))
         return builder.build()
 
-    key = spec_key("cinc2017", {"records": [r for r, _ in pairs]}, feature_names)
+    key = spec_key("cinc2017", {"records": [r for r, _ in pairs]}, spec)
     return cached_bank(options.cache_dir, key, build)
 
 

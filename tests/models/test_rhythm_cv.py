@@ -214,6 +214,7 @@ def test_development_run_with_the_p_wave_features(
     from common.signals.pwave import PWAVE_FEATURES
     from common.signals.rhythm_input import FEATURE_NAMES
     from models.rhythm_cv import main
+    from models.rhythm_data import BankSpec
     from models.tasks.base import LoadOptions
     from models.tasks.rhythm import cinc_bank
 
@@ -226,7 +227,7 @@ def test_development_run_with_the_p_wave_features(
     report = json.loads((tmp_path / "dev" / "dev.summary.json").read_text())
     assert report["complete"] is True and report["folds"] == [[1]]
     options = LoadOptions(env=dict(os.environ), records=picked[:8], cache_dir=tmp_path / "c2")
-    bank = cinc_bank(options, FEATURE_NAMES + PWAVE_FEATURES)
+    bank = cinc_bank(options, BankSpec(FEATURE_NAMES + PWAVE_FEATURES))
     assert bank.features.shape[1] == 18
     np.testing.assert_array_equal(bank.features[:, :15], cinc_bank(options).features)
 
@@ -249,3 +250,19 @@ def test_the_tables_have_a_row_per_fold_the_mean_and_the_pooled_interval() -> No
     teacher = [line.split(" | ")[1] for line in lines if line.startswith("| teacher_fp32")]
     assert teacher == ["0", "1", "mean of folds", "pooled [95 % CI]"]
     assert all(line.count("|") == 8 for line in lines)
+
+
+def test_a_class_absent_from_the_scored_records_reads_n_a_not_a_crash() -> None:
+    from models.rhythm_cv_report import MODELS, markdown, summarise
+
+    # Prepare: a smoke run's fold holds no noisy recording (its F1 is undefined)
+    y = np.array([0, 1, 2] * 4)
+    result: dict[str, object] = {"test_folds": [1], "seconds": {}}
+    for name in MODELS:
+        result[name] = {"records": list(map(str, range(12))), "labels": y.tolist(),
+                        "probs": np.eye(4)[y].tolist()}  # fmt: skip
+    # Execute
+    lines = markdown(summarise([result], bootstrap=5)).splitlines()
+    # Assert
+    pooled = [line for line in lines if line.startswith("| student_int8 | pooled")]
+    assert "n/a" in pooled[0] and "**1.000**" in pooled[0]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.rhythm_data import BankBuilder, WindowBank
+from models.rhythm_data import BankBuilder, BankSpec, WindowBank, cached_bank
 from models.rhythm_export import export_rhythm_onnx, quantize_rhythm
 from models.rhythm_net import RhythmNet, rebuild
 from models.rhythm_scoring import onnx_window_probs, record_probabilities
@@ -51,8 +51,8 @@ def test_a_padded_batch_gives_each_window_its_own_answer(spec: NetSpec) -> None:
     np.testing.assert_allclose(padded.numpy(), torch.cat(alone).numpy(), atol=1e-5)
 
 
-def _bank(n: int, seed: int = 0) -> WindowBank:
-    builder = BankBuilder()
+def _bank(n: int, seed: int = 0, rr_track: bool = False) -> WindowBank:
+    builder = BankBuilder(BankSpec(rr_track=rr_track))
     for i in range(n):
         label = i % 4
         x, _ = synthetic_ecg(
@@ -98,3 +98,45 @@ def test_record_probabilities_average_full_windows_only() -> None:
     np.testing.assert_allclose(rec[0], [0.1, 0.9, 0, 0])
     signal, feats, lengths, _ = batch_tensors(bank, np.array([0, 2]))
     assert signal.shape == (2, 1, 10) and lengths.tolist() == [10, 10] and feats.shape == (2, K)
+
+
+def test_the_rr_track_is_a_second_channel_from_bank_to_int8(tmp_path: Path) -> None:
+    # Prepare: a bank with RR tracks, and its subset, concatenation and cached copy
+    bank = _bank(16, rr_track=True)
+    part = bank.subset(np.arange(3, 9))
+    both = WindowBank.concat([part, bank.subset(np.array([0]))])
+    cached = cached_bank(tmp_path, "k", lambda: bank)
+    again = cached_bank(tmp_path, "k", lambda: _bank(1))
+    # Assert: the track follows its window everywhere
+    assert bank.channels == 2 and bank.track.size == bank.signal.size
+    np.testing.assert_array_equal(part.inputs(1), bank.inputs(4))
+    np.testing.assert_array_equal(both.inputs(6), bank.inputs(0))
+    np.testing.assert_array_equal(again.track, bank.track)
+    assert cached.channels == 2 and _bank(2).channels == 1
+    with pytest.raises(ValueError, match="RR track"):
+        WindowBank.concat([bank, _bank(2)])
+    # Execute: a two-channel student trained, exported and quantized
+    net = RhythmNet(TASK.student, bank.features.mean(0), bank.features.std(0), 4, bank.channels)
+    fit_rhythm(net, bank, TrainSpec(epochs=1, batch_size=8, lr=3e-3, steps_per_epoch=3), seed=0)
+    fp32 = export_rhythm_onnx(net, tmp_path / "rhythm_fp32.onnx")
+    int8 = quantize_rhythm(fp32, tmp_path / "rhythm.onnx", bank)
+    idx = np.arange(len(bank))
+    # Assert: the graph reads (N, 2, L) and gives the torch numbers; the meta rebuilds it
+    np.testing.assert_allclose(
+        onnx_window_probs(fp32, bank, idx), predict_windows(net, bank, idx), atol=1e-5
+    )
+    assert np.abs(onnx_window_probs(int8, bank, idx) - predict_windows(net, bank, idx)).max() < 0.05
+    assert rebuild(net.meta(), net.state_dict()).in_channels == 2
+
+
+def test_augmentation_changes_the_ecg_and_leaves_the_rr_track() -> None:
+    from models.rhythm_train import augment
+
+    # Prepare
+    bank = _bank(4, rr_track=True)
+    signal, _, lengths, _ = batch_tensors(bank, np.arange(4))
+    # Execute
+    out = augment(signal, lengths, torch.Generator().manual_seed(0))
+    # Assert
+    assert out.shape == signal.shape
+    assert torch.equal(out[:, 1], signal[:, 1]) and not torch.equal(out[:, 0], signal[:, 0])
