@@ -4,19 +4,18 @@ One task consumes the signal source (ECG -> beats -> events -> buffer -> ``--out
 signal to the web); one pushes the buffer's outbox to the broker whenever it is reachable; one
 handles inbound messages (clinician labels). Everything is injected, so tests run the whole
 agent with fakes or with a real private broker. Its parts: :mod:`edge_agent.outbox`,
-:mod:`edge_agent.live_sender`, :mod:`edge_agent.clinician_labels`, :mod:`edge_agent.agent_ports`.
+:mod:`edge_agent.live_sender`, :mod:`edge_agent.inbound_router`, :mod:`edge_agent.beat_recorder`,
+:mod:`edge_agent.agent_status`, :mod:`edge_agent.agent_ports`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 
 from common.payloads import Status, encode_status
-from common.protocol import Channel, ProtocolError, parse_topic
 from common.types import BeatPrediction, Event, SignalChunk, StreamKind
 from edge_agent.agent_ports import (
     AgentStats,
@@ -27,11 +26,12 @@ from edge_agent.agent_ports import (
     SpotChecker,
     WindowMonitor,
 )
+from edge_agent.agent_status import status_detail
+from edge_agent.beat_recorder import BeatRecorder
 from edge_agent.buffer import SqliteBuffer
-from edge_agent.clinician_labels import checked_label, store_label
 from edge_agent.config import EdgeSettings
 from edge_agent.events import BeatEventDetector
-from edge_agent.inbound import reject_line
+from edge_agent.inbound_router import InboundRouter
 from edge_agent.live_sender import LiveSender
 from edge_agent.outbox import MAX_INFLIGHT_BATCHES, OutboxPump
 from edge_agent.pipeline import BeatBatch, EcgPipeline, concat_batches
@@ -107,14 +107,10 @@ class EdgeAgent:
         self.buffer = buffer
         self.uplink = uplink
         self.clock = clock or SystemClock()
-        self.sink = sink
-        self.labeler = labeler
         self.aux = aux
-        self.participant = participant
         self.rhythm = rhythm
         self.gate = gate
         self.spot = spot
-        self._participant_tasks: set[asyncio.Task[None]] = set()
         self.stats = AgentStats()
         self._cid = settings.client_id
         self._live = LiveSender(settings, uplink, self.clock, self.stats)
@@ -122,6 +118,29 @@ class EdgeAgent:
         self._outbox = OutboxPump(
             settings, buffer, uplink, self.stats, self._wake, settings.resend_after_s
         )
+        self._recorder = BeatRecorder(buffer, self.stats, labeler, sink)
+        self._inbound = InboundRouter(
+            self._cid, pipeline.classes, buffer, self._outbox, self.stats, spot, participant
+        )
+
+    @property
+    def sink(self) -> BeatSink | None:
+        """The ``--out`` file (benches set it after construction)."""
+        return self._recorder.sink
+
+    @sink.setter
+    def sink(self, value: BeatSink | None) -> None:
+        self._recorder.sink = value
+
+    @property
+    def participant(self) -> Participant | None:
+        """The federated participant (set after construction by the app, which needs the
+        agent to build it); inbound round traffic goes to it."""
+        return self._inbound.participant
+
+    @participant.setter
+    def participant(self, value: Participant | None) -> None:
+        self._inbound.participant = value
 
     def close(self) -> None:
         """Close the ``--out`` file and the buffer (after ``run``)."""
@@ -142,33 +161,10 @@ class EdgeAgent:
         )
 
     def status_detail(self) -> str:
-        """The device's current state as compact JSON for ``Status.detail``: ECG heart rate
-        (bpm, median of the last 8 RR), PPG heart rate (bpm), activity level, buffer backlog,
-        signal quality (``signal``: "ok" / "too noisy", with a rhythm model), predictions set
-        aside unsent because the store would refuse them (``rejected``, when any), and
-        ``s_in_af_as_n: true`` while S calls inside atrial fibrillation are reported N (the care
-        team should know that this patient's SVEB count leaves AF out)."""
-        hr = self.detector.hr.rate_bpm
-        rows = self.buffer.counts()
-        state: dict[str, object] = {
-            "ecg_hr_bpm": round(hr, 1) if hr == hr else None,
-            "beats": self.stats.beats,
-            "backlog": rows["pending"],
-        }
-        if rows["rejected"]:  # set aside unsent: the store would refuse them (edge_agent.outbox)
-            state["rejected"] = rows["rejected"]
-        wrist_hr = getattr(self.aux, "hr", None)
-        if wrist_hr:
-            state["ppg_hr_bpm"] = round(wrist_hr[-1][1].bpm, 1)
-        activity = getattr(self.aux, "activity_level", "")
-        if activity:
-            state["activity"] = activity
-        quality = getattr(self.rhythm, "signal_quality", "")
-        if quality:  # the rhythm model's judgement of the latest 10 s ("ok" / "too noisy")
-            state["signal"] = quality
-        if self.gate is not None and self.gate.s_in_af_as_n:
-            state["s_in_af_as_n"] = True
-        return json.dumps(state, separators=(",", ":"))
+        """The device's current state as compact JSON for ``Status.detail``
+        (:func:`edge_agent.agent_status.status_detail`)."""
+        hr, counts = self.detector.hr.rate_bpm, self.buffer.counts()
+        return status_detail(hr, self.stats, counts, self.aux, self.rhythm, self.gate)
 
     # -- main loop ---------------------------------------------------------------------------
 
@@ -192,7 +188,7 @@ class EdgeAgent:
             self._finish()
             await self._outbox.drain(drain_timeout_s)
         finally:
-            tasks += self._participant_tasks  # a round still training is abandoned
+            tasks += self._inbound.tasks  # a round still training is abandoned
             for t in tasks:
                 t.cancel()
             for t in tasks:
@@ -281,35 +277,8 @@ class EdgeAgent:
     def _store(
         self, beats: list[BeatPrediction], events: list[Event], batch: BeatBatch | None
     ) -> None:
-        if not beats and not events:
-            return
-        have_features = batch is not None and len(batch) == len(beats) and len(beats) > 0
-        self.buffer.add(
-            beats,
-            events,
-            batch.windows if have_features and batch is not None else None,
-            batch.rr if have_features and batch is not None else None,
-        )
-        refs: list[str | None] | None = None
-        if self.labeler is not None:
-            refs = self.labeler.labels_for([b.sample for b in beats]) if beats else []
-            for b, lab in zip(beats, refs, strict=True):
-                if lab is not None and self.buffer.add_label(
-                    b.t_ns, lab, "annotation", f"ann:{b.sample}", 0
-                ):
-                    self.stats.labels_annotation += 1
-        if self.sink is not None and refs is None:  # two-argument sinks keep working
-            self.sink.write(beats, events)
-        elif self.sink is not None:
-            self.sink.write(beats, events, refs)
-        self.stats.beats += len(beats)
-        for b in beats:
-            self.stats.beats_by_class[b.label] = self.stats.beats_by_class.get(b.label, 0) + 1
-        self.stats.events += len(events)
-        for e in events:
-            self.stats.events_by_kind[e.kind] = self.stats.events_by_kind.get(e.kind, 0) + 1
-            _LOGGER.info("event %s %s", e.kind, e.details)
-        self._wake.set()
+        if self._recorder.store(beats, events, batch):
+            self._wake.set()
 
     # -- outbox -> broker ----------------------------------------------------------------------
 
@@ -339,45 +308,10 @@ class EdgeAgent:
             self.handle_inbound(topic, payload)  # never raises: see its docstring
 
     def handle_inbound(self, topic: str, payload: bytes) -> None:
-        """A message on a subscribed topic: clinician labels, or federated-learning traffic
-        for the participant (handled in its own task).
-
-        Untrusted: whatever handling it raises (a decoder, the buffer, the participant) is
-        caught here, counted in ``bad_payloads`` and logged on one line with the topic and the
-        size, so one message never ends the inbound loop.
-        """
-        try:
-            t = parse_topic(topic)
-            if t.channel == Channel.PRED_ACK:
-                self._outbox.on_receipt(payload)
-                return
-            if t.channel == Channel.CONTROL and self.spot is not None:
-                self.spot.request(payload)
-                return
-            if t.channel != Channel.LABEL and self.participant is not None:
-                task = asyncio.get_running_loop().create_task(
-                    self._to_participant(self.participant, topic, payload)
-                )
-                self._participant_tasks.add(task)
-                task.add_done_callback(self._participant_tasks.discard)
-                return
-            label = checked_label(t, topic, payload, self._cid, self.pipeline.classes)
-            store_label(label, self.buffer, self.stats)
-        except Exception as exc:  # untrusted input: anything a handler raises is one reject
-            self._rejected(topic, payload, exc)
-
-    async def _to_participant(self, participant: Participant, topic: str, payload: bytes) -> None:
-        try:
-            await participant.handle(topic, payload)
-        except Exception as exc:  # the participant must not raise; if it does, one reject
-            self._rejected(topic, payload, exc)
-
-    def _rejected(self, topic: str, payload: bytes, exc: Exception) -> None:
-        self.stats.bad_payloads += 1
-        level = logging.WARNING if isinstance(exc, ProtocolError) else logging.ERROR
-        _LOGGER.log(level, "%s", reject_line(topic, len(payload), exc))
+        """A message on a subscribed topic (:class:`edge_agent.inbound.InboundRouter`: never
+        raises; a message it cannot use is counted in ``bad_payloads`` and logged)."""
+        self._inbound.handle(topic, payload)
 
     async def inbound_settled(self) -> None:
         """Wait until every message handed to the participant has been handled."""
-        while self._participant_tasks:
-            await asyncio.wait(set(self._participant_tasks))
+        await self._inbound.settled()

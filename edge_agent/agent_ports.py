@@ -130,5 +130,14 @@ class AgentStats:
     processing_s: float = 0.0
     source: dict[str, int] = field(default_factory=dict)
 
+    def count(self, beats: Sequence[BeatPrediction], events: Sequence[Event]) -> None:
+        """Count stored beats per class and events per kind."""
+        self.beats += len(beats)
+        for b in beats:
+            self.beats_by_class[b.label] = self.beats_by_class.get(b.label, 0) + 1
+        self.events += len(events)
+        for e in events:
+            self.events_by_kind[e.kind] = self.events_by_kind.get(e.kind, 0) + 1
+
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -1,0 +1,75 @@
+"""Where the agent's classified beats and events go on the device: the durable buffer (with the
+model inputs that make a later clinician label a training example), replay annotations as
+labels, the ``--out`` file, and the run's counters."""
+
+from __future__ import annotations
+
+import logging
+
+from common.types import BeatPrediction, Event
+from edge_agent.agent_ports import AgentStats, BeatLabeler, BeatSink
+from edge_agent.buffer import SqliteBuffer
+from edge_agent.pipeline import BeatBatch
+
+_LOGGER = logging.getLogger(__name__)
+
+
+class BeatRecorder:
+    """Stores what the agent produced.
+
+    Parameters
+    ----------
+    buffer : SqliteBuffer
+        The outbox and the labelled beats.
+    stats : AgentStats
+        Counts beats per class, events per kind and annotation labels.
+    labeler : BeatLabeler, optional
+        Replay annotations -> labels of the detected beats.
+    sink : BeatSink, optional
+        The ``--out`` file.
+    """
+
+    def __init__(
+        self,
+        buffer: SqliteBuffer,
+        stats: AgentStats,
+        labeler: BeatLabeler | None = None,
+        sink: BeatSink | None = None,
+    ) -> None:
+        self.buffer, self.stats, self.labeler, self.sink = buffer, stats, labeler, sink
+
+    def store(
+        self, beats: list[BeatPrediction], events: list[Event], batch: BeatBatch | None
+    ) -> bool:
+        """Store ``beats`` (with their model inputs ``batch`` when it matches them one to one)
+        and ``events``; False when there was nothing to store."""
+        if not beats and not events:
+            return False
+        matched = batch if batch is not None and len(batch) == len(beats) and beats else None
+        self.buffer.add(
+            beats,
+            events,
+            None if matched is None else matched.windows,
+            None if matched is None else matched.rr,
+        )
+        refs = self._annotation_labels(beats)
+        if self.sink is not None and refs is None:  # two-argument sinks keep working
+            self.sink.write(beats, events)
+        elif self.sink is not None:
+            self.sink.write(beats, events, refs)
+        self.stats.count(beats, events)
+        for e in events:
+            _LOGGER.info("event %s %s", e.kind, e.details)
+        return True
+
+    def _annotation_labels(self, beats: list[BeatPrediction]) -> list[str | None] | None:
+        """The replay's reference class of each beat, stored as a label (None: no labeler)."""
+        if self.labeler is None:
+            return None
+        refs = self.labeler.labels_for([b.sample for b in beats]) if beats else []
+        for b, lab in zip(beats, refs, strict=True):
+            if lab is not None and self.buffer.add_label(
+                b.t_ns, lab, "annotation", f"ann:{b.sample}", 0
+            ):
+                self.stats.labels_annotation += 1
+        return refs
