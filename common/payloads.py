@@ -22,7 +22,7 @@ from common.protocol import (
     decode,
     encode,
 )
-from common.types import SignalChunk, StreamKind
+from common.types import SignalChunk, StreamKind, rate_problem
 from common.wire_fields import (
     MAX_NS,
     bool_field,
@@ -74,8 +74,8 @@ def decode_chunk(payload: bytes, kind: str) -> tuple[str, SignalChunk]:
     except ValueError as exc:
         raise ProtocolError(f"unknown stream {b.get('stream')!r}") from exc
     fs = number_field(b, "fs", 0.0, 10_000.0)
-    if fs <= 0:
-        raise ProtocolError(f"sampling rate {fs} Hz out of range")
+    if problem := rate_problem(stream, fs):  # one stray chunk must not stop the processing
+        raise ProtocolError(problem)
     shape = require_field(b, "shape", list)
     if len(shape) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
         raise ProtocolError(f"bad shape {shape!r}")

@@ -30,6 +30,24 @@ UNITS: dict[StreamKind, str] = {
     StreamKind.HR: "bpm",
 }
 
+# Sampling rates a stream may have, Hz, wherever it enters (replay files, raw MQTT chunks):
+# the ECG filters' 40 Hz band edge needs more than 80 Hz (wearables record 125-1000 Hz), the
+# PPG heart-rate tracker more than 8 Hz; nothing worn on the body is sampled faster than 10 kHz.
+RATE_RANGES: dict[StreamKind, tuple[float, float]] = {
+    StreamKind.ECG: (100.0, 10_000.0),
+    StreamKind.PPG: (10.0, 10_000.0),
+    StreamKind.ACC: (1.0, 10_000.0),
+    StreamKind.HR: (0.01, 100.0),
+}
+
+
+def rate_problem(kind: StreamKind, fs: float) -> str:
+    """Why ``fs`` (Hz) cannot be a sampling rate of a ``kind`` stream ("" when it can)."""
+    lo, hi = RATE_RANGES[kind]
+    if lo <= fs <= hi:  # False for NaN
+        return ""
+    return f"sampling rate {fs:g} Hz is outside [{lo:g}, {hi:g}] Hz for {kind}"
+
 
 @dataclass(frozen=True, slots=True)
 class SignalChunk:

@@ -37,7 +37,7 @@ from typing import Any, Protocol, Self, runtime_checkable
 from urllib.parse import parse_qsl
 
 from common.errors import ConfigError, CorruptInputError
-from common.types import SignalChunk, StreamKind
+from common.types import SignalChunk, StreamKind, rate_problem
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -161,29 +161,18 @@ def split_spec(spec: str) -> tuple[str, str, dict[str, str]]:
     return scheme.lower(), target, dict(parse_qsl(query, keep_blank_values=True))
 
 
-# Sampling rates a replayed stream may have, Hz: an ECG below 50 Hz cannot show a QRS complex;
-# nothing worn on the body is sampled faster than 10 kHz.
-RATE_RANGES: dict[StreamKind, tuple[float, float]] = {
-    StreamKind.ECG: (50.0, 10_000.0),
-    StreamKind.PPG: (1.0, 10_000.0),
-    StreamKind.ACC: (1.0, 10_000.0),
-    StreamKind.HR: (0.01, 100.0),
-}
-
-
 def check_rate(kind: StreamKind, fs: float, what: str) -> float:
-    """``fs`` (Hz) if it is a plausible sampling rate for ``kind``.
+    """``fs`` (Hz) if it is a plausible sampling rate for ``kind``
+    (:data:`common.types.RATE_RANGES`).
 
     Raises
     ------
     CorruptInputError
-        With ``what`` (the file) and the rate, e.g. fs 0, -360, 1e10 or NaN.
+        With ``what`` (the file) and the rate, e.g. fs 0, -360, 1e10, NaN or an ECG at 60 Hz.
     """
-    lo, hi = RATE_RANGES.get(kind, (0.01, 10_000.0))
-    if not lo <= fs <= hi:  # also False for NaN
-        raise CorruptInputError(
-            f"{what}: sampling rate {fs:g} Hz is outside [{lo:g}, {hi:g}] Hz for {kind}"
-        )
+    problem = rate_problem(kind, fs)
+    if problem:
+        raise CorruptInputError(f"{what}: {problem}")
     return fs
 
 

@@ -150,3 +150,26 @@ def test_decoders_raise_only_protocol_errors(
             decoder(payload)
         except ProtocolError:
             pass
+
+
+@pytest.mark.parametrize(
+    ("kind", "fs", "ok"),
+    [
+        (StreamKind.ECG, 60.0, False),  # the ECG filters' 40 Hz band edge needs > 80 Hz
+        (StreamKind.ECG, 100.0, True),
+        (StreamKind.PPG, 5.0, False),  # the PPG heart-rate tracker needs > 8 Hz
+        (StreamKind.ACC, 1.0, True),
+        (StreamKind.ECG, 1e-310, False),  # a subnormal rate made the live view's times inf
+    ],
+)
+def test_a_raw_chunk_at_a_rate_its_stream_cannot_have_is_refused(
+    kind: StreamKind, fs: float, ok: bool
+) -> None:
+    # Prepare: before, any rate in (0, 10 kHz] passed, and one 60 Hz ECG chunk ended a live agent
+    payload = pl.encode_chunk("raw", "d", SignalChunk(kind, fs, 0, np.ones((4, 1)), 0))
+    # Execute / Assert
+    if ok:
+        assert pl.decode_chunk(payload, "raw")[1].fs == fs
+    else:
+        with pytest.raises(ProtocolError, match="sampling rate"):
+            pl.decode_chunk(payload, "raw")

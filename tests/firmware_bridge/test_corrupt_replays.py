@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from medchain.cli import main
@@ -139,3 +140,32 @@ def test_a_real_process_prints_no_traceback(name: str, tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("medchain: error:")
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "header", "query", "fs"),
+    [("ecg60.csv", "ecg", "?fs=60", 60.0), ("ppg5.csv", "ppg", "?fs=5&kind=ppg", 5.0)],
+)
+def test_a_replay_at_a_rate_the_processing_cannot_take_is_one_error_line(
+    name: str,
+    header: str,
+    query: str,
+    fs: float,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Prepare: rates the sources let through before (ECG from 50 Hz, PPG from 1 Hz) ended the
+    # agent in a traceback from the ECG filters / the PPG tracker
+    t = np.arange(0, 30, 1 / fs)
+    path = tmp_path / name
+    np.savetxt(path, 1000 * np.sin(2 * np.pi * 1.2 * t), header=header, comments="", fmt="%.3f")
+    # Execute
+    rc = main(["edge", "--source", f"replay:{path}{query}", "--speed", "max",
+               "--buffer", str(tmp_path / "b.sqlite")])  # fmt: skip
+    # Assert
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert [ln for ln in err.splitlines() if ln.startswith("medchain: error:")] == [
+        f"medchain: error: {name} (fs): sampling rate {fs:g} Hz is outside "
+        f"[{100 if header == 'ecg' else 10}, 10000] Hz for {header}"
+    ]

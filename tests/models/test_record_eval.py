@@ -68,6 +68,9 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _write_ann(out, "swap", ann208.sample, ann208.symbol, fs)
     _write(out, "long", sig[: 60 * 360], fs, leads)  # annotations beyond the signal's end
     _write_ann(out, "long", ann.sample, ann.symbol, fs)
+    low = np.stack([resample_signal(sig[:, i], fs, 60.0) for i in range(2)], axis=1)
+    _write(out, "low", low, 60.0, leads)  # a rate the ECG filters cannot take (ended the run)
+    _write_ann(out, "low", map_indices(ann.sample, fs, 60.0), ann.symbol, 60.0)
     return out
 
 
@@ -97,6 +100,7 @@ def test_scores_any_rate_and_says_why_a_record_is_not_scored(
     assert "flat line" in not_scored["flat"]
     assert "do not match" in not_scored["swap"]
     assert "outside" in not_scored["long"]
+    assert "sampling rate 60 Hz is outside [100, 10000] Hz" in not_scored["low"]
     ci = result["bootstrap"]["ci95"]
     se_v = result["gross"]["per_class"]["V"]["se"]
     assert ci["se_V"][0] - 1e-4 <= se_v <= ci["se_V"][1] + 1e-4  # CI rounded to 4 digits
