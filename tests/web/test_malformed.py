@@ -43,6 +43,29 @@ HUGE = str(10**30)
                 "min_clients": float("inf"),
             },
         ),  # fmt: skip
+        # 5. a label at the largest int64 time (the store's range query needs t_ns + 1): was 500
+        (
+            "POST",
+            "/api/labels",
+            {"client_id": "p1", "target": "beat", "t_ns": 2**63 - 1, "label": "N"},
+        ),  # fmt: skip
+        (
+            "POST",
+            "/api/labels",
+            {"client_id": "p1", "target": "event", "t_ns": 2**63 - 1, "label": "other"},
+        ),  # fmt: skip
+        # 6. a fraction where a whole number is expected: was saved truncated (2.5 epochs -> 2)
+        (
+            "POST",
+            "/api/federation/control",
+            {
+                "action": "save",
+                "task": "beat",
+                "strategy": "fedavg",
+                "rounds": 3,
+                "local_epochs": 2.5,
+            },
+        ),  # fmt: skip
     ],
 )
 def test_malformed_input_is_400(client: FlaskClient, store, method: str, path: str,

@@ -121,10 +121,16 @@ def _config(data: dict[str, Any]) -> dict[str, Any]:
             continue
         try:
             num = typ(val) if not isinstance(val, bool) else None
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
+            num = None
+        if typ is int and isinstance(val, float) and val != num:  # 2.5 epochs is not 2
             num = None
         if num is None or not lo <= num <= hi:
-            abort(400, description=f"Field '{name}' must be a number between {lo:g} and {hi:g}.")
+            whole = "whole " if typ is int else ""
+            abort(
+                400,
+                description=f"Field '{name}' must be a {whole}number between {lo:g} and {hi:g}.",
+            )
         config[name] = num
     for name, options in CHOICE_FIELDS.items():
         if data.get(name):

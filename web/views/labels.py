@@ -19,6 +19,7 @@ from flask import (
 )
 from werkzeug.wrappers.response import Response as WerkzeugResponse
 
+from common.wire_fields import MAX_NS
 from store.records import LabelRecord
 from web import auth
 from web.delivery import deliver
@@ -33,7 +34,7 @@ BEAT_CLASSES = ("N", "S", "V", "F", "Q")  # AAMI classes
 EVENT_LABELS = ("vt_run", "af_episode", "bradycardia", "tachycardia", "fall", "inactivity",
                 "false_alarm", "artifact", "other")  # fmt: skip
 _EVENT_LABEL = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-MAX_T_NS = 2**63 - 1
+MAX_T_NS = MAX_NS  # no stored beat or event is later (the wire's bound); t_ns + 1 fits int64
 
 
 def label_json(rec: LabelRecord) -> dict[str, Any]:
