@@ -31,7 +31,14 @@ _LOGGER = logging.getLogger(__name__)
 
 # Scale factors from a WFDB physical unit to the unit of the stream kind (ECG µV).
 _TO_MICROVOLT = {"mv": 1000.0, "uv": 1.0, "µv": 1.0, "v": 1e6}
-_TIME_COLUMNS = ("time", "time_s", "t", "t_s", "timestamp_s", "seconds")
+# CSV time columns and their unit (s per unit): exports name them with a unit suffix, and a
+# time column read as a signal would replay a ramp as the ECG (no beats, no error).
+_TIME_UNITS = {"": 1.0, "_s": 1.0, "_ms": 1e-3, "_us": 1e-6, "_ns": 1e-9}
+_TIME_COLUMNS = {
+    f"{base}{suffix}": scale
+    for base in ("time", "t", "timestamp")
+    for suffix, scale in _TIME_UNITS.items()
+} | {"seconds": 1.0}
 
 
 def _wfdb() -> Any:
@@ -282,12 +289,13 @@ class WfdbReplaySource(ArrayReplay):
 
 
 class CsvReplaySource(ArrayReplay):
-    """Replay a CSV file with a header row: an optional time column (s) and value columns.
+    """Replay a CSV file with a header row: an optional time column and value columns.
 
     Parameters
     ----------
     path : Path
-        The file. The time column is one of ``time, time_s, t, t_s, timestamp_s, seconds``.
+        The file. The time column is ``time``, ``t`` or ``timestamp``, bare or with a unit
+        suffix ``_s``, ``_ms``, ``_us``, ``_ns`` (bare: seconds), or ``seconds``.
     fs : float, optional
         Sampling rate in Hz; required without a time column, else estimated from it.
     kind : StreamKind
@@ -348,7 +356,9 @@ class CsvReplaySource(ArrayReplay):
         if fs is None:
             if tcol is None or data.shape[0] < 2:
                 raise CorruptInputError(f"{self.path}: no time column; pass fs (Hz)")
-            fs = _rate_from_times(data[:, tcol], self.path.name)
+            fs = _rate_from_times(
+                data[:, tcol] * _TIME_COLUMNS[header[tcol].lower()], self.path.name
+            )
         check_rate(
             self.kind, fs, f"{self.path.name} ({'time column' if self._fs is None else 'fs'})"
         )

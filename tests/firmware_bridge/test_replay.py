@@ -100,6 +100,29 @@ def test_csv_replay_with_time_column_estimates_fs(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("name", "scale"), [("timestamp_ms", 1e3), ("Time_us", 1e6), ("timestamp", 1.0)]
+)
+def test_a_time_column_with_a_unit_sets_the_rate_and_is_not_replayed(
+    tmp_path: Path, name: str, scale: float
+) -> None:
+    # Prepare: a watch export's epoch time in ms was replayed as the ECG (a ramp: no beats, no
+    # error), even with fs given
+    path = tmp_path / "rec.csv"
+    rows = "".join(f"{(1.7e9 + i / 250) * scale:.6f},{i}\n" for i in range(500))
+    path.write_text(f"{name},ecg\n" + rows)
+    # Execute
+    chunks = asyncio.run(_collect(CsvReplaySource(path, speed=None)))
+    with_fs = asyncio.run(_collect(CsvReplaySource(path, fs=250.0, speed=None)))
+    # Assert
+    assert chunks[0].fs == pytest.approx(250.0, rel=1e-3)
+    for got in (chunks, with_fs):
+        assert got[0].samples.shape[1] == 1
+        np.testing.assert_array_equal(
+            np.concatenate([c.samples for c in got])[:, 0], np.arange(500)
+        )
+
+
 def test_csv_replay_fills_gaps_and_rejects_garbage(tmp_path: Path) -> None:
     # Prepare
     good = tmp_path / "gap.csv"
