@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from tests.web.conftest import csrf_of, login
 
 HUGE = str(10**30)
+CONTROL = {"action": "save", "task": "beat", "strategy": "fedavg", "rounds": 3}
 
 
 @pytest.mark.parametrize(
@@ -32,17 +33,7 @@ HUGE = str(10**30)
             {"client_id": "p1", "target": "event", "t_ns": 5, "label": "vt_run", "note": "x\x00"},
         ),  # fmt: skip
         # 4. a non-finite JSON number where a whole number is expected
-        (
-            "POST",
-            "/api/federation/control",
-            {
-                "action": "save",
-                "task": "beat",
-                "strategy": "fedavg",
-                "rounds": 3,
-                "min_clients": float("inf"),
-            },
-        ),  # fmt: skip
+        ("POST", "/api/federation/control", {**CONTROL, "min_clients": float("inf")}),
         # 5. a label at the largest int64 time (the store's range query needs t_ns + 1): was 500
         (
             "POST",
@@ -55,17 +46,7 @@ HUGE = str(10**30)
             {"client_id": "p1", "target": "event", "t_ns": 2**63 - 1, "label": "other"},
         ),  # fmt: skip
         # 6. a fraction where a whole number is expected: was saved truncated (2.5 epochs -> 2)
-        (
-            "POST",
-            "/api/federation/control",
-            {
-                "action": "save",
-                "task": "beat",
-                "strategy": "fedavg",
-                "rounds": 3,
-                "local_epochs": 2.5,
-            },
-        ),  # fmt: skip
+        ("POST", "/api/federation/control", {**CONTROL, "local_epochs": 2.5}),
     ],
 )
 def test_malformed_input_is_400(client: FlaskClient, store, method: str, path: str,
