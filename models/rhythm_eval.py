@@ -24,6 +24,7 @@ import numpy as np
 
 from common.errors import ConfigError, DataNotFoundError
 from common.signals.rhythm_input import QUALITY_FLAGS
+from common.types import StreamKind, rate_problem
 from models.rhythm_metrics import CLASSES, SCORED, rhythm_metrics
 from models.rhythm_records import find_file, read_labels, read_recording
 
@@ -145,8 +146,8 @@ def run_rhythm_records(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     del env
     if not args.records:
         raise ConfigError("--labels needs --records DIR (the folder of the recordings)")
-    if args.fs is not None and not 0 < args.fs <= 10_000:
-        raise ConfigError(f"--fs {args.fs:g}: give a rate in Hz (0-10000]")
+    if args.fs is not None and (problem := rate_problem(StreamKind.ECG, args.fs)):
+        raise ConfigError(f"--fs: {problem}")  # the ECG range the edge and replays hold
     lead = args.lead.split(",")[0].strip() if getattr(args, "lead", None) else None
     report = evaluate_records(
         Path(args.records),

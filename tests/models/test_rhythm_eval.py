@@ -160,3 +160,14 @@ def test_an_unreadable_recording_is_one_error_line(
     # Assert
     assert rc == 2 and message in captured.err and captured.err.count("\n") == 1
     assert captured.out == "" and "Traceback" not in captured.err
+
+
+@pytest.mark.parametrize("fs", ["10", "60", "0"])
+def test_an_ecg_rate_no_device_records_is_one_error_line(
+    folder: Path, fs: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # .mat recordings at --fs 10 were scored (resampled into "noisy" with a decision) where a
+    # CSV at that rate is refused; --fs is held to the ECG range of the edge and the replays
+    rc = _evaluate(folder, "--fs", fs, "--json")
+    err = capsys.readouterr().err
+    assert rc == 2 and f"--fs: sampling rate {fs} Hz is outside [100, 10000] Hz for ecg" in err
