@@ -150,3 +150,34 @@ def test_random_bytes_raise_only_protocol_error(payload: bytes) -> None:
             decoder(payload)
         except ProtocolError:
             pass
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    row=st.sampled_from(["beats", "events"]),
+    mutations=st.dictionaries(st.text(max_size=15), JSON_VALUE, max_size=3),
+    data=st.data(),
+)
+def test_fuzzed_rows_are_kept_or_refused_never_raised(
+    row: str, mutations: dict[str, Any], data: st.DataObject
+) -> None:
+    # Prepare: a valid two-row batch whose first row has fields replaced or added
+    body = _valid_bodies()["pred"]
+    body[row] = [dict(body[row][0]), dict(body[row][0])]
+    for key in list(body[row][0]):
+        if data.draw(st.booleans()):
+            body[row][0][key] = data.draw(JSON_VALUE)
+    body[row][0].update(mutations)
+    payload = envelope("pred", json.dumps(body))
+    # Execute: the store's decoding keeps the batch's good rows
+    try:
+        batch = decode_predictions(payload, keep_valid_rows=True)
+    except ProtocolError:  # only a document the JSON reader refuses (a 20-digit integer...)
+        with pytest.raises(ProtocolError):
+            decode(payload)
+        return
+    # Assert: the untouched row is always kept; the fuzzed one is kept bounded or refused
+    kept = batch.beats if row == "beats" else batch.events
+    assert len(kept) + len(batch.refused) == 2 and len(kept) >= 1
+    assert all(r.index == 0 and r.kind == row[:-1] for r in batch.refused)
+    _bounded(batch)
