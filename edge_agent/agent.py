@@ -110,7 +110,6 @@ class EdgeAgent:
         self.aux = aux
         self.rhythm = rhythm
         self.gate = gate
-        self.spot = spot
         self.stats = AgentStats()
         self._cid = settings.client_id
         self._live = LiveSender(settings, uplink, self.clock, self.stats)
@@ -120,12 +119,15 @@ class EdgeAgent:
         )
         self._recorder = BeatRecorder(buffer, self.stats, labeler, sink)
         self._inbound = InboundRouter(
-            self._cid, pipeline.classes, buffer, self._outbox, self.stats, spot, participant
+            self._cid, pipeline, buffer, self._outbox, self.stats, spot, participant
         )
+
+    # the parts below live in the recorder and the router, which read them on every use;
+    # the app and the benches set some after construction
 
     @property
     def sink(self) -> BeatSink | None:
-        """The ``--out`` file (benches set it after construction)."""
+        """The ``--out`` file."""
         return self._recorder.sink
 
     @sink.setter
@@ -133,9 +135,27 @@ class EdgeAgent:
         self._recorder.sink = value
 
     @property
+    def labeler(self) -> BeatLabeler | None:
+        """Replay annotations -> labelled beats."""
+        return self._recorder.labeler
+
+    @labeler.setter
+    def labeler(self, value: BeatLabeler | None) -> None:
+        self._recorder.labeler = value
+
+    @property
+    def spot(self) -> SpotChecker | None:
+        """Spot checks: requests come inbound, the ECG goes to it chunk by chunk."""
+        return self._inbound.spot
+
+    @spot.setter
+    def spot(self, value: SpotChecker | None) -> None:
+        self._inbound.spot = value
+
+    @property
     def participant(self) -> Participant | None:
-        """The federated participant (set after construction by the app, which needs the
-        agent to build it); inbound round traffic goes to it."""
+        """The federated participant (the app builds it from the agent); inbound round
+        traffic goes to it."""
         return self._inbound.participant
 
     @participant.setter
@@ -308,7 +328,7 @@ class EdgeAgent:
             self.handle_inbound(topic, payload)  # never raises: see its docstring
 
     def handle_inbound(self, topic: str, payload: bytes) -> None:
-        """A message on a subscribed topic (:class:`edge_agent.inbound.InboundRouter`: never
+        """A message on a subscribed topic (:class:`edge_agent.inbound_router.InboundRouter`: never
         raises; a message it cannot use is counted in ``bad_payloads`` and logged)."""
         self._inbound.handle(topic, payload)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Protocol
 
 from common.protocol import Channel, ProtocolError, parse_topic
 from edge_agent.agent_ports import AgentStats, SpotChecker
@@ -24,6 +25,13 @@ from edge_agent.ports import Participant
 _LOGGER = logging.getLogger(__name__)
 
 
+class HasClasses(Protocol):
+    """What the router needs of the beat pipeline."""
+
+    @property
+    def classes(self) -> Sequence[str]: ...
+
+
 class InboundRouter:
     """Routes one device's inbound messages (module docstring).
 
@@ -31,8 +39,9 @@ class InboundRouter:
     ----------
     client_id : str
         The device; labels naming another are refused.
-    classes : sequence of str
-        The beat model's classes (a label must be one of them).
+    model : HasClasses
+        The beat pipeline; a label must name one of its current ``classes`` (a swapped model
+        may have others).
     buffer : SqliteBuffer
         Where clinician labels are stored.
     outbox : OutboxPump
@@ -47,14 +56,14 @@ class InboundRouter:
     def __init__(
         self,
         client_id: str,
-        classes: Sequence[str],
+        model: HasClasses,
         buffer: SqliteBuffer,
         outbox: OutboxPump,
         stats: AgentStats,
         spot: SpotChecker | None = None,
         participant: Participant | None = None,
     ) -> None:
-        self.client_id, self.classes = client_id, classes
+        self.client_id, self.model = client_id, model
         self.buffer, self.outbox, self.stats = buffer, outbox, stats
         self.spot, self.participant = spot, participant
         self.tasks: set[asyncio.Task[None]] = set()  # participant handlers still running
@@ -76,7 +85,7 @@ class InboundRouter:
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
                 return
-            label = checked_label(t, topic, payload, self.client_id, self.classes)
+            label = checked_label(t, topic, payload, self.client_id, self.model.classes)
             store_label(label, self.buffer, self.stats)
         except Exception as exc:  # untrusted input: anything a handler raises is one reject
             self._rejected(topic, payload, exc)

@@ -388,3 +388,29 @@ def test_the_status_tells_how_many_rows_were_set_aside(
     after = json.loads(agent.status_detail())
     # Assert: the care team's page can say that predictions were not sent
     assert "rejected" not in before and after["rejected"] == 1
+
+
+class _Classes:
+    """A classifier stand-in: only its classes and version are read here."""
+
+    def __init__(self, classes: str) -> None:
+        self.classes, self.version = tuple(classes), "x"
+
+
+def test_labels_are_checked_against_the_running_models_classes(tmp_path: Path) -> None:
+    # Prepare: the agent starts on a 5-class model, then serves one with a class "A" (a swapped
+    # model); the split-out router once kept the classes it was built with
+    pipe = EcgPipeline("dev", object(), _Classes("NSVFQ"))  # type: ignore[arg-type]
+    buffer = SqliteBuffer(tmp_path / "b.sqlite", "dev")
+    agent = EdgeAgent(EdgeSettings(client_id="dev"), pipe, BeatEventDetector("dev"), buffer)
+    pipe.set_classifier(_Classes("NA"))  # type: ignore[arg-type]
+    # Execute: a clinician labels a beat "A"
+    agent.handle_inbound(
+        client_topic(Channel.LABEL, "dev"), encode_label(Label("l1", "dev", 10**18, "A"))
+    )
+    # Assert: checked and queued for a receipt, not refused as an unknown class
+    try:
+        assert agent.stats.bad_payloads == 0
+        assert agent.buffer.receipts.counts()["pending"] == 1
+    finally:
+        agent.close()
