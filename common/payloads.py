@@ -40,6 +40,7 @@ MAX_CHANNELS = 16
 MAX_SAMPLES = 65536
 MAX_ACK_IDS = 500  # label ids per ``labelack`` message (a device acks in batches)
 MAX_LABEL_ID_LEN = 128
+MIN_LIVE_FS = 1.0  # Hz, slowest live signal the web draws
 MAX_MODEL_VERSION = 64  # characters of a model version (beats, statuses)
 
 
@@ -74,8 +75,10 @@ def decode_chunk(payload: bytes, kind: str) -> tuple[str, SignalChunk]:
     except ValueError as exc:
         raise ProtocolError(f"unknown stream {b.get('stream')!r}") from exc
     fs = number_field(b, "fs", 0.0, 10_000.0)
-    if problem := rate_problem(stream, fs):  # one stray chunk must not stop the processing
-        raise ProtocolError(problem)
+    if kind == "raw" and (problem := rate_problem(stream, fs)):  # the edge processes raw:
+        raise ProtocolError(problem)  # one stray chunk must not stop it
+    if fs < MIN_LIVE_FS:  # live is only drawn; a subnormal rate made its times infinite
+        raise ProtocolError(f"sampling rate {fs:g} Hz is below {MIN_LIVE_FS:g} Hz")
     shape = require_field(b, "shape", list)
     if len(shape) != 2 or not all(isinstance(s, int) and not isinstance(s, bool) for s in shape):
         raise ProtocolError(f"bad shape {shape!r}")

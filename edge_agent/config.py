@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from common.payloads import MIN_LIVE_FS
+
 BUFFER_FILE = "edge_buffer.sqlite"
 FEDERATED_DIR = "federated"
 _SHA256_CHARS = frozenset("0123456789abcdef")
@@ -120,10 +122,10 @@ class EdgeSettings:
     def __post_init__(self) -> None:
         if self.speed not in ("realtime", "max"):
             raise ValueError(f"speed must be 'realtime' or 'max', got {self.speed!r}")
-        if min(self.live_fs, self.live_batch_s, self.flush_interval_s, self.resend_after_s) <= 0:
-            raise ValueError(
-                "live_fs, live_batch_s, flush_interval_s and resend_after_s must be positive"
-            )
+        if min(self.live_batch_s, self.flush_interval_s, self.resend_after_s) <= 0:
+            raise ValueError("live_batch_s, flush_interval_s and resend_after_s must be positive")
+        if not MIN_LIVE_FS <= self.live_fs <= 10_000:  # the web refuses other live rates
+            raise ValueError(f"live_fs must be {MIN_LIVE_FS:g}-10000 Hz, got {self.live_fs!r}")
         if not 0 < self.brady_bpm < self.tachy_bpm:
             raise ValueError("need 0 < brady_bpm < tachy_bpm")
         if self.vt_min_beats < 2 or self.af_window_beats < 8:

@@ -153,23 +153,24 @@ def test_decoders_raise_only_protocol_errors(
 
 
 @pytest.mark.parametrize(
-    ("kind", "fs", "ok"),
+    ("channel", "kind", "fs", "ok"),
     [
-        (StreamKind.ECG, 60.0, False),  # the ECG filters' 40 Hz band edge needs > 80 Hz
-        (StreamKind.ECG, 100.0, True),
-        (StreamKind.PPG, 5.0, False),  # the PPG heart-rate tracker needs > 8 Hz
-        (StreamKind.ACC, 1.0, True),
-        (StreamKind.ECG, 1e-310, False),  # a subnormal rate made the live view's times inf
+        ("raw", StreamKind.ECG, 60.0, False),  # the ECG filters' 40 Hz band edge needs > 80 Hz
+        ("raw", StreamKind.ECG, 100.0, True),
+        ("raw", StreamKind.PPG, 5.0, False),  # the PPG heart-rate tracker needs > 8 Hz
+        ("raw", StreamKind.ACC, 1.0, True),
+        ("live", StreamKind.ECG, 50.0, True),  # live is only drawn: a device may send 50 Hz
+        ("live", StreamKind.ECG, 1e-310, False),  # a subnormal rate made the live times inf
     ],
 )
-def test_a_raw_chunk_at_a_rate_its_stream_cannot_have_is_refused(
-    kind: StreamKind, fs: float, ok: bool
+def test_a_chunk_at_a_rate_its_stream_cannot_have_is_refused(
+    channel: str, kind: StreamKind, fs: float, ok: bool
 ) -> None:
     # Prepare: before, any rate in (0, 10 kHz] passed, and one 60 Hz ECG chunk ended a live agent
-    payload = pl.encode_chunk("raw", "d", SignalChunk(kind, fs, 0, np.ones((4, 1)), 0))
+    payload = pl.encode_chunk(channel, "d", SignalChunk(kind, fs, 0, np.ones((4, 1)), 0))
     # Execute / Assert
     if ok:
-        assert pl.decode_chunk(payload, "raw")[1].fs == fs
+        assert pl.decode_chunk(payload, channel)[1].fs == fs
     else:
         with pytest.raises(ProtocolError, match="sampling rate"):
-            pl.decode_chunk(payload, "raw")
+            pl.decode_chunk(payload, channel)

@@ -72,10 +72,15 @@ def dispatch(sinks: Sequence[FeedSink], topic: str, payload: bytes, counters: Co
             _check_owner(parsed.ident, cid)
             deliver = partial(_live, cid, chunk)
         elif parsed.channel is Channel.PRED:
-            batch = decode_predictions(payload, keep_valid_rows=True)  # as the store keeps them
+            batch = decode_predictions(payload, keep_valid_rows=True)  # as the aggregator does
             _check_owner(parsed.ident, batch.client_id)
             if batch.refused:
                 counters["rejected_pred_rows"] += len(batch.refused)
+                first = batch.refused[0]
+                _LOGGER.warning(
+                    "%d row(s) of a batch on %s refused, the rest shown; first: %s %d: %s",
+                    len(batch.refused), topic[:200], first.kind, first.index, first.reason,
+                )  # fmt: skip
             deliver = partial(_pred, batch.client_id, batch.beats, batch.events)
         elif parsed.channel is Channel.STATUS:
             status = decode_status(payload)
