@@ -39,7 +39,7 @@ from models.cv import stratified_folds
 from models.data.mitdb import DS1
 from models.feature_model import fit_softmax, predict_proba
 from models.rhythm_cv_report import markdown, restored_folds, summarise
-from models.rhythm_data import BankSpec, WindowBank
+from models.rhythm_data import SHIPPED_BANK, BankSpec, WindowBank
 from models.rhythm_metrics import CLASSES
 from models.rhythm_pipeline import Recipe, default_recipe, train_models
 from models.rhythm_scoring import onnx_window_probs, record_probabilities
@@ -128,6 +128,11 @@ def _banks(options: LoadOptions, spec: BankSpec) -> tuple[WindowBank, WindowBank
     )
 
 
+def _bank_json(spec: BankSpec) -> dict[str, Any]:
+    """What a fold file records of its inputs."""
+    return {"feature_names": list(spec.feature_names), "rr_track": spec.rr_track}
+
+
 def _bank_spec(p_wave: bool, rr_track: bool) -> BankSpec:
     from common.signals.pwave import PWAVE_FEATURES
     from common.signals.rhythm_input import FEATURE_NAMES
@@ -196,8 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     wanted = None if args.folds is None else {f"fold{int(k)}" for k in args.folds.split(",")}
     done = {int(p.stem.removeprefix("fold")) for p in args.out.glob("fold[0-9].json")}
+    spec = _bank_spec(args.p_wave, args.rr_track)
     restored = None
     if args.restore_card is not None:
+        if spec != SHIPPED_BANK:
+            parser.error(
+                "--restore-card pools with the shipped model's folds: no --p-wave/--rr-track"
+            )
         restored = restored_folds(load_card(args.restore_card).metrics, done)
     held = set(restored["test_folds"]) if restored else set()  # scored already: never rerun
     results = []
@@ -208,13 +218,18 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if (wanted is None or name in wanted) and not path.is_file():
             if banks is None:
-                cinc, extra = _banks(options, _bank_spec(args.p_wave, args.rr_track))
+                cinc, extra = _banks(options, spec)
                 banks = (cinc, extra, record_folds(cinc))
             _LOGGER.info("%s: train on folds %s, score %s", name, train_folds, test_folds)
             res = run_split(*banks, train_folds, test_folds, recipe, args.seed, args.out / name)
+            res["bank"] = _bank_json(spec)
             path.write_text(json.dumps(res), encoding="utf-8")
         if path.is_file():
             results.append(json.loads(path.read_text()))
+            made = results[-1].get("bank", _bank_json(SHIPPED_BANK))  # older files: shipped
+            if made != _bank_json(spec):  # folds of other inputs must not be pooled
+                parser.error(f"{path} was made with inputs {made}; this run asks for "
+                             f"{_bank_json(spec)}: give another --out")  # fmt: skip
     results += [restored] if restored else []
     scored = {f for r in results for f in r["test_folds"]}
     report = summarise(results, args.bootstrap) | {

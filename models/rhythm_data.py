@@ -75,10 +75,6 @@ class WindowBank:
     def __len__(self) -> int:
         return int(self.labels.size)
 
-    def window(self, i: int) -> npt.NDArray[np.float32]:
-        """The model signal of window ``i``."""
-        return self.signal[self.offsets[i] : self.offsets[i + 1]]
-
     @property
     def channels(self) -> int:
         """Input channels of the model: the ECG, and the RR track when the bank has one."""

@@ -43,7 +43,7 @@ RR_IRREGULARITY_FEATURES: tuple[str, ...] = (
     "rr_acf_max",
     "valid_fraction",
 )
-_RR_MIN_S, _RR_MAX_S = 0.2, 3.0
+RR_MIN_S, RR_MAX_S = 0.2, 3.0  # plausible RR intervals, s: outside, a detector error or a pause
 
 
 def sample_entropy(x: npt.ArrayLike, m: int = 2, r: float = 0.2) -> float:
@@ -124,7 +124,7 @@ def rr_irregularity(r_peaks: npt.ArrayLike, sampling_rate: float) -> FloatArray:
     rr_all = np.diff(r) / sampling_rate
     if rr_all.size == 0:
         return out
-    ok = (rr_all >= _RR_MIN_S) & (rr_all <= _RR_MAX_S) & np.isfinite(rr_all)
+    ok = (rr_all >= RR_MIN_S) & (rr_all <= RR_MAX_S) & np.isfinite(rr_all)
     out[-1] = float(np.mean(ok))
     rr = rr_all[ok]
     if rr.size < 4:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from common.signals.rhythm import RR_MAX_S, RR_MIN_S
+
 TRACK_CLIP = 1.0  # |log(RR / median RR)| bound: RR from 0.37x to 2.7x the median
-MIN_RR_S, MAX_RR_S = 0.2, 3.0  # intervals outside are detector errors or pauses: track 0
 
 
 def rr_track(peaks: npt.ArrayLike, n_samples: int, sampling_rate: float) -> npt.NDArray[np.float32]:
@@ -33,7 +34,8 @@ def rr_track(peaks: npt.ArrayLike, n_samples: int, sampling_rate: float) -> npt.
     ndarray, shape (n_samples,), float32
         ``log(RR_k / median RR)`` clipped to +-:data:`TRACK_CLIP` on ``[peak_k, peak_k+1)``; 0
         before the first peak, from the last one on, on intervals outside
-        :data:`MIN_RR_S`-:data:`MAX_RR_S`, and everywhere with fewer than 3 valid intervals.
+        :data:`common.signals.rhythm.RR_MIN_S`-``RR_MAX_S`` (0.2-3 s), and everywhere with fewer
+        than 3 valid intervals.
 
     Examples
     --------
@@ -45,7 +47,7 @@ def rr_track(peaks: npt.ArrayLike, n_samples: int, sampling_rate: float) -> npt.
     p = np.asarray(peaks, dtype=np.int64).ravel()
     p = p[(p >= 0) & (p < n_samples)]
     rr = np.diff(p) / sampling_rate
-    valid = (rr >= MIN_RR_S) & (rr <= MAX_RR_S)
+    valid = (rr >= RR_MIN_S) & (rr <= RR_MAX_S)
     if int(valid.sum()) < 3:
         return out
     ratio = np.clip(np.log(rr / np.median(rr[valid])), -TRACK_CLIP, TRACK_CLIP)

@@ -230,6 +230,10 @@ def test_development_run_with_the_p_wave_features(
     bank = cinc_bank(options, BankSpec(FEATURE_NAMES + PWAVE_FEATURES))
     assert bank.features.shape[1] == 18
     np.testing.assert_array_equal(bank.features[:, :15], cinc_bank(options).features)
+    # a run asking for other inputs refuses to pool with this fold file
+    with pytest.raises(SystemExit) as exited:
+        main(["--out", str(tmp_path / "dev"), "--dev", "--records", ",".join(picked)])
+    assert exited.value.code == 2
 
 
 def test_the_tables_have_a_row_per_fold_the_mean_and_the_pooled_interval() -> None:

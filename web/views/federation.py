@@ -119,18 +119,15 @@ def _config(data: dict[str, Any]) -> dict[str, Any]:
         val = data.get(name, "")
         if val in ("", None):
             continue
+        if isinstance(val, (int, float)) and not isinstance(val, bool):
+            config[name] = val  # a JSON number: check_training_config judges it (2.5 epochs)
+            continue
         try:
             num = typ(val) if not isinstance(val, bool) else None
         except (TypeError, ValueError, OverflowError):
             num = None
-        if typ is int and isinstance(val, float) and val != num:  # 2.5 epochs is not 2
-            num = None
         if num is None or not lo <= num <= hi:
-            whole = "whole " if typ is int else ""
-            abort(
-                400,
-                description=f"Field '{name}' must be a {whole}number between {lo:g} and {hi:g}.",
-            )
+            abort(400, description=f"Field '{name}' must be a number between {lo:g} and {hi:g}.")
         config[name] = num
     for name, options in CHOICE_FIELDS.items():
         if data.get(name):
