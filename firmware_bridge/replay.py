@@ -1,6 +1,7 @@
-"""Replay of recorded signals (WFDB records, CSV files) as a live source.
+"""Replay of recorded signals (WFDB records; CSV files in :mod:`firmware_bridge.csv_replay`) as a
+live source.
 
-Both sources read the whole recording at ``__aenter__`` (a 30-min MIT-BIH record is ~10 MB as
+The array replays read the whole recording at ``__aenter__`` (a 30-min MIT-BIH record is ~10 MB as
 float64), then cut it into chunks of ``chunk_s`` seconds. With ``speed=1.0`` a chunk is yielded
 when its last sample would have been measured (real time); ``speed=10`` plays ten times faster;
 ``speed=None`` as fast as the consumer takes them. Timestamps start at ``t0_ns`` (default: the
@@ -11,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import csv
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -31,14 +31,6 @@ _LOGGER = logging.getLogger(__name__)
 
 # Scale factors from a WFDB physical unit to the unit of the stream kind (ECG µV).
 _TO_MICROVOLT = {"mv": 1000.0, "uv": 1.0, "µv": 1.0, "v": 1e6}
-# CSV time columns and their unit (s per unit): exports name them with a unit suffix, and a
-# time column read as a signal would replay a ramp as the ECG (no beats, no error).
-_TIME_UNITS = {"": 1.0, "_s": 1.0, "_ms": 1e-3, "_us": 1e-6, "_ns": 1e-9}
-_TIME_COLUMNS = {
-    f"{base}{suffix}": scale
-    for base in ("time", "t", "timestamp")
-    for suffix, scale in _TIME_UNITS.items()
-} | {"seconds": 1.0}
 
 
 def _wfdb() -> Any:
@@ -288,97 +280,6 @@ class WfdbReplaySource(ArrayReplay):
         return pos[keep], symbols
 
 
-class CsvReplaySource(ArrayReplay):
-    """Replay a CSV file with a header row: an optional time column and value columns.
-
-    Parameters
-    ----------
-    path : Path
-        The file. The time column is ``time``, ``t`` or ``timestamp``, bare or with a unit
-        suffix ``_s``, ``_ms``, ``_us``, ``_ns`` (bare: seconds), or ``seconds``.
-    fs : float, optional
-        Sampling rate in Hz; required without a time column, else estimated from it.
-    kind : StreamKind
-        What the values are; they must already be in its unit after ``scale``.
-    columns : sequence of str or int, optional
-        Value columns (names or indices among the non-time columns); default all.
-    scale : float
-        Factor applied to the values (e.g. 1000 for mV -> µV).
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        fs: float | None = None,
-        kind: StreamKind = StreamKind.ECG,
-        columns: Sequence[str | int] | None = None,
-        scale: float = 1.0,
-        speed: float | None = 1.0,
-        chunk_s: float = 1.0,
-        t0_ns: int | None = None,
-        start_s: float = 0.0,
-        duration_s: float | None = None,
-    ) -> None:
-        self.path = Path(path)
-        self._fs = fs
-        self.columns = list(columns) if columns else None
-        self.scale = scale
-        super().__init__(
-            f"csv:{self.path.name}",
-            kind=kind,
-            speed=speed,
-            chunk_s=chunk_s,
-            t0_ns=t0_ns,
-            start_s=start_s,
-            duration_s=duration_s,
-        )
-
-    def _load(self) -> tuple[npt.NDArray[np.float64], float]:
-        if not self.path.is_file():
-            raise DataNotFoundError(f"CSV file {self.path.name}", str(self.path.parent))
-        try:
-            with self.path.open(newline="", encoding="utf-8") as fh:
-                rows = list(csv.reader(fh))
-        except (UnicodeDecodeError, csv.Error) as exc:
-            raise CorruptInputError(f"{self.path.name}: not a CSV text file ({exc})") from exc
-        if len(rows) < 2:
-            raise CorruptInputError(f"{self.path}: needs a header row and at least one data row")
-        header = [h.strip() for h in rows[0]]
-        try:
-            data = np.array([[float(v) for v in r] for r in rows[1:] if r], dtype=np.float64)
-        except ValueError as exc:
-            raise CorruptInputError(f"{self.path}: non-numeric value ({exc})") from exc
-        if data.ndim != 2 or data.shape[1] != len(header):
-            raise CorruptInputError(f"{self.path}: rows do not all have {len(header)} columns")
-        tcol = next((i for i, h in enumerate(header) if h.lower() in _TIME_COLUMNS), None)
-        fs = self._fs
-        if fs is None:
-            if tcol is None or data.shape[0] < 2:
-                raise CorruptInputError(f"{self.path}: no time column; pass fs (Hz)")
-            fs = _rate_from_times(
-                data[:, tcol] * _TIME_COLUMNS[header[tcol].lower()], self.path.name
-            )
-        check_rate(
-            self.kind, fs, f"{self.path.name} ({'time column' if self._fs is None else 'fs'})"
-        )
-        value_idx = [i for i in range(len(header)) if i != tcol]
-        names = [header[i] for i in value_idx]
-        if self.columns:
-            chosen = []
-            for c in self.columns:
-                if isinstance(c, int) and 0 <= c < len(value_idx):
-                    chosen.append(value_idx[c])
-                elif isinstance(c, str) and c in names:
-                    chosen.append(value_idx[names.index(c)])
-                else:
-                    raise CorruptInputError(f"{self.path}: no column {c!r} ({names})")
-            value_idx = chosen
-        self.channel_names = [header[i] for i in value_idx]
-        self._label = f"csv:{self.path.name} {','.join(self.channel_names)} @ {fs:g} Hz"
-        return data[:, value_idx] * self.scale, float(fs)
-
-
 @contextlib.contextmanager
 def _wfdb_errors(path: Path) -> Iterator[None]:
     """Whatever the ``wfdb`` package raises on a malformed record (``HeaderSyntaxError``,
@@ -393,16 +294,3 @@ def _wfdb_errors(path: Path) -> Iterator[None]:
         raise CorruptInputError(
             f"{path.name}: unreadable WFDB record ({type(exc).__name__}: {detail})"
         ) from exc
-
-
-def _rate_from_times(t: np.ndarray, name: str) -> float:
-    """Sampling rate (Hz) of a time column (s): over the whole span when the steps are even
-    (timestamps rounded to a few decimals average out: 360.0, not 359.71), else the median
-    step; rounded to 1 mHz (250.0, not 249.99999999999977; 1 mHz is 0.24 s a day at 360 Hz)."""
-    steps = np.diff(t)
-    dt = float(np.median(steps))
-    if not dt > 0:
-        raise CorruptInputError(f"{name}: time column is not increasing")
-    if float(steps.min()) > 0.5 * dt and float(steps.max()) < 1.5 * dt:
-        dt = float(t[-1] - t[0]) / (t.size - 1)
-    return round(1.0 / dt, 3)

@@ -267,7 +267,7 @@ def _open_replay(scheme: str, target: str, opts: dict[str, Any]) -> Source:
         segment["t0_ns"] = int(t0)
     kind = _kind(opts.get("kind", StreamKind.ECG))
     if scheme == "csv" or (scheme == "replay" and suffix == ".csv"):
-        from firmware_bridge.replay import CsvReplaySource
+        from firmware_bridge.csv_replay import CsvReplaySource
 
         fs = _number(opts, "fs", None, 1e-3, 1e6)  # the stream kind's range is checked on load
         return CsvReplaySource(

@@ -12,7 +12,7 @@ Recordings (found as ``DIR/<record>.<ext>``, first match in this order):
 - ``.mat``: MATLAB v4 with one vector ``val`` in ADC units of 1000 per mV at ``fs`` Hz (CinC
   2017 without its headers: 300 Hz);
 - ``.csv``: a header row, an optional time column (s) and the ECG in µV (first value column),
-  read with ``firmware_bridge.replay.CsvReplaySource`` (``fs`` needed without a time column).
+  read with ``firmware_bridge.csv_replay.CsvReplaySource`` (``fs`` needed without a time column).
 """
 
 from __future__ import annotations
@@ -115,7 +115,8 @@ def read_recording(path: Path, *, fs: float | None = None, lead: str | None = No
     name = path.stem
     if path.suffix == ".mat":
         return Recording(name, read_mat_uv(path), fs or 300.0, path)
-    from firmware_bridge.replay import CsvReplaySource, WfdbReplaySource
+    from firmware_bridge.csv_replay import CsvReplaySource
+    from firmware_bridge.replay import WfdbReplaySource
 
     source: WfdbReplaySource | CsvReplaySource
     if path.suffix == ".hea":

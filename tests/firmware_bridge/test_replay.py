@@ -11,7 +11,8 @@ import pytest
 
 from common.errors import ConfigError, CorruptInputError, DataNotFoundError
 from common.types import SignalChunk, StreamKind
-from firmware_bridge.replay import CsvReplaySource, WfdbReplaySource
+from firmware_bridge.csv_replay import CsvReplaySource
+from firmware_bridge.replay import WfdbReplaySource
 from firmware_bridge.sources import Source, open_source, parse_speed
 from tests.support.datasets import dataset_path
 

@@ -1,0 +1,133 @@
+"""Replay of a CSV recording as a live source (:class:`CsvReplaySource`).
+
+A header row names the columns; an optional time column sets the rate (its name says its unit:
+watch exports write ``timestamp_ms``) and is never replayed as a signal. The rest is
+:class:`firmware_bridge.replay.ArrayReplay`: chunks, pacing, counting.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from common.errors import CorruptInputError, DataNotFoundError
+from common.types import StreamKind
+from firmware_bridge.replay import ArrayReplay
+from firmware_bridge.sources import check_rate
+
+# CSV time columns and their unit (s per unit): exports name them with a unit suffix, and a
+# time column read as a signal would replay a ramp as the ECG (no beats, no error).
+_TIME_UNITS = {"": 1.0, "_s": 1.0, "_ms": 1e-3, "_us": 1e-6, "_ns": 1e-9}
+_TIME_COLUMNS = {
+    f"{base}{suffix}": scale
+    for base in ("time", "t", "timestamp")
+    for suffix, scale in _TIME_UNITS.items()
+} | {"seconds": 1.0}
+
+
+class CsvReplaySource(ArrayReplay):
+    """Replay a CSV file with a header row: an optional time column and value columns.
+
+    Parameters
+    ----------
+    path : Path
+        The file. The time column is ``time``, ``t`` or ``timestamp``, bare or with a unit
+        suffix ``_s``, ``_ms``, ``_us``, ``_ns`` (bare: seconds), or ``seconds``.
+    fs : float, optional
+        Sampling rate in Hz; required without a time column, else estimated from it.
+    kind : StreamKind
+        What the values are; they must already be in its unit after ``scale``.
+    columns : sequence of str or int, optional
+        Value columns (names or indices among the non-time columns); default all.
+    scale : float
+        Factor applied to the values (e.g. 1000 for mV -> µV).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fs: float | None = None,
+        kind: StreamKind = StreamKind.ECG,
+        columns: Sequence[str | int] | None = None,
+        scale: float = 1.0,
+        speed: float | None = 1.0,
+        chunk_s: float = 1.0,
+        t0_ns: int | None = None,
+        start_s: float = 0.0,
+        duration_s: float | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self._fs = fs
+        self.columns = list(columns) if columns else None
+        self.scale = scale
+        super().__init__(
+            f"csv:{self.path.name}",
+            kind=kind,
+            speed=speed,
+            chunk_s=chunk_s,
+            t0_ns=t0_ns,
+            start_s=start_s,
+            duration_s=duration_s,
+        )
+
+    def _load(self) -> tuple[npt.NDArray[np.float64], float]:
+        if not self.path.is_file():
+            raise DataNotFoundError(f"CSV file {self.path.name}", str(self.path.parent))
+        try:
+            with self.path.open(newline="", encoding="utf-8") as fh:
+                rows = list(csv.reader(fh))
+        except (UnicodeDecodeError, csv.Error) as exc:
+            raise CorruptInputError(f"{self.path.name}: not a CSV text file ({exc})") from exc
+        if len(rows) < 2:
+            raise CorruptInputError(f"{self.path}: needs a header row and at least one data row")
+        header = [h.strip() for h in rows[0]]
+        try:
+            data = np.array([[float(v) for v in r] for r in rows[1:] if r], dtype=np.float64)
+        except ValueError as exc:
+            raise CorruptInputError(f"{self.path}: non-numeric value ({exc})") from exc
+        if data.ndim != 2 or data.shape[1] != len(header):
+            raise CorruptInputError(f"{self.path}: rows do not all have {len(header)} columns")
+        tcol = next((i for i, h in enumerate(header) if h.lower() in _TIME_COLUMNS), None)
+        fs = self._fs
+        if fs is None:
+            if tcol is None or data.shape[0] < 2:
+                raise CorruptInputError(f"{self.path}: no time column; pass fs (Hz)")
+            fs = _rate_from_times(
+                data[:, tcol] * _TIME_COLUMNS[header[tcol].lower()], self.path.name
+            )
+        check_rate(
+            self.kind, fs, f"{self.path.name} ({'time column' if self._fs is None else 'fs'})"
+        )
+        value_idx = [i for i in range(len(header)) if i != tcol]
+        names = [header[i] for i in value_idx]
+        if self.columns:
+            chosen = []
+            for c in self.columns:
+                if isinstance(c, int) and 0 <= c < len(value_idx):
+                    chosen.append(value_idx[c])
+                elif isinstance(c, str) and c in names:
+                    chosen.append(value_idx[names.index(c)])
+                else:
+                    raise CorruptInputError(f"{self.path}: no column {c!r} ({names})")
+            value_idx = chosen
+        self.channel_names = [header[i] for i in value_idx]
+        self._label = f"csv:{self.path.name} {','.join(self.channel_names)} @ {fs:g} Hz"
+        return data[:, value_idx] * self.scale, float(fs)
+
+
+def _rate_from_times(t: np.ndarray, name: str) -> float:
+    """Sampling rate (Hz) of a time column (s): over the whole span when the steps are even
+    (timestamps rounded to a few decimals average out: 360.0, not 359.71), else the median
+    step; rounded to 1 mHz (250.0, not 249.99999999999977; 1 mHz is 0.24 s a day at 360 Hz)."""
+    steps = np.diff(t)
+    dt = float(np.median(steps))
+    if not dt > 0:
+        raise CorruptInputError(f"{name}: time column is not increasing")
+    if float(steps.min()) > 0.5 * dt and float(steps.max()) < 1.5 * dt:
+        dt = float(t[-1] - t[0]) / (t.size - 1)
+    return round(1.0 / dt, 3)
