@@ -49,7 +49,8 @@ class OnnxRhythmScorer:
     Raises
     ------
     DataNotFoundError, CorruptInputError
-        Missing model/card, a card whose features are not ``RHYTHM_FEATURES``, no AF class.
+        Missing model/card, a card whose features are not ``RHYTHM_FEATURES``, no AF class, an
+        ``ecg`` input of other than one channel.
     """
 
     def __init__(self, model_path: Path | str) -> None:
@@ -72,6 +73,9 @@ class OnnxRhythmScorer:
         opts.enable_cpu_mem_arena = False  # small models, windows of varying length: no arena
         opts.enable_mem_pattern = False
         self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        ecg = [i.shape for i in self._session.get_inputs() if i.name == "ecg"]
+        if ecg and (len(ecg[0]) != 3 or ecg[0][1] != 1):  # e.g. a development RR-track model
+            raise CorruptInputError(f"rhythm model reads ecg {ecg[0]}; the edge gives (N, 1, L)")
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -158,3 +158,24 @@ def test_v2_calls_sinus_rhythm_n_and_atrial_fibrillation_af() -> None:
     )
     # Assert
     assert [scorer.classes[int(i)] for i in probs.argmax(axis=1)] == ["N", "AF"]
+
+
+def test_a_rhythm_model_reading_two_channels_is_refused_at_load(tmp_path: Path) -> None:
+    # Prepare: a development RR-track model (ecg (N, 2, L)) beside the shipped card; the
+    # edge gives one channel, so it would have failed at its first window
+    import shutil
+
+    import torch
+
+    from common.errors import CorruptInputError
+    from models.rhythm_export import export_rhythm_onnx
+    from models.rhythm_net import RhythmNet
+    from models.tasks.rhythm import TASK
+
+    torch.manual_seed(0)
+    net = RhythmNet(TASK.student, np.zeros(len(FEATURE_NAMES)), np.ones(len(FEATURE_NAMES)), 4, 2)
+    path = export_rhythm_onnx(net, tmp_path / "rhythm.onnx")
+    shutil.copy(PRETRAINED / "rhythm.card.json", tmp_path / "rhythm.card.json")
+    # Execute / Assert
+    with pytest.raises(CorruptInputError, match="the edge gives"):
+        OnnxRhythmScorer(path)
