@@ -30,8 +30,8 @@ UNITS: dict[StreamKind, str] = {
     StreamKind.HR: "bpm",
 }
 
-# Sampling rates a stream may have, Hz, where recordings enter (replay files, raw MQTT chunks;
-# BLE streams run at the rates the app requests from the sensor):
+# Sampling rates a stream may have, Hz, wherever it enters (replay files, raw MQTT chunks, the
+# rate a BLE sensor offers):
 # the ECG filters' 40 Hz band edge needs more than 80 Hz (wearables record 125-1000 Hz), the
 # PPG heart-rate tracker more than 8 Hz; nothing worn on the body is sampled faster than 10 kHz.
 RATE_RANGES: dict[StreamKind, tuple[float, float]] = {

@@ -14,7 +14,13 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 
-from firmware_bridge.ble_policy import DEFAULT_SETTINGS, StreamRefusedError, choose_settings
+from common.types import StreamKind, rate_problem
+from firmware_bridge.ble_policy import (
+    DEFAULT_SETTINGS,
+    StreamRefusedError,
+    UnusableRateError,
+    choose_settings,
+)
 from firmware_bridge.decode_stream import DEFAULT_FS, StreamAssembler
 from firmware_bridge.frames import ControlPointResponse, DecodeError
 from firmware_bridge.gatt import (
@@ -34,6 +40,12 @@ from firmware_bridge.pmd import (
 from firmware_bridge.transport import Transport
 
 _LOGGER = logging.getLogger(__name__)
+# streams whose rate the edge bounds (common.types.RATE_RANGES)
+_KINDS = {
+    MeasurementType.ECG: StreamKind.ECG,
+    MeasurementType.PPG: StreamKind.PPG,
+    MeasurementType.ACC: StreamKind.ACC,
+}
 
 
 class PmdControlPoint:
@@ -141,9 +153,13 @@ class PmdControlPoint:
         Raises
         ------
         StreamRefusedError
-            The device answered START with an error status.
+            The device answered START with an error status, or (``UnusableRateError``) offers
+            the stream only at a rate the edge cannot process.
         """
         settings = await self._negotiate(transport, m)
+        kind, rate = _KINDS.get(m), settings.get(SettingType.SAMPLE_RATE)
+        if kind is not None and rate and (problem := rate_problem(kind, float(rate))):
+            raise UnusableRateError(m, problem)  # the edge would fail on its first chunk
         self._pending[m] = settings
         response = await self.request(transport, encode_start(m, settings))
         if response.status is ResponseStatus.ALREADY_IN_STATE:

@@ -31,6 +31,15 @@ class StreamRefusedError(BleError):
         super().__init__(f"device refused to start {measurement.name}: {status.name}")
 
 
+class UnusableRateError(StreamRefusedError):
+    """The device offers a stream only at a rate the edge cannot process (e.g. ECG at 50 Hz,
+    where the ECG filters need more than 80 Hz): refused before START, not retried."""
+
+    def __init__(self, measurement: MeasurementType, problem: str) -> None:
+        super().__init__(measurement, ResponseStatus.INVALID_SAMPLE_RATE)
+        self.args = (f"{measurement.name}: the device offers a {problem}",)
+
+
 class DeviceUnavailableError(BleError):
     """Gave up after ``max_failures`` consecutive failed connection attempts."""
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from common.types import SignalChunk, StreamKind
+from firmware_bridge.ble_policy import UnusableRateError
 from firmware_bridge.ble_source import (
     BleSource,
     DeviceUnavailableError,
@@ -187,6 +188,19 @@ def test_refused_start_is_a_typed_error_and_still_stops() -> None:
         asyncio.run(_take(source, 1))
     assert info.value.status is ResponseStatus.INVALID_SAMPLE_RATE
     assert _writes(device)[-1] == "0300" and device.calls[-1] == ("disconnect",)
+
+
+def test_a_rate_the_edge_cannot_process_is_refused_before_start() -> None:
+    # Prepare: a device that offers ECG only at 50 Hz; before, it was started and the edge's
+    # ECG filters failed on its first chunk
+    device = FakeDevice(
+        frames={ECG: [sdk.PMD_ECG_TYPE0]}, settings={ECG: bytes.fromhex("00 01 32 00 01 01 0e 00")}
+    )
+    source = BleSource("fake", transport_factory=FakeTransport.factory(device), policy=FAST)
+    # Execute / Assert: one clear error, no START written, not retried
+    with pytest.raises(UnusableRateError, match="ECG: the device offers a sampling rate 50 Hz"):
+        asyncio.run(_take(source, 1))
+    assert not any(w.startswith("02") for w in _writes(device))
 
 
 def test_unsupported_stream_is_refused_from_features() -> None:
