@@ -44,6 +44,7 @@ class Recipe:
     train: TrainSpec  # the teacher's; the student uses ``student_epochs``
     student_epochs: int
     short_share: float = 0.2
+    mitdb_windows: int | None = None  # windows of each MIT-BIH record per epoch (None: all 60)
     teachers: int = (
         1  # teachers trained with seeds seed, seed + 100, ...; the student learns their mean
     )
@@ -118,7 +119,12 @@ def train_models(bank: WindowBank, recipe: Recipe, seed: int, out: Path) -> Trai
         seed_everything(seed + 100 * k)
         net = RhythmNet(recipe.teacher, mean, scale, 4, bank.channels)
         hist = fit_rhythm(
-            net, bank, recipe.train, seed=seed + 100 * k, short_share=recipe.short_share
+            net,
+            bank,
+            recipe.train,
+            seed=seed + 100 * k,
+            short_share=recipe.short_share,
+            every_max=recipe.mitdb_windows,
         )
         name = "teacher.pt" if k == 0 else f"teacher{k}.pt"
         torch.save({"state_dict": net.state_dict(), "meta": net.meta()}, out / name)
@@ -131,7 +137,13 @@ def train_models(bank: WindowBank, recipe: Recipe, seed: int, out: Path) -> Trai
     student = RhythmNet(recipe.student, mean, scale, 4, bank.channels)
     s_spec = replace(recipe.train, epochs=recipe.student_epochs)
     s_hist = fit_rhythm(
-        student, bank, s_spec, seed=seed + 1, teacher=teacher, short_share=recipe.short_share
+        student,
+        bank,
+        s_spec,
+        seed=seed + 1,
+        teacher=teacher,
+        short_share=recipe.short_share,
+        every_max=recipe.mitdb_windows,
     )
     torch.save({"state_dict": student.state_dict(), "meta": student.meta()}, out / "student.pt")
     seconds["student"] = time.monotonic() - t0

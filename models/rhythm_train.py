@@ -54,14 +54,19 @@ class RecordWindows:
             self.short.append(g[bank.short[g]])
         self.names = names
 
-    def draw(self, rng: np.random.Generator, short_share: float) -> npt.NDArray[np.int64]:
+    def draw(
+        self, rng: np.random.Generator, short_share: float, every_max: int | None = None
+    ) -> npt.NDArray[np.int64]:
         """One window per recording; every window of the :data:`EVERY_WINDOW` recordings (a
-        30-min MIT-BIH record has 60 windows of different rhythms)."""
+        30-min MIT-BIH record has 60 windows of different rhythms), or ``every_max`` of them
+        drawn at random."""
         picks: list[int] = []
         for name, full, short in zip(self.names, self.full, self.short, strict=True):
             every = str(name).startswith(EVERY_WINDOW)
             if short.size and rng.random() < short_share:
                 picks.append(int(rng.choice(short)))
+            elif full.size and every and every_max is not None and full.size > every_max:
+                picks += rng.choice(full, every_max, replace=False).tolist()
             elif full.size and every:
                 picks += full.tolist()
             elif full.size:
@@ -133,13 +138,18 @@ def fit_rhythm(
     teacher: nn.Module | None = None,
     on_epoch: EpochHook | None = None,
     short_share: float = SHORT_SHARE,
+    every_max: int | None = None,
 ) -> TrainHistory:
-    """Train ``net`` (in place) on ``bank``; with ``teacher``, by distillation from it."""
+    """Train ``net`` (in place) on ``bank``; with ``teacher``, by distillation from it;
+    ``every_max``: windows of each MIT-BIH record per epoch (None: all)."""
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     windows = RecordWindows(bank)
     steps = spec.steps_per_epoch or max(
-        1, math.ceil(len(windows.draw(np.random.default_rng(0), short_share)) / spec.batch_size)
+        1,
+        math.ceil(
+            len(windows.draw(np.random.default_rng(0), short_share, every_max)) / spec.batch_size
+        ),
     )
     weights = loss_weights(bank.labels, net.n_classes, spec.loss_balance)
     opt = torch.optim.AdamW(net.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
@@ -151,7 +161,7 @@ def fit_rhythm(
     history = TrainHistory()
     for epoch in range(spec.epochs):
         started, losses = time.monotonic(), []
-        order = windows.draw(rng, short_share)
+        order = windows.draw(rng, short_share, every_max)
         net.train()
         for step in range(steps):
             idx = order[(np.arange(spec.batch_size) + step * spec.batch_size) % order.size]
