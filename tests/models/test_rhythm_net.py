@@ -140,3 +140,22 @@ def test_augmentation_changes_the_ecg_and_leaves_the_rr_track() -> None:
     # Assert
     assert out.shape == signal.shape
     assert torch.equal(out[:, 1], signal[:, 1]) and not torch.equal(out[:, 0], signal[:, 0])
+
+
+def test_an_epoch_draws_one_window_per_recording_and_every_or_some_mitdb_windows() -> None:
+    from models.rhythm_train import RecordWindows
+
+    # Prepare: two CinC recordings (one with a short window) and a MIT-BIH record of 6 windows
+    records = np.array(["A1", "A1", "A2", *["mitdb/100"] * 6])
+    short = np.array([False, True, False, *[False] * 6])
+    n = records.size
+    bank = WindowBank(np.zeros(n, np.float32), np.arange(n + 1), np.zeros((n, K), np.float32),
+                      np.zeros(n, np.int64), records, short, np.zeros(n, np.int64))  # fmt: skip
+    windows = RecordWindows(bank)
+    # Execute
+    every = windows.draw(np.random.default_rng(0), 0.0)
+    some = windows.draw(np.random.default_rng(0), 0.0, every_max=2)
+    # Assert
+    assert sorted(every.tolist()) == [0, 2, 3, 4, 5, 6, 7, 8]
+    mitdb = [i for i in some.tolist() if i >= 3]
+    assert len(some) == 4 and len(set(mitdb)) == 2 and {0, 2} <= set(some.tolist())
