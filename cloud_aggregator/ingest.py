@@ -22,17 +22,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from common import protocol as proto
-from common.payloads import (
-    Status,
-    decode_label_ack,
-    decode_status,
-    supersedes,
-)
-from common.pred_payloads import (
-    PredAck,
-    decode_predictions,
-    encode_pred_ack,
-)
+from common.payloads import Status, decode_label_ack, decode_status, supersedes
+from common.pred_payloads import PredAck, decode_predictions, encode_pred_ack, refused_summary
 from store import StatusReport, Store
 
 _LOGGER = logging.getLogger(__name__)
@@ -105,12 +96,9 @@ class Ingestor:
         if batch.refused:  # the good rows are stored and the batch receipted all the same
             self.refused_rows += len(batch.refused)
             _LOGGER.warning(
-                "%d row(s) of %s's batch %r refused, the rest stored: %s",
-                len(batch.refused),
-                sender,
-                batch.batch_id,
-                "; ".join(f"{r.kind} {r.index}: {r.reason}" for r in batch.refused[:3]),
-            )
+                "batch %r of %s: %s, the rest stored",
+                batch.batch_id, sender, refused_summary(batch.refused),
+            )  # fmt: skip
         if batch.beats:
             self.store.insert_predictions(batch.beats)
         if batch.events:

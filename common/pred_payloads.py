@@ -86,6 +86,14 @@ class RefusedRow:
     index: int
     reason: str
 
+    def __str__(self) -> str:
+        return f"{self.kind} {self.index}: {self.reason}"
+
+
+def refused_summary(refused: tuple[RefusedRow, ...], shown: int = 3) -> str:
+    """A log line's account of a batch's refused rows: how many, and the first ``shown``."""
+    return f"{len(refused)} row(s) refused ({'; '.join(map(str, refused[:shown]))})"
+
 
 @dataclass(frozen=True, slots=True)
 class Predictions:

@@ -24,16 +24,8 @@ import uuid
 from collections.abc import Callable
 from functools import partial
 
-from common.payloads import (
-    MAX_ACK_IDS,
-    LabelAck,
-    encode_label_ack,
-)
-from common.pred_payloads import (
-    decode_pred_ack,
-    decode_predictions,
-    encode_predictions,
-)
+from common.payloads import MAX_ACK_IDS, LabelAck, encode_label_ack
+from common.pred_payloads import decode_pred_ack, decode_predictions, encode_predictions
 from common.protocol import Channel, ProtocolError, client_topic
 from common.types import BeatPrediction, Event
 from edge_agent.agent_ports import AgentStats

@@ -7,14 +7,8 @@ from __future__ import annotations
 import pytest
 
 from common import protocol as proto
-from common.payloads import (
-    LabelAck,
-    encode_label_ack,
-)
-from common.pred_payloads import (
-    decode_pred_ack,
-    encode_predictions,
-)
+from common.payloads import LabelAck, encode_label_ack
+from common.pred_payloads import decode_pred_ack, encode_predictions
 from common.types import BeatPrediction, Event
 from store import LabelState
 from tests.cloud_aggregator.service_support import drain, seeded, service_on

@@ -8,16 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from common.payloads import (
-    LabelAck,
-    Status,
-    encode_chunk,
-    encode_label_ack,
-    encode_status,
-)
-from common.pred_payloads import (
-    encode_predictions,
-)
+from common.payloads import LabelAck, Status, encode_chunk, encode_label_ack, encode_status
+from common.pred_payloads import encode_predictions
 from common.protocol import decode, encode
 from tests.web.conftest import T0_NS, beat, ecg_chunk, event
 from web.live.dispatch import dispatch, subscriptions

@@ -12,16 +12,8 @@ from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Protocol
 
-from common.payloads import (
-    LabelAck,
-    Status,
-    decode_chunk,
-    decode_label_ack,
-    decode_status,
-)
-from common.pred_payloads import (
-    decode_predictions,
-)
+from common.payloads import LabelAck, Status, decode_chunk, decode_label_ack, decode_status
+from common.pred_payloads import decode_predictions, refused_summary
 from common.protocol import Channel, ProtocolError, parse_topic, subscription
 from common.types import BeatPrediction, Event, SignalChunk
 
@@ -76,11 +68,9 @@ def dispatch(sinks: Sequence[FeedSink], topic: str, payload: bytes, counters: Co
             _check_owner(parsed.ident, batch.client_id)
             if batch.refused:
                 counters["rejected_pred_rows"] += len(batch.refused)
-                first = batch.refused[0]
                 _LOGGER.warning(
-                    "%d row(s) of a batch on %s refused, the rest shown; first: %s %d: %s",
-                    len(batch.refused), topic[:200], first.kind, first.index, first.reason,
-                )  # fmt: skip
+                    "batch on %s: %s, the rest shown", topic[:200], refused_summary(batch.refused)
+                )
             deliver = partial(_pred, batch.client_id, batch.beats, batch.events)
         elif parsed.channel is Channel.STATUS:
             status = decode_status(payload)
