@@ -165,8 +165,10 @@ def test_refused_batches_are_sent_again(model: OnnxBeatClassifier, tmp_path: Pat
     agent = make_agent(model, tmp_path, up)
 
     async def main() -> None:
+        # the drain ends as soon as nothing is pending: a generous timeout only keeps a slow
+        # machine (refusals lifted late in the 0.3 s it had) from leaving rows behind
         task = asyncio.create_task(
-            agent.run(ListSource(chunks_of(x, FS, 360)), drain_timeout_s=0.3)
+            agent.run(ListSource(chunks_of(x, FS, 360)), drain_timeout_s=10.0)
         )
         await asyncio.sleep(0.2)
         up.refuse = False
@@ -208,7 +210,9 @@ def test_labels_from_clinician_and_bad_payloads(model: OnnxBeatClassifier, tmp_p
     topic = client_topic(Channel.LABEL, "dev")
 
     async def main() -> None:
-        await agent.run(ListSource(chunks_of(x, FS, 360)), drain_timeout_s=0.2)
+        await agent.run(
+            ListSource(chunks_of(x, FS, 360)), drain_timeout_s=10.0
+        )  # ends once all is sent
         beat_t = agent.buffer.take_pending(1).beats  # all sent: read from the out file instead
         assert beat_t == []
         first = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[3])
