@@ -119,18 +119,18 @@ def run_split(
     return result
 
 
-def _banks(options: LoadOptions, spec: BankSpec) -> tuple[WindowBank, WindowBank]:
+def _banks(options: LoadOptions, spec: BankSpec, recipe: Recipe) -> tuple[WindowBank, WindowBank]:
     from models.tasks.rhythm import aftdb_bank, cinc_bank, mitdb_bank
 
     extra_opts = LoadOptions(env=options.env, cache_dir=options.cache_dir)
-    return cinc_bank(options, spec), WindowBank.concat(
-        [mitdb_bank(list(DS1), extra_opts, spec), aftdb_bank(extra_opts, spec)]
-    )
+    mitdb = mitdb_bank(list(DS1), extra_opts, spec, recipe.mitdb_ectopy_as_o)
+    return cinc_bank(options, spec), WindowBank.concat([mitdb, aftdb_bank(extra_opts, spec)])
 
 
-def _bank_json(spec: BankSpec) -> dict[str, Any]:
-    """What a fold file records of its inputs."""
-    return {"feature_names": list(spec.feature_names), "rr_track": spec.rr_track}
+def _bank_json(spec: BankSpec, ectopy_as_o: float | None = None) -> dict[str, Any]:
+    """What a fold file records of its inputs and of the MIT-BIH labels."""
+    relabel = {} if ectopy_as_o is None else {"mitdb_ectopy_as_o": ectopy_as_o}
+    return {"feature_names": list(spec.feature_names), "rr_track": spec.rr_track, **relabel}
 
 
 def _bank_spec(p_wave: bool, rr_track: bool) -> BankSpec:
@@ -204,9 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     spec = _bank_spec(args.p_wave, args.rr_track)
     restored = None
     if args.restore_card is not None:
-        if spec != SHIPPED_BANK:
+        if spec != SHIPPED_BANK or recipe.mitdb_ectopy_as_o is not None:
             parser.error(
-                "--restore-card pools with the shipped model's folds: no --p-wave/--rr-track"
+                "--restore-card pools with the shipped model's folds: no --p-wave/--rr-track/mitdb_ectopy_as_o"
             )
         restored = restored_folds(load_card(args.restore_card).metrics, done)
     held = set(restored["test_folds"]) if restored else set()  # scored already: never rerun
@@ -218,18 +218,19 @@ def main(argv: list[str] | None = None) -> int:
             continue
         if (wanted is None or name in wanted) and not path.is_file():
             if banks is None:
-                cinc, extra = _banks(options, spec)
+                cinc, extra = _banks(options, spec, recipe)
                 banks = (cinc, extra, record_folds(cinc))
             _LOGGER.info("%s: train on folds %s, score %s", name, train_folds, test_folds)
             res = run_split(*banks, train_folds, test_folds, recipe, args.seed, args.out / name)
-            res["bank"] = _bank_json(spec)
+            res["bank"] = _bank_json(spec, recipe.mitdb_ectopy_as_o)
             path.write_text(json.dumps(res), encoding="utf-8")
         if path.is_file():
             results.append(json.loads(path.read_text()))
             made = results[-1].get("bank", _bank_json(SHIPPED_BANK))  # older files: shipped
-            if made != _bank_json(spec):  # folds of other inputs must not be pooled
+            asked = _bank_json(spec, recipe.mitdb_ectopy_as_o)
+            if made != asked:  # folds of other inputs must not be pooled
                 parser.error(f"{path} was made with inputs {made}; this run asks for "
-                             f"{_bank_json(spec)}: give another --out")  # fmt: skip
+                             f"{asked}: give another --out")  # fmt: skip
     results += [restored] if restored else []
     scored = {f for r in results for f in r["test_folds"]}
     report = summarise(results, args.bootstrap) | {

@@ -45,6 +45,8 @@ class Recipe:
     student_epochs: int
     short_share: float = 0.2
     mitdb_windows: int | None = None  # windows of each MIT-BIH record per epoch (None: all 60)
+    # sinus windows of MIT-BIH whose beats are at least this share S/V/F: O (None: N)
+    mitdb_ectopy_as_o: float | None = None
     teachers: int = (
         1  # teachers trained with seeds seed, seed + 100, ...; the student learns their mean
     )
@@ -176,12 +178,13 @@ def window_metrics(trained: Trained, bank: WindowBank) -> dict[str, Any]:
     }
 
 
-def training_bank(options: LoadOptions) -> WindowBank:
+def training_bank(options: LoadOptions, recipe: Recipe) -> WindowBank:
     """CinC 2017 (``options.records`` restricts it) + MIT-BIH DS1 + AFTDB."""
     from models.tasks.rhythm import aftdb_bank, cinc_bank, mitdb_bank
 
     extra = replace(options, records=None)
-    return WindowBank.concat([cinc_bank(options), mitdb_bank(list(DS1), extra), aftdb_bank(extra)])
+    mitdb = mitdb_bank(list(DS1), extra, ectopy_as_o=recipe.mitdb_ectopy_as_o)
+    return WindowBank.concat([cinc_bank(options), mitdb, aftdb_bank(extra)])
 
 
 def train_rhythm(
@@ -199,8 +202,8 @@ def train_rhythm(
     torch.set_num_threads(request.threads)
     started = time.monotonic()
     options = LoadOptions(env=env, records=request.records, cache_dir=cache_dir)
-    bank = training_bank(options)
     recipe = default_recipe().smaller(request.epochs, request.steps_per_epoch)
+    bank = training_bank(options, recipe)
     trained = train_models(bank, recipe, request.seed, request.out_dir)
     ds2 = mitdb_bank(list(request.test_records or DS2), replace(options, records=None))
     evaluations = window_metrics(trained, ds2)

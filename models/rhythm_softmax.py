@@ -64,18 +64,16 @@ def _window_features(
 
 def mitdb_features(records: list[str], options: LoadOptions) -> FeatureSet:
     """Features, majority labels (N 0, AF 1, O 2) and record names of MIT-BIH 30 s windows."""
-    from models.tasks.rhythm import read_mitdb
+    from models.tasks.rhythm import read_mitdb, window_class
 
     folder = dataset_dir("mitdb", options.env)
     feats, labels, groups = [], [], []
     for name in records:
-        x, fs, rhythm = read_mitdb(folder, name)
-        x128 = resample_signal(x, fs, FS_HZ)
+        rec = read_mitdb(folder, name)
+        x128 = resample_signal(rec.x_uv, rec.fs, FS_HZ)
         f = _window_features(x128, ecg_findpeaks(x128, FS_HZ))
-        step = round(WINDOW_S * fs)
-        for k in range(len(f)):
-            seg = np.minimum(rhythm[k * step : (k + 1) * step], 2)
-            labels.append(int(np.bincount(seg, minlength=3).argmax()))
+        step = round(WINDOW_S * rec.fs)
+        labels += [window_class(rec, k * step, (k + 1) * step) for k in range(len(f))]
         feats += f
         groups += [name] * len(f)
     return _stack(feats, labels, groups)

@@ -10,6 +10,7 @@ neither.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -100,22 +101,35 @@ def read_record(folder: Path, name: str, lead: str = "MLII") -> MitdbRecord:
     units = (rec.units or ["mV"] * len(names))[channel]
     scale = 1000.0 if units.lower() == "mv" else 1.0
     signal = np.asarray(rec.p_signal[:, channel], dtype=np.float64) * scale
-    symbols = np.asarray(ann.symbol)
-    samples = np.asarray(ann.sample, dtype=np.int64)
-    keep = np.isin(symbols, list(AAMI_MAP)) & (samples >= 0) & (samples < signal.size)
-    labels = np.array([AAMI_MAP[s] for s in symbols[keep]], dtype=np.int64)
-    beat_samples = samples[keep]
-    order = np.argsort(beat_samples, kind="stable")
-    beat_samples, labels = beat_samples[order], labels[order]
-    # duplicate positions would break strictly increasing RR intervals; keep the first
-    unique = np.concatenate([[True], np.diff(beat_samples) > 0])
-    if not np.all(unique):
-        _LOGGER.warning("record %s: %d duplicate beat positions dropped", name, (~unique).sum())
+    beat_samples, beat_labels = aami_beats(ann.sample, ann.symbol, signal.size, name)
     return MitdbRecord(
         name=name,
         fs=float(rec.fs),
         signal_uv=signal,
         lead=lead,
-        beat_samples=beat_samples[unique],
-        beat_labels=labels[unique],
+        beat_samples=beat_samples,
+        beat_labels=beat_labels,
     )
+
+
+def aami_beats(
+    samples: Sequence[int] | npt.NDArray[np.int64],
+    symbols: Sequence[str],
+    n_samples: int,
+    name: str = "",
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The beats of an annotation with an AAMI class: sample indices (sorted, unique) and
+    class indices (``AAMI_CLASSES``); rhythm notes and beats outside ``[0, n_samples)`` dropped.
+    """
+    sym = np.asarray(symbols)
+    pos = np.asarray(samples, dtype=np.int64)
+    keep = np.isin(sym, list(AAMI_MAP)) & (pos >= 0) & (pos < n_samples)
+    labels = np.array([AAMI_MAP[s] for s in sym[keep]], dtype=np.int64)
+    beat_samples = pos[keep]
+    order = np.argsort(beat_samples, kind="stable")
+    beat_samples, labels = beat_samples[order], labels[order]
+    # duplicate positions would break strictly increasing RR intervals; keep the first
+    unique = np.diff(beat_samples, prepend=-1) > 0
+    if not np.all(unique):
+        _LOGGER.warning("record %s: %d duplicate beat positions dropped", name, (~unique).sum())
+    return beat_samples[unique], labels[unique]

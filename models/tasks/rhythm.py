@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -34,7 +34,7 @@ from common.model_card import FeatureSpec, InputContract
 from common.signals import rhythm_input as ri
 from models import rhythm_softmax
 from models.data import cinc2017
-from models.data.mitdb import ALL_RECORDS, DS1, DS2
+from models.data.mitdb import ALL_RECORDS, DS1, DS2, aami_beats
 from models.rhythm_data import (
     SHIPPED_BANK,
     BankBuilder,
@@ -59,10 +59,18 @@ def rhythm_of(aux: str) -> int:
     return {"N": 0, "AFIB": 1}.get(name, 2)
 
 
-def read_mitdb(
-    folder: Path, name: str
-) -> tuple[npt.NDArray[np.float64], float, npt.NDArray[np.int64]]:
-    """Lead 0 in µV at the record's rate, the rate (Hz) and the rhythm class of every sample."""
+class MitdbRhythm(NamedTuple):
+    """Lead 0 of a MIT-BIH record with its rhythm and beat annotations."""
+
+    x_uv: npt.NDArray[np.float64]  # (n_samples,) µV
+    fs: float  # Hz
+    rhythm: npt.NDArray[np.int64]  # (n_samples,) class index (N 0, AF 1, O 2) of every sample
+    beat_samples: npt.NDArray[np.int64]  # (n_beats,) annotated beats with an AAMI class
+    beat_labels: npt.NDArray[np.int64]  # (n_beats,) AAMI class index (N 0, S 1, V 2, F 3, Q 4)
+
+
+def read_mitdb(folder: Path, name: str) -> MitdbRhythm:
+    """Lead 0 in µV at the record's rate with its rhythm and beat annotations."""
     import wfdb
 
     base = folder / name
@@ -84,25 +92,46 @@ def read_mitdb(
     ]
     for (s, label), nxt in zip(changes, [*changes[1:], (x.size, 0)], strict=True):
         rhythm[max(s, 0) : nxt[0]] = label
-    return x, float(rec.fs), rhythm
+    return MitdbRhythm(x, float(rec.fs), rhythm, *aami_beats(ann.sample, ann.symbol, x.size, name))
+
+
+def window_class(rec: MitdbRhythm, start: int, stop: int, ectopy_as_o: float | None = None) -> int:
+    """Class of the samples ``[start, stop)`` of ``rec``: their majority rhythm.
+
+    ``ectopy_as_o`` (development option, ``Recipe.mitdb_ectopy_as_o``): a window in sinus
+    rhythm whose annotated beats are at least this share AAMI S, V or F is labelled O, as
+    CinC 2017's annotators called sinus rhythm with frequent ectopy "other rhythm".
+    """
+    label = int(np.bincount(rec.rhythm[start:stop], minlength=3).argmax())
+    if label != 0 or ectopy_as_o is None:
+        return label
+    inside = (rec.beat_samples >= start) & (rec.beat_samples < stop)
+    beats = rec.beat_labels[inside]
+    ectopic = np.isin(beats, (1, 2, 3)).sum()
+    return 2 if beats.size and ectopic >= ectopy_as_o * beats.size else 0
 
 
 def mitdb_bank(
-    records: list[str], options: LoadOptions, spec: BankSpec = SHIPPED_BANK
+    records: list[str],
+    options: LoadOptions,
+    spec: BankSpec = SHIPPED_BANK,
+    ectopy_as_o: float | None = None,
 ) -> WindowBank:
-    """Non-overlapping 30 s windows of lead 0 with their majority rhythm (``mitdb/NAME``)."""
+    """Non-overlapping 30 s windows of lead 0 with their class (``window_class``;
+    ``mitdb/NAME``)."""
 
     def build() -> WindowBank:
         folder, builder = dataset_dir("mitdb", options.env), BankBuilder(spec)
         for name in records:
-            x, fs, rhythm = read_mitdb(folder, name)
-            step = round(ri.WINDOW_S * fs)
-            for start in range(0, x.size - step + 1, step):
-                label = int(np.bincount(rhythm[start : start + step], minlength=3).argmax())
-                builder.add(x[start : start + step], fs, label, f"mitdb/{name}")
+            rec = read_mitdb(folder, name)
+            step = round(ri.WINDOW_S * rec.fs)
+            for start in range(0, rec.x_uv.size - step + 1, step):
+                label = window_class(rec, start, start + step, ectopy_as_o)
+                builder.add(rec.x_uv[start : start + step], rec.fs, label, f"mitdb/{name}")
         return builder.build()
 
-    key = spec_key("mitdb", {"records": records}, spec)
+    relabel = {} if ectopy_as_o is None else {"ectopy_as_o": ectopy_as_o}  # shipped key unchanged
+    key = spec_key("mitdb", {"records": records, **relabel}, spec)
     return cached_bank(options.cache_dir, key, build)
 
 
