@@ -1,7 +1,8 @@
 """Replay of a CSV recording as a live source (:class:`CsvReplaySource`).
 
 A header row names the columns; an optional time column sets the rate (its name says its unit:
-watch exports write ``timestamp_ms``) and is never replayed as a signal. The rest is
+watch exports write ``timestamp_ms``) and is never replayed as a signal. A dropout in it is
+replayed as a gap (:func:`time_grid`); time that stands still or goes back is refused. The rest is
 :class:`firmware_bridge.replay.ArrayReplay`: chunks, pacing, counting.
 """
 
@@ -79,7 +80,8 @@ class CsvReplaySource(ArrayReplay):
         if not self.path.is_file():
             raise DataNotFoundError(f"CSV file {self.path.name}", str(self.path.parent))
         try:
-            with self.path.open(newline="", encoding="utf-8") as fh:
+            # utf-8-sig: Excel's "CSV UTF-8" starts with a BOM, which would hide the time column
+            with self.path.open(newline="", encoding="utf-8-sig") as fh:
                 rows = list(csv.reader(fh))
         except (UnicodeDecodeError, csv.Error) as exc:
             raise CorruptInputError(f"{self.path.name}: not a CSV text file ({exc})") from exc
@@ -93,13 +95,15 @@ class CsvReplaySource(ArrayReplay):
         if data.ndim != 2 or data.shape[1] != len(header):
             raise CorruptInputError(f"{self.path}: rows do not all have {len(header)} columns")
         tcol = next((i for i, h in enumerate(header) if h.lower() in _TIME_COLUMNS), None)
-        fs = self._fs
-        if fs is None:
-            if tcol is None or data.shape[0] < 2:
-                raise CorruptInputError(f"{self.path}: no time column; pass fs (Hz)")
-            fs = _rate_from_times(
-                data[:, tcol] * _TIME_COLUMNS[header[tcol].lower()], self.path.name
-            )
+        timed = tcol is not None and data.shape[0] >= 2
+        if self._fs is None and not timed:
+            raise CorruptInputError(f"{self.path}: no time column; pass fs (Hz)")
+        if tcol is not None and timed:
+            t_s = data[:, tcol] * _TIME_COLUMNS[header[tcol].lower()]
+            fs = _rate_from_times(t_s, self.path.name) if self._fs is None else self._fs
+            self._row_grid = time_grid(t_s, fs, self.path.name)
+        else:
+            fs = float(self._fs or 0.0)
         check_rate(
             self.kind, fs, f"{self.path.name} ({'time column' if self._fs is None else 'fs'})"
         )
@@ -120,7 +124,7 @@ class CsvReplaySource(ArrayReplay):
         return data[:, value_idx] * self.scale, float(fs)
 
 
-def _rate_from_times(t: np.ndarray, name: str) -> float:
+def _rate_from_times(t: npt.NDArray[np.float64], name: str) -> float:
     """Sampling rate (Hz) of a time column (s): over the whole span when the steps are even
     (timestamps rounded to a few decimals average out: 360.0, not 359.71), else the median
     step; rounded to 1 mHz (250.0, not 249.99999999999977; 1 mHz is 0.24 s a day at 360 Hz)."""
@@ -131,3 +135,28 @@ def _rate_from_times(t: np.ndarray, name: str) -> float:
     if float(steps.min()) > 0.5 * dt and float(steps.max()) < 1.5 * dt:
         dt = float(t[-1] - t[0]) / (t.size - 1)
     return round(1.0 / dt, 3)
+
+
+def time_grid(t: npt.NDArray[np.float64], fs: float, name: str) -> npt.NDArray[np.int64]:
+    """Each row's sample index on the ``fs`` grid, from its time ``t`` (s), shape (n,).
+
+    Consecutive rows are one sample apart; a step of more than 1.5 samples is a gap (a watch
+    export's dropout) of ``round(step * fs) - 1`` missing samples, so the replay does not join
+    its two sides. Raises CorruptInputError where time stands still or goes back (two exports
+    pasted together), naming the row (1-based, after the header).
+    """
+    steps = np.diff(t) * fs
+    bad = np.flatnonzero(~(steps > 0))
+    if bad.size:
+        row = int(bad[0]) + 2
+        raise CorruptInputError(
+            f"{name}: time does not increase at data row {row} ({t[row - 2]:g} -> "
+            f"{t[row - 1]:g} s); split the file where the recording restarts"
+        )
+    typical = float(np.median(steps))
+    if not 0.5 < typical < 1.5:  # an fs given beside a time column that says otherwise
+        raise CorruptInputError(
+            f"{name}: the time column steps at {fs / typical:g} Hz, not {fs:g} Hz"
+        )
+    grid = np.cumsum(np.where(steps > 1.5, np.rint(steps), 1))
+    return np.concatenate([[0], grid]).astype(np.int64)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -47,8 +48,11 @@ def _wfdb() -> Any:
 class ArrayReplay:
     """Base of the array replays: chunking, pacing and counting over a loaded array.
 
-    Subclasses implement ``_load`` returning (samples (n, ch) float64, fs Hz). ``start_s`` and
-    ``duration_s`` (s) select a segment of the recording.
+    Subclasses implement ``_load`` returning (samples (n, ch) float64, fs Hz); one whose rows
+    are not all consecutive (a time column with gaps) also sets ``_row_grid`` (n,) int64: each
+    row's sample index on the rate's grid. A gap is then a jump in ``seq`` (counted in
+    ``stats.gaps`` / ``missing_samples``), as a live source reports one, so the pipeline resets
+    instead of joining the two sides. ``start_s`` and ``duration_s`` (s) select rows.
     """
 
     def __init__(
@@ -73,6 +77,7 @@ class ArrayReplay:
         self.duration_s = duration_s
         self._stats = SourceStats()
         self._samples: npt.NDArray[np.float64] | None = None
+        self._row_grid: npt.NDArray[np.int64] | None = None
         self.fs = 0.0
         self.channel_names: list[str] = []
 
@@ -101,6 +106,8 @@ class ArrayReplay:
         first = round(self.start_s * fs)
         last = None if self.duration_s is None else first + round(self.duration_s * fs)
         samples = samples[first:last]
+        if self._row_grid is not None:
+            self._row_grid = self._row_grid[first:last] - self._row_grid[first:last][:1]
         if samples.ndim != 2 or samples.size == 0:
             raise CorruptInputError(
                 f"{self}: no samples between {self.start_s:g} s and "
@@ -136,19 +143,34 @@ class ArrayReplay:
         step = max(1, round(self.chunk_s * fs))
         t0_ns = time.time_ns() if self._t0_ns is None else self._t0_ns
         start = time.monotonic()
-        for first in range(0, samples.shape[0], step):
-            block = samples[first : first + step]
-            end = first + block.shape[0]
+        grid = self._row_grid
+        for row, seq, n in _chunk_plan(samples.shape[0], step, grid):
+            if row and grid is not None and seq > grid[row - 1] + 1:
+                self._stats.gaps += 1
+                self._stats.missing_samples += int(seq - grid[row - 1] - 1)
             if self.speed is None:
                 await asyncio.sleep(0)  # let other tasks run between chunks
             else:
-                delay = start + end / fs / self.speed - time.monotonic()
+                delay = start + (seq + n) / fs / self.speed - time.monotonic()
                 await asyncio.sleep(max(0.0, delay))
-            chunk = SignalChunk(
-                self.kind, fs, t0_ns + round(first * 1e9 / fs), np.ascontiguousarray(block), first
-            )
+            block = np.ascontiguousarray(samples[row : row + n])
+            chunk = SignalChunk(self.kind, fs, t0_ns + round(seq * 1e9 / fs), block, seq)
             self._stats.count_chunk(chunk)
             yield chunk
+
+
+def _chunk_plan(
+    n_rows: int, step: int, grid: npt.NDArray[np.int64] | None
+) -> Iterator[tuple[int, int, int]]:
+    """``(first row, seq, rows)`` of each chunk: ``step`` rows at most, never across a jump of
+    ``grid`` (each row's sample index; None: consecutive rows)."""
+    if grid is None:
+        breaks = [0, n_rows]
+    else:
+        breaks = [0, *(np.flatnonzero(np.diff(grid) != 1) + 1).tolist(), n_rows]
+    for a, b in itertools.pairwise(breaks):
+        for first in range(a, b, step):
+            yield first, first if grid is None else int(grid[first]), min(step, b - first)
 
 
 def _forward_fill(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:

@@ -136,6 +136,12 @@ async def _whole(source: object) -> tuple[npt.NDArray[np.float64], float]:
         async for chunk in src.chunks():
             parts.append(chunk.samples[:, 0])
             rate = chunk.fs
+        gaps, missing = src.stats.gaps, src.stats.missing_samples
     if not parts:
         raise CorruptInputError(f"{source}: no samples")
+    if gaps:  # joining the two sides would invent RR intervals
+        raise CorruptInputError(
+            f"{source}: {gaps} gap(s) in its time column ({missing / rate:.3g} s missing): "
+            "a rhythm verdict needs one continuous recording"
+        )
     return np.concatenate(parts).astype(np.float64), float(rate)
