@@ -231,6 +231,21 @@ class WfdbReplaySource(ArrayReplay):
             duration_s=duration_s,
         )
 
+    def _to_microvolt(self, unit: str, channel: str) -> float:
+        """µV per physical unit of an ECG channel. A header without a unit (WFDB writes
+        ``NU``) is taken as mV, as WFDB's own default, with a warning; any other unit (mmHg, %)
+        is not an ECG: replayed as one, a pressure wave would be scored as beats."""
+        key = str(unit).strip().lower()
+        if key in _TO_MICROVOLT:
+            return _TO_MICROVOLT[key]
+        if key in ("", "nu"):
+            _LOGGER.warning("%s: channel %s has no unit: read as mV", self, channel)
+            return 1000.0
+        raise CorruptInputError(
+            f"{self.record.name}: channel {channel!r} is in {unit!r}, not a voltage: "
+            "not an ECG (choose the ECG channel: replay ?channel=NAME, evaluate --lead NAME)"
+        )
+
     def _load(self) -> tuple[npt.NDArray[np.float64], float]:
         wfdb = _wfdb()
 
@@ -258,11 +273,12 @@ class WfdbReplaySource(ArrayReplay):
                 f"{self.record.name}: wfdb read {rec.fs} Hz, header {header.fs}"
             )
         signal = np.asarray(rec.p_signal, dtype=np.float64)
-        units = [str(u).lower() for u in (rec.units or ["mV"] * len(idx))]
-        if self.kind is StreamKind.ECG:
-            scale = np.array([_TO_MICROVOLT.get(u, 1000.0) for u in units])
-            signal = signal * scale
         self.channel_names = [names[i] for i in idx]
+        if self.kind is StreamKind.ECG:
+            units = list(rec.units or ["mV"] * len(idx))
+            signal = signal * np.array(
+                [self._to_microvolt(u, n) for u, n in zip(units, self.channel_names, strict=True)]
+            )
         self._label = f"wfdb:{self.record.name} {','.join(self.channel_names)} @ {rec.fs:g} Hz"
         return signal, float(rec.fs)
 

@@ -239,3 +239,22 @@ def test_wfdb_annotations_follow_the_replayed_segment() -> None:
     np.testing.assert_array_equal(samples, full.sample[inside] - 3600)
     assert symbols == [s for s, k in zip(full.symbol, inside, strict=True) if k]
     assert samples.min() >= 0 and samples.max() < 7200 and "N" in symbols
+
+
+@pytest.mark.parametrize(("unit", "scale"), [("mmHg", None), ("%", None), ("uV", 1.0), ("NU", 1e3)])
+def test_an_ecg_replay_takes_only_voltages(tmp_path: Path, unit: str, scale: float | None) -> None:
+    # Prepare: a record whose first signal is a blood-pressure trace was replayed as ECG (any
+    # unit it did not know was taken as mV): 120 mmHg became 120,000 µV of "ECG"
+    import wfdb
+
+    x = (90 + 30 * np.sin(np.arange(0, 10, 1 / 250))).reshape(-1, 1)
+    wfdb.wrsamp("r", fs=250, units=[unit], sig_name=["ABP"], p_signal=x, fmt=["16"],
+                adc_gain=[100.0], baseline=[0], write_dir=str(tmp_path))  # fmt: skip
+    source = WfdbReplaySource(tmp_path / "r", speed=None)
+    # Execute / Assert: refused naming the unit, or scaled to µV
+    if scale is None:
+        with pytest.raises(CorruptInputError, match=f"'ABP' is in '{unit}', not a voltage"):
+            asyncio.run(_collect(source))
+    else:
+        got = np.concatenate([c.samples for c in asyncio.run(_collect(source))])
+        np.testing.assert_allclose(got, x * scale, atol=0.01 * scale)
