@@ -305,7 +305,13 @@ class EdgeMixin(SqlStoreBase):
         note: str = "",
         label_id: str | None = None,
     ) -> LabelRecord:
-        """Label a beat/event; relabelling replaces and sets it pending again."""
+        """Label a beat/event; relabelling replaces it, pending again, under a new id.
+
+        The new id is what keeps a correction from being lost: the device's receipt for the
+        earlier version (still in flight) names the old id, and must not acknowledge the
+        correction the device has not yet had. The device keys labels by beat, so the new
+        version replaces the old one there too.
+        """
         if target not in ("beat", "event"):
             raise ValueError(f"label target must be 'beat' or 'event', got {target!r}")
         if not label or not client_id:
@@ -315,7 +321,8 @@ class EdgeMixin(SqlStoreBase):
             tx.execute(
                 f"INSERT INTO clinician_label ({_LABEL_COLS})"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"
-                " ON CONFLICT (client_id, target, t_ns) DO UPDATE SET label = excluded.label,"
+                " ON CONFLICT (client_id, target, t_ns) DO UPDATE SET label_id = excluded.label_id,"
+                " label = excluded.label,"
                 " author = excluded.author, note = excluded.note, state = 'pending',"
                 f" updated_at = excluded.updated_at RETURNING {_LABEL_COLS}",
                 (label_id or uuid.uuid4().hex, client_id, target, int(t_ns), label, author,

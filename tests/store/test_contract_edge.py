@@ -158,15 +158,37 @@ def test_label_lifecycle(store: Store, clock: FakeClock) -> None:
     assert store.acknowledge_labels("p1", [a.label_id]) == 1
     states = {lb.label_id: lb.state for lb in store.list_labels("p1")}
     assert states == {a.label_id: LabelState.ACKNOWLEDGED, b.label_id: LabelState.DELIVERED}
-    # Relabelling the same beat keeps the id and makes it pending again.
+    # Relabelling the same beat replaces it under a new id, pending again.
     clock.advance(1)
     again = store.add_label(client_id="p1", target="beat", t_ns=5 * SEC, label="S", author="dr_b")
-    assert again.label_id == a.label_id and again.label == "S" and again.author == "dr_b"
+    assert again.label_id != a.label_id and again.label == "S" and again.author == "dr_b"
     assert again.state is LabelState.PENDING and again.created_at == T0
     assert again.updated_at == T0 + 62
-    assert [lb.label_id for lb in store.list_labels("p1", state=LabelState.PENDING)] == [a.label_id]
+    assert [lb.label_id for lb in store.list_labels("p1", state=LabelState.PENDING)] == [
+        again.label_id
+    ]
+    assert len(store.list_labels("p1")) == 2  # replaced, not added
     with pytest.raises(ValueError, match="target"):
         store.add_label(client_id="p1", target="window", t_ns=0, label="N", author="x")
+
+
+def test_a_receipt_for_a_label_does_not_acknowledge_its_later_correction(
+    store: Store, clock: FakeClock
+) -> None:
+    # Prepare: V delivered to the device; the clinician corrects it to S while the broker is
+    # unreachable from the web (the correction stays pending); then the device's receipt for
+    # V arrives. It used to acknowledge the correction too (same id): S was never sent and the
+    # device kept training on V.
+    first = store.add_label(client_id="p1", target="beat", t_ns=SEC, label="V", author="dr")
+    store.mark_labels_delivered([first.label_id])
+    clock.advance(5)
+    fix = store.add_label(client_id="p1", target="beat", t_ns=SEC, label="S", author="dr")
+    # Execute
+    acknowledged = store.acknowledge_labels("p1", [first.label_id])
+    # Assert: the correction is still to be sent, and its own receipt settles it
+    assert acknowledged == 0
+    assert [(lb.label_id, lb.label) for lb in store.pending_labels("p1")] == [(fix.label_id, "S")]
+    assert store.acknowledge_labels("p1", [fix.label_id]) == 1
 
 
 def test_prune_predictions_for_retention(store: Store) -> None:
