@@ -68,7 +68,7 @@ class BeatRecorder:
             return None
         refs = self.labeler.labels_for([b.sample for b in beats]) if beats else []
         for b, lab in zip(beats, refs, strict=True):
-            if lab is not None and self.buffer.add_label(
+            if lab is not None and self.buffer.labels.add(
                 b.t_ns, lab, "annotation", f"ann:{b.sample}", 0
             ):
                 self.stats.labels_annotation += 1

@@ -33,9 +33,9 @@ import numpy.typing as npt
 
 from common.pred_payloads import beat_body, event_body
 from common.types import BeatPrediction, Event
-from edge_agent.buffer_schema import create_or_upgrade
+from edge_agent.buffer_schema import open_buffer_db
 from edge_agent.label_receipts import ReceiptQueue
-from edge_agent.labelled_beats import LabelledBeats, labelled_from_rows
+from edge_agent.labelled_beats import LabelledBeatTable
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,6 +47,8 @@ _STATES = {
     STORED: "stored",
     REJECTED: "rejected",  # the store would refuse it: kept, never sent (edge_agent.outbox)
 }
+
+PRUNE_EVERY = 1000  # rows added between two prunings: DELETEs amortised, tables bounded
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -90,6 +92,11 @@ class SqliteBuffer:
         Most recent beat feature rows kept for late clinician labels.
     keep_labelled : int
         Most labelled beats kept (oldest dropped).
+    keep_stored : int
+        Most outbox rows kept after the store confirmed them (and as many set aside).
+
+    The bounds are applied when the buffer opens and after every :data:`PRUNE_EVERY` rows
+    added, so each table holds at most its bound plus that many rows.
     """
 
     def __init__(
@@ -98,28 +105,30 @@ class SqliteBuffer:
         client_id: str,
         keep_recent: int = 20000,
         keep_labelled: int = 20000,
+        keep_stored: int = 1000,
     ) -> None:
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        # 512 KiB page cache instead of SQLite's 2 MiB: the agent only appends and reads the
-        # newest rows, and resident memory on a Pi is the scarce resource
-        self._db.execute("PRAGMA cache_size=-512")
-        create_or_upgrade(self._db)
+        self._db = open_buffer_db(path)
         self._client_id = client_id
-        self._keep_recent = keep_recent
-        self._keep_labelled = keep_labelled
+        self._keep_stored = keep_stored
+        self._added = 0  # rows added since the last pruning
         self.receipts = ReceiptQueue(self._db, self._lock)
+        self.labels = LabelledBeatTable(self._db, self._lock, keep_recent, keep_labelled)
         n = self._db.execute(
             "UPDATE outbox SET state = ?, batch = NULL WHERE state IN (?, ?)",
             (PENDING, INFLIGHT, SENT),
         )
         if n.rowcount:
             _LOGGER.info("%d rows the store did not confirm will be sent again", n.rowcount)
+        self.prune()  # a file an older agent (which never pruned) left
 
     @_locked
     def close(self) -> None:
+        """Apply the bounds and close the file."""
+        try:
+            self.prune()
+        except sqlite3.Error as exc:  # closing must not hide why the agent stopped
+            _LOGGER.warning("buffer not pruned at close: %s", exc)
         self._db.close()
 
     # -- outbox -----------------------------------------------------------------------------
@@ -164,6 +173,9 @@ class SqliteBuffer:
         except BaseException:
             cur.execute("ROLLBACK")
             raise
+        self._added += len(beats) + len(events)
+        if self._added >= PRUNE_EVERY:
+            self.prune()
 
     @_locked
     def take_pending(self, limit: int) -> OutboxBatch:
@@ -265,6 +277,15 @@ class SqliteBuffer:
         return out
 
     @_locked
+    def prune(self) -> None:
+        """Apply the bounds (``keep_stored``, ``keep_recent``, ``keep_labelled``)."""
+        stored = self.prune_stored(self._keep_stored)
+        self.labels.prune()
+        self._added = 0
+        if stored:
+            _LOGGER.debug("buffer pruned: %d confirmed outbox rows dropped", stored)
+
+    @_locked
     def prune_stored(self, keep: int) -> int:
         """Delete all but the newest ``keep`` stored rows, and as many rejected ones; returns
         how many were deleted."""
@@ -276,57 +297,3 @@ class SqliteBuffer:
                 (state, state, keep),
             ).rowcount
         return n
-
-    # -- labelled beats ---------------------------------------------------------------------
-
-    @_locked
-    def prune_recent(self) -> None:
-        """Keep only the newest ``keep_recent`` feature rows and ``keep_labelled`` labels."""
-        for table, keep in (
-            ("recent_beats", self._keep_recent),
-            ("labelled_beats", self._keep_labelled),
-        ):
-            self._db.execute(
-                f"DELETE FROM {table} WHERE t_ns < (SELECT t_ns FROM {table} "  # noqa: S608
-                "ORDER BY t_ns DESC LIMIT 1 OFFSET ?)",
-                (keep - 1,),
-            )
-
-    @_locked
-    def add_label(
-        self, t_ns: int, label: str, source: str, label_id: str, tolerance_ns: int = 150_000_000
-    ) -> bool:
-        """Label the recent beat nearest ``t_ns`` (within ``tolerance_ns``).
-
-        Returns False when no recent beat is close enough (too old, or no beat there).
-        A later label for the same beat replaces the earlier one (a clinician's correction).
-        """
-        row = self._db.execute(
-            "SELECT t_ns, window, window_shape, rr, in_af FROM recent_beats "
-            "WHERE t_ns BETWEEN ? AND ? ORDER BY ABS(t_ns - ?) LIMIT 1",
-            (t_ns - tolerance_ns, t_ns + tolerance_ns, t_ns),
-        ).fetchone()
-        if row is None:
-            return False
-        self._db.execute(
-            "INSERT OR REPLACE INTO labelled_beats "
-            "(t_ns, label, source, label_id, window, window_shape, rr, in_af) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (row[0], label, source, label_id, row[1], row[2], row[3], row[4]),
-        )
-        return True
-
-    @_locked
-    def labelled_count(self) -> int:
-        """Number of labelled beats kept."""
-        return int(self._db.execute("SELECT COUNT(*) FROM labelled_beats").fetchone()[0])
-
-    @_locked
-    def labelled_beats(self, limit: int | None = None) -> LabelledBeats:
-        """The newest labelled beats (all if ``limit`` is None), oldest first."""
-        rows = self._db.execute(
-            "SELECT t_ns, label, window, window_shape, rr, in_af FROM labelled_beats "
-            "ORDER BY t_ns DESC LIMIT ?",
-            (-1 if limit is None else limit,),
-        ).fetchall()[::-1]
-        return labelled_from_rows(rows)

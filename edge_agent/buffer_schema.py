@@ -1,4 +1,5 @@
-"""The edge buffer's SQLite tables (:mod:`edge_agent.buffer`), and the upgrade of older files.
+"""The edge buffer's SQLite file (:mod:`edge_agent.buffer`): opening it, its tables, the
+upgrade of older files, and a damaged file set aside.
 
 ``outbox``: predictions and events waiting for the store (``state``: pending, inflight, sent,
 stored, rejected; ``batch`` and ``sent_at`` track a payload until the store's receipt).
@@ -8,7 +9,14 @@ stored, rejected; ``batch`` and ``sent_at`` track a payload until the store's re
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import time
+from pathlib import Path
+
+from common.errors import ConfigError
+
+_LOGGER = logging.getLogger(__name__)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -58,3 +66,56 @@ def create_or_upgrade(db: sqlite3.Connection) -> None:
         if column not in have:
             db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     db.execute("CREATE INDEX IF NOT EXISTS outbox_batch ON outbox (batch)")
+
+
+def open_buffer_db(path: Path | str) -> sqlite3.Connection:
+    """The buffer's database at ``path``, created or upgraded.
+
+    A file SQLite cannot read as a database, or whose quick check fails (storage damage on a
+    Pi's SD card), is renamed ``<name>.corrupt-<unix s>`` (with its ``-wal``/``-shm``) and a
+    fresh buffer is started, logged as an ERROR naming both files: monitoring goes on, and
+    what the damaged file still holds is kept for recovery. A file that cannot be opened at
+    all (no permission, a locked or full disk) raises ConfigError naming it.
+    """
+    try:
+        return _open(path)
+    except sqlite3.OperationalError as exc:
+        raise ConfigError(f"edge buffer {path}: cannot open it ({exc})") from exc
+    except sqlite3.DatabaseError as exc:  # not a database, malformed: set aside
+        if str(path) == ":memory:":
+            raise
+        aside = _set_aside(Path(path))
+        _LOGGER.error(
+            "edge buffer %s is damaged (%s): moved to %s, starting empty", path, exc, aside
+        )
+        try:
+            return _open(path)
+        except sqlite3.DatabaseError as again:
+            raise ConfigError(f"edge buffer {path}: cannot start a new one ({again})") from again
+
+
+def _open(path: Path | str) -> sqlite3.Connection:
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        # 512 KiB page cache instead of SQLite's 2 MiB: the agent only appends and reads the
+        # newest rows, and resident memory on a Pi is the scarce resource
+        db.execute("PRAGMA cache_size=-512")
+        check = db.execute("PRAGMA quick_check").fetchone()
+        if check is None or check[0] != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else 'no answer'}")
+        create_or_upgrade(db)
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _set_aside(path: Path) -> Path:
+    aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+    for suffix in ("", "-wal", "-shm"):
+        part = path.with_name(path.name + suffix)
+        if part.exists():
+            part.rename(aside.with_name(aside.name + suffix))
+    return aside

@@ -75,7 +75,7 @@ def store_label(label: Label, buffer: SqliteBuffer, stats: AgentStats) -> None:
             "event label %s=%s noted (not a training example)", label.label_id, label.label
         )
         return
-    if buffer.add_label(label.t_ns, label.label, "clinician", label.label_id):
+    if buffer.labels.add(label.t_ns, label.label, "clinician", label.label_id):
         stats.labels_clinician += 1
     else:
         stats.labels_unmatched += 1

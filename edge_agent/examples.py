@@ -29,7 +29,7 @@ class BufferExampleSource:
     Parameters
     ----------
     read : callable
-        ``limit -> LabelledBeats`` (``SqliteBuffer.labelled_beats``).
+        ``limit -> LabelledBeats`` (``SqliteBuffer.labels.beats``).
     classes : sequence of str
         The model's classes, in card order.
     feeds : callable

@@ -4,8 +4,8 @@ A receipt is queued in the buffer's SQLite file when a label arrives (before any
 handed to the uplink in batches of at most :data:`common.payloads.MAX_ACK_IDS` ids on
 ``medchain/v1/labelack/{client_id}``, and marked sent on the broker's PUBACK. Receipts left in
 flight by a crash are sent again after a restart; the server's ``acknowledge_labels`` is
-idempotent, so a receipt sent twice changes nothing. A relabelled beat (same label id, new
-delivery) queues its receipt again.
+idempotent, so a receipt sent twice changes nothing. A label delivered again (the server
+resends until it has the receipt) queues its receipt again.
 """
 
 from __future__ import annotations

@@ -1,12 +1,13 @@
-"""The device's labelled beats as arrays (training examples), from the buffer's rows.
-
-``edge_agent.buffer.SqliteBuffer.labelled_beats`` reads the rows; this module turns them into
-the arrays the example source (``edge_agent.examples``) feeds the trainer.
+"""The device's labelled beats: their tables in the buffer's database (the model inputs of the
+newest beats, and the labelled ones) and the arrays the example source
+(``edge_agent.examples``) feeds the trainer.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,3 +61,74 @@ def labelled_from_rows(rows: Sequence[Sequence[Any]]) -> LabelledBeats:
         np.array([r[0] for r in rows], np.int64),
         np.array([bool(r[5]) for r in rows], bool),
     )
+
+
+class LabelledBeatTable:
+    """The buffer's ``recent_beats`` (model inputs of the newest beats, written with the
+    outbox rows) and ``labelled_beats`` (those a label reached) tables
+    (``SqliteBuffer.labels``).
+
+    Parameters
+    ----------
+    db : sqlite3.Connection
+        The buffer's connection (autocommit).
+    lock : threading.RLock
+        The buffer's lock.
+    keep_recent, keep_labelled : int
+        Most rows of each table kept by :meth:`prune` (the newest).
+    """
+
+    def __init__(
+        self, db: sqlite3.Connection, lock: threading.RLock, keep_recent: int, keep_labelled: int
+    ) -> None:
+        self._db, self._lock = db, lock
+        self._keep = {"recent_beats": keep_recent, "labelled_beats": keep_labelled}
+
+    def prune(self) -> None:
+        """Keep only the newest ``keep_recent`` feature rows and ``keep_labelled`` labels."""
+        with self._lock:
+            for table, keep in self._keep.items():
+                self._db.execute(
+                    f"DELETE FROM {table} WHERE t_ns < (SELECT t_ns FROM {table} "  # noqa: S608
+                    "ORDER BY t_ns DESC LIMIT 1 OFFSET ?)",
+                    (keep - 1,),
+                )
+
+    def add(
+        self, t_ns: int, label: str, source: str, label_id: str, tolerance_ns: int = 150_000_000
+    ) -> bool:
+        """Label the recent beat nearest ``t_ns`` (ns, within ``tolerance_ns``).
+
+        Returns False when no recent beat is close enough (too old, or no beat there).
+        A later label for the same beat replaces the earlier one (a clinician's correction).
+        """
+        with self._lock:
+            row = self._db.execute(
+                "SELECT t_ns, window, window_shape, rr, in_af FROM recent_beats "
+                "WHERE t_ns BETWEEN ? AND ? ORDER BY ABS(t_ns - ?) LIMIT 1",
+                (t_ns - tolerance_ns, t_ns + tolerance_ns, t_ns),
+            ).fetchone()
+            if row is None:
+                return False
+            self._db.execute(
+                "INSERT OR REPLACE INTO labelled_beats "
+                "(t_ns, label, source, label_id, window, window_shape, rr, in_af) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (row[0], label, source, label_id, row[1], row[2], row[3], row[4]),
+            )
+        return True
+
+    def count(self) -> int:
+        """Number of labelled beats kept."""
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM labelled_beats").fetchone()[0])
+
+    def beats(self, limit: int | None = None) -> LabelledBeats:
+        """The newest labelled beats (all if ``limit`` is None), oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT t_ns, label, window, window_shape, rr, in_af FROM labelled_beats "
+                "ORDER BY t_ns DESC LIMIT ?",
+                (-1 if limit is None else limit,),
+            ).fetchall()[::-1]
+        return labelled_from_rows(rows)

@@ -139,7 +139,7 @@ def federated_participant(
                 p.use_classifier(clf)  # personal heads follow the running global model
 
         examples = BufferExampleSource(
-            agent.buffer.labelled_beats,
+            agent.buffer.labels.beats,
             classifier.classes,  # releases keep the classes (the installer checks)
             lambda windows, rr: installer.current.feeds(windows, rr),
         )

@@ -236,7 +236,7 @@ def test_labels_from_clinician_and_bad_payloads(model: OnnxBeatClassifier, tmp_p
     assert [r.label_ids for r in receipts] == [("l1", "l4")]  # checked labels only, one payload
     assert agent.stats.label_receipts == 2
     assert agent.buffer.receipts.counts() == {"pending": 0, "inflight": 0, "sent": 2}
-    kept = agent.buffer.labelled_beats()
+    kept = agent.buffer.labels.beats()
     assert kept.labels == ["S"] and kept.windows.shape == (1, SPEC.window_len)
 
 
@@ -254,7 +254,7 @@ def test_replay_annotations_become_training_examples(
     agent = make_agent(model, tmp_path, None, Annotations())
     # Execute
     asyncio.run(agent.run(ListSource(chunks_of(x, FS, 360))))
-    source = BufferExampleSource(agent.buffer.labelled_beats, model.classes, model.feeds)
+    source = BufferExampleSource(agent.buffer.labels.beats, model.classes, model.feeds)
     ex = source.labelled_examples(1000)
     # Assert
     assert len(ex) == peaks.size

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from common.errors import ConfigError
 from common.types import BeatPrediction, Event
-from edge_agent.buffer import SqliteBuffer
+from edge_agent.buffer import PRUNE_EVERY, SqliteBuffer
 
 
 def beat(t: int, label: str = "N") -> BeatPrediction:
@@ -94,15 +97,15 @@ def test_labels_join_recent_features_within_tolerance(tmp_path: Path) -> None:
     w = np.arange(5 * 4, dtype=np.float32).reshape(5, 4)
     rr = np.ones((5, 2), np.float32)
     buf.add(beats, [], w, rr)
-    buf.prune_recent()  # keeps the 3 newest feature rows
-    assert not buf.add_label(0, "V", "clinician", "l0")  # pruned
-    assert buf.add_label(3_100_000_000, "V", "clinician", "l1")  # 100 ms off: matched
-    assert not buf.add_label(3_500_000_000, "V", "clinician", "l2")  # 500 ms off: no beat
-    assert buf.add_label(3_000_000_000, "S", "clinician", "l3")  # correction replaces
-    kept = buf.labelled_beats()
+    buf.labels.prune()  # keeps the 3 newest feature rows
+    assert not buf.labels.add(0, "V", "clinician", "l0")  # pruned
+    assert buf.labels.add(3_100_000_000, "V", "clinician", "l1")  # 100 ms off: matched
+    assert not buf.labels.add(3_500_000_000, "V", "clinician", "l2")  # 500 ms off: no beat
+    assert buf.labels.add(3_000_000_000, "S", "clinician", "l3")  # correction replaces
+    kept = buf.labels.beats()
     assert kept.labels == ["S"]
     np.testing.assert_array_equal(kept.windows[0], w[3])
-    assert buf.labelled_count() == 1
+    assert buf.labels.count() == 1
     buf.close()
 
 
@@ -115,13 +118,13 @@ def test_a_labelled_beat_keeps_whether_its_stretch_was_called_af(tmp_path: Path)
     buf.add(beats, [], np.zeros((4, 3), np.float32), np.ones((4, 2), np.float32))
     # Execute: labels arrive later (a clinician, a replay's annotations)
     for i in (0, 2, 1):
-        assert buf.add_label(i * 1_000_000_000, "N", "clinician", f"l{i}")
-    kept = buf.labelled_beats()
+        assert buf.labels.add(i * 1_000_000_000, "N", "clinician", f"l{i}")
+    kept = buf.labels.beats()
     # Assert: oldest first
     assert kept.t_ns.tolist() == [0, 1_000_000_000, 2_000_000_000]
     assert kept.in_af.tolist() == [True, True, False]
-    assert buf.labelled_beats(limit=1).in_af.tolist() == [False]
-    assert len(SqliteBuffer(tmp_path / "e.sqlite", "d").labelled_beats().in_af) == 0
+    assert buf.labels.beats(limit=1).in_af.tolist() == [False]
+    assert len(SqliteBuffer(tmp_path / "e.sqlite", "d").labels.beats().in_af) == 0
     buf.close()
 
 
@@ -145,12 +148,12 @@ def test_a_buffer_from_before_the_af_flag_keeps_its_beats_and_labels(tmp_path: P
     db.close()
     # Execute
     buf = SqliteBuffer(tmp_path / "old.sqlite", "d")
-    joined = buf.add_label(5, "S", "c", "l5")
+    joined = buf.labels.add(5, "S", "c", "l5")
     buf.add([beat(9_000)], [], np.zeros((1, 3), np.float32), np.ones((1, 2), np.float32))
     # Assert: nothing lost; beats stored before the flag existed count as not in AF
-    kept = buf.labelled_beats()
+    kept = buf.labels.beats()
     assert joined and kept.labels == ["V", "S"] and kept.in_af.tolist() == [False, False]
-    assert buf.add_label(9_000, "N", "c", "l9")
+    assert buf.labels.add(9_000, "N", "c", "l9")
     buf.close()
 
 
@@ -164,9 +167,9 @@ def test_the_example_source_keeps_each_labels_af_flag_past_unknown_labels(tmp_pa
     beats = [replace(beat(i * 1_000_000_000), in_af=i in (1, 3)) for i in range(4)]
     buf.add(beats, [], np.zeros((4, 3), np.float32), np.ones((4, 2), np.float32))
     for i, label in enumerate(["N", "?", "S", "N"]):
-        assert buf.add_label(i * 1_000_000_000, label, "clinician", f"l{i}")
+        assert buf.labels.add(i * 1_000_000_000, label, "clinician", f"l{i}")
     source = BufferExampleSource(
-        buf.labelled_beats, ["N", "S", "V"], lambda w, rr: {"beat": w, "rr": rr}
+        buf.labels.beats, ["N", "S", "V"], lambda w, rr: {"beat": w, "rr": rr}
     )
     # Execute
     ex = source.labelled_examples(10)
@@ -174,3 +177,50 @@ def test_the_example_source_keeps_each_labels_af_flag_past_unknown_labels(tmp_pa
     assert ex.labels.tolist() == [0, 1, 0]
     assert ex.in_af is not None and ex.in_af.tolist() == [False, False, True]
     buf.close()
+
+
+def test_the_buffer_keeps_its_bounds_while_the_agent_writes(tmp_path: Path) -> None:
+    # Prepare: nothing called the pruning: feature rows, labels and confirmed outbox rows grew
+    # without bound on the device (a Pi's SD card fills up)
+    buf = SqliteBuffer(tmp_path / "b.sqlite", "d", keep_recent=50, keep_labelled=10, keep_stored=5)
+    w, rr = np.zeros((1, 2, 4), np.float32), np.zeros((1, 3), np.float32)
+    # Execute: 3,000 beats, each stored, labelled, sent and confirmed
+    for i in range(3000):
+        b = beat(i * 1_000_000_000)
+        buf.add([b], [], w, rr)
+        buf.labels.add(b.t_ns, "N", "annotation", f"a{i}", 0)
+        taken = buf.take_pending(1)
+        buf.mark_inflight(taken.ids, f"b{i}")
+        buf.mark_sent(taken.ids, now_s=float(i))
+        buf.mark_stored([f"b{i}"])
+    # Assert: within each bound plus one pruning interval, the newest kept
+    assert buf.labels.count() <= 10 + PRUNE_EVERY
+    assert buf.counts()["stored"] <= 5 + PRUNE_EVERY
+    assert buf.labels.beats().t_ns[-1] == 2999 * 1_000_000_000
+    buf.close()
+    reopened = SqliteBuffer(tmp_path / "b.sqlite", "d", keep_labelled=10, keep_stored=5)
+    assert reopened.labels.count() == 10 and reopened.counts()["stored"] == 5
+    reopened.close()
+
+
+def test_a_damaged_buffer_file_is_set_aside_and_monitoring_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prepare: storage damage: the file is no SQLite database any more (a traceback before)
+    path = tmp_path / "edge_buffer.sqlite"
+    path.write_bytes(b"\x13\x37" * 4096)
+    # Execute
+    with caplog.at_level(logging.ERROR):
+        buf = SqliteBuffer(path, "d")
+    buf.add([beat(1)], [])
+    # Assert: a fresh buffer works, the damaged bytes are kept beside it, one ERROR names both
+    assert buf.counts()["pending"] == 1
+    [aside] = list(tmp_path.glob("edge_buffer.sqlite.corrupt-*"))
+    assert aside.read_bytes() == b"\x13\x37" * 4096
+    assert "edge_buffer.sqlite" in caplog.text and aside.name in caplog.text
+    buf.close()
+
+
+def test_a_buffer_that_cannot_be_opened_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="edge buffer .*missing"):
+        SqliteBuffer(tmp_path / "missing" / "b.sqlite", "d")

@@ -139,7 +139,9 @@ def test_the_device_setting_keeps_the_patients_rule_off(tmp_path: Path) -> None:
         save_personal_head(PersonalHead(w, b, "g7", 42, s_in_af_as_n=True), work)
         settings = EdgeSettings(client_id="d", workdir=work, patient_s_in_af=on)
         gate = QualityGate("d")
-        agent = SimpleNamespace(gate=gate, buffer=SimpleNamespace(labelled_beats=None), stats=None)
+        agent = SimpleNamespace(
+            gate=gate, buffer=SimpleNamespace(labels=SimpleNamespace(beats=None)), stats=None
+        )
         federated_participant(settings, clf)(cast(Any, agent), cast(Any, None))
         rules[on] = gate.patient_rule
     assert rules == {True: True, False: False}

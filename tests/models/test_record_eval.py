@@ -248,7 +248,7 @@ def test_the_devices_labelled_beats_carry_the_af_calls_the_evaluator_counts(
         async with src:
             agent = build_agent(settings, clf, labeler=replay_labeler(src))  # as `medchain edge`
             await agent.run(src)
-            kept = agent.buffer.labelled_beats()
+            kept = agent.buffer.labels.beats()
             agent.close()
         return kept.labels, kept.in_af.tolist()
 
