@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 
 from common.payloads import Status, encode_status
@@ -309,10 +310,14 @@ class EdgeAgent:
     async def _uplink_loop(self) -> None:
         next_status = time.monotonic() + min(5.0, self.settings.status_interval_s)
         while True:
-            self.flush_outbox()
-            if self.uplink is not None and time.monotonic() >= next_status:
-                next_status = time.monotonic() + self.settings.status_interval_s
-                self.uplink.publish_status(True, self.status_detail())
+            try:
+                self.flush_outbox()
+                if self.uplink is not None and time.monotonic() >= next_status:
+                    next_status = time.monotonic() + self.settings.status_interval_s
+                    self.uplink.publish_status(True, self.status_detail())
+            except sqlite3.Error as exc:  # the task would die silently: nothing sent any more
+                self.stats.uplink_errors += 1
+                _LOGGER.error("outbox flush failed (%s): trying again", exc)
             self._wake.clear()
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
             # races its timeout, and the loop would outlive the agent

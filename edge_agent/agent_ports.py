@@ -122,6 +122,8 @@ class AgentStats:
     pred_stored: int = 0  # rows the store confirmed (predack/{client_id})
     pred_resent: int = 0  # rows sent again: acknowledged by the broker, never confirmed
     pred_rejected: int = 0  # rows set aside unsent: the store would refuse them (logged)
+    rows_not_buffered: int = 0  # beats and events the buffer could not write (disk full)
+    uplink_errors: int = 0  # outbox flushes that failed (logged; the next one tries again)
     gaps: int = 0
     models_installed: int = 0
     models_rejected: int = 0

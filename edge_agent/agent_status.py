@@ -26,7 +26,7 @@ def status_detail(
     hr_bpm : float
         ECG heart rate (bpm, median of the last 8 RR; NaN before any).
     stats : AgentStats
-        ``beats`` so far.
+        ``beats`` so far, and ``rows_not_buffered`` (lost to a buffer that could not write).
     counts : dict
         Buffer rows per state (``SqliteBuffer.counts``): ``pending`` is the backlog,
         ``rejected`` the rows set aside unsent because the store would refuse them.
@@ -37,8 +37,8 @@ def status_detail(
     Returns
     -------
     str
-        ``{"ecg_hr_bpm", "beats", "backlog", "rejected"?, "ppg_hr_bpm"?, "activity"?, "signal"?,
-        "s_in_af_as_n"?}``; ``s_in_af_as_n: true`` so the care team knows this patient's SVEB
+        ``{"ecg_hr_bpm", "beats", "backlog", "rejected"?, "not_buffered"?, "ppg_hr_bpm"?,
+        "activity"?, "signal"?, "s_in_af_as_n"?}``; ``s_in_af_as_n: true`` so the care team knows this patient's SVEB
         count leaves AF out.
     """
     state: dict[str, object] = {
@@ -48,6 +48,8 @@ def status_detail(
     }
     if counts["rejected"]:  # set aside unsent: the store would refuse them (edge_agent.outbox)
         state["rejected"] = counts["rejected"]
+    if stats.rows_not_buffered:  # the buffer could not write them (disk full): lost
+        state["not_buffered"] = stats.rows_not_buffered
     wrist_hr = getattr(aux, "hr", None)
     if wrist_hr:
         state["ppg_hr_bpm"] = round(wrist_hr[-1][1].bpm, 1)

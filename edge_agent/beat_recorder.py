@@ -5,6 +5,7 @@ labels, the ``--out`` file, and the run's counters."""
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from common.types import BeatPrediction, Event
 from edge_agent.agent_ports import AgentStats, BeatLabeler, BeatSink
@@ -42,16 +43,27 @@ class BeatRecorder:
         self, beats: list[BeatPrediction], events: list[Event], batch: BeatBatch | None
     ) -> bool:
         """Store ``beats`` (with their model inputs ``batch`` when it matches them one to one)
-        and ``events``; False when there was nothing to store."""
+        and ``events``; False when there was nothing to store.
+
+        A buffer that cannot write (disk full) costs those rows, counted in
+        ``rows_not_buffered`` and logged as an ERROR; the sink, the counters and the alarms
+        carry on."""
         if not beats and not events:
             return False
         matched = batch if batch is not None and len(batch) == len(beats) and beats else None
-        self.buffer.add(
-            beats,
-            events,
-            None if matched is None else matched.windows,
-            None if matched is None else matched.rr,
-        )
+        try:
+            self.buffer.add(
+                beats,
+                events,
+                None if matched is None else matched.windows,
+                None if matched is None else matched.rr,
+            )
+        except sqlite3.Error as exc:  # a full or failing SD card: the alarms must go on
+            self.stats.rows_not_buffered += len(beats) + len(events)
+            _LOGGER.error(
+                "%d beats and %d events not buffered (%s): they will not reach the store "
+                "(%d so far)", len(beats), len(events), exc, self.stats.rows_not_buffered,
+            )  # fmt: skip
         refs = self._annotation_labels(beats)
         if self.sink is not None and refs is None:  # two-argument sinks keep working
             self.sink.write(beats, events)
@@ -67,9 +79,12 @@ class BeatRecorder:
         if self.labeler is None:
             return None
         refs = self.labeler.labels_for([b.sample for b in beats]) if beats else []
-        for b, lab in zip(beats, refs, strict=True):
-            if lab is not None and self.buffer.labels.add(
-                b.t_ns, lab, "annotation", f"ann:{b.sample}", 0
-            ):
-                self.stats.labels_annotation += 1
+        try:
+            for b, lab in zip(beats, refs, strict=True):
+                if lab is not None and self.buffer.labels.add(
+                    b.t_ns, lab, "annotation", f"ann:{b.sample}", 0
+                ):
+                    self.stats.labels_annotation += 1
+        except sqlite3.Error as exc:  # the beats' own rows are counted by store()
+            _LOGGER.error("annotation labels not buffered (%s)", exc)
         return refs
