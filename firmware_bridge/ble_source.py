@@ -164,10 +164,7 @@ class BleSource:
     @property
     def stats(self) -> SourceStats:
         """Counters, including decoder rejects, gaps and reconnects."""
-        c, s = self.assembler.counters, self._stats
-        s.frames, s.rejected, s.gaps = c.frames, c.rejected, c.gaps
-        s.missing_samples, s.duplicates = c.missing_samples, c.duplicates
-        return s
+        return self.assembler.counters.mirror(self._stats)
 
     # --- context ------------------------------------------------------------------------------
     async def __aenter__(self) -> Self:

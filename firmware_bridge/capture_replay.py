@@ -49,10 +49,7 @@ class CaptureReplaySource:
     @property
     def stats(self) -> SourceStats:
         """Counters (frames, rejected, truncated, gaps...)."""
-        c = self.assembler.counters
-        s = self._stats
-        s.frames, s.rejected, s.gaps = c.frames, c.rejected + self.reader.rejected, c.gaps
-        s.missing_samples, s.duplicates = c.missing_samples, c.duplicates
+        s = self.assembler.counters.mirror(self._stats, self.reader.rejected)
         s.truncated = self.reader.truncated
         return s
 

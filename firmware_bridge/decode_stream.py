@@ -31,6 +31,7 @@ from firmware_bridge.frames import (
     PmdFrame,
 )
 from firmware_bridge.gatt import PMD_DATA_UUID, MeasurementType
+from firmware_bridge.sources import SourceStats
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -57,7 +58,19 @@ class AssemblerCounters:
     missing_samples: int = 0
     duplicates: int = 0
     suspect: int = 0  # frames held back for a timestamp far off (also counted in rejected)
+    no_contact: int = 0  # heart-rate values sent while the strap reported no skin contact
     by_error: dict[str, int] = field(default_factory=dict)
+
+    def mirror(self, stats: SourceStats, extra_rejected: int = 0) -> SourceStats:
+        """``stats`` with these counts copied in (``extra_rejected``: a reader's own)."""
+        stats.frames, stats.rejected, stats.gaps = (
+            self.frames,
+            self.rejected + extra_rejected,
+            self.gaps,
+        )
+        stats.missing_samples, stats.duplicates = self.missing_samples, self.duplicates
+        stats.no_contact = self.no_contact
+        return stats
 
 
 @dataclass(slots=True)
@@ -99,6 +112,7 @@ class StreamAssembler:
         self._tracks = {m: _Track(f) for m, f in {**DEFAULT_FS, **(fs or {})}.items()}
         self._clock_ns = clock_ns
         self._hr_seq = 0
+        self._hr_contact: bool | None = None  # the strap's last skin-contact flag
         self.counters = AssemblerCounters()
         self.responses: list[ControlPointResponse] = []
 
@@ -187,6 +201,17 @@ class StreamAssembler:
             return []
         if isinstance(frame, HeartRateMeasurement):
             self.counters.frames += 1
+            if frame.sensor_contact is not None and frame.sensor_contact != self._hr_contact:
+                _LOGGER.log(
+                    logging.INFO if frame.sensor_contact else logging.WARNING,
+                    "heart-rate sensor: skin contact %s",
+                    "back" if frame.sensor_contact else "lost: its values are dropped",
+                )
+                self._hr_contact = frame.sensor_contact
+            if frame.sensor_contact is False:  # a loose strap's value is stale or 0: no alarm
+                self.counters.no_contact += 1
+                self._hr_seq += 1  # the dropped second shows as a gap
+                return []
             chunk = SignalChunk(
                 StreamKind.HR,
                 1.0,

@@ -60,6 +60,8 @@ class SourceStats:
         Discontinuities detected from timestamps or ``seq``, and samples estimated lost.
     duplicates : int
         Chunks dropped because their ``seq`` had already been delivered.
+    no_contact : int
+        Heart-rate values dropped because the strap reported no skin contact.
     reconnects : int
         Successful reconnections after a dropped link.
     """
@@ -72,6 +74,7 @@ class SourceStats:
     gaps: int = 0
     missing_samples: int = 0
     duplicates: int = 0
+    no_contact: int = 0
     reconnects: int = 0
 
     def count_chunk(self, chunk: SignalChunk) -> None:
