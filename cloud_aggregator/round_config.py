@@ -73,7 +73,8 @@ def client_round_config(
 
 def balanced_weights(counts: Sequence[float], power: float) -> tuple[float, ...]:
     """Per-class loss weights ``count^-power``, mean 1 over the counted examples; a class no
-    device has reported yet gets the largest weight of the others.
+    device has reported yet gets the largest weight of the others; none above
+    ``MAX_CLASS_WEIGHT`` (what a device accepts).
 
     With one class per device (one recording, one label) a device's own counts cannot balance
     the classes; the counts of the whole run can (as centrally trained models weight theirs).
@@ -84,6 +85,9 @@ def balanced_weights(counts: Sequence[float], power: float) -> tuple[float, ...]
     w[seen] = c[seen] ** -power
     w /= float(np.sum(w * c) / np.sum(c))
     w[~seen] = w[seen].max()
+    # devices refuse a round whose weights exceed this: a run with one class far rarer than
+    # the rest must not lock every device out of the run's later rounds
+    w = np.minimum(w, fl.MAX_CLASS_WEIGHT)
     return tuple(round(float(x), 6) for x in w)
 
 

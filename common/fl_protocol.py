@@ -25,6 +25,7 @@ from common.fl_chunks import ChunkHeader, Reassembler, join_chunks, parse_chunk,
 from common.fl_invitation import Invitation
 from common.fl_release import ModelRelease, decode_model, encode_model
 from common.fl_round import (
+    MAX_CLASS_WEIGHT,
     MODES,
     RoundAnnouncement,
     RoundConfig,
@@ -47,6 +48,7 @@ from common.fl_update import ClientUpdate, decode_update, encode_update, update_
 
 __all__ = [
     "COMPRESSIONS",
+    "MAX_CLASS_WEIGHT",
     "MAX_ELEMENTS",
     "MAX_MESSAGE",
     "MAX_TENSORS",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from common.fl_tensors import COMPRESSIONS, MAX_MESSAGE, Tensors, pack_tensors, unpack_tensors
@@ -19,8 +20,15 @@ from common.wire_fields import int_field, metrics_field, number_field, text_fiel
 
 MAX_EXAMPLES = 10_000_000  # local examples a device may claim (the server caps weights lower)
 _ROUND_ID = re.compile(r"^[0-9]{1,18}$")  # the store's round id: a positive 64-bit integer
+_EVAL_COUNT = re.compile(r"eval_(tp|fp|fn)_([0-9]{1,4})")  # per class index
 
-__all__ = ["ClientUpdate", "decode_update", "encode_update", "update_id_for"]
+__all__ = [
+    "ClientUpdate",
+    "check_eval_counts",
+    "decode_update",
+    "encode_update",
+    "update_id_for",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,4 +115,33 @@ def decode_update(payload: bytes, max_size: int = MAX_MESSAGE) -> ClientUpdate:
         raise ProtocolError("update_id does not match round_id and client_id")
     if u.compression not in COMPRESSIONS:
         raise ProtocolError(f"unknown compression {u.compression!r}")
+    check_eval_counts(u.metrics)
     return u
+
+
+def check_eval_counts(metrics: Mapping[str, float]) -> None:
+    """A device's evaluation before training (``eval_n``, ``eval_tp_<i>``, ``eval_fp_<i>``,
+    ``eval_fn_<i>``: ``edge_agent.federated_eval``) is a confusion matrix: whole counts in
+    [0, :data:`MAX_EXAMPLES`] whose ``tp + fn`` and ``tp + fp`` each add up to ``eval_n``.
+
+    The aggregator pools them into the device figures and the run's class weights, so one
+    device's negative or inflated counts would push pooled scores out of [0, 1] and weights
+    past what every device accepts. Raises ProtocolError.
+    """
+    sums = {"tp": 0.0, "fp": 0.0, "fn": 0.0}
+    for key, v in metrics.items():
+        m = _EVAL_COUNT.fullmatch(key)
+        if m is None and key != "eval_n":
+            continue
+        if not (0 <= v <= MAX_EXAMPLES and v == int(v)):
+            raise ProtocolError(f"metric {key!r} = {v!r} is not a count")
+        if m is not None:
+            sums[m[1]] += v
+    n = metrics.get("eval_n")
+    if n is None and not any(_EVAL_COUNT.fullmatch(k) for k in metrics):
+        return  # no evaluation reported
+    labelled, predicted = sums["tp"] + sums["fn"], sums["tp"] + sums["fp"]
+    if n is None or labelled != n or predicted != n:
+        raise ProtocolError(
+            f"evaluation counts do not add up: eval_n {n}, tp + fn {labelled}, tp + fp {predicted}"
+        )

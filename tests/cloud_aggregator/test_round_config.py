@@ -9,6 +9,7 @@ from cloud_aggregator.closing import device_evaluation
 from cloud_aggregator.config import AggregatorSettings
 from cloud_aggregator.round_config import balanced_weights, client_round_config, run_label_counts
 from cloud_aggregator.strategies import make_strategy
+from common import fl_protocol as fl
 from store import DesiredTraining, TrainingControl
 
 
@@ -26,6 +27,15 @@ def test_balanced_weights_are_count_to_the_minus_power_with_mean_one() -> None:
     counts = np.array([600, 100, 300])
     assert w[1] > w[2] > w[0] and float(np.sum(w[:3] * counts) / counts.sum()) == pytest.approx(1)
     assert w[1] / w[0] == pytest.approx(np.sqrt(6), rel=1e-4) and w[3] == w[1]
+
+
+def test_balanced_weights_stay_within_what_devices_accept() -> None:
+    # A run where one class is a million times rarer: count^-1 made a weight devices refuse
+    # (MAX_CLASS_WEIGHT), so every later announcement of the run was refused by every device
+    w = balanced_weights([1e9, 1.0, 0.0], 1.0)
+    assert max(w) == fl.MAX_CLASS_WEIGHT
+    cfg = fl.RoundConfig(class_weights=w)
+    assert fl.RoundConfig.from_dict(cfg.to_dict()).class_weights == w
 
 
 def test_the_round_config_carries_weights_only_when_asked_and_known() -> None:

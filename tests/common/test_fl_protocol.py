@@ -115,6 +115,40 @@ def test_update_with_forged_update_id_is_rejected() -> None:
         fl.decode_update(encode("update", body, blob))
 
 
+def _evaluated(metrics: dict[str, float]) -> bytes:
+    return fl.encode_update(
+        fl.ClientUpdate("7", "c1", "v4", 10, _tensors(), "none", metrics=metrics)
+    )
+
+
+@pytest.mark.parametrize(
+    ("metrics", "why"),
+    [
+        ({"eval_n": 1.0, "eval_tp_0": -1e15}, "not a count"),  # pooled Se went to -1
+        ({"eval_n": 1.0, "eval_tp_0": 1e15}, "not a count"),  # class weights past every device's
+        ({"eval_n": 2.0, "eval_tp_0": 1.5, "eval_fn_1": 0.5}, "not a count"),
+        ({"eval_n": 3.0, "eval_tp_0": 2.0, "eval_fp_1": 1.0}, "do not add up"),  # fn missing
+        ({"eval_tp_0": 2.0}, "do not add up"),  # no eval_n
+    ],
+)
+def test_a_devices_evaluation_counts_must_be_a_confusion_matrix(
+    metrics: dict[str, float], why: str
+) -> None:
+    # The aggregator pools them into the device figures and the run's class weights: one
+    # device's negative or inflated counts pushed pooled scores out of [0, 1] and made weights
+    # every device refuses, for the rest of the run
+    with pytest.raises(ProtocolError, match=why):
+        fl.decode_update(_evaluated(metrics))
+
+
+def test_honest_evaluation_counts_and_other_metrics_pass() -> None:
+    # Two labelled beats of class 0, one called 1; one of class 1 called 1; a loss metric
+    metrics = {"eval_n": 3.0, "eval_tp_0": 1.0, "eval_fn_0": 1.0, "eval_tp_1": 1.0,
+               "eval_fp_1": 1.0, "eval_fp_0": 0.0, "loss": -0.5}  # fmt: skip
+    assert fl.decode_update(_evaluated(metrics)).metrics == metrics
+    assert fl.decode_update(_evaluated({"loss": 1.0})).metrics == {"loss": 1.0}
+
+
 def test_tensor_spec_pointing_outside_the_blob_is_rejected() -> None:
     specs, blob = fl.pack_tensors(_tensors())
     specs[1]["offset"] = len(blob)
