@@ -23,7 +23,7 @@ from cloud_aggregator.robust import RobustPolicy
 from cloud_aggregator.round_aggregation import StoredUpdate, aggregate_round
 from cloud_aggregator.update_cache import kept_update
 from common import fl_protocol as fl
-from common.errors import ConfigError
+from common.errors import ConfigError, CorruptInputError
 from common.fl_patch import downlink_tensors, encode_patch, make_patch
 from store import Round, TrainingControl
 
@@ -81,17 +81,22 @@ class ClosingMixin(EngineBase):
             return None
         current = None if self.evaluator is None else self.evaluator(rel)
         gate = ReleaseGate(self.s.gate_margin, self.s.gate_class_margin)
-        result, candidate, scores, excluded, refusal = closing.judge(
-            result,
-            aggregate,
-            rel,
-            round_no,
-            gate,
-            self.evaluator,
-            current,
-            build,
-            self.s.screen_suspects,
-        )
+        try:
+            result, candidate, scores, excluded, refusal = closing.judge(
+                result,
+                aggregate,
+                rel,
+                round_no,
+                gate,
+                self.evaluator,
+                current,
+                build,
+                self.s.screen_suspects,
+            )
+        except CorruptInputError as exc:  # the deployable model cannot take the new weights
+            self.store.fail_round(rnd.round_id, f"release not built: {exc}", worker=self.worker)
+            _LOGGER.error("round %d: release not built: %s", round_no, exc)
+            return None
         devices = closing.device_evaluation(result.client_metrics, closing.release_classes(rel))
         metrics = self._round_metrics(
             rnd, {**result.metrics, **devices}, scores, excluded, set(result.client_metrics)

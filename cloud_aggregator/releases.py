@@ -48,6 +48,9 @@ def release_from_model_dir(onnx_path: Path) -> ModelRelease:
     ------
     DataNotFoundError
         If the ONNX, its card or the head file is missing.
+    CorruptInputError
+        If the card has no head section, or the ONNX does not hold the head file's values
+        (a head the rounds could never write back into the model devices serve).
     """
     if not onnx_path.is_file():
         raise DataNotFoundError(
@@ -65,6 +68,8 @@ def release_from_model_dir(onnx_path: Path) -> ModelRelease:
             HEAD_W: z[head.weight_key].astype(np.float32),
             HEAD_B: z[head.bias_key].astype(np.float32),
         }
+    # a head file out of step with the model would fail the first round's release: refuse now
+    patch_head(onnx_path.read_bytes(), tensors, tensors)
     # the card as every later release writes it (json indent 1): patches then carry no reformat
     card_bytes = json.dumps(json.loads(card_path_for(onnx_path).read_text()), indent=1).encode()
     files = {ONNX_FILE: onnx_path.read_bytes(), CARD_FILE: card_bytes}
@@ -137,13 +142,18 @@ def patch_head(onnx_bytes: bytes, old: Tensors, new: Tensors) -> bytes:
 def next_release(
     base: ModelRelease, tensors: Tensors, round_no: int, metrics: dict[str, Any]
 ) -> ModelRelease:
-    """The release of a closed round: new head, patched ONNX, card with the round's metrics."""
+    """The release of a closed round: new head, patched ONNX, card with the round's metrics.
+
+    Raises
+    ------
+    CorruptInputError
+        If the base's ONNX does not hold the base's head (:func:`patch_head`): a release with
+        the new head beside the old model would have devices serve the old one, round after
+        round, while the card reported progress.
+    """
     files = dict(base.files)
-    if ONNX_FILE in files:
-        try:
-            files[ONNX_FILE] = patch_head(files[ONNX_FILE], base.tensors, tensors)
-        except CorruptInputError as exc:
-            _LOGGER.warning("round %d: deployable ONNX not updated: %s", round_no, exc)
+    if ONNX_FILE in files:  # raises rather than ship the new head beside the old model
+        files[ONNX_FILE] = patch_head(files[ONNX_FILE], base.tensors, tensors)
     if CARD_FILE in files:
         try:
             card = json.loads(files[CARD_FILE])
