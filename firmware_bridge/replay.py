@@ -307,12 +307,16 @@ class WfdbReplaySource(ArrayReplay):
             raise DataNotFoundError(f"annotations {path.name}", str(path.parent))
         with _wfdb_errors(path):
             ann = wfdb.rdann(str(self.record), extension)
-            fs = float(ann.fs or wfdb.rdheader(str(self.record)).fs)
-        if not 0 < fs <= MAX_FS:
-            raise CorruptInputError(f"{path.name}: sampling frequency {fs} Hz out of range")
+            fs = float(wfdb.rdheader(str(self.record)).fs or 0.0)
+        ann_fs = float(ann.fs or fs)
+        if not (0 < fs <= MAX_FS and 0 < ann_fs <= MAX_FS):
+            raise CorruptInputError(f"{path.name}: sampling frequency {ann_fs} Hz out of range")
+        samples = np.asarray(ann.sample, dtype=np.int64)
+        if ann_fs != fs:  # an annotation file may count at its own rate: the stream's samples
+            samples = np.rint(samples * (fs / ann_fs)).astype(np.int64)
         first = round(self.start_s * fs)
         last = None if self.duration_s is None else first + round(self.duration_s * fs)
-        pos = np.asarray(ann.sample, dtype=np.int64) - first
+        pos = samples - first
         keep = (pos >= 0) & (pos < (np.iinfo(np.int64).max if last is None else last - first))
         symbols = [str(x) for x, k in zip(ann.symbol, keep, strict=True) if k]
         return pos[keep], symbols

@@ -258,3 +258,19 @@ def test_an_ecg_replay_takes_only_voltages(tmp_path: Path, unit: str, scale: flo
     else:
         got = np.concatenate([c.samples for c in asyncio.run(_collect(source))])
         np.testing.assert_allclose(got, x * scale, atol=0.01 * scale)
+
+
+def test_annotations_at_their_own_rate_land_on_the_streams_samples(tmp_path: Path) -> None:
+    # Prepare: a 250 Hz record whose annotation file counts at 500 Hz (WFDB allows it); its
+    # positions were returned as they stood: every reference beat twice as late
+    import wfdb
+
+    x = np.zeros((2500, 1))
+    wfdb.wrsamp("r", fs=250, units=["mV"], sig_name=["ECG"], p_signal=x, fmt=["16"],
+                write_dir=str(tmp_path))  # fmt: skip
+    wfdb.wrann("r", "atr", np.array([1000, 2000, 4000]), np.array(["N", "V", "N"]), fs=500,
+               write_dir=str(tmp_path))  # fmt: skip
+    # Execute
+    samples, symbols = WfdbReplaySource(tmp_path / "r", start_s=2.0).annotations()
+    # Assert: in the stream's 250 Hz samples, counted from the replayed segment's start
+    assert samples.tolist() == [0, 500, 1500] and symbols == ["N", "V", "N"]
