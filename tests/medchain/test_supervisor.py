@@ -90,15 +90,26 @@ def test_devices_stop_first_while_the_service_they_report_to_still_runs(tmp_path
         "        except OSError: time.sleep(0.1)\n"
         "    sys.exit(3)\n"
         "signal.signal(signal.SIGTERM, stop)\n"
+        "open(sys.argv[1], 'w').close()\n"  # ready: a SIGTERM before this would kill it
         "while True: time.sleep(0.05)"
     )
     sup = Supervisor(tmp_path / "logs", os.environ)
     devices = [
-        sup.start(Component(f"dev{i}", [sys.executable, "-c", device], stop_first=True))
+        sup.start(
+            Component(
+                f"dev{i}",
+                [sys.executable, "-c", device, str(tmp_path / f"dev{i}.ready")],
+                stop_first=True,
+            )
+        )
         for i in range(2)
     ]
     sup.start(Component("service", [sys.executable, "-c", service]))
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30  # a loaded machine starts Python slowly
+    while time.monotonic() < deadline and not all(
+        (tmp_path / f"dev{i}.ready").exists() for i in range(2)
+    ):
+        time.sleep(0.05)
     while time.monotonic() < deadline:
         try:
             import socket

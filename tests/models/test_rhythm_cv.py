@@ -186,7 +186,7 @@ def test_restore_card_never_reruns_the_folds_the_card_holds(
         rec = {"records": ["a"], "labels": [0], "probs": [[1.0, 0.0, 0.0, 0.0]]}
         return {"test_folds": list(test_folds), "seconds": {}} | dict.fromkeys(MODELS, rec)
 
-    monkeypatch.setattr(rhythm_cv, "_banks", lambda options, names: (None, None))
+    monkeypatch.setattr(rhythm_cv, "_banks", lambda options, spec, recipe: (None, None))
     monkeypatch.setattr(rhythm_cv, "record_folds", lambda cinc: {})
     monkeypatch.setattr(rhythm_cv, "run_split", fake_split)
     # Execute
