@@ -22,7 +22,7 @@ from limits.storage import storage_from_string
 
 from common.errors import ConfigError
 from web.settings import WebSettings
-from web.views.forms import json_body
+from web.views.forms import USERNAME_MAX_LEN, json_body
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -38,7 +38,8 @@ def _account_key() -> str:
         name = data.get("username") if isinstance(data, dict) else None
     else:
         name = request.form.get("username")
-    return "account:" + (name[:64] if isinstance(name, str) else "")
+    # as the log-in reads it (stripped): " alice" must count against alice's limit
+    return "account:" + (name.strip()[:USERNAME_MAX_LEN] if isinstance(name, str) else "")
 
 
 def _address_key() -> str:

@@ -58,6 +58,14 @@ def test_rotating_addresses_do_not_escape_the_account_limit(client: FlaskClient)
     assert _api_login(client, "alice", PASSWORD, addr="10.9.9.9") == 429  # even the right one
 
 
+def test_padding_the_username_does_not_escape_the_account_limit(client: FlaskClient) -> None:
+    # " alice", "alice  " ... log in as alice (the log-in strips the name) but were counted as
+    # other accounts: with rotating addresses, no limit on guesses against alice at all
+    codes = [_api_login(client, " " * (i % 3) + "alice" + " " * i, "wrong password!",
+                        addr=f"10.1.{i}.1") for i in range(12)]  # fmt: skip
+    assert codes[:5] == [401] * 5 and set(codes[5:]) == {429}
+
+
 def test_one_address_cannot_spray_many_accounts(client: FlaskClient) -> None:
     # Execute
     codes = [_api_login(client, f"user{i}", "wrong password!") for i in range(25)]

@@ -128,6 +128,21 @@ def _hold_stream(client: FlaskClient, opened: list[int], release: threading.Even
     resp.close()
 
 
+def test_a_head_request_takes_no_stream_slot(app: Flask, client: FlaskClient) -> None:
+    # A HEAD probe (curl -I, an uptime monitor) subscribed, and its body generator, whose
+    # ``finally`` frees the slot, never ran: four probes locked the clinician out of live view
+    login(client)
+    fanout = app.extensions["medchain.hub"].fanout
+    cap = app.extensions["medchain.settings"].sse_max_per_principal
+    for _ in range(cap + 1):
+        assert client.head("/api/patients/p1/stream").status_code == 200
+    assert fanout.count() == 0
+    resp = client.get("/api/patients/p1/stream")
+    assert resp.status_code == 200
+    resp.close()
+    assert fanout.count() == 0  # a stream closed before it was read frees its slot too
+
+
 def test_one_principal_cannot_take_every_stream_slot(
     app: Flask, client: FlaskClient, patient_token: str
 ) -> None:

@@ -24,7 +24,7 @@ from werkzeug.wrappers.response import Response as WerkzeugResponse
 from web import auth
 from web.access_codes import hash_patient_token
 from web.security import csrf_token, new_csrf_token, verify_password
-from web.views.forms import payload, text
+from web.views.forms import USERNAME_MAX_LEN, payload, text
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def login() -> str | WerkzeugResponse | tuple[str, int]:
     if request.method == "GET":
         return render_template("login.html", next=request.args.get("next", ""))
     data = payload()
-    username = text(data, "username", max_len=64)
+    username = text(data, "username", max_len=USERNAME_MAX_LEN)
     password = text(data, "password", max_len=256)
     name = _check_clinician(username, password)
     if name is None:
@@ -129,7 +129,9 @@ def api_login() -> tuple[Response, int]:
     if not request.is_json:
         abort(415, description="Send the log-in as JSON (Content-Type: application/json).")
     data = payload()
-    name = _check_clinician(text(data, "username", max_len=64), text(data, "password", max_len=256))
+    name = _check_clinician(
+        text(data, "username", max_len=USERNAME_MAX_LEN), text(data, "password", max_len=256)
+    )
     if name is None:
         return jsonify(error={"code": 401, "message": "wrong username or password"}), 401
     _clinician_session(name)

@@ -22,6 +22,9 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # tab, newline, return allowed
 
 
+USERNAME_MAX_LEN = 64  # a log-in name, as the log-in and its rate limit read it
+
+
 def _bad(message: str) -> None:
     _LOGGER.info("rejected input on %s %s: %s", request.method, request.path, message)
     abort(400, description=message)

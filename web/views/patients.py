@@ -193,6 +193,8 @@ def api_stream(client_id: str) -> Response:
     """Server-sent events: ``snapshot`` then ``live``, ``pred``, ``status``, ``flagged``."""
     known_patient(client_id)
     p = auth.require_login()
+    if request.method == "HEAD":  # a monitor's probe: no stream slot for a body never read
+        return Response(mimetype="text/event-stream")
     s = settings()
     fan = hub().fanout
     try:
@@ -209,6 +211,9 @@ def api_stream(client_id: str) -> Response:
                      still_allowed=lambda: auth.credential_valid(st, cred),
                      recheck_s=s.sse_auth_recheck_s)  # fmt: skip
     resp = Response(stream_with_context(gen), mimetype="text/event-stream")
+    # a response closed before its body was read never runs the generator's ``finally``;
+    # unsubscribing twice is harmless
+    resp.call_on_close(lambda: fan.unsubscribe(sub))
     resp.headers["Cache-Control"] = "no-cache"
     resp.headers["X-Accel-Buffering"] = "no"  # nginx: do not buffer the stream
     return resp
