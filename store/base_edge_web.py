@@ -124,9 +124,12 @@ class EdgeWebStore(Protocol):
         author: str,
         note: str = "",
         label_id: str | None = None,
+        event_id: str = "",
     ) -> LabelRecord:
-        """Label a beat/event (``target`` 'beat' or 'event'); state ``pending``. Relabelling the
-        same (client, target, t_ns) replaces the label, keeps its id and sets it pending again."""
+        """Label a beat/event (``target`` 'beat' or 'event'; an event label names its
+        ``event_id``, as two events may start on the same beat); state ``pending``.
+        Relabelling the same (client, target, t_ns, event_id) replaces the label under a new
+        id and sets it pending again."""
         ...
 
     def pending_labels(self, client_id: str, *, limit: int = 100) -> list[LabelRecord]:

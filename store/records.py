@@ -286,7 +286,9 @@ class Client:
 class LabelRecord:
     """A clinician's label on one beat (``target='beat'``) or event (``target='event'``).
 
-    ``t_ns`` is the beat's R-peak time or the event's start, ns since the Unix epoch.
+    ``t_ns`` is the beat's R-peak time or the event's start, ns since the Unix epoch;
+    ``event_id`` names the event ('' for a beat, and for an event label stored before schema
+    v6 whose start no single event matched).
     """
 
     label_id: str
@@ -299,6 +301,7 @@ class LabelRecord:
     state: LabelState
     created_at: float
     updated_at: float
+    event_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,8 @@ _CLIENT_COLS = (
 _PRED_COLS = "client_id, t_ns, sample, label, probs, model_version, rr_s"
 _EVENT_COLS = "event_id, client_id, kind, t_start_ns, t_end_ns, details"
 _LABEL_COLS = (
-    "label_id, client_id, target, t_ns, label, author, note, state, created_at, updated_at"
+    "label_id, client_id, target, t_ns, label, author, note, state, created_at, updated_at,"
+    " event_id"
 )
 # (kind, table) erased by erase_client_data, in an order that respects references.
 _ERASABLE = (
@@ -53,7 +54,7 @@ def _event(r: Row) -> Event:
 def _label(r: Row) -> LabelRecord:
     return LabelRecord(
         str(r[0]), str(r[1]), str(r[2]), int(r[3]), str(r[4]), str(r[5]), str(r[6]),
-        LabelState(r[7]), float(r[8]), float(r[9]),
+        LabelState(r[7]), float(r[8]), float(r[9]), str(r[10]),
     )  # fmt: skip
 
 
@@ -304,8 +305,10 @@ class EdgeMixin(SqlStoreBase):
         author: str,
         note: str = "",
         label_id: str | None = None,
+        event_id: str = "",
     ) -> LabelRecord:
-        """Label a beat/event; relabelling replaces it, pending again, under a new id.
+        """Label a beat/event (an event label names its ``event_id``: two events may start on
+        the same beat); relabelling replaces it, pending again, under a new id.
 
         The new id is what keeps a correction from being lost: the device's receipt for the
         earlier version (still in flight) names the old id, and must not acknowledge the
@@ -316,17 +319,19 @@ class EdgeMixin(SqlStoreBase):
             raise ValueError(f"label target must be 'beat' or 'event', got {target!r}")
         if not label or not client_id:
             raise ValueError("client_id and label must not be empty")
+        if (target == "beat") != (event_id == ""):
+            raise ValueError("an event label names its event_id, a beat label none")
         now = self._clock()
         with self._tx(write=True) as tx:
             tx.execute(
                 f"INSERT INTO clinician_label ({_LABEL_COLS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)"
-                " ON CONFLICT (client_id, target, t_ns) DO UPDATE SET label_id = excluded.label_id,"
-                " label = excluded.label,"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?)"
+                " ON CONFLICT (client_id, target, t_ns, event_id) DO UPDATE SET"
+                " label_id = excluded.label_id, label = excluded.label,"
                 " author = excluded.author, note = excluded.note, state = 'pending',"
                 f" updated_at = excluded.updated_at RETURNING {_LABEL_COLS}",
                 (label_id or uuid.uuid4().hex, client_id, target, int(t_ns), label, author,
-                 note, now, now),
+                 note, now, now, event_id),
             )  # fmt: skip
             row = tx.one()
         assert row is not None

@@ -138,9 +138,8 @@ def test_label_lifecycle(store: Store, clock: FakeClock) -> None:
     # Prepare
     a = store.add_label(client_id="p1", target="beat", t_ns=5 * SEC, label="V", author="dr_a")
     clock.advance(1)
-    b = store.add_label(
-        client_id="p1", target="event", t_ns=9 * SEC, label="af", author="dr_a", label_id="L-b"
-    )
+    b = store.add_label(client_id="p1", target="event", t_ns=9 * SEC, label="af", author="dr_a",
+                        label_id="L-b", event_id="p1:af:9")  # fmt: skip
 
     # Execute / Assert: pending -> delivered -> acknowledged
     assert [lb.label_id for lb in store.pending_labels("p1")] == [a.label_id, "L-b"]
@@ -189,6 +188,22 @@ def test_a_receipt_for_a_label_does_not_acknowledge_its_later_correction(
     assert acknowledged == 0
     assert [(lb.label_id, lb.label) for lb in store.pending_labels("p1")] == [(fix.label_id, "S")]
     assert store.acknowledge_labels("p1", [fix.label_id]) == 1
+
+
+def test_labels_of_two_events_starting_on_one_beat_are_both_kept(store: Store) -> None:
+    # Labels were keyed by start time: the second event's label replaced the first's
+    vt = store.add_label(client_id="p1", target="event", t_ns=SEC, label="vt_run", author="dr",
+                         event_id="p1:vt_run:1")  # fmt: skip
+    tachy = store.add_label(client_id="p1", target="event", t_ns=SEC, label="false_alarm",
+                            author="dr", event_id="p1:tachycardia:1")  # fmt: skip
+    kept = {lb.event_id: lb.label for lb in store.list_labels("p1")}
+    assert kept == {"p1:vt_run:1": "vt_run", "p1:tachycardia:1": "false_alarm"}
+    assert vt.label_id != tachy.label_id
+    with pytest.raises(ValueError, match="event_id"):
+        store.add_label(client_id="p1", target="event", t_ns=SEC, label="x", author="dr")
+    with pytest.raises(ValueError, match="event_id"):
+        store.add_label(client_id="p1", target="beat", t_ns=SEC, label="V", author="dr",
+                        event_id="p1:vt_run:1")  # fmt: skip
 
 
 def test_prune_predictions_for_retention(store: Store) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from common.types import Event
 from store import SchemaVersionError, Store, open_store
 from store.migrate import TOKENS, latest_version, migrations, render
 from store.sql_base import SqlStoreBase
@@ -70,6 +71,34 @@ def test_upgrade_from_v1_keeps_data(backend: Backend) -> None:
     assert backend.open(schema="check").schema_version() == latest_version()
 
 
+def test_upgrade_to_v6_gives_event_labels_their_event(backend: Backend) -> None:
+    # Prepare: a v5 database with a beat label, an event label on a start one event has and one
+    # on a start two events share (a VT run and a tachycardia from the same beat)
+    v5 = backend.open(schema="ignore")
+    assert v5.upgrade_schema(target=5) == [1, 2, 3, 4, 5]
+    assert isinstance(v5, SqlStoreBase)
+    v5.insert_events([Event("p1:vt_run:1", "p1", "vt_run", 1, 2, {}),
+                      Event("p1:tachy:1", "p1", "tachycardia", 1, 9, {}),
+                      Event("p1:af:5", "p1", "af_episode", 5, 9, {})])  # fmt: skip
+    with v5._tx(write=True) as tx:
+        for lid, target, t in (("b", "beat", 3), ("one", "event", 5), ("two", "event", 1)):
+            tx.execute(
+                "INSERT INTO clinician_label (label_id, client_id, target, t_ns, label, author,"
+                " note, state, created_at, updated_at)"
+                " VALUES (?, 'p1', ?, ?, 'x', 'dr', '', 'pending', ?, ?)",
+                (lid, target, t, T0, T0),
+            )
+    v5.close()
+    # Execute
+    upgraded = backend.open()
+    # Assert: every label kept; the one event's id filled in, the ambiguous one left empty
+    kept = {lb.label_id: lb.event_id for lb in upgraded.list_labels("p1")}
+    assert kept == {"b": "", "one": "p1:af:5", "two": ""}
+    second = upgraded.add_label(client_id="p1", target="event", t_ns=1, label="false_alarm",
+                                author="dr", event_id="p1:tachy:1")  # fmt: skip
+    assert second.label_id != "two" and len(upgraded.list_labels("p1")) == 4
+
+
 @pytest.mark.parametrize("policy", ["upgrade", "check"])
 def test_newer_schema_is_refused(backend: Backend, policy: str) -> None:
     # Prepare: a database migrated by a future MedChain
@@ -109,7 +138,7 @@ def test_render_substitutes_every_token(dialect: str) -> None:
 
         # Assert
         assert statements and all("{{" not in s and "--" not in s for s in statements)
-        assert all(s.split()[0] in ("CREATE", "ALTER") for s in statements)
+        assert all(s.split()[0] in ("CREATE", "ALTER", "INSERT", "DROP") for s in statements)
 
 
 def test_render_rejects_unknown_tokens() -> None:

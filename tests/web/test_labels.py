@@ -173,3 +173,30 @@ def test_delivered_label_is_sent_again_until_the_device_acknowledges_it(
     # Assert: once acknowledged, never again
     store.acknowledge_labels("p1", [rec.label_id])
     assert redeliver(store, feed, resend_after_s=60, clock=lambda: now + 1000) == 0
+
+
+def test_labels_of_two_events_starting_on_one_beat_are_both_kept(
+    client: FlaskClient, hub, store, feed
+) -> None:
+    # Prepare: a VT run and a tachycardia episode detected from the same beat (labels were
+    # keyed by start time: the clinician's second label replaced the first, and the review
+    # page showed it on both events)
+    store.insert_events([event(T0_NS, "vt_run"), event(T0_NS, "tachycardia")])
+    login(client)
+    headers = {"X-CSRF-Token": csrf_of(client)}
+    body = {"client_id": "p1", "target": "event", "t_ns": T0_NS}
+    # Execute / Assert: without naming the event, a clear 400
+    resp = client.post("/api/labels", json=body | {"label": "vt_run"}, headers=headers)
+    assert resp.status_code == 400 and "2 events start" in resp.get_json()["error"]["message"]
+    for event_id, label in (("p1:vt_run:" + str(T0_NS), "vt_run"),
+                            ("p1:tachycardia:" + str(T0_NS), "false_alarm")):  # fmt: skip
+        resp = client.post("/api/labels", json=body | {"label": label, "event_id": event_id},
+                           headers=headers)  # fmt: skip
+        assert resp.status_code == 201, resp.get_json()
+    bad = client.post("/api/labels", json=body | {"label": "x", "event_id": "p1:fall:1"},
+                      headers=headers)  # fmt: skip
+    assert bad.status_code == 404
+    # Assert: both kept, each shown on its own event
+    items = client.get("/api/labels/review?show=all").get_json()["items"]
+    shown = {i["item_id"]: i["clinician_label"]["label"] for i in items if i["target"] == "event"}
+    assert shown == {f"p1:vt_run:{T0_NS}": "vt_run", f"p1:tachycardia:{T0_NS}": "false_alarm"}

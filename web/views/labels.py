@@ -40,9 +40,9 @@ MAX_T_NS = MAX_NS  # no stored beat or event is later (the wire's bound); t_ns +
 def label_json(rec: LabelRecord) -> dict[str, Any]:
     """JSON view of a stored label."""
     return {"label_id": rec.label_id, "client_id": rec.client_id, "target": rec.target,
-            "t_ns": rec.t_ns, "label": rec.label, "author": rec.author, "note": rec.note,
-            "state": str(rec.state), "created_at": rec.created_at,
-            "updated_at": rec.updated_at}  # fmt: skip
+            "t_ns": rec.t_ns, "event_id": rec.event_id, "label": rec.label,
+            "author": rec.author, "note": rec.note, "state": str(rec.state),
+            "created_at": rec.created_at, "updated_at": rec.updated_at}  # fmt: skip
 
 
 def review_items(client_ids: list[str], show_all: bool, limit: int = 100) -> list[dict[str, Any]]:
@@ -50,7 +50,8 @@ def review_items(client_ids: list[str], show_all: bool, limit: int = 100) -> lis
     (while the web process still holds them) and the label given so far, if any."""
     out: list[dict[str, Any]] = []
     for cid in client_ids:
-        labels = {(lb.target, lb.t_ns): lb for lb in store().list_labels(cid, limit=1000)}
+        labels = {_label_key(lb.target, lb.t_ns, lb.event_id): lb
+                  for lb in store().list_labels(cid, limit=1000)}  # fmt: skip
         items = {i.item_id: i.to_json() for i in hub().flagged(cid)}
         for e in store().latest_events(cid, 50):
             items.setdefault(e.event_id, {"item_id": e.event_id, "client_id": cid, "target": "event",
@@ -65,7 +66,11 @@ def review_items(client_ids: list[str], show_all: bool, limit: int = 100) -> lis
                                                     "probs": b.probs, "details": {},
                                                     "snippet": None})  # fmt: skip
         for item in items.values():
-            lb = labels.get((item["target"], item["t_ns"]))
+            event_id = item["item_id"] if item["target"] == "event" else ""
+            # a label stored before event labels named their event (schema v6) has none
+            lb = labels.get(_label_key(item["target"], item["t_ns"], event_id)) or labels.get(
+                _label_key(item["target"], item["t_ns"], "")
+            )
             item["clinician_label"] = label_json(lb) if lb else None
             if show_all or lb is None:
                 out.append(item)
@@ -83,14 +88,27 @@ def _review_scope() -> tuple[list[str], bool]:
     return [r["client_id"] for r in patient_rows()], show_all
 
 
-def _exists(cid: str, target: str, t_ns: int) -> bool:
-    if target == "beat":
-        if any(i.target == "beat" and i.t_ns == t_ns for i in hub().flagged(cid)):
-            return True
-        return bool(store().list_predictions(cid, since_ns=t_ns, until_ns=t_ns + 1, limit=1))
-    if any(i.target == "event" and i.t_ns == t_ns for i in hub().flagged(cid)):
+def _label_key(target: str, t_ns: int, event_id: str) -> tuple[str, int, str]:
+    return target, t_ns, event_id
+
+
+def _beat_exists(cid: str, t_ns: int) -> bool:
+    if any(i.target == "beat" and i.t_ns == t_ns for i in hub().flagged(cid)):
         return True
-    return bool(store().list_events(cid, since_ns=t_ns, until_ns=t_ns + 1, limit=1))
+    return bool(store().list_predictions(cid, since_ns=t_ns, until_ns=t_ns + 1, limit=1))
+
+
+def _event_named(cid: str, t_ns: int, data: dict[str, Any]) -> str:
+    """The id of the event a label is for: ``event_id`` when given, else the one event that
+    starts at ``t_ns`` (404 when none does; 400 when several do and none is named)."""
+    ids = {i.item_id for i in hub().flagged(cid) if i.target == "event" and i.t_ns == t_ns}
+    ids |= {e.event_id for e in store().list_events(cid, since_ns=t_ns, until_ns=t_ns + 1)}
+    named = text(data, "event_id", max_len=128, required=False)
+    if named and named not in ids or not ids:
+        abort(404, description=f"Patient {cid} has no such event at t_ns={t_ns}.")
+    if not named and len(ids) > 1:
+        abort(400, description=f"{len(ids)} events start at t_ns={t_ns}: name one (event_id).")
+    return named or next(iter(ids))
 
 
 def create_label(data: dict[str, Any]) -> tuple[LabelRecord, bool]:
@@ -107,12 +125,13 @@ def create_label(data: dict[str, Any]) -> tuple[LabelRecord, bool]:
         if not _EVENT_LABEL.match(value):
             abort(400, description="An event label is a lower-case name such as af_episode.")
     note = text(data, "note", max_len=500, required=False)
-    if not _exists(cid, target, t_ns):
-        abort(404, description=f"Patient {cid} has no {target} at t_ns={t_ns}.")
+    event_id = _event_named(cid, t_ns, data) if target == "event" else ""
+    if target == "beat" and not _beat_exists(cid, t_ns):
+        abort(404, description=f"Patient {cid} has no beat at t_ns={t_ns}.")
     if store().get_client(cid) is None:  # known from the live feed only: register for delivery
         store().register_client(cid)
     rec = store().add_label(client_id=cid, target=target, t_ns=t_ns, label=value,
-                            author=p.name, note=note)  # fmt: skip
+                            author=p.name, note=note, event_id=event_id)  # fmt: skip
     delivered = bool(deliver(store(), feed(), [rec]))
     if delivered:  # re-read to return the new state
         rec = next(
@@ -120,7 +139,8 @@ def create_label(data: dict[str, Any]) -> tuple[LabelRecord, bool]:
         )
     store().audit(p.name, "label", target=cid,
                   details={"label_id": rec.label_id, "target": target, "t_ns": t_ns,
-                           "label": value, "delivered": delivered})  # fmt: skip
+                           "event_id": event_id, "label": value,
+                           "delivered": delivered})  # fmt: skip
     return rec, delivered
 
 
@@ -162,7 +182,8 @@ def api_review() -> Response:
 
 @bp.post("/api/labels")
 def api_create() -> tuple[Response, int]:
-    """``{client_id, target: beat|event, t_ns, label, note?}`` -> 201 ``{label, delivered}``."""
+    """``{client_id, target: beat|event, t_ns, event_id?, label, note?}`` -> 201
+    ``{label, delivered}`` (``event_id``: needed when several events start at ``t_ns``)."""
     rec, delivered = create_label(payload())
     return jsonify(label=label_json(rec), delivered=delivered), 201
 
