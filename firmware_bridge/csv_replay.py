@@ -3,7 +3,7 @@
 A header row names the columns; an optional time column sets the rate (its name says its unit:
 watch exports write ``timestamp_ms``) and is never replayed as a signal. A dropout in it is
 replayed as a gap (:func:`time_grid`); time that stands still or goes back is refused. The rest is
-:class:`firmware_bridge.replay.ArrayReplay`: chunks, pacing, counting.
+:class:`firmware_bridge.array_replay.ArrayReplay`: chunks, pacing, counting.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy.typing as npt
 
 from common.errors import CorruptInputError, DataNotFoundError
 from common.types import StreamKind
-from firmware_bridge.replay import ArrayReplay
+from firmware_bridge.array_replay import ArrayReplay
 from firmware_bridge.sources import check_rate
 
 # CSV time columns and their unit (s per unit): exports name them with a unit suffix, and a

@@ -56,6 +56,7 @@ PURE = [
     "firmware_bridge/ble_policy.py",
     "firmware_bridge/capture.py",
     "firmware_bridge/transport.py",
+    "firmware_bridge/array_replay.py",
     "cloud_aggregator/aggregation*.py",
     "cloud_aggregator/strategies/*.py",
     "cloud_aggregator/rounds.py",
