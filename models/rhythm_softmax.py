@@ -2,7 +2,7 @@
 
 Data: every MIT-BIH Arrhythmia record (lead 0) resampled to 128 Hz, R peaks detected on the
 whole record with ``common.signals.peaks.ecg_findpeaks``, cut into non-overlapping 30 s windows
-labelled with their majority rhythm (``models.tasks.rhythm.read_mitdb``); plus the 80 AFTDB
+labelled with their majority rhythm (``models.data.mitdb_rhythm.read_mitdb``); plus the 80 AFTDB
 one-minute records (two AF windows each) for training. Model input: the 15
 ``common.signals.rhythm.RHYTHM_FEATURES`` of a window (``rhythm_window_features``).
 
@@ -64,7 +64,7 @@ def _window_features(
 
 def mitdb_features(records: list[str], options: LoadOptions) -> FeatureSet:
     """Features, majority labels (N 0, AF 1, O 2) and record names of MIT-BIH 30 s windows."""
-    from models.tasks.rhythm import read_mitdb, window_class
+    from models.data.mitdb_rhythm import read_mitdb, window_class
 
     folder = dataset_dir("mitdb", options.env)
     feats, labels, groups = [], [], []

@@ -4,7 +4,7 @@
 Input: :func:`common.signals.rhythm_input.prepare_rhythm_input` of the window (128 Hz,
 band-passed, polarity by the QRS, scaled by the QRS amplitude, plus 15 RR-irregularity and
 atrial features; see :func:`contract`). Data (``models.rhythm_data``): the CinC 2017 training
-set (8,228 AliveCor recordings, 300 Hz), MIT-BIH rhythm annotations (``aux_note``: ``(N`` -> N,
+set (8,228 AliveCor recordings, 300 Hz), MIT-BIH rhythm annotations (``models.data.mitdb_rhythm``: ``(N`` -> N,
 ``(AFIB`` -> AF, anything else incl. ``(AFL`` -> O; 30 s windows of lead 0, majority rhythm; DS1
 for training, DS2 only for the MIT-BIH AF F1) and the 80 AFTDB records (AF). MIT-BIH and AFTDB
 have no noisy class.
@@ -23,10 +23,9 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from common.datasets import dataset_dir
 from common.errors import CorruptInputError, DataNotFoundError
@@ -34,7 +33,8 @@ from common.model_card import FeatureSpec, InputContract
 from common.signals import rhythm_input as ri
 from models import rhythm_softmax
 from models.data import cinc2017
-from models.data.mitdb import ALL_RECORDS, DS1, DS2, aami_beats
+from models.data.mitdb import ALL_RECORDS, DS1, DS2
+from models.data.mitdb_rhythm import read_mitdb, window_class
 from models.rhythm_data import (
     SHIPPED_BANK,
     BankBuilder,
@@ -51,64 +51,6 @@ _LOGGER = logging.getLogger(__name__)
 CLASSES: tuple[str, ...] = ("N", "AF", "O", "noisy")
 CINC_CLASSES: tuple[str, ...] = ("N", "AF", "O")  # the challenge's score: mean F1 of these
 WINDOW = round(ri.WINDOW_S * ri.INPUT_FS_HZ)
-
-
-def rhythm_of(aux: str) -> int:
-    """Class index of a MIT-BIH rhythm annotation such as ``(AFIB``."""
-    name = aux.strip("\x00 ").lstrip("(")
-    return {"N": 0, "AFIB": 1}.get(name, 2)
-
-
-class MitdbRhythm(NamedTuple):
-    """Lead 0 of a MIT-BIH record with its rhythm and beat annotations."""
-
-    x_uv: npt.NDArray[np.float64]  # (n_samples,) µV
-    fs: float  # Hz
-    rhythm: npt.NDArray[np.int64]  # (n_samples,) class index (N 0, AF 1, O 2) of every sample
-    beat_samples: npt.NDArray[np.int64]  # (n_beats,) annotated beats with an AAMI class
-    beat_labels: npt.NDArray[np.int64]  # (n_beats,) AAMI class index (N 0, S 1, V 2, F 3, Q 4)
-
-
-def read_mitdb(folder: Path, name: str) -> MitdbRhythm:
-    """Lead 0 in µV at the record's rate with its rhythm and beat annotations."""
-    import wfdb
-
-    base = folder / name
-    if not base.with_suffix(".hea").is_file():
-        raise DataNotFoundError(f"MIT-BIH record {name!r}", str(folder))
-    try:
-        rec = wfdb.rdrecord(str(base), channels=[0])
-        ann = wfdb.rdann(str(base), "atr")
-    except Exception as exc:  # wfdb raises assorted errors on corrupt files
-        raise CorruptInputError(f"cannot read MIT-BIH record {base}: {exc}") from exc
-    if rec.p_signal is None:
-        raise CorruptInputError(f"record {base} has no physical signal")
-    x = np.asarray(rec.p_signal[:, 0], dtype=np.float64) * 1000.0
-    rhythm = np.full(x.size, 2, dtype=np.int64)
-    changes = [
-        (int(s), rhythm_of(a))
-        for s, a in zip(ann.sample, ann.aux_note, strict=True)
-        if a.startswith("(")
-    ]
-    for (s, label), nxt in zip(changes, [*changes[1:], (x.size, 0)], strict=True):
-        rhythm[max(s, 0) : nxt[0]] = label
-    return MitdbRhythm(x, float(rec.fs), rhythm, *aami_beats(ann.sample, ann.symbol, x.size, name))
-
-
-def window_class(rec: MitdbRhythm, start: int, stop: int, ectopy_as_o: float | None = None) -> int:
-    """Class of the samples ``[start, stop)`` of ``rec``: their majority rhythm.
-
-    ``ectopy_as_o`` (development option, ``Recipe.mitdb_ectopy_as_o``): a window in sinus
-    rhythm whose annotated beats are at least this share AAMI S, V or F is labelled O, as
-    CinC 2017's annotators called sinus rhythm with frequent ectopy "other rhythm".
-    """
-    label = int(np.bincount(rec.rhythm[start:stop], minlength=3).argmax())
-    if label != 0 or ectopy_as_o is None:
-        return label
-    inside = (rec.beat_samples >= start) & (rec.beat_samples < stop)
-    beats = rec.beat_labels[inside]
-    ectopic = np.isin(beats, (1, 2, 3)).sum()
-    return 2 if beats.size and ectopic >= ectopy_as_o * beats.size else 0
 
 
 def mitdb_bank(

@@ -17,6 +17,7 @@ from common.signals.accel import FeatureClassifier
 from common.signals.peaks import ecg_findpeaks
 from common.signals.rhythm import rhythm_window_features
 from models import rhythm_softmax
+from models.data import mitdb_rhythm
 from models.data.mitdb import aami_beats
 from models.tasks import get_task, rhythm
 from models.tasks.base import LoadOptions
@@ -30,22 +31,22 @@ DOTTED = re.compile(r"\b((?:common|models|edge_agent|firmware_bridge)(?:\.\w+)+)
     ("aux", "label"), [("(N\x00", 0), ("(AFIB", 1), ("(AFL\x00", 2), ("(VT", 2), ("(SBR", 2)]
 )
 def test_rhythm_annotation_mapping(aux: str, label: int) -> None:
-    assert rhythm.rhythm_of(aux) == label
+    assert mitdb_rhythm.rhythm_of(aux) == label
 
 
-def _record(rhythm_of_samples: list[int], beats: list[tuple[int, int]]) -> rhythm.MitdbRhythm:
+def _record(rhythm_of_samples: list[int], beats: list[tuple[int, int]]) -> mitdb_rhythm.MitdbRhythm:
     samples, labels = aami_beats([b for b, _ in beats], [s for _, s in beats], 1000)
     n = len(rhythm_of_samples)
-    return rhythm.MitdbRhythm(
+    return mitdb_rhythm.MitdbRhythm(
         np.zeros(n), 100.0, np.asarray(rhythm_of_samples, dtype=np.int64), samples, labels
     )
 
 
 def test_a_window_takes_its_majority_rhythm() -> None:
     rec = _record([0] * 40 + [1] * 60, [])
-    assert rhythm.window_class(rec, 0, 100) == 1
-    assert rhythm.window_class(rec, 0, 50) == 0
-    assert rhythm.window_class(rec, 0, 50, ectopy_as_o=0.1) == 0  # no beats: stays N
+    assert mitdb_rhythm.window_class(rec, 0, 100) == 1
+    assert mitdb_rhythm.window_class(rec, 0, 50) == 0
+    assert mitdb_rhythm.window_class(rec, 0, 50, ectopy_as_o=0.1) == 0  # no beats: stays N
 
 
 def test_sinus_with_frequent_ectopy_becomes_other_only_when_asked() -> None:
@@ -53,12 +54,12 @@ def test_sinus_with_frequent_ectopy_becomes_other_only_when_asked() -> None:
     beats = [(k * 10, "N") for k in range(9)] + [(95, "V"), (96, "+")]
     rec = _record([0] * 100, beats)
     # Assert: the share counts beats only; at or above the threshold the window is O
-    assert rhythm.window_class(rec, 0, 100) == 0
-    assert rhythm.window_class(rec, 0, 100, ectopy_as_o=0.1) == 2
-    assert rhythm.window_class(rec, 0, 100, ectopy_as_o=0.11) == 0
-    assert rhythm.window_class(rec, 0, 90, ectopy_as_o=0.1) == 0  # the V lies outside
+    assert mitdb_rhythm.window_class(rec, 0, 100) == 0
+    assert mitdb_rhythm.window_class(rec, 0, 100, ectopy_as_o=0.1) == 2
+    assert mitdb_rhythm.window_class(rec, 0, 100, ectopy_as_o=0.11) == 0
+    assert mitdb_rhythm.window_class(rec, 0, 90, ectopy_as_o=0.1) == 0  # the V lies outside
     af = _record([1] * 100, beats)
-    assert rhythm.window_class(af, 0, 100, ectopy_as_o=0.1) == 1  # only sinus is relabelled
+    assert mitdb_rhythm.window_class(af, 0, 100, ectopy_as_o=0.1) == 1  # only sinus is relabelled
 
 
 def test_aami_beats_sorts_drops_duplicates_and_out_of_range() -> None:
