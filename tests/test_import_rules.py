@@ -72,6 +72,7 @@ PURE = [
     "store/sql_rounds.py",
     "store/sql_updates.py",
     "store/sql_edge.py",
+    "store/sql_labels.py",
     "store/sql_admin.py",
     "store/sql_store.py",
     "cloud_aggregator/validation.py",
