@@ -5,7 +5,7 @@ The broker having it is not the device having it (a broker restart without persi
 expired session): a label counts as done only when the device's receipt (``labelack``, stored
 by the aggregator's ingestion) marks it ``acknowledged``. Until then it is published again:
 pending labels after every (re)connect, and pending or delivered ones every
-:data:`RESEND_AFTER_S` (:func:`redeliver`). The device's handling is idempotent (same label id).
+:data:`RESEND_AFTER_S` while the device is online (:func:`redeliver`). The device's handling is idempotent (same label id).
 """
 
 from __future__ import annotations
@@ -73,14 +73,23 @@ def redeliver(
     resend_after_s: float = RESEND_AFTER_S,
     clock: Callable[[], float] = time.time,
 ) -> int:
-    """Publish every label not yet acknowledged: pending ones, and delivered ones sent more
-    than ``resend_after_s`` s ago (after a (re)connect and periodically)."""
+    """Publish every label not yet acknowledged: pending ones, and, to a device that is
+    online, delivered ones sent more than ``resend_after_s`` s ago (after a (re)connect and
+    periodically).
+
+    An offline device's broker session already holds the delivered ones: publishing them again
+    every minute for a device away for days filled that queue past the broker's limit, which
+    then dropped messages for it (round announcements and releases among them).
+    """
     if feed is None or not feed.connected:
         return 0
     cutoff = clock() - resend_after_s
     total = 0
     for client in store.list_clients():
-        todo = store.labels_to_send(client.client_id, resend_before=cutoff)
+        if client.online:
+            todo = store.labels_to_send(client.client_id, resend_before=cutoff)
+        else:
+            todo = store.pending_labels(client.client_id)
         total += len(deliver(store, feed, todo))
     if total:
         _LOGGER.info("re-delivered %d unacknowledged labels", total)
