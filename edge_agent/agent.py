@@ -184,7 +184,11 @@ class EdgeAgent:
     def status_detail(self) -> str:
         """The device's current state as compact JSON for ``Status.detail``
         (:func:`edge_agent.agent_status.status_detail`)."""
-        hr, counts = self.detector.hr.rate_bpm, self.buffer.counts()
+        try:
+            counts = self.buffer.counts()
+        except sqlite3.Error:  # a failing disk: the status says so through not_buffered
+            counts = {}
+        hr = self.detector.hr.rate_bpm
         return status_detail(hr, self.stats, counts, self.aux, self.rhythm, self.gate)
 
     # -- main loop ---------------------------------------------------------------------------
@@ -310,19 +314,20 @@ class EdgeAgent:
     async def _uplink_loop(self) -> None:
         next_status = time.monotonic() + min(5.0, self.settings.status_interval_s)
         while True:
-            try:
-                self.flush_outbox()
-                if self.uplink is not None and time.monotonic() >= next_status:
-                    next_status = time.monotonic() + self.settings.status_interval_s
-                    self.uplink.publish_status(True, self.status_detail())
-            except sqlite3.Error as exc:  # the task would die silently: nothing sent any more
-                self.stats.uplink_errors += 1
-                _LOGGER.error("outbox flush failed (%s): trying again", exc)
+            # a failing buffer (full disk) must neither end this task nor hold back the status
+            # that tells the care team about it
+            ok = self._outbox.flush_or_log()
+            if self.uplink is not None and time.monotonic() >= next_status:
+                next_status = time.monotonic() + self.settings.status_interval_s
+                self.uplink.publish_status(True, self.status_detail())
             self._wake.clear()
+            wait_s = self.settings.flush_interval_s
+            if not ok:  # back off: 2, 4, ... times the interval, at most a minute
+                wait_s = min(60.0, wait_s * 2.0 ** min(self._outbox.failures, 10))
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
             # races its timeout, and the loop would outlive the agent
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.settings.flush_interval_s):
+                async with asyncio.timeout(wait_s):
                     await self._wake.wait()
 
     # -- inbound -------------------------------------------------------------------------------

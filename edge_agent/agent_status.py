@@ -44,9 +44,9 @@ def status_detail(
     state: dict[str, object] = {
         "ecg_hr_bpm": round(hr_bpm, 1) if hr_bpm == hr_bpm else None,
         "beats": stats.beats,
-        "backlog": counts["pending"],
+        "backlog": counts.get("pending"),  # None: the buffer could not be read
     }
-    if counts["rejected"]:  # set aside unsent: the store would refuse them (edge_agent.outbox)
+    if counts.get("rejected"):  # set aside unsent: the store would refuse them (edge_agent.outbox)
         state["rejected"] = counts["rejected"]
     if stats.rows_not_buffered:  # the buffer could not write them (disk full): lost
         state["not_buffered"] = stats.rows_not_buffered

@@ -38,6 +38,7 @@ class BeatRecorder:
         sink: BeatSink | None = None,
     ) -> None:
         self.buffer, self.stats, self.labeler, self.sink = buffer, stats, labeler, sink
+        self._lost = 0  # rows lost since the buffer last wrote
 
     def store(
         self, beats: list[BeatPrediction], events: list[Event], batch: BeatBatch | None
@@ -59,11 +60,15 @@ class BeatRecorder:
                 None if matched is None else matched.rr,
             )
         except sqlite3.Error as exc:  # a full or failing SD card: the alarms must go on
+            if not self._lost:  # logged when it starts and when it ends, counted between
+                _LOGGER.error("beats and events not buffered (%s): they will not reach the "
+                              "store; monitoring goes on", exc)  # fmt: skip
+            self._lost += len(beats) + len(events)
             self.stats.rows_not_buffered += len(beats) + len(events)
-            _LOGGER.error(
-                "%d beats and %d events not buffered (%s): they will not reach the store "
-                "(%d so far)", len(beats), len(events), exc, self.stats.rows_not_buffered,
-            )  # fmt: skip
+        else:
+            if self._lost:
+                _LOGGER.warning("the buffer writes again; %d rows were lost", self._lost)
+            self._lost = 0
         refs = self._annotation_labels(beats)
         if self.sink is not None and refs is None:  # two-argument sinks keep working
             self.sink.write(beats, events)

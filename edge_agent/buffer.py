@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from common.pred_payloads import beat_body, event_body
 from common.types import BeatPrediction, Event
-from edge_agent.buffer_schema import open_buffer_db
+from edge_agent.buffer_schema import delete_all_but_newest, open_buffer_db
 from edge_agent.label_receipts import ReceiptQueue
 from edge_agent.labelled_beats import LabelledBeatTable
 
@@ -125,10 +125,7 @@ class SqliteBuffer:
     @_locked
     def close(self) -> None:
         """Apply the bounds and close the file."""
-        try:
-            self.prune()
-        except sqlite3.Error as exc:  # closing must not hide why the agent stopped
-            _LOGGER.warning("buffer not pruned at close: %s", exc)
+        self.prune()
         self._db.close()
 
     # -- outbox -----------------------------------------------------------------------------
@@ -175,7 +172,7 @@ class SqliteBuffer:
             raise
         self._added += len(beats) + len(events)
         if self._added >= PRUNE_EVERY:
-            self.prune()
+            self.prune()  # never raises: the rows above are stored whatever it meets
 
     @_locked
     def take_pending(self, limit: int) -> OutboxBatch:
@@ -278,22 +275,28 @@ class SqliteBuffer:
 
     @_locked
     def prune(self) -> None:
-        """Apply the bounds (``keep_stored``, ``keep_recent``, ``keep_labelled``)."""
-        stored = self.prune_stored(self._keep_stored)
-        self.labels.prune()
+        """Apply the bounds (``keep_stored``, ``keep_recent``, ``keep_labelled``).
+
+        Never raises: a bound that cannot be applied now (a full or locked disk) is logged and
+        tried again after the next :data:`PRUNE_EVERY` rows; storing and monitoring go on.
+        """
         self._added = 0
+        try:
+            stored = self.prune_stored(self._keep_stored)
+            self.labels.prune()
+        except sqlite3.Error as exc:
+            _LOGGER.warning("buffer bounds not applied (%s): tried again later", exc)
+            return
         if stored:
             _LOGGER.debug("buffer pruned: %d confirmed outbox rows dropped", stored)
 
     @_locked
     def prune_stored(self, keep: int) -> int:
-        """Delete all but the newest ``keep`` stored rows, and as many rejected ones; returns
-        how many were deleted."""
+        """Delete all but the newest ``keep`` stored rows, and as many rejected ones, in
+        batches of :data:`edge_agent.buffer_schema.DELETE_BATCH` rows (a file an older agent
+        let grow must not need one transaction, and its journal, the size of the backlog);
+        returns how many were deleted."""
         n = 0
         for state in (STORED, REJECTED):
-            n += self._db.execute(
-                "DELETE FROM outbox WHERE state = ? AND id NOT IN "
-                "(SELECT id FROM outbox WHERE state = ? ORDER BY t_ns DESC LIMIT ?)",
-                (state, state, keep),
-            ).rowcount
+            n += delete_all_but_newest(self._db, "outbox", keep, f"state = {int(state)}")
         return n

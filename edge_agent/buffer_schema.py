@@ -74,17 +74,20 @@ def open_buffer_db(path: Path | str) -> sqlite3.Connection:
     A file SQLite cannot read as a database, or whose quick check fails (storage damage on a
     Pi's SD card), is renamed ``<name>.corrupt-<unix s>`` (with its ``-wal``/``-shm``) and a
     fresh buffer is started, logged as an ERROR naming both files: monitoring goes on, and
-    what the damaged file still holds is kept for recovery. A file that cannot be opened at
-    all (no permission, a locked or full disk) raises ConfigError naming it.
+    what the damaged file still holds is kept for recovery. Any other failure (no permission,
+    a locked or full disk) leaves the file as it is and raises ConfigError naming it.
     """
     try:
         return _open(path)
-    except sqlite3.OperationalError as exc:
-        raise ConfigError(f"edge buffer {path}: cannot open it ({exc})") from exc
-    except sqlite3.DatabaseError as exc:  # not a database, malformed: set aside
-        if str(path) == ":memory:":
-            raise
-        aside = _set_aside(Path(path))
+    except sqlite3.DatabaseError as exc:
+        if not _damaged(exc) or str(path) == ":memory:":
+            raise ConfigError(f"edge buffer {path}: cannot open it ({exc})") from exc
+        try:
+            aside = _set_aside(Path(path))
+        except OSError as err:
+            raise ConfigError(
+                f"edge buffer {path} is damaged ({exc}) and cannot be moved aside ({err})"
+            ) from err
         _LOGGER.error(
             "edge buffer %s is damaged (%s): moved to %s, starting empty", path, exc, aside
         )
@@ -92,6 +95,17 @@ def open_buffer_db(path: Path | str) -> sqlite3.Connection:
             return _open(path)
         except sqlite3.DatabaseError as again:
             raise ConfigError(f"edge buffer {path}: cannot start a new one ({again})") from again
+
+
+class _FailedCheck(sqlite3.DatabaseError):
+    """``PRAGMA quick_check`` found damage."""
+
+
+def _damaged(exc: sqlite3.DatabaseError) -> bool:
+    """Whether ``exc`` says the file is damaged (not a database, malformed), as opposed to a
+    locked or full disk or a bug, where the file holds unsent predictions and must stay."""
+    name = getattr(exc, "sqlite_errorname", "")
+    return isinstance(exc, _FailedCheck) or name in ("SQLITE_CORRUPT", "SQLITE_NOTADB")
 
 
 def _open(path: Path | str) -> sqlite3.Connection:
@@ -104,7 +118,7 @@ def _open(path: Path | str) -> sqlite3.Connection:
         db.execute("PRAGMA cache_size=-512")
         check = db.execute("PRAGMA quick_check").fetchone()
         if check is None or check[0] != "ok":
-            raise sqlite3.DatabaseError(f"quick_check: {check[0] if check else 'no answer'}")
+            raise _FailedCheck(f"quick_check: {check[0] if check else 'no answer'}")
         create_or_upgrade(db)
     except BaseException:
         db.close()
@@ -119,3 +133,28 @@ def _set_aside(path: Path) -> Path:
         if part.exists():
             part.rename(aside.with_name(aside.name + suffix))
     return aside
+
+
+DELETE_BATCH = 10_000  # rows per DELETE when pruning: bounds each transaction and its journal
+
+
+def delete_all_but_newest(db: sqlite3.Connection, table: str, keep: int, where: str = "1") -> int:
+    """Delete the rows of ``table`` matching ``where`` (SQL of module constants only) but the
+    ``keep`` with the largest ``t_ns``, :data:`DELETE_BATCH` rows per statement (the
+    connection autocommits each). Returns how many were deleted."""
+    row = db.execute(
+        f"SELECT t_ns FROM {table} WHERE {where} ORDER BY t_ns DESC LIMIT 1 OFFSET ?",  # noqa: S608
+        (max(keep, 1) - 1,),
+    ).fetchone()
+    if row is None:
+        return 0
+    deleted = 0
+    while True:
+        n = db.execute(
+            f"DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} "  # noqa: S608
+            f"WHERE {where} AND t_ns < ? LIMIT ?)",
+            (row[0], DELETE_BATCH),
+        ).rowcount
+        deleted += n
+        if n < DELETE_BATCH:
+            return deleted

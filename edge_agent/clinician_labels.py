@@ -69,14 +69,15 @@ def store_label(label: Label, buffer: SqliteBuffer, stats: AgentStats) -> None:
     Every checked label (matched, unmatched or an event label) queues a durable receipt, so the
     server learns that the device has it; the outbox pump sends receipts with predictions.
     """
-    buffer.receipts.add(label.label_id)
     if label.target != "beat":
         _LOGGER.info(
             "event label %s=%s noted (not a training example)", label.label_id, label.label
         )
-        return
-    if buffer.labels.add(label.t_ns, label.label, "clinician", label.label_id):
+    elif buffer.labels.add(label.t_ns, label.label, "clinician", label.label_id):
         stats.labels_clinician += 1
     else:
         stats.labels_unmatched += 1
         _LOGGER.info("label %s: no recent beat near t=%d ns", label.label_id, label.t_ns)
+    # after the label is written: a buffer that failed to keep it sends no receipt, so the
+    # server sends the label again
+    buffer.receipts.add(label.label_id)

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge_agent.buffer_schema import delete_all_but_newest
+
 
 @dataclass(frozen=True, slots=True)
 class LabelledBeats:
@@ -85,14 +87,11 @@ class LabelledBeatTable:
         self._keep = {"recent_beats": keep_recent, "labelled_beats": keep_labelled}
 
     def prune(self) -> None:
-        """Keep only the newest ``keep_recent`` feature rows and ``keep_labelled`` labels."""
+        """Keep only the newest ``keep_recent`` feature rows and ``keep_labelled`` labels (in
+        bounded batches: ``edge_agent.buffer_schema.delete_all_but_newest``)."""
         with self._lock:
             for table, keep in self._keep.items():
-                self._db.execute(
-                    f"DELETE FROM {table} WHERE t_ns < (SELECT t_ns FROM {table} "  # noqa: S608
-                    "ORDER BY t_ns DESC LIMIT 1 OFFSET ?)",
-                    (keep - 1,),
-                )
+                delete_all_but_newest(self._db, table, keep)
 
     def add(
         self, t_ns: int, label: str, source: str, label_id: str, tolerance_ns: int = 150_000_000

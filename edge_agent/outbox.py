@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 import uuid
 from collections.abc import Callable
@@ -85,6 +86,24 @@ class OutboxPump:
         self.resend_after_s = resend_after_s
         self.clock = clock
         self._next_requeue = 0.0
+        self.failures = 0  # flushes failed in a row (flush_or_log)
+
+    def flush_or_log(self) -> bool:
+        """:meth:`flush`; a buffer that cannot be read or written (a full or failing disk) is
+        counted in ``uplink_errors`` and logged when it starts failing and when it recovers,
+        not at every try. True when the flush worked."""
+        try:
+            self.flush()
+        except sqlite3.Error as exc:
+            self.stats.uplink_errors += 1
+            if not self.failures:
+                _LOGGER.error("outbox flush failing (%s): trying again, backing off", exc)
+            self.failures += 1
+            return False
+        if self.failures:
+            _LOGGER.warning("outbox flush works again after %d failed tries", self.failures)
+            self.failures = 0
+        return True
 
     def flush(self) -> int:
         """Hand pending rows to the uplink (if connected); returns the payloads handed over."""
@@ -103,11 +122,14 @@ class OutboxPump:
                 if not self._set_aside(batch):
                     limit = max(1, len(batch.ids) // 2)
                 continue
+            # in flight before it is handed over: a buffer that cannot record it (full disk)
+            # stops here, instead of the same rows going out again under a new batch id
+            self.buffer.mark_inflight(batch.ids, batch_id)
             if not self.uplink.publish_reliable(
                 self._pred_topic, payload, partial(self._on_ack, batch.ids)
             ):
+                self.buffer.mark_pending(batch.ids)
                 break
-            self.buffer.mark_inflight(batch.ids, batch_id)
             self.inflight += 1
             handed += 1
         return handed

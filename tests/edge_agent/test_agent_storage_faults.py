@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from common.pred_payloads import decode_predictions
+from common.types import BeatPrediction
 from edge_agent.agent import EdgeAgent
-from edge_agent.buffer import SqliteBuffer
+from edge_agent.buffer import PRUNE_EVERY, SqliteBuffer
 from edge_agent.config import EdgeSettings
 from edge_agent.events import BeatEventDetector
 from edge_agent.featurize import StreamingBeatFeaturizer
@@ -78,12 +80,15 @@ def test_a_full_disk_does_not_stop_monitoring(
     assert sum(r["type"] == "beat" for r in lines) == peaks.size
     assert stats.rows_not_buffered > 0
     assert buffer.counts()["pending"] == peaks.size + 1 - stats.rows_not_buffered
-    assert "not buffered" in caplog.text and "disk is full" in caplog.text
+    assert caplog.text.count("not buffered") == 1 and "disk is full" in caplog.text
+    assert "the buffer writes again; " in caplog.text  # the end of the failure, with its count
     assert json.loads(agent.status_detail())["not_buffered"] == stats.rows_not_buffered
     agent.close()
 
 
-def test_a_failing_outbox_read_does_not_end_the_uplink(tmp_path: Path) -> None:
+def test_a_failing_outbox_read_does_not_end_the_uplink(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # Prepare: the uplink loop's first reads fail (the loop task died silently before: nothing
     # was sent for the rest of the run)
     x, peaks = synthetic_ecg(RR, FS)
@@ -92,7 +97,29 @@ def test_a_failing_outbox_read_does_not_end_the_uplink(tmp_path: Path) -> None:
     agent = _agent(tmp_path, buffer, up)
     # Execute
     stats = asyncio.run(agent.run(ListSource(chunks_of(x, FS, 360), pause_s=0.05)))
-    # Assert: everything sent in the end, the errors counted
-    assert buffer.counts()["pending"] == 0 and stats.uplink_errors >= 1
+    # Assert: everything sent in the end, each row once; the errors counted, logged once
+    assert buffer.counts()["pending"] == 0 and stats.uplink_errors == 3
     assert stats.pred_payloads == len(up.reliable) > 0
+    sent = [b.t_ns for _, p in up.reliable for b in decode_predictions(p).beats]
+    assert len(sent) == len(set(sent)) == peaks.size
+    assert caplog.text.count("outbox flush failing") == 1 and "works again" in caplog.text
     agent.close()
+
+
+def test_a_bound_that_cannot_be_applied_costs_no_row(tmp_path: Path) -> None:
+    # Prepare: pruning fails (a locked or full disk) after the rows are committed: add()
+    # raised, and the stored rows were counted as lost
+    buffer = SqliteBuffer(tmp_path / "b.sqlite", "dev")
+
+    def fail(keep: int) -> int:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    buffer.prune_stored = fail  # type: ignore[method-assign]
+    beats = [
+        BeatPrediction("dev", i * 10**9, i, "N", {"N": 1.0}, "m", 0.8)
+        for i in range(PRUNE_EVERY + 5)
+    ]
+    # Execute / Assert: stored, no exception
+    buffer.add(beats, [])
+    assert buffer.counts()["pending"] == len(beats)
+    buffer.close()

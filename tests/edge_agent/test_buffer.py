@@ -198,8 +198,15 @@ def test_the_buffer_keeps_its_bounds_while_the_agent_writes(tmp_path: Path) -> N
     assert buf.counts()["stored"] <= 5 + PRUNE_EVERY
     assert buf.labels.beats().t_ns[-1] == 2999 * 1_000_000_000
     buf.close()
-    reopened = SqliteBuffer(tmp_path / "b.sqlite", "d", keep_labelled=10, keep_stored=5)
-    assert reopened.labels.count() == 10 and reopened.counts()["stored"] == 5
+    # Assert: a file an agent that never pruned left is brought within bounds when it opens
+    grown = SqliteBuffer(tmp_path / "g.sqlite", "d", keep_labelled=10**6, keep_recent=10**6)
+    for i in range(50):
+        grown.add([beat(i * 1_000_000_000)], [], w, rr)
+        grown.labels.add(i * 1_000_000_000, "N", "annotation", f"a{i}", 0)
+    grown.close()
+    reopened = SqliteBuffer(tmp_path / "g.sqlite", "d", keep_labelled=10)
+    assert reopened.labels.count() == 10
+    assert reopened.labels.beats().t_ns[0] == 40 * 1_000_000_000  # the newest kept
     reopened.close()
 
 
