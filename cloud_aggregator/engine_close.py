@@ -13,6 +13,7 @@ from cloud_aggregator.engine_base import EngineBase
 from cloud_aggregator.release_gate import ReleaseGate
 from cloud_aggregator.releases import (
     RELEASE_FORMAT,
+    ReleaseBuildError,
     is_whole_model,
     next_release,
     stored_blob,
@@ -23,7 +24,7 @@ from cloud_aggregator.robust import RobustPolicy
 from cloud_aggregator.round_aggregation import StoredUpdate, aggregate_round
 from cloud_aggregator.update_cache import kept_update
 from common import fl_protocol as fl
-from common.errors import ConfigError, CorruptInputError
+from common.errors import ConfigError
 from common.fl_patch import downlink_tensors, encode_patch, make_patch
 from store import Round, TrainingControl
 
@@ -93,7 +94,7 @@ class ClosingMixin(EngineBase):
                 build,
                 self.s.screen_suspects,
             )
-        except CorruptInputError as exc:  # the deployable model cannot take the new weights
+        except ReleaseBuildError as exc:  # the deployable model cannot take the new weights
             self.store.fail_round(rnd.round_id, f"release not built: {exc}", worker=self.worker)
             _LOGGER.error("round %d: release not built: %s", round_no, exc)
             return None

@@ -139,6 +139,10 @@ def patch_head(onnx_bytes: bytes, old: Tensors, new: Tensors) -> bytes:
     return bytes(model.SerializeToString())
 
 
+class ReleaseBuildError(CorruptInputError):
+    """A round's release cannot be built from its base (the round fails with the reason)."""
+
+
 def next_release(
     base: ModelRelease, tensors: Tensors, round_no: int, metrics: dict[str, Any]
 ) -> ModelRelease:
@@ -146,14 +150,17 @@ def next_release(
 
     Raises
     ------
-    CorruptInputError
+    ReleaseBuildError
         If the base's ONNX does not hold the base's head (:func:`patch_head`): a release with
         the new head beside the old model would have devices serve the old one, round after
         round, while the card reported progress.
     """
     files = dict(base.files)
     if ONNX_FILE in files:  # raises rather than ship the new head beside the old model
-        files[ONNX_FILE] = patch_head(files[ONNX_FILE], base.tensors, tensors)
+        try:
+            files[ONNX_FILE] = patch_head(files[ONNX_FILE], base.tensors, tensors)
+        except CorruptInputError as exc:
+            raise ReleaseBuildError(str(exc)) from exc
     if CARD_FILE in files:
         try:
             card = json.loads(files[CARD_FILE])
