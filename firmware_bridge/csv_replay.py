@@ -9,6 +9,7 @@ replayed as a gap (:func:`time_grid`); time that stands still or goes back is re
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from common.errors import CorruptInputError, DataNotFoundError
 from common.types import StreamKind
 from firmware_bridge.array_replay import ArrayReplay
 from firmware_bridge.sources import check_rate
+
+_LOGGER = logging.getLogger(__name__)
 
 # CSV time columns and their unit (s per unit): exports name them with a unit suffix, and a
 # time column read as a signal would replay a ramp as the ECG (no beats, no error).
@@ -101,7 +104,7 @@ class CsvReplaySource(ArrayReplay):
         if tcol is not None and timed:
             t_s = data[:, tcol] * _TIME_COLUMNS[header[tcol].lower()]
             fs = _rate_from_times(t_s, self.path.name) if self._fs is None else self._fs
-            self._row_grid = time_grid(t_s, fs, self.path.name)
+            self._row_grid = self._grid(t_s, fs)
         else:
             fs = float(self._fs or 0.0)
         check_rate(
@@ -123,6 +126,19 @@ class CsvReplaySource(ArrayReplay):
         self._label = f"csv:{self.path.name} {','.join(self.channel_names)} @ {fs:g} Hz"
         return data[:, value_idx] * self.scale, float(fs)
 
+    def _grid(self, t_s: npt.NDArray[np.float64], fs: float) -> npt.NDArray[np.int64] | None:
+        """Each row's sample index from the time column (s), or None when an ``fs`` given
+        with the file contradicts the column (a bare ``time`` written in ms, say): the given
+        rate wins, as it always did, and the column's times are not used."""
+        typical = float(np.median(np.diff(t_s))) * fs
+        if self._fs is not None and not 0.5 < typical < 1.5:
+            _LOGGER.warning(
+                "%s: the time column steps at %g Hz, not the %g Hz given: its times (and any "
+                "gaps in them) are not used", self.path.name, fs / typical, fs,
+            )  # fmt: skip
+            return None
+        return time_grid(t_s, fs, self.path.name)
+
 
 def _rate_from_times(t: npt.NDArray[np.float64], name: str) -> float:
     """Sampling rate (Hz) of a time column (s): over the whole span when the steps are even
@@ -132,9 +148,10 @@ def _rate_from_times(t: npt.NDArray[np.float64], name: str) -> float:
     dt = float(np.median(steps))
     if not dt > 0:
         raise CorruptInputError(f"{name}: time column is not increasing")
-    if float(steps.min()) > 0.5 * dt and float(steps.max()) < 1.5 * dt:
-        dt = float(t[-1] - t[0]) / (t.size - 1)
-    return round(1.0 / dt, 3)
+    # the mean of the steps that are no gap (a dropout's step would lower the rate, the median
+    # of ms-rounded steps is a whole ms: 130 Hz written as 7 and 8 ms read 125 Hz)
+    regular = steps[(steps > 0.5 * dt) & (steps < 1.5 * dt)]
+    return round(1.0 / float(regular.mean()), 3)
 
 
 def time_grid(t: npt.NDArray[np.float64], fs: float, name: str) -> npt.NDArray[np.int64]:

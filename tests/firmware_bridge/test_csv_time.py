@@ -4,6 +4,7 @@ an ``fs`` that contradicts the column."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -72,10 +73,25 @@ def test_an_excel_bom_does_not_hide_the_time_column(tmp_path: Path) -> None:
         )
 
 
-def test_an_fs_that_the_time_column_contradicts_is_refused(tmp_path: Path) -> None:
-    path = _write(tmp_path / "r.csv", np.arange(0, 4, 1 / 125))
-    with pytest.raises(CorruptInputError, match="steps at 125 Hz, not 250 Hz"):
-        _replay(CsvReplaySource(path, fs=FS, speed=None))
+def test_an_fs_given_with_the_file_wins_over_a_time_column_that_contradicts_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A bare "time" column written in ms reads as seconds: the fs given must still replay it
+    path = _write(tmp_path / "r.csv", np.arange(0, 4000, 4.0), header="time,ecg")
+    with caplog.at_level(logging.WARNING):
+        chunks = _replay(CsvReplaySource(path, fs=FS, speed=None, t0_ns=0))
+    assert sum(c.n_samples for c in chunks) == 1000 and chunks[-1].seq == 750
+    assert "steps at 0.25 Hz, not the 250 Hz given" in caplog.text
+    with pytest.raises(CorruptInputError, match="steps at 0.25 Hz, not 250 Hz"):
+        time_grid(np.arange(0, 4000, 4.0), FS, "r.csv")  # the pure check itself
+
+
+def test_the_rate_of_a_jittered_column_with_a_dropout_is_its_rate(tmp_path: Path) -> None:
+    # 130 Hz in whole ms (7 and 8 ms steps) with a 5 s dropout read 125 Hz (the median step)
+    t = np.round(np.concatenate([np.arange(1300), np.arange(1950, 3250)]) / 130.0, 3)
+    source = CsvReplaySource(_write(tmp_path / "h10.csv", t), speed=None)
+    chunks = _replay(source)
+    assert chunks[0].fs == pytest.approx(130.0, abs=0.05) and source.stats.gaps == 1
 
 
 def test_time_grid_tolerates_jittered_timestamps() -> None:
