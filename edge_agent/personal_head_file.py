@@ -9,6 +9,8 @@ device) loads with that part off.
 from __future__ import annotations
 
 import logging
+import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -46,16 +48,19 @@ def save_personal_head(head: PersonalHead, folder: Path) -> Path:
             "split_floor": np.float64(r.floor),
             "split_threshold": np.float64(r.threshold),
         }
-    np.savez(
-        tmp,
-        W=head.weight,
-        b=head.bias,
-        base_version=np.str_(head.base_version),
-        n=np.int64(head.n_examples),
-        s_in_af_as_n=np.bool_(head.s_in_af_as_n),
-        **gate,
-        **split,
-    )
+    with tmp.open("wb") as fh:  # synced before the rename: a power cut leaves the old or the new
+        np.savez(
+            fh,
+            W=head.weight,
+            b=head.bias,
+            base_version=np.str_(head.base_version),
+            n=np.int64(head.n_examples),
+            s_in_af_as_n=np.bool_(head.s_in_af_as_n),
+            **gate,
+            **split,
+        )
+        fh.flush()
+        os.fsync(fh.fileno())
     tmp.replace(path)
     return path
 
@@ -69,7 +74,7 @@ def load_personal_head(folder: Path) -> PersonalHead | None:
     if not path.is_file():
         return None
     try:
-        with np.load(path) as z:
+        with path.open("rb") as fh, np.load(fh, allow_pickle=False) as z:  # fh: closed on error
             gate = None
             if "gate_templates" in z.files:
                 v, q = (int(i) for i in z["gate_classes"])
@@ -97,6 +102,6 @@ def load_personal_head(folder: Path) -> PersonalHead | None:
                 # heads written before the per-patient S-in-AF decision have no key: off
                 "s_in_af_as_n" in z.files and bool(z["s_in_af_as_n"]),
             )
-    except (OSError, KeyError, ValueError) as exc:
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # damaged
         _LOGGER.warning("personal head %s unreadable (%s): using the global head", path, exc)
         return None

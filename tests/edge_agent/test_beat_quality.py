@@ -170,3 +170,18 @@ def test_a_gate_for_other_windows_is_refused(tmp_path: Path) -> None:
     gate = bq.VTemplateGate(np.zeros((2, SPEC.window_len + 4), np.float32), 0.5, V, Q)
     with pytest.raises(CorruptInputError, match="gate"):
         clf.set_head(w, np.zeros(len(CLASSES), np.float32), gate=gate)
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_a_damaged_personal_head_file_falls_back_to_the_global_head(
+    tmp_path: Path, damage: str
+) -> None:
+    # Prepare: a power cut left the head file empty or cut short (np.load raised EOFError or
+    # BadZipFile, which stopped `medchain edge --federated` from starting on every restart)
+    head = ph.PersonalHead(np.zeros((len(CLASSES), EMB), np.float32),
+                           np.zeros(len(CLASSES), np.float32), "g1", 2)  # fmt: skip
+    path = phf.save_personal_head(head, tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(b"" if damage == "empty" else data[: len(data) // 2])
+    # Execute / Assert
+    assert phf.load_personal_head(tmp_path) is None
