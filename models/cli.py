@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from common.datasets import default_cache_dir
-from common.errors import DataNotFoundError, MedchainError
+from common.errors import ConfigError, DataNotFoundError, MedchainError
 from models.data_cli import register_data
 
 _LOGGER = logging.getLogger(__name__)
@@ -34,11 +34,23 @@ def _progress(stage: str) -> Any:
     return report
 
 
+def _check_train_numbers(args: argparse.Namespace) -> None:
+    """``--epochs`` >= 1, ``--steps`` >= 0 (0: a whole epoch), ``--threads`` >= 1: an epoch
+    count of -1 trained nothing and still wrote a model and its card."""
+    if args.epochs is not None and args.epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {args.epochs}")
+    if args.steps is not None and args.steps < 0:
+        raise ConfigError(f"--steps must be >= 0 (0: a whole epoch), got {args.steps}")
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+
+
 def cmd_train(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     """Teacher -> KD student -> ONNX -> int8 -> card."""
     from models.pipeline import TrainRequest, train_task
     from models.tasks import get_task
 
+    _check_train_numbers(args)
     task = get_task(args.task)
     if "train" in task.options:  # a task with its own pipeline (rhythm: models.rhythm_pipeline)
         return _train_own(task, args, env)
@@ -140,6 +152,8 @@ def cmd_evaluate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from models.predict import load_predictor
     from models.tasks import LoadOptions, get_task, require_labels
 
+    if getattr(args, "bootstrap", 1) < 1:  # checked before minutes of scoring, not after
+        raise ConfigError("--bootstrap must be >= 1")
     if args.task == "beat" and args.records and Path(args.records).is_dir():
         from models.record_eval_cli import run_records  # any WFDB folder, serving path
 

@@ -87,8 +87,6 @@ def request_from_args(args: argparse.Namespace) -> RecordRequest:
     minutes = args.personalise
     if minutes is not None and not (0 < minutes <= 24 * 60):
         raise ConfigError(f"--personalise {minutes:g}: minutes must be in (0, 1440]")
-    if args.bootstrap < 1:
-        raise ConfigError("--bootstrap must be >= 1")
     from models.record_eval import RecordRequest
 
     rhythm_arg = getattr(args, "rhythm_model", None)

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from common.config import load_settings
+from common.errors import ConfigError
 
 
 def _settings(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
@@ -25,6 +26,8 @@ def _upgrade(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from store.factory import open_store
     from store.migrate import latest_version
 
+    if args.to is not None and not 1 <= args.to <= latest_version():
+        raise ConfigError(f"--to {args.to}: schema versions are 1-{latest_version()}")
     settings = _settings(args, env)
     store = open_store(settings.url, schema="ignore", settings=settings)
     try:
@@ -37,6 +40,8 @@ def _upgrade(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if applied:
         names = ", ".join(f"{v:04d}" for v in applied)
         print(f"{url}: schema {before} -> {after} (applied {names}; latest {latest_version()})")
+    elif args.to is not None and args.to < after:
+        print(f"{url}: schema {after} is past --to {args.to} (no downgrades)")
     else:
         print(f"{url}: schema {after} is up to date (latest {latest_version()})")
     return 0
@@ -85,8 +90,10 @@ def register(subparsers: Any) -> None:
         "upgrade",
         help="apply pending migrations",
         description="Apply pending schema migrations, each in its own transaction. Safe to run "
-        "while services run and from several hosts at once (migrations take a lock). Refuses a "
-        "database whose schema is newer than this MedChain.",
+        "from several hosts at once (migrations take a lock) and while services run, but a "
+        "service still running older code may fail on the new schema (v6 changed the labels' "
+        "key): restart the services with this MedChain after upgrading. Refuses a database "
+        "whose schema is newer than this MedChain.",
     )
     up.add_argument("--store", metavar="URL", default=None, help=store_help)
     up.add_argument(

@@ -124,3 +124,27 @@ def test_train_tiny_beat_run(
     card = json.loads((tmp_path / "run" / "beat.card.json").read_text())
     assert card["training"]["command"].startswith("medchain ")
     assert card["input_contract"]["parameters"]["beat_spec"]["sampling_rate_hz"] == 128.0
+
+
+@pytest.mark.parametrize(
+    "flag", [["--epochs", "-1"], ["--epochs", "0"], ["--steps", "-5"], ["--threads", "0"]]
+)
+def test_train_refuses_numbers_that_train_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flag: list[str]
+) -> None:
+    # `--epochs -1` trained nothing and still wrote beat.onnx and a card ("-1 epochs"), exit 0;
+    # `--threads 0` ended in torch's RuntimeError traceback after the data was loaded
+    rc = main(["train", "--task", "beat", "--out", str(tmp_path / "o"), *flag])
+    assert rc == 2 and flag[0] in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_evaluate_refuses_a_bootstrap_below_one_before_scoring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the rhythm path scored every recording (minutes on CinC) and then failed in numpy
+    labels = tmp_path / "REFERENCE.csv"
+    labels.write_text("A1,N\n")
+    rc = main(["evaluate", "--task", "rhythm", "--records", str(tmp_path), "--labels",
+               str(labels), "--bootstrap", "0"])  # fmt: skip
+    assert rc == 2 and "--bootstrap must be >= 1" in capsys.readouterr().err

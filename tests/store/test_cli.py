@@ -36,6 +36,19 @@ def test_status_then_upgrade_then_status(
     store.close()
 
 
+@pytest.mark.parametrize("to", ["-3", "0", "999"])
+def test_upgrade_to_a_version_that_does_not_exist_is_one_error(
+    backend: Backend, capsys: pytest.CaptureFixture[str], to: str
+) -> None:
+    # `--to -3` printed "schema 0 is up to date" and exited 0 with every migration pending
+    assert main(["db", "upgrade", "--store", backend.url, "--to", to]) == 2
+    assert f"--to {to}: schema versions are 1-{latest_version()}" in capsys.readouterr().err
+    assert main(["db", "upgrade", "--store", backend.url]) == 0
+    capsys.readouterr()
+    assert main(["db", "upgrade", "--store", backend.url, "--to", "1"]) == 0
+    assert "is past --to 1 (no downgrades)" in capsys.readouterr().out
+
+
 def test_store_url_from_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
