@@ -79,14 +79,17 @@ def parse_chunk(
     if env.kind != "chunk":
         return None
     b = env.body
-    total = int_field(b, "total", 1, 100_000)
+    size = int_field(b, "size", 1, max_size)
+    total = int_field(b, "total", 1, min(100_000, size))  # every chunk holds a byte at least
     header = ChunkHeader(
         text_field(b, "message_id", 128, _MESSAGE_ID),
         int_field(b, "seq", 0, total - 1),
         total,
-        int_field(b, "size", 1, max_size),
+        size,
         text_field(b, "sha256", 64, _SHA256),
     )
+    if not env.blob:
+        raise ProtocolError(f"chunk {header.seq} of {header.message_id} is empty")
     return header, env.blob
 
 

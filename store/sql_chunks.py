@@ -15,6 +15,10 @@ from store.sql_base import SqlStoreBase
 
 _LOGGER = logging.getLogger(__name__)
 
+# What a held chunk costs against its sender's quota beyond its blob (ids, hash, index
+# entries): tiny chunks, 100,000 to a message and any number of messages, are not free rows.
+CHUNK_ROW_BYTES = 1024
+
 
 class ChunksMixin(SqlStoreBase):
     """``update_chunk`` rows: put (idempotent), read in order, drop, expire."""
@@ -25,13 +29,13 @@ class ChunksMixin(SqlStoreBase):
         with self._tx(write=True) as tx:
             if quota_bytes is not None:
                 tx.execute(
-                    "SELECT COALESCE(SUM(LENGTH(blob)), 0) FROM update_chunk WHERE sender = ?"
-                    " AND NOT (message_id = ? AND seq = ?)",
-                    (sender, header.message_id, header.seq),
+                    "SELECT COALESCE(SUM(LENGTH(blob)), 0) + ? * COUNT(*) FROM update_chunk"
+                    " WHERE sender = ? AND NOT (message_id = ? AND seq = ?)",
+                    (CHUNK_ROW_BYTES, sender, header.message_id, header.seq),
                 )
                 row = tx.one()
                 held = 0 if row is None else int(row[0])
-                if held + len(blob) > quota_bytes:
+                if held + len(blob) + CHUNK_ROW_BYTES > quota_bytes:
                     raise QuotaExceededError(
                         f"{sender} holds {held} bytes of incomplete updates; quota {quota_bytes}"
                     )

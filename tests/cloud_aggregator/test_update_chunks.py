@@ -13,6 +13,7 @@ from cloud_aggregator.update_chunks import DurableReassembler, Whole
 from common import fl_protocol as fl
 from common.protocol import ProtocolError, encode
 from store import Store, open_store
+from store.sql_chunks import CHUNK_ROW_BYTES
 
 PAYLOAD = encode("update", {"n": 1}, bytes(range(256)) * 3)  # any whole envelope
 
@@ -124,3 +125,26 @@ def test_any_order_with_duplicates_yields_the_payload(
         assert all(w.payload == payload for w in wholes)
     finally:
         s.close()
+
+
+def _chunk(message_id: str, seq: int, total: int, size: int, blob: bytes) -> bytes:
+    body = {"message_id": message_id, "seq": seq, "total": total, "size": size, "sha256": "0" * 64}
+    return encode("chunk", body, blob)
+
+
+def test_tiny_or_empty_chunks_cannot_park_unbounded_rows(store: Store) -> None:
+    # An empty chunk cost 0 bytes of the quota: one device could park any number of rows in the
+    # table every replica shares (100,000 chunks a message, any number of messages)
+    r = DurableReassembler(store, 1 << 20, quota_bytes=64 * 1024)
+    with pytest.raises(ProtocolError, match="is empty"):
+        r.feed("c1", _chunk("m0", 0, 100_000, 1 << 20, b""), 4096)
+    with pytest.raises(ProtocolError, match="total"):
+        r.feed("c1", _chunk("m0", 0, 5, 2, b"x"), 4096)  # more chunks than bytes
+    held = 0
+    for k in range(200):  # one-byte chunks: each row costs its overhead against the quota
+        try:
+            r.feed("c1", _chunk(f"m{k}", 0, 2, 2, b"x"), 4096)
+            held += 1
+        except Exception as exc:  # the quota's refusal
+            assert "quota" in str(exc)
+    assert held <= 64 * 1024 // CHUNK_ROW_BYTES
