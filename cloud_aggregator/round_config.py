@@ -72,9 +72,9 @@ def client_round_config(
 
 
 def balanced_weights(counts: Sequence[float], power: float) -> tuple[float, ...]:
-    """Per-class loss weights ``count^-power``, mean 1 over the counted examples; a class no
-    device has reported yet gets the largest weight of the others; none above
-    ``MAX_CLASS_WEIGHT`` (what a device accepts).
+    """Per-class loss weights ``count^-power``, scaled to a mean of 1 over the counted
+    examples; a class no device has reported yet gets the largest weight of the others; then
+    clipped to ``MAX_CLASS_WEIGHT`` (what a device accepts; the mean is then below 1).
 
     With one class per device (one recording, one label) a device's own counts cannot balance
     the classes; the counts of the whole run can (as centrally trained models weight theirs).

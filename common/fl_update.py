@@ -120,13 +120,24 @@ def decode_update(payload: bytes, max_size: int = MAX_MESSAGE) -> ClientUpdate:
 
 
 def check_eval_counts(metrics: Mapping[str, float]) -> None:
-    """A device's evaluation before training (``eval_n``, ``eval_tp_<i>``, ``eval_fp_<i>``,
-    ``eval_fn_<i>``: ``edge_agent.federated_eval``) is a confusion matrix: whole counts in
-    [0, :data:`MAX_EXAMPLES`] whose ``tp + fn`` and ``tp + fp`` each add up to ``eval_n``.
+    """Check that a device's evaluation before training is a confusion matrix.
 
-    The aggregator pools them into the device figures and the run's class weights, so one
-    device's negative or inflated counts would push pooled scores out of [0, 1] and weights
-    past what every device accepts. Raises ProtocolError.
+    The aggregator pools the counts into the device figures and the run's class weights, so
+    one device's negative or inflated counts would push pooled scores out of [0, 1] and
+    weights past what every device accepts.
+
+    Parameters
+    ----------
+    metrics : mapping of str to float
+        An update's metrics; the evaluation is ``eval_n`` and ``eval_tp_<i>``,
+        ``eval_fp_<i>``, ``eval_fn_<i>`` per class index ``i`` (``edge_agent.federated_eval``,
+        counts of labelled beats); other keys are ignored.
+
+    Raises
+    ------
+    ProtocolError
+        A count that is not whole or not in [0, :data:`MAX_EXAMPLES`], or counts whose
+        ``tp + fn`` or ``tp + fp`` (summed over classes) is not ``eval_n``.
     """
     sums = {"tp": 0.0, "fp": 0.0, "fn": 0.0}
     for key, v in metrics.items():

@@ -30,6 +30,16 @@ UNITS: dict[StreamKind, str] = {
     StreamKind.HR: "bpm",
 }
 
+# µV per physical unit of an ECG signal, as WFDB headers spell them (lower-cased)
+MICROVOLTS_PER_UNIT: dict[str, float] = {"uv": 1.0, "µv": 1.0, "mv": 1000.0, "v": 1e6}
+
+
+def microvolts_per(unit: str) -> float | None:
+    """µV per ``unit`` of a voltage (``"mV"`` -> 1000), or None when ``unit`` is no voltage
+    (``"mmHg"``, ``"%"``, ``""``): an ECG must not be read from such a signal."""
+    return MICROVOLTS_PER_UNIT.get(str(unit).strip().lower())
+
+
 # Sampling rates a stream may have, Hz, wherever it enters (replay files, raw MQTT chunks, the
 # rate a BLE sensor offers):
 # the ECG filters' 40 Hz band edge needs more than 80 Hz (wearables record 125-1000 Hz), the

@@ -38,8 +38,9 @@ def status_detail(
     -------
     str
         ``{"ecg_hr_bpm", "beats", "backlog", "rejected"?, "not_buffered"?, "ppg_hr_bpm"?,
-        "activity"?, "signal"?, "s_in_af_as_n"?}``; ``s_in_af_as_n: true`` so the care team knows this patient's SVEB
-        count leaves AF out.
+        "activity"?, "signal"?, "s_in_af_as_n"?}``; ``backlog`` None when the buffer could
+        not be read; ``s_in_af_as_n: true`` so the care team knows this patient's SVEB count
+        leaves AF out.
     """
     state: dict[str, object] = {
         "ecg_hr_bpm": round(hr_bpm, 1) if hr_bpm == hr_bpm else None,

@@ -69,13 +69,28 @@ def create_or_upgrade(db: sqlite3.Connection) -> None:
 
 
 def open_buffer_db(path: Path | str) -> sqlite3.Connection:
-    """The buffer's database at ``path``, created or upgraded.
+    """Open the buffer's database at ``path``, created or upgraded (autocommit, WAL).
 
     A file SQLite cannot read as a database, or whose quick check fails (storage damage on a
     Pi's SD card), is renamed ``<name>.corrupt-<unix s>`` (with its ``-wal``/``-shm``) and a
     fresh buffer is started, logged as an ERROR naming both files: monitoring goes on, and
     what the damaged file still holds is kept for recovery. Any other failure (no permission,
     a locked or full disk) leaves the file as it is and raises ConfigError naming it.
+
+    Parameters
+    ----------
+    path : Path or str
+        The file (``":memory:"`` for tests).
+
+    Returns
+    -------
+    sqlite3.Connection
+        Shared across threads (``check_same_thread=False``): the caller's lock guards it.
+
+    Raises
+    ------
+    ConfigError
+        The file cannot be opened and is not damaged, or a damaged one cannot be moved aside.
     """
     try:
         return _open(path)
@@ -139,9 +154,25 @@ DELETE_BATCH = 10_000  # rows per DELETE when pruning: bounds each transaction a
 
 
 def delete_all_but_newest(db: sqlite3.Connection, table: str, keep: int, where: str = "1") -> int:
-    """Delete the rows of ``table`` matching ``where`` (SQL of module constants only) but the
-    ``keep`` with the largest ``t_ns``, :data:`DELETE_BATCH` rows per statement (the
-    connection autocommits each). Returns how many were deleted."""
+    """Delete the rows of ``table`` matching ``where`` but the ``keep`` newest.
+
+    Parameters
+    ----------
+    db : sqlite3.Connection
+        An autocommit connection: each batch of :data:`DELETE_BATCH` rows is its own
+        transaction.
+    table : str
+        A table with a ``t_ns`` column (ns); module constants only (it is interpolated).
+    keep : int
+        Rows with the largest ``t_ns`` kept (ties at the boundary are kept too).
+    where : str
+        SQL condition on the rows considered; module constants only.
+
+    Returns
+    -------
+    int
+        Rows deleted.
+    """
     row = db.execute(
         f"SELECT t_ns FROM {table} WHERE {where} ORDER BY t_ns DESC LIMIT 1 OFFSET ?",  # noqa: S608
         (max(keep, 1) - 1,),

@@ -8,13 +8,10 @@ tests plug in fakes.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
-import numpy as np
-import numpy.typing as npt
-
-from common.types import BeatPrediction, Event, SignalChunk
+from common.types import SignalChunk
 
 
 class ChunkSource(Protocol):
@@ -54,22 +51,6 @@ class Uplink(Protocol):
     def inbound(self) -> AsyncIterator[tuple[str, bytes]]:
         """Messages from the subscribed topics (labels), as (topic, payload)."""
         ...
-
-
-class Buffer(Protocol):
-    """Durable outbox and labelled-beat store (``buffer.SqliteBuffer``)."""
-
-    def add(
-        self,
-        beats: Sequence[BeatPrediction],
-        events: Sequence[Event],
-        windows: npt.NDArray[np.float32] | None = None,
-        rr: npt.NDArray[np.float32] | None = None,
-    ) -> None: ...
-
-    def add_label(
-        self, t_ns: int, label: str, source: str, label_id: str, tolerance_ns: int = 150_000_000
-    ) -> bool: ...
 
 
 class Participant(Protocol):

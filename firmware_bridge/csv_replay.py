@@ -155,12 +155,31 @@ def _rate_from_times(t: npt.NDArray[np.float64], name: str) -> float:
 
 
 def time_grid(t: npt.NDArray[np.float64], fs: float, name: str) -> npt.NDArray[np.int64]:
-    """Each row's sample index on the ``fs`` grid, from its time ``t`` (s), shape (n,).
+    """Each row's sample index on the ``fs`` grid, from its time.
 
     Consecutive rows are one sample apart; a step of more than 1.5 samples is a gap (a watch
     export's dropout) of ``round(step * fs) - 1`` missing samples, so the replay does not join
-    its two sides. Raises CorruptInputError where time stands still or goes back (two exports
-    pasted together), naming the row (1-based, after the header).
+    its two sides.
+
+    Parameters
+    ----------
+    t : ndarray, shape (n,), float64
+        Each row's time, s.
+    fs : float
+        Sampling rate, Hz.
+    name : str
+        The file's name, for error messages.
+
+    Returns
+    -------
+    ndarray, shape (n,), int64
+        Sample index of each row (the first row 0).
+
+    Raises
+    ------
+    CorruptInputError
+        Where time stands still or goes back (two exports pasted together), naming the data
+        row (1-based, after the header); or when its typical step is not one sample at ``fs``.
     """
     steps = np.diff(t) * fs
     bad = np.flatnonzero(~(steps > 0))

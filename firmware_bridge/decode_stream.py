@@ -62,7 +62,20 @@ class AssemblerCounters:
     by_error: dict[str, int] = field(default_factory=dict)
 
     def mirror(self, stats: SourceStats, extra_rejected: int = 0) -> SourceStats:
-        """``stats`` with these counts copied in (``extra_rejected``: a reader's own)."""
+        """Copy these counts into a source's ``stats``.
+
+        Parameters
+        ----------
+        stats : SourceStats
+            The source's counters (updated in place).
+        extra_rejected : int
+            Rejects counted before the assembler (a capture reader's own).
+
+        Returns
+        -------
+        SourceStats
+            ``stats``.
+        """
         stats.frames, stats.rejected, stats.gaps = (
             self.frames,
             self.rejected + extra_rejected,
@@ -201,12 +214,11 @@ class StreamAssembler:
             return []
         if isinstance(frame, HeartRateMeasurement):
             self.counters.frames += 1
-            if frame.sensor_contact is not None and frame.sensor_contact != self._hr_contact:
-                _LOGGER.log(
-                    logging.INFO if frame.sensor_contact else logging.WARNING,
-                    "heart-rate sensor: skin contact %s",
-                    "back" if frame.sensor_contact else "lost: its values are dropped",
-                )
+            if frame.sensor_contact is False and self._hr_contact is not False:
+                _LOGGER.warning("heart-rate sensor: skin contact lost: its values are dropped")
+            elif frame.sensor_contact and self._hr_contact is False:
+                _LOGGER.info("heart-rate sensor: skin contact back")
+            if frame.sensor_contact is not None:
                 self._hr_contact = frame.sensor_contact
             if frame.sensor_contact is False:  # a loose strap's value is stale or 0: no alarm
                 self.counters.no_contact += 1

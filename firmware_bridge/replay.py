@@ -18,14 +18,11 @@ import numpy as np
 import numpy.typing as npt
 
 from common.errors import CorruptInputError, DataNotFoundError, MedchainError
-from common.types import StreamKind
+from common.types import StreamKind, microvolts_per
 from firmware_bridge.array_replay import ArrayReplay
 from firmware_bridge.wfdb_header import MAX_FS, check_wfdb_header
 
 _LOGGER = logging.getLogger(__name__)
-
-# Scale factors from a WFDB physical unit to the unit of the stream kind (ECG µV).
-_TO_MICROVOLT = {"mv": 1000.0, "uv": 1.0, "µv": 1.0, "v": 1e6}
 
 
 def _wfdb() -> Any:
@@ -85,10 +82,10 @@ class WfdbReplaySource(ArrayReplay):
         """µV per physical unit of an ECG channel. A header without a unit (WFDB writes
         ``NU``) is taken as mV, as WFDB's own default, with a warning; any other unit (mmHg, %)
         is not an ECG: replayed as one, a pressure wave would be scored as beats."""
-        key = str(unit).strip().lower()
-        if key in _TO_MICROVOLT:
-            return _TO_MICROVOLT[key]
-        if key in ("", "nu"):
+        factor = microvolts_per(unit)
+        if factor is not None:
+            return factor
+        if str(unit).strip().lower() in ("", "nu"):
             _LOGGER.warning("%s: channel %s has no unit: read as mV", self, channel)
             return 1000.0
         raise CorruptInputError(

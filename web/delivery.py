@@ -5,7 +5,8 @@ The broker having it is not the device having it (a broker restart without persi
 expired session): a label counts as done only when the device's receipt (``labelack``, stored
 by the aggregator's ingestion) marks it ``acknowledged``. Until then it is published again:
 pending labels after every (re)connect, and pending or delivered ones every
-:data:`RESEND_AFTER_S` while the device is online (:func:`redeliver`). The device's handling is idempotent (same label id).
+:data:`RESEND_AFTER_S` while the device is online (:func:`redeliver`). The device's handling
+is idempotent (same label id).
 """
 
 from __future__ import annotations

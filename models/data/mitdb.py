@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from common.errors import CorruptInputError, DataNotFoundError
+from common.types import microvolts_per
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -99,7 +100,9 @@ def read_record(folder: Path, name: str, lead: str = "MLII") -> MitdbRecord:
         raise CorruptInputError(f"record {base} has no physical signal")
     channel = names.index(lead)
     units = (rec.units or ["mV"] * len(names))[channel]
-    scale = 1000.0 if units.lower() == "mv" else 1.0
+    scale = microvolts_per(units)
+    if scale is None:
+        raise CorruptInputError(f"record {name!r}: lead {lead!r} is in {units!r}, not a voltage")
     signal = np.asarray(rec.p_signal[:, channel], dtype=np.float64) * scale
     beat_samples, beat_labels = aami_beats(ann.sample, ann.symbol, signal.size, name)
     return MitdbRecord(
@@ -118,8 +121,25 @@ def aami_beats(
     n_samples: int,
     name: str = "",
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The beats of an annotation with an AAMI class: sample indices (sorted, unique) and
-    class indices (``AAMI_CLASSES``); rhythm notes and beats outside ``[0, n_samples)`` dropped.
+    """The beats of an annotation that have an AAMI class.
+
+    Parameters
+    ----------
+    samples : sequence of int
+        Annotation positions, samples of the record.
+    symbols : sequence of str
+        Annotation symbols, same order (``N``, ``V``, ``+``...).
+    n_samples : int
+        The record's length, samples: annotations outside ``[0, n_samples)`` are dropped.
+    name : str
+        The record, for the log line on duplicate positions.
+
+    Returns
+    -------
+    beat_samples : ndarray, shape (n,), int64
+        Sorted, unique sample indices of the beats (rhythm notes and non-beats dropped).
+    beat_labels : ndarray, shape (n,), int64
+        AAMI class index of each (``AAMI_CLASSES``).
     """
     sym = np.asarray(symbols)
     pos = np.asarray(samples, dtype=np.int64)

@@ -12,6 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from common.errors import CorruptInputError, DataNotFoundError
+from common.types import microvolts_per
 from models.data.mitdb import aami_beats
 
 
@@ -45,7 +46,10 @@ def read_mitdb(folder: Path, name: str) -> MitdbRhythm:
         raise CorruptInputError(f"cannot read MIT-BIH record {base}: {exc}") from exc
     if rec.p_signal is None:
         raise CorruptInputError(f"record {base} has no physical signal")
-    x = np.asarray(rec.p_signal[:, 0], dtype=np.float64) * 1000.0
+    scale = microvolts_per((rec.units or ["mV"])[0])
+    if scale is None:
+        raise CorruptInputError(f"record {base}: lead 0 is in {rec.units[0]!r}, not a voltage")
+    x = np.asarray(rec.p_signal[:, 0], dtype=np.float64) * scale
     rhythm = np.full(x.size, 2, dtype=np.int64)
     changes = [
         (int(s), rhythm_of(a))
@@ -58,11 +62,23 @@ def read_mitdb(folder: Path, name: str) -> MitdbRhythm:
 
 
 def window_class(rec: MitdbRhythm, start: int, stop: int, ectopy_as_o: float | None = None) -> int:
-    """Class of the samples ``[start, stop)`` of ``rec``: their majority rhythm.
+    """Class of a window of ``rec``: its majority rhythm (N 0, AF 1, O 2).
 
-    ``ectopy_as_o`` (development option, ``Recipe.mitdb_ectopy_as_o``): a window in sinus
-    rhythm whose annotated beats are at least this share AAMI S, V or F is labelled O, as
-    CinC 2017's annotators called sinus rhythm with frequent ectopy "other rhythm".
+    Parameters
+    ----------
+    rec : MitdbRhythm
+        The record.
+    start, stop : int
+        The window, ``[start, stop)`` in samples of the record.
+    ectopy_as_o : float, optional
+        Development option (``Recipe.mitdb_ectopy_as_o``): a window in sinus rhythm whose
+        annotated beats are at least this share (0-1) AAMI S, V or F is labelled O, as CinC
+        2017's annotators called sinus rhythm with frequent ectopy "other rhythm".
+
+    Returns
+    -------
+    int
+        The class index.
     """
     label = int(np.bincount(rec.rhythm[start:stop], minlength=3).argmax())
     if label != 0 or ectopy_as_o is None:
