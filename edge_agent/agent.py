@@ -202,7 +202,7 @@ class EdgeAgent:
         """Process ``source`` to its end, or until ``stop`` is set (SIGTERM/SIGINT); either way
         classify the beats the front end still holds, store them, then send what is buffered
         (up to the timeout) and return the counters."""
-        tasks = [asyncio.create_task(self._uplink_loop(), name="uplink")]
+        tasks = [asyncio.create_task(self._outbox.run(self.status_detail), name="uplink")]
         if self.uplink is not None:
             tasks.append(asyncio.create_task(self._inbound_loop(), name="inbound"))
         try:
@@ -310,25 +310,6 @@ class EdgeAgent:
     def flush_outbox(self) -> int:
         """Hand pending rows to the uplink (if connected); returns the payloads handed over."""
         return self._outbox.flush()
-
-    async def _uplink_loop(self) -> None:
-        next_status = time.monotonic() + min(5.0, self.settings.status_interval_s)
-        while True:
-            # a failing buffer (full disk) must neither end this task nor hold back the status
-            # that tells the care team about it
-            ok = self._outbox.flush_or_log()
-            if self.uplink is not None and time.monotonic() >= next_status:
-                next_status = time.monotonic() + self.settings.status_interval_s
-                self.uplink.publish_status(True, self.status_detail())
-            self._wake.clear()
-            wait_s = self.settings.flush_interval_s
-            if not ok:  # back off: 2, 4, ... times the interval, at most a minute
-                wait_s = min(60.0, wait_s * 2.0 ** min(self._outbox.failures, 10))
-            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
-            # races its timeout, and the loop would outlive the agent
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait_s):
-                    await self._wake.wait()
 
     # -- inbound -------------------------------------------------------------------------------
 

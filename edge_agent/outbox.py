@@ -18,6 +18,7 @@ rows it would refuse are set aside in the buffer (``rejected``: kept on the devi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import sqlite3
 import time
@@ -87,6 +88,31 @@ class OutboxPump:
         self.clock = clock
         self._next_requeue = 0.0
         self.failures = 0  # flushes failed in a row (flush_or_log)
+
+    async def run(self, status_detail: Callable[[], str]) -> None:
+        """The uplink loop: flush every ``flush_interval_s`` s or as soon as woken (an ack, a
+        stored beat), and publish the status every ``status_interval_s`` s.
+
+        A failing buffer (a full disk) neither ends the loop nor holds back the status that
+        tells the care team about it; the flush then backs off (2, 4, ... times the interval,
+        at most a minute).
+        """
+        s = self.settings
+        next_status = time.monotonic() + min(5.0, s.status_interval_s)
+        while True:
+            ok = self.flush_or_log()
+            if self.uplink is not None and time.monotonic() >= next_status:
+                next_status = time.monotonic() + s.status_interval_s
+                self.uplink.publish_status(True, status_detail())
+            self._wake.clear()
+            wait_s = s.flush_interval_s
+            if not ok:
+                wait_s = min(60.0, wait_s * 2.0 ** min(self.failures, 10))
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # races its timeout, and the loop would outlive the agent
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait_s):
+                    await self._wake.wait()
 
     def flush_or_log(self) -> bool:
         """:meth:`flush`; a buffer that cannot be read or written (a full or failing disk) is
